@@ -1,0 +1,192 @@
+/*
+ * bus.h — the one way wsgate's roles reach each other.
+ *
+ * Two implementations behind this interface:
+ *   bus_inproc.c  standalone: threads in one process; client events made
+ *                 durable in SQLite (WAL) by one writer thread that batches
+ *                 appends into one transaction.
+ *   bus_nats.c    cluster: NATS core subjects for commands, channels and
+ *                 heartbeats; JetStream (file storage) for client events.
+ * bus_open() picks one from the URL: "" -> in-process, nats://... -> NATS.
+ *
+ * Four kinds of traffic:
+ *   1. Client events (edge -> dispatcher, registry): durable, at-least-once,
+ *      in order per connection. The edge calls bus_event_publish() and treats
+ *      the event as accepted only when its ack callback reports 0.
+ *   2. Edge commands (api/dispatcher -> the edge holding a connection):
+ *      request/reply; the reply says the edge queued it (0) or does not hold
+ *      the connection (WSG_EGONE).
+ *   3. Channel publishes and broadcasts (api -> every edge with members):
+ *      fire-and-forget; one bus message per publish, edges fan out locally.
+ *   4. Edge heartbeats (edge -> api registry).
+ *
+ * Ownership: every pointer passed in is borrowed for the duration of the
+ * call; the bus copies what it keeps. Every pointer passed to a callback is
+ * borrowed for the duration of the callback.
+ *
+ * Threads: every function may be called from any thread. Callbacks run on a
+ * bus-owned thread and must not block for long: hand work to your own thread
+ * (the edge uses its queue + lws_cancel_service()). Handlers must be
+ * registered before bus_start().
+ */
+#ifndef WSG_BUS_H
+#define WSG_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bus bus_t;
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+typedef struct {
+    const char *url;         /* "" or NULL: in-process; "nats://host:port": NATS */
+    const char *queue_path;  /* in-process: SQLite file for the durable event
+                                queue (WAL); NULL = ":memory:" (tests only) */
+    const char *name;        /* this process's name, for NATS connection names */
+    uint32_t partitions;     /* NATS: event subject partitions (default 16) */
+} bus_opts_t;
+
+/* Opens a bus. Returns 0, WSG_EINVAL, WSG_EBUS (detail in err). */
+int bus_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen);
+
+/* Starts delivering to the handlers registered so far; in-process, events
+ * left unacknowledged by a previous run are redelivered first. */
+int bus_start(bus_t *bus);
+
+/* Stops delivery and waits for bus threads; pending acks are flushed. */
+void bus_free(bus_t *bus);
+
+/* 1 when the bus can accept work (NATS connected; queue writable). */
+int bus_healthy(bus_t *bus);
+
+/* ---- 1. client events ----------------------------------------------------- */
+
+typedef enum {
+    BUS_EV_CONNECT = 1,
+    BUS_EV_MESSAGE = 2,
+    BUS_EV_DISCONNECT = 3,
+} bus_event_type_t;
+
+#define BUS_EV_MASK(t) (1u << (t))
+#define BUS_EV_ALL (BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_MESSAGE) | \
+                    BUS_EV_MASK(BUS_EV_DISCONNECT))
+
+/* A client event. body is the complete webhook JSON envelope of SPEC.md §3
+ * (built once by the edge; the dispatcher posts it as-is). */
+typedef struct {
+    const char *id;          /* "evt_..." stable across retries */
+    bus_event_type_t type;
+    const char *conn_id;
+    const char *edge_id;     /* edge holding the connection (for actions) */
+    const char *route;
+    uint64_t seq;            /* per-connection, from 1 */
+    const char *body;
+    size_t body_len;
+} bus_event_t;
+
+/* Called once per published event: status 0 = durable (accepted),
+ * WSG_EUNAVAILABLE / WSG_EFULL / WSG_EBUS = not accepted (the edge closes
+ * the client with 1013). */
+typedef void (*bus_event_ack_fn)(void *ud, int status);
+
+int bus_event_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
+
+typedef struct bus_delivery bus_delivery_t;
+
+/* Delivers ev to a consumer. The consumer must later call bus_event_done()
+ * exactly once with d (from any thread). Until then the event is redelivered
+ * after a crash. attempt counts deliveries of this event by the bus (1 first). */
+typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d,
+                             uint32_t attempt);
+
+/* Registers a consumer group (e.g. "dispatch", "registry") receiving events
+ * whose type is in type_mask. Each group gets every such event once;
+ * in-process there is one consumer per group. */
+int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
+                        void *ud);
+
+/* Acknowledges (consumed or dead-lettered). Frees d. */
+void bus_event_done(bus_t *bus, bus_delivery_t *d);
+
+/* Highest seq published for conn_id still known to the bus (0 if none).
+ * Used to number the disconnect event of a connection whose edge died. */
+int bus_event_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq);
+
+/* ---- 2. edge commands --------------------------------------------------- */
+
+typedef enum {
+    BUS_CMD_SEND = 1,        /* data/len/binary */
+    BUS_CMD_CLOSE = 2,       /* code/reason/initiator */
+    BUS_CMD_SUBSCRIBE = 3,   /* channel */
+    BUS_CMD_UNSUBSCRIBE = 4, /* channel */
+} bus_cmd_op_t;
+
+typedef struct {
+    bus_cmd_op_t op;
+    const char *conn_id;
+    const unsigned char *data;
+    size_t len;
+    int binary;
+    int code;
+    const char *reason;
+    const char *initiator;   /* "api", "server", ... for CLOSE */
+    const char *channel;
+} bus_cmd_t;
+
+/* Reply to a command: 0 queued/applied, WSG_EGONE not held by that edge,
+ * WSG_ETIMEOUT no answer, WSG_EFULL (slow consumer). */
+typedef void (*bus_reply_fn)(void *ud, int status);
+
+/* Sends cmd to edge_id; edge_id NULL = every live edge, and the reply is 0
+ * if any edge answered 0. Commands from one caller to one edge arrive in the
+ * order sent. cb may be NULL (fire-and-forget). */
+int bus_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
+                    void *ud);
+
+typedef struct bus_reply bus_reply_t;
+
+/* Handler of commands on an edge; must call bus_cmd_reply(r, status) exactly
+ * once (from any thread). */
+typedef void (*bus_cmd_fn)(void *ud, const bus_cmd_t *cmd, bus_reply_t *r);
+
+int bus_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud);
+void bus_cmd_reply(bus_reply_t *r, int status);
+
+/* ---- 3. channels and broadcast --------------------------------------------- */
+
+/* A publish as edges receive it. channel is NULL for a broadcast, then
+ * route is the route filter (NULL = every route). exclude is a connection id
+ * that must not receive it, or NULL. */
+typedef struct {
+    const char *channel;
+    const char *route;
+    const char *exclude;
+    const unsigned char *data;
+    size_t len;
+    int binary;
+} bus_publish_t;
+
+/* Publishes to every edge with members of p->channel (or every edge for a
+ * broadcast). Returns 0 once handed to the bus. */
+int bus_publish(bus_t *bus, const bus_publish_t *p);
+
+typedef void (*bus_publish_fn)(void *ud, const bus_publish_t *p);
+
+/* Registers the edge's handler for publishes and broadcasts. */
+int bus_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud);
+
+/* The edge declares (on=1) or withdraws (on=0) interest in a channel; the
+ * bus only delivers publishes for channels with interest. Reference counting
+ * of local members is the edge's job. */
+int bus_channel_interest(bus_t *bus, const char *channel, int on);
+
+/* ---- 4. heartbeats ---------------------------------------------------------- */
+
+typedef void (*bus_heartbeat_fn)(void *ud, const char *edge_id, int64_t at_ms, int leaving);
+
+/* Publishes a heartbeat for edge_id; leaving=1 on graceful shutdown. */
+int bus_heartbeat(bus_t *bus, const char *edge_id, int leaving);
+int bus_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud);
+
+#endif

@@ -1,0 +1,222 @@
+/*
+ * cmd_run.c — the long-running roles: standalone (every role in one process)
+ * and the cluster roles edge, api and dispatch. Loads the config, opens the
+ * bus and the store, starts the roles, and turns SIGTERM/SIGINT into a
+ * graceful shutdown. Signals are blocked in every thread and taken by one
+ * sigwait() thread, so no handler ever runs inside library code.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/cmd.h"
+#include "common/config.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "control-api/api.h"
+#include "dispatcher/dispatch.h"
+#include "store/store.h"
+#include "ws-edge/edge.h"
+
+enum { ROLE_EDGE = 1, ROLE_API = 2, ROLE_DISPATCH = 4, ROLE_ALL = 7 };
+
+typedef struct {
+    int roles;
+    wsg_config_t *cfg;
+    bus_t *bus;
+    edge_t *edge;
+    api_t *api;
+    disp_t *disp;
+    sigset_t sigs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+} run_t;
+
+static void *signal_thread(void *arg)
+{
+    run_t *r = arg;
+    int sig = 0;
+    while (sigwait(&r->sigs, &sig) == 0) {
+        WSG_LOG(WSG_LOG_INFO, "shutting down", "signal=%d", sig);
+        pthread_mutex_lock(&r->mu);
+        int again = r->stopping;
+        r->stopping = 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (again) {
+            WSG_LOG(WSG_LOG_WARN, "second signal: exiting now", NULL);
+            _exit(1);
+        }
+        if (r->edge)
+            edge_stop(r->edge);
+    }
+    return NULL;
+}
+
+/* The SQLite file of the in-process event queue sits beside the store's. */
+static char *queue_path_for(const char *store_url)
+{
+    const char *p = NULL;
+    if (strncmp(store_url, "sqlite://", 9) == 0)
+        p = store_url + 9;
+    if (!p || !*p || strcmp(p, ":memory:") == 0)
+        return NULL;
+    size_t n = strlen(p);
+    char *q = malloc(n + 8);
+    if (!q)
+        abort();
+    memcpy(q, p, n);
+    memcpy(q + n, ".queue", 7);
+    return q;
+}
+
+static int migrate_store(const char *url)
+{
+    char err[512] = "";
+    store_t *st = NULL;
+    int rc = store_open(&st, url, err, sizeof err);
+    if (rc == 0 && (rc = store_migrate(st)) != 0)
+        snprintf(err, sizeof err, "%s", store_errmsg(st));
+    store_free(st);
+    if (rc != 0)
+        WSG_LOG(WSG_LOG_ERROR, "store migration failed", "store_error=%s code=%s", err,
+                wsg_err_name(rc));
+    return rc;
+}
+
+static int start_roles(run_t *r, char *err, size_t errlen)
+{
+    const wsg_config_t *cfg = r->cfg;
+    int rc = 0;
+    if ((r->roles & ROLE_API) && (rc = api_new(&r->api, cfg, r->bus, err, errlen)) != 0)
+        return rc;
+    if ((r->roles & ROLE_DISPATCH) && (rc = disp_new(&r->disp, cfg, r->bus, err, errlen)) != 0)
+        return rc;
+    if ((r->roles & ROLE_EDGE) && (rc = edge_new(&r->edge, cfg, r->bus, err, errlen)) != 0)
+        return rc;
+    if ((rc = bus_start(r->bus)) != 0)
+        return wsg_errf(err, errlen, rc, "bus start failed");
+    if (r->api && (rc = api_start(r->api, err, errlen)) != 0)
+        return rc;
+    if (r->disp && (rc = disp_start(r->disp, err, errlen)) != 0)
+        return rc;
+    return 0;
+}
+
+static void announce(const run_t *r, const char *role)
+{
+    char edge[64] = "", api[64] = "";
+    if (r->edge)
+        snprintf(edge, sizeof edge, "%d", edge_port(r->edge));
+    if (r->api)
+        snprintf(api, sizeof api, "%d", api_port(r->api));
+    WSG_LOG(WSG_LOG_INFO, "wsgate ready", "role=%s edge_listen=%s edge_port=%s api_listen=%s api_port=%s",
+            role, r->edge ? r->cfg->edge.listen : NULL, r->edge ? edge : NULL,
+            r->api ? r->cfg->api.listen : NULL, r->api ? api : NULL);
+}
+
+static void wait_for_signal(run_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int run_roles(int argc, char **argv, int roles, const char *role)
+{
+    run_t r = {.roles = roles, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    char err[1024] = "";
+    int rc, status = 1;
+    const char *path = cmd_config_path(argc, argv);
+
+    if (wsg_log_setup_env() != 0) {
+        fprintf(stderr, "wsgate: LOG_LEVEL must be error|warn|info|debug, LOG_FORMAT json|text\n");
+        return 2;
+    }
+    if (!path) {
+        fprintf(stderr, "wsgate %s: --config FILE is required (or set WSGATE_CONFIG)\n", role);
+        return 2;
+    }
+    if ((rc = wsg_config_load(&r.cfg, path, err, sizeof err)) != 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 2;
+    }
+    if (!getenv("LOG_LEVEL") || !getenv("LOG_FORMAT"))
+        wsg_log_setup(getenv("LOG_LEVEL") ? NULL : r.cfg->log.level,
+                      getenv("LOG_FORMAT") ? NULL : r.cfg->log.format);
+
+    sigemptyset(&r.sigs);
+    sigaddset(&r.sigs, SIGTERM);
+    sigaddset(&r.sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &r.sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_t sig_tid;
+    pthread_create(&sig_tid, NULL, signal_thread, &r);
+    pthread_detach(sig_tid);
+
+    if ((roles & (ROLE_API | ROLE_DISPATCH)) && migrate_store(r.cfg->store) != 0)
+        goto out;
+
+    char *qpath = roles == ROLE_ALL ? queue_path_for(r.cfg->store) : NULL;
+    bus_opts_t bo = {.url = r.cfg->nats, .queue_path = qpath, .name = role};
+    if (roles != ROLE_ALL && (!r.cfg->nats || !*r.cfg->nats)) {
+        fprintf(stderr, "wsgate %s: cluster roles need `nats:` set (or use `wsgate standalone`)\n",
+                role);
+        free(qpath);
+        status = 2;
+        goto out;
+    }
+    rc = bus_open(&r.bus, &bo, err, sizeof err);
+    free(qpath);
+    if (rc != 0) {
+        WSG_LOG(WSG_LOG_ERROR, "bus open failed", "error=%s code=%s", err, wsg_err_name(rc));
+        goto out;
+    }
+    if ((rc = start_roles(&r, err, sizeof err)) != 0) {
+        WSG_LOG(WSG_LOG_ERROR, "start-up failed", "error=%s code=%s", err, wsg_err_name(rc));
+        goto out;
+    }
+    announce(&r, role);
+    if (r.edge)
+        rc = edge_run(r.edge); /* returns once drained after SIGTERM */
+    else
+        wait_for_signal(&r);
+    status = rc == 0 ? 0 : 1;
+out:
+    edge_free(r.edge);
+    r.edge = NULL;
+    api_stop(r.api);
+    disp_stop(r.disp);
+    api_free(r.api);
+    disp_free(r.disp);
+    bus_free(r.bus);
+    wsg_config_free(r.cfg);
+    WSG_LOG(WSG_LOG_INFO, "stopped", "status=%d", status);
+    return status;
+}
+
+int cmd_standalone(int argc, char **argv)
+{
+    return run_roles(argc, argv, ROLE_ALL, "standalone");
+}
+
+int cmd_edge(int argc, char **argv)
+{
+    return run_roles(argc, argv, ROLE_EDGE, "edge");
+}
+
+int cmd_api(int argc, char **argv)
+{
+    return run_roles(argc, argv, ROLE_API, "api");
+}
+
+int cmd_dispatch(int argc, char **argv)
+{
+    return run_roles(argc, argv, ROLE_DISPATCH, "dispatch");
+}

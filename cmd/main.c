@@ -1,0 +1,61 @@
+/* main.c — the wsgate binary: picks a sub-command. See cmd.h and README.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"standalone", cmd_standalone, "all roles in one process (SQLite, in-process bus)"},
+    {"edge", cmd_edge, "hold client WebSockets (cluster)"},
+    {"api", cmd_api, "serve the control API (cluster)"},
+    {"dispatch", cmd_dispatch, "deliver client events as webhooks (cluster)"},
+    {"migrate", cmd_migrate, "apply migrations/ to the configured store"},
+    {"token", cmd_token, "mint a signed JWT for clients or the control API"},
+    {"check-config", cmd_check_config, "validate a config file and explain errors"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: wsgate [command] [--config FILE] [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nWithout a command wsgate runs standalone. `wsgate COMMAND --help` for details.\n");
+}
+
+const char *cmd_config_path(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
+            return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            return argv[i] + 9;
+    }
+    const char *env = getenv("WSGATE_CONFIG");
+    return env && *env ? env : NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+                      strcmp(argv[1], "help") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
+        printf("wsgate %s\n", WSGATE_VERSION);
+        return 0;
+    }
+    if (argc < 2 || argv[1][0] == '-')
+        return cmd_standalone(argc, argv); /* argv[0] stands in for the command name */
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "wsgate: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,205 @@
+/* log.c — one formatted line per call, one write(2) per line. See log.h. */
+#include "common/log.h"
+#include "common/err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+int wsg_log_threshold = WSG_LOG_INFO;
+static int log_json = 1;
+static int log_fd = 2;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+int wsg_log_setup(const char *level, const char *format)
+{
+    int lv = -1;
+    if (level) {
+        for (int i = 0; i < 4; i++)
+            if (strcasecmp(level, level_names[i]) == 0)
+                lv = i;
+        if (lv < 0 && strcasecmp(level, "warning") == 0)
+            lv = WSG_LOG_WARN;
+        if (lv < 0)
+            return WSG_EINVAL;
+    }
+    if (format && strcmp(format, "json") != 0 && strcmp(format, "text") != 0)
+        return WSG_EINVAL;
+    if (lv >= 0)
+        wsg_log_threshold = lv;
+    if (format)
+        log_json = strcmp(format, "json") == 0;
+    return 0;
+}
+
+int wsg_log_setup_env(void)
+{
+    const char *lv = getenv("LOG_LEVEL"), *fmt = getenv("LOG_FORMAT");
+    return wsg_log_setup(lv && *lv ? lv : NULL, fmt && *fmt ? fmt : NULL);
+}
+
+void wsg_log_set_fd(int fd)
+{
+    log_fd = fd;
+}
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} line_t;
+
+static void put(line_t *l, const char *s, size_t n)
+{
+    if (l->len + n > l->cap)
+        n = l->cap - l->len;
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+static void puts_(line_t *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
+/* Appends s, escaped for a JSON string when json is set. */
+static void put_str(line_t *l, const char *s, int json)
+{
+    if (!json) {
+        puts_(l, s);
+        return;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c;
+            put(l, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            put(l, esc, 6);
+        } else {
+            put(l, (const char *)&c, 1);
+        }
+    }
+}
+
+static void put_fmt(line_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_fmt(line_t *l, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        put(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* Formats one value of conversion conv (the text after '%') taken from ap. */
+static void put_value(line_t *l, const char *conv, size_t clen, va_list *ap, int json)
+{
+    if (clen == 1 && conv[0] == 's') {
+        const char *s = va_arg(*ap, const char *);
+        if (!s) {
+            puts_(l, json ? "null" : "-");
+            return;
+        }
+        if (json)
+            put(l, "\"", 1);
+        put_str(l, s, json);
+        if (json)
+            put(l, "\"", 1);
+    } else if (clen == 1 && conv[0] == 'j') {
+        const char *s = va_arg(*ap, const char *);
+        puts_(l, s ? s : "null");
+    } else if (clen == 1 && conv[0] == 'd') {
+        put_fmt(l, "%d", va_arg(*ap, int));
+    } else if (clen == 1 && conv[0] == 'u') {
+        put_fmt(l, "%u", va_arg(*ap, unsigned));
+    } else if (clen == 2 && conv[0] == 'l' && conv[1] == 'd') {
+        put_fmt(l, "%ld", va_arg(*ap, long));
+    } else if (clen == 2 && conv[0] == 'l' && conv[1] == 'u') {
+        put_fmt(l, "%lu", va_arg(*ap, unsigned long));
+    } else if (clen == 3 && conv[2] == 'd') {
+        put_fmt(l, "%lld", va_arg(*ap, long long));
+    } else if (clen == 3 && conv[2] == 'u') {
+        put_fmt(l, "%llu", va_arg(*ap, unsigned long long));
+    } else if (clen == 2 && conv[0] == 'z') {
+        put_fmt(l, "%zu", va_arg(*ap, size_t));
+    } else if (clen == 1 && conv[0] == 'f') {
+        put_fmt(l, "%.3f", va_arg(*ap, double));
+    } else {
+        puts_(l, json ? "\"?\"" : "?"); /* programming error in a field spec */
+    }
+}
+
+static void put_time(line_t *l)
+{
+    struct timespec ts;
+    struct tm tm;
+    char buf[40];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof buf - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    puts_(l, buf);
+}
+
+void wsg_log_emit(int level, const char *msg, const char *fields, ...)
+{
+    char buf[4096];
+    line_t l = {buf, 0, sizeof buf - 1};
+    int json = log_json;
+    const char *lvl = level_names[level < 0 ? 0 : level > 3 ? 3 : level];
+
+    if (json) {
+        puts_(&l, "{\"ts\":\"");
+        put_time(&l);
+        puts_(&l, "\",\"level\":\"");
+        puts_(&l, lvl);
+        puts_(&l, "\",\"msg\":\"");
+        put_str(&l, msg, 1);
+        put(&l, "\"", 1);
+    } else {
+        put_time(&l);
+        put(&l, " ", 1);
+        puts_(&l, lvl);
+        put(&l, " ", 1);
+        puts_(&l, msg);
+    }
+
+    va_list ap;
+    va_start(ap, fields);
+    for (const char *p = fields; p && *p;) {
+        while (*p == ' ')
+            p++;
+        const char *eq = strchr(p, '=');
+        if (!*p || !eq || eq[1] != '%')
+            break;
+        const char *conv = eq + 2, *end = conv;
+        while (*end && *end != ' ')
+            end++;
+        if (json) {
+            puts_(&l, ",\"");
+            put(&l, p, (size_t)(eq - p));
+            puts_(&l, "\":");
+        } else {
+            put(&l, " ", 1);
+            put(&l, p, (size_t)(eq - p) + 1);
+        }
+        put_value(&l, conv, (size_t)(end - conv), &ap, json);
+        p = end;
+    }
+    va_end(ap);
+
+    if (json)
+        put(&l, "}", 1);
+    buf[l.len++] = '\n';
+    ssize_t w = write(log_fd, buf, l.len);
+    (void)w;
+}

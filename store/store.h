@@ -1,0 +1,152 @@
+/*
+ * store.h — wsgate's state (SPEC.md §5): connections, subscriptions, edges,
+ * dead letters, schema migrations.
+ *
+ * Two implementations behind this interface, picked by URL in store_open():
+ *   store_sqlite.c  "sqlite:///abs/path.db" or "sqlite://rel.db" (WAL mode)
+ *   store_pg.c      "postgres://..." / "postgresql://..." (libpq)
+ * Both apply the same migrations/ (embedded in the binary at build time) with
+ * store_migrate(), which records each version in schema_migrations and is
+ * idempotent. Both pass the one shared test suite in tests/unit/test_store.c.
+ *
+ * The store never logs: failures come back as WSG_ESTORE (or WSG_EUNAVAILABLE
+ * when the server cannot be reached) with the SQL state / message in the
+ * error buffer given to store_open() and readable with store_errmsg().
+ *
+ * Threads: a store_t is used by one thread at a time. Open one per thread
+ * that needs it; SQLite handles in one process share the file safely.
+ *
+ * Ownership: strings passed in are borrowed. Records returned in a
+ * store_conn_t / list are owned by the caller and freed with the matching
+ * *_free / *_list_free function.
+ */
+#ifndef WSG_STORE_H
+#define WSG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store_t;
+
+int store_open(store_t **out, const char *url, char *err, size_t errlen);
+void store_free(store_t *st);
+
+/* Applies every migration not yet recorded. Returns 0 or WSG_ESTORE. */
+int store_migrate(store_t *st);
+
+/* Detail of the last failure on st (borrowed, valid until the next call). */
+const char *store_errmsg(store_t *st);
+
+/* 0 when the store answers a trivial query. */
+int store_ping(store_t *st);
+
+/* ---- connections ---------------------------------------------------------- */
+
+typedef struct {
+    char *id;
+    char *route;
+    char *edge_id;
+    char *user;          /* may be NULL */
+    char *context_json;  /* JSON object text, "{}" when empty */
+    char *remote_addr;
+    int64_t connected_at_ms;
+    int64_t last_active_at_ms;
+} store_conn_t;
+
+/* Inserts or replaces by id. */
+int store_conn_put(store_t *st, const store_conn_t *c);
+/* Fills out (caller frees with store_conn_clear) or returns WSG_ENOTFOUND. */
+int store_conn_get(store_t *st, const char *id, store_conn_t *out);
+/* Deletes the connection and all its subscriptions. Idempotent. */
+int store_conn_delete(store_t *st, const char *id);
+int store_conn_touch(store_t *st, const char *id, int64_t last_active_at_ms);
+void store_conn_clear(store_conn_t *c);
+
+typedef struct {
+    store_conn_t *items;
+    size_t n;
+    char *next_cursor;   /* NULL when there are no more pages */
+} store_conn_list_t;
+
+typedef struct {
+    const char *user;    /* filters; NULL = any */
+    const char *route;
+    const char *channel;
+    const char *edge_id;
+    const char *cursor;  /* opaque, from a previous page's next_cursor */
+    size_t limit;        /* 1..1000 */
+} store_conn_query_t;
+
+/* Lists connections ordered by id. Returns WSG_EINVAL for a bad cursor. */
+int store_conn_list(store_t *st, const store_conn_query_t *q, store_conn_list_t *out);
+void store_conn_list_free(store_conn_list_t *l);
+
+/* ---- subscriptions --------------------------------------------------------- */
+
+/* Idempotent. store_sub_add returns WSG_EGONE if the connection is unknown. */
+int store_sub_add(store_t *st, const char *channel, const char *conn_id);
+int store_sub_remove(store_t *st, const char *channel, const char *conn_id);
+
+typedef struct {
+    char **items;
+    size_t n;
+    char *next_cursor;
+} store_str_list_t;
+
+/* Channels of one connection (all of them, sorted). */
+int store_sub_channels(store_t *st, const char *conn_id, store_str_list_t *out);
+void store_str_list_free(store_str_list_t *l);
+
+typedef struct {
+    char *channel;
+    uint64_t members;
+} store_channel_t;
+
+typedef struct {
+    store_channel_t *items;
+    size_t n;
+    char *next_cursor;
+} store_channel_list_t;
+
+/* Channels whose name starts with prefix ("" = all) with member counts. */
+int store_channel_list(store_t *st, const char *prefix, const char *cursor, size_t limit,
+                       store_channel_list_t *out);
+void store_channel_list_free(store_channel_list_t *l);
+
+/* ---- edges ------------------------------------------------------------------ */
+
+int store_edge_heartbeat(store_t *st, const char *edge_id, int64_t at_ms);
+int store_edge_delete(store_t *st, const char *edge_id);
+/* Edges whose last heartbeat is older than before_ms. */
+int store_edge_stale(store_t *st, int64_t before_ms, store_str_list_t *out);
+
+/* ---- dead letters ----------------------------------------------------------- */
+
+typedef struct {
+    char *id;            /* the event id */
+    char *conn_id;
+    char *route;
+    char *backend;
+    char *event_json;    /* the event envelope as delivered */
+    int attempts;
+    int last_status;     /* HTTP status of the last attempt, 0 if none */
+    char *last_error;
+    int64_t created_at_ms;
+} store_dead_t;
+
+int store_dead_put(store_t *st, const store_dead_t *d);
+int store_dead_get(store_t *st, const char *id, store_dead_t *out);
+int store_dead_delete(store_t *st, const char *id);
+void store_dead_clear(store_dead_t *d);
+
+typedef struct {
+    store_dead_t *items;
+    size_t n;
+    char *next_cursor;
+} store_dead_list_t;
+
+int store_dead_list(store_t *st, const char *route, const char *cursor, size_t limit,
+                    store_dead_list_t *out);
+void store_dead_list_free(store_dead_list_t *l);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * edge.h — the client side (SPEC.md §2): holds WebSocket connections with
+ * libwebsockets, authenticates handshakes, enforces limits, turns client
+ * events into bus events and applies bus commands and publishes to sockets.
+ *
+ * Threads: edge_new/edge_free on the owning thread; edge_run() runs the one
+ * lws service thread (Debian's lws has LWS_MAX_SMP 1) and returns after
+ * edge_stop() once every socket is closed and its disconnect event accepted,
+ * or when shutdown_grace expires. edge_stop() may be called from any thread.
+ */
+#ifndef WSG_EDGE_H
+#define WSG_EDGE_H
+
+#include <stddef.h>
+
+#include "bus/bus.h"
+#include "common/config.h"
+
+typedef struct edge edge_t;
+
+/* Creates the edge and binds its listening socket (cfg->edge.listen).
+ * cfg and bus are borrowed and must outlive the edge. Registers the edge's
+ * bus handlers, so call it before bus_start(). */
+int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen);
+
+/* Serves until stopped and drained. Returns 0 or a WSG_E* code. */
+int edge_run(edge_t *e);
+
+/* Begins graceful shutdown: stop accepting, close sockets with 1001, flush. */
+void edge_stop(edge_t *e);
+
+/* The port actually bound (useful with port 0). */
+int edge_port(const edge_t *e);
+
+void edge_free(edge_t *e);
+
+#endif
