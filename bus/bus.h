@@ -40,11 +40,11 @@ typedef struct bus bus_t;
 /* ---- lifecycle ---------------------------------------------------------- */
 
 typedef struct {
-    const char *url;         /* "" or NULL: in-process; "nats://host:port": NATS */
-    const char *queue_path;  /* in-process: SQLite file for the durable event
-                                queue (WAL); NULL = ":memory:" (tests only) */
-    const char *name;        /* this process's name, for NATS connection names */
-    uint32_t partitions;     /* NATS: event subject partitions (default 16) */
+    const char *url;        /* "" or NULL: in-process; "nats://host:port": NATS */
+    const char *queue_path; /* in-process: SQLite file for the durable event
+                               queue (WAL); NULL = ":memory:" (tests only) */
+    const char *name;       /* this process's name, for NATS connection names */
+    uint32_t partitions;    /* NATS: event subject partitions (default 16) */
 } bus_opts_t;
 
 /* Opens a bus. Returns 0, WSG_EINVAL, WSG_EBUS (detail in err). */
@@ -69,18 +69,18 @@ typedef enum {
 } bus_event_type_t;
 
 #define BUS_EV_MASK(t) (1u << (t))
-#define BUS_EV_ALL (BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_MESSAGE) | \
-                    BUS_EV_MASK(BUS_EV_DISCONNECT))
+#define BUS_EV_ALL                                                                                 \
+    (BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_MESSAGE) | BUS_EV_MASK(BUS_EV_DISCONNECT))
 
 /* A client event. body is the complete webhook JSON envelope of SPEC.md §3
  * (built once by the edge; the dispatcher posts it as-is). */
 typedef struct {
-    const char *id;          /* "evt_..." stable across retries */
+    const char *id; /* "evt_..." stable across retries */
     bus_event_type_t type;
     const char *conn_id;
-    const char *edge_id;     /* edge holding the connection (for actions) */
+    const char *edge_id; /* edge holding the connection (for actions) */
     const char *route;
-    uint64_t seq;            /* per-connection, from 1 */
+    uint64_t seq; /* per-connection, from 1 */
     const char *body;
     size_t body_len;
 } bus_event_t;
@@ -97,8 +97,7 @@ typedef struct bus_delivery bus_delivery_t;
 /* Delivers ev to a consumer. The consumer must later call bus_event_done()
  * exactly once with d (from any thread). Until then the event is redelivered
  * after a crash. attempt counts deliveries of this event by the bus (1 first). */
-typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d,
-                             uint32_t attempt);
+typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt);
 
 /* Registers a consumer group (e.g. "dispatch", "registry") receiving events
  * whose type is in type_mask. Each group gets every such event once;
@@ -130,7 +129,7 @@ typedef struct {
     int binary;
     int code;
     const char *reason;
-    const char *initiator;   /* "api", "server", ... for CLOSE */
+    const char *initiator; /* "api", "server", ... for CLOSE */
     const char *channel;
 } bus_cmd_t;
 

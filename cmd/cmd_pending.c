@@ -1,13 +1,10 @@
-/* cmd_pending.c — sub-commands not built yet: they say so and fail. */
+/* cmd_pending.c — placeholder for `wsgate migrate` until store/ lands: says so and fails. */
 #include <stdio.h>
 
 #include "cmd/cmd.h"
 
-static int pending(const char *name)
+int cmd_migrate(int argc, char **argv)
 {
-    fprintf(stderr, "wsgate %s: not built yet\n", name);
+    fprintf(stderr, "wsgate migrate: not built yet\n");
     return 1;
 }
-int cmd_migrate(int argc, char **argv) { return pending("migrate"); }
-int cmd_token(int argc, char **argv) { return pending("token"); }
-int cmd_check_config(int argc, char **argv) { return pending("check-config"); }

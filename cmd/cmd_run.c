@@ -115,8 +115,9 @@ static void announce(const run_t *r, const char *role)
         snprintf(edge, sizeof edge, "%d", edge_port(r->edge));
     if (r->api)
         snprintf(api, sizeof api, "%d", api_port(r->api));
-    WSG_LOG(WSG_LOG_INFO, "wsgate ready", "role=%s edge_listen=%s edge_port=%s api_listen=%s api_port=%s",
-            role, r->edge ? r->cfg->edge.listen : NULL, r->edge ? edge : NULL,
+    WSG_LOG(WSG_LOG_INFO, "wsgate ready",
+            "role=%s edge_listen=%s edge_port=%s api_listen=%s api_port=%s", role,
+            r->edge ? r->cfg->edge.listen : NULL, r->edge ? edge : NULL,
             r->api ? r->cfg->api.listen : NULL, r->api ? api : NULL);
 }
 

@@ -24,7 +24,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: wsgate [command] [--config FILE] [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\nWithout a command wsgate runs standalone. `wsgate COMMAND --help` for details.\n");
+    fprintf(f,
+            "\nWithout a command wsgate runs standalone. `wsgate COMMAND --help` for details.\n");
 }
 
 const char *cmd_config_path(int argc, char **argv)

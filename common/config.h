@@ -34,9 +34,9 @@ typedef enum {
 
 /* JWT verification settings (route auth and control-API auth). */
 typedef struct {
-    bool enabled;          /* a jwt: block was given */
-    wsg_alg_t alg;         /* pinned algorithm; tokens with another alg are refused */
-    char *secret;          /* HS*: shared secret (>= 32 bytes) */
+    bool enabled;  /* a jwt: block was given */
+    wsg_alg_t alg; /* pinned algorithm; tokens with another alg are refused */
+    char *secret;  /* HS*: shared secret (>= 32 bytes) */
     size_t secret_len;
     char *public_key_file; /* RS or ES: path of a PEM public key */
     char *public_key;      /* RS or ES: PEM text, loaded from public_key_file */
@@ -45,7 +45,7 @@ typedef struct {
     char *audience;        /* "" = not checked */
     char **context_claims; /* claim names copied into the connection context */
     size_t n_context_claims;
-    uint32_t leeway_s;     /* clock skew allowed for exp/nbf (default 5) */
+    uint32_t leeway_s; /* clock skew allowed for exp/nbf (default 5) */
 } wsg_jwt_conf_t;
 
 typedef enum {
@@ -60,86 +60,86 @@ typedef struct {
     char *equals;     /* string value it must equal */
     char *regex;      /* PCRE2 pattern matched against the payload */
     char *backend;
-    int line;         /* line in the config file, for error messages */
+    int line; /* line in the config file, for error messages */
 } wsg_rule_conf_t;
 
 typedef struct {
-    uint32_t max_message_bytes;   /* default 131072; close 1009 above */
-    uint32_t rate_mps;            /* messages per second; 0 = unlimited; default 100 */
-    uint32_t rate_burst;          /* default 200 */
-    uint64_t max_outbound_bytes;  /* default 1048576; close 1008 "slow consumer" above */
-    uint64_t ping_interval_ms;    /* default 25000 */
-    uint64_t idle_timeout_ms;     /* default 60000 */
-    uint64_t max_lifetime_ms;     /* default 0 = none */
-    uint64_t handshake_timeout_ms;/* default 10000 */
+    uint32_t max_message_bytes;    /* default 131072; close 1009 above */
+    uint32_t rate_mps;             /* messages per second; 0 = unlimited; default 100 */
+    uint32_t rate_burst;           /* default 200 */
+    uint64_t max_outbound_bytes;   /* default 1048576; close 1008 "slow consumer" above */
+    uint64_t ping_interval_ms;     /* default 25000 */
+    uint64_t idle_timeout_ms;      /* default 60000 */
+    uint64_t max_lifetime_ms;      /* default 0 = none */
+    uint64_t handshake_timeout_ms; /* default 10000 */
 } wsg_limits_conf_t;
 
 typedef struct {
-    uint64_t timeout_ms;          /* per webhook request; default 10000 */
-    uint32_t max_attempts;        /* default 10 */
-    uint64_t max_age_ms;          /* default 3600000 (1h); 0 = no age limit */
-    uint32_t max_concurrency;     /* requests in flight per backend; default 64 */
-    uint32_t batch_max;           /* events per request; default 1 */
-    uint64_t backoff_initial_ms;  /* default 500 */
-    uint64_t backoff_max_ms;      /* default 60000 */
-    uint32_t max_response_bytes;  /* response body cap; default 1048576 */
+    uint64_t timeout_ms;         /* per webhook request; default 10000 */
+    uint32_t max_attempts;       /* default 10 */
+    uint64_t max_age_ms;         /* default 3600000 (1h); 0 = no age limit */
+    uint32_t max_concurrency;    /* requests in flight per backend; default 64 */
+    uint32_t batch_max;          /* events per request; default 1 */
+    uint64_t backoff_initial_ms; /* default 500 */
+    uint64_t backoff_max_ms;     /* default 60000 */
+    uint32_t max_response_bytes; /* response body cap; default 1048576 */
 } wsg_delivery_conf_t;
 
 typedef struct {
-    char *path;                   /* exact request path, starts with '/' */
-    char *backend;                /* http(s) URL */
-    char *webhook_secret;         /* Standard Webhooks secret ("whsec_" + base64) */
-    unsigned char *webhook_key;   /* decoded key bytes used for HMAC */
+    char *path;                 /* exact request path, starts with '/' */
+    char *backend;              /* http(s) URL */
+    char *webhook_secret;       /* Standard Webhooks secret ("whsec_" + base64) */
+    unsigned char *webhook_key; /* decoded key bytes used for HMAC */
     size_t webhook_key_len;
     struct {
         wsg_jwt_conf_t jwt;
-        char *authorizer;         /* URL or "" */
+        char *authorizer;               /* URL or "" */
         uint64_t authorizer_timeout_ms; /* default 5000 */
-        char **authorizer_headers;/* request headers forwarded to the authorizer */
+        char **authorizer_headers;      /* request headers forwarded to the authorizer */
         size_t n_authorizer_headers;
-        bool required;            /* default true */
+        bool required; /* default true */
     } auth;
     char **allowed_origins;
     size_t n_allowed_origins;
     wsg_one_conn_t one_connection_per_user;
-    char **allowed_backends;      /* URL prefixes; backend is implied */
+    char **allowed_backends; /* URL prefixes; backend is implied */
     size_t n_allowed_backends;
     wsg_rule_conf_t *rules;
     size_t n_rules;
-    char *routing_service;        /* URL or "" */
+    char *routing_service; /* URL or "" */
     wsg_limits_conf_t limits;
     wsg_delivery_conf_t delivery;
     int line;
 } wsg_route_conf_t;
 
 typedef struct {
-    char *id;                     /* edge id; default "<hostname>-<pid>" */
-    char *listen;                 /* host:port; default 127.0.0.1:8080 */
-    uint32_t max_connections;     /* per edge; default 100000 */
+    char *id;                        /* edge id; default "<hostname>-<pid>" */
+    char *listen;                    /* host:port; default 127.0.0.1:8080 */
+    uint32_t max_connections;        /* per edge; default 100000 */
     uint32_t max_connections_per_ip; /* default 0 = unlimited */
-    uint64_t shutdown_grace_ms;   /* default 20000 */
-    uint64_t heartbeat_interval_ms; /* default 5000 */
+    uint64_t shutdown_grace_ms;      /* default 20000 */
+    uint64_t heartbeat_interval_ms;  /* default 5000 */
 } wsg_edge_conf_t;
 
 typedef struct {
-    char *listen;                 /* host:port; default 127.0.0.1:8081 */
-    wsg_jwt_conf_t jwt;           /* api.auth.jwt */
-    uint32_t max_connections;     /* default 10000 */
+    char *listen;                    /* host:port; default 127.0.0.1:8081 */
+    wsg_jwt_conf_t jwt;              /* api.auth.jwt */
+    uint32_t max_connections;        /* default 10000 */
     uint32_t max_connections_per_ip; /* default 0 = unlimited */
     uint64_t connection_timeout_ms;  /* default 30000 */
-    uint32_t max_body_bytes;      /* default 1048576 */
-    uint32_t threads;             /* default 2 */
+    uint32_t max_body_bytes;         /* default 1048576 */
+    uint32_t threads;                /* default 2 */
 } wsg_api_conf_t;
 
 typedef struct {
-    char *file;                   /* path it was loaded from */
+    char *file; /* path it was loaded from */
     wsg_edge_conf_t edge;
     wsg_api_conf_t api;
-    char *store;                  /* sqlite:///path or postgres://... */
-    char *nats;                   /* "" = in-process bus */
+    char *store; /* sqlite:///path or postgres://... */
+    char *nats;  /* "" = in-process bus */
     struct {
-        char *level;              /* error|warn|info|debug; default info */
-        char *format;             /* json|text; default json */
+        char *level;                 /* error|warn|info|debug; default info */
+        char *format;                /* json|text; default json */
         uint64_t report_interval_ms; /* periodic state report; default 60000; 0 = off */
     } log;
     struct {

@@ -14,24 +14,24 @@
 
 #include <stddef.h>
 
-#define WSG_ERRNO_MAP(X)                                                                \
-    X(INVAL, "invalid argument")                                                       \
-    X(NOMEM, "out of memory")                                                          \
-    X(IO, "input/output error")                                                        \
-    X(CONFIG, "invalid configuration")                                                 \
-    X(NOTFOUND, "not found")                                                           \
-    X(EXISTS, "already exists")                                                        \
-    X(GONE, "connection gone")                                                         \
-    X(AUTH, "authentication failed")                                                   \
-    X(FORBIDDEN, "forbidden")                                                          \
-    X(TOOBIG, "too large")                                                             \
-    X(FULL, "queue full")                                                              \
-    X(TIMEOUT, "timed out")                                                            \
-    X(UNAVAILABLE, "service unavailable")                                              \
-    X(STORE, "store error")                                                            \
-    X(BUS, "bus error")                                                                \
-    X(PROTO, "protocol error")                                                         \
-    X(CLOSED, "closed")                                                                \
+#define WSG_ERRNO_MAP(X)                                                                           \
+    X(INVAL, "invalid argument")                                                                   \
+    X(NOMEM, "out of memory")                                                                      \
+    X(IO, "input/output error")                                                                    \
+    X(CONFIG, "invalid configuration")                                                             \
+    X(NOTFOUND, "not found")                                                                       \
+    X(EXISTS, "already exists")                                                                    \
+    X(GONE, "connection gone")                                                                     \
+    X(AUTH, "authentication failed")                                                               \
+    X(FORBIDDEN, "forbidden")                                                                      \
+    X(TOOBIG, "too large")                                                                         \
+    X(FULL, "queue full")                                                                          \
+    X(TIMEOUT, "timed out")                                                                        \
+    X(UNAVAILABLE, "service unavailable")                                                          \
+    X(STORE, "store error")                                                                        \
+    X(BUS, "bus error")                                                                            \
+    X(PROTO, "protocol error")                                                                     \
+    X(CLOSED, "closed")                                                                            \
     X(NOTSUP, "not supported")
 
 enum wsg_err {
@@ -40,7 +40,7 @@ enum wsg_err {
 #define WSG_ERR_ENUM(name, msg) WSG_E##name,
     WSG_ERRNO_MAP(WSG_ERR_ENUM)
 #undef WSG_ERR_ENUM
-    WSG__ERR_END
+        WSG__ERR_END
 };
 
 /* Human-readable message for err; "unknown error" for anything not from the map.

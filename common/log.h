@@ -39,10 +39,10 @@ void wsg_log_set_fd(int fd);
 void wsg_log_emit(int level, const char *msg, const char *fields, ...);
 
 #define wsg_log_on(level) ((int)(level) <= wsg_log_threshold)
-#define WSG_LOG(level, msg, ...)                                                           \
-    do {                                                                                   \
-        if (wsg_log_on(level))                                                             \
-            wsg_log_emit((level), (msg), __VA_ARGS__);                                     \
+#define WSG_LOG(level, msg, ...)                                                                   \
+    do {                                                                                           \
+        if (wsg_log_on(level))                                                                     \
+            wsg_log_emit((level), (msg), __VA_ARGS__);                                             \
     } while (0)
 
 #endif

@@ -46,8 +46,8 @@ typedef struct {
     char *id;
     char *route;
     char *edge_id;
-    char *user;          /* may be NULL */
-    char *context_json;  /* JSON object text, "{}" when empty */
+    char *user;         /* may be NULL */
+    char *context_json; /* JSON object text, "{}" when empty */
     char *remote_addr;
     int64_t connected_at_ms;
     int64_t last_active_at_ms;
@@ -65,16 +65,16 @@ void store_conn_clear(store_conn_t *c);
 typedef struct {
     store_conn_t *items;
     size_t n;
-    char *next_cursor;   /* NULL when there are no more pages */
+    char *next_cursor; /* NULL when there are no more pages */
 } store_conn_list_t;
 
 typedef struct {
-    const char *user;    /* filters; NULL = any */
+    const char *user; /* filters; NULL = any */
     const char *route;
     const char *channel;
     const char *edge_id;
-    const char *cursor;  /* opaque, from a previous page's next_cursor */
-    size_t limit;        /* 1..1000 */
+    const char *cursor; /* opaque, from a previous page's next_cursor */
+    size_t limit;       /* 1..1000 */
 } store_conn_query_t;
 
 /* Lists connections ordered by id. Returns WSG_EINVAL for a bad cursor. */
@@ -123,13 +123,13 @@ int store_edge_stale(store_t *st, int64_t before_ms, store_str_list_t *out);
 /* ---- dead letters ----------------------------------------------------------- */
 
 typedef struct {
-    char *id;            /* the event id */
+    char *id; /* the event id */
     char *conn_id;
     char *route;
     char *backend;
-    char *event_json;    /* the event envelope as delivered */
+    char *event_json; /* the event envelope as delivered */
     int attempts;
-    int last_status;     /* HTTP status of the last attempt, 0 if none */
+    int last_status; /* HTTP status of the last attempt, 0 if none */
     char *last_error;
     int64_t created_at_ms;
 } store_dead_t;

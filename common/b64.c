@@ -1,0 +1,34 @@
+/* b64.c — base64 on OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock. See b64.h. */
+#include "common/b64.h"
+#include "common/err.h"
+
+#include <openssl/evp.h>
+
+size_t wsg_b64_encode(const unsigned char *in, size_t n, char *out)
+{
+    return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+size_t wsg_b64url_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t len = wsg_b64_encode(in, n, out);
+    while (len > 0 && out[len - 1] == '=')
+        out[--len] = '\0';
+    for (size_t i = 0; i < len; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    return len;
+}
+
+int wsg_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen)
+{
+    if (n % 4 != 0)
+        return WSG_EINVAL;
+    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    if (len < 0)
+        return WSG_EINVAL;
+    /* EVP_DecodeBlock counts padding as zero bytes; take them off. */
+    for (size_t i = n; i > 0 && in[i - 1] == '='; i--)
+        len--;
+    *outlen = (size_t)len;
+    return 0;
+}
