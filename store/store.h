@@ -83,15 +83,23 @@ void store_conn_list_free(store_conn_list_t *l);
 
 /* ---- subscriptions --------------------------------------------------------- */
 
-/* Idempotent. store_sub_add returns WSG_EGONE if the connection is unknown. */
-int store_sub_add(store_t *st, const char *channel, const char *conn_id);
-int store_sub_remove(store_t *st, const char *channel, const char *conn_id);
-
 typedef struct {
     char **items;
     size_t n;
     char *next_cursor;
 } store_str_list_t;
+
+/* Idempotent. store_sub_add does not require the connection row to exist
+ * yet: the registry may record a connect after a webhook's subscribe action
+ * was applied by the edge. store_sub_gc() removes subscriptions whose
+ * connection is gone; the registry runs it periodically. */
+int store_sub_add(store_t *st, const char *channel, const char *conn_id);
+int store_sub_remove(store_t *st, const char *channel, const char *conn_id);
+int store_sub_gc(store_t *st, uint64_t *removed);
+
+/* Members of a channel, ordered by connection id, paginated. */
+int store_sub_members(store_t *st, const char *channel, const char *cursor, size_t limit,
+                      store_str_list_t *out);
 
 /* Channels of one connection (all of them, sorted). */
 int store_sub_channels(store_t *st, const char *conn_id, store_str_list_t *out);
