@@ -35,6 +35,7 @@ typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
+    int edge_running; /* set under mu once start-up is complete */
 } run_t;
 
 static void *signal_thread(void *arg)
@@ -47,13 +48,13 @@ static void *signal_thread(void *arg)
         int again = r->stopping;
         r->stopping = 1;
         pthread_cond_broadcast(&r->cv);
+        if (r->edge && r->edge_running)
+            edge_stop(r->edge);
         pthread_mutex_unlock(&r->mu);
         if (again) {
             WSG_LOG(WSG_LOG_WARN, "second signal: exiting now", NULL);
             _exit(1);
         }
-        if (r->edge)
-            edge_stop(r->edge);
     }
     return NULL;
 }
@@ -184,12 +185,20 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
         goto out;
     }
     announce(&r, role);
+    pthread_mutex_lock(&r.mu);
+    r.edge_running = 1;
+    if (r.stopping && r.edge) /* a signal came during start-up */
+        edge_stop(r.edge);
+    pthread_mutex_unlock(&r.mu);
     if (r.edge)
         rc = edge_run(r.edge); /* returns once drained after SIGTERM */
     else
         wait_for_signal(&r);
     status = rc == 0 ? 0 : 1;
 out:
+    pthread_mutex_lock(&r.mu);
+    r.edge_running = 0;
+    pthread_mutex_unlock(&r.mu);
     edge_free(r.edge);
     r.edge = NULL;
     api_stop(r.api);
