@@ -16,6 +16,12 @@
  * Threads: a store_t is used by one thread at a time. Open one per thread
  * that needs it; SQLite handles in one process share the file safely.
  *
+ * Input rules, the same on both backends: text must be valid UTF-8 without
+ * NUL, ids non-empty, page limits 1..1000, cursors exactly as returned by a
+ * previous page of the same listing; anything else gives WSG_EINVAL and
+ * changes nothing. Pages are ordered by key (connection id, channel name,
+ * dead-letter id) and stay stable while rows are added or removed.
+ *
  * Ownership: strings passed in are borrowed. Records returned in a
  * store_conn_t / list are owned by the caller and freed with the matching
  * *_free / *_list_free function.
@@ -31,8 +37,14 @@ typedef struct store store_t;
 int store_open(store_t **out, const char *url, char *err, size_t errlen);
 void store_free(store_t *st);
 
-/* Applies every migration not yet recorded. Returns 0 or WSG_ESTORE. */
+/* Applies every migration not yet recorded, in version order, each in its own
+ * transaction; safe when several processes migrate at once. Returns 0,
+ * WSG_ESTORE or WSG_EUNAVAILABLE. */
 int store_migrate(store_t *st);
+
+/* The highest migration version recorded in the store (0 = none) and the
+ * highest one embedded in this binary. Either pointer may be NULL. */
+int store_schema_version(store_t *st, int64_t *applied, int64_t *embedded);
 
 /* Detail of the last failure on st (borrowed, valid until the next call). */
 const char *store_errmsg(store_t *st);
@@ -96,6 +108,11 @@ typedef struct {
 int store_sub_add(store_t *st, const char *channel, const char *conn_id);
 int store_sub_remove(store_t *st, const char *channel, const char *conn_id);
 int store_sub_gc(store_t *st, uint64_t *removed);
+/* store_sub_gc() spares orphans younger than STORE_SUB_GC_GRACE_MS (their
+ * connection may not be recorded yet); this removes every orphan recorded
+ * before before_ms (wall clock, ms). */
+#define STORE_SUB_GC_GRACE_MS 60000
+int store_sub_gc_before(store_t *st, int64_t before_ms, uint64_t *removed);
 
 /* Members of a channel, ordered by connection id, paginated. */
 int store_sub_members(store_t *st, const char *channel, const char *cursor, size_t limit,
