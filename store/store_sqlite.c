@@ -62,8 +62,8 @@ static int set_wal(sq_t *s, char *err, size_t errlen)
 {
     int rc = 0;
     for (int waited = 0; waited <= BUSY_TIMEOUT_MS; waited += 10) {
-        rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL,
-                          NULL, NULL);
+        rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                          NULL);
         if ((rc & 0xff) != SQLITE_BUSY)
             break;
         sqlite3_sleep(10);
