@@ -77,6 +77,8 @@ static int sq_open(void **impl, const char *url, char *err, size_t errlen)
     *impl = NULL;
     if (!*path)
         return wsg_errf(err, errlen, WSG_EINVAL, "store: sqlite URL without a path");
+    if (strchr(path, '?'))
+        return wsg_errf(err, errlen, WSG_EINVAL, "store: sqlite URL takes no ?parameters");
     sq_t *s = calloc(1, sizeof *s);
     if (!s)
         return wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");

@@ -706,6 +706,7 @@ static void test_open_errors(void **state)
     assert_true(strlen(err) > 0);
     assert_int_equal(store_open(&st, "", err, sizeof err), WSG_EINVAL);
     assert_int_equal(store_open(&st, "sqlite://", err, sizeof err), WSG_EINVAL);
+    assert_int_equal(store_open(&st, "sqlite:///tmp/x.db?mode=ro", err, sizeof err), WSG_EINVAL);
     assert_int_equal(store_open(&st, "sqlite:///nonexistent-dir/x/y.db", err, sizeof err),
                      WSG_ESTORE);
     /* nothing listens on port 1 */
