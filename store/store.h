@@ -10,8 +10,11 @@
  * idempotent. Both pass the one shared test suite in tests/unit/test_store.c.
  *
  * The store never logs: failures come back as WSG_ESTORE (or WSG_EUNAVAILABLE
- * when the server cannot be reached) with the SQL state / message in the
- * error buffer given to store_open() and readable with store_errmsg().
+ * when the server cannot be reached, or SQLite stayed locked past its busy
+ * timeout) with the SQL state / message in the error buffer given to
+ * store_open() and readable with store_errmsg(). A PostgreSQL handle whose
+ * connection broke reconnects by itself on a later call; the API answers 503
+ * meanwhile.
  *
  * Threads: a store_t is used by one thread at a time. Open one per thread
  * that needs it; SQLite handles in one process share the file safely.
@@ -34,6 +37,9 @@
 
 typedef struct store store_t;
 
+/* Opens url ("sqlite://:memory:" too). WSG_EINVAL for an unknown scheme,
+ * WSG_EUNAVAILABLE when PostgreSQL cannot be reached, WSG_ESTORE otherwise.
+ * Does not migrate. */
 int store_open(store_t **out, const char *url, char *err, size_t errlen);
 void store_free(store_t *st);
 
@@ -71,6 +77,7 @@ int store_conn_put(store_t *st, const store_conn_t *c);
 int store_conn_get(store_t *st, const char *id, store_conn_t *out);
 /* Deletes the connection and all its subscriptions. Idempotent. */
 int store_conn_delete(store_t *st, const char *id);
+/* Moves last_active_at forward (never back); WSG_ENOTFOUND for an unknown id. */
 int store_conn_touch(store_t *st, const char *id, int64_t last_active_at_ms);
 void store_conn_clear(store_conn_t *c);
 
@@ -140,9 +147,12 @@ void store_channel_list_free(store_channel_list_t *l);
 
 /* ---- edges ------------------------------------------------------------------ */
 
+/* Inserts or updates the edge's row. */
 int store_edge_heartbeat(store_t *st, const char *edge_id, int64_t at_ms);
+/* Deletes the edge's row only (its connections are the caller's to clean up,
+ * after it has published their edge_lost disconnects). Idempotent. */
 int store_edge_delete(store_t *st, const char *edge_id);
-/* Edges whose last heartbeat is older than before_ms. */
+/* Edges whose last heartbeat is older than before_ms, sorted, all of them. */
 int store_edge_stale(store_t *st, int64_t before_ms, store_str_list_t *out);
 
 /* ---- dead letters ----------------------------------------------------------- */
@@ -159,8 +169,11 @@ typedef struct {
     int64_t created_at_ms;
 } store_dead_t;
 
+/* Inserts or replaces by id (a replay that fails again updates the row). */
 int store_dead_put(store_t *st, const store_dead_t *d);
+/* Fills out (free with store_dead_clear) or returns WSG_ENOTFOUND. */
 int store_dead_get(store_t *st, const char *id, store_dead_t *out);
+/* Idempotent. */
 int store_dead_delete(store_t *st, const char *id);
 void store_dead_clear(store_dead_t *d);
 
@@ -170,6 +183,7 @@ typedef struct {
     char *next_cursor;
 } store_dead_list_t;
 
+/* Dead letters ordered by id, optionally of one route (NULL = all). */
 int store_dead_list(store_t *st, const char *route, const char *cursor, size_t limit,
                     store_dead_list_t *out);
 void store_dead_list_free(store_dead_list_t *l);
