@@ -5,7 +5,7 @@ real PostgreSQL server (tests/lib/pgserver.py).
   answers its restart test's "stop"/"start" requests on two pipes by
   stopping and starting the server; fails when that run fails or when the
   PostgreSQL group did not really run;
-- `wsgate migrate --store URL`: applies the schema, is idempotent, several
+- `wsgate migrate --store URL` (PostgreSQL, and SQLite): applies the schema, is idempotent, several
   processes at once all succeed, an unreachable server exits 1;
 - `wsgate migrate --config FILE` takes the URL from the config's `store:`.
 
@@ -15,6 +15,8 @@ tree, or named by WSGATE_TEST_STORE_BIN), WSGATE_SOURCE_DIR.
 
 import glob
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -151,6 +153,26 @@ class StorePgTest(unittest.TestCase):
         self.assertIn(b"already at version", r.stdout)
         self.assert_schema("mig_cli")
 
+    def test_migrate_command_sqlite(self):
+        with tempfile.TemporaryDirectory() as d:
+            url = "sqlite://%s/w.db" % d  # d is absolute: sqlite:///tmp/...
+            for _ in range(2):
+                r = self.migrate("--store", url)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            db = sqlite3.connect(os.path.join(d, "w.db"))
+            try:
+                versions = [v for (v,) in db.execute(
+                    "SELECT version FROM schema_migrations ORDER BY version")]
+                self.assertEqual(versions, migration_versions())
+                self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+                idx = [r[0] for r in db.execute(
+                    "SELECT sql FROM sqlite_master WHERE tbl_name = 'subscriptions'")]
+                self.assertTrue(any("PRIMARY KEY (channel, connection_id)" in (x or "")
+                                    for x in idx), idx)
+                self.assertTrue(any("(connection_id, channel)" in (x or "") for x in idx), idx)
+            finally:
+                db.close()
+
     def test_migrate_command_concurrent(self):
         url = self.pg.create_database("mig_race")
         procs = [subprocess.Popen([WSGATE_BIN, "migrate", "--store", url],
@@ -174,20 +196,44 @@ class StorePgTest(unittest.TestCase):
                            stderr=subprocess.PIPE, timeout=60)
         self.assertEqual(r.returncode, 2)
 
+    def config_with_store(self, d, store):
+        """examples/standalone.yaml (kept valid by its owners) with store: replaced."""
+        with open(os.path.join(SOURCE_DIR, "examples", "standalone.yaml")) as f:
+            text = f.read()
+        text, n = re.subn(r"(?m)^store:.*$", "store: %s" % store, text)
+        self.assertEqual(n, 1, "examples/standalone.yaml has no top-level store: line")
+        path = os.path.join(d, "wsgate.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def migrate_config(self, path, env=None):
+        r = subprocess.run([WSGATE_BIN, "migrate", "--config", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120,
+                           env=dict(os.environ, **(env or {})))
+        if r.returncode != 0 and b"not built yet" in r.stderr:
+            self.skipTest("the config loader has not landed yet")
+        return r
+
     def test_migrate_with_config_file(self):
         url = self.pg.create_database("mig_conf")
         with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "wsgate.yaml")
-            with open(path, "w") as f:
-                f.write("store: %s\n" % url)
-            r = self.migrate("--config", path)
-            if r.returncode != 0 and b"not built yet" in r.stderr:
-                self.skipTest("the config loader has not landed yet")
+            r = self.migrate_config(self.config_with_store(d, url))
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assert_schema("mig_conf")
-            with open(path, "w") as f:
+            bad = os.path.join(d, "bad.yaml")
+            with open(bad, "w") as f:
                 f.write("store: [not, a, url\n")
-            self.assertEqual(self.migrate("--config", path).returncode, 2)
+            self.assertEqual(self.migrate_config(bad).returncode, 2)
+
+    def test_migrate_config_store_overridden_by_env(self):
+        url = self.pg.create_database("mig_env")
+        with tempfile.TemporaryDirectory() as d:
+            path = self.config_with_store(d, "sqlite://%s/never.db" % d)
+            r = self.migrate_config(path, env={"WSGATE_STORE": url})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assert_schema("mig_env")
+            self.assertFalse(os.path.exists(os.path.join(d, "never.db")))
 
 
 if __name__ == "__main__":
