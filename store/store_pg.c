@@ -88,9 +88,26 @@ static void pg_close(void *impl)
     free(p);
 }
 
+/* A URL libpq cannot even parse is the caller's mistake, not an outage. */
+static int check_url(const char *url, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    if (opts) {
+        PQconninfoFree(opts);
+        return 0;
+    }
+    int rc = pg_fail(WSG_EINVAL, "bad URL", msg ? msg : "out of memory", err, errlen);
+    PQfreemem(msg);
+    return rc;
+}
+
 static int pg_open(void **impl, const char *url, char *err, size_t errlen)
 {
     *impl = NULL;
+    int rc = check_url(url, err, errlen);
+    if (rc != 0)
+        return rc;
     pg_t *p = calloc(1, sizeof *p);
     if (!p)
         return wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");
@@ -115,7 +132,7 @@ static int pg_open(void **impl, const char *url, char *err, size_t errlen)
     }
     PQsetNoticeProcessor(p->conn, quiet_notices, NULL);
     if (PQstatus(p->conn) != CONNECTION_OK) {
-        int rc = pg_fail(WSG_EUNAVAILABLE, "connect", PQerrorMessage(p->conn), err, errlen);
+        rc = pg_fail(WSG_EUNAVAILABLE, "connect", PQerrorMessage(p->conn), err, errlen);
         pg_close(p);
         return rc;
     }

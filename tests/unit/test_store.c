@@ -709,6 +709,8 @@ static void test_open_errors(void **state)
     assert_int_equal(store_open(&st, "sqlite:///tmp/x.db?mode=ro", err, sizeof err), WSG_EINVAL);
     assert_int_equal(store_open(&st, "sqlite:///nonexistent-dir/x/y.db", err, sizeof err),
                      WSG_ESTORE);
+    assert_int_equal(store_open(&st, "postgresql://h/db?nosuchoption=1", err, sizeof err),
+                     WSG_EINVAL);
     /* nothing listens on port 1 */
     assert_int_equal(store_open(&st, "postgres://wsgate@127.0.0.1:1/x", err, sizeof err),
                      WSG_EUNAVAILABLE);
