@@ -25,10 +25,10 @@ int store_open(store_t **out, const char *url, char *err, size_t errlen)
         ops = &store_sqlite_ops;
     else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
         ops = &store_pg_ops;
-    else
+    else /* name only the scheme: the rest may hold a password */
         return wsg_errf(err, errlen, WSG_EINVAL,
-                        "store: URL must start with sqlite:// or postgres:// (got '%.12s...')",
-                        url);
+                        "store: URL must start with sqlite:// or postgres:// (got '%.*s')",
+                        (int)strcspn(url, ":/@"), url);
     store_t *st = calloc(1, sizeof *st);
     if (!st)
         return wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");
