@@ -639,6 +639,92 @@ static void test_unicode(void **state)
     store_str_list_free(&l);
 }
 
+/* Values never become SQL: text that looks like SQL is stored verbatim. */
+static void test_sql_looking_text(void **state)
+{
+    const char *evil[] = {
+        "'; DROP TABLE connections; --", "a' OR '1'='1", "$1", "?1", "%_%", "\\'\"", "--"};
+    put_conn(ST, "victim", "/chat", "e1", "u");
+    for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++) {
+        put_conn(ST, evil[i], evil[i], evil[i], evil[i]);
+        OK(store_sub_add(ST, evil[i], evil[i]));
+        store_conn_t c;
+        OK(store_conn_get(ST, evil[i], &c));
+        assert_string_equal(c.route, evil[i]);
+        assert_string_equal(c.user, evil[i]);
+        store_conn_clear(&c);
+        store_str_list_t l;
+        OK(store_sub_members(ST, evil[i], NULL, 10, &l));
+        assert_list(&l, 1, (const char *[]){evil[i]});
+        store_str_list_free(&l);
+        store_conn_list_t cl;
+        OK(store_conn_list(ST, &(store_conn_query_t){.user = evil[i], .limit = 10}, &cl));
+        assert_int_equal(cl.n, 1);
+        store_conn_list_free(&cl);
+    }
+    store_conn_t c;
+    OK(store_conn_get(ST, "victim", &c));
+    store_conn_clear(&c);
+    store_channel_list_t ch;
+    OK(store_channel_list(ST, "%", NULL, 100, &ch)); /* '%' is no wildcard */
+    assert_int_equal(ch.n, 1);
+    assert_string_equal(ch.items[0].channel, "%_%");
+    store_channel_list_free(&ch);
+}
+
+typedef struct {
+    const char *url;
+    int id;
+    int rc;
+    char err[512];
+} writer_arg_t;
+
+enum { WRITERS = 4, WRITES = 150 };
+
+static void *writer_thread(void *p)
+{
+    writer_arg_t *a = p;
+    store_t *st = NULL;
+    a->rc = store_open(&st, a->url, a->err, sizeof a->err);
+    for (int i = 0; a->rc == 0 && i < WRITES; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "w%d-%03d", a->id, i);
+        store_conn_t c = {.id = id, .route = "/chat", .edge_id = "e1", .connected_at_ms = i};
+        if ((a->rc = store_conn_put(st, &c)) == 0 && (a->rc = store_sub_add(st, "busy", id)) == 0)
+            a->rc = (i % 3 == 0) ? store_conn_delete(st, id) : 0;
+        if (a->rc != 0)
+            snprintf(a->err, sizeof a->err, "%s", store_errmsg(st));
+    }
+    store_free(st);
+    return NULL;
+}
+
+/* Several handles write at once (SQLite: WAL + busy timeout + BEGIN
+ * IMMEDIATE; PostgreSQL: separate sessions): every write lands. */
+static void test_concurrent_writers(void **state)
+{
+    fx_t *fx = *state;
+    const char *url = backend->pg_url ? backend->pg_url : fx->url;
+    pthread_t t[WRITERS];
+    writer_arg_t a[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        a[i] = (writer_arg_t){.url = url, .id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, writer_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        pthread_join(t[i], NULL);
+        if (a[i].rc != 0)
+            fail_msg("writer %d: %s: %s", i, wsg_err_name(a[i].rc), a[i].err);
+    }
+    size_t kept = WRITERS * (WRITES - (WRITES + 2) / 3);
+    assert_int_equal(list_all(ST, (store_conn_query_t){.limit = 1000}, p_all), kept);
+    store_channel_list_t ch;
+    OK(store_channel_list(ST, "busy", NULL, 10, &ch));
+    assert_int_equal(ch.n, 1);
+    assert_int_equal(ch.items[0].members, kept);
+    store_channel_list_free(&ch);
+}
+
 /* ---- PostgreSQL restart ------------------------------------------------------------------------
  */
 
@@ -737,7 +823,9 @@ static void test_open_errors(void **state)
         cmocka_unit_test_setup_teardown(test_channel_list, setup, teardown),                       \
         cmocka_unit_test_setup_teardown(test_edges, setup, teardown),                              \
         cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),                       \
-        cmocka_unit_test_setup_teardown(test_unicode, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_unicode, setup, teardown),                            \
+        cmocka_unit_test_setup_teardown(test_sql_looking_text, setup, teardown),                   \
+        cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown)
 
 int main(void)
 {
