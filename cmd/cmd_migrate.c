@@ -7,6 +7,7 @@
  * may hold a password.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +38,19 @@ static int parse_args(int argc, char **argv, const char **store, const char **co
             usage(stdout);
             return 1;
         }
-        if (strcmp(a, "--store") == 0 && i + 1 < argc)
+        bool takes_value =
+            strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0;
+        if (takes_value && i + 1 >= argc) {
+            fprintf(stderr, "wsgate migrate: %s needs a value\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (strcmp(a, "--store") == 0)
             *store = argv[++i];
         else if (strncmp(a, "--store=", 8) == 0)
             *store = a + 8;
-        else if ((strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) && i + 1 < argc)
-            i++; /* read by cmd_config_path */
+        else if (takes_value)
+            i++; /* --config FILE: read by cmd_config_path */
         else if (strncmp(a, "--config=", 9) != 0) {
             fprintf(stderr, "wsgate migrate: unexpected argument '%s'\n\n", a);
             usage(stderr);

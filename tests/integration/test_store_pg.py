@@ -191,6 +191,9 @@ class StorePgTest(unittest.TestCase):
     def test_migrate_bad_usage(self):
         self.assertEqual(self.migrate("--store", "mysql://x/y").returncode, 2)
         self.assertEqual(self.migrate("--bogus").returncode, 2)
+        r = self.migrate("--store")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"needs a value", r.stderr)
         env = {k: v for k, v in os.environ.items() if k not in ("WSGATE_CONFIG", "WSGATE_STORE")}
         r = subprocess.run([WSGATE_BIN, "migrate"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=60)
