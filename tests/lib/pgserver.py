@@ -44,6 +44,22 @@ def find_pg_bin():
     raise RuntimeError("PostgreSQL server binaries not found (set WSGATE_PG_BIN)")
 
 
+try:  # loaded here: importing in the forked child is not safe
+    import ctypes
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except (ImportError, OSError):
+    _LIBC = None
+
+
+def _die_with_parent():
+    """preexec_fn: the postmaster gets SIGINT (fast shutdown) if the test
+    process dies without stopping it (kill -9, a harness timeout). Runs in
+    the child after the switch to the postgres user, which would otherwise
+    clear the setting."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, int(signal.SIGINT), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -141,7 +157,8 @@ class PgServer:
         try:
             self.proc = subprocess.Popen(args, cwd=self.tmp, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, **self._as)
+                                         start_new_session=True,
+                                         preexec_fn=_die_with_parent, **self._as)
         finally:
             log.close()
         self._wait_ready()
