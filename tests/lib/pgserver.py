@@ -13,7 +13,8 @@ local connections as the `postgres` role. PostgreSQL refuses to run as root,
 so when the tests run as root the server processes run as the `postgres`
 system user (Popen(user=..., group=...): no intermediate process, so the PID
 we hold is the postmaster's). stop() sends SIGINT (fast shutdown) to that
-PID and SIGKILLs its process group after a bound.
+PID and SIGKILLs its process group after a bound. A server started from the
+main thread also shuts down by itself if the test process dies first.
 
 fast=True (default) turns off fsync and synchronous_commit: a clean stop or
 restart() keeps every committed row; only a SIGKILL of the whole machine
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 PG_BIN_DIRS = ["/usr/lib/postgresql/15/bin"]
@@ -153,12 +155,16 @@ class PgServer:
         if self.fast:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off",
                      "-c", "full_page_writes=off"]
+        # The parent-death signal fires when the *thread* that started the
+        # server ends, so only a start from the main thread arms it.
+        main = threading.current_thread() is threading.main_thread()
+        guard = _die_with_parent if main else None
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(args, cwd=self.tmp, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True,
-                                         preexec_fn=_die_with_parent, **self._as)
+                                         start_new_session=True, preexec_fn=guard,
+                                         **self._as)
         finally:
             log.close()
         self._wait_ready()
