@@ -1,0 +1,45 @@
+/*
+ * bus_nats.c — the cluster implementation of bus.h over NATS. Not built
+ * yet: opening a nats:// bus is refused with WSG_ENOTSUP so that cluster
+ * roles fail at start-up with a clear message instead of pretending.
+ *
+ * The planned shape (bus_int.h's table): client events on a JetStream
+ * stream with file storage, subjects wsgate.ev.<partition> (partition =
+ * hash(conn_id) % partitions, so order per connection holds), one durable
+ * pull consumer per group; commands on wsgate.cmd.<edge_id> with NATS
+ * request/reply; publishes on wsgate.ch.<channel> (edges subscribe per
+ * channel with interest) and wsgate.bcast; heartbeats on wsgate.hb.
+ */
+#include "bus/bus_int.h"
+#include "common/err.h"
+
+static int nats_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen)
+{
+    *out = NULL;
+    return wsg_errf(err, errlen, WSG_ENOTSUP,
+                    "cluster mode (NATS) is not built yet: bus URL '%s' refused; "
+                    "run `wsgate standalone` with `nats: \"\"`",
+                    opts->url);
+}
+
+/* No handle is ever created, so nothing below can be reached; each still
+ * answers honestly rather than pretending to work. */
+static int nats_start(bus_t *bus)
+{
+    return WSG_ENOTSUP;
+}
+
+static void nats_free(bus_t *bus) {}
+
+static int nats_healthy(bus_t *bus)
+{
+    return 0;
+}
+
+const bus_ops_t bus_nats_ops = {
+    .name = "nats",
+    .open = nats_open,
+    .start = nats_start,
+    .free = nats_free,
+    .healthy = nats_healthy,
+};

@@ -1,0 +1,548 @@
+/*
+ * test_bus_inproc.c — the in-process bus's durable client-event queue, with
+ * real threads and real SQLite files in a temp dir: publish -> ack ->
+ * consume order, consumer groups and masks, done from another thread,
+ * durability across a crashed child process (fork + _exit without
+ * closing), no redelivery of consumed events, the bounded queue, the
+ * per-group delivery window, last_seq across reopen, bad input.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bus/bus.h"
+#include "bus/bus_int.h"
+#include "common/err.h"
+
+#define MAXREC 4096
+
+typedef struct {
+    char id[64], conn[64], body[128];
+    int type;
+    uint64_t seq;
+    uint32_t attempt;
+    bus_delivery_t *d;
+} rec_t;
+
+/* What a consumer group saw; filled on the bus's delivery thread. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rec_t recs[MAXREC];
+    int n;
+    int done_inline; /* call bus_event_done() from the callback */
+    bus_t *bus;
+} sink_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ok, failed, last_err;
+} acks_t;
+
+static char tmpdir[64];
+static char qpath[128];
+
+static int setup(void **state)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/wsg_bus_XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    snprintf(qpath, sizeof qpath, "%s/queue.db", tmpdir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+    char p[160];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", qpath, sfx[i]);
+        unlink(p);
+    }
+    rmdir(tmpdir);
+    return 0;
+}
+
+static void sink_init(sink_t *s, bus_t *bus, int done_inline)
+{
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->bus = bus;
+    s->done_inline = done_inline;
+}
+
+static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
+{
+    sink_t *s = ud;
+    pthread_mutex_lock(&s->mu);
+    if (s->n < MAXREC) {
+        rec_t *r = &s->recs[s->n++];
+        snprintf(r->id, sizeof r->id, "%s", ev->id);
+        snprintf(r->conn, sizeof r->conn, "%s", ev->conn_id);
+        snprintf(r->body, sizeof r->body, "%.*s", (int)ev->body_len, ev->body);
+        r->type = ev->type;
+        r->seq = ev->seq;
+        r->attempt = attempt;
+        r->d = s->done_inline ? NULL : d;
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->done_inline)
+        bus_event_done(s->bus, d);
+}
+
+static void on_ack(void *ud, int status)
+{
+    acks_t *a = ud;
+    pthread_mutex_lock(&a->mu);
+    if (status == 0)
+        a->ok++;
+    else {
+        a->failed++;
+        a->last_err = status;
+    }
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static struct timespec deadline(int secs)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += secs;
+    return ts;
+}
+
+/* Waits (at most 20 s) until *count reaches want; returns the count. */
+static int wait_count(pthread_mutex_t *mu, pthread_cond_t *cv, const int *count, int want)
+{
+    struct timespec ts = deadline(20);
+    pthread_mutex_lock(mu);
+    while (*count < want && pthread_cond_timedwait(cv, mu, &ts) == 0)
+        ;
+    int n = *count;
+    pthread_mutex_unlock(mu);
+    return n;
+}
+
+static void publish(bus_t *bus, const char *conn, bus_event_type_t type, uint64_t seq, acks_t *acks)
+{
+    char id[64], body[64];
+    snprintf(id, sizeof id, "evt_%s_%llu", conn, (unsigned long long)seq);
+    snprintf(body, sizeof body, "{\"conn\":\"%s\",\"seq\":%llu}", conn, (unsigned long long)seq);
+    bus_event_t ev = {.id = id,
+                      .type = type,
+                      .conn_id = conn,
+                      .edge_id = "edge-1",
+                      .route = "/chat",
+                      .seq = seq,
+                      .body = body,
+                      .body_len = strlen(body)};
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, acks), 0);
+}
+
+static bus_t *open_bus(const char *path)
+{
+    bus_t *bus = NULL;
+    char err[256] = "";
+    bus_opts_t o = {.url = "", .queue_path = path};
+    int rc = bus_open(&bus, &o, err, sizeof err);
+    if (rc != 0)
+        fail_msg("bus_open: %s (%s)", err, wsg_err_name(rc));
+    return bus;
+}
+
+static void acks_init(acks_t *a)
+{
+    memset(a, 0, sizeof *a);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+}
+
+static void test_publish_ack_consume_order(void **state)
+{
+    bus_t *bus = open_bus(qpath);
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    sink_init(&s, bus, 1);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
+    assert_int_equal(bus_start(bus), 0);
+    assert_int_equal(bus_healthy(bus), 1);
+    publish(bus, "c1", BUS_EV_CONNECT, 1, &a);
+    for (uint64_t i = 2; i <= 1000; i++)
+        publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
+    assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 1000), 1000);
+    assert_int_equal(a.failed, 0);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 1000), 1000);
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(s.recs[i].seq, (uint64_t)i + 1);
+        assert_int_equal(s.recs[i].attempt, 1);
+        assert_string_equal(s.recs[i].conn, "c1");
+        char want[64];
+        snprintf(want, sizeof want, "{\"conn\":\"c1\",\"seq\":%d}", i + 1);
+        assert_string_equal(s.recs[i].body, want);
+    }
+    assert_int_equal(s.recs[0].type, BUS_EV_CONNECT);
+    assert_string_equal(s.recs[999].id, "evt_c1_1000");
+    bus_free(bus);
+
+    /* consumed events are not redelivered */
+    bus = open_bus(qpath);
+    sink_init(&s, bus, 1);
+    acks_init(&a);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
+    assert_int_equal(bus_start(bus), 0);
+    publish(bus, "c2", BUS_EV_CONNECT, 1, &a);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 1), 1);
+    assert_string_equal(s.recs[0].id, "evt_c2_1");
+    bus_free(bus); /* joins the threads: nothing else can still arrive */
+    assert_int_equal(s.n, 1);
+}
+
+static void test_two_groups_masks(void **state)
+{
+    bus_t *bus = open_bus(qpath);
+    static sink_t all, conn;
+    acks_t a;
+    acks_init(&a);
+    sink_init(&all, bus, 1);
+    sink_init(&conn, bus, 1);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &all), 0);
+    assert_int_equal(
+        bus_event_subscribe(bus, "registry",
+                            BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT), on_event,
+                            &conn),
+        0);
+    assert_int_equal(bus_event_subscribe(bus, "registry", BUS_EV_ALL, on_event, &conn),
+                     WSG_EEXISTS);
+    assert_int_equal(bus_start(bus), 0);
+    publish(bus, "c1", BUS_EV_CONNECT, 1, &a);
+    publish(bus, "c1", BUS_EV_MESSAGE, 2, &a);
+    publish(bus, "c1", BUS_EV_MESSAGE, 3, &a);
+    publish(bus, "c1", BUS_EV_DISCONNECT, 4, &a);
+    assert_int_equal(wait_count(&all.mu, &all.cv, &all.n, 4), 4);
+    assert_int_equal(wait_count(&conn.mu, &conn.cv, &conn.n, 2), 2);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(all.recs[i].seq, (uint64_t)i + 1);
+    assert_int_equal(conn.recs[0].type, BUS_EV_CONNECT);
+    assert_int_equal(conn.recs[1].type, BUS_EV_DISCONNECT);
+    assert_int_equal(conn.recs[1].seq, 4);
+    bus_free(bus);
+    assert_int_equal(conn.n, 2);
+}
+
+typedef struct {
+    sink_t *s;
+    int from, to;
+} doer_t;
+
+static void *done_thread(void *arg)
+{
+    doer_t *t = arg;
+    for (int i = t->from; i < t->to; i++)
+        bus_event_done(t->s->bus, t->s->recs[i].d);
+    return NULL;
+}
+
+/* A fresh bus on qpath with group "dispatch" that keeps its deliveries. */
+static bus_t *reopen_keep(sink_t *s)
+{
+    bus_t *bus = open_bus(qpath);
+    sink_init(s, bus, 0);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, s), 0);
+    assert_int_equal(bus_start(bus), 0);
+    return bus;
+}
+
+static void test_done_from_other_thread(void **state)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = reopen_keep(&s);
+    for (uint64_t i = 1; i <= 200; i++)
+        publish(bus, "c1", i == 1 ? BUS_EV_CONNECT : BUS_EV_MESSAGE, i, &a);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 200), 200);
+    doer_t t = {.s = &s, .from = 0, .to = 150};
+    pthread_t tid;
+    pthread_create(&tid, NULL, done_thread, &t);
+    pthread_join(tid, NULL);
+    bus_free(bus); /* flushes the dones; 50 stay unconsumed */
+
+    bus = reopen_keep(&s);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 50), 50);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(s.recs[i].seq, (uint64_t)151 + i);
+        assert_int_equal(s.recs[i].attempt, 2);
+    }
+    bus_free(bus);
+    assert_int_equal(s.n, 50);
+}
+
+/* The child publishes n events, waits for every ack and delivery, and dies
+ * without closing anything. */
+static void crash_child(int n)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = reopen_keep(&s);
+    for (int i = 1; i <= n; i++)
+        publish(bus, "c9", i == 1 ? BUS_EV_CONNECT : BUS_EV_MESSAGE, (uint64_t)i, &a);
+    int ok = wait_count(&a.mu, &a.cv, &a.ok, n) == n && wait_count(&s.mu, &s.cv, &s.n, n) == n &&
+             a.failed == 0;
+    _exit(ok ? 0 : 3);
+}
+
+static void test_crash_durability(void **state)
+{
+    const int n = 500;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        crash_child(n);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+
+    static sink_t s;
+    bus_t *bus = reopen_keep(&s);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, n), n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(s.recs[i].seq, (uint64_t)i + 1);
+        assert_int_equal(s.recs[i].attempt, 2);
+        assert_string_equal(s.recs[i].conn, "c9");
+    }
+    uint64_t last = 0;
+    assert_int_equal(bus_event_last_seq(bus, "c9", &last), 0);
+    assert_int_equal(last, (uint64_t)n);
+    doer_t t = {.s = &s, .from = 0, .to = n / 2};
+    done_thread(&t);
+    bus_free(bus);
+
+    bus = reopen_keep(&s);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, n / 2), n / 2);
+    for (int i = 0; i < n / 2; i++) {
+        assert_int_equal(s.recs[i].seq, (uint64_t)(n / 2 + i + 1));
+        assert_int_equal(s.recs[i].attempt, 3);
+    }
+    bus_free(bus);
+    assert_int_equal(s.n, n / 2);
+}
+
+static void test_queue_full(void **state)
+{
+    bus_t *bus = open_bus(NULL);
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    sink_init(&s, bus, 1);
+    bus_inproc_tune(bus, 4, 0, 0);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
+    for (uint64_t i = 1; i <= 4; i++) /* the writer is not running yet */
+        publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
+    assert_int_equal(a.ok + a.failed, 0);
+    publish(bus, "c1", BUS_EV_MESSAGE, 5, &a);
+    assert_int_equal(a.failed, 1); /* refused inline */
+    assert_int_equal(a.last_err, WSG_EFULL);
+    assert_int_equal(bus_start(bus), 0);
+    assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 4), 4);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 4), 4);
+    assert_int_equal(s.recs[3].seq, 4);
+    bus_free(bus);
+    assert_int_equal(s.n, 4);
+}
+
+static void test_window_bounds_deliveries(void **state)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = open_bus(qpath);
+    sink_init(&s, bus, 0);
+    bus_inproc_tune(bus, 0, 8, 0);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
+    assert_int_equal(bus_start(bus), 0);
+    for (uint64_t i = 1; i <= 100; i++)
+        publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
+    assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 100), 100);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 8), 8);
+    int done = 0;
+    while (done < 100) { /* at most 8 handed out before they are done */
+        pthread_mutex_lock(&s.mu);
+        int n = s.n;
+        pthread_mutex_unlock(&s.mu);
+        assert_true(n - done <= 8);
+        for (; done < n; done++)
+            bus_event_done(bus, s.recs[done].d);
+        if (done < 100)
+            assert_true(wait_count(&s.mu, &s.cv, &s.n, done + 1) > done);
+    }
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(s.recs[i].seq, (uint64_t)i + 1);
+        assert_int_equal(s.recs[i].attempt, 1);
+    }
+    bus_free(bus);
+    assert_int_equal(s.n, 100);
+}
+
+/* Polls last_seq until it equals want (the writer drops rows asynchronously). */
+static uint64_t wait_last_seq(bus_t *bus, const char *conn, uint64_t want)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(bus_event_last_seq(bus, conn, &v), 0);
+        if (v == want)
+            break;
+        usleep(5000);
+    }
+    return v;
+}
+
+static void test_last_seq_across_reopen(void **state)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = reopen_keep(&s);
+    s.done_inline = 1;
+    publish(bus, "c1", BUS_EV_CONNECT, 1, &a);
+    publish(bus, "c1", BUS_EV_MESSAGE, 2, &a);
+    publish(bus, "c1", BUS_EV_MESSAGE, 3, &a);
+    publish(bus, "c2", BUS_EV_CONNECT, 1, &a);
+    uint64_t v = 99;
+    assert_int_equal(bus_event_last_seq(bus, "c1", &v), 0);
+    assert_int_equal(v, 3); /* published counts, committed or not */
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 4), 4);
+    bus_free(bus);
+
+    bus = reopen_keep(&s);
+    s.done_inline = 1;
+    assert_int_equal(bus_event_last_seq(bus, "c1", &v), 0);
+    assert_int_equal(v, 3); /* consumed, yet still known */
+    assert_int_equal(bus_event_last_seq(bus, "nobody", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(bus_event_last_seq(bus, NULL, &v), WSG_EINVAL);
+    publish(bus, "c1", BUS_EV_DISCONNECT, 4, &a);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 1), 1);
+    assert_int_equal(wait_last_seq(bus, "c1", 0), 0); /* disconnect consumed: forgotten */
+    assert_int_equal(wait_last_seq(bus, "c2", 1), 1);
+    bus_free(bus);
+}
+
+typedef struct {
+    bus_t *bus;
+    acks_t *acks;
+    char conn[16];
+    int n;
+} pub_thread_t;
+
+static void *pub_main(void *arg)
+{
+    pub_thread_t *p = arg;
+    for (int i = 1; i <= p->n; i++)
+        publish(p->bus, p->conn, BUS_EV_MESSAGE, (uint64_t)i, p->acks);
+    return NULL;
+}
+
+static void test_many_publishers_keep_per_conn_order(void **state)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = open_bus(qpath);
+    sink_init(&s, bus, 1);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
+    assert_int_equal(bus_start(bus), 0);
+    pub_thread_t p[4];
+    pthread_t tid[4];
+    for (int t = 0; t < 4; t++) {
+        p[t] = (pub_thread_t){.bus = bus, .acks = &a, .n = 500};
+        snprintf(p[t].conn, sizeof p[t].conn, "t%d", t);
+        pthread_create(&tid[t], NULL, pub_main, &p[t]);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(tid[t], NULL);
+    assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 2000), 2000);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 2000), 2000);
+    uint64_t next[4] = {1, 1, 1, 1};
+    for (int i = 0; i < 2000; i++) {
+        int t = s.recs[i].conn[1] - '0';
+        assert_int_equal(s.recs[i].seq, next[t]);
+        next[t]++;
+    }
+    bus_free(bus);
+}
+
+static void test_bad_input_refused(void **state)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = open_bus(NULL);
+    sink_init(&s, bus, 1);
+    bus_event_t ev = {.id = "evt_1", .type = BUS_EV_MESSAGE, .conn_id = "c1", .seq = 1};
+    ev.id = NULL;
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, &a), WSG_EINVAL);
+    ev.id = "evt_1";
+    ev.type = 9;
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, &a), WSG_EINVAL);
+    ev.type = BUS_EV_MESSAGE;
+    ev.seq = 0;
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, &a), WSG_EINVAL);
+    ev.seq = 1;
+    ev.body_len = 5; /* body NULL */
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, &a), WSG_EINVAL);
+    assert_int_equal(a.ok + a.failed, 0); /* refused input is never acked */
+    assert_int_equal(bus_event_subscribe(bus, "", BUS_EV_ALL, on_event, &s), WSG_EINVAL);
+    assert_int_equal(bus_event_subscribe(bus, "g", 1u << 9, on_event, &s), WSG_EINVAL);
+    assert_int_equal(bus_event_subscribe(bus, "g", BUS_EV_ALL, NULL, &s), WSG_EINVAL);
+    assert_int_equal(bus_start(bus), 0);
+    assert_int_equal(bus_start(bus), WSG_EINVAL);
+    assert_int_equal(bus_event_subscribe(bus, "late", BUS_EV_ALL, on_event, &s), WSG_EINVAL);
+    bus_free(bus);
+    bus_free(NULL);
+}
+
+static void test_queue_file_owned_by_one_bus(void **state)
+{
+    bus_t *first = open_bus(qpath), *second = NULL;
+    char err[256] = "";
+    bus_opts_t o = {.queue_path = qpath};
+    assert_int_equal(bus_open(&second, &o, err, sizeof err), WSG_EBUS);
+    assert_null(second);
+    assert_non_null(strstr(err, "in use"));
+    bus_free(first);
+    assert_int_equal(bus_open(&second, &o, err, sizeof err), 0);
+    bus_free(second);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_publish_ack_consume_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_groups_masks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_done_from_other_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_durability, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_bounds_deliveries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_seq_across_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_publishers_keep_per_conn_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_file_owned_by_one_bus, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
