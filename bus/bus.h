@@ -28,6 +28,22 @@
  * bus-owned thread and must not block for long: hand work to your own thread
  * (the edge uses its queue + lws_cancel_service()). Handlers must be
  * registered before bus_start().
+ *
+ * In-process (standalone), some callbacks run inline on the caller's thread
+ * instead, because that is the fastest path; so no callback may call back
+ * into a lock its own caller holds:
+ *   - bus_cmd_fn runs inline in bus_cmd_request(), on the caller's thread
+ *     (commands from one caller thus reach the edge in the order sent);
+ *   - bus_reply_fn runs inline in bus_cmd_reply(), on whichever thread
+ *     replies (often inline inside bus_cmd_request()); inline in
+ *     bus_cmd_request() with WSG_EGONE when no edge is registered; on the
+ *     bus service thread with WSG_ETIMEOUT; in bus_free() with
+ *     WSG_EUNAVAILABLE for requests still unanswered;
+ *   - bus_publish_fn runs inline in bus_publish();
+ *   - bus_event_ack_fn runs inline in bus_event_publish() when the event is
+ *     refused (WSG_EFULL, WSG_EUNAVAILABLE), else on the bus writer thread;
+ *   - bus_event_fn runs on the bus delivery thread, bus_heartbeat_fn on the
+ *     bus service thread (never inline).
  */
 #ifndef WSG_BUS_H
 #define WSG_BUS_H
@@ -47,14 +63,18 @@ typedef struct {
     uint32_t partitions;    /* NATS: event subject partitions (default 16) */
 } bus_opts_t;
 
-/* Opens a bus. Returns 0, WSG_EINVAL, WSG_EBUS (detail in err). */
+/* Opens a bus. Returns 0, WSG_EINVAL (unknown URL scheme), WSG_EBUS (the
+ * queue file cannot be opened or is in use by another bus), WSG_ENOTSUP
+ * (nats://: cluster mode is not built yet); detail in err. */
 int bus_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen);
 
 /* Starts delivering to the handlers registered so far; in-process, events
  * left unacknowledged by a previous run are redelivered first. */
 int bus_start(bus_t *bus);
 
-/* Stops delivery and waits for bus threads; pending acks are flushed. */
+/* Stops delivery and waits for bus threads; pending acks are flushed. Stop
+ * the roles first: bus_event_done() and bus_cmd_reply() are invalid after
+ * bus_free(). NULL allowed. */
 void bus_free(bus_t *bus);
 
 /* 1 when the bus can accept work (NATS connected; queue writable). */
@@ -90,18 +110,26 @@ typedef struct {
  * the client with 1013). */
 typedef void (*bus_event_ack_fn)(void *ud, int status);
 
+/* Returns 0 when the event was taken: cb (may be NULL) is then called exactly
+ * once. Returns WSG_EINVAL for a bad event (no id or conn_id, unknown type,
+ * seq 0, body NULL with body_len > 0); cb is then not called. */
 int bus_event_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
 
 typedef struct bus_delivery bus_delivery_t;
 
 /* Delivers ev to a consumer. The consumer must later call bus_event_done()
  * exactly once with d (from any thread). Until then the event is redelivered
- * after a crash. attempt counts deliveries of this event by the bus (1 first). */
+ * after a crash. attempt counts deliveries of this event by the bus (1 first).
+ * ev and its strings stay valid until bus_event_done(d). In-process, attempt
+ * is persisted per run: an event left undone when the process died comes back
+ * with attempt + 1 (also if it was queued but never handed out). */
 typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt);
 
 /* Registers a consumer group (e.g. "dispatch", "registry") receiving events
  * whose type is in type_mask. Each group gets every such event once;
  * in-process there is one consumer per group. */
+/* Returns 0, WSG_EINVAL (empty name, bad mask, NULL fn, after bus_start),
+ * WSG_EEXISTS (group registered twice). */
 int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
                         void *ud);
 
@@ -109,7 +137,10 @@ int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_e
 void bus_event_done(bus_t *bus, bus_delivery_t *d);
 
 /* Highest seq published for conn_id still known to the bus (0 if none).
- * Used to number the disconnect event of a connection whose edge died. */
+ * Used to number the disconnect event of a connection whose edge died.
+ * In-process it survives restarts and is forgotten once the connection's
+ * disconnect event has been consumed by every group. Returns 0, WSG_EINVAL,
+ * WSG_EBUS. */
 int bus_event_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq);
 
 /* ---- 2. edge commands --------------------------------------------------- */
@@ -139,7 +170,11 @@ typedef void (*bus_reply_fn)(void *ud, int status);
 
 /* Sends cmd to edge_id; edge_id NULL = every live edge, and the reply is 0
  * if any edge answered 0. Commands from one caller to one edge arrive in the
- * order sent. cb may be NULL (fire-and-forget). */
+ * order sent. cb may be NULL (fire-and-forget). With several edges, the reply
+ * is 0 as soon as one answers 0; else, once all answered, the first error
+ * other than WSG_EGONE, or WSG_EGONE. No answer within 5 s: WSG_ETIMEOUT, and
+ * a reply after that is ignored (safely). Returns 0 when sent (cb is then
+ * called exactly once), WSG_EINVAL for a bad command (cb not called). */
 int bus_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
                     void *ud);
 
@@ -149,6 +184,7 @@ typedef struct bus_reply bus_reply_t;
  * once (from any thread). */
 typedef void (*bus_cmd_fn)(void *ud, const bus_cmd_t *cmd, bus_reply_t *r);
 
+/* Returns 0, WSG_EINVAL, WSG_EEXISTS (edge_id already served). */
 int bus_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud);
 void bus_cmd_reply(bus_reply_t *r, int status);
 
@@ -177,14 +213,17 @@ int bus_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud);
 
 /* The edge declares (on=1) or withdraws (on=0) interest in a channel; the
  * bus only delivers publishes for channels with interest. Reference counting
- * of local members is the edge's job. */
+ * of local members is the edge's job. The bus counts on/off per channel;
+ * returns WSG_ENOTFOUND for an off without a matching on. */
 int bus_channel_interest(bus_t *bus, const char *channel, int on);
 
 /* ---- 4. heartbeats ---------------------------------------------------------- */
 
 typedef void (*bus_heartbeat_fn)(void *ud, const char *edge_id, int64_t at_ms, int leaving);
 
-/* Publishes a heartbeat for edge_id; leaving=1 on graceful shutdown. */
+/* Publishes a heartbeat for edge_id; leaving=1 on graceful shutdown. at_ms
+ * is the sender's wall clock. Returns 0, WSG_EINVAL, WSG_EFULL (in-process:
+ * 4096 heartbeats waiting for the service thread). */
 int bus_heartbeat(bus_t *bus, const char *edge_id, int leaving);
 int bus_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud);
 
