@@ -14,6 +14,7 @@
  * after the timeout only drops its reference, so late replies are safe.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,7 +75,7 @@ struct hb {
 typedef struct {
     struct bus base;
     bq_t *q;
-    int started;
+    atomic_int started;
 
     pthread_rwlock_t rw; /* registrations below */
     edge_reg_t *edges;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@
 #include "bus/bus_int.h"
 #include "common/err.h"
 
-#define MAXREC 4096
+#define MAXREC 8192
 
 typedef struct {
     char id[64], conn[64], body[128];
@@ -343,6 +344,91 @@ static void test_crash_durability(void **state)
     assert_int_equal(s.n, n / 2);
 }
 
+/* Acks of the SIGKILL child, reported to the parent through a pipe. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int acked, fd;
+} killack_t;
+
+static void on_kill_ack(void *ud, int status)
+{
+    killack_t *k = ud;
+    pthread_mutex_lock(&k->mu);
+    if (status == 0) {
+        int seq = ++k->acked; /* acks come in publish order */
+        if (write(k->fd, &seq, sizeof seq) != (ssize_t)sizeof seq)
+            _exit(4);
+    } else {
+        _exit(5);
+    }
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* Publishes up to 6000 events, at most 1000 unacknowledged, then waits to
+ * be killed. */
+static void kill_child(int fd)
+{
+    static sink_t s;
+    static killack_t k = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    k.fd = fd;
+    bus_t *bus = reopen_keep(&s);
+    char id[32];
+    for (int i = 1; i <= 6000; i++) {
+        pthread_mutex_lock(&k.mu);
+        while (i - k.acked > 1000)
+            pthread_cond_wait(&k.cv, &k.mu);
+        pthread_mutex_unlock(&k.mu);
+        snprintf(id, sizeof id, "evt_k_%d", i);
+        bus_event_t ev = {.id = id,
+                          .type = i == 1 ? BUS_EV_CONNECT : BUS_EV_MESSAGE,
+                          .conn_id = "ck",
+                          .seq = (uint64_t)i,
+                          .body = "x",
+                          .body_len = 1};
+        if (bus_event_publish(bus, &ev, on_kill_ack, &k) != 0)
+            _exit(6);
+    }
+    for (;;)
+        pause();
+}
+
+static void test_sigkill_while_publishing(void **state)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        kill_child(fds[1]);
+    }
+    close(fds[1]);
+    int seq = 0, acked = 0;
+    while (acked < 3000 && read(fds[0], &seq, sizeof seq) == (ssize_t)sizeof seq)
+        acked = seq;
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    while (read(fds[0], &seq, sizeof seq) == (ssize_t)sizeof seq) /* acks told before death */
+        acked = seq;
+    close(fds[0]);
+    assert_true(acked >= 3000);
+
+    static sink_t s;
+    bus_t *bus = reopen_keep(&s);
+    assert_true(wait_count(&s.mu, &s.cv, &s.n, acked) >= acked); /* none acked is lost */
+    bus_free(bus);
+    print_message("acked before SIGKILL: %d, redelivered: %d\n", acked, s.n);
+    assert_true(s.n <= MAXREC);
+    for (int i = 0; i < s.n && i < MAXREC; i++) { /* in order, no gap, nothing twice */
+        assert_int_equal(s.recs[i].seq, (uint64_t)i + 1);
+        assert_int_equal(s.recs[i].attempt, 2);
+    }
+}
+
 static void test_queue_full(void **state)
 {
     bus_t *bus = open_bus(NULL);
@@ -537,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_groups_masks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_done_from_other_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_durability, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_while_publishing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_bounds_deliveries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_seq_across_reopen, setup, teardown),
