@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     WSG_ALG_NONE = 0,
@@ -173,5 +174,13 @@ int wsg_parse_bytes(const char *s, uint64_t *out);
 /* Algorithm name <-> enum. Returns WSG_ALG_NONE for unknown names. */
 wsg_alg_t wsg_alg_from_name(const char *name);
 const char *wsg_alg_name(wsg_alg_t alg);
+
+/* Writes the reference of every key (type, default, bounds, environment
+ * variable, meaning) as markdown: docs/configuration.md is this output. */
+void wsg_config_print_schema(FILE *f);
+
+/* Writes the effective configuration as "key = value" lines; secrets show
+ * only their length, never their value. */
+void wsg_config_describe(const wsg_config_t *cfg, FILE *f);
 
 #endif

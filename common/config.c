@@ -1,0 +1,913 @@
+/*
+ * config.c — loads wsgate's configuration by walking the schema table of
+ * config_schema.c: defaults first, then the YAML file (libyaml's document
+ * API, so every node knows its line), then WSGATE_* environment overrides,
+ * then the checks that involve several keys. Every error stops the load and
+ * says where: "FILE:LINE: key.path: reason" or "env WSGATE_X: reason".
+ *
+ * The loader remembers where each value came from (file line or variable
+ * name), so a check made after the environment is applied still points at
+ * the right place.
+ */
+#include "common/config.h"
+#include "common/config_schema.h"
+#include "common/err.h"
+#include "common/whsig.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+_Static_assert(sizeof(wsg_alg_t) == sizeof(int), "CFG_ENUM stores int-sized enums");
+_Static_assert(sizeof(wsg_one_conn_t) == sizeof(int), "CFG_ENUM stores int-sized enums");
+
+#define DKEY 256 /* longest display key, e.g. routes[12].limits.rate_limit.burst */
+
+typedef struct {
+    const void *field;
+    int line;  /* > 0: set from the file at this line */
+    char *env; /* non-NULL: set from this environment variable */
+} origin_t;
+
+typedef struct {
+    const char *file;
+    char *err;
+    size_t errlen;
+    yaml_document_t *doc;
+    origin_t *orig;
+    size_t n_orig, cap_orig;
+} ld_t;
+
+#define FIELD(base, k, type) ((type *)((char *)(base) + (k)->off))
+#define FIELD2(base, k, type) ((type *)((char *)(base) + (k)->off2))
+
+/* snprintf for key paths; a path longer than the buffer is cut, never overrun. */
+static void keyf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void keyf(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- where values came from, and errors that say so ---- */
+
+static origin_t *origin_find(ld_t *ld, const void *field)
+{
+    for (size_t i = 0; i < ld->n_orig; i++)
+        if (ld->orig[i].field == field)
+            return &ld->orig[i];
+    return NULL;
+}
+
+static int origin_note(ld_t *ld, const void *field, int line, const char *env)
+{
+    origin_t *o = origin_find(ld, field);
+    if (!o) {
+        if (ld->n_orig == ld->cap_orig) {
+            size_t cap = ld->cap_orig ? ld->cap_orig * 2 : 64;
+            origin_t *n = realloc(ld->orig, cap * sizeof *n);
+            if (!n)
+                return WSG_ENOMEM;
+            ld->orig = n;
+            ld->cap_orig = cap;
+        }
+        o = &ld->orig[ld->n_orig++];
+        *o = (origin_t){.field = field};
+    }
+    free(o->env);
+    o->env = NULL;
+    o->line = line;
+    if (env && !(o->env = strdup(env)))
+        return WSG_ENOMEM;
+    return 0;
+}
+
+static int at_line(ld_t *ld, int line, const char *dkey, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int at_line(ld_t *ld, int line, const char *dkey, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        return wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "%s:%d: %s: %s", ld->file, line, dkey,
+                        why);
+    return wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "%s: %s: %s", ld->file, dkey, why);
+}
+
+static int at_env(ld_t *ld, const char *name, const char *why)
+{
+    return wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "env %s: %s", name, why);
+}
+
+/* Reports a problem with a field wherever its value came from; line is the
+ * fallback (the enclosing block) for values that were never set. */
+static int at_field(ld_t *ld, const void *field, int line, const char *dkey, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int at_field(ld_t *ld, const void *field, int line, const char *dkey, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    const origin_t *o = origin_find(ld, field);
+    if (o && o->env)
+        return at_env(ld, o->env, why);
+    return at_line(ld, o && o->line ? o->line : line, dkey, "%s", why);
+}
+
+/* ---- setting one key from text (YAML scalar, default or environment) ---- */
+
+static void fmt_bound(const cfg_key_t *k, uint64_t v, char *buf, size_t n)
+{
+    if (k->type == CFG_DUR || k->type == CFG_DUR_S)
+        cfg_format_duration(v, buf, n);
+    else
+        snprintf(buf, n, "%llu", (unsigned long long)v);
+}
+
+static int check_bounds(const cfg_key_t *k, uint64_t v, const char *text, char *why, size_t n)
+{
+    if (v >= k->min && (!k->max || v <= k->max))
+        return 0;
+    char lo[32], hi[32];
+    fmt_bound(k, k->min, lo, sizeof lo);
+    fmt_bound(k, k->max, hi, sizeof hi);
+    if (!k->max)
+        snprintf(why, n, "'%s' is below the minimum %s", text, lo);
+    else
+        snprintf(why, n, "'%s' is out of range (%s..%s)", text, lo, hi);
+    return WSG_ECONFIG;
+}
+
+static int set_number(const cfg_key_t *k, void *base, const char *text, char *why, size_t n)
+{
+    uint64_t v = 0;
+    int rc;
+    if (k->type == CFG_DUR || k->type == CFG_DUR_S) {
+        if (wsg_parse_duration_ms(text, &v) != 0) {
+            snprintf(why, n, "invalid duration '%s' (use 25s, 1500ms, 2m)", text);
+            return WSG_ECONFIG;
+        }
+        if (k->type == CFG_DUR_S && v % 1000) {
+            snprintf(why, n, "'%s' is not a whole number of seconds", text);
+            return WSG_ECONFIG;
+        }
+    } else if ((k->flags & CFG_F_BYTES) ? wsg_parse_bytes(text, &v) != 0
+                                        : cfg_parse_int(text, &v) != 0) {
+        snprintf(why, n, "expected a non-negative integer%s, got '%s'",
+                 (k->flags & CFG_F_BYTES) ? " (optionally with K, KiB, M, MiB, G, GiB)" : "", text);
+        return WSG_ECONFIG;
+    }
+    if ((rc = check_bounds(k, v, text, why, n)) != 0)
+        return rc;
+    if (k->type == CFG_U32)
+        *FIELD(base, k, uint32_t) = (uint32_t)v;
+    else if (k->type == CFG_DUR_S)
+        *FIELD(base, k, uint32_t) = (uint32_t)(v / 1000);
+    else
+        *FIELD(base, k, uint64_t) = v;
+    return 0;
+}
+
+static int set_enum(const cfg_key_t *k, void *base, const char *text, char *why, size_t n)
+{
+    bool b;
+    if ((k->flags & CFG_F_OFF_BOOL) && cfg_parse_bool(text, &b) == 0 && !b)
+        return *FIELD(base, k, int) = 0, 0;
+    for (int i = 0; k->names[i]; i++) {
+        if (strcasecmp(text, k->names[i]) != 0)
+            continue;
+        if ((uint64_t)i < k->min)
+            break;
+        return *FIELD(base, k, int) = i, 0;
+    }
+    size_t off = (size_t)snprintf(why, n, "unknown value '%s' (use", text);
+    for (int i = (int)k->min; k->names[i] && off < n; i++)
+        off +=
+            (size_t)snprintf(why + off, n - off, "%s %s", i > (int)k->min ? "," : "", k->names[i]);
+    if (off < n)
+        snprintf(why + off, n - off, ")");
+    return WSG_ECONFIG;
+}
+
+static int set_str(const cfg_key_t *k, void *base, const char *text, size_t len, char *why,
+                   size_t n)
+{
+    if (memchr(text, '\0', len)) {
+        snprintf(why, n, "contains a NUL byte");
+        return WSG_ECONFIG;
+    }
+    if (k->check && k->check(text, why, n) != 0)
+        return WSG_ECONFIG;
+    char *copy = strndup(text, len);
+    if (!copy)
+        return WSG_ENOMEM;
+    char **slot = FIELD(base, k, char *);
+    free(*slot);
+    *slot = copy;
+    if (k->off2 != SIZE_MAX)
+        *FIELD2(base, k, size_t) = len;
+    return 0;
+}
+
+/* Sets scalar key k of the struct at base from text. Returns 0, WSG_ENOMEM,
+ * or WSG_ECONFIG with the reason in why. */
+static int set_text(const cfg_key_t *k, void *base, const char *text, size_t len, char *why,
+                    size_t n)
+{
+    bool b;
+    switch (k->type) {
+    case CFG_STR:
+        return set_str(k, base, text, len, why, n);
+    case CFG_BOOL:
+        if (cfg_parse_bool(text, &b) != 0) {
+            snprintf(why, n, "expected true or false, got '%s'", text);
+            return WSG_ECONFIG;
+        }
+        *FIELD(base, k, bool) = b;
+        return 0;
+    case CFG_ENUM:
+        return set_enum(k, base, text, why, n);
+    case CFG_U32:
+    case CFG_U64:
+    case CFG_DUR:
+    case CFG_DUR_S:
+        return set_number(k, base, text, why, n);
+    default:
+        snprintf(why, n, "expected a %s", k->type == CFG_LIST ? "list" : "mapping");
+        return WSG_ECONFIG;
+    }
+}
+
+static void free_list(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Appends a checked copy of text to list key k. */
+static int list_push(const cfg_key_t *k, void *base, const char *text, char *why, size_t n)
+{
+    char ***list = FIELD(base, k, char **);
+    size_t *cnt = FIELD2(base, k, size_t);
+    if (k->check && k->check(text, why, n) != 0)
+        return WSG_ECONFIG;
+    char **grown = realloc(*list, (*cnt + 1) * sizeof *grown);
+    if (!grown)
+        return WSG_ENOMEM;
+    *list = grown;
+    if (!(grown[*cnt] = strdup(text)))
+        return WSG_ENOMEM;
+    (*cnt)++;
+    return 0;
+}
+
+static void list_clear(const cfg_key_t *k, void *base)
+{
+    free_list(*FIELD(base, k, char **), *FIELD2(base, k, size_t));
+    *FIELD(base, k, char **) = NULL;
+    *FIELD2(base, k, size_t) = 0;
+}
+
+/* ---- defaults and freeing, both driven by the table ---- */
+
+static int init_scope(const cfg_scope_t *sc, void *base)
+{
+    char why[256];
+    for (size_t i = 0; i < sc->n_keys; i++) {
+        const cfg_key_t *k = &sc->keys[i];
+        int rc = 0;
+        if (k->type == CFG_SCOPE)
+            rc = init_scope(k->sub, (char *)base + k->off);
+        else if (k->def)
+            rc = set_text(k, base, k->def, strlen(k->def), why, sizeof why);
+        if (rc != 0)
+            return rc == WSG_ENOMEM ? rc : WSG_EINVAL; /* a bad default is a bug in the table */
+    }
+    return 0;
+}
+
+static void free_scope(const cfg_scope_t *sc, void *base)
+{
+    for (size_t i = 0; i < sc->n_keys; i++) {
+        const cfg_key_t *k = &sc->keys[i];
+        if (k->type == CFG_STR) {
+            free(*FIELD(base, k, char *));
+        } else if (k->type == CFG_LIST) {
+            free_list(*FIELD(base, k, char **), *FIELD2(base, k, size_t));
+        } else if (k->type == CFG_SCOPE) {
+            free_scope(k->sub, (char *)base + k->off);
+        } else if (k->type == CFG_ITEMS) {
+            char *items = *FIELD(base, k, char *);
+            for (size_t j = 0; j < *FIELD2(base, k, size_t); j++)
+                free_scope(k->sub, items + j * k->sub->size);
+            free(items);
+        }
+    }
+}
+
+static void free_extras(wsg_config_t *cfg)
+{
+    free(cfg->file);
+    free(cfg->api.jwt.public_key);
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        free(cfg->routes[i].webhook_key);
+        free(cfg->routes[i].auth.jwt.public_key);
+    }
+}
+
+void wsg_config_free(wsg_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    free_extras(cfg);
+    free_scope(&cfg_root_scope, cfg);
+    free(cfg);
+}
+
+/* ---- the YAML walk ---- */
+
+static const cfg_key_t *find_key(const cfg_scope_t *sc, const char *path)
+{
+    for (size_t i = 0; i < sc->n_keys; i++)
+        if (strcmp(sc->keys[i].path, path) == 0)
+            return &sc->keys[i];
+    return NULL;
+}
+
+/* True when some key of sc lives below path (path is a mapping level). */
+static bool is_group(const cfg_scope_t *sc, const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sc->n_keys; i++)
+        if (strncmp(sc->keys[i].path, path, n) == 0 && sc->keys[i].path[n] == '.')
+            return true;
+    return false;
+}
+
+static int node_line(const yaml_node_t *n)
+{
+    return (int)n->start_mark.line + 1;
+}
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    if (n->type == YAML_MAPPING_NODE)
+        return "a mapping";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? "a scalar" : "a quoted string";
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)n->data.scalar.value;
+    return !*v || strcmp(v, "~") == 0 || strcasecmp(v, "null") == 0;
+}
+
+static int walk_map(ld_t *ld, const cfg_scope_t *sc, void *base, yaml_node_t *map, const char *rel,
+                    const char *dpfx);
+
+static int set_scalar_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t *v,
+                           const char *dkey)
+{
+    char why[512];
+    if (v->type != YAML_SCALAR_NODE)
+        return at_line(ld, node_line(v), dkey, "expected a value, got %s", node_kind(v));
+    const char *text = (const char *)v->data.scalar.value;
+    size_t len = v->data.scalar.length;
+    bool quoted = v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    if (k->type == CFG_STR && is_null(v))
+        text = "", len = 0;
+    else if (k->type != CFG_STR && is_null(v))
+        return at_line(ld, node_line(v), dkey, "missing value");
+    else if (quoted && (k->type == CFG_BOOL || k->type == CFG_U32 || k->type == CFG_U64))
+        return at_line(ld, node_line(v), dkey, "expected %s, got a quoted string",
+                       k->type == CFG_BOOL ? "true or false" : "an unquoted number");
+    int rc = set_text(k, base, text, len, why, sizeof why);
+    if (rc == WSG_ECONFIG)
+        return at_line(ld, node_line(v), dkey, "%s", why);
+    return rc ? rc : origin_note(ld, FIELD(base, k, char), node_line(v), NULL);
+}
+
+static int set_list_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t *v, const char *dkey)
+{
+    char why[512];
+    list_clear(k, base);
+    if (is_null(v))
+        return origin_note(ld, FIELD(base, k, char), node_line(v), NULL);
+    if (v->type != YAML_SEQUENCE_NODE)
+        return at_line(ld, node_line(v), dkey, "expected a list, got %s", node_kind(v));
+    size_t i = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++, i++) {
+        yaml_node_t *e = yaml_document_get_node(ld->doc, *it);
+        if (e->type != YAML_SCALAR_NODE)
+            return at_line(ld, node_line(e), dkey, "item %zu: expected a string, got %s", i,
+                           node_kind(e));
+        int rc = list_push(k, base, (const char *)e->data.scalar.value, why, sizeof why);
+        if (rc == WSG_ECONFIG)
+            return at_line(ld, node_line(e), dkey, "item %zu: %s", i, why);
+        if (rc)
+            return rc;
+    }
+    return origin_note(ld, FIELD(base, k, char), node_line(v), NULL);
+}
+
+static int set_items_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t *v,
+                          const char *dkey)
+{
+    if (is_null(v))
+        return 0;
+    if (v->type != YAML_SEQUENCE_NODE)
+        return at_line(ld, node_line(v), dkey, "expected a list, got %s", node_kind(v));
+    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    char *items = n ? calloc(n, k->sub->size) : NULL;
+    if (n && !items)
+        return WSG_ENOMEM;
+    *FIELD(base, k, char *) = items;
+    *FIELD2(base, k, size_t) = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *e = yaml_document_get_node(ld->doc, v->data.sequence.items.start[i]);
+        char dp[DKEY];
+        keyf(dp, sizeof dp, "%s[%zu].", dkey, i);
+        void *item = items + i * k->sub->size;
+        int rc = init_scope(k->sub, item);
+        if (rc)
+            return rc;
+        if (k->sub->line_off != SIZE_MAX)
+            *(int *)((char *)item + k->sub->line_off) = node_line(e);
+        if (e->type != YAML_MAPPING_NODE) {
+            dp[strlen(dp) - 1] = '\0';
+            return at_line(ld, node_line(e), dp, "expected a mapping, got %s", node_kind(e));
+        }
+        if ((rc = walk_map(ld, k->sub, item, e, "", dp)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int set_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t *v, const char *dpfx)
+{
+    char dkey[DKEY];
+    keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+    if (k->type == CFG_LIST)
+        return set_list_node(ld, k, base, v, dkey);
+    if (k->type == CFG_ITEMS)
+        return set_items_node(ld, k, base, v, dkey);
+    if (k->type != CFG_SCOPE)
+        return set_scalar_node(ld, k, base, v, dkey);
+    if (v->type != YAML_MAPPING_NODE)
+        return at_line(ld, node_line(v), dkey, "expected a mapping, got %s", node_kind(v));
+    void *sub = (char *)base + k->off;
+    if (k->sub->present_off != SIZE_MAX)
+        *(bool *)((char *)sub + k->sub->present_off) = true;
+    char dp[DKEY];
+    keyf(dp, sizeof dp, "%s.", dkey);
+    int rc = origin_note(ld, sub, node_line(v), NULL); /* the block's line, for its checks */
+    return rc ? rc : walk_map(ld, k->sub, sub, v, "", dp);
+}
+
+static bool seen_before(ld_t *ld, yaml_node_t *map, yaml_node_pair_t *p, const char *key)
+{
+    for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+        yaml_node_t *kn = yaml_document_get_node(ld->doc, q->key);
+        if (kn->type == YAML_SCALAR_NODE && strcmp((const char *)kn->data.scalar.value, key) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Applies the mapping at map to scope sc; rel is the key prefix inside the
+ * scope ("limits."), dpfx the display prefix of the scope ("routes[0]."). */
+static int walk_map(ld_t *ld, const cfg_scope_t *sc, void *base, yaml_node_t *map, const char *rel,
+                    const char *dpfx)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *kn = yaml_document_get_node(ld->doc, p->key);
+        yaml_node_t *vn = yaml_document_get_node(ld->doc, p->value);
+        char path[DKEY], dkey[DKEY];
+        if (kn->type != YAML_SCALAR_NODE)
+            return at_line(ld, node_line(kn), *dpfx || *rel ? dpfx : "(top level)",
+                           "keys must be plain names, got %s", node_kind(kn));
+        const char *key = (const char *)kn->data.scalar.value;
+        keyf(path, sizeof path, "%s%s", rel, key);
+        keyf(dkey, sizeof dkey, "%s%s", dpfx, path);
+        if (seen_before(ld, map, p, key))
+            return at_line(ld, node_line(kn), dkey, "duplicate key");
+        const cfg_key_t *k = find_key(sc, path);
+        int rc;
+        if (k) {
+            rc = set_node(ld, k, base, vn, dpfx);
+        } else if (is_group(sc, path)) {
+            if (vn->type != YAML_MAPPING_NODE)
+                return at_line(ld, node_line(vn), dkey, "expected a mapping, got %s",
+                               node_kind(vn));
+            strcat(path, ".");
+            rc = walk_map(ld, sc, base, vn, path, dpfx);
+        } else {
+            return at_line(ld, node_line(kn), dkey, "unknown key");
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- WSGATE_* environment overrides ---- */
+
+/* Comma-separated list from the environment; blanks around items dropped. */
+static int env_list(const cfg_key_t *k, void *base, const char *v, char *why, size_t n)
+{
+    list_clear(k, base);
+    char *copy = strdup(v), *save = NULL;
+    if (!copy)
+        return WSG_ENOMEM;
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+        while (isspace((unsigned char)*t))
+            t++;
+        for (size_t e = strlen(t); e && isspace((unsigned char)t[e - 1]); e--)
+            t[e - 1] = '\0';
+        if (*t)
+            rc = list_push(k, base, t, why, n);
+    }
+    free(copy);
+    return rc;
+}
+
+static int env_key(ld_t *ld, const cfg_key_t *k, void *base, const char *dkey, bool *hit)
+{
+    char name[DKEY + 16], fname[DKEY + 16], why[512];
+    cfg_env_name(dkey, NULL, name, sizeof name);
+    cfg_env_name(dkey, "_FILE", fname, sizeof fname);
+    const char *v = getenv(name);
+    const char *fpath = (k->flags & CFG_F_SECRET) ? getenv(fname) : NULL;
+    if (!v && !fpath)
+        return 0;
+    if (v && fpath)
+        return at_env(ld, name, "set both it and its _FILE variant; give only one");
+    const char *src = fpath ? fname : name;
+    char *buf = NULL;
+    size_t len = v ? strlen(v) : 0;
+    int rc = fpath ? cfg_read_secret_file(fpath, &buf, &len, why, sizeof why) : 0;
+    if (rc == 0) {
+        v = buf ? buf : v;
+        rc = k->type == CFG_LIST ? env_list(k, base, v, why, sizeof why)
+                                 : set_text(k, base, v, len, why, sizeof why);
+    }
+    free(buf);
+    if (rc == WSG_ECONFIG)
+        return at_env(ld, src, why);
+    *hit = true;
+    return rc ? rc : origin_note(ld, FIELD(base, k, char), 0, src);
+}
+
+/* An override for list item N where the file has fewer items cannot apply. */
+static int env_stray_items(ld_t *ld, const char *dkey, size_t count)
+{
+    extern char **environ;
+    char prefix[DKEY + 16], why[512];
+    cfg_env_name(dkey, "_", prefix, sizeof prefix);
+    size_t pl = strlen(prefix);
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, prefix, pl) != 0 || !isdigit((unsigned char)(*e)[pl]))
+            continue;
+        char *end;
+        unsigned long idx = strtoul(*e + pl, &end, 10);
+        if (*end != '_' || idx < count)
+            continue;
+        const char *eq = strchr(*e, '=');
+        char name[DKEY + 16];
+        snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - *e : (long)strlen(*e)), *e);
+        keyf(why, sizeof why, "the config file has no %s[%lu] (it lists %zu)", dkey, idx, count);
+        return at_env(ld, name, why);
+    }
+    return 0;
+}
+
+static int env_scope(ld_t *ld, const cfg_scope_t *sc, void *base, const char *dpfx, bool *hit)
+{
+    int rc = 0;
+    for (size_t i = 0; i < sc->n_keys && rc == 0; i++) {
+        const cfg_key_t *k = &sc->keys[i];
+        char dkey[DKEY], dp[DKEY];
+        keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+        if (k->type == CFG_SCOPE) {
+            bool sub_hit = false;
+            keyf(dp, sizeof dp, "%s.", dkey);
+            void *sub = (char *)base + k->off;
+            rc = env_scope(ld, k->sub, sub, dp, &sub_hit);
+            if (sub_hit && k->sub->present_off != SIZE_MAX)
+                *(bool *)((char *)sub + k->sub->present_off) = true;
+            *hit = *hit || sub_hit;
+        } else if (k->type == CFG_ITEMS) {
+            size_t n = *FIELD2(base, k, size_t);
+            for (size_t j = 0; j < n && rc == 0; j++) {
+                keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
+                rc = env_scope(ld, k->sub, *FIELD(base, k, char *) + j * k->sub->size, dp, hit);
+            }
+            if (rc == 0)
+                rc = env_stray_items(ld, dkey, n);
+        } else {
+            rc = env_key(ld, k, base, dkey, hit);
+        }
+    }
+    return rc;
+}
+
+/* ---- checks across keys, after file and environment ---- */
+
+static int check_required(ld_t *ld, const cfg_scope_t *sc, void *base, const char *dpfx, int line)
+{
+    for (size_t i = 0; i < sc->n_keys; i++) {
+        const cfg_key_t *k = &sc->keys[i];
+        char dkey[DKEY], dp[DKEY];
+        keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+        if (k->type == CFG_ITEMS) {
+            char *items = *FIELD(base, k, char *);
+            for (size_t j = 0; j < *FIELD2(base, k, size_t); j++) {
+                void *item = items + j * k->sub->size;
+                int il =
+                    k->sub->line_off != SIZE_MAX ? *(int *)((char *)item + k->sub->line_off) : line;
+                keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
+                int rc = check_required(ld, k->sub, item, dp, il);
+                if (rc)
+                    return rc;
+            }
+        }
+        if (!(k->flags & CFG_F_REQUIRED) || k->type != CFG_STR)
+            continue;
+        const char *s = *FIELD(base, k, char *);
+        if (!s)
+            return at_line(ld, line, dkey, "required key missing");
+        if (!*s)
+            return at_field(ld, FIELD(base, k, char), line, dkey, "must not be empty");
+    }
+    return 0;
+}
+
+static bool alg_is_hmac(wsg_alg_t a)
+{
+    return a == WSG_ALG_HS256 || a == WSG_ALG_HS384 || a == WSG_ALG_HS512;
+}
+
+static int check_jwt(ld_t *ld, wsg_jwt_conf_t *j, const char *dpfx)
+{
+    char dkey[DKEY], why[512];
+    const origin_t *o = origin_find(ld, j);
+    int line = o ? o->line : 0;
+    const char *an = wsg_alg_name(j->alg);
+    bool has_secret = j->secret && *j->secret;
+    bool has_file = j->public_key_file && *j->public_key_file;
+#define KEY(name) (keyf(dkey, sizeof dkey, "%s%s", dpfx, name), dkey)
+    if (!j->enabled)
+        return 0;
+    if (j->alg == WSG_ALG_NONE)
+        return at_line(ld, line, KEY("alg"), "required key missing (HS256, RS256, ES256, ...)");
+    if (alg_is_hmac(j->alg)) {
+        if (has_file)
+            return at_field(ld, &j->public_key_file, line, KEY("public_key_file"),
+                            "is for RS*/ES* keys; %s uses secret", an);
+        if (!j->secret)
+            return at_line(ld, line, KEY("secret"), "required key missing for %s", an);
+        if (j->secret_len < 32)
+            return at_field(ld, &j->secret, line, KEY("secret"),
+                            "%s secret must be at least 32 bytes (got %zu)", an, j->secret_len);
+        return 0;
+    }
+    if (has_secret)
+        return at_field(ld, &j->secret, line, KEY("secret"),
+                        "is for HS* algorithms; %s uses public_key_file", an);
+    if (!has_file)
+        return at_line(ld, line, KEY("public_key_file"), "required key missing for %s", an);
+    int rc = cfg_load_public_key(j->public_key_file, j->alg, &j->public_key, &j->public_key_len,
+                                 why, sizeof why);
+    if (rc == WSG_ENOMEM)
+        return rc;
+    return rc ? at_field(ld, &j->public_key_file, line, KEY("public_key_file"), "%s", why) : 0;
+#undef KEY
+}
+
+static bool backend_allowed(const wsg_route_conf_t *r, const char *url)
+{
+    if (strncmp(url, r->backend, strlen(r->backend)) == 0)
+        return true;
+    for (size_t i = 0; i < r->n_allowed_backends; i++)
+        if (strncmp(url, r->allowed_backends[i], strlen(r->allowed_backends[i])) == 0)
+            return true;
+    return false;
+}
+
+static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, const char *dp)
+{
+    bool js = u->json_field != NULL, eq = u->equals != NULL, re = u->regex != NULL;
+    char dkey[DKEY];
+    if (re && (js || eq))
+        return at_line(ld, u->line, dp, "give either json+equals or regex, not both");
+    if (!re && !js && !eq)
+        return at_line(ld, u->line, dp, "needs json+equals or regex");
+    if (js != eq)
+        return at_line(ld, u->line, dp, "json and equals go together (%s is missing)",
+                       js ? "equals" : "json");
+    keyf(dkey, sizeof dkey, "%s.backend", dp);
+    if (!backend_allowed(r, u->backend))
+        return at_field(ld, &u->backend, u->line, dkey,
+                        "'%s' is not within allowed_backends (the route's backend is implied)",
+                        u->backend);
+    return 0;
+}
+
+static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
+{
+    wsg_route_conf_t *r = &cfg->routes[i];
+    char dp[DKEY], dkey[DKEY];
+    int rc;
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(cfg->routes[j].path, r->path) == 0) {
+            keyf(dkey, sizeof dkey, "routes[%zu].path", i);
+            return at_field(ld, &r->path, r->line, dkey, "'%s' is already routes[%zu].path",
+                            r->path, j);
+        }
+    keyf(dkey, sizeof dkey, "routes[%zu].webhook_secret", i);
+    if ((rc = wsg_whsig_key_decode(r->webhook_secret, &r->webhook_key, &r->webhook_key_len)))
+        return rc == WSG_ENOMEM ? rc : at_field(ld, &r->webhook_secret, r->line, dkey, "bad key");
+    keyf(dp, sizeof dp, "routes[%zu].auth.jwt.", i);
+    if ((rc = check_jwt(ld, &r->auth.jwt, dp)) != 0)
+        return rc;
+    keyf(dkey, sizeof dkey, "routes[%zu].auth.required", i);
+    if (r->auth.required && !r->auth.jwt.enabled && !*r->auth.authorizer)
+        return at_field(ld, &r->auth.required, r->line, dkey,
+                        "true needs auth.jwt or auth.authorizer (or required: false for "
+                        "anonymous clients)");
+    for (size_t j = 0; j < r->n_rules; j++) {
+        keyf(dp, sizeof dp, "routes[%zu].rules[%zu]", i, j);
+        if ((rc = check_rule(ld, r, &r->rules[j], dp)) != 0)
+            return rc;
+    }
+    keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
+    if (r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
+        return at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,
+                        "is below delivery.backoff_initial");
+    return 0;
+}
+
+static int default_edge_id(wsg_config_t *cfg)
+{
+    char host[64] = "", id[96];
+    if (cfg->edge.id)
+        return 0;
+    if (gethostname(host, sizeof host - 1) != 0 || !*host)
+        snprintf(host, sizeof host, "edge");
+    for (char *c = host; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
+            *c = '-';
+    snprintf(id, sizeof id, "%s-%ld", host, (long)getpid());
+    return (cfg->edge.id = strdup(id)) ? 0 : WSG_ENOMEM;
+}
+
+static int check_all(ld_t *ld, wsg_config_t *cfg)
+{
+    int rc = check_required(ld, &cfg_root_scope, cfg, "", 0);
+    if (rc == 0)
+        rc = check_jwt(ld, &cfg->api.jwt, "api.auth.jwt.");
+    for (size_t i = 0; i < cfg->n_routes && rc == 0; i++)
+        rc = check_route(ld, cfg, i);
+    return rc ? rc : default_edge_id(cfg);
+}
+
+/* ---- entry points ---- */
+
+static int parse_yaml(ld_t *ld, wsg_config_t *cfg, const char *yaml)
+{
+    yaml_parser_t p;
+    yaml_document_t doc, extra;
+    int rc = 0;
+    if (!yaml_parser_initialize(&p))
+        return WSG_ENOMEM;
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, strlen(yaml));
+    if (!yaml_parser_load(&p, &doc)) {
+        rc = wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "%s:%d: YAML: %s%s%s", ld->file,
+                      (int)p.problem_mark.line + 1, p.problem ? p.problem : "syntax error",
+                      p.context ? " " : "", p.context ? p.context : "");
+        goto out_parser;
+    }
+    ld->doc = &doc;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root)
+        rc = wsg_errf(ld->err, ld->errlen, WSG_ECONFIG,
+                      "%s: empty configuration (write {} for all defaults)", ld->file);
+    else if (root->type != YAML_MAPPING_NODE)
+        rc = at_line(ld, node_line(root), "(top level)", "expected a mapping, got %s",
+                     node_kind(root));
+    else
+        rc = walk_map(ld, &cfg_root_scope, cfg, root, "", "");
+    if (rc == 0 && yaml_parser_load(&p, &extra)) {
+        if (yaml_document_get_root_node(&extra))
+            rc = wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "%s:%d: more than one YAML document",
+                          ld->file, (int)extra.start_mark.line + 1);
+        yaml_document_delete(&extra);
+    }
+    ld->doc = NULL;
+    yaml_document_delete(&doc);
+out_parser:
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+int wsg_config_load_string(wsg_config_t **out, const char *yaml, const char *name, char *err,
+                           size_t errlen)
+{
+    ld_t ld = {.file = name ? name : "(config)", .err = err, .errlen = errlen};
+    wsg_config_t *cfg = calloc(1, sizeof *cfg);
+    bool hit = false;
+    int rc = WSG_ENOMEM;
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!cfg || !(cfg->file = strdup(ld.file)))
+        goto out;
+    if ((rc = init_scope(&cfg_root_scope, cfg)) != 0)
+        goto out;
+    if ((rc = parse_yaml(&ld, cfg, yaml)) != 0)
+        goto out;
+    if ((rc = env_scope(&ld, &cfg_root_scope, cfg, "", &hit)) != 0)
+        goto out;
+    rc = check_all(&ld, cfg);
+out:
+    for (size_t i = 0; i < ld.n_orig; i++)
+        free(ld.orig[i].env);
+    free(ld.orig);
+    if (rc == WSG_ENOMEM)
+        wsg_errf(err, errlen, rc, "%s: out of memory", ld.file);
+    if (rc != 0) {
+        wsg_config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int wsg_config_load(wsg_config_t **out, const char *path, char *err, size_t errlen)
+{
+    enum { MAX_FILE = 16 << 20 };
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return wsg_errf(err, errlen, WSG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    int rc = 0;
+    while (!feof(f) && !ferror(f)) {
+        if (cap - len < 4097) {
+            char *n = cap < MAX_FILE ? realloc(buf, cap + 65536) : NULL;
+            if (!n) {
+                rc = cap < MAX_FILE ? WSG_ENOMEM : WSG_ECONFIG;
+                rc = wsg_errf(err, errlen, rc, "%s: %s", path,
+                              rc == WSG_ENOMEM ? "out of memory" : "larger than 16 MiB");
+                goto out;
+            }
+            buf = n;
+            cap += 65536;
+        }
+        len += fread(buf + len, 1, cap - len - 1, f);
+    }
+    if (ferror(f)) {
+        rc = wsg_errf(err, errlen, WSG_EIO, "%s: read error", path);
+        goto out;
+    }
+    buf[len] = '\0';
+    if (memchr(buf, '\0', len)) {
+        rc = wsg_errf(err, errlen, WSG_ECONFIG, "%s: contains a NUL byte", path);
+        goto out;
+    }
+    rc = wsg_config_load_string(out, buf, path, err, errlen);
+out:
+    fclose(f);
+    free(buf);
+    return rc;
+}
+
+const wsg_route_conf_t *wsg_config_route(const wsg_config_t *cfg, const char *path)
+{
+    for (size_t i = 0; cfg && path && i < cfg->n_routes; i++)
+        if (strcmp(cfg->routes[i].path, path) == 0)
+            return &cfg->routes[i];
+    return NULL;
+}

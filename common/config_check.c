@@ -1,0 +1,398 @@
+/*
+ * config_check.c — the pieces of the configuration loader that look at one
+ * value alone: scalar parsers (durations, byte sizes, booleans), the string
+ * validators named in the schema table (URLs, listen addresses, regexes,
+ * webhook secrets, ...) and the PEM public-key loader. Validators never echo
+ * a value that may hold a credential (store and NATS URLs, secrets).
+ */
+#include "common/config.h"
+#include "common/config_schema.h"
+#include "common/err.h"
+#include "common/whsig.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <pcre2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- scalar parsers ---- */
+
+static int parse_uint(const char *s, uint64_t *out, const char **end)
+{
+    uint64_t v = 0;
+    if (!isdigit((unsigned char)*s))
+        return WSG_EINVAL;
+    for (; isdigit((unsigned char)*s); s++) {
+        if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return WSG_EINVAL;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    *end = s;
+    return 0;
+}
+
+int cfg_parse_int(const char *s, uint64_t *out)
+{
+    const char *end;
+    return parse_uint(s, out, &end) == 0 && !*end ? 0 : WSG_EINVAL;
+}
+
+static int scaled(uint64_t v, uint64_t mul, uint64_t *out)
+{
+    if (mul && v > UINT64_MAX / mul)
+        return WSG_EINVAL;
+    *out = v * mul;
+    return 0;
+}
+
+int wsg_parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    uint64_t v;
+    const char *end;
+    if (!s || parse_uint(s, &v, &end) != 0)
+        return WSG_EINVAL;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].unit) == 0)
+            return scaled(v, units[i].ms, out_ms) == 0 ? 0 : WSG_EINVAL;
+    return WSG_EINVAL;
+}
+
+int wsg_parse_bytes(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mul;
+    } units[] = {{"", 1},
+                 {"K", 1024},
+                 {"KiB", 1024},
+                 {"M", 1024 * 1024},
+                 {"MiB", 1024 * 1024},
+                 {"G", 1024ull * 1024 * 1024},
+                 {"GiB", 1024ull * 1024 * 1024}};
+    uint64_t v;
+    const char *end;
+    if (!s || parse_uint(s, &v, &end) != 0)
+        return WSG_EINVAL;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].unit) == 0)
+            return scaled(v, units[i].mul, out) == 0 ? 0 : WSG_EINVAL;
+    return WSG_EINVAL;
+}
+
+int cfg_parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return *out = true, 0;
+        if (strcasecmp(s, no[i]) == 0)
+            return *out = false, 0;
+    }
+    return WSG_EINVAL;
+}
+
+static const char *const alg_table[] = {"none",  "HS256", "HS384", "HS512", "RS256",
+                                        "RS384", "RS512", "ES256", "ES384", "ES512"};
+
+wsg_alg_t wsg_alg_from_name(const char *name)
+{
+    for (int i = 1; name && i < (int)(sizeof alg_table / sizeof alg_table[0]); i++)
+        if (strcmp(name, alg_table[i]) == 0)
+            return (wsg_alg_t)i;
+    return WSG_ALG_NONE;
+}
+
+const char *wsg_alg_name(wsg_alg_t alg)
+{
+    if ((int)alg < 0 || (size_t)alg >= sizeof alg_table / sizeof alg_table[0])
+        return "none";
+    return alg_table[alg];
+}
+
+/* Reads a secret file (at most 64 KiB); one trailing newline is dropped. */
+int cfg_read_secret_file(const char *path, char **out, size_t *len, char *why, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(why, n, "cannot read '%s': %s", path, strerror(errno));
+        return WSG_ECONFIG;
+    }
+    char *buf = malloc(65537);
+    size_t got = buf ? fread(buf, 1, 65537, f) : 0;
+    int bad = buf && ferror(f);
+    fclose(f);
+    if (!buf)
+        return WSG_ENOMEM;
+    if (bad || got > 65536) {
+        free(buf);
+        snprintf(why, n, "cannot read '%s': %s", path, bad ? "read error" : "larger than 64 KiB");
+        return WSG_ECONFIG;
+    }
+    if (got && buf[got - 1] == '\n')
+        got--;
+    if (got && buf[got - 1] == '\r')
+        got--;
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+void cfg_format_duration(uint64_t ms, char *buf, size_t n)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+    for (size_t i = 0; ms && i < sizeof units / sizeof units[0]; i++)
+        if (ms % units[i].ms == 0) {
+            snprintf(buf, n, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
+            return;
+        }
+    snprintf(buf, n, ms ? "%llums" : "%llu", (unsigned long long)ms);
+}
+
+static int fail(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return WSG_ECONFIG;
+}
+
+static bool has_ctl_or_space(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v <= ' ' || *v == 0x7f)
+            return true;
+    return false;
+}
+
+/* Scheme (case-insensitive) followed by a non-empty authority. */
+static bool url_with_scheme(const char *v, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    return strncasecmp(v, scheme, n) == 0 && v[n] && v[n] != '/' && v[n] != '?' && v[n] != '#' &&
+           !has_ctl_or_space(v);
+}
+
+int cfg_check_http_url(const char *v, char *why, size_t n)
+{
+    if (url_with_scheme(v, "http://") || url_with_scheme(v, "https://"))
+        return 0;
+    return fail(why, n, "'%s' is not an http:// or https:// URL", v);
+}
+
+int cfg_check_http_url_or_empty(const char *v, char *why, size_t n)
+{
+    return *v ? cfg_check_http_url(v, why, n) : 0;
+}
+
+int cfg_check_listen(const char *v, char *why, size_t n)
+{
+    const char *colon = strrchr(v, ':');
+    uint64_t port;
+    if (!colon || has_ctl_or_space(v) || cfg_parse_int(colon + 1, &port) != 0 || port > 65535 ||
+        strlen(colon + 1) > 5)
+        return fail(why, n, "'%s' is not host:port (e.g. 127.0.0.1:8080, [::1]:8080, :8080)", v);
+    return 0;
+}
+
+int cfg_check_route_path(const char *v, char *why, size_t n)
+{
+    if (v[0] != '/' || has_ctl_or_space(v) || strpbrk(v, "?#"))
+        return fail(why, n, "'%s' must be an absolute path like /chat (no query or fragment)", v);
+    return 0;
+}
+
+int cfg_check_store(const char *v, char *why, size_t n)
+{
+    if ((strncmp(v, "sqlite://", 9) == 0 && v[9]) || url_with_scheme(v, "postgres://") ||
+        url_with_scheme(v, "postgresql://"))
+        return 0;
+    if (strncmp(v, "sqlite://", 9) == 0)
+        return fail(why, n, "sqlite:// needs a file path (sqlite:///var/lib/wsgate/wsgate.db)");
+    /* Name the scheme only: the rest of a database URL may hold a password. */
+    size_t sl = strcspn(v, ":/@");
+    snprintf(why, n,
+             "must be sqlite://PATH, postgres://... or postgresql://... (got scheme '%.*s')",
+             (int)(sl > 20 ? 20 : sl), v);
+    return WSG_ECONFIG;
+}
+
+int cfg_check_nats(const char *v, char *why, size_t n)
+{
+    if (!*v)
+        return 0;
+    const char *p = v;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char one[512];
+        snprintf(one, sizeof one, "%.*s", (int)(len < sizeof one ? len : sizeof one - 1), p);
+        if (!url_with_scheme(one, "nats://"))
+            return fail(why, n, "must be empty (in-process bus) or nats://host:port[,...]");
+        if (!p[len])
+            return 0;
+        p += len + 1;
+    }
+}
+
+int cfg_check_regex(const char *v, char *why, size_t n)
+{
+    int code = 0;
+    PCRE2_SIZE off = 0;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, &code, &off, NULL);
+    if (re) {
+        pcre2_code_free(re);
+        return 0;
+    }
+    PCRE2_UCHAR msg[256];
+    if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
+        snprintf((char *)msg, sizeof msg, "error %d", code);
+    snprintf(why, n, "regex does not compile at offset %zu: %s", (size_t)off, (char *)msg);
+    return WSG_ECONFIG;
+}
+
+int cfg_check_whsec(const char *v, char *why, size_t n)
+{
+    unsigned char *key = NULL;
+    size_t kl = 0;
+    int rc = strncmp(v, "whsec_", 6) == 0 ? wsg_whsig_key_decode(v, &key, &kl) : WSG_EINVAL;
+    free(key);
+    if (rc == WSG_ENOMEM)
+        return rc;
+    if (rc)
+        return fail(why, n, "must be whsec_ followed by base64 (a Standard Webhooks secret)");
+    return 0;
+}
+
+int cfg_check_edge_id(const char *v, char *why, size_t n)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > 64 ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789-_") != len)
+        return fail(why, n, "'%s' must be 1-64 letters, digits, '-' or '_'", v);
+    return 0;
+}
+
+int cfg_check_token(const char *v, char *why, size_t n)
+{
+    size_t len = strlen(v);
+    if (len == 0 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789!#$%&'*+-.^_`|~") != len)
+        return fail(why, n, "'%s' is not an HTTP header name", v);
+    return 0;
+}
+
+int cfg_check_nonempty(const char *v, char *why, size_t n)
+{
+    for (const char *c = v; *c; c++)
+        if ((unsigned char)*c < ' ' || *c == 0x7f)
+            return fail(why, n, "contains a control character");
+    return *v ? 0 : fail(why, n, "must not be empty");
+}
+
+static int one_of(const char *v, const char *const *names, char *why, size_t n)
+{
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0)
+            return 0;
+    size_t off = (size_t)snprintf(why, n, "unknown value '%s' (use", v);
+    for (size_t i = 0; names[i] && off < n; i++)
+        off += (size_t)snprintf(why + off, n - off, "%s %s", i ? "," : "", names[i]);
+    if (off < n)
+        snprintf(why + off, n - off, ")");
+    return WSG_ECONFIG;
+}
+
+int cfg_check_log_level(const char *v, char *why, size_t n)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug", NULL};
+    return one_of(v, names, why, n);
+}
+
+int cfg_check_log_format(const char *v, char *why, size_t n)
+{
+    static const char *const names[] = {"json", "text", NULL};
+    return one_of(v, names, why, n);
+}
+
+/* The key must suit the algorithm: RSA for RS*, EC on the matching curve for ES*. */
+static int key_fits(EVP_PKEY *pk, int alg, char *why, size_t n)
+{
+    static const char *const curves[] = {"prime256v1", "secp384r1", "secp521r1"};
+    if (alg >= WSG_ALG_RS256 && alg <= WSG_ALG_RS512) {
+        if (EVP_PKEY_is_a(pk, "RSA"))
+            return 0;
+        return fail(why, n, "is not an RSA public key (needed for RS*)");
+    }
+    char group[64] = "";
+    const char *want = curves[alg - WSG_ALG_ES256];
+    if (!EVP_PKEY_is_a(pk, "EC"))
+        return fail(why, n, "is not an EC public key (needed for ES*)");
+    if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                        NULL) ||
+        strcmp(group, want) != 0) {
+        snprintf(why, n, "EC key on curve '%s'; %s needs %s", group, wsg_alg_name(alg), want);
+        return WSG_ECONFIG;
+    }
+    return 0;
+}
+
+int cfg_load_public_key(const char *file, int alg, char **pem, size_t *len, char *why, size_t n)
+{
+    char *text = NULL;
+    size_t tl = 0;
+    int rc = cfg_read_secret_file(file, &text, &tl, why, n);
+    if (rc)
+        return rc;
+    BIO *bio = BIO_new_mem_buf(text, (int)tl);
+    EVP_PKEY *pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    if (!bio)
+        rc = WSG_ENOMEM;
+    else if (!pk)
+        rc = fail(why, n, "'%s' holds no PEM public key (-----BEGIN PUBLIC KEY-----)", file);
+    else
+        rc = key_fits(pk, alg, why, n);
+    EVP_PKEY_free(pk);
+    BIO_free(bio);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    *pem = text;
+    *len = tl;
+    return 0;
+}
+
+/* "routes[0].auth.jwt.secret" -> "WSGATE_ROUTES_0_AUTH_JWT_SECRET". */
+void cfg_env_name(const char *dkey, const char *suffix, char *out, size_t n)
+{
+    size_t o = (size_t)snprintf(out, n, "WSGATE_");
+    for (const char *c = dkey; *c && o + 1 < n; c++) {
+        if (*c == ']')
+            continue;
+        out[o++] = (*c == '.' || *c == '[') ? '_' : (char)toupper((unsigned char)*c);
+    }
+    out[o] = '\0';
+    if (suffix)
+        snprintf(out + o, n - o, "%s", suffix);
+}
