@@ -13,8 +13,16 @@
  * mostly queueing (Little's law: inflight / throughput); with --rate R they
  * send R events/s in total on a fixed schedule, which shows the latency at
  * a given load (the target: 20,000/s with p99 <= 20 ms).
+ *
+ * Then commands, the control API's path to an edge: T caller threads each
+ * send a command and wait for its reply (as an API request thread does); the
+ * edge's handler queues the reply object to one "edge" thread that replies,
+ * as the real edge replies from its lws service thread:
+ *
+ *   cmds threads=100 cmds=200000 secs=.. cmds_per_s=.. p50_us=.. p99_us=..
+ *
  *   bus_inproc_bench [--events N] [--threads 1,100] [--body BYTES] [--inflight N]
- *                    [--rate EVENTS_PER_S] [--dir DIR]
+ *                    [--rate EVENTS_PER_S] [--cmds N] [--dir DIR]
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -192,15 +200,156 @@ static int run_once(const char *dir, int threads, int events, size_t body, int i
     return r.acks_failed ? 1 : 0;
 }
 
+/* ---- commands ------------------------------------------------------------ */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bus_reply_t **q;
+    size_t n, cap;
+    int stop;
+} edge_q_t;
+
+typedef struct {
+    bus_t *bus;
+    int n;
+    uint64_t *lat_ns;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int replied;
+} caller_t;
+
+static void on_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
+{
+    edge_q_t *e = ud;
+    pthread_mutex_lock(&e->mu);
+    if (e->n == e->cap) {
+        e->cap = e->cap ? e->cap * 2 : 256;
+        e->q = realloc(e->q, e->cap * sizeof *e->q);
+        if (!e->q)
+            abort();
+    }
+    e->q[e->n++] = r;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void *edge_main(void *arg)
+{
+    edge_q_t *e = arg;
+    bus_reply_t **batch = NULL;
+    size_t cap = 0;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop || e->n) {
+        if (!e->n) {
+            pthread_cond_wait(&e->cv, &e->mu);
+            continue;
+        }
+        size_t n = e->n;
+        if (n > cap && !(batch = realloc(batch, (cap = n) * sizeof *batch)))
+            abort();
+        memcpy(batch, e->q, n * sizeof *batch);
+        e->n = 0;
+        pthread_mutex_unlock(&e->mu);
+        for (size_t i = 0; i < n; i++)
+            bus_cmd_reply(batch[i], 0);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    free(batch);
+    return NULL;
+}
+
+static void on_cmd_reply(void *ud, int status)
+{
+    caller_t *c = ud;
+    if (status != 0)
+        abort();
+    pthread_mutex_lock(&c->mu);
+    c->replied = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void *caller_main(void *arg)
+{
+    caller_t *c = arg;
+    bus_cmd_t cmd = {
+        .op = BUS_CMD_SEND, .conn_id = "conn-1", .data = (const unsigned char *)"hello", .len = 5};
+    for (int i = 0; i < c->n; i++) {
+        uint64_t t0 = now_ns();
+        pthread_mutex_lock(&c->mu);
+        c->replied = 0;
+        pthread_mutex_unlock(&c->mu);
+        if (bus_cmd_request(c->bus, "edge-1", &cmd, on_cmd_reply, c) != 0)
+            abort();
+        pthread_mutex_lock(&c->mu);
+        while (!c->replied)
+            pthread_cond_wait(&c->cv, &c->mu);
+        pthread_mutex_unlock(&c->mu);
+        c->lat_ns[i] = now_ns() - t0;
+    }
+    return NULL;
+}
+
+static int run_cmds(int threads, int cmds)
+{
+    bus_t *bus = NULL;
+    char err[256] = "";
+    static edge_q_t e = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    e.stop = 0;
+    int per = cmds / threads, rc = bus_open(&bus, &(bus_opts_t){0}, err, sizeof err);
+    if (rc == 0)
+        rc = bus_cmd_serve(bus, "edge-1", on_cmd, &e);
+    if (rc == 0)
+        rc = bus_start(bus);
+    if (rc != 0) {
+        fprintf(stderr, "bus: %s %s\n", wsg_err_name(rc), err);
+        return 1;
+    }
+    pthread_t etid, *tid = calloc((size_t)threads, sizeof *tid);
+    caller_t *cs = calloc((size_t)threads, sizeof *cs);
+    uint64_t *lat = calloc((size_t)per * (size_t)threads, sizeof *lat);
+    pthread_create(&etid, NULL, edge_main, &e);
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < threads; i++) {
+        cs[i] = (caller_t){.bus = bus, .n = per, .lat_ns = lat + (size_t)i * (size_t)per};
+        pthread_mutex_init(&cs[i].mu, NULL);
+        pthread_cond_init(&cs[i].cv, NULL);
+        pthread_create(&tid[i], NULL, caller_main, &cs[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(tid[i], NULL);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    pthread_mutex_lock(&e.mu);
+    e.stop = 1;
+    pthread_cond_signal(&e.cv);
+    pthread_mutex_unlock(&e.mu);
+    pthread_join(etid, NULL);
+    bus_free(bus);
+    size_t n = (size_t)per * (size_t)threads;
+    qsort(lat, n, sizeof *lat, cmp_u64);
+    printf("cmds threads=%d cmds=%zu secs=%.2f cmds_per_s=%.0f p50_us=%.1f p99_us=%.1f\n", threads,
+           n, secs, (double)n / secs, lat[n / 2] / 1e3, lat[n * 99 / 100] / 1e3);
+    fflush(stdout);
+    free(lat);
+    free(cs);
+    free(tid);
+    free(e.q);
+    e.q = NULL;
+    e.n = e.cap = 0;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int events = 200000, inflight = 8192;
+    int events = 200000, inflight = 8192, cmds = 200000;
     double rate = 0;
     size_t body = 256;
     const char *threads = "1,100", *dir = NULL;
     static const struct option opts[] = {
         {"events", 1, 0, 'e'}, {"threads", 1, 0, 't'}, {"body", 1, 0, 'b'}, {"inflight", 1, 0, 'i'},
-        {"dir", 1, 0, 'd'},    {"rate", 1, 0, 'r'},    {0, 0, 0, 0}};
+        {"dir", 1, 0, 'd'},    {"rate", 1, 0, 'r'},    {"cmds", 1, 0, 'c'}, {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         if (c == 'e')
             events = atoi(optarg);
@@ -214,6 +363,8 @@ int main(int argc, char **argv)
             dir = optarg;
         else if (c == 'r')
             rate = atof(optarg);
+        else if (c == 'c')
+            cmds = atoi(optarg);
         else
             return 2;
     }
@@ -222,8 +373,8 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
-    if (events < 1 || inflight < 1 || body > (1 << 20) || rate < 0) {
-        fprintf(stderr, "bad --events, --inflight, --body or --rate\n");
+    if (events < 1 || inflight < 1 || body > (1 << 20) || rate < 0 || cmds < 0) {
+        fprintf(stderr, "bad --events, --inflight, --body, --rate or --cmds\n");
         return 2;
     }
     int status = 0;
@@ -237,6 +388,11 @@ int main(int argc, char **argv)
         }
         status |= run_once(dir, n, events, body, inflight, rate);
     }
+    free(list);
+    list = strdup(threads);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && cmds && !status;
+         t = strtok_r(NULL, ",", &save))
+        status |= run_cmds(atoi(t) < cmds ? atoi(t) : cmds, cmds);
     free(list);
     if (dir == tmp)
         rmdir(tmp);
