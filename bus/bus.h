@@ -42,8 +42,8 @@
  *   - bus_publish_fn runs inline in bus_publish();
  *   - bus_event_ack_fn runs inline in bus_event_publish() when the event is
  *     refused (WSG_EFULL, WSG_EUNAVAILABLE), else on the bus writer thread;
- *   - bus_event_fn runs on the bus delivery thread, bus_heartbeat_fn on the
- *     bus service thread (never inline).
+ *   - bus_event_fn runs on its group's bus delivery thread (one per group),
+ *     bus_heartbeat_fn on the bus service thread (never inline).
  */
 #ifndef WSG_BUS_H
 #define WSG_BUS_H

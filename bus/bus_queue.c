@@ -5,8 +5,9 @@
  * list (WSG_EFULL when full). One writer thread takes everything pending,
  * appends it in one SQLite transaction (WAL, synchronous=NORMAL, exclusive
  * locking: one process owns a queue file), commits, calls the ack
- * callbacks and queues one delivery per interested group to the delivery
- * thread. Group commit is what makes this fast: the busier the bus, the
+ * callbacks and queues one delivery per interested group to that group's
+ * delivery thread (one thread per group: a slow group never delays
+ * another). Group commit is what makes this fast: the busier the bus, the
  * more events share one commit.
  *
  * Each group may hold at most `window` deliveries not yet done; beyond that
@@ -60,6 +61,7 @@ struct dlv {
 };
 
 typedef struct {
+    bq_t *q;
     char *name;
     uint32_t mask;
     bus_event_fn fn;
@@ -68,6 +70,12 @@ typedef struct {
     int64_t cursor;       /* writer: last qseq handed to this group */
     int backlog;          /* writer: events past cursor are only in SQLite */
     uint32_t outstanding; /* under mu: handed and not done */
+
+    pthread_mutex_t dmu; /* this group's delivery queue and thread */
+    pthread_cond_t dcv;
+    dlv_t *dq_head, *dq_tail;
+    int dstop, dwaiting;
+    pthread_t thread;
 } group_t;
 
 enum {
@@ -125,12 +133,7 @@ struct bq {
     dlv_t live; /* sentinel */
     int writer_idle, stopping, started;
 
-    pthread_mutex_t dmu; /* delivery queue */
-    pthread_cond_t dcv;
-    dlv_t *dq_head, *dq_tail;
-    int dstop;
-
-    pthread_t writer, deliverer;
+    pthread_t writer;
     atomic_int healthy;
     int64_t next_qseq; /* writer */
     uint32_t queue_max, window;
@@ -244,8 +247,6 @@ int bq_open(bq_t **out, bus_t *owner, const char *path, char *err, size_t errlen
     pthread_mutex_init(&q->dbmu, NULL);
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
-    pthread_mutex_init(&q->dmu, NULL);
-    pthread_cond_init(&q->dcv, NULL);
     int rc = db_setup(q, path, err, errlen);
     if (rc != 0) {
         bq_free(q);
@@ -269,6 +270,9 @@ int bq_subscribe(bq_t *q, const char *group, uint32_t type_mask, bus_event_fn fn
     g->mask = type_mask;
     g->fn = fn;
     g->ud = ud;
+    g->q = q;
+    pthread_mutex_init(&g->dmu, NULL);
+    pthread_cond_init(&g->dcv, NULL);
     return 0;
 }
 
@@ -366,7 +370,7 @@ int bq_last_seq(bq_t *q, const char *conn_id, uint64_t *seq)
 typedef struct {
     qev_t *events; /* taken from pending, publish order */
     dlv_t *dones;
-    dlv_t *out_head, *out_tail; /* deliveries made by this round */
+    dlv_t *out_head[BQ_MAX_GROUPS], *out_tail[BQ_MAX_GROUPS]; /* made by this round */
     uint32_t room[BQ_MAX_GROUPS];
     uint32_t handed[BQ_MAX_GROUPS];
 } round_t;
@@ -456,11 +460,11 @@ static void hand(round_t *r, int g, qev_t *e)
     atomic_fetch_add(&e->refs, 1);
     d->e = e;
     d->group = g;
-    if (r->out_tail)
-        r->out_tail->qnext = d;
+    if (r->out_tail[g])
+        r->out_tail[g]->qnext = d;
     else
-        r->out_head = d;
-    r->out_tail = d;
+        r->out_head[g] = d;
+    r->out_tail[g] = d;
     r->room[g]--;
     r->handed[g]++;
 }
@@ -574,33 +578,40 @@ static int take_round(bq_t *q, round_t *r)
     return stop;
 }
 
-/* Hands the round's deliveries to the delivery thread and acks. */
+static void enqueue(group_t *grp, dlv_t *head, dlv_t *tail)
+{
+    pthread_mutex_lock(&grp->dmu);
+    if (grp->dq_tail)
+        grp->dq_tail->qnext = head;
+    else
+        grp->dq_head = head;
+    grp->dq_tail = tail;
+    if (grp->dwaiting)
+        pthread_cond_signal(&grp->dcv);
+    pthread_mutex_unlock(&grp->dmu);
+}
+
+/* Acks, then hands the round's deliveries to each group's thread. */
 static void finish_round(bq_t *q, round_t *r, int ok)
 {
     pthread_mutex_lock(&q->mu);
-    for (dlv_t *d = r->out_head; d; d = d->qnext) {
-        d->base.bus = q->owner;
-        d->next = &q->live;
-        d->prev = q->live.prev;
-        q->live.prev->next = d;
-        q->live.prev = d;
-    }
-    for (int g = 0; g < q->ngroups; g++)
+    for (int g = 0; g < q->ngroups; g++) {
+        for (dlv_t *d = r->out_head[g]; d; d = d->qnext) {
+            d->base.bus = q->owner;
+            d->next = &q->live;
+            d->prev = q->live.prev;
+            q->live.prev->next = d;
+            q->live.prev = d;
+        }
         q->groups[g].outstanding += r->handed[g];
+    }
     pthread_mutex_unlock(&q->mu);
     for (qev_t *e = r->events; e; e = e->next)
         if (e->cb)
             e->cb(e->ud, ok ? 0 : WSG_EBUS);
-    if (r->out_head) {
-        pthread_mutex_lock(&q->dmu);
-        if (q->dq_tail)
-            q->dq_tail->qnext = r->out_head;
-        else
-            q->dq_head = r->out_head;
-        q->dq_tail = r->out_tail;
-        pthread_cond_signal(&q->dcv);
-        pthread_mutex_unlock(&q->dmu);
-    }
+    for (int g = 0; g < q->ngroups; g++)
+        if (r->out_head[g])
+            enqueue(&q->groups[g], r->out_head[g], r->out_tail[g]);
     for (qev_t *e = r->events, *next; e; e = next) {
         next = e->next;
         qev_unref(e);
@@ -659,25 +670,28 @@ static void *writer_main(void *arg)
 
 /* ---- delivery ------------------------------------------------------------ */
 
+/* One thread per group, so a slow group never delays another. */
 static void *deliver_main(void *arg)
 {
-    bq_t *q = arg;
+    group_t *grp = arg;
     for (;;) {
-        pthread_mutex_lock(&q->dmu);
-        while (!q->dq_head && !q->dstop)
-            pthread_cond_wait(&q->dcv, &q->dmu);
-        if (q->dstop) {
-            pthread_mutex_unlock(&q->dmu);
+        pthread_mutex_lock(&grp->dmu);
+        while (!grp->dq_head && !grp->dstop) {
+            grp->dwaiting = 1;
+            pthread_cond_wait(&grp->dcv, &grp->dmu);
+            grp->dwaiting = 0;
+        }
+        if (grp->dstop) {
+            pthread_mutex_unlock(&grp->dmu);
             break;
         }
-        dlv_t *d = q->dq_head;
-        q->dq_head = q->dq_tail = NULL;
-        pthread_mutex_unlock(&q->dmu);
+        dlv_t *d = grp->dq_head;
+        grp->dq_head = grp->dq_tail = NULL;
+        pthread_mutex_unlock(&grp->dmu);
         for (dlv_t *next; d; d = next) {
             next = d->qnext; /* d may be done and freed once fn returns */
             d->qnext = NULL;
-            const group_t *g = &q->groups[d->group];
-            g->fn(g->ud, &d->e->ev, &d->base, d->e->attempt);
+            grp->fn(grp->ud, &d->e->ev, &d->base, d->e->attempt);
         }
     }
     return NULL;
@@ -728,24 +742,29 @@ int bq_start(bq_t *q)
     if (!ok)
         return WSG_EBUS;
     q->started = 1;
-    pthread_create(&q->deliverer, NULL, deliver_main, q);
+    for (int g = 0; g < q->ngroups; g++)
+        pthread_create(&q->groups[g].thread, NULL, deliver_main, &q->groups[g]);
     pthread_create(&q->writer, NULL, writer_main, q);
     return 0;
 }
 
 static void stop_threads(bq_t *q)
 {
-    pthread_mutex_lock(&q->dmu);
-    q->dstop = 1;
-    pthread_cond_signal(&q->dcv);
-    pthread_mutex_unlock(&q->dmu);
+    for (int g = 0; g < q->ngroups; g++) {
+        group_t *grp = &q->groups[g];
+        pthread_mutex_lock(&grp->dmu);
+        grp->dstop = 1;
+        pthread_cond_signal(&grp->dcv);
+        pthread_mutex_unlock(&grp->dmu);
+    }
     pthread_mutex_lock(&q->mu);
     q->stopping = 1;
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
     if (!q->started)
         return;
-    pthread_join(q->deliverer, NULL);
+    for (int g = 0; g < q->ngroups; g++)
+        pthread_join(q->groups[g].thread, NULL);
     pthread_join(q->writer, NULL); /* commits and acks what is pending */
 }
 
@@ -770,12 +789,13 @@ void bq_free(bq_t *q)
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(q->st[i]);
     sqlite3_close(q->db);
-    for (int g = 0; g < q->ngroups; g++)
+    for (int g = 0; g < q->ngroups; g++) {
         free(q->groups[g].name);
+        pthread_mutex_destroy(&q->groups[g].dmu);
+        pthread_cond_destroy(&q->groups[g].dcv);
+    }
     pthread_mutex_destroy(&q->dbmu);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->dmu);
-    pthread_cond_destroy(&q->dcv);
     free(q);
 }

@@ -1,15 +1,15 @@
 /*
  * bus_queue.h — the durable client-event queue of the in-process bus: a
  * bounded in-memory hand-off, one writer thread that group-commits events
- * into a SQLite file (WAL) and one delivery thread that hands committed
- * events to consumer groups. Only bus_inproc.c uses it; docs/bus.md has the
+ * into a SQLite file (WAL) and one delivery thread per consumer group that
+ * hands it the committed events. Only bus_inproc.c uses it; docs/bus.md has the
  * schema and the guarantees.
  *
  * Threads: bq_open, bq_subscribe, bq_tune, bq_start and bq_free from the
  * owning thread (bq_subscribe and bq_tune before bq_start); bq_publish,
  * bq_done, bq_last_seq and bq_healthy from any thread. Ack callbacks run on
  * the writer thread, or inline in bq_publish when the event is refused;
- * group callbacks run on the delivery thread.
+ * a group's callback runs on that group's delivery thread.
  */
 #ifndef WSG_BUS_QUEUE_H
 #define WSG_BUS_QUEUE_H

@@ -245,6 +245,48 @@ static void test_two_groups_masks(void **state)
 }
 
 typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open, calls;
+} gate_t;
+
+/* A consumer stuck until the test opens the gate. */
+static void on_event_gated(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
+{
+    gate_t *g = ud;
+    pthread_mutex_lock(&g->mu);
+    g->calls++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void test_stuck_group_does_not_delay_another(void **state)
+{
+    bus_t *bus = open_bus(qpath);
+    static sink_t fast;
+    static gate_t gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    acks_t a;
+    acks_init(&a);
+    sink_init(&fast, bus, 1);
+    assert_int_equal(bus_event_subscribe(bus, "registry", BUS_EV_ALL, on_event_gated, &gate), 0);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &fast), 0);
+    assert_int_equal(bus_start(bus), 0);
+    for (uint64_t i = 1; i <= 100; i++)
+        publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
+    assert_int_equal(wait_count(&gate.mu, &gate.cv, &gate.calls, 1), 1);
+    assert_int_equal(wait_count(&fast.mu, &fast.cv, &fast.n, 100), 100);
+    pthread_mutex_lock(&gate.mu);
+    assert_int_equal(gate.calls, 1); /* still stuck in its first event */
+    gate.open = 1;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(wait_count(&gate.mu, &gate.cv, &gate.calls, 100), 100);
+    bus_free(bus); /* the gated group never marked done: freed here */
+}
+
+typedef struct {
     sink_t *s;
     int from, to;
 } doer_t;
@@ -622,6 +664,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_ack_consume_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_groups_masks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_done_from_other_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_group_does_not_delay_another, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_while_publishing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
