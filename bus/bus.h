@@ -69,7 +69,8 @@ typedef struct {
 int bus_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen);
 
 /* Starts delivering to the handlers registered so far; in-process, events
- * left unacknowledged by a previous run are redelivered first. */
+ * left unacknowledged by a previous run are redelivered first. Returns 0,
+ * WSG_EINVAL (already started), WSG_EBUS (the queue cannot be read). */
 int bus_start(bus_t *bus);
 
 /* Stops delivery and waits for bus threads; pending acks are flushed. Stop

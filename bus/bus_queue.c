@@ -493,14 +493,15 @@ static int refill(bq_t *q, round_t *r, int g)
                           .seq = (uint64_t)sqlite3_column_int64(st, 6),
                           .body = sqlite3_column_blob(st, 7),
                           .body_len = (size_t)sqlite3_column_bytes(st, 7)};
-        if (!ev.id || !ev.conn_id)
+        grp->cursor = sqlite3_column_int64(st, 0);
+        n++;
+        if (!ev.id || !ev.conn_id) /* NOT NULL in the schema; never trust a file */
             continue;
         qev_t *e = qev_new(&ev);
-        e->qseq = grp->cursor = sqlite3_column_int64(st, 0);
+        e->qseq = grp->cursor;
         e->attempt = (uint32_t)sqlite3_column_int(st, 8);
         hand(r, g, e);
         qev_unref(e);
-        n++;
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
