@@ -171,9 +171,10 @@ typedef void (*bus_reply_fn)(void *ud, int status);
 
 /* Sends cmd to edge_id; edge_id NULL = every live edge, and the reply is 0
  * if any edge answered 0. Commands from one caller to one edge arrive in the
- * order sent. cb may be NULL (fire-and-forget). With several edges, the reply
- * is 0 as soon as one answers 0; else, once all answered, the first error
- * other than WSG_EGONE, or WSG_EGONE. No answer within 5 s: WSG_ETIMEOUT, and
+ * order sent. cb may be NULL (fire-and-forget). With edge_id NULL the reply
+ * is 0 as soon as one edge answers 0, else (all answered, or no edge at all)
+ * WSG_EGONE; to one edge it is that edge's answer. No answer within 5 s:
+ * WSG_ETIMEOUT, and
  * a reply after that is ignored (safely). Returns 0 when sent (cb is then
  * called exactly once), WSG_EINVAL for a bad command (cb not called). */
 int bus_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,

@@ -57,10 +57,9 @@ struct creq {
     int64_t deadline_ms;
     int refs;      /* replies not yet given + 1 while unfinished */
     int remaining; /* replies not yet given */
-    int n;
+    int any_edge;  /* edge_id NULL: 0 if any edge answers 0, else WSG_EGONE */
     int finished;
     int any_ok;
-    int err; /* first error other than WSG_EGONE */
     crep_t reps[];
 };
 
@@ -158,11 +157,9 @@ static void inproc_cmd_reply(bus_reply_t *r, int status)
     if (!req->finished) {
         if (status == 0)
             req->any_ok = 1;
-        else if (status != WSG_EGONE && !req->err)
-            req->err = status;
         req->remaining--;
         if (req->any_ok || req->remaining == 0) {
-            final = req->any_ok ? 0 : req->n == 1 ? status : req->err ? req->err : WSG_EGONE;
+            final = req->any_ok ? 0 : req->any_edge ? WSG_EGONE : status;
             fire = req_finish(b, req);
         }
     }
@@ -207,7 +204,8 @@ static int inproc_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *
     creq_t *req = xcalloc(sizeof *req + n * sizeof req->reps[0]);
     req->cb = cb;
     req->ud = ud;
-    req->n = req->remaining = (int)n;
+    req->any_edge = edge_id == NULL;
+    req->remaining = (int)n;
     req->refs = (int)n + 1;
     req->deadline_ms = mono_ms() + b->cmd_timeout_ms;
     pthread_mutex_lock(&b->cmu);

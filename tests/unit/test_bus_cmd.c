@@ -154,6 +154,12 @@ static void test_cmd_any_edge_and_gone(void **state)
     assert_int_equal(r.calls, 5);
     assert_int_equal(r.status[4], WSG_EGONE); /* nobody holds it */
     assert_int_equal(e3.calls, 1);
+    e1.answer = WSG_EFULL;
+    assert_int_equal(bus_cmd_request(bus, "e1", &c, on_reply, &r), 0);
+    assert_int_equal(r.status[5], WSG_EFULL); /* to one edge: its answer */
+    assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0);
+    assert_int_equal(r.status[6], WSG_EGONE); /* to any edge: 0 or gone */
+    assert_int_equal(r.calls, 7);
     bus_free(bus);
 }
 
