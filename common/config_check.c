@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <pcre2.h>
@@ -374,6 +375,7 @@ int cfg_load_public_key(const char *file, int alg, char **pem, size_t *len, char
         rc = key_fits(pk, alg, why, n);
     EVP_PKEY_free(pk);
     BIO_free(bio);
+    ERR_clear_error(); /* a failed PEM parse leaves errors that later OpenSSL users would see */
     if (rc) {
         free(text);
         return rc;

@@ -176,7 +176,9 @@ static void describe_value(FILE *f, const cfg_key_t *k, const void *base)
         s = *FIELD(base, k, char *);
         if (!s)
             fputs("(unset)", f);
-        else if ((k->flags & CFG_F_SECRET) && *s)
+        else if (!*s)
+            fputs("\"\"", f);
+        else if (k->flags & CFG_F_SECRET)
             fprintf(f, "(secret, %zu bytes)", strlen(s));
         else
             fputs(s, f);
