@@ -1,0 +1,168 @@
+"""test_check_config.py — `wsgate check-config` as a user runs it.
+
+- a valid file (examples/*.yaml, and one with every kind of secret): exit 0,
+  a summary with routes, listen addresses, store and bus kind, and not one
+  byte of any secret, even with --verbose and with secrets from the
+  environment or *_FILE;
+- a bad file: exit 2 and exactly one "FILE:LINE: key: reason" line on
+  stderr; a bad environment value: "env WSGATE_X: reason";
+- WSGATE_CONFIG stands in for --config; --help; usage errors exit 2;
+- --print-schema is docs/configuration.md byte for byte.
+
+Env: WSGATE_BIN (the built wsgate), WSGATE_SOURCE_DIR.
+"""
+
+import glob
+import os
+import subprocess
+import tempfile
+import unittest
+
+WSGATE_BIN = os.environ.get("WSGATE_BIN", "")
+SOURCE_DIR = os.environ.get("WSGATE_SOURCE_DIR",
+                            os.path.dirname(os.path.dirname(os.path.dirname(
+                                os.path.abspath(__file__)))))
+
+API_SECRET = "api-secret-api-secret-api-secret-0001"
+CLIENT_SECRET = "client-secret-client-secret-client-02"
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+PG_PASSWORD = "pg-pass-word-99"
+
+GOOD = f"""edge:
+  listen: 127.0.0.1:18080
+api:
+  listen: 127.0.0.1:18081
+  auth:
+    jwt: {{alg: HS256, secret: "{API_SECRET}"}}
+store: postgres://wsgate:{PG_PASSWORD}@127.0.0.1:5432/wsgate
+nats: nats://natsuser:nats-pass-77@127.0.0.1:4222
+routes:
+  - path: /chat
+    backend: http://hookuser:hook-pass-55@127.0.0.1:9000/events
+    webhook_secret: {WHSEC}
+    auth:
+      jwt: {{alg: HS256, secret: "{CLIENT_SECRET}"}}
+  - path: /public
+    backend: https://backend.example/ws
+    webhook_secret: {WHSEC}
+    auth: {{required: false}}
+"""
+SECRETS = [API_SECRET, CLIENT_SECRET, WHSEC, "MfKQ9r8GKYqr", PG_PASSWORD, "nats-pass-77",
+           "hook-pass-55"]
+
+
+def run(args, env=None, cwd=None):
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith("WSGATE_") or k in ("WSGATE_BIN", "WSGATE_SOURCE_DIR")}
+    full_env.update(env or {})
+    return subprocess.run([WSGATE_BIN, "check-config"] + args, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=full_env, cwd=cwd, timeout=30,
+                          universal_newlines=True)
+
+
+class CheckConfig(unittest.TestCase):
+    def setUp(self):
+        if not WSGATE_BIN or not os.path.exists(WSGATE_BIN):
+            self.skipTest("WSGATE_BIN not built")
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def assert_no_secrets(self, text):
+        for s in SECRETS:
+            self.assertNotIn(s, text)
+
+    def test_examples_pass(self):
+        examples = glob.glob(os.path.join(SOURCE_DIR, "examples", "*.yaml"))
+        self.assertTrue(examples)
+        for path in examples:
+            r = run(["--config", path])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("OK", r.stdout)
+            self.assertEqual(r.stderr, "")
+
+    def test_summary_has_the_shape_and_no_secrets(self):
+        path = self.write("good.yaml", GOOD)
+        r = run(["--config", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout
+        for want in ["127.0.0.1:18080", "127.0.0.1:18081", "postgres", "nats (cluster)",
+                     "routes: 2", "/chat", "/public", "https://backend.example/ws",
+                     "http://***@127.0.0.1:9000/events"]:
+            self.assertIn(want, out)
+        self.assert_no_secrets(out)
+        verbose = run(["--config", path, "--verbose"])
+        self.assertEqual(verbose.returncode, 0, verbose.stderr)
+        self.assertIn("routes[1].auth.required = false", verbose.stdout)
+        self.assert_no_secrets(verbose.stdout.replace("hookuser:hook-pass-55@", ""))
+
+    def test_secrets_from_env_and_files_stay_hidden(self):
+        path = self.write("good.yaml", GOOD)
+        secret_file = self.write("api.secret", "from-file-secret-from-file-secret-1234\n")
+        r = run(["-c", path, "-v"], env={"WSGATE_API_AUTH_JWT_SECRET_FILE": secret_file,
+                                         "WSGATE_ROUTES_0_AUTH_JWT_SECRET": "e" * 40})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("from-file-secret", r.stdout)
+        self.assertNotIn("e" * 40, r.stdout)
+        self.assertIn("api.auth.jwt.secret = (secret, 38 bytes)", r.stdout)
+
+    def test_bad_file_exits_2_with_file_line_key_reason(self):
+        path = self.write("bad.yaml", GOOD.replace("path: /public", "path: /public\n"
+                                                   "    limits: {ping_interval: fast}"))
+        r = run(["--config", path])
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(r.stderr, path + ":16: routes[1].limits.ping_interval: invalid duration"
+                         " 'fast' (use 25s, 1500ms, 2m)\n")
+
+    def test_error_never_echoes_a_store_password(self):
+        path = self.write("bad.yaml", GOOD.replace("postgres://", "mysql://"))
+        r = run(["--config", path])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(":7: store: must be sqlite://", r.stderr)
+        self.assert_no_secrets(r.stderr)
+
+    def test_bad_env_value(self):
+        path = self.write("good.yaml", GOOD)
+        r = run(["--config", path], env={"WSGATE_ROUTES_1_DELIVERY_MAX_ATTEMPTS": "0"})
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr, "env WSGATE_ROUTES_1_DELIVERY_MAX_ATTEMPTS: '0' is out of "
+                         "range (1..1000)\n")
+
+    def test_wsgate_config_env_and_missing_file(self):
+        path = self.write("good.yaml", GOOD)
+        r = run([], env={"WSGATE_CONFIG": path})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("routes: 2", r.stdout)
+        missing = os.path.join(self.dir, "nope.yaml")
+        r = run(["--config=" + missing])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(missing + ": cannot open: No such file or directory", r.stderr)
+
+    def test_usage(self):
+        r = run(["--help"])
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("usage: wsgate check-config", r.stdout)
+        self.assertEqual(run([]).returncode, 2)
+        self.assertEqual(run(["--config"]).returncode, 2)
+        r = run(["--frobnicate"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown option", r.stderr)
+
+    def test_print_schema_is_the_committed_doc(self):
+        r = run(["--print-schema"])
+        self.assertEqual(r.returncode, 0)
+        with open(os.path.join(SOURCE_DIR, "docs", "configuration.md")) as f:
+            self.assertEqual(r.stdout, f.read())
+
+
+if __name__ == "__main__":
+    unittest.main()
