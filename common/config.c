@@ -705,12 +705,27 @@ static int check_jwt(ld_t *ld, wsg_jwt_conf_t *j, const char *dpfx)
 #undef KEY
 }
 
-static bool backend_allowed(const wsg_route_conf_t *r, const char *url)
+/* url starts with prefix, and a prefix that ends inside the authority
+ * ("http://10.0.0.1:900") cannot be extended into another host or port. */
+static bool url_has_prefix(const char *url, const char *prefix)
 {
-    if (strncmp(url, r->backend, strlen(r->backend)) == 0)
+    size_t n = strlen(prefix);
+    if (!n || strncmp(url, prefix, n) != 0)
+        return false;
+    const char *auth = strstr(prefix, "://");
+    if (auth && strpbrk(auth + 3, "/?#"))
+        return true; /* the prefix has a path: the host is fixed */
+    return url[n] == '\0' || url[n] == '/' || url[n] == '?' || url[n] == '#';
+}
+
+bool wsg_config_backend_allowed(const wsg_route_conf_t *r, const char *url)
+{
+    if (!r || !url)
+        return false;
+    if (url_has_prefix(url, r->backend))
         return true;
     for (size_t i = 0; i < r->n_allowed_backends; i++)
-        if (strncmp(url, r->allowed_backends[i], strlen(r->allowed_backends[i])) == 0)
+        if (url_has_prefix(url, r->allowed_backends[i]))
             return true;
     return false;
 }
@@ -727,7 +742,7 @@ static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, c
         return at_line(ld, u->line, dp, "json and equals go together (%s is missing)",
                        js ? "equals" : "json");
     keyf(dkey, sizeof dkey, "%s.backend", dp);
-    if (!backend_allowed(r, u->backend))
+    if (!wsg_config_backend_allowed(r, u->backend))
         return at_field(ld, &u->backend, u->line, dkey,
                         "'%s' is not within allowed_backends (the route's backend is implied)",
                         u->backend);

@@ -164,6 +164,12 @@ void wsg_config_free(wsg_config_t *cfg);
 /* The route with exactly this path, or NULL. Borrowed pointer. */
 const wsg_route_conf_t *wsg_config_route(const wsg_config_t *cfg, const char *path);
 
+/* 1 if url may receive the route's events: it starts with the route's
+ * backend or one of allowed_backends, and a prefix without a path cannot be
+ * stretched into another host or port ("http://a:80" does not allow
+ * "http://a:8080/"). For rules (checked at load) and routing-service answers. */
+bool wsg_config_backend_allowed(const wsg_route_conf_t *r, const char *url);
+
 /* Parses "25s", "1500ms", "2m", "1h", "3d" or a bare integer (seconds) into
  * milliseconds. Returns 0 or WSG_EINVAL. */
 int wsg_parse_duration_ms(const char *s, uint64_t *out_ms);

@@ -288,6 +288,28 @@ static void rules_and_keys_are_filled(void **state)
     wsg_config_free(cfg);
 }
 
+static void backend_prefixes_do_not_stretch(void **state)
+{
+    wsg_config_t *cfg = load_text("routes:\n"
+                                  "  - path: /chat\n"
+                                  "    backend: http://127.0.0.1:9000\n"
+                                  "    webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+                                  "    auth: {required: false}\n"
+                                  "    allowed_backends: [http://10.0.0.1/hooks/]\n");
+    const wsg_route_conf_t *r = &cfg->routes[0];
+    assert_true(wsg_config_backend_allowed(r, "http://127.0.0.1:9000"));
+    assert_true(wsg_config_backend_allowed(r, "http://127.0.0.1:9000/x"));
+    assert_true(wsg_config_backend_allowed(r, "http://127.0.0.1:9000?q=1"));
+    assert_true(wsg_config_backend_allowed(r, "http://10.0.0.1/hooks/a"));
+    assert_false(wsg_config_backend_allowed(r, "http://127.0.0.1:90001/"));
+    assert_false(wsg_config_backend_allowed(r, "http://127.0.0.1:9000@evil.example/"));
+    assert_false(wsg_config_backend_allowed(r, "http://127.0.0.1:9000.evil.example/"));
+    assert_false(wsg_config_backend_allowed(r, "http://10.0.0.1/other"));
+    assert_false(wsg_config_backend_allowed(r, "https://127.0.0.1:9000/"));
+    assert_false(wsg_config_backend_allowed(r, NULL));
+    wsg_config_free(cfg);
+}
+
 static void public_key_text_is_loaded(void **state)
 {
     char dir[PATH_MAX], cwd[PATH_MAX], err[512];
@@ -489,6 +511,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(defaults_match_header),
         cmocka_unit_test(rules_and_keys_are_filled),
+        cmocka_unit_test(backend_prefixes_do_not_stretch),
         cmocka_unit_test(public_key_text_is_loaded),
         cmocka_unit_test(env_wins_and_secret_file_is_trimmed),
         cmocka_unit_test(describe_never_shows_secrets),
