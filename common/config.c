@@ -59,9 +59,11 @@ static void keyf(char *out, size_t n, const char *fmt, ...)
 
 /* ---- where values came from, and errors that say so ---- */
 
+/* The latest note for field wins; notes are only appended, so a large file
+ * costs no quadratic search while it is read. */
 static origin_t *origin_find(ld_t *ld, const void *field)
 {
-    for (size_t i = 0; i < ld->n_orig; i++)
+    for (size_t i = ld->n_orig; i-- > 0;)
         if (ld->orig[i].field == field)
             return &ld->orig[i];
     return NULL;
@@ -69,24 +71,19 @@ static origin_t *origin_find(ld_t *ld, const void *field)
 
 static int origin_note(ld_t *ld, const void *field, int line, const char *env)
 {
-    origin_t *o = origin_find(ld, field);
-    if (!o) {
-        if (ld->n_orig == ld->cap_orig) {
-            size_t cap = ld->cap_orig ? ld->cap_orig * 2 : 64;
-            origin_t *n = realloc(ld->orig, cap * sizeof *n);
-            if (!n)
-                return WSG_ENOMEM;
-            ld->orig = n;
-            ld->cap_orig = cap;
-        }
-        o = &ld->orig[ld->n_orig++];
-        *o = (origin_t){.field = field};
+    if (ld->n_orig == ld->cap_orig) {
+        size_t cap = ld->cap_orig ? ld->cap_orig * 2 : 64;
+        origin_t *n = realloc(ld->orig, cap * sizeof *n);
+        if (!n)
+            return WSG_ENOMEM;
+        ld->orig = n;
+        ld->cap_orig = cap;
     }
-    free(o->env);
-    o->env = NULL;
-    o->line = line;
+    origin_t *o = &ld->orig[ld->n_orig];
+    *o = (origin_t){.field = field, .line = line};
     if (env && !(o->env = strdup(env)))
         return WSG_ENOMEM;
+    ld->n_orig++;
     return 0;
 }
 
