@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -471,6 +472,64 @@ static void test_sigkill_while_publishing(void **state)
     }
 }
 
+/* In a child whose files may not grow past 256 KiB: commits fail, acks say
+ * WSG_EBUS, the bus reports unhealthy; with the limit lifted it recovers. */
+static int disk_full_child(void)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    signal(SIGXFSZ, SIG_IGN);
+    bus_t *bus = reopen_keep(&s);
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    struct rlimit small = {.rlim_cur = 256 * 1024, .rlim_max = rl.rlim_max};
+    if (setrlimit(RLIMIT_FSIZE, &small) != 0)
+        return 10;
+    static char body[8192];
+    memset(body, 'b', sizeof body - 1);
+    int i = 0, failed = 0;
+    while (!failed && i < 1000) { /* until a commit fails */
+        bus_event_t ev = {.id = "evt_big",
+                          .type = BUS_EV_MESSAGE,
+                          .conn_id = "cf",
+                          .seq = (uint64_t)++i,
+                          .body = body,
+                          .body_len = sizeof body - 1};
+        bus_event_publish(bus, &ev, on_ack, &a);
+        pthread_mutex_lock(&a.mu);
+        while (a.ok + a.failed < i)
+            pthread_cond_wait(&a.cv, &a.mu);
+        failed = a.failed;
+        pthread_mutex_unlock(&a.mu);
+    }
+    if (a.failed == 0 || a.last_err != WSG_EBUS)
+        return 11;
+    if (bus_healthy(bus))
+        return 12;
+    setrlimit(RLIMIT_FSIZE, &rl);
+    int ok_before = a.ok;
+    publish(bus, "cf", BUS_EV_MESSAGE, (uint64_t)++i, &a);
+    if (wait_count(&a.mu, &a.cv, &a.ok, ok_before + 1) != ok_before + 1)
+        return 13;
+    if (!bus_healthy(bus))
+        return 14;
+    bus_free(bus);
+    return 0;
+}
+
+static void test_commit_failure_acks_ebus(void **state)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(disk_full_child());
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_queue_full(void **state)
 {
     bus_t *bus = open_bus(NULL);
@@ -667,6 +726,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stuck_group_does_not_delay_another, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_while_publishing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure_acks_ebus, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_bounds_deliveries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_seq_across_reopen, setup, teardown),
