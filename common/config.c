@@ -739,10 +739,12 @@ static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, c
         return at_line(ld, u->line, dp, "json and equals go together (%s is missing)",
                        js ? "equals" : "json");
     keyf(dkey, sizeof dkey, "%s.backend", dp);
+    char shown[256];
+    cfg_mask_url(u->backend, shown, sizeof shown);
     if (!wsg_config_backend_allowed(r, u->backend))
         return at_field(ld, &u->backend, u->line, dkey,
                         "'%s' is not within allowed_backends (the route's backend is implied)",
-                        u->backend);
+                        shown);
     return 0;
 }
 

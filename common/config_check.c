@@ -194,11 +194,24 @@ static bool url_with_scheme(const char *v, const char *scheme)
            !has_ctl_or_space(v);
 }
 
+void cfg_mask_url(const char *url, char *out, size_t n)
+{
+    const char *auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    const char *at = memchr(auth, '@', strcspn(auth, "/?#"));
+    if (at)
+        snprintf(out, n, "%.*s***%s", (int)(auth - url), url, at);
+    else
+        snprintf(out, n, "%s", url);
+}
+
 int cfg_check_http_url(const char *v, char *why, size_t n)
 {
+    char shown[256];
     if (url_with_scheme(v, "http://") || url_with_scheme(v, "https://"))
         return 0;
-    return fail(why, n, "'%s' is not an http:// or https:// URL", v);
+    cfg_mask_url(v, shown, sizeof shown);
+    return fail(why, n, "'%s' is not an http:// or https:// URL", shown);
 }
 
 int cfg_check_http_url_or_empty(const char *v, char *why, size_t n)

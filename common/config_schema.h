@@ -100,6 +100,9 @@ int cfg_parse_int(const char *s, uint64_t *out);
  * the reason in why. */
 int cfg_read_secret_file(const char *path, char **out, size_t *len, char *why, size_t n);
 
+/* Copies url with any "user:password@" shown as "***@", for messages. */
+void cfg_mask_url(const char *url, char *out, size_t n);
+
 /* Prints a duration in ms the way the config would write it ("25s"). */
 void cfg_format_duration(uint64_t ms, char *buf, size_t n);
 
