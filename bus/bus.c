@@ -5,6 +5,7 @@
  * argument checks both implementations share, so bad input is refused the
  * same way in standalone and cluster mode.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "bus/bus_int.h"
@@ -48,6 +49,22 @@ void bus_free(bus_t *bus)
 int bus_healthy(bus_t *bus)
 {
     return bus ? bus->ops->healthy(bus) : 0;
+}
+
+void *bus_xcalloc(size_t n)
+{
+    void *p = calloc(1, n);
+    if (!p)
+        abort();
+    return p;
+}
+
+char *bus_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = bus_xcalloc(n);
+    memcpy(p, s, n);
+    return p;
 }
 
 int bus_check_event(const bus_event_t *ev)

@@ -97,14 +97,6 @@ typedef struct {
     uint32_t cmd_timeout_ms;
 } inproc_t;
 
-static void *xcalloc(size_t n)
-{
-    void *p = calloc(1, n);
-    if (!p)
-        abort(); /* servers abort on out-of-memory (STYLE.md) */
-    return p;
-}
-
 static void *xrealloc(void *p, size_t n)
 {
     p = realloc(p, n);
@@ -178,7 +170,7 @@ static size_t edges_for(inproc_t *b, const char *edge_id, edge_reg_t **out)
 {
     pthread_rwlock_rdlock(&b->rw);
     size_t n = 0;
-    *out = xcalloc((b->nedges ? b->nedges : 1) * sizeof **out);
+    *out = bus_xcalloc((b->nedges ? b->nedges : 1) * sizeof **out);
     for (size_t i = 0; i < b->nedges; i++)
         if (!edge_id || strcmp(edge_id, b->edges[i].edge_id) == 0)
             (*out)[n++] = b->edges[i];
@@ -201,7 +193,7 @@ static int inproc_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *
             cb(ud, WSG_EGONE);
         return 0;
     }
-    creq_t *req = xcalloc(sizeof *req + n * sizeof req->reps[0]);
+    creq_t *req = bus_xcalloc(sizeof *req + n * sizeof req->reps[0]);
     req->cb = cb;
     req->ud = ud;
     req->any_edge = edge_id == NULL;
@@ -243,10 +235,7 @@ static int inproc_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void
             rc = WSG_EEXISTS;
     if (rc == 0) {
         b->edges = xrealloc(b->edges, (b->nedges + 1) * sizeof *b->edges);
-        size_t len = strlen(edge_id) + 1;
-        char *id = xcalloc(len);
-        memcpy(id, edge_id, len);
-        b->edges[b->nedges++] = (edge_reg_t){.edge_id = id, .fn = fn, .ud = ud};
+        b->edges[b->nedges++] = (edge_reg_t){.edge_id = bus_xstrdup(edge_id), .fn = fn, .ud = ud};
     }
     pthread_rwlock_unlock(&b->rw);
     return rc;
@@ -273,7 +262,7 @@ static chan_t **chan_slot(inproc_t *b, const char *name, uint64_t h)
 static void chan_grow(inproc_t *b)
 {
     size_t nb = b->nbuckets * 2;
-    chan_t **nt = xcalloc(nb * sizeof *nt);
+    chan_t **nt = bus_xcalloc(nb * sizeof *nt);
     for (size_t i = 0; i < b->nbuckets; i++)
         for (chan_t *c = b->chans[i], *next; c; c = next) {
             next = c->next;
@@ -296,7 +285,7 @@ static int inproc_channel_interest(bus_t *bus, const char *channel, int on)
     chan_t **p = chan_slot(b, channel, h);
     if (on && !*p) {
         size_t len = strlen(channel) + 1;
-        chan_t *c = xcalloc(sizeof *c + len);
+        chan_t *c = bus_xcalloc(sizeof *c + len);
         memcpy(c->name, channel, len);
         c->hash = h;
         c->count = 1;
@@ -341,7 +330,7 @@ static size_t copy_handlers(inproc_t *b, handler_t *const *arr, const size_t *n,
 {
     pthread_rwlock_rdlock(&b->rw);
     size_t k = *n;
-    *out = k ? xcalloc(k * sizeof **out) : NULL;
+    *out = k ? bus_xcalloc(k * sizeof **out) : NULL;
     if (k)
         memcpy(*out, *arr, k * sizeof **out);
     pthread_rwlock_unlock(&b->rw);
@@ -382,7 +371,7 @@ static int inproc_heartbeat(bus_t *bus, const char *edge_id, int leaving)
     if (!edge_id || !*edge_id)
         return WSG_EINVAL;
     size_t len = strlen(edge_id) + 1;
-    hb_t *h = xcalloc(sizeof *h + len);
+    hb_t *h = bus_xcalloc(sizeof *h + len);
     memcpy(h->edge_id, edge_id, len);
     h->at_ms = wall_ms();
     h->leaving = leaving ? 1 : 0;
@@ -484,7 +473,7 @@ static void *service_main(void *arg)
 
 static int inproc_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen)
 {
-    inproc_t *b = xcalloc(sizeof *b);
+    inproc_t *b = bus_xcalloc(sizeof *b);
     b->base.ops = &bus_inproc_ops;
     b->cmd_timeout_ms = 5000;
     int rc = bq_open(&b->q, &b->base, opts->queue_path, err, errlen);
@@ -502,7 +491,7 @@ static int inproc_open(bus_t **out, const bus_opts_t *opts, char *err, size_t er
     pthread_cond_init(&b->ccv, &ca);
     pthread_condattr_destroy(&ca);
     b->nbuckets = 64;
-    b->chans = xcalloc(b->nbuckets * sizeof *b->chans);
+    b->chans = bus_xcalloc(b->nbuckets * sizeof *b->chans);
     pthread_create(&b->svc, NULL, service_main, b);
     *out = &b->base;
     return 0;

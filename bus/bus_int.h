@@ -60,6 +60,11 @@ struct bus_ops {
 extern const bus_ops_t bus_inproc_ops;
 extern const bus_ops_t bus_nats_ops;
 
+/* Allocation for the bus's own threads: zeroed, aborts on out-of-memory
+ * (servers may, STYLE.md). */
+void *bus_xcalloc(size_t n);
+char *bus_xstrdup(const char *s);
+
 /* Validation shared by the implementations; each returns 0 or WSG_EINVAL. */
 int bus_check_event(const bus_event_t *ev);
 int bus_check_cmd(const bus_cmd_t *cmd);

@@ -141,22 +141,6 @@ struct bq {
     int ngroups;
 };
 
-static void *xcalloc(size_t n)
-{
-    void *p = calloc(1, n);
-    if (!p)
-        abort(); /* servers abort on out-of-memory (STYLE.md) */
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = xcalloc(n);
-    memcpy(p, s, n);
-    return p;
-}
-
 static void qev_unref(qev_t *e)
 {
     if (e && atomic_fetch_sub(&e->refs, 1) == 1)
@@ -170,7 +154,7 @@ static qev_t *qev_new(const bus_event_t *ev)
     size_t len[4], total = ev->body_len + 1;
     for (int i = 0; i < 4; i++)
         total += (len[i] = s[i] ? strlen(s[i]) + 1 : 0);
-    qev_t *e = xcalloc(sizeof *e + total);
+    qev_t *e = bus_xcalloc(sizeof *e + total);
     char *p = e->data;
     const char **dst[4] = {&e->ev.id, &e->ev.conn_id, &e->ev.edge_id, &e->ev.route};
     for (int i = 0; i < 4; i++) {
@@ -238,7 +222,7 @@ static int db_setup(bq_t *q, const char *path, char *err, size_t errlen)
 
 int bq_open(bq_t **out, bus_t *owner, const char *path, char *err, size_t errlen)
 {
-    bq_t *q = xcalloc(sizeof *q);
+    bq_t *q = bus_xcalloc(sizeof *q);
     q->owner = owner;
     q->queue_max = 65536;
     q->window = 16384;
@@ -266,7 +250,7 @@ int bq_subscribe(bq_t *q, const char *group, uint32_t type_mask, bus_event_fn fn
     if (q->ngroups == BQ_MAX_GROUPS)
         return WSG_EFULL;
     group_t *g = &q->groups[q->ngroups++];
-    g->name = xstrdup(group);
+    g->name = bus_xstrdup(group);
     g->mask = type_mask;
     g->fn = fn;
     g->ud = ud;
@@ -456,7 +440,7 @@ fail:
 
 static void hand(round_t *r, int g, qev_t *e)
 {
-    dlv_t *d = xcalloc(sizeof *d);
+    dlv_t *d = bus_xcalloc(sizeof *d);
     atomic_fetch_add(&e->refs, 1);
     d->e = e;
     d->group = g;
