@@ -165,12 +165,14 @@ static void inproc_cmd_reply(bus_reply_t *r, int status)
         free(req);
 }
 
-/* Copies the handlers of edge_id (NULL: all) into *out; returns how many. */
-static size_t edges_for(inproc_t *b, const char *edge_id, edge_reg_t **out)
+/* Copies the handlers of edge_id (NULL: all) into *out, which is buf when
+ * they fit in BUS_LOCAL_N, else heap; returns how many. */
+#define BUS_LOCAL_N 8
+static size_t edges_for(inproc_t *b, const char *edge_id, edge_reg_t *buf, edge_reg_t **out)
 {
     pthread_rwlock_rdlock(&b->rw);
     size_t n = 0;
-    *out = bus_xcalloc((b->nedges ? b->nedges : 1) * sizeof **out);
+    *out = b->nedges <= BUS_LOCAL_N ? buf : bus_xcalloc(b->nedges * sizeof **out);
     for (size_t i = 0; i < b->nedges; i++)
         if (!edge_id || strcmp(edge_id, b->edges[i].edge_id) == 0)
             (*out)[n++] = b->edges[i];
@@ -185,10 +187,11 @@ static int inproc_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *
     int rc = bus_check_cmd(cmd);
     if (rc != 0 || (edge_id && !*edge_id))
         return WSG_EINVAL;
-    edge_reg_t *to = NULL;
-    size_t n = edges_for(b, edge_id, &to);
+    edge_reg_t local[BUS_LOCAL_N], *to = NULL;
+    size_t n = edges_for(b, edge_id, local, &to);
     if (n == 0) {
-        free(to);
+        if (to != local)
+            free(to);
         if (cb)
             cb(ud, WSG_EGONE);
         return 0;
@@ -219,7 +222,8 @@ static int inproc_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *
     /* req stays valid while a reply object is not yet handed out */
     for (size_t i = 0; i < n; i++)
         to[i].fn(to[i].ud, cmd, &req->reps[i].base);
-    free(to);
+    if (to != local)
+        free(to);
     return 0;
 }
 
@@ -326,11 +330,13 @@ static int add_handler(inproc_t *b, handler_t **arr, size_t *n, void (*fn)(void)
     return 0;
 }
 
-static size_t copy_handlers(inproc_t *b, handler_t *const *arr, const size_t *n, handler_t **out)
+/* Copies a handler list into *out (buf when it fits); returns how many. */
+static size_t copy_handlers(inproc_t *b, handler_t *const *arr, const size_t *n, handler_t *buf,
+                            handler_t **out)
 {
     pthread_rwlock_rdlock(&b->rw);
     size_t k = *n;
-    *out = k ? bus_xcalloc(k * sizeof **out) : NULL;
+    *out = k <= BUS_LOCAL_N ? buf : bus_xcalloc(k * sizeof **out);
     if (k)
         memcpy(*out, *arr, k * sizeof **out);
     pthread_rwlock_unlock(&b->rw);
@@ -344,11 +350,12 @@ static int inproc_publish(bus_t *bus, const bus_publish_t *p)
         return WSG_EINVAL;
     if (p->channel && !has_interest(b, p->channel))
         return 0;
-    handler_t *hs;
-    size_t n = copy_handlers(b, &b->pubs, &b->npubs, &hs);
+    handler_t local[BUS_LOCAL_N], *hs;
+    size_t n = copy_handlers(b, &b->pubs, &b->npubs, local, &hs);
     for (size_t i = 0; i < n; i++)
         ((bus_publish_fn)hs[i].fn)(hs[i].ud, p);
-    free(hs);
+    if (hs != local)
+        free(hs);
     return 0;
 }
 
@@ -398,15 +405,16 @@ static int inproc_heartbeat(bus_t *bus, const char *edge_id, int leaving)
 
 static void deliver_heartbeats(inproc_t *b, hb_t *h)
 {
-    handler_t *hs;
-    size_t n = copy_handlers(b, &b->hbs, &b->nhbs, &hs);
+    handler_t local[BUS_LOCAL_N], *hs;
+    size_t n = copy_handlers(b, &b->hbs, &b->nhbs, local, &hs);
     for (hb_t *next; h; h = next) {
         next = h->next;
         for (size_t i = 0; i < n; i++)
             ((bus_heartbeat_fn)hs[i].fn)(hs[i].ud, h->edge_id, h->at_ms, h->leaving);
         free(h);
     }
-    free(hs);
+    if (hs != local)
+        free(hs);
 }
 
 /* Times out the oldest request if due; under cmu, which it drops to call

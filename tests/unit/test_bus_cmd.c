@@ -338,6 +338,40 @@ static void test_broadcast_always(void **state)
     bus_free(bus);
 }
 
+static void test_many_edges_and_handlers(void **state)
+{
+    bus_t *bus = open_mem();
+    edge_t e[12];
+    pubsink_t ps[10];
+    replies_t r;
+    replies_init(&r);
+    char id[16];
+    for (int i = 0; i < 12; i++) {
+        e[i] = (edge_t){.answer = i == 11 ? 0 : WSG_EGONE};
+        snprintf(id, sizeof id, "edge-%d", i);
+        assert_int_equal(bus_cmd_serve(bus, id, on_cmd, &e[i]), 0);
+    }
+    for (int i = 0; i < 10; i++) {
+        ps[i] = (pubsink_t){0};
+        assert_int_equal(bus_publish_serve(bus, on_publish, &ps[i]), 0);
+    }
+    assert_int_equal(bus_start(bus), 0);
+    bus_cmd_t c = send_cmd("m");
+    assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status[0], 0); /* the last edge holds it */
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(e[i].calls, 1);
+    assert_int_equal(bus_cmd_request(bus, "edge-7", &c, on_reply, &r), 0);
+    assert_int_equal(r.status[1], WSG_EGONE);
+    assert_int_equal(e[7].calls, 2);
+    bus_publish_t p = {.data = (const unsigned char *)"b", .len = 1};
+    assert_int_equal(bus_publish(bus, &p), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ps[i].calls, 1);
+    bus_free(bus);
+}
+
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -436,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_publish_interest),
         cmocka_unit_test(test_interest_many_channels),
         cmocka_unit_test(test_broadcast_always),
+        cmocka_unit_test(test_many_edges_and_handlers),
         cmocka_unit_test(test_heartbeats),
         cmocka_unit_test(test_open_by_url),
     };
