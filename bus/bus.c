@@ -29,8 +29,8 @@ int bus_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen)
     const bus_ops_t *ops = ops_for_url(url);
     if (!ops)
         return wsg_errf(err, errlen, WSG_EINVAL,
-                        "bus: unsupported URL '%s' (use \"\" for in-process or nats://host:port)",
-                        url);
+                        "bus: unsupported URL scheme (use \"\" for in-process or "
+                        "nats://host:port)"); /* not echoed: it may carry credentials */
     bus_opts_t dflt = {0};
     return ops->open(out, opts ? opts : &dflt, err, errlen);
 }

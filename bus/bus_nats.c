@@ -16,10 +16,10 @@
 static int nats_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen)
 {
     *out = NULL;
+    /* the URL may carry credentials (nats://user:pass@host): never echoed */
     return wsg_errf(err, errlen, WSG_ENOTSUP,
-                    "cluster mode (NATS) is not built yet: bus URL '%s' refused; "
-                    "run `wsgate standalone` with `nats: \"\"`",
-                    opts->url);
+                    "cluster mode (NATS) is not built yet; run `wsgate standalone` with "
+                    "`nats: \"\"`");
 }
 
 /* Only open is filled: it never returns a handle, so no other entry of the

@@ -445,9 +445,13 @@ static void test_open_by_url(void **state)
     assert_int_equal(bus_open(&bus, &o, err, sizeof err), WSG_ENOTSUP);
     assert_null(bus);
     assert_non_null(strstr(err, "cluster mode (NATS) is not built yet"));
-    o.url = "http://127.0.0.1:4222";
+    o.url = "nats://user:s3cret@127.0.0.1:4222";
+    assert_int_equal(bus_open(&bus, &o, err, sizeof err), WSG_ENOTSUP);
+    assert_null(strstr(err, "s3cret"));
+    o.url = "http://user:s3cret@127.0.0.1:4222";
     assert_int_equal(bus_open(&bus, &o, err, sizeof err), WSG_EINVAL);
     assert_non_null(strstr(err, "unsupported URL"));
+    assert_null(strstr(err, "s3cret"));
     assert_int_equal(bus_open(&bus, NULL, err, sizeof err), 0); /* in-process, in memory */
     assert_int_equal(bus_healthy(bus), 0);                      /* not started */
     assert_int_equal(bus_start(bus), 0);
