@@ -203,6 +203,10 @@ static int inproc_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *
     req->remaining = (int)n;
     req->refs = (int)n + 1;
     req->deadline_ms = mono_ms() + b->cmd_timeout_ms;
+    for (size_t i = 0; i < n; i++) {
+        req->reps[i].base.bus = bus;
+        req->reps[i].req = req;
+    }
     pthread_mutex_lock(&b->cmu);
     req->prev = b->req_tail;
     if (b->req_tail)
@@ -215,10 +219,6 @@ static int inproc_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *
     }
     b->req_tail = req;
     pthread_mutex_unlock(&b->cmu);
-    for (size_t i = 0; i < n; i++) {
-        req->reps[i].base.bus = bus;
-        req->reps[i].req = req;
-    }
     /* req stays valid while a reply object is not yet handed out */
     for (size_t i = 0; i < n; i++)
         to[i].fn(to[i].ud, cmd, &req->reps[i].base);
