@@ -117,6 +117,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS bus_conn_seq(conn_id TEXT PRIMARY KEY,"
     " last_seq INTEGER NOT NULL) WITHOUT ROWID;"
     "PRAGMA user_version=1;";
+#define BQ_SCHEMA_VERSION 1
 
 struct bq {
     bus_t *owner;
@@ -187,8 +188,20 @@ static int db_fail(bq_t *q, char *err, size_t errlen, const char *what)
                     q->db ? sqlite3_errmsg(q->db) : "out of memory");
 }
 
+static int query_int(bq_t *q, const char *sql, int64_t *v)
+{
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_ROW;
+    if (ok)
+        *v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return ok ? 0 : -1;
+}
+
 static int db_setup(bq_t *q, const char *path, char *err, size_t errlen)
 {
+    int64_t version = 0;
     int fl = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path ? path : ":memory:", &q->db, fl, NULL) != SQLITE_OK)
         return db_fail(q, err, errlen, "open");
@@ -201,6 +214,13 @@ static int db_setup(bq_t *q, const char *path, char *err, size_t errlen)
         return db_fail(q, err, errlen, "set pragmas");
     if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(q, err, errlen, "lock the queue file");
+    if (query_int(q, "PRAGMA user_version", &version) != 0)
+        return db_fail(q, err, errlen, "read the schema version");
+    if (version > BQ_SCHEMA_VERSION)
+        return wsg_errf(err, errlen, WSG_EBUS,
+                        "bus queue: the queue file has schema version %lld, newer than this "
+                        "wsgate's (%d)",
+                        (long long)version, BQ_SCHEMA_VERSION);
     if (sqlite3_exec(q->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(q, err, errlen, "create schema");
@@ -208,15 +228,9 @@ static int db_setup(bq_t *q, const char *path, char *err, size_t errlen)
         if (sqlite3_prepare_v3(q->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i],
                                NULL) != SQLITE_OK)
             return db_fail(q, err, errlen, "prepare");
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(q->db, "SELECT coalesce(max(qseq),0) FROM bus_events", -1, &st, NULL) !=
-            SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
+    if (query_int(q, "SELECT coalesce(max(qseq),0) FROM bus_events", &q->next_qseq) != 0)
         return db_fail(q, err, errlen, "read the queue");
-    }
-    q->next_qseq = sqlite3_column_int64(st, 0) + 1;
-    sqlite3_finalize(st);
+    q->next_qseq++;
     return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "bus/bus.h"
 #include "bus/bus_int.h"
@@ -717,6 +718,27 @@ static void test_queue_file_owned_by_one_bus(void **state)
     bus_free(second);
 }
 
+static void test_foreign_files_refused(void **state)
+{
+    bus_t *bus = NULL;
+    char err[256] = "";
+    bus_opts_t o = {.queue_path = qpath};
+    sqlite3 *db = NULL; /* a queue written by a newer wsgate */
+    assert_int_equal(sqlite3_open(qpath, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=7", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(bus_open(&bus, &o, err, sizeof err), WSG_EBUS);
+    assert_null(bus);
+    assert_non_null(strstr(err, "schema version 7"));
+    FILE *f = fopen(qpath, "w"); /* not a database at all */
+    assert_non_null(f);
+    for (int i = 0; i < 100; i++)
+        fputs("this is not a SQLite file\n", f);
+    fclose(f);
+    assert_int_equal(bus_open(&bus, &o, err, sizeof err), WSG_EBUS);
+    assert_null(bus);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -733,6 +755,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_publishers_keep_per_conn_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_file_owned_by_one_bus, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_files_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
