@@ -684,9 +684,12 @@ static int check_jwt(ld_t *ld, wsg_jwt_conf_t *j, const char *dpfx)
                             "is for RS*/ES* keys; %s uses secret", an);
         if (!j->secret)
             return at_line(ld, line, KEY("secret"), "required key missing for %s", an);
-        if (j->secret_len < 32)
+        /* RFC 7518 3.2: a key at least as long as the hash output. */
+        size_t min = j->alg == WSG_ALG_HS256 ? 32 : j->alg == WSG_ALG_HS384 ? 48 : 64;
+        if (j->secret_len < min)
             return at_field(ld, &j->secret, line, KEY("secret"),
-                            "%s secret must be at least 32 bytes (got %zu)", an, j->secret_len);
+                            "%s secret must be at least %zu bytes (got %zu)", an, min,
+                            j->secret_len);
         return 0;
     }
     if (has_secret)
