@@ -56,7 +56,8 @@ static void summary(const wsg_config_t *cfg)
     printf("%s: OK\n", cfg->file);
     printf("  edge:   %s (id %s)\n", cfg->edge.listen, cfg->edge.id);
     printf("  api:    %s (auth: %s)\n", cfg->api.listen,
-           cfg->api.jwt.enabled ? wsg_alg_name(cfg->api.jwt.alg) : "none");
+           cfg->api.jwt.enabled ? wsg_alg_name(cfg->api.jwt.alg)
+                                : "none: anyone who reaches it may use it");
     printf("  store:  %s\n", strncmp(cfg->store, "sqlite:", 7) == 0 ? "sqlite" : "postgres");
     printf("  bus:    %s\n", *cfg->nats ? "nats (cluster)" : "in-process (standalone)");
     printf("  routes: %zu\n", cfg->n_routes);

@@ -117,7 +117,7 @@ static void print_rows(FILE *f, const cfg_scope_t *sc, const char *dpfx, const c
             print_rows(f, k->sub, dp, ep);
         } else if (k->type == CFG_ITEMS) {
             keyf(dp, sizeof dp, "%s[].", dkey);
-            keyf(ep, sizeof ep, "%s[<n>].", ekey);
+            keyf(ep, sizeof ep, "%s[%s].", ekey, strstr(ekey, "<n>") ? "<m>" : "<n>");
             print_rows(f, k->sub, dp, ep);
         }
     }
@@ -224,7 +224,7 @@ static void describe_scope(FILE *f, const cfg_scope_t *sc, const void *base, con
         keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
         if (k->type == CFG_SCOPE) {
             const void *sub = (const char *)base + k->off;
-            if (sc->present_off == SIZE_MAX && k->sub->present_off != SIZE_MAX &&
+            if (k->sub->present_off != SIZE_MAX &&
                 !*(const bool *)((const char *)sub + k->sub->present_off)) {
                 fprintf(f, "%s = (none)\n", dkey);
                 continue;
