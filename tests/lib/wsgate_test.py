@@ -1561,3 +1561,44 @@ def dedupe(events):
         seen.add(e.get("id"))
         out.append(e)
     return out
+
+
+# --------------------------------------------------------------------------
+# a unittest base class
+
+import sys as _sys  # noqa: E402
+import unittest as _unittest  # noqa: E402
+
+
+class GatewayTestCase(_unittest.TestCase):
+    """Skips when WSGATE_BIN is not built; self.backend()/self.gateway()/
+    self.client() create objects that are stopped after the test; on a
+    failure the tail of every gateway's log goes to stderr."""
+
+    def setUp(self):
+        require_binary(self)
+        self._gateways = []
+
+    def tearDown(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None and not getattr(outcome, "success", True):
+            for gw in self._gateways:
+                _sys.stderr.write("\n--- wsgate log (%s) ---\n%s\n" % (self.id(),
+                                                                        gw.logs_tail(80)))
+
+    def backend(self, **kw):
+        be = Backend(**kw)
+        self.addCleanup(be.stop)
+        return be
+
+    def gateway(self, routes, **kw):
+        gw = Gateway(routes=routes, start=False, **kw)
+        self._gateways.append(gw)
+        self.addCleanup(gw.close)
+        gw.start()
+        return gw
+
+    def client(self, url, **kw):
+        ws = WsClient.connect(url, **kw)
+        self.addCleanup(ws.abort)
+        return ws

@@ -1,0 +1,129 @@
+"""test_cli.py — the wsgate command line as an operator meets it.
+
+- `wsgate --help` lists every sub-command and exits 0;
+- an unknown command exits 2 and names the command on stderr;
+- `check-config` accepts a good file (exit 0) and refuses a bad one with
+  exit 2 and "FILE:LINE: key" naming the offending key and its line;
+- `wsgate token` mints client and control-API tokens whose signature, alg,
+  sub, scope and exp are checked by the independent Python verifier of
+  tests/lib/wsgate_test.py (and fail against a wrong secret).
+
+Env: WSGATE_BIN, PYTHONPATH=tests/lib.
+"""
+
+import os
+import subprocess
+import time
+import unittest
+
+import wsgate_test as w
+
+CLIENT_SECRET = "cli-client-secret-cli-client-secret-0042"
+API_SECRET = "cli-api-secret-cli-api-secret-cli-api-0043"
+
+GOOD = """edge:
+  listen: 127.0.0.1:18080
+api:
+  listen: 127.0.0.1:18081
+  auth:
+    jwt: {alg: HS256, secret: "%s"}
+store: sqlite://wsgate.db
+routes:
+  - path: /chat
+    backend: http://127.0.0.1:9000/events
+    webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+    auth:
+      jwt: {alg: HS256, secret: "%s"}
+""" % (API_SECRET, CLIENT_SECRET)
+
+
+def run(args, timeout=30):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSGATE_")}
+    return subprocess.run([w.WSGATE_BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, timeout=timeout, universal_newlines=True)
+
+
+class Cli(unittest.TestCase):
+    def setUp(self):
+        w.require_binary(self)
+        self.tmp = w.TempDir()
+        self.addCleanup(self.tmp.cleanup)
+        self.good = self.tmp.write("good.yaml", GOOD)
+
+    def test_help_lists_commands(self):
+        p = run(["--help"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for cmd in ("standalone", "edge", "api", "dispatch", "migrate", "token", "check-config"):
+            self.assertIn(cmd, p.stdout)
+
+    def test_unknown_command_exits_2(self):
+        p = run(["frobnicate"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("frobnicate", p.stderr)
+        self.assertEqual(p.stdout, "")
+
+    def test_check_config_good(self):
+        p = run(["check-config", "--config", self.good])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn(CLIENT_SECRET, p.stdout + p.stderr)
+        self.assertNotIn(API_SECRET, p.stdout + p.stderr)
+
+    def check_bad(self, text, line, key):
+        path = self.tmp.write("bad.yaml", text)
+        p = run(["check-config", "--config", path])
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("%s:%d:" % (path, line), p.stderr)
+        self.assertIn(key, p.stderr)
+
+    def test_check_config_unknown_key(self):
+        # line 15 (1-based) is the misspelled key inside the route
+        bad = GOOD + "    delivery:\n      max_atempts: 3\n"
+        self.check_bad(bad, 15, "max_atempts")
+
+    def test_check_config_bad_value(self):
+        bad = GOOD.replace("listen: 127.0.0.1:18080",
+                           "listen: 127.0.0.1:18080\n  max_connections: lots")
+        self.check_bad(bad, 3, "max_connections")
+
+    def test_check_config_bad_duration(self):
+        bad = GOOD + "    limits:\n      idle_timeout: 5 parsecs\n"
+        self.check_bad(bad, 15, "idle_timeout")
+
+    def test_check_config_missing_file(self):
+        p = run(["check-config", "--config", self.tmp.join("nope.yaml")])
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("nope.yaml", p.stderr)
+
+    def token(self, args):
+        p = run(["token", "--config", self.good] + args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        tok = p.stdout.strip()
+        self.assertEqual(len(tok.split(".")), 3, p.stdout)
+        return tok
+
+    def test_token_client(self):
+        tok = self.token(["--route", "/chat", "--sub", "alice", "--ttl", "1h"])
+        claims = w.verify_jwt(tok, "HS256", CLIENT_SECRET)
+        self.assertEqual(claims["sub"], "alice")
+        self.assertGreater(claims["exp"], time.time() + 3000)
+        self.assertLess(claims["exp"], time.time() + 3700)
+        with self.assertRaises(ValueError):
+            w.verify_jwt(tok, "HS256", API_SECRET)
+
+    def test_token_api(self):
+        tok = self.token(["--api", "--scope", "send publish", "--ttl", "10m"])
+        claims = w.verify_jwt(tok, "HS256", API_SECRET)
+        self.assertEqual(sorted(claims["scope"].split()), ["publish", "send"])
+        self.assertLess(claims["exp"], time.time() + 700)
+        with self.assertRaises(ValueError):
+            w.verify_jwt(tok, "HS256", CLIENT_SECRET)
+
+    def test_token_unknown_route(self):
+        p = run(["token", "--config", self.good, "--route", "/nope", "--sub", "x"])
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("/nope", p.stderr)
+        self.assertEqual(p.stdout.strip(), "")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
