@@ -906,7 +906,7 @@ int wsg_config_load(wsg_config_t **out, const char *path, char *err, size_t errl
         len += fread(buf + len, 1, cap - len - 1, f);
     }
     if (ferror(f)) {
-        rc = wsg_errf(err, errlen, WSG_EIO, "%s: read error", path);
+        rc = wsg_errf(err, errlen, WSG_EIO, "%s: cannot read: %s", path, strerror(errno));
         goto out;
     }
     buf[len] = '\0';

@@ -477,6 +477,9 @@ static void missing_file_is_io_error(void **state)
     assert_int_equal(wsg_config_load(&cfg, "/nonexistent/wsgate.yaml", err, sizeof err), WSG_EIO);
     assert_null(cfg);
     assert_string_equal(err, "/nonexistent/wsgate.yaml: cannot open: No such file or directory");
+    assert_int_equal(wsg_config_load(&cfg, DATA, err, sizeof err), WSG_EIO);
+    assert_null(cfg);
+    assert_string_equal(err, DATA ": cannot read: Is a directory");
     wsg_config_free(NULL);
 }
 
