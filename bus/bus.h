@@ -121,9 +121,10 @@ typedef struct bus_delivery bus_delivery_t;
 /* Delivers ev to a consumer. The consumer must later call bus_event_done()
  * exactly once with d (from any thread). Until then the event is redelivered
  * after a crash. attempt counts deliveries of this event by the bus (1 first).
- * ev and its strings stay valid until bus_event_done(d). In-process, attempt
- * is persisted per run: an event left undone when the process died comes back
- * with attempt + 1 (also if it was queued but never handed out). */
+ * ev and its strings stay valid until bus_event_done(d). The count is
+ * persisted: an event handed out and left undone when the process died comes
+ * back with attempt + 1; one that was durable but never handed out, with the
+ * same attempt. */
 typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt);
 
 /* Registers a consumer group (e.g. "dispatch", "registry") receiving events

@@ -66,6 +66,7 @@ typedef struct {
     uint32_t mask;
     bus_event_fn fn;
     void *ud;
+    int64_t gid;
     uint64_t bit;
     int64_t cursor;       /* writer: last qseq handed to this group */
     int backlog;          /* writer: events past cursor are only in SQLite */
@@ -89,6 +90,7 @@ enum {
     S_SEQDEL,
     S_REFILL,
     S_LAST,
+    S_HANDED,
     S_COUNT
 };
 
@@ -106,10 +108,12 @@ static const char *const sql_text[S_COUNT] = {
     [S_REFILL] = "SELECT qseq,id,type,conn_id,edge_id,route,seq,body,attempts FROM bus_events "
                  "WHERE qseq>?1 AND (pending&?2)!=0 ORDER BY qseq LIMIT ?3",
     [S_LAST] = "SELECT last_seq FROM bus_conn_seq WHERE conn_id=?1",
+    [S_HANDED] = "UPDATE bus_groups SET handed=?2 WHERE gid=?1",
 };
 
 static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS bus_groups(gid INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE IF NOT EXISTS bus_groups(gid INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " handed INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS bus_events(qseq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
     " type INTEGER NOT NULL, conn_id TEXT NOT NULL, edge_id TEXT, route TEXT,"
     " seq INTEGER NOT NULL, body BLOB NOT NULL, pending INTEGER NOT NULL,"
@@ -371,6 +375,8 @@ typedef struct {
     dlv_t *out_head[BQ_MAX_GROUPS], *out_tail[BQ_MAX_GROUPS]; /* made by this round */
     uint32_t room[BQ_MAX_GROUPS];
     uint32_t handed[BQ_MAX_GROUPS];
+    int64_t cursor0[BQ_MAX_GROUPS]; /* to undo a round that did not commit */
+    int backlog0[BQ_MAX_GROUPS];
 } round_t;
 
 static int step_done(sqlite3_stmt *st)
@@ -431,25 +437,6 @@ static int write_event(bq_t *q, qev_t *e)
     sqlite3_bind_blob(st, 8, ev->body, (int)ev->body_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 9, (int64_t)e->want);
     return step_done(st);
-}
-
-/* One transaction: dones first (they free rows), then the new events. */
-static int write_round(bq_t *q, round_t *r)
-{
-    if (step_done(q->st[S_BEGIN]) != 0)
-        return -1;
-    for (dlv_t *d = r->dones; d; d = d->qnext)
-        if (write_done(q, d) != 0)
-            goto fail;
-    for (qev_t *e = r->events; e; e = e->next)
-        if (write_event(q, e) != 0)
-            goto fail;
-    if (step_done(q->st[S_COMMIT]) == 0)
-        return 0;
-fail:
-    WSG_LOG(WSG_LOG_ERROR, "bus queue write failed", "error=%s", sqlite3_errmsg(q->db));
-    step_done(q->st[S_ROLLBACK]);
-    return -1;
 }
 
 static void hand(round_t *r, int g, qev_t *e)
@@ -536,6 +523,66 @@ static int hand_round(bq_t *q, round_t *r)
     return rc;
 }
 
+/* Records how far each group got, so a restart counts an attempt exactly
+ * for the events that were handed out. */
+static int persist_handed(bq_t *q, const round_t *r)
+{
+    sqlite3_stmt *st = q->st[S_HANDED];
+    for (int g = 0; g < q->ngroups; g++) {
+        if (!r->handed[g])
+            continue;
+        sqlite3_bind_int64(st, 1, q->groups[g].gid);
+        sqlite3_bind_int64(st, 2, q->groups[g].cursor);
+        if (step_done(st) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One transaction: dones first (they free rows), then the new events, then
+ * what each group is handed (decided inside, so it commits with them). */
+static int write_round(bq_t *q, round_t *r)
+{
+    if (step_done(q->st[S_BEGIN]) != 0)
+        goto fail;
+    for (dlv_t *d = r->dones; d; d = d->qnext)
+        if (write_done(q, d) != 0)
+            goto fail;
+    for (qev_t *e = r->events; e; e = e->next)
+        if (write_event(q, e) != 0)
+            goto fail;
+    if (hand_round(q, r) != 0 || persist_handed(q, r) != 0)
+        goto fail;
+    if (step_done(q->st[S_COMMIT]) == 0)
+        return 0;
+fail:
+    WSG_LOG(WSG_LOG_ERROR, "bus queue write failed", "error=%s", sqlite3_errmsg(q->db));
+    if (!sqlite3_get_autocommit(q->db))
+        step_done(q->st[S_ROLLBACK]);
+    return -1;
+}
+
+static void free_dlvs(dlv_t *d)
+{
+    for (dlv_t *next; d; d = next) {
+        next = d->qnext;
+        qev_unref(d->e);
+        free(d);
+    }
+}
+
+/* The round did not commit: nobody gets its events, cursors go back. */
+static void undo_round(bq_t *q, round_t *r)
+{
+    for (int g = 0; g < q->ngroups; g++) {
+        q->groups[g].cursor = r->cursor0[g];
+        q->groups[g].backlog = r->backlog0[g];
+        free_dlvs(r->out_head[g]);
+        r->out_head[g] = r->out_tail[g] = NULL;
+        r->handed[g] = 0;
+    }
+}
+
 static int work_waiting(bq_t *q)
 {
     if (q->pend_head || q->done_head || q->stopping)
@@ -572,6 +619,8 @@ static int take_round(bq_t *q, round_t *r)
     for (int g = 0; g < q->ngroups; g++) {
         uint32_t out = q->groups[g].outstanding;
         r->room[g] = stop ? 0 : out < q->window ? q->window - out : 0;
+        r->cursor0[g] = q->groups[g].cursor;
+        r->backlog0[g] = q->groups[g].backlog;
     }
     pthread_mutex_unlock(&q->mu);
     return stop;
@@ -630,15 +679,6 @@ static void requeue_dones(bq_t *q, dlv_t *dones)
     pthread_mutex_unlock(&q->mu);
 }
 
-static void free_dones(dlv_t *d)
-{
-    for (dlv_t *next; d; d = next) {
-        next = d->qnext;
-        qev_unref(d->e);
-        free(d);
-    }
-}
-
 static void *writer_main(void *arg)
 {
     bq_t *q = arg;
@@ -647,21 +687,19 @@ static void *writer_main(void *arg)
         wait_for_work(q);
         pthread_mutex_lock(&q->dbmu);
         int stop = take_round(q, &r);
-        int ok = (r.events || r.dones) ? write_round(q, &r) == 0 : 1;
-        if (!ok) /* not committed: nobody gets these events */
-            for (qev_t *e = r.events; e; e = e->next)
-                e->want = 0;
-        int handed = hand_round(q, &r) == 0;
+        int ok = write_round(q, &r) == 0;
+        if (!ok)
+            undo_round(q, &r);
         pthread_mutex_unlock(&q->dbmu);
-        atomic_store(&q->healthy, ok && handed);
+        atomic_store(&q->healthy, ok);
         finish_round(q, &r, ok);
         if (ok)
-            free_dones(r.dones);
+            free_dlvs(r.dones);
         else
             requeue_dones(q, r.dones); /* their rows stay; try again */
         if (stop)                      /* dones left over are redelivered by the next run */
             break;
-        if (!ok || !handed)
+        if (!ok)
             nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
     }
     return NULL;
@@ -716,6 +754,7 @@ static int assign_groups(bq_t *q)
         sqlite3_reset(sel);
         if (gid < 1 || gid > BQ_MAX_GROUPS)
             goto out;
+        q->groups[g].gid = gid;
         q->groups[g].bit = (uint64_t)1 << (gid - 1);
         q->groups[g].backlog = 1; /* recovery: read back what is unconsumed */
     }
@@ -726,14 +765,20 @@ out:
     return rc;
 }
 
+/* An unconsumed event that a previous run handed to a group that still owes
+ * it a done comes back with one more attempt; then every group restarts. */
+static const char count_attempt_sql[] =
+    "UPDATE bus_events SET attempts=attempts+1 WHERE EXISTS (SELECT 1 FROM bus_groups g"
+    " WHERE g.handed>=bus_events.qseq AND (bus_events.pending&(1<<(g.gid-1)))!=0);"
+    "UPDATE bus_groups SET handed=0;";
+
 int bq_start(bq_t *q)
 {
     if (q->started)
         return WSG_EINVAL;
     pthread_mutex_lock(&q->dbmu);
     int ok = step_done(q->st[S_BEGIN]) == 0 && assign_groups(q) == 0 &&
-             sqlite3_exec(q->db, "UPDATE bus_events SET attempts=attempts+1 WHERE pending!=0", NULL,
-                          NULL, NULL) == SQLITE_OK &&
+             sqlite3_exec(q->db, count_attempt_sql, NULL, NULL, NULL) == SQLITE_OK &&
              step_done(q->st[S_COMMIT]) == 0;
     if (!ok)
         step_done(q->st[S_ROLLBACK]);
@@ -778,7 +823,7 @@ void bq_free(bq_t *q)
             e->cb(e->ud, WSG_EUNAVAILABLE);
         free(e);
     }
-    free_dones(q->done_head);
+    free_dlvs(q->done_head);
     while (q->live.next != &q->live) { /* deliveries nobody marked done */
         dlv_t *d = q->live.next;
         q->live.next = d->next;

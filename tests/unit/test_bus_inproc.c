@@ -587,6 +587,40 @@ static void test_window_bounds_deliveries(void **state)
     assert_int_equal(s.n, 100);
 }
 
+/* attempt counts deliveries: after a restart, only what was handed out
+ * before comes back with attempt 2; what waited in SQLite gets attempt 1. */
+static void test_attempt_counts_only_handed_events(void **state)
+{
+    static sink_t s;
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = open_bus(qpath);
+    sink_init(&s, bus, 0);
+    bus_inproc_tune(bus, 0, 8, 0);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
+    assert_int_equal(bus_start(bus), 0);
+    for (uint64_t i = 1; i <= 20; i++)
+        publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
+    assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 20), 20);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 8), 8);
+    bus_event_done(bus, s.recs[0].d); /* one consumed, 7 handed and owed */
+    bus_free(bus);
+    assert_int_equal(s.n, 8); /* the window held the rest back */
+
+    bus = reopen_keep(&s);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 19), 19);
+    for (int i = 0; i < 19; i++) {
+        assert_int_equal(s.recs[i].seq, (uint64_t)i + 2);
+        assert_int_equal(s.recs[i].attempt, i < 7 ? 2 : 1);
+    }
+    bus_free(bus);
+    bus = reopen_keep(&s); /* all 19 were handed in the second run */
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 19), 19);
+    for (int i = 0; i < 19; i++)
+        assert_int_equal(s.recs[i].attempt, i < 7 ? 3 : 2);
+    bus_free(bus);
+}
+
 /* Polls last_seq until it equals want (the writer drops rows asynchronously). */
 static uint64_t wait_last_seq(bus_t *bus, const char *conn, uint64_t want)
 {
@@ -751,6 +785,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_failure_acks_ebus, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_bounds_deliveries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempt_counts_only_handed_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_seq_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_publishers_keep_per_conn_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
