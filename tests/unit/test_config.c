@@ -35,9 +35,14 @@
 
 #define DATA WSGATE_TEST_DATA "/config"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
 #define UNDER_ASAN 1
-#else
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang */
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
 #define UNDER_ASAN 0
 #endif
 
