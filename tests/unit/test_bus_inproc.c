@@ -173,15 +173,29 @@ static void acks_init(acks_t *a)
     pthread_cond_init(&a->cv, NULL);
 }
 
-static void test_publish_ack_consume_order(void **state)
+/* A started bus on qpath whose group "dispatch" (every type) records into s,
+ * marking done inline or keeping the deliveries; window 0 = default. */
+static bus_t *start_sink(sink_t *s, int done_inline, uint32_t window)
 {
     bus_t *bus = open_bus(qpath);
+    sink_init(s, bus, done_inline);
+    bus_inproc_tune(bus, 0, window, 0);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, s), 0);
+    assert_int_equal(bus_start(bus), 0);
+    return bus;
+}
+
+static bus_t *reopen_keep(sink_t *s)
+{
+    return start_sink(s, 0, 0);
+}
+
+static void test_publish_ack_consume_order(void **state)
+{
     static sink_t s;
     acks_t a;
     acks_init(&a);
-    sink_init(&s, bus, 1);
-    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
-    assert_int_equal(bus_start(bus), 0);
+    bus_t *bus = start_sink(&s, 1, 0);
     assert_int_equal(bus_healthy(bus), 1);
     publish(bus, "c1", BUS_EV_CONNECT, 1, &a);
     for (uint64_t i = 2; i <= 1000; i++)
@@ -202,11 +216,8 @@ static void test_publish_ack_consume_order(void **state)
     bus_free(bus);
 
     /* consumed events are not redelivered */
-    bus = open_bus(qpath);
-    sink_init(&s, bus, 1);
     acks_init(&a);
-    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
-    assert_int_equal(bus_start(bus), 0);
+    bus = start_sink(&s, 1, 0);
     publish(bus, "c2", BUS_EV_CONNECT, 1, &a);
     assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 1), 1);
     assert_string_equal(s.recs[0].id, "evt_c2_1");
@@ -299,16 +310,6 @@ static void *done_thread(void *arg)
     for (int i = t->from; i < t->to; i++)
         bus_event_done(t->s->bus, t->s->recs[i].d);
     return NULL;
-}
-
-/* A fresh bus on qpath with group "dispatch" that keeps its deliveries. */
-static bus_t *reopen_keep(sink_t *s)
-{
-    bus_t *bus = open_bus(qpath);
-    sink_init(s, bus, 0);
-    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, s), 0);
-    assert_int_equal(bus_start(bus), 0);
-    return bus;
 }
 
 static void test_done_from_other_thread(void **state)
@@ -559,11 +560,7 @@ static void test_window_bounds_deliveries(void **state)
     static sink_t s;
     acks_t a;
     acks_init(&a);
-    bus_t *bus = open_bus(qpath);
-    sink_init(&s, bus, 0);
-    bus_inproc_tune(bus, 0, 8, 0);
-    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
-    assert_int_equal(bus_start(bus), 0);
+    bus_t *bus = start_sink(&s, 0, 8);
     for (uint64_t i = 1; i <= 100; i++)
         publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
     assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 100), 100);
@@ -594,11 +591,7 @@ static void test_attempt_counts_only_handed_events(void **state)
     static sink_t s;
     acks_t a;
     acks_init(&a);
-    bus_t *bus = open_bus(qpath);
-    sink_init(&s, bus, 0);
-    bus_inproc_tune(bus, 0, 8, 0);
-    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
-    assert_int_equal(bus_start(bus), 0);
+    bus_t *bus = start_sink(&s, 0, 8);
     for (uint64_t i = 1; i <= 20; i++)
         publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
     assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 20), 20);
@@ -639,8 +632,7 @@ static void test_last_seq_across_reopen(void **state)
     static sink_t s;
     acks_t a;
     acks_init(&a);
-    bus_t *bus = reopen_keep(&s);
-    s.done_inline = 1;
+    bus_t *bus = start_sink(&s, 1, 0);
     publish(bus, "c1", BUS_EV_CONNECT, 1, &a);
     publish(bus, "c1", BUS_EV_MESSAGE, 2, &a);
     publish(bus, "c1", BUS_EV_MESSAGE, 3, &a);
@@ -651,8 +643,7 @@ static void test_last_seq_across_reopen(void **state)
     assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 4), 4);
     bus_free(bus);
 
-    bus = reopen_keep(&s);
-    s.done_inline = 1;
+    bus = start_sink(&s, 1, 0);
     assert_int_equal(bus_event_last_seq(bus, "c1", &v), 0);
     assert_int_equal(v, 3); /* consumed, yet still known */
     assert_int_equal(bus_event_last_seq(bus, "nobody", &v), 0);
@@ -685,10 +676,7 @@ static void test_many_publishers_keep_per_conn_order(void **state)
     static sink_t s;
     acks_t a;
     acks_init(&a);
-    bus_t *bus = open_bus(qpath);
-    sink_init(&s, bus, 1);
-    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
-    assert_int_equal(bus_start(bus), 0);
+    bus_t *bus = start_sink(&s, 1, 0);
     pub_thread_t p[4];
     pthread_t tid[4];
     for (int t = 0; t < 4; t++) {
