@@ -522,6 +522,7 @@ class Request:
         self.time = time.monotonic()
         self.wall_time = time.time()
         self.response = None  # the Response sent (None while in progress)
+        self.answered_at = None  # monotonic time just before the answer was written
         try:
             self.json = json.loads(body.decode("utf-8")) if body else None
         except ValueError:
@@ -593,9 +594,10 @@ class _Handler(BaseHTTPRequestHandler):
         resp = be._decide(req) or Response(200)
         if resp.delay:
             be._stopped.wait(resp.delay)
+        req.response = resp
+        req.answered_at = time.monotonic()
         if resp.drop:
             self.close_connection = True
-            req.response = resp
             be._answered(req)
             return
         try:
@@ -608,7 +610,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             pass
-        req.response = resp
         be._answered(req)
 
     def _read_chunked(self):
