@@ -198,13 +198,18 @@ class MiniServer:
 
 
 class WsClientAgainstMiniServer(unittest.TestCase):
-    def test_refused(self):
+    def server(self):
         srv = MiniServer()
+        self.addCleanup(srv.ls.close)
+        return srv
+
+    def test_refused(self):
+        srv = self.server()
         st, hdrs, body = w.WsClient.refused("ws://127.0.0.1:%d/no" % srv.port)
         self.assertEqual((st, hdrs.get("x-why"), body), (403, "origin", b"no"))
 
     def test_session(self):
-        srv = MiniServer()
+        srv = self.server()
         ws = w.WsClient.connect("ws://127.0.0.1:%d/ok" % srv.port, query={"token": "t"},
                                 subprotocols=["chat"], origin="http://x")
         self.assertEqual(ws.subprotocol, "chat")

@@ -110,6 +110,18 @@ def free_port():
     raise RuntimeError("no free port")
 
 
+def http_request(url, method="GET", headers=None, body=None, timeout=10.0):
+    """One plain HTTP request; returns (status, headers with lower-case keys,
+    body bytes) without raising on error statuses (e.g. a GET on a route
+    path expecting 426)."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
 def port_open(port, host="127.0.0.1", timeout=0.2):
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -196,14 +208,17 @@ def route(path="/chat", backend=None, secret=DEFAULT_WHSEC, jwt=None, required=N
     return _deep_merge(r, extra)
 
 
+try:
+    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # resolved before any fork
+except (OSError, AttributeError):
+    _prctl = None
+
+
 def _pdeathsig():
     """preexec_fn: the child gets SIGKILL when the thread that started it
     dies, so a crashed test never leaves a gateway behind."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if _prctl is not None:
+        _prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 class GatewayError(AssertionError):
