@@ -10,6 +10,10 @@ retries and dead letters (SPEC.md §3).
   exists), and the connection's next event is delivered.
 - max_attempts exhausted on 503: exactly max_attempts tries, then a dead
   letter, then the next event.
+- a dead letter replayed through the control API is delivered again, with
+  its original id, once the backend accepts it.
+- delivery.max_concurrency bounds the requests in flight to one backend,
+  while different connections still proceed in parallel.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
@@ -171,6 +175,39 @@ class WebhookRetry(w.GatewayTestCase):
             self.assertEqual(dl["attempts"], 3)
         if "last_status" in dl:
             self.assertEqual(dl["last_status"], 503)
+
+    def test_dead_letter_replay(self):
+        state = {"reject": True}
+        self.start({"max_attempts": 10},
+                   lambda req: 422 if state["reject"] and any(
+                       e.get("data") == "replay-me" for e in req.events()) else None)
+        ws = self.connect()
+        ws.send_text("replay-me")
+        first = self.be.wait_for(lambda rs: [r for r in rs if any(
+            e.get("data") == "replay-me" for e in r.events())], 20, "the rejected event")[0]
+        eid = first.json["id"]
+        self.dead_letter(eid)
+        state["reject"] = False
+        r = self.gw.control().replay(eid)
+        self.assertEqual(r.status, 202, r)
+        w.wait_until(lambda: len(self.attempts("replay-me")) >= 2, 20, what="the replay")
+        again = self.attempts("replay-me")[1]
+        self.assertEqual(again.headers["webhook-id"], eid)
+        self.assertEqual(again.json["id"], eid)
+        self.assertTrue(w.verify_webhook(w.DEFAULT_WHSEC, again.headers, again.body))
+        r = self.gw.control().replay("evt_does_not_exist")
+        self.assertIn(r.status, (404, 410), r)
+
+    def test_max_concurrency_bounds_parallelism(self):
+        self.start({"max_concurrency": 2})
+        self.be.respond(200, b"", delay=0.4)
+        clients = [self.connect() for _ in range(6)]
+        for i, c in enumerate(clients):
+            c.send_text("par%d" % i)
+        self.be.wait_events(lambda e: str(e.get("data", "")).startswith("par"), 6, 60)
+        self.assertLessEqual(self.be.max_in_flight, 2)
+        self.assertEqual(self.be.max_in_flight, 2,
+                         "different connections were not delivered in parallel")
 
 
 if __name__ == "__main__":
