@@ -1,0 +1,404 @@
+/*
+ * edge.c — the edge's lifecycle: creates the lws context and vhost, runs
+ * the one lws service thread, owns the hand-over queue through which other
+ * threads (bus callbacks, the authorizer thread) reach it, and drives the
+ * graceful shutdown (stop accepting, close every socket with 1001, wait for
+ * the disconnect events to be acknowledged, or shutdown_grace).
+ *
+ * Threads: edge_new/edge_free on the owner; edge_run on the service thread;
+ * edge_stop and edge_post from any thread (they only take qmu and call
+ * lws_cancel_service, which is thread-safe).
+ */
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/b64.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "ws-edge/edge_int.h"
+
+#define EDGE_TICK_US (200 * LWS_US_PER_MS)
+
+int64_t edge_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void edge_make_id(char out[EDGE_ID_LEN + 1])
+{
+    unsigned char raw[16];
+    char tmp[WSG_B64_LEN(16) + 1];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        abort(); /* no randomness: ids would collide; refuse to run */
+    wsg_b64url_encode(raw, sizeof raw, tmp);
+    memcpy(out, tmp, EDGE_ID_LEN);
+    out[EDGE_ID_LEN] = '\0';
+}
+
+edge_q_t *edge_q_new(edge_q_kind_t kind, size_t extra)
+{
+    edge_q_t *q = calloc(1, sizeof *q + extra);
+    if (!q)
+        abort();
+    q->kind = kind;
+    return q;
+}
+
+void edge_q_free(edge_q_t *q)
+{
+    if (!q)
+        return;
+    if (q->kind == EDGE_Q_PUBLISH)
+        edge_msg_unref(q->u.pub.m);
+    if (q->kind == EDGE_Q_AUTHZ)
+        free(q->u.authz.body);
+    free(q);
+}
+
+void edge_post(edge_t *e, edge_q_t *q)
+{
+    pthread_mutex_lock(&e->qmu);
+    if (e->q_tail)
+        e->q_tail->next = q;
+    else
+        e->q_head = q;
+    e->q_tail = q;
+    pthread_mutex_unlock(&e->qmu);
+    lws_cancel_service(e->ctx);
+}
+
+edge_msg_t *edge_msg_new(const unsigned char *data, size_t len, int binary)
+{
+    edge_msg_t *m = malloc(sizeof *m + LWS_PRE + len + 1);
+    if (!m)
+        abort();
+    m->refs = 1;
+    m->binary = binary ? 1 : 0;
+    m->len = len;
+    if (len)
+        memcpy(m->buf + LWS_PRE, data, len);
+    return m;
+}
+
+void edge_msg_unref(edge_msg_t *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+static void close_one(void *ud, const char *key, void *val)
+{
+    edge_t *e = ud;
+    edge_conn_t *c = val;
+    (void)key;
+    if (c->wsi && !c->close_code)
+        edge_conn_close(e, c, 1001, "going away", "server");
+}
+
+static void begin_shutdown(edge_t *e)
+{
+    if (e->stopping)
+        return;
+    e->stopping = 1;
+    e->stop_deadline_ms = edge_now_ms() + (int64_t)e->cfg->edge.shutdown_grace_ms;
+    WSG_LOG(WSG_LOG_INFO, "edge draining", "connections=%zu grace_ms=%llu", e->n_conns,
+            (unsigned long long)e->cfg->edge.shutdown_grace_ms);
+    edge_map_each(&e->conns, close_one, e);
+}
+
+static void drain_queue(edge_t *e)
+{
+    pthread_mutex_lock(&e->qmu);
+    edge_q_t *q = e->q_head;
+    e->q_head = e->q_tail = NULL;
+    int stop = e->stop_requested;
+    pthread_mutex_unlock(&e->qmu);
+    while (q) {
+        edge_q_t *next = q->next;
+        q->next = NULL;
+        switch (q->kind) {
+        case EDGE_Q_CMD:
+            edge_apply_cmd(e, q);
+            break;
+        case EDGE_Q_PUBLISH:
+            edge_apply_publish(e, q);
+            edge_q_free(q);
+            break;
+        case EDGE_Q_ACK:
+            edge_on_ack(e, q);
+            edge_q_free(q);
+            break;
+        case EDGE_Q_AUTHZ:
+            edge_on_authz_result(e, q);
+            edge_q_free(q);
+            break;
+        }
+        q = next;
+    }
+    if (stop)
+        begin_shutdown(e);
+}
+
+static void expire_pending(void *ud, const char *key, void *val)
+{
+    edge_conn_t *c = val;
+    int64_t *now = ud;
+    (void)key;
+    if (c->pending && *now - c->opened_ms > 0 && c->close_code == 0 &&
+        (uint64_t)(*now - c->opened_ms) > c->route->limits.handshake_timeout_ms)
+        c->close_code = 1; /* marks it for removal below */
+}
+
+static void reap_pending(void *ud, const char *key, void *val)
+{
+    edge_conn_t **list = ud;
+    edge_conn_t *c = val;
+    (void)key;
+    if (c->close_code == 1) {
+        c->close_code = 0;
+        c->rx = (unsigned char *)*list; /* reuse as a link; pending conns have no rx */
+        *list = c;
+    }
+}
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    edge_t *e = lws_container_of(sul, edge_t, sul_tick);
+    int64_t now = edge_now_ms();
+    edge_map_each(&e->by_fd, expire_pending, &now);
+    edge_conn_t *list = NULL;
+    edge_map_each(&e->by_fd, reap_pending, &list);
+    while (list) {
+        edge_conn_t *c = list;
+        list = (edge_conn_t *)c->rx;
+        c->rx = NULL;
+        WSG_LOG(WSG_LOG_INFO, "handshake timed out", "conn=%s route=%s", c->id, c->route->path);
+        edge_hs_release(e, c); /* answers 503 on the held socket */
+    }
+    lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    edge_t *e = ctx ? lws_context_user(ctx) : NULL;
+    edge_conn_t **slot = user;
+    if (!e)
+        return 0;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return e->stopping ? -1 : 0;
+    case LWS_CALLBACK_HTTP:
+        return edge_on_http(e, wsi, in);
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* `in` is deliberately never read here: after a refusal lws frees the
+         * header table it points into (CVE-2025-11677). */
+        return edge_on_confirm_upgrade(e, wsi);
+    case LWS_CALLBACK_ADD_HEADERS:
+        return edge_on_add_headers(e, wsi, in);
+    case LWS_CALLBACK_ESTABLISHED:
+        return edge_on_established(e, wsi, slot);
+    case LWS_CALLBACK_RECEIVE:
+        return slot && *slot ? edge_on_receive(e, *slot, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (slot && *slot)
+            (*slot)->last_rx_ms = edge_now_ms();
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return slot && *slot ? edge_on_writeable(e, *slot) : 0;
+    case LWS_CALLBACK_TIMER:
+        return slot && *slot ? edge_on_timer(e, *slot) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (slot && *slot)
+            edge_on_peer_close(*slot, in, len);
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        if (slot && *slot) {
+            edge_on_closed(e, *slot);
+            *slot = NULL;
+        }
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        drain_queue(e);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"wsgate", callback, sizeof(edge_conn_t *), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static int parse_listen(const char *listen, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= hostlen)
+        return WSG_EINVAL;
+    const char *h = listen;
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end = NULL;
+    long p = strtol(colon + 1, &end, 10);
+    if (!end || *end || p < 0 || p > 65535)
+        return WSG_EINVAL;
+    *port = (int)p;
+    return 0;
+}
+
+static void lws_log_bridge(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    WSG_LOG(level == LLL_ERR ? WSG_LOG_WARN : WSG_LOG_DEBUG, "lws", "detail=%s", line);
+}
+
+static int create_context(edge_t *e, char *err, size_t errlen)
+{
+    char host[256];
+    int port = 0;
+    if (parse_listen(e->cfg->edge.listen, host, sizeof host, &port) != 0)
+        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.listen: not host:port: %s",
+                        e->cfg->edge.listen);
+    lws_set_log_level(LLL_ERR, lws_log_bridge);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = port;
+    info.iface = strcmp(host, "0.0.0.0") == 0 || !*host ? NULL : host;
+    info.protocols = protocols;
+    info.user = e;
+    info.gid = -1;
+    info.uid = -1;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (strchr(host, ':'))
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.max_http_header_data = 16384;
+    info.max_http_header_pool = 1024;
+    info.timeout_secs = (unsigned)((e->cfg->routes && e->cfg->n_routes
+                                        ? e->cfg->routes[0].limits.handshake_timeout_ms
+                                        : 10000) +
+                                   999) /
+                        1000;
+    info.ka_time = 0;
+    info.fd_limit_per_thread = 0;
+    info.pt_serv_buf_size = 65536;
+    e->ctx = lws_create_context(&info);
+    if (!e->ctx)
+        return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s", e->cfg->edge.listen);
+    e->vh = lws_get_vhost_by_name(e->ctx, "default");
+    e->port = e->vh ? lws_get_vhost_listen_port(e->vh) : port;
+    return 0;
+}
+
+int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen)
+{
+    *out = NULL;
+    edge_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return wsg_errf(err, errlen, WSG_ENOMEM, "edge: out of memory");
+    e->cfg = cfg;
+    e->bus = bus;
+    pthread_mutex_init(&e->qmu, NULL);
+    e->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
+    int rc = create_context(e, err, errlen);
+    if (rc == 0)
+        rc = edge_authz_new(&e->authz, e, err, errlen);
+    if (rc == 0 && (rc = bus_cmd_serve(bus, e->edge_id, edge_bus_cmd, e)) != 0)
+        wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", e->edge_id);
+    if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, e)) != 0)
+        wsg_errf(err, errlen, rc, "edge: cannot serve publishes");
+    if (rc != 0) {
+        edge_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+static int drained(edge_t *e)
+{
+    if (!e->stopping)
+        return 0;
+    if (e->n_conns == 0 && e->acks_outstanding == 0)
+        return 1;
+    return edge_now_ms() >= e->stop_deadline_ms;
+}
+
+int edge_run(edge_t *e)
+{
+    lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
+    drain_queue(e);
+    while (!drained(e)) {
+        if (lws_service(e->ctx, 0) < 0)
+            break;
+    }
+    if (e->n_conns || e->acks_outstanding)
+        WSG_LOG(WSG_LOG_WARN, "edge shutdown grace expired", "connections=%zu acks_pending=%zu",
+                e->n_conns, e->acks_outstanding);
+    else
+        WSG_LOG(WSG_LOG_INFO, "edge drained", NULL);
+    return 0;
+}
+
+void edge_stop(edge_t *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->qmu);
+    e->stop_requested = 1;
+    pthread_mutex_unlock(&e->qmu);
+    if (e->ctx)
+        lws_cancel_service(e->ctx);
+}
+
+int edge_port(const edge_t *e)
+{
+    return e ? e->port : 0;
+}
+
+static void free_conn_ent(void *ud, const char *key, void *val)
+{
+    (void)ud;
+    (void)key;
+    edge_conn_free(val);
+}
+
+void edge_free(edge_t *e)
+{
+    if (!e)
+        return;
+    edge_authz_free(e->authz); /* no more results posted after this */
+    if (e->ctx)
+        lws_context_destroy(e->ctx); /* closes what is left; CLOSED frees those conns */
+    edge_map_each(&e->conns, free_conn_ent, NULL);
+    edge_map_free(&e->conns);
+    edge_map_free(&e->by_fd);
+    edge_map_free(&e->channels);
+    edge_map_free(&e->per_ip);
+    edge_map_free(&e->users);
+    edge_q_t *q = e->q_head;
+    while (q) {
+        edge_q_t *next = q->next;
+        if (q->kind == EDGE_Q_CMD)
+            bus_cmd_reply(q->u.cmd.reply, WSG_EGONE);
+        edge_q_free(q);
+        q = next;
+    }
+    pthread_mutex_destroy(&e->qmu);
+    free(e->edge_id);
+    free(e);
+}

@@ -1,0 +1,240 @@
+/*
+ * edge_authz.c — the authorizer webhook (SPEC.md §2): a POST signed per
+ * Standard Webhooks with the route's key, sent by libcurl's multi interface
+ * on one edge-owned thread so the lws service thread never waits on it.
+ * Every request ends in exactly one EDGE_Q_AUTHZ item posted to the edge:
+ * the HTTP status (0 for a transport error or timeout) and the body (capped
+ * at 64 KiB; a longer answer counts as garbage).
+ *
+ * Threads: edge_authz_new/free on the edge's owner thread; edge_authz_start
+ * on the service thread; the worker thread owns every curl handle.
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "common/whsig.h"
+#include "ws-edge/edge_int.h"
+
+#define AUTHZ_MAX_BODY 65536
+
+typedef struct authz_job {
+    struct authz_job *next;
+    edge_authz_req_t req;
+    char *url;
+    struct curl_slist *hdrs;
+    char *resp;
+    size_t resp_len;
+    int too_big;
+    CURL *h;
+} authz_job_t;
+
+struct edge_authz {
+    edge_t *e;
+    CURLM *multi;
+    pthread_t th;
+    int started;
+    pthread_mutex_t mu;
+    authz_job_t *incoming;
+    authz_job_t *running; /* worker thread only (and free after join) */
+    int stop;
+};
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    authz_job_t *j = ud;
+    size_t len = sz * n;
+    if (j->resp_len + len > AUTHZ_MAX_BODY) {
+        j->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    char *r = realloc(j->resp, j->resp_len + len + 1);
+    if (!r)
+        return 0;
+    memcpy(r + j->resp_len, p, len);
+    j->resp = r;
+    j->resp_len += len;
+    j->resp[j->resp_len] = '\0';
+    return len;
+}
+
+static void job_free(authz_job_t *j)
+{
+    curl_slist_free_all(j->hdrs);
+    free(j->req.body);
+    free(j->url);
+    free(j->resp);
+    free(j);
+}
+
+static void finish(edge_authz_t *a, CURL *h, CURLcode res)
+{
+    authz_job_t *j = NULL;
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&j);
+    if (res == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(a->multi, h);
+    curl_easy_cleanup(h);
+    for (authz_job_t **pp = &a->running; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    edge_q_t *q = edge_q_new(EDGE_Q_AUTHZ, 0);
+    memcpy(q->u.authz.conn_id, j->req.conn_id, sizeof j->req.conn_id);
+    q->u.authz.status = j->too_big ? 0 : (int)status;
+    q->u.authz.body = j->resp;
+    j->resp = NULL;
+    job_free(j);
+    edge_post(a->e, q);
+}
+
+static void start_job(edge_authz_t *a, authz_job_t *j)
+{
+    CURL *h = curl_easy_init();
+    if (!h) {
+        edge_q_t *q = edge_q_new(EDGE_Q_AUTHZ, 0);
+        memcpy(q->u.authz.conn_id, j->req.conn_id, sizeof j->req.conn_id);
+        job_free(j);
+        edge_post(a->e, q);
+        return;
+    }
+    curl_easy_setopt(h, CURLOPT_URL, j->url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, j->req.body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(j->req.body));
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, j->hdrs);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(j->req.timeout_ms ? j->req.timeout_ms : 5000));
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, j);
+    j->h = h;
+    j->next = a->running;
+    a->running = j;
+    curl_multi_add_handle(a->multi, h);
+}
+
+static void *worker(void *arg)
+{
+    edge_authz_t *a = arg;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        authz_job_t *in = a->incoming;
+        a->incoming = NULL;
+        int stop = a->stop;
+        pthread_mutex_unlock(&a->mu);
+        if (stop) {
+            while (in) {
+                authz_job_t *n = in->next;
+                job_free(in);
+                in = n;
+            }
+            break;
+        }
+        while (in) {
+            authz_job_t *n = in->next;
+            start_job(a, in);
+            in = n;
+        }
+        int running = 0;
+        curl_multi_perform(a->multi, &running);
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(a->multi, &left)))
+            if (m->msg == CURLMSG_DONE)
+                finish(a, m->easy_handle, m->data.result);
+        curl_multi_poll(a->multi, NULL, 0, 1000, NULL);
+    }
+    return NULL;
+}
+
+int edge_authz_new(edge_authz_t **out, edge_t *e, char *err, size_t errlen)
+{
+    *out = NULL;
+    int need = 0;
+    for (size_t i = 0; i < e->cfg->n_routes; i++)
+        need |= e->cfg->routes[i].auth.authorizer && *e->cfg->routes[i].auth.authorizer;
+    if (!need)
+        return 0;
+    edge_authz_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return wsg_errf(err, errlen, WSG_ENOMEM, "authorizer: out of memory");
+    a->e = e;
+    pthread_mutex_init(&a->mu, NULL);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    a->multi = curl_multi_init();
+    if (!a->multi || pthread_create(&a->th, NULL, worker, a) != 0) {
+        edge_authz_free(a);
+        return wsg_errf(err, errlen, WSG_EIO, "authorizer: cannot start its thread");
+    }
+    a->started = 1;
+    *out = a;
+    return 0;
+}
+
+int edge_authz_start(edge_authz_t *a, edge_authz_req_t *req)
+{
+    if (!a) {
+        free(req->body);
+        return WSG_EINVAL;
+    }
+    authz_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->req = *req;
+    req->body = NULL;
+    j->url = strdup(req->url);
+    char id[64], ts[32], sig[WSG_WHSIG_LEN], line[WSG_WHSIG_LEN + 32];
+    int64_t now = (int64_t)time(NULL);
+    snprintf(id, sizeof id, "msg_authz_%s", j->req.conn_id);
+    snprintf(ts, sizeof ts, "%lld", (long long)now);
+    wsg_whsig_sign(req->key, req->key_len, id, now, j->req.body, strlen(j->req.body), sig,
+                   sizeof sig);
+    j->hdrs = curl_slist_append(j->hdrs, "Content-Type: application/json");
+    snprintf(line, sizeof line, "webhook-id: %s", id);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    snprintf(line, sizeof line, "webhook-timestamp: %s", ts);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    snprintf(line, sizeof line, "webhook-signature: %s", sig);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    snprintf(line, sizeof line, "wsgate-connection-id: %s", j->req.conn_id);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    j->hdrs = curl_slist_append(j->hdrs, "wsgate-event: authorize");
+    j->hdrs = curl_slist_append(j->hdrs, "Expect:");
+    pthread_mutex_lock(&a->mu);
+    j->next = a->incoming;
+    a->incoming = j;
+    pthread_mutex_unlock(&a->mu);
+    curl_multi_wakeup(a->multi);
+    return 0;
+}
+
+void edge_authz_free(edge_authz_t *a)
+{
+    if (!a)
+        return;
+    if (a->started) {
+        pthread_mutex_lock(&a->mu);
+        a->stop = 1;
+        pthread_mutex_unlock(&a->mu);
+        curl_multi_wakeup(a->multi);
+        pthread_join(a->th, NULL);
+    }
+    while (a->running) { /* requests still in flight: dropped */
+        authz_job_t *j = a->running;
+        a->running = j->next;
+        curl_multi_remove_handle(a->multi, j->h);
+        curl_easy_cleanup(j->h);
+        job_free(j);
+    }
+    if (a->multi)
+        curl_multi_cleanup(a->multi);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}

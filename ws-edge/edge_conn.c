@@ -1,0 +1,368 @@
+/*
+ * edge_conn.c — an open connection: reassembling messages across fragments
+ * under max_message_bytes (1009), the token-bucket rate limit (1008), the
+ * bounded outbound queue (1008 "slow consumer"), ping / idle / lifetime
+ * timers (1001), closing with a code, and pausing reads while too many of
+ * its events wait for the bus to make them durable.
+ *
+ * Service thread only. Invalid UTF-8 in text frames is refused by lws
+ * itself (LWS_SERVER_OPTION_VALIDATE_UTF8) with 1007.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "ws-edge/edge_int.h"
+
+/* Bytes of a connection's events that may wait for their ack before its
+ * reads pause: enough for a few maximum-size messages. */
+static size_t unacked_cap(const edge_conn_t *c)
+{
+    size_t m = c->route->limits.max_message_bytes;
+    return m * 4 < 262144 ? 262144 : m * 4;
+}
+
+void edge_conn_free(edge_conn_t *c)
+{
+    if (!c)
+        return;
+    while (c->out_head) {
+        edge_out_t *o = c->out_head;
+        c->out_head = o->next;
+        edge_msg_unref(o->m);
+        free(o);
+    }
+    for (size_t i = 0; i < c->n_channels; i++)
+        free(c->channels[i]);
+    for (size_t i = 0; i < c->n_offered; i++)
+        free(c->offered[i]);
+    free(c->channels);
+    free(c->offered);
+    free(c->user);
+    free(c->context_json);
+    free(c->subprotocol);
+    free(c->connect_extra);
+    free(c->hs_req);
+    free(c->rx);
+    free(c);
+}
+
+static void schedule_timer(edge_conn_t *c, int64_t now)
+{
+    const wsg_limits_conf_t *l = &c->route->limits;
+    int64_t next = INT64_MAX;
+    if (l->ping_interval_ms)
+        next = c->last_ping_ms + (int64_t)l->ping_interval_ms;
+    if (l->idle_timeout_ms && c->last_rx_ms + (int64_t)l->idle_timeout_ms < next)
+        next = c->last_rx_ms + (int64_t)l->idle_timeout_ms;
+    if (l->max_lifetime_ms && c->opened_ms + (int64_t)l->max_lifetime_ms < next)
+        next = c->opened_ms + (int64_t)l->max_lifetime_ms;
+    if (next == INT64_MAX)
+        return;
+    int64_t d = next - now;
+    lws_set_timer_usecs(c->wsi, (lws_usec_t)(d < 10 ? 10 : d) * LWS_US_PER_MS);
+}
+
+static void apply_held(edge_t *e, edge_conn_t *c)
+{
+    edge_held_t *h = c->held, *rev = NULL;
+    c->held = NULL;
+    while (h) { /* held in reverse order of arrival */
+        edge_held_t *n = h->next;
+        h->next = rev;
+        rev = h;
+        h = n;
+    }
+    while (rev) {
+        edge_held_t *n = rev->next;
+        edge_apply_cmd(e, rev->q);
+        free(rev);
+        rev = n;
+    }
+}
+
+int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot)
+{
+    edge_conn_t *c = e->upgrading;
+    if (!c || e->upgrading_wsi != wsi || !slot)
+        return -1;
+    e->upgrading = NULL;
+    e->upgrading_wsi = NULL;
+    *slot = c;
+    c->wsi = wsi;
+    c->pending = 0;
+    free(c->hs_req);
+    c->hs_req = NULL;
+    int64_t now = edge_now_ms();
+    c->opened_ms = c->last_rx_ms = c->last_ping_ms = c->tokens_ms = now;
+    c->tokens = c->route->limits.rate_burst ? c->route->limits.rate_burst : 1;
+    wsg_count(WSG_M_CONN_OPENED, 1);
+    wsg_gauge_add(WSG_G_CONNECTIONS, 1);
+    WSG_LOG(WSG_LOG_INFO, "client connected", "conn=%s route=%s user=%s remote=%s", c->id,
+            c->route->path, c->user, c->remote);
+    edge_user_index(e, c, 1);
+    size_t n = c->n_channels;
+    char **initial = c->channels;
+    c->channels = NULL;
+    c->n_channels = c->cap_channels = 0;
+    for (size_t i = 0; i < n; i++) {
+        edge_chan_join(e, c, initial[i]);
+        free(initial[i]);
+    }
+    free(initial);
+    if (edge_event_connect(e, c) != 0) {
+        edge_conn_close(e, c, 1013, "try again later", "server");
+        return 0;
+    }
+    schedule_timer(c, now);
+    apply_held(e, c);
+    return 0;
+}
+
+static int close_now(edge_conn_t *c)
+{
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
+                     strlen(c->close_reason));
+    return -1;
+}
+
+void edge_conn_close(edge_t *e, edge_conn_t *c, int code, const char *reason, const char *initiator)
+{
+    (void)e;
+    if (c->close_code || !c->wsi)
+        return;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
+    c->close_initiator = initiator;
+    lws_callback_on_writable(c->wsi);
+    /* A client that never reads never makes us writable: give up after 3 s. */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, 3);
+}
+
+static int rate_ok(edge_conn_t *c, int64_t now)
+{
+    const wsg_limits_conf_t *l = &c->route->limits;
+    if (!l->rate_mps)
+        return 1;
+    c->tokens += (double)(now - c->tokens_ms) * l->rate_mps / 1000.0;
+    c->tokens_ms = now;
+    double burst = l->rate_burst ? l->rate_burst : l->rate_mps;
+    if (c->tokens > burst)
+        c->tokens = burst;
+    if (c->tokens < 1.0)
+        return 0;
+    c->tokens -= 1.0;
+    return 1;
+}
+
+static int deliver(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t len, int binary)
+{
+    int64_t now = edge_now_ms();
+    if (!rate_ok(c, now)) {
+        edge_conn_close(e, c, 1008, "rate limit exceeded", "server");
+        return close_now(c);
+    }
+    wsg_count(WSG_M_FRAMES_IN, 1);
+    wsg_count(WSG_M_BYTES_IN, len);
+    if (edge_event_message(e, c, data, len, binary) != 0) {
+        edge_conn_close(e, c, 1013, "try again later", "server");
+        return close_now(c);
+    }
+    if (!c->rx_paused && c->unacked > unacked_cap(c)) {
+        c->rx_paused = 1;
+        lws_rx_flow_control(c->wsi, 0);
+    }
+    return 0;
+}
+
+int edge_on_receive(edge_t *e, edge_conn_t *c, const void *in, size_t len)
+{
+    struct lws *wsi = c->wsi;
+    c->last_rx_ms = edge_now_ms();
+    if (c->close_code)
+        return 0; /* closing: ignore what still arrives */
+    int first = lws_is_first_fragment(wsi),
+        final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    size_t max = c->route->limits.max_message_bytes;
+    if (first)
+        c->rx_len = 0;
+    if (c->rx_len + len > max || lws_remaining_packet_payload(wsi) > max - c->rx_len - len) {
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = c->rx_cap = 0;
+        edge_conn_close(e, c, 1009, "message too big", "server");
+        return close_now(c);
+    }
+    int binary = lws_frame_is_binary(wsi);
+    if (first && final)
+        return deliver(e, c, in, len, binary);
+    if (c->rx_len + len > c->rx_cap) {
+        size_t cap = c->rx_cap ? c->rx_cap * 2 : 4096;
+        while (cap < c->rx_len + len)
+            cap *= 2;
+        unsigned char *p = realloc(c->rx, cap);
+        if (!p)
+            abort();
+        c->rx = p;
+        c->rx_cap = cap;
+    }
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += len;
+    if (!final)
+        return 0;
+    int rc = deliver(e, c, c->rx, c->rx_len, binary);
+    free(c->rx); /* no buffer kept while idle */
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+    return rc;
+}
+
+int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
+{
+    if (!c->wsi || c->close_code)
+        return WSG_EGONE;
+    if (c->out_bytes + m->len > c->route->limits.max_outbound_bytes) {
+        wsg_count(WSG_M_SLOW_CONSUMER_CLOSES, 1);
+        WSG_LOG(WSG_LOG_WARN, "slow consumer", "conn=%s route=%s user=%s queued=%zu", c->id,
+                c->route->path, c->user, c->out_bytes);
+        while (c->out_head) {
+            edge_out_t *o = c->out_head;
+            c->out_head = o->next;
+            edge_msg_unref(o->m);
+            free(o);
+        }
+        c->out_tail = NULL;
+        c->out_bytes = 0;
+        edge_conn_close(e, c, 1008, "slow consumer", "server");
+        return WSG_EFULL;
+    }
+    edge_out_t *o = malloc(sizeof *o);
+    if (!o)
+        abort();
+    o->next = NULL;
+    o->m = m;
+    m->refs++;
+    if (c->out_tail)
+        c->out_tail->next = o;
+    else
+        c->out_head = o;
+    c->out_tail = o;
+    c->out_bytes += m->len;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int edge_on_writeable(edge_t *e, edge_conn_t *c)
+{
+    (void)e;
+    if (c->close_code)
+        return close_now(c);
+    if (c->ping_due) {
+        unsigned char buf[LWS_PRE + 1];
+        c->ping_due = 0;
+        if (lws_write(c->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+            return -1;
+    }
+    while (c->out_head && !lws_send_pipe_choked(c->wsi)) {
+        edge_out_t *o = c->out_head;
+        edge_msg_t *m = o->m;
+        if (lws_write(c->wsi, m->buf + LWS_PRE, m->len,
+                      m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < (int)m->len)
+            return -1;
+        wsg_count(WSG_M_FRAMES_OUT, 1);
+        wsg_count(WSG_M_BYTES_OUT, m->len);
+        c->out_head = o->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        c->out_bytes -= m->len;
+        edge_msg_unref(m);
+        free(o);
+    }
+    if (c->out_head)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int edge_on_timer(edge_t *e, edge_conn_t *c)
+{
+    const wsg_limits_conf_t *l = &c->route->limits;
+    int64_t now = edge_now_ms();
+    if (c->close_code)
+        return 0;
+    if (l->max_lifetime_ms && now - c->opened_ms >= (int64_t)l->max_lifetime_ms) {
+        edge_conn_close(e, c, 1001, "max lifetime reached", "timeout");
+        return 0;
+    }
+    if (l->idle_timeout_ms && now - c->last_rx_ms >= (int64_t)l->idle_timeout_ms) {
+        edge_conn_close(e, c, 1001, "idle timeout", "timeout");
+        return 0;
+    }
+    if (l->ping_interval_ms && now - c->last_ping_ms >= (int64_t)l->ping_interval_ms) {
+        c->ping_due = 1;
+        c->last_ping_ms = now;
+        lws_callback_on_writable(c->wsi);
+    }
+    schedule_timer(c, now);
+    return 0;
+}
+
+void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len)
+{
+    if (len >= 2) {
+        c->peer_code = (in[0] << 8) | in[1];
+        size_t rl = len - 2 < sizeof c->peer_reason - 1 ? len - 2 : sizeof c->peer_reason - 1;
+        memcpy(c->peer_reason, in + 2, rl);
+        c->peer_reason[rl] = '\0';
+    } else {
+        c->peer_code = 1005;
+    }
+}
+
+void edge_on_closed(edge_t *e, edge_conn_t *c)
+{
+    int code = c->close_code, peer = !c->close_code;
+    const char *reason = c->close_reason, *init = c->close_initiator;
+    if (peer) {
+        code = c->peer_code ? c->peer_code : 1006;
+        reason = c->peer_reason;
+        init = "client";
+    }
+    WSG_LOG(WSG_LOG_INFO, "client disconnected",
+            "conn=%s route=%s user=%s code=%d reason=%s initiator=%s", c->id, c->route->path,
+            c->user, code, reason, init);
+    edge_event_disconnect(e, c, code, reason, init);
+    edge_chan_leave_all(e, c);
+    edge_user_index(e, c, 0);
+    if (edge_map_get(&e->conns, c->id) == c) {
+        edge_map_del(&e->conns, c->id);
+        e->n_conns--;
+    }
+    if (c->counted_ip)
+        edge_ip_adjust(e, c->remote, -1);
+    wsg_count(WSG_M_CONN_CLOSED, 1);
+    wsg_gauge_add(WSG_G_CONNECTIONS, -1);
+    c->wsi = NULL;
+    edge_conn_free(c);
+}
+
+void edge_on_ack(edge_t *e, edge_q_t *q)
+{
+    if (e->acks_outstanding)
+        e->acks_outstanding--;
+    wsg_count(q->u.ack.status == 0 ? WSG_M_EVENTS_ACCEPTED : WSG_M_EVENTS_REFUSED, 1);
+    edge_conn_t *c = edge_map_get(&e->conns, q->u.ack.conn_id);
+    if (!c || !c->wsi)
+        return;
+    c->unacked = c->unacked > q->u.ack.bytes ? c->unacked - q->u.ack.bytes : 0;
+    if (q->u.ack.status != 0) {
+        edge_conn_close(e, c, 1013, "try again later", "server");
+        return;
+    }
+    if (c->rx_paused && c->unacked <= unacked_cap(c) / 2) {
+        c->rx_paused = 0;
+        lws_rx_flow_control(c->wsi, 1);
+    }
+}

@@ -1,0 +1,244 @@
+/*
+ * edge_int.h — the edge's private types, shared by its files:
+ *   edge.c            lws context, lifecycle, service loop, the hand-over queue
+ *   edge_handshake.c  routing, auth, origin and limits before the 101
+ *   edge_conn.c       frames, limits, timers, outbound queue, closing
+ *   edge_channels.c   the local channel -> members index, commands, publishes
+ *   edge_authz.c      the authorizer webhook (libcurl multi on its own thread)
+ *   edge_events.c     event envelopes (SPEC.md §3) and their acks
+ *   edge_map.c        a small string-keyed hash map
+ *
+ * Threads: everything here runs on the lws service thread except what is
+ * marked "any thread" (edge_post and the bus callbacks that call it) and the
+ * authorizer thread in edge_authz.c, which only talks to the service thread
+ * through edge_post().
+ */
+#ifndef WSG_EDGE_INT_H
+#define WSG_EDGE_INT_H
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "common/config.h"
+#include "ws-edge/edge.h"
+
+#define EDGE_ID_LEN 22 /* base64url of 128 random bits */
+
+/* ---- map: string key -> pointer (service thread only) ------------------ */
+typedef struct edge_map_ent {
+    struct edge_map_ent *next;
+    void *val;
+    char key[];
+} edge_map_ent_t;
+
+typedef struct {
+    edge_map_ent_t **b;
+    size_t nb, n;
+} edge_map_t;
+
+void *edge_map_get(const edge_map_t *m, const char *key);
+/* Sets key to val (replacing). Aborts on out-of-memory (servers may). */
+void edge_map_put(edge_map_t *m, const char *key, void *val);
+void *edge_map_del(edge_map_t *m, const char *key);
+void edge_map_free(edge_map_t *m);
+/* Calls fn for each entry; fn must not modify the map. */
+void edge_map_each(const edge_map_t *m, void (*fn)(void *ud, const char *key, void *val), void *ud);
+
+/* ---- shared outbound payload (refcounted, LWS_PRE headroom) ------------- */
+typedef struct {
+    uint32_t refs;
+    uint32_t binary;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE bytes of headroom, then the payload */
+} edge_msg_t;
+
+edge_msg_t *edge_msg_new(const unsigned char *data, size_t len, int binary);
+void edge_msg_unref(edge_msg_t *m);
+
+typedef struct edge_out {
+    struct edge_out *next;
+    edge_msg_t *m;
+} edge_out_t;
+
+/* ---- a connection (open or handshake in flight) -------------------------- */
+typedef struct edge_held edge_held_t;
+
+typedef struct edge_conn {
+    char id[EDGE_ID_LEN + 1];
+    struct lws *wsi; /* NULL until open */
+    const wsg_route_conf_t *route;
+    char *user;         /* NULL = anonymous */
+    char *context_json; /* JSON object text */
+    char **channels;    /* channels from the token/authorizer, then subscriptions */
+    size_t n_channels, cap_channels;
+    char remote[48];
+    char *subprotocol;   /* chosen subprotocol or NULL */
+    char *connect_extra; /* JSON members for the connect event ("headers":..,"query":..) */
+    uint64_t seq;
+    int64_t opened_ms, last_rx_ms, last_ping_ms;
+    double tokens; /* rate limit bucket */
+    int64_t tokens_ms;
+    unsigned char *rx; /* message being assembled (fragments) */
+    size_t rx_len, rx_cap;
+    edge_out_t *out_head, *out_tail;
+    size_t out_bytes;
+    size_t unacked; /* bytes of events published but not yet acked */
+    int rx_paused;
+    int ping_due;
+    int close_code; /* != 0: closing with this code */
+    char close_reason[124];
+    const char *close_initiator; /* client|server|api|timeout */
+    int peer_code;               /* close code received from the client */
+    char peer_reason[124];
+    int counted_ip;
+    int in_user_index;
+    edge_held_t *held; /* commands received before the socket opened */
+    int pending;       /* 1 while the handshake is in flight */
+    /* handshake-only state (freed once open) */
+    int hs_fd;      /* socket held while the authorizer runs, else -1 */
+    char *hs_req;   /* the request replayed into lws once admitted */
+    char **offered; /* offered subprotocols, bearer.* removed */
+    size_t n_offered;
+    int admitted; /* decided: the replayed request is let through */
+} edge_conn_t;
+
+/* ---- the hand-over queue (any thread -> service thread) ---------------- */
+typedef enum {
+    EDGE_Q_CMD = 1,
+    EDGE_Q_PUBLISH,
+    EDGE_Q_ACK,
+    EDGE_Q_AUTHZ,
+} edge_q_kind_t;
+
+typedef struct edge_q {
+    struct edge_q *next;
+    edge_q_kind_t kind;
+    union {
+        struct {
+            bus_cmd_t cmd; /* strings point into the item's own storage */
+            bus_reply_t *reply;
+        } cmd;
+        struct {
+            edge_msg_t *m;
+            char *channel, *route, *exclude;
+        } pub;
+        struct {
+            char conn_id[EDGE_ID_LEN + 1];
+            int status;
+            size_t bytes;
+            int type;
+        } ack;
+        struct {
+            char conn_id[EDGE_ID_LEN + 1];
+            int status; /* HTTP status, or 0 for transport failure */
+            char *body; /* response body (owned) */
+        } authz;
+    } u;
+    char store[]; /* copies of strings and data */
+} edge_q_t;
+
+struct edge_held {
+    edge_held_t *next;
+    edge_q_t *q; /* an EDGE_Q_CMD item */
+};
+
+typedef struct edge_authz edge_authz_t;
+
+struct edge {
+    const wsg_config_t *cfg;
+    bus_t *bus;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    int port;
+    char *edge_id;
+
+    edge_map_t conns;    /* id -> edge_conn_t (open and pending) */
+    edge_map_t by_fd;    /* "fd" -> edge_conn_t detached for the authorizer */
+    edge_map_t channels; /* channel -> edge_members_t */
+    edge_map_t per_ip;   /* ip -> (uintptr_t) count */
+    edge_map_t users;    /* route \x1f user -> edge_conn_t */
+    size_t n_conns;      /* open + pending */
+
+    edge_conn_t *upgrading; /* admitted in CONFIRM_UPGRADE, waiting for ESTABLISHED */
+    struct lws *upgrading_wsi;
+
+    pthread_mutex_t qmu; /* guards q_head/q_tail/stopping only */
+    edge_q_t *q_head, *q_tail;
+    int stop_requested;
+    int stopping; /* service-thread view */
+    int64_t stop_deadline_ms;
+    size_t acks_outstanding;
+
+    edge_authz_t *authz;
+    lws_sorted_usec_list_t sul_tick;
+};
+
+/* edge.c */
+int64_t edge_now_ms(void);
+void edge_post(edge_t *e, edge_q_t *q); /* any thread */
+edge_q_t *edge_q_new(edge_q_kind_t kind, size_t extra);
+void edge_q_free(edge_q_t *q);
+void edge_make_id(char out[EDGE_ID_LEN + 1]);
+
+/* edge_handshake.c */
+int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi);
+int edge_on_http(edge_t *e, struct lws *wsi, const char *uri);
+int edge_on_add_headers(edge_t *e, struct lws *wsi, void *in);
+void edge_on_authz_result(edge_t *e, edge_q_t *q);
+void edge_send_http_status(int fd, int status, const char *extra_headers, const char *body);
+void edge_hs_release(edge_t *e, edge_conn_t *c); /* frees a connection that never opened */
+void edge_ip_adjust(edge_t *e, const char *ip, int delta);
+int edge_user_conflict(edge_t *e, const edge_conn_t *c);
+void edge_user_index(edge_t *e, edge_conn_t *c, int on);
+struct json_t;
+int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi, struct json_t *h, struct json_t *q);
+
+/* edge_conn.c */
+int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot);
+int edge_on_receive(edge_t *e, edge_conn_t *c, const void *in, size_t len);
+int edge_on_writeable(edge_t *e, edge_conn_t *c);
+int edge_on_timer(edge_t *e, edge_conn_t *c);
+void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len);
+void edge_on_closed(edge_t *e, edge_conn_t *c);
+void edge_conn_close(edge_t *e, edge_conn_t *c, int code, const char *reason,
+                     const char *initiator);
+/* Queues m to c (takes a reference). Returns 0, WSG_EFULL (closed as slow consumer). */
+int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m);
+void edge_conn_free(edge_conn_t *c);
+void edge_on_ack(edge_t *e, edge_q_t *q);
+
+/* edge_channels.c */
+void edge_apply_cmd(edge_t *e, edge_q_t *q); /* takes q */
+void edge_apply_publish(edge_t *e, edge_q_t *q);
+int edge_chan_join(edge_t *e, edge_conn_t *c, const char *channel);
+void edge_chan_leave(edge_t *e, edge_conn_t *c, const char *channel);
+void edge_chan_leave_all(edge_t *e, edge_conn_t *c);
+void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r); /* any thread */
+void edge_bus_publish(void *ud, const bus_publish_t *p);           /* any thread */
+
+/* edge_events.c */
+/* Publishes connect/message/disconnect for c. Returns 0 or a WSG_E* code. */
+int edge_event_connect(edge_t *e, edge_conn_t *c);
+int edge_event_message(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
+                       int binary);
+int edge_event_disconnect(edge_t *e, edge_conn_t *c, int code, const char *reason,
+                          const char *initiator);
+
+/* edge_authz.c */
+typedef struct {
+    char conn_id[EDGE_ID_LEN + 1];
+    const char *url;
+    const unsigned char *key;
+    size_t key_len;
+    char *body; /* taken */
+    uint64_t timeout_ms;
+} edge_authz_req_t;
+
+int edge_authz_new(edge_authz_t **out, edge_t *e, char *err, size_t errlen);
+/* Starts a request; the result comes back as an EDGE_Q_AUTHZ item. */
+int edge_authz_start(edge_authz_t *a, edge_authz_req_t *req);
+void edge_authz_free(edge_authz_t *a);
+
+#endif
