@@ -5,8 +5,9 @@
  * timers (1001), closing with a code, and pausing reads while too many of
  * its events wait for the bus to make them durable.
  *
- * Service thread only. Invalid UTF-8 in text frames is refused by lws
- * itself (LWS_SERVER_OPTION_VALIDATE_UTF8) with 1007.
+ * Service thread only. Invalid UTF-8 in a text message closes with 1007
+ * (checked here on the whole message rather than by lws, so that the
+ * disconnect event can say why).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,9 +159,53 @@ static int rate_ok(edge_conn_t *c, int64_t now)
     return 1;
 }
 
+/* RFC 3629 UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            k = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            if (c == 0xF4)
+                hi = 0x8F;
+        } else
+            return 0;
+        if (i + k >= n)
+            return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return 0;
+        for (size_t j = 2; j <= k; j++)
+            if ((s[i + j] & 0xC0) != 0x80)
+                return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
 static int deliver(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t len, int binary)
 {
     int64_t now = edge_now_ms();
+    if (!binary && !utf8_valid(data, len)) {
+        edge_conn_close(e, c, 1007, "invalid utf-8", "server");
+        return close_now(c);
+    }
     if (!rate_ok(c, now)) {
         edge_conn_close(e, c, 1008, "rate limit exceeded", "server");
         return close_now(c);
