@@ -152,6 +152,16 @@ void edge_chan_leave_all(edge_t *e, edge_conn_t *c)
     c->n_channels = 0;
 }
 
+/* The initiator as a static string (the command's copy dies with it). */
+static const char *initiator_name(const char *s)
+{
+    static const char *known[] = {"client", "server", "api", "timeout", "edge_lost"};
+    for (size_t i = 0; s && i < sizeof known / sizeof *known; i++)
+        if (strcmp(s, known[i]) == 0)
+            return known[i];
+    return "api";
+}
+
 static int apply_open(edge_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
 {
     switch (cmd->op) {
@@ -165,7 +175,7 @@ static int apply_open(edge_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
         if (c->close_code)
             return 0;
         edge_conn_close(e, c, cmd->code ? cmd->code : 1000, cmd->reason ? cmd->reason : "",
-                        cmd->initiator && *cmd->initiator ? cmd->initiator : "api");
+                        initiator_name(cmd->initiator));
         WSG_LOG(WSG_LOG_INFO, "closing on request", "conn=%s route=%s user=%s code=%d", c->id,
                 c->route->path, c->user, cmd->code);
         return 0;
