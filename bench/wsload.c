@@ -1,0 +1,516 @@
+/*
+ * wsload — WebSocket load generator for wsgate's benchmarks (and Pushpin's).
+ *
+ * One thread, epoll, non-blocking sockets, its own minimal RFC 6455 client
+ * framing. Opens N connections from several loopback source addresses
+ * (one source address gives only ~28k ports), at most --inflight handshakes
+ * at a time, then runs one workload:
+ *   idle   hold the connections for --duration seconds, answering pings
+ *   send   every connection sends --count text messages "t=<ns> c=<i> n=<k> xxx…"
+ *          (--size bytes) at --rate messages/s in total; the backend measures
+ *   recv   count messages received until --expect arrive or --duration ends;
+ *          latency = now - t of each message (monotonic clock, same machine)
+ * Prints one JSON object with connects, failures, handshake latency and (recv)
+ * delivery latency percentiles.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hist.h"
+
+enum { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
+
+typedef struct {
+    int fd;
+    int state;
+    int idx;
+    uint64_t t_start;
+    uint32_t sent;
+    uint32_t rlen;
+    unsigned char *rbuf; /* allocated on demand; small frames only */
+    uint32_t rcap;
+    int close_code;
+} conn_t;
+
+static struct {
+    char host[64];
+    int port;
+    char path[1024];
+    char **tokens;
+    int n_tokens;
+    char *sources[16];
+    int n_sources;
+    int conns, inflight, size;
+    long count;
+    double rate, duration;
+    long expect;
+    const char *mode;
+    const char *token_mode; /* query | header | protocol */
+    int conn_query;         /* append c=<index> to the query (Pushpin: per-connection channel) */
+    const char *ready_file; /* created once every connection is open or failed */
+} opt = {.port = 8080,
+         .conns = 1,
+         .inflight = 200,
+         .size = 64,
+         .count = 100,
+         .duration = 10,
+         .mode = "idle",
+         .token_mode = "query"};
+
+static conn_t *conns;
+static int epfd;
+static hist_t hs_hist, rx_hist;
+static long n_open, n_failed, n_closed_early, n_received, n_sent;
+static volatile sig_atomic_t stop_flag;
+
+static void on_sig(int s)
+{
+    stop_flag = 1;
+}
+
+static void parse_url(const char *url)
+{
+    if (sscanf(url, "ws://%63[^:/]:%d%1023s", opt.host, &opt.port, opt.path) < 2) {
+        fprintf(stderr, "wsload: bad --url %s (want ws://host:port/path)\n", url);
+        exit(2);
+    }
+    if (!opt.path[0])
+        strcpy(opt.path, "/");
+}
+
+static void load_tokens(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    char line[4096];
+    if (!f) {
+        perror(file);
+        exit(2);
+    }
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!*line)
+            continue;
+        opt.tokens = realloc(opt.tokens, sizeof(char *) * (size_t)(opt.n_tokens + 1));
+        opt.tokens[opt.n_tokens++] = strdup(line);
+    }
+    fclose(f);
+}
+
+static int start_connect(conn_t *c)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
+    inet_pton(AF_INET, opt.host, &sa.sin_addr);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (opt.n_sources) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        inet_pton(AF_INET, opt.sources[c->idx % opt.n_sources], &src.sin_addr);
+        setsockopt(c->fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0)
+            return -1;
+    }
+    c->t_start = hist_now_ns();
+    c->state = ST_CONNECTING;
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS)
+        return -1;
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+static void send_handshake(conn_t *c)
+{
+    char req[8192];
+    const char *tok = opt.n_tokens ? opt.tokens[c->idx % opt.n_tokens] : NULL;
+    int q = tok && strcmp(opt.token_mode, "query") == 0;
+    char cq[32] = "";
+    if (opt.conn_query)
+        snprintf(cq, sizeof cq, "%sc=%d", (q || strchr(opt.path, '?')) ? "&" : "?", c->idx);
+    int n = snprintf(req, sizeof req,
+                     "GET %s%s%s%s%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n",
+                     opt.path, q ? (strchr(opt.path, '?') ? "&" : "?") : "", q ? "token=" : "",
+                     q ? tok : "", cq, opt.host, opt.port);
+    if (tok && strcmp(opt.token_mode, "header") == 0)
+        n += snprintf(req + n, sizeof req - (size_t)n, "Authorization: Bearer %s\r\n", tok);
+    if (tok && strcmp(opt.token_mode, "protocol") == 0)
+        n +=
+            snprintf(req + n, sizeof req - (size_t)n, "Sec-WebSocket-Protocol: bearer.%s\r\n", tok);
+    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    if (write(c->fd, req, (size_t)n) != n)
+        c->state = ST_CLOSED;
+    else
+        c->state = ST_HANDSHAKE;
+}
+
+static void conn_fail(conn_t *c, int was_open)
+{
+    if (c->state == ST_CLOSED)
+        return;
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->state = ST_CLOSED;
+    if (was_open)
+        n_closed_early++, n_open--;
+    else
+        n_failed++;
+}
+
+/* Writes one masked client frame (text, pong or close). */
+static int send_frame(conn_t *c, int opcode, const unsigned char *p, size_t len)
+{
+    unsigned char f[16 + 65536];
+    size_t h = 0;
+    if (len > 65535)
+        return -1;
+    f[h++] = (unsigned char)(0x80 | opcode);
+    if (len < 126) {
+        f[h++] = (unsigned char)(0x80 | len);
+    } else {
+        f[h++] = 0x80 | 126;
+        f[h++] = (unsigned char)(len >> 8);
+        f[h++] = (unsigned char)len;
+    }
+    memset(f + h, 0, 4); /* zero mask: valid and cheap; the payload stays readable */
+    h += 4;
+    memcpy(f + h, p, len);
+    ssize_t w = write(c->fd, f, h + len);
+    return w == (ssize_t)(h + len) ? 0 : -1;
+}
+
+static void on_text(conn_t *c, const unsigned char *p, size_t len)
+{
+    n_received++;
+    if (len > 2 && p[0] == 't' && p[1] == '=') {
+        uint64_t t = strtoull((const char *)p + 2, NULL, 10), now = hist_now_ns();
+        if (t && t <= now)
+            hist_add(&rx_hist, now - t);
+    }
+}
+
+/* Parses complete frames from c->rbuf; returns -1 when the connection closed. */
+static int parse_frames(conn_t *c)
+{
+    uint32_t off = 0;
+    while (c->rlen - off >= 2) {
+        unsigned char *f = c->rbuf + off;
+        int op = f[0] & 0x0f;
+        uint64_t len = f[1] & 0x7f;
+        uint32_t h = 2;
+        if (len == 126) {
+            if (c->rlen - off < 4)
+                break;
+            len = ((uint64_t)f[2] << 8) | f[3];
+            h = 4;
+        } else if (len == 127) {
+            if (c->rlen - off < 10)
+                break;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = (len << 8) | f[2 + i];
+            h = 10;
+        }
+        if (len > 1 << 20)
+            return -1;
+        if (c->rlen - off < h + len) {
+            if (h + len > c->rcap) {
+                c->rcap = (uint32_t)(h + len);
+                c->rbuf = realloc(c->rbuf, c->rcap);
+            }
+            break;
+        }
+        if (op == 1 || op == 2)
+            on_text(c, f + h, (size_t)len);
+        else if (op == 9)
+            send_frame(c, 10, f + h, (size_t)len);
+        else if (op == 8) {
+            c->close_code = len >= 2 ? (f[h] << 8) | f[h + 1] : 1005;
+            return -1;
+        }
+        off += h + (uint32_t)len;
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    return 0;
+}
+
+static void on_readable(conn_t *c)
+{
+    for (;;) {
+        if (!c->rbuf || c->rlen == c->rcap) {
+            c->rcap = c->rcap ? c->rcap * 2 : 4096;
+            c->rbuf = realloc(c->rbuf, c->rcap);
+        }
+        ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) {
+            conn_fail(c, c->state == ST_OPEN);
+            return;
+        }
+        if (n < 0)
+            break;
+        c->rlen += (uint32_t)n;
+        if (c->state == ST_HANDSHAKE) {
+            unsigned char *e = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+            if (!e)
+                continue;
+            if (c->rlen < 12 || memcmp(c->rbuf + 9, "101", 3) != 0) {
+                conn_fail(c, 0);
+                return;
+            }
+            hist_add(&hs_hist, hist_now_ns() - c->t_start);
+            c->state = ST_OPEN;
+            n_open++;
+            uint32_t used = (uint32_t)(e + 4 - c->rbuf);
+            memmove(c->rbuf, c->rbuf + used, c->rlen - used);
+            c->rlen -= used;
+        }
+        if (c->state == ST_OPEN && parse_frames(c) < 0) {
+            conn_fail(c, 1);
+            return;
+        }
+    }
+    if (c->state == ST_OPEN && c->rlen == 0 && c->rcap > 4096) {
+        free(c->rbuf); /* keep idle connections small */
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+}
+
+static void on_event(conn_t *c, uint32_t events)
+{
+    if (c->state == ST_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            conn_fail(c, 0);
+            return;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        send_handshake(c);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        on_readable(c);
+}
+
+static int in_progress(void)
+{
+    int n = 0;
+    for (int i = 0; i < opt.conns; i++)
+        n += conns[i].state == ST_CONNECTING || conns[i].state == ST_HANDSHAKE;
+    return n;
+}
+
+static void poll_once(int timeout_ms)
+{
+    struct epoll_event evs[512];
+    int n = epoll_wait(epfd, evs, 512, timeout_ms);
+    for (int i = 0; i < n; i++)
+        on_event(evs[i].data.ptr, evs[i].events);
+}
+
+/* Opens every connection with at most opt.inflight handshakes in flight. */
+static void connect_all(double deadline_s)
+{
+    int next = 0, pending = 0;
+    uint64_t deadline = hist_now_ns() + (uint64_t)(deadline_s * 1e9);
+    while (!stop_flag && hist_now_ns() < deadline) {
+        while (next < opt.conns && pending < opt.inflight) {
+            conns[next].idx = next;
+            if (start_connect(&conns[next]) != 0)
+                conn_fail(&conns[next], 0);
+            next++;
+            pending++;
+        }
+        poll_once(5);
+        pending = in_progress();
+        if (next == opt.conns && pending == 0)
+            break;
+    }
+}
+
+static void send_one(conn_t *c)
+{
+    unsigned char p[65536];
+    int n = snprintf((char *)p, sizeof p, "t=%llu c=%d n=%u ", (unsigned long long)hist_now_ns(),
+                     c->idx, c->sent + 1);
+    size_t len = (size_t)opt.size > (size_t)n ? (size_t)opt.size : (size_t)n;
+    if (len > sizeof p)
+        len = sizeof p;
+    memset(p + n, 'x', len - (size_t)n);
+    if (send_frame(c, 1, p, len) == 0) {
+        c->sent++;
+        n_sent++;
+    }
+}
+
+static void run_send(void)
+{
+    uint64_t t0 = hist_now_ns(), end = t0 + (uint64_t)(opt.duration * 1e9);
+    long total = opt.count * (long)n_open, done = 0;
+    int rr = 0;
+    while (!stop_flag && done < total && hist_now_ns() < end) {
+        double el = (double)(hist_now_ns() - t0) / 1e9;
+        long due = opt.rate > 0 ? (long)(el * opt.rate) + 1 : total;
+        for (int guard = 0; done < due && done < total && guard < 20000; guard++) {
+            conn_t *c = &conns[rr++ % opt.conns];
+            if (c->state != ST_OPEN || c->sent >= opt.count)
+                continue;
+            send_one(c);
+            done++;
+        }
+        poll_once(done < due ? 0 : 1);
+    }
+    uint64_t drain = hist_now_ns() + 2000000000ull;
+    while (!stop_flag && hist_now_ns() < drain)
+        poll_once(50);
+}
+
+static void run_wait(void)
+{
+    uint64_t end = hist_now_ns() + (uint64_t)(opt.duration * 1e9);
+    while (!stop_flag && hist_now_ns() < end && !(opt.expect && n_received >= opt.expect))
+        poll_once(20);
+}
+
+static void print_result(double connect_s)
+{
+    printf("{\"mode\":\"%s\",\"conns\":%d,\"open\":%ld,\"failed\":%ld,\"closed_early\":%ld,"
+           "\"connect_seconds\":%.3f,\"connects_per_s\":%.1f,"
+           "\"handshake_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
+           "\"sent\":%ld,\"received\":%ld,"
+           "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
+           opt.mode, opt.conns, n_open, n_failed, n_closed_early, connect_s,
+           connect_s > 0 ? (double)(n_open) / connect_s : 0, hist_quantile(&hs_hist, .5) / 1e6,
+           hist_quantile(&hs_hist, .99) / 1e6, hs_hist.max_ns / 1e6, n_sent, n_received,
+           hist_quantile(&rx_hist, .5) / 1e6, hist_quantile(&rx_hist, .99) / 1e6,
+           rx_hist.max_ns / 1e6);
+    fflush(stdout);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: wsload --url ws://127.0.0.1:8080/chat [--tokens FILE] [--token-mode "
+                    "query|header|protocol]\n"
+                    "              [--conns N] [--inflight N] [--sources 127.0.0.1,127.0.0.2]\n"
+                    "              [--mode idle|send|recv] [--count N] [--rate R] [--size B]\n"
+                    "              [--duration S] [--expect N] [--conn-query] [--ready-file F]\n");
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"url", 1, 0, 'u'},        {"tokens", 1, 0, 't'},     {"token-mode", 1, 0, 'T'},
+        {"conns", 1, 0, 'c'},      {"inflight", 1, 0, 'i'},   {"sources", 1, 0, 's'},
+        {"mode", 1, 0, 'm'},       {"count", 1, 0, 'n'},      {"rate", 1, 0, 'r'},
+        {"size", 1, 0, 'b'},       {"duration", 1, 0, 'd'},   {"expect", 1, 0, 'e'},
+        {"conn-query", 0, 0, 'Q'}, {"ready-file", 1, 0, 'R'}, {0, 0, 0, 0}};
+    int ch;
+    int have_url = 0;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'u':
+            parse_url(optarg), have_url = 1;
+            break;
+        case 't':
+            load_tokens(optarg);
+            break;
+        case 'T':
+            opt.token_mode = optarg;
+            break;
+        case 'c':
+            opt.conns = atoi(optarg);
+            break;
+        case 'i':
+            opt.inflight = atoi(optarg);
+            break;
+        case 's':
+            for (char *s = strtok(strdup(optarg), ","); s && opt.n_sources < 16;
+                 s = strtok(NULL, ","))
+                opt.sources[opt.n_sources++] = s;
+            break;
+        case 'm':
+            opt.mode = optarg;
+            break;
+        case 'n':
+            opt.count = atol(optarg);
+            break;
+        case 'r':
+            opt.rate = atof(optarg);
+            break;
+        case 'b':
+            opt.size = atoi(optarg);
+            break;
+        case 'd':
+            opt.duration = atof(optarg);
+            break;
+        case 'e':
+            opt.expect = atol(optarg);
+            break;
+        case 'Q':
+            opt.conn_query = 1;
+            break;
+        case 'R':
+            opt.ready_file = optarg;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (!have_url || opt.conns < 1 || opt.inflight < 1 || opt.size < 1 || opt.size > 65000)
+        usage();
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max; /* the hard limit here is 20,000 */
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if ((rlim_t)opt.conns + 64 > rl.rlim_cur) {
+        fprintf(stderr, "wsload: %d connections need more than the open-file limit %llu\n",
+                opt.conns, (unsigned long long)rl.rlim_cur);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_sig);
+    signal(SIGTERM, on_sig);
+    conns = calloc((size_t)opt.conns, sizeof *conns);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    uint64_t t0 = hist_now_ns();
+    connect_all(opt.duration + 60);
+    double connect_s = (double)(hist_now_ns() - t0) / 1e9;
+    if (opt.ready_file) {
+        FILE *rf = fopen(opt.ready_file, "w");
+        if (rf) {
+            fprintf(rf, "%ld\n", n_open);
+            fclose(rf);
+        }
+    }
+    if (strcmp(opt.mode, "send") == 0)
+        run_send();
+    else
+        run_wait();
+    print_result(connect_s);
+    return 0;
+}
