@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/b64.h"
 #include "common/err.h"
@@ -59,6 +60,21 @@ void edge_q_free(edge_q_t *q)
     if (q->kind == EDGE_Q_AUTHZ)
         free(q->u.authz.body);
     free(q);
+}
+
+/* The live edge of this process, for callbacks that may outlive it (bus
+ * commands, publishes and event acks keep arriving until bus_free()). */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static edge_t *live_edge;
+
+int edge_post_live(edge_q_t *q)
+{
+    pthread_mutex_lock(&live_mu);
+    edge_t *e = live_edge;
+    if (e)
+        edge_post(e, q);
+    pthread_mutex_unlock(&live_mu);
+    return e ? 0 : WSG_EGONE;
 }
 
 void edge_post(edge_t *e, edge_q_t *q)
@@ -314,7 +330,17 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     e->bus = bus;
     pthread_mutex_init(&e->qmu, NULL);
     e->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
-    int rc = create_context(e, err, errlen);
+    pthread_mutex_lock(&live_mu);
+    int rc = live_edge ? WSG_EEXISTS : 0;
+    if (rc == 0)
+        live_edge = e;
+    pthread_mutex_unlock(&live_mu);
+    if (rc != 0) {
+        free(e->edge_id);
+        free(e);
+        return wsg_errf(err, errlen, rc, "edge: one edge per process");
+    }
+    rc = create_context(e, err, errlen);
     if (rc == 0)
         rc = edge_authz_new(&e->authz, e, err, errlen);
     if (rc == 0 && (rc = bus_cmd_serve(bus, e->edge_id, edge_bus_cmd, e)) != 0)
@@ -372,15 +398,29 @@ int edge_port(const edge_t *e)
 
 static void free_conn_ent(void *ud, const char *key, void *val)
 {
+    edge_conn_t *c = val;
     (void)ud;
     (void)key;
-    edge_conn_free(val);
+    if (c->hs_fd >= 0) /* a handshake held for the authorizer */
+        close(c->hs_fd);
+    while (c->held) {
+        edge_held_t *h = c->held;
+        c->held = h->next;
+        bus_cmd_reply(h->q->u.cmd.reply, WSG_EGONE);
+        edge_q_free(h->q);
+        free(h);
+    }
+    edge_conn_free(c);
 }
 
 void edge_free(edge_t *e)
 {
     if (!e)
         return;
+    pthread_mutex_lock(&live_mu);
+    if (live_edge == e)
+        live_edge = NULL; /* bus callbacks from now on answer WSG_EGONE */
+    pthread_mutex_unlock(&live_mu);
     edge_authz_free(e->authz); /* no more results posted after this */
     if (e->ctx)
         lws_context_destroy(e->ctx); /* closes what is left; CLOSED frees those conns */

@@ -49,7 +49,11 @@ void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
     q->u.cmd.cmd.data =
         cmd->len ? (unsigned char *)stash(&cur, (const char *)cmd->data, cmd->len) : NULL;
     q->u.cmd.reply = r;
-    edge_post(e, q);
+    (void)e;
+    if (edge_post_live(q) != 0) {
+        bus_cmd_reply(r, WSG_EGONE);
+        edge_q_free(q);
+    }
 }
 
 void edge_bus_publish(void *ud, const bus_publish_t *p)
@@ -64,7 +68,9 @@ void edge_bus_publish(void *ud, const bus_publish_t *p)
     q->u.pub.route = stash(&cur, p->route, rl);
     q->u.pub.exclude = stash(&cur, p->exclude, xl);
     q->u.pub.m = edge_msg_new(p->data, p->len, p->binary);
-    edge_post(e, q);
+    (void)e;
+    if (edge_post_live(q) != 0)
+        edge_q_free(q);
 }
 
 static int conn_has(const edge_conn_t *c, const char *channel)

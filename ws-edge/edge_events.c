@@ -36,9 +36,9 @@ static void ack_cb(void *ud, int status)
     q->u.ack.status = status;
     q->u.ack.bytes = a->bytes;
     q->u.ack.type = a->type;
-    edge_t *e = a->e;
     free(a);
-    edge_post(e, q);
+    if (edge_post_live(q) != 0) /* the edge is gone; the event itself is durable */
+        edge_q_free(q);
 }
 
 static void timestamp(char out[32])

@@ -178,6 +178,8 @@ struct edge {
 /* edge.c */
 int64_t edge_now_ms(void);
 void edge_post(edge_t *e, edge_q_t *q); /* any thread */
+/* Posts q to the process's live edge; WSG_EGONE (q not taken) once it is freed. */
+int edge_post_live(edge_q_t *q); /* any thread */
 edge_q_t *edge_q_new(edge_q_kind_t kind, size_t extra);
 void edge_q_free(edge_q_t *q);
 void edge_make_id(char out[EDGE_ID_LEN + 1]);
