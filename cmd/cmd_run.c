@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd/cmd.h"
@@ -36,7 +37,35 @@ typedef struct {
     pthread_cond_t cv;
     int stopping;
     int edge_running; /* set under mu once start-up is complete */
+    pthread_t hb_tid;
+    int hb_started;
 } run_t;
+
+/* Heartbeats of this process's edge, every edge.heartbeat_interval, until
+ * shutdown; then one "leaving" beat so the registry need not wait for the
+ * edge timeout. A process that dies stops beating, which is the point. */
+static void *heartbeat_thread(void *arg)
+{
+    run_t *r = arg;
+    const char *id = r->cfg->edge.id;
+    uint64_t every = r->cfg->edge.heartbeat_interval_ms;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping) {
+        pthread_mutex_unlock(&r->mu);
+        bus_heartbeat(r->bus, id, 0);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)(every / 1000);
+        ts.tv_nsec += (long)(every % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_mutex_lock(&r->mu);
+        if (!r->stopping)
+            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
 
 static void *signal_thread(void *arg)
 {
@@ -184,6 +213,8 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
         WSG_LOG(WSG_LOG_ERROR, "start-up failed", "error=%s code=%s", err, wsg_err_name(rc));
         goto out;
     }
+    if (r.edge && pthread_create(&r.hb_tid, NULL, heartbeat_thread, &r) == 0)
+        r.hb_started = 1;
     announce(&r, role);
     pthread_mutex_lock(&r.mu);
     r.edge_running = 1;
@@ -198,7 +229,13 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
 out:
     pthread_mutex_lock(&r.mu);
     r.edge_running = 0;
+    r.stopping = 1;
+    pthread_cond_broadcast(&r.cv);
     pthread_mutex_unlock(&r.mu);
+    if (r.hb_started) {
+        pthread_join(r.hb_tid, NULL);
+        bus_heartbeat(r.bus, r.cfg->edge.id, 1);
+    }
     edge_free(r.edge);
     r.edge = NULL;
     api_stop(r.api);
