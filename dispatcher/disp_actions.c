@@ -1,0 +1,208 @@
+/*
+ * disp_actions.c — request bodies and response actions (SPEC.md §3):
+ * batch bodies built by concatenating the stored envelopes, a batch's stable
+ * webhook-id, and the parsing of a 2xx answer's {"actions":[...]} into edge
+ * commands. Applying them is dispatch.c's job (it owns the bus).
+ */
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/b64.h"
+#include "common/err.h"
+#include "dispatcher/disp_internal.h"
+
+int disp_batch_body(const char *const *bodies, const size_t *lens, size_t n, char **out,
+                    size_t *out_len)
+{
+    static const char head[] = "{\"events\":[", tail[] = "]}";
+    if (n == 0)
+        return WSG_EINVAL;
+    size_t total = sizeof head - 1 + sizeof tail - 1 + (n - 1);
+    for (size_t i = 0; i < n; i++)
+        total += lens[i];
+    char *p = malloc(total + 1);
+    if (!p)
+        return WSG_ENOMEM;
+    size_t at = 0;
+    memcpy(p, head, sizeof head - 1);
+    at += sizeof head - 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            p[at++] = ',';
+        memcpy(p + at, bodies[i], lens[i]);
+        at += lens[i];
+    }
+    memcpy(p + at, tail, sizeof tail);
+    *out = p;
+    *out_len = total;
+    return 0;
+}
+
+void disp_batch_id(const char *first, const char *last, char out[DISP_BATCH_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    memset(md, 0, sizeof md);
+    if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(c, first, strlen(first)) == 1 && EVP_DigestUpdate(c, "\n", 1) == 1 &&
+        EVP_DigestUpdate(c, last, strlen(last)) == 1)
+        EVP_DigestFinal_ex(c, md, &mdlen);
+    EVP_MD_CTX_free(c);
+    memcpy(out, "bat_", 4);
+    for (int i = 0; i < 16; i++) {
+        out[4 + 2 * i] = hex[md[i] >> 4];
+        out[5 + 2 * i] = hex[md[i] & 15];
+    }
+    out[DISP_BATCH_ID_LEN - 1] = '\0';
+}
+
+void disp_actions_free(disp_action_t *a, size_t n)
+{
+    for (size_t i = 0; a && i < n; i++) {
+        free(a[i].data);
+        free(a[i].reason);
+        free(a[i].channel);
+    }
+    free(a);
+}
+
+static bool channel_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 255 || strlen(s) != n)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static int parse_send(json_t *a, disp_action_t *out)
+{
+    json_t *d = json_object_get(a, "data"), *b = json_object_get(a, "data_base64");
+    if (json_is_string(d) == json_is_string(b))
+        return WSG_EINVAL; /* exactly one of them */
+    if (json_is_string(d)) {
+        out->len = json_string_length(d);
+        if (!(out->data = malloc(out->len + 1)))
+            return WSG_ENOMEM;
+        memcpy(out->data, json_string_value(d), out->len + 1);
+        return 0;
+    }
+    size_t n = json_string_length(b);
+    if (!(out->data = malloc(n / 4 * 3 + 4)))
+        return WSG_ENOMEM;
+    out->binary = 1;
+    return wsg_b64_decode(json_string_value(b), n, out->data, &out->len) == 0 ? 0 : WSG_EINVAL;
+}
+
+static int parse_close(json_t *a, disp_action_t *out)
+{
+    json_t *c = json_object_get(a, "code"), *r = json_object_get(a, "reason");
+    out->code = 1000;
+    if (c) {
+        if (!json_is_integer(c))
+            return WSG_EINVAL;
+        json_int_t v = json_integer_value(c);
+        if (v != 1000 && (v < 4000 || v > 4999))
+            return WSG_EINVAL;
+        out->code = (int)v;
+    }
+    if (r && !json_is_string(r))
+        return WSG_EINVAL;
+    const char *rs = r ? json_string_value(r) : "";
+    /* a close frame holds 125 bytes: 2 for the code, 123 for the reason */
+    if (strlen(rs) > 123 || (r && strlen(rs) != json_string_length(r)))
+        return WSG_EINVAL;
+    return (out->reason = strdup(rs)) ? 0 : WSG_ENOMEM;
+}
+
+static int parse_action(json_t *a, disp_action_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *kind = json_string_value(json_object_get(a, "action"));
+    if (!kind)
+        return WSG_EINVAL;
+    if (strcmp(kind, "send") == 0) {
+        out->op = BUS_CMD_SEND;
+        return parse_send(a, out);
+    }
+    if (strcmp(kind, "close") == 0) {
+        out->op = BUS_CMD_CLOSE;
+        return parse_close(a, out);
+    }
+    bool sub = strcmp(kind, "subscribe") == 0;
+    if (!sub && strcmp(kind, "unsubscribe") != 0)
+        return WSG_EINVAL;
+    out->op = sub ? BUS_CMD_SUBSCRIBE : BUS_CMD_UNSUBSCRIBE;
+    json_t *ch = json_object_get(a, "channel");
+    if (!json_is_string(ch) || !channel_ok(json_string_value(ch), json_string_length(ch)))
+        return WSG_EINVAL;
+    return (out->channel = strdup(json_string_value(ch))) ? 0 : WSG_ENOMEM;
+}
+
+static bool blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isspace((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+int disp_actions_parse(const char *body, size_t len, disp_action_t **out, size_t *n,
+                       size_t *skipped, char *err, size_t errlen)
+{
+    int rc = 0;
+    *out = NULL;
+    *n = 0;
+    *skipped = 0;
+    if (!body || blank(body, len))
+        return 0;
+    json_error_t je;
+    json_t *root = json_loadb(body, len, 0, &je);
+    if (!root)
+        return wsg_errf(err, errlen, WSG_EPROTO, "response body is not JSON: %s", je.text);
+    json_t *acts = json_is_object(root) ? json_object_get(root, "actions") : NULL;
+    if (!acts)
+        goto out;
+    if (!json_is_array(acts)) {
+        rc = wsg_errf(err, errlen, WSG_EPROTO, "\"actions\" is not an array");
+        goto out;
+    }
+    if (json_array_size(acts) && !(*out = calloc(json_array_size(acts), sizeof **out))) {
+        rc = WSG_ENOMEM;
+        goto out;
+    }
+    size_t i;
+    json_t *a;
+    json_array_foreach(acts, i, a)
+    {
+        int r = json_is_object(a) ? parse_action(a, &(*out)[*n]) : WSG_EINVAL;
+        if (r == 0) {
+            (*n)++;
+            continue;
+        }
+        free((*out)[*n].data);
+        free((*out)[*n].reason);
+        free((*out)[*n].channel);
+        memset(&(*out)[*n], 0, sizeof **out);
+        if (r == WSG_ENOMEM) {
+            rc = r;
+            goto out;
+        }
+        (*skipped)++;
+    }
+out:
+    json_decref(root);
+    if (rc != 0) {
+        disp_actions_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}

@@ -1,0 +1,153 @@
+/*
+ * disp_core.h — the dispatcher's private state, shared by dispatch.c (thread,
+ * loop, queues, connection table), disp_deliver.c (per-connection delivery
+ * state machine, dead letters, actions) and disp_http.c (libcurl requests).
+ *
+ * Threads: everything here belongs to the delivery thread, except the
+ * fields under `mu` (inbox, held, stopping, subq, replies) which the bus
+ * callbacks also touch.
+ */
+#ifndef WSG_DISP_CORE_H
+#define WSG_DISP_CORE_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "common/config.h"
+#include "dispatcher/disp_internal.h"
+#include "dispatcher/dispatch.h"
+#include "store/store.h"
+
+/* Events held by the dispatcher at most; beyond it the bus callback waits. */
+#define DISP_MAX_HELD 8192
+#define DISP_BUCKETS 16384
+/* Routing-service calls never take longer than this. */
+#define DISP_ROUTE_TIMEOUT_MS 2000
+/* disp_stop() lets requests in flight finish for at most this long. */
+#define DISP_STOP_GRACE_MS 5000
+
+typedef struct disp_item {
+    struct disp_item *next;
+    const bus_event_t *ev;
+    bus_delivery_t *d;
+    uint32_t bus_attempt;
+} disp_item_t;
+
+typedef struct disp_conn disp_conn_t;
+
+typedef struct disp_backend {
+    struct disp_backend *next;
+    char *url;
+    uint32_t limit, inflight;
+    disp_conn_t *wait_head, *wait_tail;
+} disp_backend_t;
+
+typedef struct {
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *body_owned; /* batch body */
+    char *resp;
+    size_t resp_len, resp_cap, resp_max;
+    bool truncated;
+    bool routing; /* a routing-service call, not a webhook */
+    char retry_after[64];
+    int64_t t0_ns;
+} disp_req_t;
+
+typedef struct {
+    const wsg_route_conf_t *conf;
+    disp_rules_t *rules;
+} disp_rt_t;
+
+typedef enum {
+    DISP_C_IDLE = 0, /* head not started */
+    DISP_C_ROUTING,  /* routing-service call in flight */
+    DISP_C_WAIT,     /* waiting for a free slot at its backend */
+    DISP_C_INFLIGHT, /* webhook in flight */
+    DISP_C_RETRY,    /* waiting until retry_at_ms */
+} disp_cstate_t;
+
+struct disp_conn {
+    disp_conn_t *hnext; /* hash chain */
+    disp_conn_t *lnext; /* backend wait list or retry list */
+    char *id;
+    const disp_rt_t *rt;
+    disp_item_t *head, *tail;
+    size_t n;
+    disp_cstate_t state;
+    uint32_t attempts; /* tries of the head (batch) so far, bus redeliveries included */
+    int64_t first_ms;  /* when the head was first tried */
+    int64_t retry_at_ms;
+    long last_status;
+    char last_err[192];
+    char *dyn_backend;   /* named by the routing service (owned) */
+    const char *backend; /* for the head: rule, default or dyn_backend */
+    disp_header_t *xh;   /* routing-service headers */
+    size_t n_xh;
+    disp_backend_t *be;
+    size_t batch_n; /* events in the request in flight (fixed across retries) */
+    disp_req_t req;
+};
+
+typedef struct disp_subop {
+    struct disp_subop *next;
+    disp_t *d;
+    bus_cmd_op_t op;
+    char *channel;
+    char *conn_id;
+} disp_subop_t;
+
+struct disp {
+    const wsg_config_t *cfg;
+    bus_t *bus;
+    store_t *st;
+    CURLM *multi;
+    pthread_t th;
+    bool started;
+    bool halt; /* delivery thread: stopping, start nothing new */
+    char user_agent[48];
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    disp_item_t *in_head, *in_tail;
+    size_t held;
+    bool stopping;
+    disp_subop_t *subq;
+    int replies; /* subscribe/unsubscribe commands awaiting the edge's reply */
+
+    disp_rt_t *rts;
+    size_t n_rts;
+    disp_conn_t **buckets;
+    disp_conn_t *retry_list;
+    disp_backend_t *backends;
+    size_t inflight;
+    CURL **pool;
+    size_t n_pool, cap_pool;
+    uint64_t rng;
+};
+
+int64_t disp_now_ms(void);
+int64_t disp_now_ns(void);
+uint64_t disp_rand(disp_t *d);
+
+/* dispatch.c */
+void disp_conn_release(disp_t *d, disp_conn_t *c); /* frees c if it holds nothing */
+const disp_rt_t *disp_rt_find(const disp_t *d, const char *path);
+
+/* disp_deliver.c */
+void disp_kick(disp_t *d, disp_conn_t *c);
+void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res);
+void disp_fire_timers(disp_t *d, int64_t now, int64_t *next_ms);
+void disp_backend_pump(disp_t *d, disp_backend_t *be);
+void disp_store_subops(disp_t *d, disp_subop_t *ops);
+
+/* disp_http.c: starts c's request; on failure c->last_err says why. */
+int disp_http_start(disp_t *d, disp_conn_t *c, const char *url, const char *id,
+                    const char *event_name, const char *body, size_t len, uint64_t timeout_ms);
+void disp_http_end(disp_t *d, disp_conn_t *c);
+void disp_http_pool_free(disp_t *d);
+
+#endif

@@ -1,0 +1,543 @@
+/*
+ * disp_deliver.c — the per-connection delivery state machine on the
+ * dispatcher thread: pick the head event's backend (rules, routing service,
+ * default), wait for a slot at that backend (max_concurrency), send one event
+ * or a batch, then acknowledge, retry later, or dead-letter; apply response
+ * actions through the bus. Event N+1 of a connection starts only once N is
+ * acknowledged or dead-lettered.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "dispatcher/disp_core.h"
+
+static const char *ev_name(bus_event_type_t t)
+{
+    return t == BUS_EV_CONNECT ? "connect" : t == BUS_EV_MESSAGE ? "message" : "disconnect";
+}
+
+static disp_backend_t *backend_get(disp_t *d, const char *url, uint32_t limit)
+{
+    for (disp_backend_t *b = d->backends; b; b = b->next)
+        if (strcmp(b->url, url) == 0)
+            return b;
+    disp_backend_t *b = calloc(1, sizeof *b);
+    if (!b || !(b->url = strdup(url))) {
+        free(b);
+        return NULL;
+    }
+    b->limit = limit ? limit : 1;
+    b->next = d->backends;
+    d->backends = b;
+    return b;
+}
+
+static void backend_maybe_free(disp_t *d, disp_backend_t *be)
+{
+    if (!be || be->inflight || be->wait_head)
+        return;
+    for (disp_backend_t **p = &d->backends; *p; p = &(*p)->next)
+        if (*p == be) {
+            *p = be->next;
+            free(be->url);
+            free(be);
+            return;
+        }
+}
+
+static void forget_route_choice(disp_conn_t *c)
+{
+    free(c->dyn_backend);
+    c->dyn_backend = NULL;
+    disp_headers_free(c->xh, c->n_xh);
+    c->xh = NULL;
+    c->n_xh = 0;
+    c->backend = NULL;
+}
+
+static void reset_head(disp_conn_t *c)
+{
+    forget_route_choice(c);
+    c->attempts = 0;
+    c->first_ms = 0;
+    c->last_status = 0;
+    c->last_err[0] = '\0';
+    c->batch_n = 0;
+    c->be = NULL;
+    c->state = DISP_C_IDLE;
+}
+
+/* Acknowledges the first n events of c to the bus. */
+static void done_items(disp_t *d, disp_conn_t *c, size_t n)
+{
+    size_t k = 0;
+    for (; k < n && c->head; k++) {
+        disp_item_t *it = c->head;
+        if (!(c->head = it->next))
+            c->tail = NULL;
+        c->n--;
+        bus_event_done(d->bus, it->d);
+        free(it);
+    }
+    pthread_mutex_lock(&d->mu);
+    d->held -= k;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    wsg_gauge_add(WSG_G_EVENTS_PENDING, -(int64_t)k);
+}
+
+static int store_ready(disp_t *d)
+{
+    char err[256] = "";
+    if (d->st)
+        return 0;
+    int rc = store_open(&d->st, d->cfg->store, err, sizeof err);
+    if (rc != 0)
+        WSG_LOG(WSG_LOG_ERROR, "dispatcher cannot open the store", "error=%s code=%s", err,
+                wsg_err_name(rc));
+    return rc;
+}
+
+static int dead_one(disp_t *d, disp_conn_t *c, const bus_event_t *ev)
+{
+    char *body = strndup(ev->body ? ev->body : "", ev->body_len);
+    store_dead_t dl = {.id = (char *)ev->id,
+                       .conn_id = (char *)ev->conn_id,
+                       .route = (char *)(ev->route ? ev->route : ""),
+                       .backend = (char *)(c->backend ? c->backend : ""),
+                       .event_json = body,
+                       .attempts = (int)c->attempts,
+                       .last_status = (int)c->last_status,
+                       .last_error = c->last_err,
+                       .created_at_ms = disp_now_ms()};
+    int rc = body ? store_dead_put(d->st, &dl) : WSG_ENOMEM;
+    free(body);
+    if (rc != 0) {
+        WSG_LOG(WSG_LOG_ERROR, "dead letter not stored", "conn=%s event=%s error=%s", ev->conn_id,
+                ev->id, rc == WSG_ENOMEM ? "out of memory" : store_errmsg(d->st));
+        return rc;
+    }
+    wsg_count(WSG_M_DEAD_LETTERS, 1);
+    WSG_LOG(WSG_LOG_WARN, "event dead-lettered",
+            "conn=%s route=%s event=%s status=%ld attempts=%u error=%s", ev->conn_id, ev->route,
+            ev->id, c->last_status, c->attempts, c->last_err);
+    return 0;
+}
+
+/* Dead-letters the head batch; 0 when every event is stored (and done). */
+static int dead_letter(disp_t *d, disp_conn_t *c)
+{
+    size_t n = c->batch_n ? c->batch_n : 1, k = 0;
+    int rc = store_ready(d);
+    for (disp_item_t *it = c->head; rc == 0 && it && k < n; it = it->next, k++)
+        rc = dead_one(d, c, it->ev);
+    if (rc != 0)
+        return rc;
+    done_items(d, c, k);
+    reset_head(c);
+    return 0;
+}
+
+static void schedule_retry(disp_t *d, disp_conn_t *c, uint64_t delay_ms)
+{
+    c->state = DISP_C_RETRY;
+    c->retry_at_ms = disp_now_ms() + (int64_t)delay_ms;
+    c->lnext = d->retry_list;
+    d->retry_list = c;
+}
+
+/* One attempt failed: retry later or dead-letter (dead = not retryable). */
+static void fail_attempt(disp_t *d, disp_conn_t *c, bool dead, const char *retry_after)
+{
+    const wsg_delivery_conf_t *dc = &c->rt->conf->delivery;
+    c->attempts++;
+    int64_t age = disp_now_ms() - c->first_ms;
+    if (dead || c->attempts >= dc->max_attempts ||
+        (dc->max_age_ms && age >= (int64_t)dc->max_age_ms)) {
+        if (dead_letter(d, c) == 0) {
+            disp_kick(d, c);
+            return;
+        }
+        schedule_retry(d, c, dc->backoff_max_ms); /* the store failed: keep the event */
+        return;
+    }
+    uint64_t delay;
+    if (!retry_after || !retry_after[0] ||
+        disp_retry_after_ms(retry_after, (int64_t)(disp_now_ms() / 1000), DISP_RETRY_AFTER_CAP_MS,
+                            &delay) != 0)
+        delay =
+            disp_backoff_ms(c->attempts, dc->backoff_initial_ms, dc->backoff_max_ms, disp_rand(d));
+    wsg_count(WSG_M_WEBHOOK_RETRIES, 1);
+    WSG_LOG(WSG_LOG_DEBUG, "webhook retry scheduled",
+            "conn=%s route=%s event=%s status=%ld attempt=%u delay_ms=%llu error=%s", c->id,
+            c->rt->conf->path, c->head->ev->id, c->last_status, c->attempts,
+            (unsigned long long)delay, c->last_err);
+    schedule_retry(d, c, delay);
+}
+
+static const char *rule_backend(const disp_conn_t *c, const bus_event_t *ev)
+{
+    char *payload = NULL;
+    size_t len = 0;
+    bool binary = false;
+    const char *hit = NULL;
+    if (ev->type != BUS_EV_MESSAGE || !c->rt->rules)
+        return NULL;
+    if (disp_event_payload(ev->body, ev->body_len, &payload, &len, &binary) == 0)
+        hit = disp_rules_match(c->rt->rules, payload, len, binary);
+    free(payload);
+    return hit;
+}
+
+static void to_wait(disp_t *d, disp_conn_t *c)
+{
+    c->be = backend_get(d, c->backend, c->rt->conf->delivery.max_concurrency);
+    if (!c->be) {
+        snprintf(c->last_err, sizeof c->last_err, "out of memory");
+        fail_attempt(d, c, false, NULL);
+        return;
+    }
+    c->state = DISP_C_WAIT;
+    c->lnext = NULL;
+    if (c->be->wait_tail)
+        c->be->wait_tail->lnext = c;
+    else
+        c->be->wait_head = c;
+    c->be->wait_tail = c;
+    disp_backend_pump(d, c->be);
+}
+
+static void start_routing(disp_t *d, disp_conn_t *c, const bus_event_t *ev)
+{
+    const wsg_route_conf_t *r = c->rt->conf;
+    uint64_t t = r->delivery.timeout_ms < DISP_ROUTE_TIMEOUT_MS ? r->delivery.timeout_ms
+                                                                : DISP_ROUTE_TIMEOUT_MS;
+    c->state = DISP_C_ROUTING;
+    c->req.routing = true;
+    if (disp_http_start(d, c, r->routing_service, ev->id, ev_name(ev->type), ev->body, ev->body_len,
+                        t) != 0)
+        fail_attempt(d, c, false, NULL);
+}
+
+/* Starts the head of c if it is idle: picks the backend and queues for a slot. */
+void disp_kick(disp_t *d, disp_conn_t *c)
+{
+    while (!d->halt && c->state == DISP_C_IDLE && c->head) {
+        const bus_event_t *ev = c->head->ev;
+        if (c->first_ms == 0) {
+            c->first_ms = disp_now_ms();
+            c->attempts = c->head->bus_attempt > 0 ? c->head->bus_attempt - 1 : 0;
+        }
+        if (!c->rt || c->attempts >= c->rt->conf->delivery.max_attempts) {
+            snprintf(c->last_err, sizeof c->last_err, "%s",
+                     c->rt ? "attempts exhausted before a restart" : "unknown route");
+            if (dead_letter(d, c) != 0) {
+                if (c->rt) /* the store failed: keep the event, try again later */
+                    schedule_retry(d, c, c->rt->conf->delivery.backoff_max_ms);
+                return; /* without a route, the bus redelivers after a restart */
+            }
+            continue;
+        }
+        forget_route_choice(c);
+        c->backend = rule_backend(c, ev);
+        if (!c->backend && ev->type == BUS_EV_MESSAGE && c->rt->conf->routing_service &&
+            c->rt->conf->routing_service[0]) {
+            start_routing(d, c, ev);
+            return;
+        }
+        if (!c->backend)
+            c->backend = c->rt->conf->backend;
+        to_wait(d, c);
+        return;
+    }
+}
+
+void disp_fire_timers(disp_t *d, int64_t now, int64_t *next_ms)
+{
+    disp_conn_t *fired = NULL;
+    for (disp_conn_t **p = &d->retry_list; *p;) {
+        disp_conn_t *c = *p;
+        if (c->retry_at_ms <= now) {
+            *p = c->lnext;
+            c->lnext = fired;
+            fired = c;
+            continue;
+        }
+        if (*next_ms < 0 || c->retry_at_ms < *next_ms)
+            *next_ms = c->retry_at_ms;
+        p = &c->lnext;
+    }
+    while (fired) {
+        disp_conn_t *c = fired;
+        fired = c->lnext;
+        c->lnext = NULL;
+        c->state = DISP_C_IDLE;
+        disp_kick(d, c);
+    }
+}
+
+/* How many queued events of c go in the next request: consecutive events
+ * bound for the head's backend, up to batch_max (1 with a routing service). */
+static size_t batch_size(const disp_conn_t *c)
+{
+    const wsg_route_conf_t *r = c->rt->conf;
+    size_t n = 1;
+    if (r->delivery.batch_max <= 1 || (r->routing_service && r->routing_service[0]))
+        return 1;
+    for (disp_item_t *it = c->head->next; it && n < r->delivery.batch_max; it = it->next, n++) {
+        const char *b = rule_backend(c, it->ev);
+        if (strcmp(b ? b : r->backend, c->backend) != 0)
+            break;
+    }
+    return n;
+}
+
+static int start_batch(disp_t *d, disp_conn_t *c, const char *url, uint64_t timeout_ms)
+{
+    const char *bodies[c->batch_n];
+    size_t lens[c->batch_n], k = 0, len = 0;
+    const char *first = c->head->ev->id, *last = first;
+    char id[DISP_BATCH_ID_LEN + 1], *body = NULL;
+    for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next, k++) {
+        bodies[k] = it->ev->body ? it->ev->body : "";
+        lens[k] = it->ev->body_len;
+        last = it->ev->id;
+    }
+    if (disp_batch_body(bodies, lens, k, &body, &len) != 0) {
+        snprintf(c->last_err, sizeof c->last_err, "out of memory");
+        return WSG_ENOMEM;
+    }
+    disp_batch_id(first, last, id);
+    int rc = disp_http_start(d, c, url, id, "batch", body, len, timeout_ms);
+    if (rc == 0)
+        c->req.body_owned = body;
+    else
+        free(body);
+    return rc;
+}
+
+static void start_webhook(disp_t *d, disp_conn_t *c)
+{
+    const bus_event_t *ev = c->head->ev;
+    uint64_t timeout = c->rt->conf->delivery.timeout_ms;
+    int rc;
+    c->state = DISP_C_INFLIGHT;
+    c->req.routing = false;
+    c->be->inflight++;
+    if (c->batch_n == 0)
+        c->batch_n = batch_size(c);
+    if (c->batch_n == 1)
+        rc = disp_http_start(d, c, c->backend, ev->id, ev_name(ev->type), ev->body, ev->body_len,
+                             timeout);
+    else
+        rc = start_batch(d, c, c->backend, timeout);
+    if (rc != 0) {
+        c->be->inflight--;
+        fail_attempt(d, c, false, NULL);
+        return;
+    }
+    wsg_count(WSG_M_WEBHOOK_REQUESTS, 1);
+}
+
+void disp_backend_pump(disp_t *d, disp_backend_t *be)
+{
+    while (!d->halt && be->wait_head && be->inflight < be->limit) {
+        disp_conn_t *c = be->wait_head;
+        if (!(be->wait_head = c->lnext))
+            be->wait_tail = NULL;
+        c->lnext = NULL;
+        start_webhook(d, c);
+    }
+}
+
+static void on_sub_reply(void *ud, int status)
+{
+    disp_subop_t *op = ud;
+    disp_t *d = op->d;
+    pthread_mutex_lock(&d->mu);
+    if (status == 0) {
+        op->next = d->subq;
+        d->subq = op;
+        op = NULL;
+    }
+    d->replies--;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    if (op) {
+        free(op->channel);
+        free(op->conn_id);
+        free(op);
+    } else {
+        curl_multi_wakeup(d->multi);
+    }
+}
+
+static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a)
+{
+    bus_cmd_t cmd = {.op = a->op,
+                     .conn_id = c->id,
+                     .data = a->data,
+                     .len = a->len,
+                     .binary = a->binary,
+                     .code = a->code,
+                     .reason = a->reason,
+                     .initiator = "server",
+                     .channel = a->channel};
+    disp_subop_t *op = NULL;
+    if (a->op == BUS_CMD_SUBSCRIBE || a->op == BUS_CMD_UNSUBSCRIBE) {
+        if (!(op = calloc(1, sizeof *op)) || !(op->channel = strdup(a->channel)) ||
+            !(op->conn_id = strdup(c->id))) {
+            if (op)
+                free(op->channel);
+            free(op);
+            return;
+        }
+        op->d = d;
+        op->op = a->op;
+        pthread_mutex_lock(&d->mu);
+        d->replies++;
+        pthread_mutex_unlock(&d->mu);
+    }
+    int rc = bus_cmd_request(d->bus, edge, &cmd, op ? on_sub_reply : NULL, op);
+    if (rc != 0) {
+        WSG_LOG(WSG_LOG_WARN, "response action refused by the bus", "conn=%s code=%s", c->id,
+                wsg_err_name(rc));
+        if (op)
+            on_sub_reply(op, rc);
+    }
+}
+
+static void apply_actions(disp_t *d, disp_conn_t *c, const char *edge)
+{
+    disp_action_t *acts = NULL;
+    size_t n = 0, skipped = 0;
+    char err[256] = "";
+    if (c->req.truncated) {
+        WSG_LOG(WSG_LOG_WARN, "webhook response too large; actions ignored", "conn=%s route=%s",
+                c->id, c->rt->conf->path);
+        return;
+    }
+    int rc = disp_actions_parse(c->req.resp, c->req.resp_len, &acts, &n, &skipped, err, sizeof err);
+    if (rc != 0) {
+        WSG_LOG(WSG_LOG_WARN, "webhook response actions ignored", "conn=%s route=%s error=%s",
+                c->id, c->rt->conf->path, rc == WSG_ENOMEM ? "out of memory" : err);
+        return;
+    }
+    if (skipped)
+        WSG_LOG(WSG_LOG_WARN, "malformed response actions skipped", "conn=%s route=%s skipped=%zu",
+                c->id, c->rt->conf->path, skipped);
+    for (size_t i = 0; i < n && edge && edge[0]; i++)
+        send_action(d, c, edge, &acts[i]);
+    disp_actions_free(acts, n);
+}
+
+void disp_store_subops(disp_t *d, disp_subop_t *ops)
+{
+    while (ops) {
+        disp_subop_t *op = ops;
+        ops = op->next;
+        int rc = store_ready(d);
+        if (rc == 0)
+            rc = op->op == BUS_CMD_SUBSCRIBE ? store_sub_add(d->st, op->channel, op->conn_id)
+                                             : store_sub_remove(d->st, op->channel, op->conn_id);
+        if (rc != 0)
+            WSG_LOG(WSG_LOG_WARN, "subscription not recorded", "conn=%s channel=%s error=%s",
+                    op->conn_id, op->channel, d->st ? store_errmsg(d->st) : wsg_strerror(rc));
+        free(op->channel);
+        free(op->conn_id);
+        free(op);
+    }
+}
+
+static void on_route_answer(disp_t *d, disp_conn_t *c, long status, const char *retry_after)
+{
+    char *backend = NULL;
+    char err[160] = "";
+    disp_outcome_t out = disp_classify(status);
+    if (out != DISP_OUT_ACK) {
+        fail_attempt(d, c, out == DISP_OUT_DEAD, retry_after);
+        return;
+    }
+    int rc = c->req.truncated ? WSG_EPROTO
+                              : disp_route_answer_parse(c->req.resp, c->req.resp_len, &backend,
+                                                        &c->xh, &c->n_xh, err, sizeof err);
+    if (rc != 0) {
+        snprintf(c->last_err, sizeof c->last_err, "routing service: %s",
+                 c->req.truncated ? "answer too large" : err);
+        fail_attempt(d, c, false, NULL);
+        return;
+    }
+    if (backend && !wsg_config_backend_allowed(c->rt->conf, backend)) {
+        snprintf(c->last_err, sizeof c->last_err,
+                 "routing service named a backend outside allowed_backends");
+        free(backend);
+        fail_attempt(d, c, true, NULL);
+        return;
+    }
+    c->dyn_backend = backend;
+    c->backend = backend ? backend : c->rt->conf->backend;
+    to_wait(d, c);
+}
+
+static void on_webhook_answer(disp_t *d, disp_conn_t *c, long status, const char *retry_after)
+{
+    disp_outcome_t out = disp_classify(status);
+    if (status)
+        wsg_count(status < 300   ? WSG_M_WEBHOOK_2XX
+                  : status < 500 ? WSG_M_WEBHOOK_4XX
+                                 : WSG_M_WEBHOOK_5XX,
+                  1);
+    if (out == DISP_OUT_ACK) {
+        const char *edge = NULL;
+        size_t k = 0;
+        for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next, k++)
+            edge = it->ev->edge_id;
+        apply_actions(d, c, edge);
+        done_items(d, c, c->batch_n);
+        reset_head(c);
+        disp_kick(d, c);
+        return;
+    }
+    if (out == DISP_OUT_DEAD)
+        snprintf(c->last_err, sizeof c->last_err, "HTTP %ld", status);
+    fail_attempt(d, c, out == DISP_OUT_DEAD, retry_after);
+}
+
+/* A request of c completed (or failed) with res. */
+void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
+{
+    long status = 0;
+    char retry_after[sizeof c->req.retry_after];
+    bool routing = c->req.routing;
+    disp_backend_t *be = routing ? NULL : c->be;
+    curl_easy_getinfo(c->req.easy, CURLINFO_RESPONSE_CODE, &status);
+    if (!routing)
+        wsg_observe(WSG_H_WEBHOOK_SECONDS, (double)(disp_now_ns() - c->req.t0_ns) / 1e9);
+    if (res != CURLE_OK && !(res == CURLE_WRITE_ERROR && c->req.truncated && status)) {
+        status = 0;
+        snprintf(c->last_err, sizeof c->last_err, "%s", curl_easy_strerror(res));
+        if (!routing)
+            wsg_count(WSG_M_WEBHOOK_ERRORS, 1);
+    } else {
+        snprintf(c->last_err, sizeof c->last_err, "HTTP %ld", status);
+    }
+    c->last_status = status;
+    memcpy(retry_after, c->req.retry_after, sizeof retry_after);
+    disp_http_end(d, c);
+    if (be)
+        be->inflight--;
+    if (routing)
+        on_route_answer(d, c, status, retry_after);
+    else
+        on_webhook_answer(d, c, status, retry_after);
+    c->req.resp_len = 0;
+    if (be) {
+        disp_backend_pump(d, be);
+        backend_maybe_free(d, be);
+    }
+    disp_conn_release(d, c);
+}

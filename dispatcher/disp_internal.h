@@ -1,0 +1,117 @@
+/*
+ * disp_internal.h — the dispatcher's pure building blocks, shared by its
+ * source files and exposed to tests/unit/test_dispatch_*.c: backoff and
+ * Retry-After, routing rules, the routing service's answer, batch bodies and
+ * ids, response-action parsing. Nothing here does I/O or logs.
+ *
+ * Threads: every function is reentrant; a compiled disp_rules_t is read-only
+ * after disp_rules_new() and may be matched from any thread.
+ * Ownership: inputs are borrowed; outputs documented per function.
+ */
+#ifndef WSG_DISP_INTERNAL_H
+#define WSG_DISP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "common/config.h"
+
+/* Retry-After values above this are capped (a backend cannot park an event
+ * for a day). */
+#define DISP_RETRY_AFTER_CAP_MS 600000u
+
+/* ---- disp_retry.c --------------------------------------------------------- */
+
+/* Delay before retry number `failures` (1 = after the first failed attempt):
+ * exponential growth from initial_ms, capped at max_ms, with full jitter
+ * inside [initial_ms, cap]; rnd is any uniformly random 64-bit value. */
+uint64_t disp_backoff_ms(uint32_t failures, uint64_t initial_ms, uint64_t max_ms, uint64_t rnd);
+
+/* Parses a Retry-After header value: delta-seconds or an HTTP date (RFC 9110
+ * 10.2.3), relative to now_s; a date in the past gives 0. The result is capped
+ * at cap_ms. Returns 0 or WSG_EINVAL (empty, garbage, negative). */
+int disp_retry_after_ms(const char *value, int64_t now_s, uint64_t cap_ms, uint64_t *out_ms);
+
+/* What an HTTP outcome means for the event. */
+typedef enum {
+    DISP_OUT_ACK = 0,   /* 2xx */
+    DISP_OUT_RETRY = 1, /* 5xx, 408, 429, transport error or timeout */
+    DISP_OUT_DEAD = 2,  /* any other status */
+} disp_outcome_t;
+
+/* status 0 = no HTTP answer (transport error, timeout). */
+disp_outcome_t disp_classify(long status);
+
+/* ---- disp_route.c ---------------------------------------------------------- */
+
+typedef struct disp_rules disp_rules_t;
+
+/* Compiles the route's rules (PCRE2, JIT when available). *out is NULL when
+ * the route has no rules. Returns 0, WSG_ECONFIG (bad regex; detail in err),
+ * WSG_ENOMEM. */
+int disp_rules_new(disp_rules_t **out, const wsg_route_conf_t *r, char *err, size_t errlen);
+void disp_rules_free(disp_rules_t *rs);
+
+/* The backend of the first rule matching a message payload, or NULL (use the
+ * route's default). JSON rules apply to text payloads that are a JSON object
+ * whose top-level field equals the rule's string; regex rules to the payload
+ * bytes (text, or decoded binary). Borrowed from the config. */
+const char *disp_rules_match(const disp_rules_t *rs, const char *payload, size_t len, bool binary);
+
+/* Extracts the payload of a message envelope: *payload is a new buffer
+ * (caller frees; decoded bytes for binary), NUL-terminated. Returns 0,
+ * WSG_EPROTO (not a message envelope), WSG_ENOMEM. */
+int disp_event_payload(const char *body, size_t len, char **payload, size_t *plen, bool *binary);
+
+/* One extra request header chosen by the routing service. */
+typedef struct {
+    char *name;
+    char *value;
+} disp_header_t;
+
+/* Parses a routing-service answer {"backend": url, "headers": {..}}.
+ * *backend is new (NULL when the answer names none: the route's default);
+ * headers are new (free with disp_headers_free). Header names must be tokens,
+ * values without CR/LF/NUL, and names the dispatcher sets itself (webhook-*,
+ * wsgate-*, content-type, content-length, host, user-agent, expect,
+ * transfer-encoding, connection) are refused. Returns 0, WSG_EPROTO (bad
+ * answer; detail in err), WSG_ENOMEM. */
+int disp_route_answer_parse(const char *body, size_t len, char **backend, disp_header_t **headers,
+                            size_t *n_headers, char *err, size_t errlen);
+void disp_headers_free(disp_header_t *h, size_t n);
+
+/* ---- disp_actions.c / batches ------------------------------------------------ */
+
+/* {"events":[b0,b1,...]} from stored envelope bodies; *out is new (caller
+ * frees), NUL-terminated. Returns 0, WSG_EINVAL (n == 0), WSG_ENOMEM. */
+int disp_batch_body(const char *const *bodies, const size_t *lens, size_t n, char **out,
+                    size_t *out_len);
+
+/* A batch's stable webhook-id from its first and last event ids:
+ * "bat_" + hex of the first 16 bytes of SHA-256(first "\n" last). */
+#define DISP_BATCH_ID_LEN 37
+void disp_batch_id(const char *first, const char *last, char out[DISP_BATCH_ID_LEN + 1]);
+
+/* One response action, ready for bus_cmd_request(). */
+typedef struct {
+    bus_cmd_op_t op;
+    unsigned char *data; /* SEND */
+    size_t len;
+    int binary;
+    int code; /* CLOSE: 1000 or 4000-4999 */
+    char *reason;
+    char *channel; /* SUBSCRIBE/UNSUBSCRIBE */
+} disp_action_t;
+
+/* Parses a 2xx response body. An empty (or all-whitespace) body, or an
+ * object without "actions", gives no actions. Malformed entries are skipped
+ * and counted in *skipped. Returns 0, WSG_EPROTO (not JSON, or "actions" not
+ * an array; detail in err; no actions), WSG_ENOMEM. *out is new (free with
+ * disp_actions_free). */
+int disp_actions_parse(const char *body, size_t len, disp_action_t **out, size_t *n,
+                       size_t *skipped, char *err, size_t errlen);
+void disp_actions_free(disp_action_t *a, size_t n);
+
+#endif

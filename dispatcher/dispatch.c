@@ -1,0 +1,355 @@
+/*
+ * dispatch.c — the dispatcher's lifecycle and its one delivery thread
+ * (SPEC.md §3). The bus's "dispatch" group callback hands each event to the
+ * thread through one locked inbox plus curl_multi_wakeup(); the thread runs
+ * the curl multi loop, keeps a per-connection queue (hash table by
+ * connection id) and retry timers, and acknowledges events to the bus once
+ * the backend took them or they were dead-lettered. Memory stays bounded:
+ * with DISP_MAX_HELD events held, the bus callback waits (events stay in the
+ * bus) until some are done.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "dispatcher/disp_core.h"
+
+#ifndef WSGATE_VERSION
+#define WSGATE_VERSION "0.1.0"
+#endif
+
+int64_t disp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t disp_now_ms(void)
+{
+    return disp_now_ns() / 1000000;
+}
+
+uint64_t disp_rand(disp_t *d)
+{
+    /* xorshift64*: jitter only, not security */
+    uint64_t x = d->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    d->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint32_t hash_id(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % DISP_BUCKETS;
+}
+
+const disp_rt_t *disp_rt_find(const disp_t *d, const char *path)
+{
+    for (size_t i = 0; path && i < d->n_rts; i++)
+        if (strcmp(d->rts[i].conf->path, path) == 0)
+            return &d->rts[i];
+    return NULL;
+}
+
+static disp_conn_t *conn_get(disp_t *d, const bus_event_t *ev)
+{
+    uint32_t h = hash_id(ev->conn_id);
+    for (disp_conn_t *c = d->buckets[h]; c; c = c->hnext)
+        if (strcmp(c->id, ev->conn_id) == 0)
+            return c;
+    disp_conn_t *c = calloc(1, sizeof *c);
+    if (!c || !(c->id = strdup(ev->conn_id))) {
+        free(c);
+        return NULL;
+    }
+    c->rt = disp_rt_find(d, ev->route);
+    c->hnext = d->buckets[h];
+    d->buckets[h] = c;
+    return c;
+}
+
+static void conn_free(disp_conn_t *c)
+{
+    while (c->head) {
+        disp_item_t *it = c->head;
+        c->head = it->next;
+        free(it); /* not done: the bus delivers it again after a restart */
+    }
+    free(c->dyn_backend);
+    disp_headers_free(c->xh, c->n_xh);
+    free(c->req.resp);
+    free(c->id);
+    free(c);
+}
+
+void disp_conn_release(disp_t *d, disp_conn_t *c)
+{
+    if (c->head || c->state != DISP_C_IDLE)
+        return;
+    for (disp_conn_t **p = &d->buckets[hash_id(c->id)]; *p; p = &(*p)->hnext)
+        if (*p == c) {
+            *p = c->hnext;
+            conn_free(c);
+            return;
+        }
+}
+
+static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *dl, uint32_t attempt)
+{
+    disp_t *d = ud;
+    disp_item_t *it = calloc(1, sizeof *it);
+    if (!it)
+        return; /* not done: redelivered after a restart */
+    it->ev = ev;
+    it->d = dl;
+    it->bus_attempt = attempt;
+    pthread_mutex_lock(&d->mu);
+    while (d->held >= DISP_MAX_HELD && !d->stopping)
+        pthread_cond_wait(&d->cv, &d->mu);
+    if (d->stopping) {
+        pthread_mutex_unlock(&d->mu);
+        free(it);
+        return;
+    }
+    bool wake = d->in_head == NULL;
+    if (d->in_tail)
+        d->in_tail->next = it;
+    else
+        d->in_head = it;
+    d->in_tail = it;
+    d->held++;
+    pthread_mutex_unlock(&d->mu);
+    wsg_gauge_add(WSG_G_EVENTS_PENDING, 1);
+    if (wake)
+        curl_multi_wakeup(d->multi);
+}
+
+static void take_inbox(disp_t *d, disp_item_t *items)
+{
+    while (items) {
+        disp_item_t *it = items;
+        items = it->next;
+        it->next = NULL;
+        disp_conn_t *c = conn_get(d, it->ev);
+        if (!c) { /* out of memory: leave it to a redelivery */
+            pthread_mutex_lock(&d->mu);
+            d->held--;
+            pthread_mutex_unlock(&d->mu);
+            free(it);
+            continue;
+        }
+        if (c->tail)
+            c->tail->next = it;
+        else
+            c->head = it;
+        c->tail = it;
+        c->n++;
+        disp_kick(d, c);
+    }
+}
+
+static void reap(disp_t *d)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(d->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        disp_conn_t *c = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        if (c)
+            disp_on_done(d, c, m->data.result);
+    }
+}
+
+/* One turn of the loop; returns false when the thread should end. */
+static bool turn(disp_t *d, int64_t *stop_deadline)
+{
+    pthread_mutex_lock(&d->mu);
+    disp_item_t *items = d->in_head;
+    disp_subop_t *subs = d->subq;
+    d->in_head = d->in_tail = NULL;
+    d->subq = NULL;
+    bool stopping = d->stopping;
+    pthread_mutex_unlock(&d->mu);
+    int64_t now = disp_now_ms(), next = -1;
+    if (stopping && !d->halt) {
+        d->halt = true;
+        *stop_deadline = now + DISP_STOP_GRACE_MS;
+    }
+    take_inbox(d, items);
+    disp_store_subops(d, subs);
+    if (d->halt && (d->inflight == 0 || now >= *stop_deadline))
+        return false;
+    if (!d->halt)
+        disp_fire_timers(d, now, &next);
+    int running = 0;
+    curl_multi_perform(d->multi, &running);
+    reap(d);
+    int timeout = 1000;
+    if (d->halt)
+        timeout = 50;
+    else if (next >= 0)
+        timeout = next - now < 0 ? 0 : next - now < 1000 ? (int)(next - now) : 1000;
+    curl_multi_poll(d->multi, NULL, 0, timeout, NULL);
+    return true;
+}
+
+static void abandon_all(disp_t *d)
+{
+    for (size_t i = 0; i < DISP_BUCKETS; i++)
+        for (disp_conn_t *c = d->buckets[i]; c; c = c->hnext)
+            if (c->req.easy)
+                disp_http_end(d, c);
+}
+
+static void *run(void *arg)
+{
+    disp_t *d = arg;
+    int64_t stop_deadline = 0;
+    char err[256] = "";
+    int rc = store_open(&d->st, d->cfg->store, err, sizeof err);
+    if (rc != 0)
+        WSG_LOG(WSG_LOG_ERROR, "dispatcher cannot open the store (dead letters wait)",
+                "error=%s code=%s", err, wsg_err_name(rc));
+    while (turn(d, &stop_deadline))
+        ;
+    abandon_all(d);
+    return NULL;
+}
+
+static int routes_new(disp_t *d, char *err, size_t errlen)
+{
+    d->n_rts = d->cfg->n_routes;
+    if (d->n_rts && !(d->rts = calloc(d->n_rts, sizeof *d->rts)))
+        return WSG_ENOMEM;
+    for (size_t i = 0; i < d->n_rts; i++) {
+        d->rts[i].conf = &d->cfg->routes[i];
+        int rc = disp_rules_new(&d->rts[i].rules, d->rts[i].conf, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int disp_new(disp_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen)
+{
+    int rc;
+    *out = NULL;
+    disp_t *d = calloc(1, sizeof *d);
+    if (!d)
+        return WSG_ENOMEM;
+    d->cfg = cfg;
+    d->bus = bus;
+    d->rng = (uint64_t)disp_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)d;
+    if (!d->rng)
+        d->rng = 1;
+    snprintf(d->user_agent, sizeof d->user_agent, "wsgate/%s", WSGATE_VERSION);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!(d->buckets = calloc(DISP_BUCKETS, sizeof *d->buckets)) ||
+        !(d->multi = curl_multi_init())) {
+        rc = wsg_errf(err, errlen, WSG_ENOMEM, "dispatcher: out of memory");
+        goto out;
+    }
+    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    if ((rc = routes_new(d, err, errlen)) != 0)
+        goto out;
+    rc = bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, d);
+    if (rc != 0) {
+        wsg_errf(err, errlen, rc, "dispatcher: cannot subscribe to client events");
+        goto out;
+    }
+    *out = d;
+    d = NULL;
+out:
+    disp_free(d);
+    return rc;
+}
+
+int disp_start(disp_t *d, char *err, size_t errlen)
+{
+    if (!d || d->started)
+        return wsg_errf(err, errlen, WSG_EINVAL, "dispatcher already started");
+    if (pthread_create(&d->th, NULL, run, d) != 0)
+        return wsg_errf(err, errlen, WSG_ENOMEM, "dispatcher: cannot start its thread");
+    d->started = true;
+    return 0;
+}
+
+void disp_stop(disp_t *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    if (d->started) {
+        curl_multi_wakeup(d->multi);
+        pthread_join(d->th, NULL);
+        d->started = false;
+    }
+    /* Subscribe replies still owed by the bus point at d: wait for them
+     * (the bus answers every request within 5 s). */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 7;
+    pthread_mutex_lock(&d->mu);
+    while (d->replies > 0 && pthread_cond_timedwait(&d->cv, &d->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&d->mu);
+}
+
+void disp_free(disp_t *d)
+{
+    if (!d)
+        return;
+    disp_stop(d);
+    if (d->replies > 0) {
+        WSG_LOG(WSG_LOG_ERROR, "dispatcher left allocated: edge replies still owed", "replies=%d",
+                d->replies);
+        return;
+    }
+    disp_store_subops(d, d->subq); /* recorded late rather than never */
+    for (disp_item_t *it = d->in_head; it;) {
+        disp_item_t *n = it->next;
+        free(it);
+        it = n;
+    }
+    for (size_t i = 0; d->buckets && i < DISP_BUCKETS; i++)
+        while (d->buckets[i]) {
+            disp_conn_t *c = d->buckets[i];
+            d->buckets[i] = c->hnext;
+            conn_free(c);
+        }
+    while (d->backends) {
+        disp_backend_t *b = d->backends;
+        d->backends = b->next;
+        free(b->url);
+        free(b);
+    }
+    for (size_t i = 0; i < d->n_rts; i++)
+        disp_rules_free(d->rts[i].rules);
+    free(d->rts);
+    free(d->buckets);
+    disp_http_pool_free(d);
+    if (d->multi)
+        curl_multi_cleanup(d->multi);
+    store_free(d->st);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    free(d);
+}
