@@ -19,9 +19,26 @@ size_t wsg_b64url_encode(const unsigned char *in, size_t n, char *out)
     return len;
 }
 
-int wsg_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen)
+/* EVP_DecodeBlock skips whitespace around the text and takes '=' anywhere as
+ * zero bits ("Zg==Zm8=" decodes); base64 here is strict: only the alphabet,
+ * and at most two '=' at the very end. */
+static int b64_strict(const char *in, size_t n)
 {
     if (n % 4 != 0)
+        return 0;
+    size_t pad = (n >= 1 && in[n - 1] == '=') + (n >= 2 && in[n - 2] == '=');
+    for (size_t i = 0; i < n - pad; i++) {
+        char c = in[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+int wsg_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen)
+{
+    if (!b64_strict(in, n) || n > 0x7fffffff)
         return WSG_EINVAL;
     int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
     if (len < 0)
