@@ -118,6 +118,33 @@ class Cli(unittest.TestCase):
         with self.assertRaises(ValueError):
             w.verify_jwt(tok, "HS256", CLIENT_SECRET)
 
+    def test_token_rs_es_from_key_file(self):
+        for alg in ("RS256", "ES256", "ES384"):
+            kp = w.KeyPair(alg, self.tmp.path)
+            p = run(["token", "--alg", alg, "--key-file", kp.private_path, "--sub", "dave",
+                     "--channels", "room1,room2", "--claim", "tenant=acme", "--ttl", "5m"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            tok = p.stdout.strip()
+            claims = w.verify_jwt(tok, alg, kp)
+            self.assertEqual(claims["sub"], "dave")
+            self.assertEqual(claims["channels"], ["room1", "room2"])
+            self.assertEqual(claims["tenant"], "acme")
+            self.assertEqual(w.decode_jwt(tok)[0]["alg"], alg)
+            with self.assertRaises(ValueError):
+                w.verify_jwt(tok, alg, w.KeyPair(alg, self.tmp.path))
+
+    def test_token_hs_secret_file_and_bad_usage(self):
+        sf = self.tmp.write("secret", CLIENT_SECRET + "\n")
+        p = run(["token", "--alg", "HS256", "--secret-file", sf, "--sub", "erin"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(w.verify_jwt(p.stdout.strip(), "HS256", CLIENT_SECRET)["sub"], "erin")
+        p = run(["token", "--alg", "HS256"])  # no secret
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertEqual(p.stdout, "")
+        p = run(["token", "--alg", "XX999", "--secret", CLIENT_SECRET])
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stdout, "")
+
     def test_token_unknown_route(self):
         p = run(["token", "--config", self.good, "--route", "/nope", "--sub", "x"])
         self.assertNotEqual(p.returncode, 0)
