@@ -108,6 +108,43 @@ void edge_msg_unref(edge_msg_t *m)
         free(m);
 }
 
+typedef struct {
+    int64_t now;
+    int all;
+    edge_conn_t *list; /* linked through rx (a pending conn has no rx buffer) */
+} reap_t;
+
+static void collect_pending(void *ud, const char *key, void *val)
+{
+    reap_t *r = ud;
+    edge_conn_t *c = val;
+    (void)key;
+    uint64_t age = (uint64_t)(r->now - c->opened_ms), limit = c->route->limits.handshake_timeout_ms;
+    if (!c->pending || (c->admitted && age <= 2 * limit) || (!r->all && age <= limit))
+        return;
+    c->rx = (unsigned char *)r->list;
+    r->list = c;
+}
+
+/* Answers 503 to detached handshakes that timed out (or all, when draining). */
+static void reap_pending(edge_t *e, int all)
+{
+    reap_t r = {.now = edge_now_ms(), .all = all};
+    edge_map_each(&e->by_fd, collect_pending, &r);
+    while (r.list) {
+        edge_conn_t *c = r.list;
+        r.list = (edge_conn_t *)c->rx;
+        c->rx = NULL;
+        if (c->admitted) { /* lws owns the socket again but never upgraded it */
+            char k[16];
+            snprintf(k, sizeof k, "%d", c->hs_fd);
+            edge_map_del(&e->by_fd, k);
+            c->hs_fd = -1;
+        }
+        edge_hs_refuse(e, c, 503, all ? "shutting down" : "handshake timed out");
+    }
+}
+
 static void close_one(void *ud, const char *key, void *val)
 {
     edge_t *e = ud;
@@ -126,6 +163,7 @@ static void begin_shutdown(edge_t *e)
     WSG_LOG(WSG_LOG_INFO, "edge draining", "connections=%zu grace_ms=%llu", e->n_conns,
             (unsigned long long)e->cfg->edge.shutdown_grace_ms);
     edge_map_each(&e->conns, close_one, e);
+    reap_pending(e, 1);
 }
 
 static void drain_queue(edge_t *e)
@@ -161,42 +199,10 @@ static void drain_queue(edge_t *e)
         begin_shutdown(e);
 }
 
-static void expire_pending(void *ud, const char *key, void *val)
-{
-    edge_conn_t *c = val;
-    int64_t *now = ud;
-    (void)key;
-    if (c->pending && *now - c->opened_ms > 0 && c->close_code == 0 &&
-        (uint64_t)(*now - c->opened_ms) > c->route->limits.handshake_timeout_ms)
-        c->close_code = 1; /* marks it for removal below */
-}
-
-static void reap_pending(void *ud, const char *key, void *val)
-{
-    edge_conn_t **list = ud;
-    edge_conn_t *c = val;
-    (void)key;
-    if (c->close_code == 1) {
-        c->close_code = 0;
-        c->rx = (unsigned char *)*list; /* reuse as a link; pending conns have no rx */
-        *list = c;
-    }
-}
-
 static void tick(lws_sorted_usec_list_t *sul)
 {
     edge_t *e = lws_container_of(sul, edge_t, sul_tick);
-    int64_t now = edge_now_ms();
-    edge_map_each(&e->by_fd, expire_pending, &now);
-    edge_conn_t *list = NULL;
-    edge_map_each(&e->by_fd, reap_pending, &list);
-    while (list) {
-        edge_conn_t *c = list;
-        list = (edge_conn_t *)c->rx;
-        c->rx = NULL;
-        WSG_LOG(WSG_LOG_INFO, "handshake timed out", "conn=%s route=%s", c->id, c->route->path);
-        edge_hs_release(e, c); /* answers 503 on the held socket */
-    }
+    reap_pending(e, 0);
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
 }
 

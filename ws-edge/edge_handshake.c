@@ -345,7 +345,7 @@ static void conn_unregister(edge_t *e, edge_conn_t *c)
     }
 }
 
-static void hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why)
+void edge_hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why)
 {
     wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
     WSG_LOG(WSG_LOG_INFO, "handshake refused", "conn=%s route=%s user=%s status=%d reason=%s",
@@ -357,11 +357,6 @@ static void hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why)
     conn_unregister(e, c);
     c->hs_fd = -1;
     edge_conn_free(c);
-}
-
-void edge_hs_release(edge_t *e, edge_conn_t *c)
-{
-    hs_refuse(e, c, 503, "handshake timed out");
 }
 
 static char *authz_body(edge_conn_t *c, json_t *headers, json_t *query)
@@ -550,7 +545,7 @@ int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi, json_t *h, json_t
                             .timeout_ms = r->auth.authorizer_timeout_ms};
     memcpy(req.conn_id, c->id, sizeof c->id);
     if (edge_authz_start(e->authz, &req) != 0) {
-        hs_refuse(e, c, 503, "authorizer unavailable");
+        edge_hs_refuse(e, c, 503, "authorizer unavailable");
         return -1;
     }
     return -1;
@@ -622,7 +617,7 @@ void edge_on_authz_result(edge_t *e, edge_q_t *q)
         choose_subprotocol(c, NULL);
         st = 0;
     } else if (st == 401 || st == 403) {
-        hs_refuse(e, c, st, "refused by the authorizer");
+        edge_hs_refuse(e, c, st, "refused by the authorizer");
         return;
     } else if (st >= 200 && st < 300) {
         st = apply_authz_answer(c, q->u.authz.body);
@@ -630,11 +625,11 @@ void edge_on_authz_result(edge_t *e, edge_q_t *q)
         st = 503;
     }
     if (st != 0) {
-        hs_refuse(e, c, st, st == 403 ? "refused by the authorizer" : "authorizer failed");
+        edge_hs_refuse(e, c, st, st == 403 ? "refused by the authorizer" : "authorizer failed");
         return;
     }
     if (edge_user_conflict(e, c)) {
-        hs_refuse(e, c, 409, "user already connected");
+        edge_hs_refuse(e, c, 409, "user already connected");
         return;
     }
     c->admitted = 1;

@@ -190,7 +190,9 @@ int edge_on_http(edge_t *e, struct lws *wsi, const char *uri);
 int edge_on_add_headers(edge_t *e, struct lws *wsi, void *in);
 void edge_on_authz_result(edge_t *e, edge_q_t *q);
 void edge_send_http_status(int fd, int status, const char *extra_headers, const char *body);
-void edge_hs_release(edge_t *e, edge_conn_t *c); /* frees a connection that never opened */
+/* Answers status on a detached handshake, replies WSG_EGONE to its held
+ * commands and frees it. */
+void edge_hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why);
 void edge_ip_adjust(edge_t *e, const char *ip, int delta);
 int edge_user_conflict(edge_t *e, const edge_conn_t *c);
 void edge_user_index(edge_t *e, edge_conn_t *c, int on);
