@@ -494,6 +494,11 @@ static void garbage_input_refused(void **state)
     char *notjson = hand_hs256("{\"alg\":\"HS256\"}", "not json", SECRET, strlen(SECRET));
     expect_refused(&hs.conf, notjson, now, "");
     free(notjson);
+    /* duplicate "alg": libjwt and the pinning check must never disagree on which one counts */
+    char *dup = hand_hs256("{\"alg\":\"RS256\",\"alg\":\"HS256\"}", "{\"exp\":9999999999}", SECRET,
+                           strlen(SECRET));
+    expect_refused(&hs.conf, dup, now, "malformed token header");
+    free(dup);
     /* huge token: refused by size, before any decoding */
     size_t n = 1 << 20;
     char *huge = malloc(n + 1);
