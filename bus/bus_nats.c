@@ -1,30 +1,667 @@
 /*
- * bus_nats.c — the cluster implementation of bus.h over NATS. Not built
- * yet: opening a nats:// bus is refused with WSG_ENOTSUP so that cluster
- * roles fail at start-up with a clear message instead of pretending.
+ * bus_nats.c — the cluster implementation of bus.h over NATS (libnats 3.4):
+ * the connection and its health, bus lifecycle, the service thread, channel
+ * publishes (one core subject per channel, subscribed while the edge has
+ * interest), broadcasts, heartbeats, and the ops table. Client events live
+ * in bus_nats_ev.c, commands in bus_nats_cmd.c; docs/bus-nats.md has the
+ * subjects and guarantees.
  *
- * The planned shape (bus_int.h's table): client events on a JetStream
- * stream with file storage, subjects wsgate.ev.<partition> (partition =
- * hash(conn_id) % partitions, so order per connection holds), one durable
- * pull consumer per group; commands on wsgate.cmd.<edge_id> with NATS
- * request/reply; publishes on wsgate.ch.<channel> (edges subscribe per
- * channel with interest) and wsgate.bcast; heartbeats on wsgate.hb.
+ * Names never reach a subject raw: nb_tok() turns any string into one
+ * subject-safe token ("i" + the name when it is [A-Za-z0-9_-]+, else "x" +
+ * hex), so a channel called "a.b.>" cannot address other subjects.
  */
-#include "bus/bus_int.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus/bus_nats.h"
 #include "common/err.h"
+
+struct nb_chan {
+    nb_chan_t *next;
+    natsSubscription *sub;
+    uint32_t count;
+    char name[]; /* the channel as given */
+};
+
+int64_t nb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t nb_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int plain_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+}
+
+char *nb_tok(const char *s, size_t n)
+{
+    int plain = n > 0;
+    for (size_t i = 0; i < n && plain; i++)
+        plain = plain_char((unsigned char)s[i]);
+    char *t = bus_xcalloc(2 + (plain ? n : 2 * n));
+    t[0] = plain ? 'i' : 'x';
+    if (plain) {
+        memcpy(t + 1, s, n);
+        return t;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        t[1 + 2 * i] = hex[(unsigned char)s[i] >> 4];
+        t[2 + 2 * i] = hex[(unsigned char)s[i] & 15];
+    }
+    return t;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+char *nb_untok(const char *t, size_t *n)
+{
+    size_t len = t ? strlen(t) : 0;
+    if (len < 1 || (t[0] != 'i' && t[0] != 'x'))
+        return NULL;
+    if (t[0] == 'i') {
+        *n = len - 1;
+        return bus_xstrdup(t + 1);
+    }
+    if ((len - 1) % 2)
+        return NULL;
+    char *s = bus_xcalloc((len - 1) / 2 + 1);
+    for (size_t i = 0; i < (len - 1) / 2; i++) {
+        int hi = hexval(t[1 + 2 * i]), lo = hexval(t[2 + 2 * i]);
+        if (hi < 0 || lo < 0) {
+            free(s);
+            return NULL;
+        }
+        s[i] = (char)(hi << 4 | lo);
+    }
+    *n = (len - 1) / 2;
+    return s;
+}
+
+natsStatus nb_hdr_set_tok(natsMsg *m, const char *key, const char *value)
+{
+    if (!value)
+        return NATS_OK;
+    char *t = nb_tok(value, strlen(value));
+    natsStatus s = natsMsgHeader_Set(m, key, t);
+    free(t);
+    return s;
+}
+
+char *nb_hdr_get_tok(natsMsg *m, const char *key)
+{
+    const char *v = NULL;
+    size_t n;
+    if (natsMsgHeader_Get(m, key, &v) != NATS_OK || !v)
+        return NULL;
+    char *s = nb_untok(v, &n);
+    if (s && strlen(s) != n) { /* an embedded NUL: not a name we produced */
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int nb_status_to_err(natsStatus s)
+{
+    switch (s) {
+    case NATS_OK:
+        return 0;
+    case NATS_INSUFFICIENT_BUFFER:
+    case NATS_SLOW_CONSUMER:
+        return WSG_EFULL;
+    case NATS_TIMEOUT:
+    case NATS_NO_RESPONDERS:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NO_SERVER:
+    case NATS_STALE_CONNECTION:
+    case NATS_NOT_YET_CONNECTED:
+    case NATS_DRAINING:
+        return WSG_EUNAVAILABLE;
+    default:
+        return WSG_EBUS;
+    }
+}
+
+void nb_wake(nats_bus_t *b)
+{
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ---- connection ------------------------------------------------------------- */
+
+static void on_disconnected(natsConnection *nc, void *ud)
+{
+    atomic_store(&((nats_bus_t *)ud)->connected, 0);
+}
+
+static void on_reconnected(natsConnection *nc, void *ud)
+{
+    atomic_store(&((nats_bus_t *)ud)->connected, 1);
+}
+
+static void on_closed(natsConnection *nc, void *ud)
+{
+    nats_bus_t *b = ud;
+    atomic_store(&b->connected, 0);
+    pthread_mutex_lock(&b->mu);
+    atomic_store(&b->closed, 1);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Backoff: 100 ms per failed attempt in a row, at most 2 s. */
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *ud)
+{
+    int64_t d = 100 * (int64_t)attempts;
+    return d > 2000 ? 2000 : d;
+}
+
+static natsStatus make_options(natsOptions **out, nats_bus_t *b, const bus_opts_t *o)
+{
+    natsOptions *no = NULL;
+    natsStatus s = natsOptions_Create(&no);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(no, o->url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(no, o->name && *o->name ? o->name : "wsgate");
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(no, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetCustomReconnectDelay(no, reconnect_delay, b);
+    if (s == NATS_OK) /* bounded: past it a publish fails instead of growing */
+        s = natsOptions_SetReconnectBufSize(no, 8 * 1024 * 1024);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(no, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(no, 5000);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(no, on_disconnected, b);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(no, on_reconnected, b);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(no, on_closed, b);
+    if (s != NATS_OK)
+        natsOptions_Destroy(no);
+    else
+        *out = no;
+    return s;
+}
+
+static void set_prefix(nats_bus_t *b, const char *p)
+{
+    snprintf(b->prefix, sizeof b->prefix, "%s", p);
+    size_t i = 0;
+    for (; p[i] && i < NB_PREFIX_MAX; i++)
+        b->stream[i] = (char)(p[i] >= 'a' && p[i] <= 'z' ? p[i] - 32 : p[i]);
+    snprintf(b->stream + i, sizeof b->stream - i, "_EVENTS");
+}
+
+static void free_handle(nats_bus_t *b)
+{
+    if (b->js)
+        jsCtx_Destroy(b->js);
+    if (b->nc)
+        natsConnection_Destroy(b->nc);
+    free(b->instance);
+    pthread_mutex_destroy(&b->mu);
+    pthread_mutex_destroy(&b->hmu);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+}
+
+void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *ud);
+
+static void fill_defaults(bus_nats_tune_t *t)
+{
+    if (!t->cmd_timeout_ms)
+        t->cmd_timeout_ms = 5000;
+    if (!t->any_window_ms)
+        t->any_window_ms = 1000;
+    if (!t->ack_wait_ms)
+        t->ack_wait_ms = 30000;
+    if (!t->lease_ttl_ms)
+        t->lease_ttl_ms = t->ack_wait_ms + t->ack_wait_ms / 2;
+    if (!t->pub_max_pending)
+        t->pub_max_pending = 65536;
+    if (!t->pub_timeout_ms)
+        t->pub_timeout_ms = 5000;
+    if (!t->stream_max_bytes)
+        t->stream_max_bytes = (int64_t)1 << 30;
+}
+
+static natsStatus connect_bus(nats_bus_t *b, const bus_opts_t *o)
+{
+    natsOptions *no = NULL;
+    natsStatus s = make_options(&no, b, o);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&b->nc, no);
+    natsOptions_Destroy(no);
+    if (s != NATS_OK)
+        return s;
+    atomic_store(&b->connected, 1);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.AckHandler = nb_ev_ack_handler;
+    jo.PublishAsync.AckHandlerClosure = b;
+    return natsConnection_JetStream(&b->js, b->nc, &jo);
+}
 
 static int nats_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen)
 {
     *out = NULL;
-    /* the URL may carry credentials (nats://user:pass@host): never echoed */
-    return wsg_errf(err, errlen, WSG_ENOTSUP,
-                    "cluster mode (NATS) is not built yet; run `wsgate standalone` with "
-                    "`nats: \"\"`");
+    if (opts->partitions > 1024)
+        return wsg_errf(err, errlen, WSG_EINVAL, "bus: partitions must be 1..1024");
+    nats_bus_t *b = bus_xcalloc(sizeof *b);
+    b->base.ops = &bus_nats_ops;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->hmu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->partitions = opts->partitions ? opts->partitions : 16;
+    set_prefix(b, "wsgate");
+    fill_defaults(&b->tune);
+    natsStatus s = connect_bus(b, opts);
+    if (s != NATS_OK) {
+        /* the URL may carry credentials (nats://user:pass@host): never echoed */
+        int rc = wsg_errf(err, errlen, WSG_EBUS, "bus: cannot connect to NATS: %s",
+                          natsStatus_GetText(s));
+        free_handle(b);
+        return rc;
+    }
+    natsInbox *ib = NULL;
+    if (natsInbox_Create(&ib) == NATS_OK) {
+        b->instance = bus_xstrdup((const char *)ib + 7); /* skip "_INBOX." */
+        natsInbox_Destroy(ib);
+    }
+    int rc = b->instance ? nb_cmd_open(b) : WSG_EBUS;
+    if (rc != 0) {
+        natsConnection_Close(b->nc);
+        free_handle(b);
+        return wsg_errf(err, errlen, rc, "bus: cannot subscribe the reply inbox");
+    }
+    *out = &b->base;
+    return 0;
 }
 
-/* Only open is filled: it never returns a handle, so no other entry of the
- * table can be reached until the implementation lands. */
+int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
+{
+    if (!bus || bus->ops != &bus_nats_ops || !t)
+        return WSG_EINVAL;
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (atomic_load(&b->started))
+        return WSG_EINVAL;
+    if (t->prefix) {
+        size_t n = strlen(t->prefix);
+        if (n == 0 || n > NB_PREFIX_MAX)
+            return WSG_EINVAL;
+        for (size_t i = 0; i < n; i++)
+            if (!plain_char((unsigned char)t->prefix[i]))
+                return WSG_EINVAL;
+        set_prefix(b, t->prefix);
+    }
+#define NB_KEEP(f)                                                                                 \
+    if (t->f)                                                                                      \
+    b->tune.f = t->f
+    NB_KEEP(cmd_timeout_ms);
+    NB_KEEP(any_window_ms);
+    NB_KEEP(ack_wait_ms);
+    NB_KEEP(lease_ttl_ms);
+    NB_KEEP(pub_max_pending);
+    NB_KEEP(pub_timeout_ms);
+    NB_KEEP(stream_max_bytes);
+#undef NB_KEEP
+    if (t->ack_wait_ms && !t->lease_ttl_ms)
+        b->tune.lease_ttl_ms = t->ack_wait_ms + t->ack_wait_ms / 2;
+    return 0;
+}
+
+/* ---- service thread ---------------------------------------------------------- */
+
+static void *service_main(void *arg)
+{
+    nats_bus_t *b = arg;
+    while (!atomic_load(&b->stopping)) {
+        int64_t now = nb_now_ms();
+        nb_cmd_tick(b, now);
+        nb_ev_tick(b, now);
+        pthread_mutex_lock(&b->mu);
+        if (!atomic_load(&b->stopping)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
+    return NULL;
+}
+
+static int nats_start(bus_t *bus)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (atomic_exchange(&b->started, 1))
+        return WSG_EINVAL;
+    fill_defaults(&b->tune);
+    int rc = nb_ev_start(b);
+    if (rc != 0)
+        return rc;
+    if (pthread_create(&b->svc, NULL, service_main, b) != 0)
+        return WSG_EBUS;
+    b->svc_running = 1;
+    return 0;
+}
+
+static int nats_healthy(bus_t *bus)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    return atomic_load(&b->connected) && !atomic_load(&b->closed);
+}
+
+static void unsubscribe_all_channels(nats_bus_t *b)
+{
+    for (size_t i = 0; i < NB_BUCKETS; i++) {
+        while (b->chans[i]) {
+            nb_chan_t *c = b->chans[i];
+            b->chans[i] = c->next;
+            natsSubscription_Destroy(c->sub);
+            free(c);
+        }
+    }
+}
+
+static void nats_free(bus_t *bus)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    atomic_store(&b->stopping, 1);
+    nb_wake(b);
+    if (b->svc_running)
+        pthread_join(b->svc, NULL);
+    nb_ev_stop(b); /* joins group threads, naks undone, releases leases */
+    /* Drain: unsubscribes everything, lets running callbacks finish, flushes
+     * what we published, then closes; bounded. */
+    if (natsConnection_DrainTimeout(b->nc, 3000) != NATS_OK)
+        natsConnection_Close(b->nc);
+    pthread_mutex_lock(&b->mu);
+    int64_t until = nb_now_ms() + 5000;
+    while (!atomic_load(&b->closed) && nb_now_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    }
+    pthread_mutex_unlock(&b->mu);
+    natsConnection_Close(b->nc);
+    nb_ev_free(b); /* fails PubAcks never received with WSG_EUNAVAILABLE */
+    nb_cmd_free(b);
+    unsubscribe_all_channels(b);
+    if (b->bcast_sub)
+        natsSubscription_Destroy(b->bcast_sub);
+    if (b->hb_sub)
+        natsSubscription_Destroy(b->hb_sub);
+    free_handle(b);
+}
+
+/* ---- channels and broadcasts ---------------------------------------------------- */
+
+static int add_handler(nats_bus_t *b, nb_handler_t *arr, int *n, void (*fn)(void), void *ud)
+{
+    int rc = 0;
+    pthread_mutex_lock(&b->hmu);
+    if (*n >= NB_HANDLERS_MAX)
+        rc = WSG_EFULL;
+    else
+        arr[(*n)++] = (nb_handler_t){.fn = fn, .ud = ud};
+    pthread_mutex_unlock(&b->hmu);
+    return rc;
+}
+
+static int snapshot(nats_bus_t *b, const nb_handler_t *arr, const int *n, nb_handler_t *out)
+{
+    pthread_mutex_lock(&b->hmu);
+    int k = *n;
+    memcpy(out, arr, (size_t)k * sizeof *out);
+    pthread_mutex_unlock(&b->hmu);
+    return k;
+}
+
+static void on_publish(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *ud)
+{
+    nats_bus_t *b = ud;
+    const char *subj = natsMsg_GetSubject(m);
+    size_t plen = strlen(b->prefix), n = 0;
+    char *channel = NULL, *route = nb_hdr_get_tok(m, "Wsg-Route");
+    char *exclude = nb_hdr_get_tok(m, "Wsg-Exclude");
+    const char *bin = NULL;
+    int ok = 1;
+    if (strncmp(subj + plen, ".ch.", 4) == 0) {
+        channel = nb_untok(subj + plen + 4, &n);
+        ok = channel && strlen(channel) == n;
+    }
+    natsMsgHeader_Get(m, "Wsg-Binary", &bin);
+    bus_publish_t p = {.channel = channel,
+                       .route = channel ? NULL : route,
+                       .exclude = exclude,
+                       .data = (const unsigned char *)natsMsg_GetData(m),
+                       .len = (size_t)natsMsg_GetDataLength(m),
+                       .binary = bin && strcmp(bin, "1") == 0};
+    nb_handler_t hs[NB_HANDLERS_MAX];
+    int k = ok ? snapshot(b, b->pubh, &b->npubh, hs) : 0;
+    for (int i = 0; i < k; i++)
+        ((bus_publish_fn)hs[i].fn)(hs[i].ud, &p);
+    free(channel);
+    free(route);
+    free(exclude);
+    natsMsg_Destroy(m);
+}
+
+static char *channel_subject(nats_bus_t *b, const char *channel)
+{
+    char *t = nb_tok(channel, strlen(channel));
+    size_t n = strlen(b->prefix) + strlen(t) + 8;
+    char *s = bus_xcalloc(n);
+    snprintf(s, n, "%s.ch.%s", b->prefix, t);
+    free(t);
+    return s;
+}
+
+static int nats_publish(bus_t *bus, const bus_publish_t *p)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (bus_check_publish(p) != 0 || p->len > (size_t)INT32_MAX)
+        return WSG_EINVAL;
+    char bsubj[NB_PREFIX_MAX + 8];
+    snprintf(bsubj, sizeof bsubj, "%s.bcast", b->prefix);
+    char *csubj = p->channel ? channel_subject(b, p->channel) : NULL;
+    natsMsg *m = NULL;
+    natsStatus s =
+        natsMsg_Create(&m, csubj ? csubj : bsubj, NULL, (const char *)p->data, (int)p->len);
+    if (s == NATS_OK && !p->channel)
+        s = nb_hdr_set_tok(m, "Wsg-Route", p->route);
+    if (s == NATS_OK)
+        s = nb_hdr_set_tok(m, "Wsg-Exclude", p->exclude);
+    if (s == NATS_OK && p->binary)
+        s = natsMsgHeader_Set(m, "Wsg-Binary", "1");
+    if (s == NATS_OK)
+        s = natsConnection_PublishMsg(b->nc, m);
+    natsMsg_Destroy(m);
+    free(csubj);
+    return nb_status_to_err(s);
+}
+
+static int nats_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!fn)
+        return WSG_EINVAL;
+    int rc = add_handler(b, b->pubh, &b->npubh, (void (*)(void))fn, ud);
+    pthread_mutex_lock(&b->hmu);
+    if (rc == 0 && !b->bcast_sub) {
+        char subj[NB_PREFIX_MAX + 8];
+        snprintf(subj, sizeof subj, "%s.bcast", b->prefix);
+        rc = nb_status_to_err(natsConnection_Subscribe(&b->bcast_sub, b->nc, subj, on_publish, b));
+    }
+    pthread_mutex_unlock(&b->hmu);
+    return rc;
+}
+
+static nb_chan_t **chan_slot(nats_bus_t *b, const char *channel)
+{
+    nb_chan_t **pp = &b->chans[nb_hash(channel, strlen(channel)) % NB_BUCKETS];
+    while (*pp && strcmp((*pp)->name, channel) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static int interest_on(nats_bus_t *b, nb_chan_t **pp, const char *channel)
+{
+    if (*pp) {
+        (*pp)->count++;
+        return 0;
+    }
+    size_t n = strlen(channel) + 1;
+    nb_chan_t *c = bus_xcalloc(sizeof *c + n);
+    memcpy(c->name, channel, n);
+    char *subj = channel_subject(b, channel);
+    natsStatus s = natsConnection_Subscribe(&c->sub, b->nc, subj, on_publish, b);
+    free(subj);
+    if (s != NATS_OK) {
+        free(c);
+        return nb_status_to_err(s);
+    }
+    c->count = 1;
+    *pp = c;
+    return 0;
+}
+
+static int nats_channel_interest(bus_t *bus, const char *channel, int on)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!channel || !*channel)
+        return WSG_EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&b->hmu);
+    nb_chan_t **pp = chan_slot(b, channel);
+    if (on) {
+        rc = interest_on(b, pp, channel);
+    } else if (!*pp) {
+        rc = WSG_ENOTFOUND;
+    } else if (--(*pp)->count == 0) {
+        nb_chan_t *c = *pp;
+        *pp = c->next;
+        natsSubscription_Unsubscribe(c->sub);
+        natsSubscription_Destroy(c->sub);
+        free(c);
+    }
+    pthread_mutex_unlock(&b->hmu);
+    return rc;
+}
+
+/* ---- heartbeats ------------------------------------------------------------------- */
+
+static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *ud)
+{
+    nats_bus_t *b = ud;
+    char *edge = nb_hdr_get_tok(m, "Wsg-Edge");
+    const char *at = NULL, *leaving = NULL;
+    natsMsgHeader_Get(m, "Wsg-At", &at);
+    natsMsgHeader_Get(m, "Wsg-Leaving", &leaving);
+    nb_handler_t hs[NB_HANDLERS_MAX];
+    int k = edge && *edge && at ? snapshot(b, b->hbh, &b->nhbh, hs) : 0;
+    for (int i = 0; i < k; i++)
+        ((bus_heartbeat_fn)hs[i].fn)(hs[i].ud, edge, strtoll(at, NULL, 10),
+                                     leaving && strcmp(leaving, "1") == 0);
+    free(edge);
+    natsMsg_Destroy(m);
+}
+
+static int nats_heartbeat(bus_t *bus, const char *edge_id, int leaving)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!edge_id || !*edge_id)
+        return WSG_EINVAL;
+    char subj[NB_PREFIX_MAX + 8], at[32];
+    snprintf(subj, sizeof subj, "%s.hb", b->prefix);
+    snprintf(at, sizeof at, "%lld", (long long)wall_ms());
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subj, NULL, NULL, 0);
+    if (s == NATS_OK)
+        s = nb_hdr_set_tok(m, "Wsg-Edge", edge_id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Wsg-At", at);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Wsg-Leaving", leaving ? "1" : "0");
+    if (s == NATS_OK)
+        s = natsConnection_PublishMsg(b->nc, m);
+    natsMsg_Destroy(m);
+    return nb_status_to_err(s);
+}
+
+static int nats_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!fn)
+        return WSG_EINVAL;
+    int rc = add_handler(b, b->hbh, &b->nhbh, (void (*)(void))fn, ud);
+    pthread_mutex_lock(&b->hmu);
+    if (rc == 0 && !b->hb_sub) {
+        char subj[NB_PREFIX_MAX + 8];
+        snprintf(subj, sizeof subj, "%s.hb", b->prefix);
+        rc = nb_status_to_err(natsConnection_Subscribe(&b->hb_sub, b->nc, subj, on_heartbeat, b));
+    }
+    pthread_mutex_unlock(&b->hmu);
+    return rc;
+}
+
 const bus_ops_t bus_nats_ops = {
     .name = "nats",
     .open = nats_open,
+    .start = nats_start,
+    .free = nats_free,
+    .healthy = nats_healthy,
+    .event_publish = nb_ev_publish,
+    .event_subscribe = nb_ev_subscribe,
+    .event_done = nb_ev_done,
+    .event_last_seq = nb_ev_last_seq,
+    .cmd_request = nb_cmd_request,
+    .cmd_serve = nb_cmd_serve,
+    .cmd_reply = nb_cmd_reply,
+    .publish = nats_publish,
+    .publish_serve = nats_publish_serve,
+    .channel_interest = nats_channel_interest,
+    .heartbeat = nats_heartbeat,
+    .heartbeat_serve = nats_heartbeat_serve,
 };

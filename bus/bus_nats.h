@@ -1,0 +1,139 @@
+/*
+ * bus_nats.h — internals of the cluster bus (bus_nats*.c) and its tuning
+ * knob for tests. Nothing outside bus/ and tests includes this file.
+ *
+ * Files: bus_nats.c (connection, lifecycle, service thread, channels,
+ * broadcasts, heartbeats, the ops table), bus_nats_ev.c (client events on
+ * JetStream: stream, async publish + PubAck, partitioned durable pull
+ * consumers with KeyValue leases, last_seq), bus_nats_cmd.c (edge commands
+ * over core request/reply with one reply inbox and a pending table).
+ *
+ * Threads: the public entry points are callable from any thread. NATS
+ * library threads run subscription callbacks (commands, publishes,
+ * heartbeats, replies) and PubAck callbacks; one bus service thread renews
+ * leases, keeps undone deliveries in progress and times out commands; one
+ * delivery thread per consumer group fetches and calls its bus_event_fn.
+ * Ownership: the bus owns everything it allocates; callers' pointers are
+ * borrowed for the call (bus.h).
+ */
+#ifndef WSG_BUS_NATS_H
+#define WSG_BUS_NATS_H
+
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "bus/bus_int.h"
+
+/* Tuning of one NATS bus; 0 / NULL keeps the default. Call bus_nats_tune()
+ * after bus_open() and before bus_start(). */
+typedef struct {
+    const char *prefix;       /* subject prefix and name stem, [A-Za-z0-9_-]+;
+                                 default "wsgate" (stream WSGATE_EVENTS) */
+    uint32_t cmd_timeout_ms;  /* 5000: no reply -> WSG_ETIMEOUT */
+    uint32_t any_window_ms;   /* 1000: NULL edge, how long to wait for a 0 */
+    uint32_t ack_wait_ms;     /* 30000: JetStream AckWait of group consumers */
+    uint32_t lease_ttl_ms;    /* 45000: partition lease lifetime (> ack_wait) */
+    uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL */
+    uint32_t pub_timeout_ms;  /* 5000: no PubAck -> WSG_EUNAVAILABLE */
+    int64_t stream_max_bytes; /* 1 GiB: WSGATE_EVENTS size (Discard New) */
+} bus_nats_tune_t;
+
+/* Returns 0, WSG_EINVAL (not a NATS bus, started, bad prefix). */
+int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t);
+
+#define NB_PREFIX_MAX 48
+#define NB_BUCKETS 4096
+#define NB_HANDLERS_MAX 8
+
+typedef struct nb_pub nb_pub_t;
+typedef struct nb_req nb_req_t;
+typedef struct nb_chan nb_chan_t;
+typedef struct nb_serve nb_serve_t;
+typedef struct nb_group nb_group_t;
+typedef struct nb_delivery nb_delivery_t;
+
+typedef struct {
+    void (*fn)(void);
+    void *ud;
+} nb_handler_t;
+
+typedef struct nats_bus {
+    struct bus base;
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *kv;
+    bus_nats_tune_t tune;
+    char prefix[NB_PREFIX_MAX + 1];
+    char stream[NB_PREFIX_MAX + 16];
+    uint32_t partitions;
+    char *instance; /* unique per bus: lease owner */
+    atomic_int connected;
+    atomic_int closed;
+    atomic_int started;
+    atomic_int stopping;
+
+    pthread_mutex_t mu; /* service thread wake-up, requests, pubs */
+    pthread_cond_t cv;
+    pthread_t svc;
+    int svc_running;
+
+    /* events (bus_nats_ev.c) */
+    nb_pub_t *pubs[NB_BUCKETS];
+    uint32_t npubs;
+    nb_group_t *groups;
+    int64_t next_lease_ms;
+
+    /* commands (bus_nats_cmd.c) */
+    natsSubscription *inbox_sub;
+    char *inbox;
+    uint64_t next_req;
+    nb_req_t *reqs[NB_BUCKETS];
+    nb_serve_t *serves;
+
+    /* channels, broadcasts, heartbeats (bus_nats.c) */
+    pthread_mutex_t hmu;
+    nb_chan_t *chans[NB_BUCKETS];
+    nb_handler_t pubh[NB_HANDLERS_MAX];
+    int npubh;
+    nb_handler_t hbh[NB_HANDLERS_MAX];
+    int nhbh;
+    natsSubscription *bcast_sub;
+    natsSubscription *hb_sub;
+} nats_bus_t;
+
+/* bus_nats.c helpers */
+int64_t nb_now_ms(void);
+uint64_t nb_hash(const char *s, size_t n);
+/* Subject-safe token of s: "i" + s when s is [A-Za-z0-9_-]+, else "x" +
+ * lowercase hex of its bytes. Returns a heap string. */
+char *nb_tok(const char *s, size_t n);
+/* Reverses nb_tok(); NULL for a malformed token. *n gets the length. */
+char *nb_untok(const char *t, size_t *n);
+/* Sets header key to nb_tok(value) (value NULL: nothing). Returns NATS status. */
+natsStatus nb_hdr_set_tok(natsMsg *m, const char *key, const char *value);
+/* The decoded header, heap; NULL when absent or malformed. */
+char *nb_hdr_get_tok(natsMsg *m, const char *key);
+int nb_status_to_err(natsStatus s);
+void nb_wake(nats_bus_t *b);
+
+/* bus_nats_ev.c */
+int nb_ev_start(nats_bus_t *b);
+void nb_ev_stop(nats_bus_t *b);
+void nb_ev_free(nats_bus_t *b);
+void nb_ev_tick(nats_bus_t *b, int64_t now);
+int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
+int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud);
+void nb_ev_done(bus_t *bus, bus_delivery_t *d);
+int nb_ev_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq);
+
+/* bus_nats_cmd.c */
+int nb_cmd_open(nats_bus_t *b);
+void nb_cmd_free(nats_bus_t *b);
+void nb_cmd_tick(nats_bus_t *b, int64_t now);
+int nb_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
+                   void *ud);
+int nb_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud);
+void nb_cmd_reply(bus_reply_t *r, int status);
+
+#endif

@@ -1,0 +1,594 @@
+/*
+ * bus_nats_ev.c — client events of the cluster bus on JetStream.
+ *
+ * Stream <PREFIX>_EVENTS (file storage, limits retention, max age 24 h, a
+ * byte bound, Discard New: a full stream refuses new events instead of
+ * dropping old ones) holds subjects <prefix>.ev.<k>.<p>.<tok(conn_id)>,
+ * k = "s" (connect/disconnect) or "m" (message), p = FNV-1a(conn_id) %
+ * partitions. Nats-Msg-Id = the event id (server-side dedup); the other
+ * fields of bus_event_t travel in Wsg-* headers, the body is the payload.
+ *
+ * Publishing is js_PublishMsgAsync; the PubAck handler (a NATS thread) maps
+ * the natsMsg back to the caller's callback through a pending table bounded
+ * by pub_max_pending (past it: WSG_EFULL at once).
+ *
+ * Each group has one durable pull consumer per partition
+ * (<tok(group)>_<p>, explicit ack, bound MaxAckPending) and consumes a
+ * partition only while it holds the lease <tok(group)>.<p> in the KeyValue
+ * bucket <prefix>_leases (TTL lease_ttl_ms, renewed by the service thread
+ * every third of it). One delivery thread per group fetches from its leased
+ * partitions and calls the group's bus_event_fn in stream order, so events
+ * of one connection reach a group in order even with many processes.
+ * Deliveries not yet done are kept "in progress" (natsMsg_InProgress) by the
+ * service thread, so a slow consumer is not redelivered behind its back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus/bus_nats.h"
+#include "common/err.h"
+
+struct nb_pub {
+    nb_pub_t *next;
+    natsMsg *msg;
+    bus_event_ack_fn cb;
+    void *ud;
+};
+
+struct nb_delivery {
+    struct bus_delivery base;
+    nb_delivery_t *prev, *next;
+    nb_group_t *g;
+    natsMsg *msg;
+    bus_event_t ev;
+    char *strs[4];
+    int64_t touched;
+};
+
+struct nb_group {
+    nb_group_t *next;
+    nats_bus_t *b;
+    char *name, *tok;
+    uint32_t mask;
+    bus_event_fn fn;
+    void *ud;
+    pthread_t th;
+    int th_running;
+    natsSubscription **subs; /* delivery thread only */
+    uint64_t *rev;           /* service thread only: lease revision, 0 = not ours */
+    atomic_int *want;        /* lease held: the delivery thread consumes p */
+    pthread_mutex_t mu;      /* the undone list */
+    nb_delivery_t *head, *tail;
+};
+
+#define NB_FETCH_BATCH 256
+#define NB_MAX_ACK_PENDING 4096
+
+/* ---- publish ---------------------------------------------------------------- */
+
+static size_t pub_bucket(const natsMsg *m)
+{
+    return (size_t)(((uintptr_t)m >> 4) % NB_BUCKETS);
+}
+
+static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
+{
+    nb_pub_t **pp = &b->pubs[pub_bucket(m)];
+    while (*pp && (*pp)->msg != m)
+        pp = &(*pp)->next;
+    nb_pub_t *p = *pp;
+    if (p) {
+        *pp = p->next;
+        b->npubs--;
+    }
+    return p;
+}
+
+static int pub_error(const jsPubAckErr *pae)
+{
+    if (pae->ErrCode == JSStreamStoreFailedErr || (pae->ErrText && strstr(pae->ErrText, "maximum")))
+        return WSG_EFULL; /* Discard New: the stream is full */
+    if (pae->ErrCode)
+        return WSG_EBUS;
+    int rc = nb_status_to_err(pae->Err);
+    return rc == WSG_EFULL ? WSG_EUNAVAILABLE : rc;
+}
+
+void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *ud);
+void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *ud)
+{
+    nats_bus_t *b = ud;
+    pthread_mutex_lock(&b->mu);
+    nb_pub_t *p = pub_take(b, msg);
+    pthread_mutex_unlock(&b->mu);
+    if (!p)
+        return;
+    if (p->cb)
+        p->cb(p->ud, pae ? pub_error(pae) : pa ? 0 : WSG_EBUS);
+    free(p);
+}
+
+static natsStatus ev_headers(natsMsg *m, const bus_event_t *ev)
+{
+    char num[32];
+    natsStatus s = nb_hdr_set_tok(m, "Nats-Msg-Id", ev->id);
+    snprintf(num, sizeof num, "%d", (int)ev->type);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Wsg-Type", num);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)ev->seq);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Wsg-Seq", num);
+    if (s == NATS_OK)
+        s = nb_hdr_set_tok(m, "Wsg-Conn", ev->conn_id);
+    if (s == NATS_OK)
+        s = nb_hdr_set_tok(m, "Wsg-Edge", ev->edge_id);
+    if (s == NATS_OK)
+        s = nb_hdr_set_tok(m, "Wsg-Route", ev->route);
+    return s;
+}
+
+static char *ev_subject(nats_bus_t *b, int message, const char *conn_id)
+{
+    size_t n = strlen(conn_id);
+    char *t = nb_tok(conn_id, n);
+    size_t len = strlen(b->prefix) + strlen(t) + 32;
+    char *s = bus_xcalloc(len);
+    snprintf(s, len, "%s.ev.%c.%u.%s", b->prefix, message ? 'm' : 's',
+             (unsigned)(nb_hash(conn_id, n) % b->partitions), t);
+    free(t);
+    return s;
+}
+
+int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (bus_check_event(ev) != 0 || ev->body_len > (size_t)INT32_MAX)
+        return WSG_EINVAL;
+    char *subj = ev_subject(b, ev->type == BUS_EV_MESSAGE, ev->conn_id);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subj, NULL, ev->body, (int)ev->body_len);
+    free(subj);
+    if (s == NATS_OK)
+        s = ev_headers(m, ev);
+    int rc = atomic_load(&b->stopping) ? WSG_EUNAVAILABLE : nb_status_to_err(s);
+    nb_pub_t *p = NULL;
+    if (rc == 0) {
+        pthread_mutex_lock(&b->mu);
+        if (b->npubs >= b->tune.pub_max_pending) {
+            rc = WSG_EFULL;
+        } else {
+            p = bus_xcalloc(sizeof *p);
+            *p = (nb_pub_t){.next = b->pubs[pub_bucket(m)], .msg = m, .cb = cb, .ud = ud};
+            b->pubs[pub_bucket(m)] = p;
+            b->npubs++;
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
+    if (rc == 0) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = b->tune.pub_timeout_ms;
+        natsMsg *owned = m;
+        s = js_PublishMsgAsync(b->js, &owned, &po);
+        if (s == NATS_OK)
+            return 0; /* the library owns m; the handler answers */
+        pthread_mutex_lock(&b->mu);
+        free(pub_take(b, m));
+        pthread_mutex_unlock(&b->mu);
+        rc = nb_status_to_err(s);
+    }
+    natsMsg_Destroy(m);
+    if (cb)
+        cb(ud, rc == WSG_EBUS || rc == WSG_EFULL ? rc : WSG_EUNAVAILABLE);
+    return 0;
+}
+
+/* ---- last seq ------------------------------------------------------------------- */
+
+int nb_ev_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!conn_id || !*conn_id || !seq)
+        return WSG_EINVAL;
+    *seq = 0;
+    for (int k = 0; k < 2; k++) {
+        char *subj = ev_subject(b, k, conn_id);
+        natsMsg *m = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetLastMsg(&m, b->js, b->stream, subj, NULL, &jerr);
+        free(subj);
+        if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+            continue;
+        if (s != NATS_OK)
+            return WSG_EBUS;
+        const char *v = NULL;
+        if (natsMsgHeader_Get(m, "Wsg-Seq", &v) == NATS_OK) {
+            uint64_t n = strtoull(v, NULL, 10);
+            if (n > *seq)
+                *seq = n;
+        }
+        natsMsg_Destroy(m);
+    }
+    return 0;
+}
+
+/* ---- groups ---------------------------------------------------------------------- */
+
+int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!group || !*group || !fn || !type_mask || (type_mask & ~(uint32_t)BUS_EV_ALL) ||
+        atomic_load(&b->started))
+        return WSG_EINVAL;
+    for (nb_group_t *g = b->groups; g; g = g->next)
+        if (strcmp(g->name, group) == 0)
+            return WSG_EEXISTS;
+    nb_group_t *g = bus_xcalloc(sizeof *g);
+    g->b = b;
+    g->name = bus_xstrdup(group);
+    g->tok = nb_tok(group, strlen(group));
+    g->mask = type_mask;
+    g->fn = fn;
+    g->ud = ud;
+    g->subs = bus_xcalloc(b->partitions * sizeof *g->subs);
+    g->rev = bus_xcalloc(b->partitions * sizeof *g->rev);
+    g->want = bus_xcalloc(b->partitions * sizeof *g->want);
+    pthread_mutex_init(&g->mu, NULL);
+    g->next = b->groups;
+    b->groups = g;
+    return 0;
+}
+
+static void group_filter(nb_group_t *g, uint32_t p, char *buf, size_t n)
+{
+    uint32_t s = BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT);
+    const char *k = !(g->mask & s) ? "m" : !(g->mask & BUS_EV_MASK(BUS_EV_MESSAGE)) ? "s" : "*";
+    snprintf(buf, n, "%s.ev.%s.%u.*", g->b->prefix, k, (unsigned)p);
+}
+
+/* Creates (idempotently) the durable consumer of partition p and binds a
+ * pull subscription to it; binding never deletes it on unsubscribe. */
+static natsStatus bind_partition(nb_group_t *g, uint32_t p)
+{
+    nats_bus_t *b = g->b;
+    char durable[160], filter[160];
+    snprintf(durable, sizeof durable, "%.140s_%u", g->tok, (unsigned)p);
+    group_filter(g, p, filter, sizeof filter);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.FilterSubject = filter;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = (int64_t)b->tune.ack_wait_ms * 1000000;
+    cc.MaxAckPending = NB_MAX_ACK_PENDING;
+    cc.DeliverPolicy = js_DeliverAll;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
+    if (s != NATS_OK && jerr == JSConsumerNameExistErr)
+        s = js_UpdateConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK)
+        return s;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = b->stream;
+    so.Consumer = durable;
+    so.ManualAck = true;
+    return js_PullSubscribe(&g->subs[p], b->js, filter, durable, NULL, &so, &jerr);
+}
+
+static void drop_partition(nb_group_t *g, uint32_t p)
+{
+    if (!g->subs[p])
+        return;
+    natsSubscription_Unsubscribe(g->subs[p]); /* bound: the consumer stays */
+    natsSubscription_Destroy(g->subs[p]);
+    g->subs[p] = NULL;
+}
+
+static void free_delivery(nb_delivery_t *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; i < 4; i++)
+        free(d->strs[i]);
+    free(d);
+}
+
+/* Decodes m into a delivery; NULL when it is not an event of ours. */
+static nb_delivery_t *make_delivery(nb_group_t *g, natsMsg *m)
+{
+    const char *t = NULL, *q = NULL;
+    if (natsMsgHeader_Get(m, "Wsg-Type", &t) != NATS_OK ||
+        natsMsgHeader_Get(m, "Wsg-Seq", &q) != NATS_OK)
+        return NULL;
+    nb_delivery_t *d = bus_xcalloc(sizeof *d);
+    d->base.bus = &g->b->base;
+    d->g = g;
+    d->msg = m;
+    d->ev.type = (bus_event_type_t)atoi(t);
+    d->ev.seq = strtoull(q, NULL, 10);
+    d->ev.id = d->strs[0] = nb_hdr_get_tok(m, "Nats-Msg-Id");
+    d->ev.conn_id = d->strs[1] = nb_hdr_get_tok(m, "Wsg-Conn");
+    d->ev.edge_id = d->strs[2] = nb_hdr_get_tok(m, "Wsg-Edge");
+    d->ev.route = d->strs[3] = nb_hdr_get_tok(m, "Wsg-Route");
+    d->ev.body = natsMsg_GetData(m);
+    d->ev.body_len = (size_t)natsMsg_GetDataLength(m);
+    if (bus_check_event(&d->ev) != 0) {
+        free_delivery(d);
+        return NULL;
+    }
+    return d;
+}
+
+static void deliver(nb_group_t *g, natsMsg *m)
+{
+    nb_delivery_t *d = make_delivery(g, m);
+    if (!d || !(g->mask & BUS_EV_MASK(d->ev.type))) {
+        natsMsg_Ack(m, NULL); /* not for this group (or not ours): settled */
+        natsMsg_Destroy(m);
+        free_delivery(d);
+        return;
+    }
+    jsMsgMetaData *meta = NULL;
+    uint32_t attempt = 1;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        attempt = meta->NumDelivered > 0 ? (uint32_t)meta->NumDelivered : 1;
+        jsMsgMetaData_Destroy(meta);
+    }
+    d->touched = nb_now_ms();
+    pthread_mutex_lock(&g->mu);
+    d->prev = g->tail;
+    if (g->tail)
+        g->tail->next = d;
+    else
+        g->head = d;
+    g->tail = d;
+    pthread_mutex_unlock(&g->mu);
+    g->fn(g->ud, &d->ev, &d->base, attempt);
+}
+
+static int fetch_partition(nb_group_t *g, uint32_t p)
+{
+    jsFetchRequest fr;
+    jsFetchRequest_Init(&fr);
+    fr.Batch = NB_FETCH_BATCH;
+    fr.NoWait = true;
+    natsMsgList list = {0};
+    if (natsSubscription_FetchRequest(&list, g->subs[p], &fr) != NATS_OK)
+        return 0;
+    int n = list.Count;
+    for (int i = 0; i < list.Count; i++) {
+        deliver(g, list.Msgs[i]);
+        list.Msgs[i] = NULL;
+    }
+    natsMsgList_Destroy(&list);
+    return n;
+}
+
+static void idle_wait(nats_bus_t *b, int ms)
+{
+    pthread_mutex_lock(&b->mu);
+    if (!atomic_load(&b->stopping)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += ms * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* The group's delivery thread: binds what it holds a lease for, drops what
+ * it lost, and fetches round-robin; idles 10 ms when nothing came. */
+static void *group_main(void *arg)
+{
+    nb_group_t *g = arg;
+    nats_bus_t *b = g->b;
+    while (!atomic_load(&b->stopping)) {
+        int got = 0;
+        for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
+            int want = atomic_load(&g->want[p]) && atomic_load(&b->connected);
+            if (want && !g->subs[p] && bind_partition(g, p) != NATS_OK)
+                g->subs[p] = NULL;
+            if (!atomic_load(&g->want[p]))
+                drop_partition(g, p);
+            if (want && g->subs[p])
+                got += fetch_partition(g, p);
+        }
+        if (!got)
+            idle_wait(b, 10);
+    }
+    return NULL;
+}
+
+void nb_ev_done(bus_t *bus, bus_delivery_t *dd)
+{
+    nb_delivery_t *d = (nb_delivery_t *)dd;
+    nb_group_t *g = d->g;
+    pthread_mutex_lock(&g->mu);
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        g->head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        g->tail = d->prev;
+    pthread_mutex_unlock(&g->mu);
+    natsMsg_Ack(d->msg, NULL);
+    natsMsg_Destroy(d->msg);
+    free_delivery(d);
+}
+
+/* ---- leases and keep-alive (service thread) ---------------------------------------- */
+
+static void lease_key(nb_group_t *g, uint32_t p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.200s.%u", g->tok, (unsigned)p);
+}
+
+static void renew_leases(nats_bus_t *b, nb_group_t *g)
+{
+    for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
+        char key[224];
+        lease_key(g, p, key, sizeof key);
+        uint64_t rev = 0;
+        natsStatus s;
+        if (g->rev[p])
+            s = kvStore_UpdateString(&rev, b->kv, key, b->instance, g->rev[p]);
+        else
+            s = kvStore_CreateString(&rev, b->kv, key, b->instance);
+        g->rev[p] = s == NATS_OK ? rev : 0;
+        atomic_store(&g->want[p], s == NATS_OK);
+    }
+}
+
+static void keep_in_progress(nats_bus_t *b, nb_group_t *g, int64_t now)
+{
+    int64_t every = b->tune.ack_wait_ms / 3;
+    pthread_mutex_lock(&g->mu);
+    for (nb_delivery_t *d = g->head; d; d = d->next) {
+        if (now - d->touched >= every) {
+            natsMsg_InProgress(d->msg, NULL);
+            d->touched = now;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+void nb_ev_tick(nats_bus_t *b, int64_t now)
+{
+    int leases = now >= b->next_lease_ms && b->kv && atomic_load(&b->connected);
+    if (leases)
+        b->next_lease_ms = now + b->tune.lease_ttl_ms / 3;
+    for (nb_group_t *g = b->groups; g; g = g->next) {
+        if (leases)
+            renew_leases(b, g);
+        keep_in_progress(b, g, now);
+    }
+}
+
+/* ---- start and stop ---------------------------------------------------------------- */
+
+static natsStatus ensure_stream(nats_bus_t *b)
+{
+    char subj[NB_PREFIX_MAX + 8];
+    snprintf(subj, sizeof subj, "%s.ev.>", b->prefix);
+    const char *subjects[1] = {subj};
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = b->stream;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Retention = js_LimitsPolicy;
+    sc.Discard = js_DiscardNew;
+    sc.MaxAge = (int64_t)24 * 3600 * 1000000000LL;
+    sc.MaxBytes = b->tune.stream_max_bytes;
+    sc.Duplicates = (int64_t)120 * 1000000000LL;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(&si, b->js, &sc, NULL, &jerr);
+    if (s != NATS_OK && jerr == JSStreamNameExistErr)
+        s = js_UpdateStream(&si, b->js, &sc, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    return s;
+}
+
+static natsStatus ensure_leases(nats_bus_t *b)
+{
+    char bucket[NB_PREFIX_MAX + 16];
+    snprintf(bucket, sizeof bucket, "%s_leases", b->prefix);
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket;
+    kc.History = 1;
+    kc.TTL = (int64_t)b->tune.lease_ttl_ms * 1000000;
+    kc.StorageType = js_FileStorage;
+    natsStatus s = js_CreateKeyValue(&b->kv, b->js, &kc);
+    if (s != NATS_OK) /* exists with another TTL: use it as it is */
+        s = js_KeyValue(&b->kv, b->js, bucket);
+    return s;
+}
+
+int nb_ev_start(nats_bus_t *b)
+{
+    if (ensure_stream(b) != NATS_OK)
+        return WSG_EBUS;
+    if (!b->groups)
+        return 0;
+    if (ensure_leases(b) != NATS_OK)
+        return WSG_EBUS;
+    for (nb_group_t *g = b->groups; g; g = g->next)
+        renew_leases(b, g);
+    b->next_lease_ms = nb_now_ms() + b->tune.lease_ttl_ms / 3;
+    for (nb_group_t *g = b->groups; g; g = g->next) {
+        if (pthread_create(&g->th, NULL, group_main, g) != 0)
+            return WSG_EBUS;
+        g->th_running = 1;
+    }
+    return 0;
+}
+
+/* Joins the delivery threads, hands undone deliveries back (Nak: they are
+ * redelivered at once, attempt + 1) and releases the leases. */
+void nb_ev_stop(nats_bus_t *b)
+{
+    for (nb_group_t *g = b->groups; g; g = g->next) {
+        if (g->th_running)
+            pthread_join(g->th, NULL);
+        g->th_running = 0;
+        while (g->head) {
+            nb_delivery_t *d = g->head;
+            g->head = d->next;
+            natsMsg_Nak(d->msg, NULL);
+            natsMsg_Destroy(d->msg);
+            free_delivery(d);
+        }
+        g->tail = NULL;
+        for (uint32_t p = 0; p < b->partitions; p++) {
+            drop_partition(g, p);
+            char key[224];
+            lease_key(g, p, key, sizeof key);
+            if (g->rev[p] && b->kv)
+                kvStore_Delete(b->kv, key);
+            g->rev[p] = 0;
+        }
+    }
+}
+
+/* After the connection closed: PubAcks that never came fail, groups go. */
+void nb_ev_free(nats_bus_t *b)
+{
+    for (size_t i = 0; i < NB_BUCKETS; i++) {
+        while (b->pubs[i]) {
+            nb_pub_t *p = b->pubs[i];
+            b->pubs[i] = p->next;
+            if (p->cb)
+                p->cb(p->ud, WSG_EUNAVAILABLE);
+            free(p);
+        }
+    }
+    b->npubs = 0;
+    while (b->groups) {
+        nb_group_t *g = b->groups;
+        b->groups = g->next;
+        pthread_mutex_destroy(&g->mu);
+        free(g->subs);
+        free(g->rev);
+        free(g->want);
+        free(g->name);
+        free(g->tok);
+        free(g);
+    }
+    if (b->kv)
+        kvStore_Destroy(b->kv);
+    b->kv = NULL;
+}

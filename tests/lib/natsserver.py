@@ -1,0 +1,147 @@
+"""natsserver.py — a throw-away nats-server with JetStream for tests (stdlib only).
+
+    from natsserver import NatsServer
+    with NatsServer() as ns:        # nats-server -js on 127.0.0.1:<free port>, store in a temp dir
+        run_something(ns.url)       # nats://127.0.0.1:PORT
+        ns.restart()                # stop + start on the same port, keeping the store dir
+    # stopped by PID, temp dir removed
+
+start() waits (bounded) until the port accepts connections and the server
+answers PING with PONG; stop() sends SIGTERM to the PID it started and
+SIGKILL after a bound. The server gets PR_SET_PDEATHSIG so it dies with the
+test process.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+try:
+    import ctypes
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except (ImportError, OSError):
+    _LIBC = None
+
+
+def _die_with_parent():
+    if _LIBC is not None:
+        _LIBC.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_nats_server():
+    for cand in (os.environ.get("WSGATE_NATS_SERVER"), shutil.which("nats-server"),
+                 "/usr/sbin/nats-server", "/usr/bin/nats-server"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise RuntimeError("nats-server not found (set WSGATE_NATS_SERVER)")
+
+
+class NatsServer:
+    def __init__(self, port=None, startup_timeout=30.0, stop_timeout=10.0):
+        self.bin = find_nats_server()
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.proc = None
+        self.tmp = tempfile.mkdtemp(prefix="wsgate-nats-")
+        self.log_path = os.path.join(self.tmp, "nats.log")
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    @property
+    def store_dir(self):
+        return os.path.join(self.tmp, "js")
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def start(self):
+        if self.proc is not None:
+            return
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [self.bin, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store_dir],
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.proc = None
+                raise RuntimeError("nats-server exited at start:\n" + self.log())
+            if self._ping():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nats-server not ready after %.0f s:\n%s" % (self.startup_timeout, self.log()))
+
+    def _ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                s.settimeout(1.0)
+                data = b""
+                while b"\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return False
+                    data += chunk
+                if not data.startswith(b"INFO"):
+                    return False
+                s.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+                data = b""
+                while b"PONG" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return False
+                    data += chunk
+                return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=self.stop_timeout)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,615 @@
+/*
+ * test_bus_nats.c — the cluster bus (bus_nats*.c) against a real
+ * nats-server with JetStream. Runs when WSGATE_TEST_NATS_URL is set
+ * (tests/integration/test_bus_nats.py starts a server and sets it);
+ * otherwise every test is skipped with a message. The restart test also
+ * needs WSGATE_TEST_NATS_CONTROL="W,R": two pipe fds on which it asks for
+ * "stop\n"/"start\n" of the server, answered "ok\n".
+ *
+ * Each test uses its own subject prefix (bus_nats_tune), so tests never see
+ * each other's streams, consumers or leases.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bus/bus.h"
+#include "bus/bus_nats.h"
+#include "common/err.h"
+
+static const char *nats_url;
+static char run_id[32];
+
+#define MAXREC 256
+
+typedef struct {
+    pthread_mutex_t mu;
+    int n;
+    int status[MAXREC];
+    bus_event_t ev[MAXREC];
+    char conn[MAXREC][64];
+    char id[MAXREC][64];
+    uint32_t attempt[MAXREC];
+    bus_delivery_t *d[MAXREC];
+    bus_t *bus;
+    int auto_done;
+} rec_t;
+
+static void rec_init(rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+}
+
+static int rec_count(rec_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* Polls until rec has at least n entries; bounded (fails after 20 s). */
+static void wait_count(rec_t *r, int n)
+{
+    for (int i = 0; i < 2000 && rec_count(r) < n; i++)
+        usleep(10000);
+    if (rec_count(r) < n)
+        fail_msg("waited for %d, got %d", n, rec_count(r));
+}
+
+static void on_ack(void *ud, int status)
+{
+    rec_t *r = ud;
+    pthread_mutex_lock(&r->mu);
+    if (r->n < MAXREC)
+        r->status[r->n] = status;
+    r->n++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
+{
+    rec_t *r = ud;
+    pthread_mutex_lock(&r->mu);
+    int i = r->n++;
+    if (i < MAXREC) {
+        r->ev[i] = *ev;
+        snprintf(r->conn[i], sizeof r->conn[i], "%s", ev->conn_id);
+        snprintf(r->id[i], sizeof r->id[i], "%s", ev->id);
+        r->attempt[i] = attempt;
+        r->d[i] = d;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (r->auto_done)
+        bus_event_done(r->bus, d);
+}
+
+static int skip_without_server(void **state)
+{
+    if (!nats_url) {
+        print_message("WSGATE_TEST_NATS_URL is not set: NATS tests skipped\n");
+        skip();
+    }
+    return 0;
+}
+
+static bus_t *open_bus(const char *test, const bus_nats_tune_t *extra)
+{
+    bus_t *bus = NULL;
+    char err[256] = "", prefix[64];
+    bus_opts_t o = {.url = nats_url, .name = "test_bus_nats", .partitions = 4};
+    int rc = bus_open(&bus, &o, err, sizeof err);
+    if (rc != 0)
+        fail_msg("bus_open: %s", err);
+    snprintf(prefix, sizeof prefix, "t%s_%s", run_id, test);
+    bus_nats_tune_t t = extra ? *extra : (bus_nats_tune_t){0};
+    t.prefix = prefix;
+    assert_int_equal(bus_nats_tune(bus, &t), 0);
+    return bus;
+}
+
+static void publish(bus_t *bus, const char *id, bus_event_type_t type, const char *conn,
+                    uint64_t seq, rec_t *acks)
+{
+    char body[128];
+    int n =
+        snprintf(body, sizeof body, "{\"id\":\"%s\",\"seq\":%llu}", id, (unsigned long long)seq);
+    bus_event_t ev = {.id = id,
+                      .type = type,
+                      .conn_id = conn,
+                      .edge_id = "edge-1",
+                      .route = "/chat",
+                      .seq = seq,
+                      .body = body,
+                      .body_len = (size_t)n};
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, acks), 0);
+}
+
+static void publish_conn(bus_t *bus, const char *conn, int msgs, rec_t *acks)
+{
+    char id[64];
+    uint64_t seq = 1;
+    snprintf(id, sizeof id, "evt_%s_c", conn);
+    publish(bus, id, BUS_EV_CONNECT, conn, seq++, acks);
+    for (int i = 0; i < msgs; i++) {
+        snprintf(id, sizeof id, "evt_%s_m%d", conn, i);
+        publish(bus, id, BUS_EV_MESSAGE, conn, seq++, acks);
+    }
+    snprintf(id, sizeof id, "evt_%s_d", conn);
+    publish(bus, id, BUS_EV_DISCONNECT, conn, seq, acks);
+}
+
+static void assert_all_acked(rec_t *acks, int n)
+{
+    wait_count(acks, n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(acks->status[i], 0);
+}
+
+/* Per connection, seqs arrive 1, 2, 3, ... in each group. */
+static void assert_in_order(rec_t *r, const char **conns, int nconn, uint32_t mask_types)
+{
+    for (int c = 0; c < nconn; c++) {
+        uint64_t last = 0;
+        for (int i = 0; i < r->n; i++) {
+            if (strcmp(r->conn[i], conns[c]) != 0)
+                continue;
+            assert_true(BUS_EV_MASK(r->ev[i].type) & mask_types);
+            assert_true(r->ev[i].seq > last);
+            last = r->ev[i].seq;
+        }
+        assert_true(last > 0);
+    }
+}
+
+static void test_events_two_groups_in_order(void **state)
+{
+    bus_t *bus = open_bus("order", NULL);
+    rec_t disp, reg, acks;
+    rec_init(&disp);
+    rec_init(&reg);
+    rec_init(&acks);
+    disp.bus = reg.bus = bus;
+    disp.auto_done = reg.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &disp), 0);
+    uint32_t s = BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT);
+    assert_int_equal(bus_event_subscribe(bus, "registry", s, on_event, &reg), 0);
+    assert_int_equal(bus_event_subscribe(bus, "registry", s, on_event, &reg), WSG_EEXISTS);
+    assert_int_equal(bus_start(bus), 0);
+    assert_int_equal(bus_healthy(bus), 1);
+    const char *conns[] = {"connA", "conn.B*>", "conn C \xc3\xa9"};
+    for (int c = 0; c < 3; c++)
+        publish_conn(bus, conns[c], 5, &acks);
+    assert_all_acked(&acks, 21);
+    wait_count(&disp, 21);
+    wait_count(&reg, 6);
+    assert_in_order(&disp, conns, 3, BUS_EV_ALL);
+    assert_in_order(&reg, conns, 3, s);
+    for (int i = 0; i < 21; i++)
+        assert_int_equal(disp.attempt[i], 1);
+    bus_event_t bad = {.id = "x", .type = 9, .conn_id = "c", .seq = 1};
+    assert_int_equal(bus_event_publish(bus, &bad, on_ack, &acks), WSG_EINVAL);
+    bus_free(bus);
+}
+
+static void test_redelivery_after_reopen(void **state)
+{
+    bus_nats_tune_t t = {.ack_wait_ms = 2000};
+    bus_t *bus = open_bus("redeliver", &t);
+    rec_t got, acks;
+    rec_init(&got);
+    rec_init(&acks);
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &got), 0);
+    assert_int_equal(bus_start(bus), 0);
+    publish_conn(bus, "connR", 2, &acks);
+    assert_all_acked(&acks, 4);
+    wait_count(&got, 4);
+    bus_event_done(bus, got.d[0]); /* the connect is done, the rest is not */
+    bus_free(bus);
+
+    bus = open_bus("redeliver", &t);
+    rec_t again;
+    rec_init(&again);
+    again.bus = bus;
+    again.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &again), 0);
+    assert_int_equal(bus_start(bus), 0);
+    wait_count(&again, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(again.ev[i].seq, (uint64_t)i + 2);
+        assert_int_equal(again.attempt[i], 2);
+    }
+    usleep(300000);
+    assert_int_equal(rec_count(&again), 3);
+    bus_free(bus);
+}
+
+static void test_dedup_and_last_seq(void **state)
+{
+    bus_t *bus = open_bus("dedup", NULL);
+    rec_t got, acks;
+    rec_init(&got);
+    rec_init(&acks);
+    got.bus = bus;
+    got.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &got), 0);
+    assert_int_equal(bus_start(bus), 0);
+    uint64_t seq = 99;
+    assert_int_equal(bus_event_last_seq(bus, "connD", &seq), 0);
+    assert_int_equal(seq, 0);
+    publish(bus, "evt_dup1", BUS_EV_CONNECT, "connD", 1, &acks);
+    publish(bus, "evt_dup1", BUS_EV_CONNECT, "connD", 1, &acks); /* a retry */
+    publish(bus, "evt_dup2", BUS_EV_MESSAGE, "connD", 2, &acks);
+    publish(bus, "evt_dup3", BUS_EV_MESSAGE, "connD", 3, &acks);
+    assert_all_acked(&acks, 4);
+    wait_count(&got, 3);
+    usleep(300000);
+    assert_int_equal(rec_count(&got), 3);
+    assert_string_equal(got.id[0], "evt_dup1");
+    assert_string_equal(got.id[1], "evt_dup2");
+    assert_int_equal(bus_event_last_seq(bus, "connD", &seq), 0);
+    assert_int_equal(seq, 3);
+    publish(bus, "evt_dup4", BUS_EV_DISCONNECT, "connD", 4, &acks);
+    assert_all_acked(&acks, 5);
+    assert_int_equal(bus_event_last_seq(bus, "connD", &seq), 0);
+    assert_int_equal(seq, 4);
+    assert_int_equal(bus_event_last_seq(bus, "connOther", &seq), 0);
+    assert_int_equal(seq, 0);
+    bus_free(bus);
+}
+
+/* ---- commands ----------------------------------------------------------------- */
+
+typedef struct {
+    int answer; /* status to reply; 1 = never reply (kept for later) */
+    pthread_mutex_t mu;
+    int calls;
+    bus_cmd_t last;
+    char conn[64], channel[64], reason[64];
+    unsigned char data[64];
+    bus_reply_t *held;
+} edge_t;
+
+static void on_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
+{
+    edge_t *e = ud;
+    pthread_mutex_lock(&e->mu);
+    e->calls++;
+    e->last = *cmd;
+    snprintf(e->conn, sizeof e->conn, "%s", cmd->conn_id);
+    snprintf(e->channel, sizeof e->channel, "%s", cmd->channel ? cmd->channel : "");
+    snprintf(e->reason, sizeof e->reason, "%s", cmd->reason ? cmd->reason : "");
+    memcpy(e->data, cmd->data, cmd->len < 64 ? cmd->len : 64);
+    int hold = e->answer == 1 && !e->held;
+    if (hold)
+        e->held = r;
+    pthread_mutex_unlock(&e->mu);
+    if (!hold)
+        bus_cmd_reply(r, e->answer == 1 ? WSG_EGONE : e->answer);
+}
+
+static int request(bus_t *bus, const char *edge, const bus_cmd_t *c)
+{
+    rec_t rep;
+    rec_init(&rep);
+    assert_int_equal(bus_cmd_request(bus, edge, c, on_ack, &rep), 0);
+    wait_count(&rep, 1);
+    return rep.status[0];
+}
+
+static void test_commands(void **state)
+{
+    bus_nats_tune_t t = {.cmd_timeout_ms = 800, .any_window_ms = 500};
+    bus_t *edge1 = open_bus("cmd", &t), *edge2 = open_bus("cmd", &t), *api = open_bus("cmd", &t);
+    edge_t e1 = {.answer = 0}, e2 = {.answer = WSG_EGONE};
+    pthread_mutex_init(&e1.mu, NULL);
+    pthread_mutex_init(&e2.mu, NULL);
+    assert_int_equal(bus_cmd_serve(edge1, "edge.1 *>", on_cmd, &e1), 0);
+    assert_int_equal(bus_cmd_serve(edge1, "edge.1 *>", on_cmd, &e1), WSG_EEXISTS);
+    assert_int_equal(bus_cmd_serve(edge2, "edge.1", on_cmd, &e2), 0);
+    assert_int_equal(bus_start(edge1), 0);
+    assert_int_equal(bus_start(edge2), 0);
+    assert_int_equal(bus_start(api), 0);
+    const unsigned char bin[5] = {'a', 0, 0xff, '.', '>'};
+    bus_cmd_t send = {.op = BUS_CMD_SEND, .conn_id = "c1", .data = bin, .len = 5, .binary = 1};
+    assert_int_equal(request(api, "edge.1 *>", &send), 0);
+    assert_int_equal(e1.calls, 1);
+    assert_int_equal(e2.calls, 0); /* "edge.1" is another edge */
+    assert_int_equal(e1.last.len, 5);
+    assert_memory_equal(e1.data, bin, 5);
+    assert_int_equal(e1.last.binary, 1);
+    bus_cmd_t cl = {.op = BUS_CMD_CLOSE,
+                    .conn_id = "c1",
+                    .code = 4000,
+                    .reason = "bye\r\nX: y",
+                    .initiator = "api"};
+    assert_int_equal(request(api, "edge.1 *>", &cl), 0);
+    assert_int_equal(e1.last.code, 4000);
+    assert_string_equal(e1.reason, "bye\r\nX: y");
+    bus_cmd_t sub = {.op = BUS_CMD_SUBSCRIBE, .conn_id = "c1", .channel = "room.*"};
+    assert_int_equal(request(api, "edge.1", &sub), WSG_EGONE); /* that edge's answer */
+    assert_string_equal(e2.channel, "room.*");
+    assert_int_equal(request(api, "no-such-edge", &sub), WSG_EGONE);
+    assert_int_equal(request(api, NULL, &sub), 0); /* any edge: edge1 says 0 */
+    e1.answer = WSG_EGONE;
+    assert_int_equal(request(api, NULL, &sub), WSG_EGONE); /* every answer GONE */
+    e1.answer = 1;                                         /* holds the reply */
+    assert_int_equal(request(api, "edge.1 *>", &sub), WSG_ETIMEOUT);
+    bus_cmd_reply(e1.held, 0); /* late: ignored safely */
+    bus_cmd_t bad = {.op = BUS_CMD_SUBSCRIBE, .conn_id = "c1"};
+    assert_int_equal(bus_cmd_request(api, "edge.1", &bad, on_ack, NULL), WSG_EINVAL);
+    bus_free(api);
+    bus_free(edge2);
+    bus_free(edge1);
+}
+
+/* ---- channels, broadcasts, heartbeats ---------------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    int n;
+    char what[32][96];
+} pubs_t;
+
+static void on_pub(void *ud, const bus_publish_t *p)
+{
+    pubs_t *r = ud;
+    pthread_mutex_lock(&r->mu);
+    if (r->n < 32)
+        snprintf(r->what[r->n], sizeof r->what[0], "%s|%s|%s|%.*s|%d",
+                 p->channel ? p->channel : "-", p->route ? p->route : "-",
+                 p->exclude ? p->exclude : "-", (int)p->len, (const char *)p->data, p->binary);
+    r->n++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int pubs_has(pubs_t *r, const char *s)
+{
+    pthread_mutex_lock(&r->mu);
+    int found = 0;
+    for (int i = 0; i < r->n && i < 32; i++)
+        found += strcmp(r->what[i], s) == 0;
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
+static void wait_pub(pubs_t *r, const char *s)
+{
+    for (int i = 0; i < 2000 && !pubs_has(r, s); i++)
+        usleep(10000);
+    if (!pubs_has(r, s))
+        fail_msg("publish '%s' never arrived", s);
+}
+
+static void pub(bus_t *bus, const char *channel, const char *data, const char *route)
+{
+    bus_publish_t p = {.channel = channel,
+                       .route = route,
+                       .exclude = "cX",
+                       .data = (const unsigned char *)data,
+                       .len = strlen(data)};
+    assert_int_equal(bus_publish(bus, &p), 0);
+}
+
+static void test_channels_and_broadcast(void **state)
+{
+    bus_t *edge = open_bus("ch", NULL), *other = open_bus("ch", NULL), *api = open_bus("ch", NULL);
+    pubs_t e = {.n = 0}, o = {.n = 0};
+    pthread_mutex_init(&e.mu, NULL);
+    pthread_mutex_init(&o.mu, NULL);
+    assert_int_equal(bus_publish_serve(edge, on_pub, &e), 0);
+    assert_int_equal(bus_publish_serve(other, on_pub, &o), 0);
+    const char *names[] = {"a.b", "x *>", "caf\xc3\xa9 room", ">"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(bus_channel_interest(edge, names[i], 1), 0);
+    assert_int_equal(bus_channel_interest(edge, "a.b", 1), 0); /* counted twice */
+    assert_int_equal(bus_channel_interest(other, "a.*", 1), 0);
+    assert_int_equal(bus_channel_interest(edge, "nope", 0), WSG_ENOTFOUND);
+    assert_int_equal(bus_start(edge), 0);
+    assert_int_equal(bus_start(other), 0);
+    assert_int_equal(bus_start(api), 0);
+    usleep(200000); /* subscriptions reach the server before the publishes */
+    pub(api, "a", "to-a", NULL);
+    for (int i = 0; i < 4; i++)
+        pub(api, names[i], names[i], NULL);
+    pub(api, NULL, "all", "/chat");
+    char want[96];
+    for (int i = 0; i < 4; i++) {
+        snprintf(want, sizeof want, "%s|-|cX|%s|0", names[i], names[i]);
+        wait_pub(&e, want);
+        assert_int_equal(pubs_has(&e, want), 1);
+    }
+    wait_pub(&e, "-|/chat|cX|all|0");
+    wait_pub(&o, "-|/chat|cX|all|0");
+    pub(api, "a.*", "star", NULL);
+    wait_pub(&o, "a.*|-|cX|star|0");
+    assert_int_equal(pubs_has(&o, "a.b|-|cX|a.b|0"), 0); /* "a.*" is a name, not a pattern */
+    assert_int_equal(pubs_has(&e, "a.*|-|cX|star|0"), 0);
+    assert_int_equal(pubs_has(&e, "a|-|cX|to-a|0"), 0);
+    /* interest withdrawn (twice, as declared): nothing more arrives */
+    assert_int_equal(bus_channel_interest(edge, "a.b", 0), 0);
+    assert_int_equal(bus_channel_interest(edge, "a.b", 0), 0);
+    assert_int_equal(bus_channel_interest(edge, "a.b", 0), WSG_ENOTFOUND);
+    pub(api, "a.b", "late", NULL);
+    pub(api, "x *>", "marker", NULL);
+    wait_pub(&e, "x *>|-|cX|marker|0");
+    usleep(100000);
+    assert_int_equal(pubs_has(&e, "a.b|-|cX|late|0"), 0);
+    bus_free(api);
+    bus_free(other);
+    bus_free(edge);
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    int n, leaving;
+    char edge[64];
+    int64_t at;
+} hbs_t;
+
+static void on_hb(void *ud, const char *edge_id, int64_t at_ms, int leaving)
+{
+    hbs_t *h = ud;
+    pthread_mutex_lock(&h->mu);
+    h->n++;
+    snprintf(h->edge, sizeof h->edge, "%s", edge_id);
+    h->at = at_ms;
+    h->leaving = leaving;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void test_heartbeats(void **state)
+{
+    bus_t *edge = open_bus("hb", NULL), *api = open_bus("hb", NULL);
+    hbs_t h = {.n = 0};
+    pthread_mutex_init(&h.mu, NULL);
+    assert_int_equal(bus_heartbeat_serve(api, on_hb, &h), 0);
+    assert_int_equal(bus_start(api), 0);
+    assert_int_equal(bus_start(edge), 0);
+    usleep(200000);
+    time_t before = time(NULL);
+    assert_int_equal(bus_heartbeat(edge, "edge 7.*", 1), 0);
+    assert_int_equal(bus_heartbeat(edge, "", 0), WSG_EINVAL);
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&h.mu);
+        int n = h.n;
+        pthread_mutex_unlock(&h.mu);
+        if (n)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.edge, "edge 7.*");
+    assert_int_equal(h.leaving, 1);
+    assert_true(h.at / 1000 >= (int64_t)before - 1);
+    bus_free(edge);
+    bus_free(api);
+}
+
+static void test_open_errors(void **state)
+{
+    bus_t *bus = (bus_t *)&bus;
+    char err[256] = "";
+    bus_opts_t o = {.url = "nats://user:s3cret@127.0.0.1:1", .name = "test"};
+    assert_int_equal(bus_open(&bus, &o, err, sizeof err), WSG_EBUS);
+    assert_null(bus);
+    assert_null(strstr(err, "s3cret"));
+    assert_non_null(strstr(err, "cannot connect"));
+}
+
+/* ---- server restart ------------------------------------------------------------ */
+
+static void control(const char *what)
+{
+    const char *env = getenv("WSGATE_TEST_NATS_CONTROL");
+    int wfd = -1, rfd = -1;
+    assert_int_equal(sscanf(env, "%d,%d", &wfd, &rfd), 2);
+    char line[16], answer[4] = "";
+    int n = snprintf(line, sizeof line, "%s\n", what);
+    assert_int_equal(write(wfd, line, (size_t)n), n);
+    size_t got = 0;
+    while (got < 3) {
+        ssize_t r = read(rfd, answer + got, 3 - got);
+        if (r <= 0)
+            fail_msg("control pipe closed while waiting for '%s'", what);
+        got += (size_t)r;
+    }
+    assert_memory_equal(answer, "ok\n", 3);
+}
+
+static void wait_healthy(bus_t *bus, int want)
+{
+    for (int i = 0; i < 3000 && bus_healthy(bus) != want; i++)
+        usleep(10000);
+    assert_int_equal(bus_healthy(bus), want);
+}
+
+static void test_server_restart(void **state)
+{
+    if (!getenv("WSGATE_TEST_NATS_CONTROL")) {
+        print_message("WSGATE_TEST_NATS_CONTROL is not set: restart test skipped\n");
+        skip();
+    }
+    bus_nats_tune_t t = {.pub_max_pending = 4, .pub_timeout_ms = 1000};
+    bus_t *bus = open_bus("restart", &t);
+    rec_t got, acks;
+    rec_init(&got);
+    rec_init(&acks);
+    got.bus = bus;
+    got.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &got), 0);
+    assert_int_equal(bus_start(bus), 0);
+    publish(bus, "evt_r0", BUS_EV_CONNECT, "connS", 1, &acks);
+    assert_all_acked(&acks, 1);
+    wait_count(&got, 1);
+
+    control("stop");
+    wait_healthy(bus, 0);
+    char id[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof id, "evt_down%d", i);
+        publish(bus, id, BUS_EV_MESSAGE, "connS", (uint64_t)i + 2, &acks);
+    }
+    wait_count(&acks, 11); /* every publish is answered, none accepted */
+    int full = 0;
+    for (int i = 1; i < 11; i++) {
+        assert_true(acks.status[i] == WSG_EFULL || acks.status[i] == WSG_EUNAVAILABLE);
+        full += acks.status[i] == WSG_EFULL;
+    }
+    assert_true(full >= 6); /* at most 4 waited for a PubAck */
+
+    control("start");
+    wait_healthy(bus, 1);
+    /* the stream and the consumer survived; new events flow again */
+    for (int i = 0; i < 200; i++) {
+        rec_t one;
+        rec_init(&one);
+        publish(bus, "evt_back", BUS_EV_MESSAGE, "connS", 50, &one);
+        wait_count(&one, 1);
+        if (one.status[0] == 0)
+            break;
+        usleep(100000);
+    }
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&got.mu);
+        int seen = 0;
+        for (int k = 0; k < got.n && k < MAXREC; k++)
+            seen |= strcmp(got.id[k], "evt_back") == 0;
+        pthread_mutex_unlock(&got.mu);
+        if (seen)
+            break;
+        usleep(10000);
+    }
+    int last = rec_count(&got) - 1;
+    assert_string_equal(got.id[last], "evt_back");
+    bus_free(bus);
+}
+
+int main(void)
+{
+    nats_url = getenv("WSGATE_TEST_NATS_URL");
+    if (nats_url && !*nats_url)
+        nats_url = NULL;
+    snprintf(run_id, sizeof run_id, "%ld_%ld", (long)getpid(), (long)time(NULL) % 100000);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test_setup(test_events_two_groups_in_order, skip_without_server),
+        cmocka_unit_test_setup(test_redelivery_after_reopen, skip_without_server),
+        cmocka_unit_test_setup(test_dedup_and_last_seq, skip_without_server),
+        cmocka_unit_test_setup(test_commands, skip_without_server),
+        cmocka_unit_test_setup(test_channels_and_broadcast, skip_without_server),
+        cmocka_unit_test_setup(test_heartbeats, skip_without_server),
+        cmocka_unit_test_setup(test_server_restart, skip_without_server),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
