@@ -105,10 +105,11 @@ static int store_ready(disp_t *d)
 static int dead_one(disp_t *d, disp_conn_t *c, const bus_event_t *ev)
 {
     char *body = strndup(ev->body ? ev->body : "", ev->body_len);
+    const char *backend = c->backend ? c->backend : c->rt ? c->rt->conf->backend : "(no route)";
     store_dead_t dl = {.id = (char *)ev->id,
                        .conn_id = (char *)ev->conn_id,
                        .route = (char *)(ev->route ? ev->route : ""),
-                       .backend = (char *)(c->backend ? c->backend : ""),
+                       .backend = (char *)backend,
                        .event_json = body,
                        .attempts = (int)c->attempts,
                        .last_status = (int)c->last_status,
@@ -473,7 +474,7 @@ static void on_route_answer(disp_t *d, disp_conn_t *c, long status, const char *
     }
     if (backend && !wsg_config_backend_allowed(c->rt->conf, backend)) {
         snprintf(c->last_err, sizeof c->last_err,
-                 "routing service named a backend outside allowed_backends");
+                 "routing service named a backend outside allowed_backends: %.120s", backend);
         free(backend);
         fail_attempt(d, c, true, NULL);
         return;
