@@ -1,0 +1,435 @@
+/*
+ * api.c — the control API's HTTP server on libmicrohttpd: daemon setup and
+ * hardening (connection limits, per-IP limit, timeout, memory limit, a fixed
+ * thread pool on epoll), request body intake (counted against
+ * api.max_body_bytes while it arrives, never buffered past it), and the
+ * suspend/resume hand-off that lets a request wait for a bus reply without
+ * holding an MHD thread.
+ *
+ * A request's life: first call allocates an http_ctx_t; body chunks are
+ * appended up to the limit; the last call routes it. A handler that waits for
+ * the bus returns API_ASYNC: the connection is suspended, and the reply
+ * callback resumes it (state machine RUNNING -> SUSPENDED/DONE with atomic
+ * exchange, so neither side can miss the other).
+ */
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "control-api/api_int.h"
+
+enum { ST_RUNNING = 0, ST_SUSPENDED = 1, ST_DONE = 2 };
+
+typedef struct {
+    api_req_t r;
+    struct MHD_Connection *conn;
+    char *body;
+    size_t len, cap;
+    int too_big;
+    int routed;
+    int suspended;
+    atomic_int state;
+} http_ctx_t;
+
+/* ---- store pool ------------------------------------------------------------ */
+
+static int pool_init(api_pool_t *p, const char *url, size_t n, char *err, size_t errlen)
+{
+    p->h = calloc(n, sizeof *p->h);
+    p->free_idx = calloc(n, sizeof *p->free_idx);
+    if (!p->h || !p->free_idx)
+        return WSG_ENOMEM;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    for (size_t i = 0; i < n; i++) {
+        int rc = store_open(&p->h[i], url, err, errlen);
+        if (rc != 0)
+            return rc;
+        p->n++;
+        p->free_idx[p->free_n++] = i;
+    }
+    return 0;
+}
+
+static void pool_free(api_pool_t *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        store_free(p->h[i]);
+    free(p->h);
+    free(p->free_idx);
+    if (p->n) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+    }
+}
+
+store_t *api_store_get(api_t *a)
+{
+    api_pool_t *p = &a->pool;
+    pthread_mutex_lock(&p->mu);
+    while (p->free_n == 0)
+        pthread_cond_wait(&p->cv, &p->mu);
+    store_t *st = p->h[p->free_idx[--p->free_n]];
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
+void api_store_put(api_t *a, store_t *st)
+{
+    api_pool_t *p = &a->pool;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->n; i++)
+        if (p->h[i] == st)
+            p->free_idx[p->free_n++] = i;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- async requests -------------------------------------------------------- */
+
+void api_req_start(api_req_t *r, int n, api_req_fn finish)
+{
+    atomic_store(&r->pending, n);
+    atomic_store(&r->first_err, 0);
+    r->finish = finish;
+}
+
+void api_req_reply(api_req_t *r, int status)
+{
+    if (status != 0) {
+        int zero = 0;
+        atomic_compare_exchange_strong(&r->first_err, &zero, status);
+    }
+    if (atomic_fetch_sub(&r->pending, 1) != 1)
+        return;
+    r->finish(r);
+    r->done(r);
+}
+
+void api_reply_cb(void *ud, int status)
+{
+    api_req_reply(ud, status);
+}
+
+const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t len, int *rc)
+{
+    *rc = 0;
+    if (!r->a->cluster)
+        return NULL; /* in-process: the bus asks the local edge, no store read */
+    store_t *st = api_store_get(r->a);
+    store_conn_t c = {0};
+    *rc = store_conn_get(st, conn_id, &c);
+    api_store_put(r->a, st);
+    if (*rc == 0)
+        snprintf(buf, len, "%s", c.edge_id);
+    store_conn_clear(&c);
+    return *rc == 0 ? buf : NULL;
+}
+
+static void http_done(api_req_t *r)
+{
+    http_ctx_t *h = r->owner;
+    if (atomic_exchange(&h->state, ST_DONE) == ST_SUSPENDED)
+        MHD_resume_connection(h->conn);
+}
+
+/* ---- responses --------------------------------------------------------------- */
+
+static enum MHD_Result queue(http_ctx_t *h)
+{
+    api_req_t *r = &h->r;
+    struct MHD_Response *resp;
+    const char *ctype = NULL;
+    if (r->resp) {
+        char *s = json_dumps(r->resp, JSON_COMPACT);
+        if (!s)
+            abort();
+        resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+        ctype = r->is_problem ? "application/problem+json" : "application/json";
+    } else if (r->raw) {
+        resp = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
+        r->raw = NULL;
+        ctype = r->raw_ctype;
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp)
+        return MHD_NO;
+    if (ctype)
+        MHD_add_response_header(resp, "Content-Type", ctype);
+    if (r->allow)
+        MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->www_auth)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"wsgate\"");
+    if (r->status >= 400)
+        wsg_count(WSG_M_API_ERRORS, 1);
+    enum MHD_Result ret = MHD_queue_response(h->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static int method_of(const char *m)
+{
+    static const struct {
+        const char *s;
+        int m;
+    } t[] = {{"GET", API_GET},
+             {"PUT", API_PUT},
+             {"POST", API_POST},
+             {"DELETE", API_DELETE},
+             {"HEAD", API_HEAD}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(m, t[i].s) == 0)
+            return t[i].m;
+    return 0;
+}
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    api_req_t *r = cls;
+    if (r->nq >= API_MAX_QUERY)
+        return MHD_NO;
+    char *k = NULL, *v = NULL;
+    if (api_pct_decode(key, strlen(key), 1, &k) != 0 ||
+        api_pct_decode(value ? value : "", value ? strlen(value) : 0, 1, &v) != 0) {
+        free(k);
+        free(v);
+        r->status = 400;
+        return MHD_NO;
+    }
+    r->q[r->nq].key = k;
+    r->q[r->nq].val = v;
+    r->nq++;
+    return MHD_YES;
+}
+
+/* Routes a fully received request. Returns API_DONE or API_ASYNC. */
+static int run_request(http_ctx_t *h, const char *url, const char *method)
+{
+    api_req_t *r = &h->r;
+    r->method = method_of(method);
+    r->ctype = MHD_lookup_connection_value(h->conn, MHD_HEADER_KIND, "Content-Type");
+    r->body = h->body ? h->body : "";
+    r->body_len = h->len;
+    if (h->too_big)
+        return api_problem(r, 413, "request body over %u bytes", h->r.a->cfg->api.max_body_bytes);
+    if (api_split_path(url, r->segs, &r->nsegs) != 0)
+        return api_problem(r, 404, "no such resource");
+    MHD_get_connection_values(h->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
+    if (r->status == 400)
+        return api_problem(r, 400, "malformed query string");
+    r->authz = MHD_lookup_connection_value(h->conn, MHD_HEADER_KIND, "Authorization");
+    return api_route(r);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    api_t *a = cls;
+    http_ctx_t *h = *con_cls;
+    if (!h) {
+        h = calloc(1, sizeof *h);
+        if (!h)
+            return MHD_NO;
+        h->conn = conn;
+        h->r.a = a;
+        h->r.owner = h;
+        h->r.done = http_done;
+        *con_cls = h;
+        wsg_count(WSG_M_API_REQUESTS, 1);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > a->cfg->api.max_body_bytes)
+            h->too_big = 1; /* answered before the body is read */
+        else
+            return MHD_YES;
+    }
+    if (*upload_size && !h->too_big) {
+        size_t n = *upload_size;
+        if (h->len + n > a->cfg->api.max_body_bytes) {
+            h->too_big = 1;
+            free(h->body);
+            h->body = NULL;
+            h->len = 0;
+        } else {
+            if (h->len + n + 1 > h->cap) {
+                size_t cap = h->cap ? h->cap : 1024;
+                while (cap < h->len + n + 1)
+                    cap *= 2;
+                char *nb = realloc(h->body, cap);
+                if (!nb)
+                    return MHD_NO;
+                h->body = nb;
+                h->cap = cap;
+            }
+            memcpy(h->body + h->len, upload, n);
+            h->len += n;
+            h->body[h->len] = 0;
+        }
+    }
+    if (*upload_size && !h->too_big) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    *upload_size = 0; /* past the limit: the rest is discarded as it arrives */
+    if (h->routed) {
+        if (atomic_load(&h->state) != ST_DONE)
+            return MHD_YES;
+        if (h->suspended) {
+            h->suspended = 0;
+            atomic_fetch_sub(&a->inflight, 1);
+        }
+        return queue(h);
+    }
+    h->routed = 1;
+    if (run_request(h, url, method) == API_DONE)
+        return queue(h);
+    if (atomic_load(&h->state) == ST_DONE)
+        return queue(h);
+    atomic_fetch_add(&a->inflight, 1);
+    h->suspended = 1;
+    MHD_suspend_connection(conn);
+    if (atomic_exchange(&h->state, ST_SUSPENDED) == ST_DONE) {
+        atomic_store(&h->state, ST_DONE);
+        MHD_resume_connection(conn);
+    }
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    api_t *a = cls;
+    http_ctx_t *h = *con_cls;
+    if (!h)
+        return;
+    if (h->suspended)
+        atomic_fetch_sub(&a->inflight, 1);
+    api_req_clear(&h->r);
+    free(h->body);
+    free(h);
+    *con_cls = NULL;
+}
+
+/* MHD would decode %2F to '/' in the path; routing decodes each segment. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
+{
+    (void)cls;
+    (void)c;
+    return strlen(uri);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------- */
+
+int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen)
+{
+    *out = NULL;
+    api_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return WSG_ENOMEM;
+    a->cfg = cfg;
+    a->bus = bus;
+    a->cluster = cfg->nats && *cfg->nats;
+    size_t n = (cfg->api.threads ? cfg->api.threads : 2) + 2;
+    int rc = pool_init(&a->pool, cfg->store, n, err, errlen);
+    if (rc == 0)
+        rc = api_registry_init(a, err, errlen);
+    if (rc != 0) {
+        api_free(a);
+        return rc;
+    }
+    *out = a;
+    return 0;
+}
+
+static int parse_listen(const char *listen, struct sockaddr_in *sa)
+{
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof host)
+        return WSG_EINVAL;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)atoi(colon + 1));
+    if (!*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
+        sa->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (strcmp(host, "localhost") == 0)
+        sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+        return WSG_EINVAL;
+    return 0;
+}
+
+int api_start(api_t *a, char *err, size_t errlen)
+{
+    const wsg_api_conf_t *c = &a->cfg->api;
+    struct sockaddr_in sa;
+    if (parse_listen(c->listen, &sa) != 0)
+        return wsg_errf(err, errlen, WSG_ECONFIG, "api.listen: cannot use '%s'", c->listen);
+    int rc = api_registry_start(a);
+    if (rc != 0)
+        return wsg_errf(err, errlen, rc, "registry start failed");
+    unsigned threads = c->threads ? c->threads : 2;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    a->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(c->max_connections ? c->max_connections : 10000),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((c->connection_timeout_ms + 999) / 1000),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
+    if (!a->mhd)
+        return wsg_errf(err, errlen, WSG_EIO, "api: cannot listen on %s", c->listen);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    a->port = di ? di->port : 0;
+    return 0;
+}
+
+int api_port(const api_t *a)
+{
+    return a ? a->port : 0;
+}
+
+void api_stop(api_t *a)
+{
+    if (!a)
+        return;
+    api_registry_stop(a);
+    if (a->mhd) {
+        MHD_quiesce_daemon(a->mhd);
+        /* suspended requests end within the bus's 5 s command timeout */
+        for (int i = 0; i < 700 && atomic_load(&a->inflight) > 0; i++)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        MHD_stop_daemon(a->mhd);
+        a->mhd = NULL;
+    }
+}
+
+void api_free(api_t *a)
+{
+    if (!a)
+        return;
+    api_stop(a);
+    pool_free(&a->pool);
+    store_free(a->reg_st);
+    for (size_t i = 0; i < a->n_lost; i++)
+        free(a->lost_ids[i]);
+    free(a->lost_ids);
+    free(a);
+}

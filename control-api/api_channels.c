@@ -1,0 +1,162 @@
+/*
+ * api_channels.c — /v1/channels and /v1/broadcast: subscribe and
+ * unsubscribe a connection (the holding edge is told first; the store row
+ * follows its answer), list members and channels from the store, publish and
+ * broadcast through the bus (one bus message; edges fan out; the store is
+ * never read for members on this path).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "control-api/api_int.h"
+
+/* Validates the channel segment and the token's channels claim. */
+static int channel_ok(api_req_t *r, const char *ch)
+{
+    char err[128];
+    if (api_channel_valid(ch, err, sizeof err) != 0) {
+        api_problem(r, 400, "%s", err);
+        return -1;
+    }
+    return api_require_channel(r, ch);
+}
+
+static void finish_sub(api_req_t *r)
+{
+    int st = atomic_load(&r->first_err);
+    if (st == 0) {
+        store_t *s = api_store_get(r->a);
+        st = store_sub_add(s, r->segs[2], r->segs[4]);
+        api_store_put(r->a, s);
+    }
+    if (st == 0)
+        api_empty(r, 204);
+    else
+        api_from_err(r, st, "subscribe");
+}
+
+static int channel_cmd(api_req_t *r, bus_cmd_op_t op, api_req_fn finish)
+{
+    const char *ch = r->segs[2], *id = r->segs[4];
+    char eb[128];
+    int rc;
+    if (channel_ok(r, ch) != 0)
+        return API_DONE;
+    const char *edge = api_edge_for(r, id, eb, sizeof eb, &rc);
+    if (rc != 0) {
+        if (op == BUS_CMD_UNSUBSCRIBE)
+            return api_empty(r, 204); /* idempotent: nothing to undo */
+        return api_from_err(r, rc, "subscribe");
+    }
+    bus_cmd_t cmd = {.op = op, .conn_id = id, .channel = ch};
+    api_req_start(r, 1, finish);
+    rc = bus_cmd_request(r->a->bus, edge, &cmd, api_reply_cb, r);
+    return rc != 0 ? api_from_err(r, rc, "subscribe") : API_ASYNC;
+}
+
+int api_h_subscribe(api_req_t *r)
+{
+    return channel_cmd(r, BUS_CMD_SUBSCRIBE, finish_sub);
+}
+
+static void finish_unsub(api_req_t *r)
+{
+    int st = atomic_load(&r->first_err);
+    if (st == 0 || st == WSG_EGONE) { /* gone: the subscription is gone with it */
+        store_t *s = api_store_get(r->a);
+        st = store_sub_remove(s, r->segs[2], r->segs[4]);
+        api_store_put(r->a, s);
+    }
+    if (st == 0)
+        api_empty(r, 204);
+    else
+        api_from_err(r, st, "unsubscribe");
+}
+
+int api_h_unsubscribe(api_req_t *r)
+{
+    return channel_cmd(r, BUS_CMD_UNSUBSCRIBE, finish_unsub);
+}
+
+int api_h_members(api_req_t *r)
+{
+    size_t limit;
+    char err[128];
+    if (api_channel_valid(r->segs[2], err, sizeof err) != 0)
+        return api_problem(r, 400, "%s", err);
+    if (api_parse_limit(r, &limit) != 0)
+        return API_DONE;
+    store_str_list_t l = {0};
+    store_t *st = api_store_get(r->a);
+    int rc = store_sub_members(st, r->segs[2], api_query(r, "cursor"), limit, &l);
+    api_store_put(r->a, st);
+    if (rc == WSG_EINVAL)
+        return api_problem(r, 400, "bad cursor");
+    if (rc != 0)
+        return api_from_err(r, rc, "members");
+    json_t *items = json_array();
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(items, json_string(l.items[i]));
+    api_json(r, 200, json_pack("{s:o,s:s?}", "items", items, "next_cursor", l.next_cursor));
+    store_str_list_free(&l);
+    return API_DONE;
+}
+
+int api_h_channels(api_req_t *r)
+{
+    size_t limit;
+    const char *prefix = api_query(r, "prefix");
+    if (api_parse_limit(r, &limit) != 0)
+        return API_DONE;
+    store_channel_list_t l = {0};
+    store_t *st = api_store_get(r->a);
+    int rc = store_channel_list(st, prefix ? prefix : "", api_query(r, "cursor"), limit, &l);
+    api_store_put(r->a, st);
+    if (rc == WSG_EINVAL)
+        return api_problem(r, 400, "bad cursor or prefix");
+    if (rc != 0)
+        return api_from_err(r, rc, "channels");
+    json_t *items = json_array();
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(items, json_pack("{s:s,s:I}", "channel", l.items[i].channel,
+                                               "members", (json_int_t)l.items[i].members));
+    api_json(r, 200, json_pack("{s:o,s:s?}", "items", items, "next_cursor", l.next_cursor));
+    store_channel_list_free(&l);
+    return API_DONE;
+}
+
+static int do_publish(api_req_t *r, const char *channel, const char *route)
+{
+    api_msg_t m;
+    char err[200];
+    int st = api_parse_message(r->ctype, r->body, r->body_len, &m, err, sizeof err);
+    if (st != 0)
+        return api_problem(r, st, "%s", err);
+    bus_publish_t p = {.channel = channel,
+                       .route = route,
+                       .exclude = api_query(r, "exclude"),
+                       .data = m.data,
+                       .len = m.len,
+                       .binary = m.binary};
+    int rc = bus_publish(r->a->bus, &p);
+    free(m.data);
+    if (rc != 0)
+        return api_from_err(r, rc, "publish");
+    return api_json(r, 202, json_pack("{s:b}", "accepted", 1));
+}
+
+int api_h_publish(api_req_t *r)
+{
+    if (channel_ok(r, r->segs[2]) != 0)
+        return API_DONE;
+    return do_publish(r, r->segs[2], NULL);
+}
+
+int api_h_broadcast(api_req_t *r)
+{
+    const char *route = api_query(r, "route");
+    if (route && !*route)
+        route = NULL;
+    return do_publish(r, NULL, route);
+}

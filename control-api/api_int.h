@@ -1,0 +1,183 @@
+/*
+ * api_int.h — internals of the control API shared by its files.
+ *
+ * A request (HTTP or one item of a batch) is an api_req_t: decoded path
+ * segments, decoded query, body, the verified claims, and the answer being
+ * built (status + JSON body). A handler either answers at once (returns
+ * API_DONE) or starts bus commands and returns API_ASYNC; every reply then
+ * calls api_req_reply() and the last one finishes the request through
+ * r->done (HTTP: resume the suspended MHD connection; batch: fill the item).
+ *
+ * Threads: handlers run on MHD threads; reply callbacks on whichever thread
+ * the bus calls them. Store handles come from a pool (one thread at a time
+ * per handle, store.h's rule).
+ */
+#ifndef WSG_API_INT_H
+#define WSG_API_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "bus/bus.h"
+#include "common/config.h"
+#include "common/jwt.h"
+#include "control-api/api.h"
+#include "store/store.h"
+
+#define API_MAX_SEGS 8
+#define API_MAX_QUERY 16
+#define API_DONE 0
+#define API_ASYNC 1
+#define API_CHANNEL_MAX 255
+
+typedef enum { API_GET = 1, API_PUT = 2, API_POST = 4, API_DELETE = 8, API_HEAD = 16 } api_method_t;
+
+typedef struct {
+    char *key;
+    char *val;
+} api_kv_t;
+
+typedef struct api_req api_req_t;
+typedef void (*api_req_fn)(api_req_t *r);
+
+struct api_req {
+    api_t *a;
+    int method;
+    char *segs[API_MAX_SEGS];
+    size_t nsegs;
+    api_kv_t q[API_MAX_QUERY];
+    size_t nq;
+    const char *ctype; /* Content-Type as given, NULL when absent */
+    const char *body;
+    size_t body_len;
+    const char *authz;          /* Authorization header; NULL in batch items */
+    const wsg_claims_t *claims; /* NULL before auth; batch items share the parent's */
+    wsg_claims_t claims_buf;
+    /* answer */
+    int status;
+    json_t *resp;   /* owned; JSON or problem document */
+    int is_problem; /* resp is application/problem+json */
+    char *raw;      /* owned text body (metrics), when resp is NULL */
+    size_t raw_len;
+    const char *raw_ctype;
+    const char *allow; /* 405: the Allow header */
+    int www_auth;      /* 401: add WWW-Authenticate */
+    /* async */
+    atomic_int pending;
+    atomic_int first_err; /* first non-zero reply status */
+    api_req_fn finish;    /* handler's completion: maps replies to the answer */
+    api_req_fn done;      /* owner's completion: HTTP resume or batch item */
+    void *owner;
+    void *scratch; /* handler state freed by the handler's finish */
+};
+
+typedef struct {
+    store_t **h;
+    size_t n, free_n;
+    size_t *free_idx;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} api_pool_t;
+
+struct api {
+    const wsg_config_t *cfg;
+    bus_t *bus;
+    int cluster; /* cfg->nats not empty */
+    struct MHD_Daemon *mhd;
+    int port;
+    api_pool_t pool;
+    atomic_int inflight; /* suspended requests */
+    /* registry */
+    store_t *reg_st;
+    pthread_mutex_t reg_mu;
+    char **lost_ids; /* connections of a previous run, found at api_new */
+    size_t n_lost;
+    pthread_t maint;
+    int maint_running;
+    pthread_mutex_t maint_mu;
+    pthread_cond_t maint_cv;
+    int stopping;
+};
+
+/* api_routes.c */
+int api_route(api_req_t *r);
+int api_split_path(const char *url, char **segs, size_t *nsegs);
+int api_parse_query(const char *qs, api_req_t *r);
+const char *api_query(const api_req_t *r, const char *key);
+int api_pct_decode(const char *in, size_t n, int plus, char **out);
+void api_req_clear(api_req_t *r);
+int api_route_known(const char *method, const char *path);
+
+/* api_problem.c */
+json_t *api_problem_json(int status, const char *detail);
+const char *api_status_title(int status);
+int api_problem(api_req_t *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int api_json(api_req_t *r, int status, json_t *body_new);
+int api_empty(api_req_t *r, int status);
+int api_from_err(api_req_t *r, int err, const char *what);
+
+/* api_auth.c */
+int api_authenticate(api_req_t *r, const char *authz, wsg_claims_t *out);
+int api_glob_allows(const char *const *patterns, size_t n, const char *channel);
+int api_require_channel(api_req_t *r, const char *channel);
+int api_check_scope(api_req_t *r, const char *scope);
+
+/* api_body.c */
+typedef struct {
+    unsigned char *data; /* owned */
+    size_t len;
+    int binary;
+} api_msg_t;
+/* Parses a message body by Content-Type. Returns 0, or an HTTP status
+ * (400/415) with detail in err. */
+int api_parse_message(const char *ctype, const char *body, size_t len, api_msg_t *out, char *err,
+                      size_t errlen);
+int api_media_is(const char *ctype, const char *want);
+int api_channel_valid(const char *ch, char *err, size_t errlen);
+int api_utf8_valid(const char *s, size_t n);
+int api_parse_limit(api_req_t *r, size_t *limit);
+
+/* api_conn.c / api_channels.c / api_users.c / api_batch.c / api_dead.c / api_ops.c */
+int api_h_send(api_req_t *r);
+int api_h_conn_get(api_req_t *r);
+int api_h_conn_delete(api_req_t *r);
+int api_h_conn_list(api_req_t *r);
+int api_h_subscribe(api_req_t *r);
+int api_h_unsubscribe(api_req_t *r);
+int api_h_members(api_req_t *r);
+int api_h_publish(api_req_t *r);
+int api_h_channels(api_req_t *r);
+int api_h_broadcast(api_req_t *r);
+int api_h_user_send(api_req_t *r);
+int api_h_user_delete(api_req_t *r);
+int api_h_batch(api_req_t *r);
+int api_h_dead_list(api_req_t *r);
+int api_h_dead_replay(api_req_t *r);
+int api_h_healthz(api_req_t *r);
+int api_h_readyz(api_req_t *r);
+int api_h_metrics(api_req_t *r);
+int api_h_openapi(api_req_t *r);
+
+/* async helpers (api.c) */
+void api_req_start(api_req_t *r, int n, api_req_fn finish);
+void api_req_reply(api_req_t *r, int status);
+void api_reply_cb(void *ud, int status);
+const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t len, int *rc);
+
+/* store pool (api.c) */
+store_t *api_store_get(api_t *a);
+void api_store_put(api_t *a, store_t *st);
+
+/* api_registry.c */
+int api_registry_init(api_t *a, char *err, size_t errlen);
+int api_registry_start(api_t *a);
+void api_registry_stop(api_t *a);
+int api_registry_lose(api_t *a, const store_conn_t *c);
+
+extern const char api_openapi_json[];
+extern const size_t api_openapi_json_len;
+
+#endif

@@ -1,0 +1,319 @@
+/*
+ * api_registry.c — keeps the store's connections and subscriptions current
+ * from bus events (consumer group "registry": connect -> store_conn_put and
+ * the event's "channels"; disconnect -> store_conn_delete), records edge
+ * heartbeats, and makes sure every connect gets exactly one disconnect:
+ *
+ *   - standalone restart: connections found in the store at api_new() belong
+ *     to the previous run's edge; api_start() publishes one "edge_lost"
+ *     disconnect for each (code 1006) and deletes it;
+ *   - cluster: an edge whose heartbeat is older than cluster.edge_timeout
+ *     gets the same treatment for its connections (lose_edge()).
+ *
+ * A maintenance thread runs the cluster sweep, store_sub_gc() every minute
+ * and the periodic state report (log.report_interval).
+ *
+ * Threads: the event callback runs on the group's bus thread, heartbeats on
+ * the bus service thread, maintenance on its own; all share reg_st under
+ * reg_mu.
+ */
+
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/b64.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "control-api/api_int.h"
+
+#define GC_INTERVAL_MS 60000
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t parse_ts(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec, &ms) < 6)
+        return now_ms();
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+static int on_connect(api_t *a, const bus_event_t *ev, json_t *o)
+{
+    json_t *ctx = json_object_get(o, "context");
+    char *ctxs = json_dumps(json_is_object(ctx) ? ctx : json_object(), JSON_COMPACT);
+    int64_t at = parse_ts(json_string_value(json_object_get(o, "timestamp")));
+    store_conn_t c = {.id = (char *)ev->conn_id,
+                      .route = (char *)(ev->route ? ev->route : ""),
+                      .edge_id = (char *)(ev->edge_id ? ev->edge_id : ""),
+                      .user = (char *)json_string_value(json_object_get(o, "user")),
+                      .context_json = ctxs,
+                      .remote_addr = (char *)json_string_value(json_object_get(o, "remote_addr")),
+                      .connected_at_ms = at,
+                      .last_active_at_ms = at};
+    if (!c.remote_addr)
+        c.remote_addr = "";
+    int rc = store_conn_put(a->reg_st, &c);
+    size_t i;
+    json_t *ch;
+    json_array_foreach(json_object_get(o, "channels"), i, ch)
+    {
+        if (rc == 0 && json_is_string(ch))
+            rc = store_sub_add(a->reg_st, json_string_value(ch), ev->conn_id);
+    }
+    free(ctxs);
+    return rc;
+}
+
+static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
+{
+    (void)attempt;
+    api_t *a = ud;
+    int rc = 0;
+    pthread_mutex_lock(&a->reg_mu);
+    if (ev->type == BUS_EV_CONNECT) {
+        json_t *o = json_loadb(ev->body, ev->body_len, 0, NULL);
+        rc = o ? on_connect(a, ev, o) : WSG_EINVAL;
+        json_decref(o);
+    } else if (ev->type == BUS_EV_DISCONNECT) {
+        rc = store_conn_delete(a->reg_st, ev->conn_id);
+    }
+    const char *detail = rc ? store_errmsg(a->reg_st) : NULL;
+    if (rc != 0)
+        WSG_LOG(WSG_LOG_WARN, "registry update failed", "conn=%s event=%s code=%s detail=%s",
+                ev->conn_id, ev->id, wsg_err_name(rc), detail);
+    pthread_mutex_unlock(&a->reg_mu);
+    bus_event_done(a->bus, d);
+}
+
+static void on_heartbeat(void *ud, const char *edge_id, int64_t at_ms, int leaving)
+{
+    (void)at_ms;
+    api_t *a = ud;
+    pthread_mutex_lock(&a->reg_mu);
+    /* the receiver's clock decides staleness, so skew between hosts is harmless */
+    if (leaving)
+        store_edge_delete(a->reg_st, edge_id);
+    else
+        store_edge_heartbeat(a->reg_st, edge_id, now_ms());
+    pthread_mutex_unlock(&a->reg_mu);
+}
+
+/* Publishes the edge_lost disconnect of c and deletes it. Caller holds reg_mu. */
+int api_registry_lose(api_t *a, const store_conn_t *c)
+{
+    uint64_t seq = 0;
+    unsigned char raw[16];
+    char rnd[WSG_B64_LEN(16) + 1], evid[48], ts[32];
+    if (bus_event_last_seq(a->bus, c->id, &seq) != 0 || RAND_bytes(raw, sizeof raw) != 1)
+        return WSG_EBUS;
+    wsg_b64url_encode(raw, sizeof raw, rnd);
+    snprintf(evid, sizeof evid, "evt_%s", rnd);
+    int64_t ms = now_ms();
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(ms % 1000));
+    json_t *ctx = json_loads(c->context_json ? c->context_json : "{}", 0, NULL);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:i,s:s,s:s}", "id", evid, "type",
+                          "disconnect", "connection_id", c->id, "route", c->route, "user",
+                          c->user ? json_string(c->user) : json_null(), "context",
+                          ctx ? ctx : json_object(), "seq", (json_int_t)(seq + 1), "timestamp", ts,
+                          "code", 1006, "reason", "", "initiator", "edge_lost");
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!body)
+        return WSG_ENOMEM;
+    bus_event_t ev = {.id = evid,
+                      .type = BUS_EV_DISCONNECT,
+                      .conn_id = c->id,
+                      .edge_id = c->edge_id,
+                      .route = c->route,
+                      .seq = seq + 1,
+                      .body = body,
+                      .body_len = strlen(body)};
+    int rc = bus_event_publish(a->bus, &ev, NULL, NULL);
+    free(body);
+    if (rc == 0)
+        rc = store_conn_delete(a->reg_st, c->id);
+    WSG_LOG(WSG_LOG_INFO, "connection lost with its edge", "conn=%s route=%s user=%s edge=%s",
+            c->id, c->route, c->user, c->edge_id);
+    return rc;
+}
+
+/* Cluster: every connection of an edge that stopped heartbeating. */
+static int lose_edge(api_t *a, const char *edge_id)
+{
+    int rc;
+    do {
+        store_conn_query_t q = {.edge_id = edge_id, .limit = 1000};
+        store_conn_list_t l = {0};
+        rc = store_conn_list(a->reg_st, &q, &l);
+        for (size_t i = 0; rc == 0 && i < l.n; i++)
+            rc = api_registry_lose(a, &l.items[i]);
+        int more = l.n > 0;
+        store_conn_list_free(&l);
+        if (!more)
+            break;
+    } while (rc == 0);
+    if (rc == 0)
+        rc = store_edge_delete(a->reg_st, edge_id);
+    WSG_LOG(WSG_LOG_WARN, "edge lost", "edge=%s code=%s", edge_id, rc ? wsg_err_name(rc) : "OK");
+    return rc;
+}
+
+static void sweep_stale_edges(api_t *a)
+{
+    store_str_list_t l = {0};
+    int64_t before = now_ms() - (int64_t)a->cfg->cluster.edge_timeout_ms;
+    if (store_edge_stale(a->reg_st, before, &l) != 0)
+        return;
+    for (size_t i = 0; i < l.n; i++)
+        lose_edge(a, l.items[i]);
+    store_str_list_free(&l);
+}
+
+static void report(api_t *a)
+{
+    uint64_t channels = 0;
+    char *cursor = NULL;
+    for (int page = 0; page < 100; page++) {
+        store_channel_list_t l = {0};
+        int rc = store_channel_list(a->reg_st, "", cursor, 1000, &l);
+        free(cursor);
+        cursor = rc == 0 ? l.next_cursor : NULL;
+        channels += l.n;
+        l.next_cursor = NULL;
+        store_channel_list_free(&l);
+        if (!cursor)
+            break;
+    }
+    free(cursor);
+    WSG_LOG(WSG_LOG_INFO, "state report", "connections=%lld channels=%llu events_pending=%lld",
+            (long long)wsg_gauge_value(WSG_G_CONNECTIONS), (unsigned long long)channels,
+            (long long)wsg_gauge_value(WSG_G_EVENTS_PENDING));
+}
+
+static void *maint_main(void *arg)
+{
+    api_t *a = arg;
+    int64_t next_gc = now_ms() + GC_INTERVAL_MS, next_report = 0;
+    uint64_t every = a->cfg->log.report_interval_ms;
+    if (every)
+        next_report = now_ms() + (int64_t)every;
+    pthread_mutex_lock(&a->maint_mu);
+    while (!a->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &ts);
+        if (a->stopping)
+            break;
+        pthread_mutex_unlock(&a->maint_mu);
+        pthread_mutex_lock(&a->reg_mu);
+        int64_t now = now_ms();
+        if (a->cluster)
+            sweep_stale_edges(a);
+        if (now >= next_gc) {
+            uint64_t removed = 0;
+            store_sub_gc(a->reg_st, &removed);
+            next_gc = now + GC_INTERVAL_MS;
+        }
+        if (every && now >= next_report) {
+            report(a);
+            next_report = now + (int64_t)every;
+        }
+        pthread_mutex_unlock(&a->reg_mu);
+        pthread_mutex_lock(&a->maint_mu);
+    }
+    pthread_mutex_unlock(&a->maint_mu);
+    return NULL;
+}
+
+/* Standalone: remembers every connection left in the store by a previous run
+ * (nothing of this run can be recorded yet: the bus has not started). */
+static int collect_lost(api_t *a)
+{
+    char *cursor = NULL;
+    int rc;
+    do {
+        store_conn_query_t q = {.cursor = cursor, .limit = 1000};
+        store_conn_list_t l = {0};
+        rc = store_conn_list(a->reg_st, &q, &l);
+        free(cursor);
+        cursor = NULL;
+        if (rc != 0)
+            break;
+        char **ids = realloc(a->lost_ids, (a->n_lost + l.n) * sizeof *ids + 1);
+        if (!ids)
+            abort();
+        a->lost_ids = ids;
+        for (size_t i = 0; i < l.n; i++)
+            a->lost_ids[a->n_lost++] = strdup(l.items[i].id);
+        cursor = l.next_cursor;
+        l.next_cursor = NULL;
+        store_conn_list_free(&l);
+    } while (cursor);
+    return rc;
+}
+
+int api_registry_init(api_t *a, char *err, size_t errlen)
+{
+    pthread_mutex_init(&a->reg_mu, NULL);
+    pthread_mutex_init(&a->maint_mu, NULL);
+    pthread_cond_init(&a->maint_cv, NULL);
+    int rc = store_open(&a->reg_st, a->cfg->store, err, errlen);
+    if (rc == 0 && !a->cluster && (rc = collect_lost(a)) != 0)
+        wsg_errf(err, errlen, rc, "registry: %s", store_errmsg(a->reg_st));
+    if (rc == 0)
+        rc = bus_event_subscribe(a->bus, "registry",
+                                 BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT),
+                                 on_event, a);
+    if (rc == 0)
+        rc = bus_heartbeat_serve(a->bus, on_heartbeat, a);
+    if (rc != 0 && err && !*err)
+        wsg_errf(err, errlen, rc, "registry: cannot subscribe to the bus");
+    return rc;
+}
+
+int api_registry_start(api_t *a)
+{
+    pthread_mutex_lock(&a->reg_mu);
+    for (size_t i = 0; i < a->n_lost; i++) {
+        store_conn_t c = {0};
+        if (store_conn_get(a->reg_st, a->lost_ids[i], &c) == 0) /* not disconnected meanwhile */
+            api_registry_lose(a, &c);
+        store_conn_clear(&c);
+    }
+    pthread_mutex_unlock(&a->reg_mu);
+    a->stopping = 0;
+    if (pthread_create(&a->maint, NULL, maint_main, a) != 0)
+        return WSG_ENOMEM;
+    a->maint_running = 1;
+    return 0;
+}
+
+void api_registry_stop(api_t *a)
+{
+    if (!a->maint_running)
+        return;
+    pthread_mutex_lock(&a->maint_mu);
+    a->stopping = 1;
+    pthread_cond_signal(&a->maint_cv);
+    pthread_mutex_unlock(&a->maint_mu);
+    pthread_join(a->maint, NULL);
+    a->maint_running = 0;
+}

@@ -1,0 +1,245 @@
+/*
+ * api_routes.c — the control API's routing table: which method and path
+ * pattern runs which handler under which scope, path and query decoding, and
+ * the 404/405/401/403 answers that come before any handler runs.
+ *
+ * Paths arrive still percent-encoded (api.c keeps MHD from decoding them) so
+ * a channel named "a/b" (sent as a%2Fb) stays one segment. Each segment is
+ * decoded here; a decoded segment containing NUL is refused.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "control-api/api_int.h"
+
+typedef struct {
+    int method;
+    const char *pattern; /* segments; "*" matches one */
+    const char *scope;   /* NULL: no token needed; "" any valid token */
+    int (*fn)(api_req_t *r);
+} api_route_t;
+
+static const api_route_t routes[] = {
+    {API_GET, "healthz", NULL, api_h_healthz},
+    {API_GET, "readyz", NULL, api_h_readyz},
+    {API_GET, "metrics", NULL, api_h_metrics},
+    {API_GET, "v1/openapi.json", NULL, api_h_openapi},
+    {API_GET, "v1/connections", "read", api_h_conn_list},
+    {API_GET, "v1/connections/*", "read", api_h_conn_get},
+    {API_DELETE, "v1/connections/*", "disconnect", api_h_conn_delete},
+    {API_POST, "v1/connections/*/messages", "send", api_h_send},
+    {API_GET, "v1/channels", "read", api_h_channels},
+    {API_GET, "v1/channels/*/connections", "read", api_h_members},
+    {API_PUT, "v1/channels/*/connections/*", "subscribe", api_h_subscribe},
+    {API_DELETE, "v1/channels/*/connections/*", "subscribe", api_h_unsubscribe},
+    {API_POST, "v1/channels/*/messages", "publish", api_h_publish},
+    {API_POST, "v1/broadcast", "publish", api_h_broadcast},
+    {API_POST, "v1/users/*/messages", "send", api_h_user_send},
+    {API_DELETE, "v1/users/*", "disconnect", api_h_user_delete},
+    {API_POST, "v1/batch", "", api_h_batch},
+    {API_GET, "v1/dead-letters", "read", api_h_dead_list},
+    {API_POST, "v1/dead-letters/*/replay", "admin", api_h_dead_replay},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int api_pct_decode(const char *in, size_t n, int plus, char **out)
+{
+    char *o = malloc(n + 1);
+    if (!o)
+        return WSG_ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '%') {
+            int hi = i + 1 < n ? hexval((unsigned char)in[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)in[i + 2]) : -1;
+            int h = (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
+            if (h <= 0) { /* bad escape or %00 */
+                free(o);
+                return WSG_EINVAL;
+            }
+            o[j++] = (char)h;
+            i += 2;
+        } else if (plus && in[i] == '+') {
+            o[j++] = ' ';
+        } else if (in[i] == 0) {
+            free(o);
+            return WSG_EINVAL;
+        } else {
+            o[j++] = in[i];
+        }
+    }
+    o[j] = 0;
+    *out = o;
+    return 0;
+}
+
+int api_split_path(const char *url, char **segs, size_t *nsegs)
+{
+    *nsegs = 0;
+    if (*url != '/')
+        return WSG_EINVAL;
+    const char *p = url + 1;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (*nsegs >= API_MAX_SEGS || (n == 0 && e))
+            return WSG_EINVAL;
+        if (n == 0)
+            break;
+        if (api_pct_decode(p, n, 0, &segs[*nsegs]) != 0)
+            return WSG_EINVAL;
+        (*nsegs)++;
+        p += n + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+int api_parse_query(const char *qs, api_req_t *r)
+{
+    while (qs && *qs) {
+        const char *amp = strchr(qs, '&');
+        size_t n = amp ? (size_t)(amp - qs) : strlen(qs);
+        const char *eq = memchr(qs, '=', n);
+        size_t kn = eq ? (size_t)(eq - qs) : n;
+        if (n > 0) {
+            if (r->nq >= API_MAX_QUERY)
+                return WSG_EINVAL;
+            api_kv_t *kv = &r->q[r->nq];
+            if (api_pct_decode(qs, kn, 1, &kv->key) != 0)
+                return WSG_EINVAL;
+            const char *v = eq ? eq + 1 : qs + n;
+            if (api_pct_decode(v, (size_t)(qs + n - v), 1, &kv->val) != 0) {
+                free(kv->key);
+                return WSG_EINVAL;
+            }
+            r->nq++;
+        }
+        qs = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+const char *api_query(const api_req_t *r, const char *key)
+{
+    for (size_t i = 0; i < r->nq; i++)
+        if (strcmp(r->q[i].key, key) == 0)
+            return r->q[i].val;
+    return NULL;
+}
+
+void api_req_clear(api_req_t *r)
+{
+    for (size_t i = 0; i < r->nsegs; i++)
+        free(r->segs[i]);
+    r->nsegs = 0;
+    for (size_t i = 0; i < r->nq; i++) {
+        free(r->q[i].key);
+        free(r->q[i].val);
+    }
+    r->nq = 0;
+    json_decref(r->resp);
+    r->resp = NULL;
+    free(r->raw);
+    r->raw = NULL;
+    wsg_claims_clear(&r->claims_buf);
+}
+
+/* 1 when the request's segments match pattern. */
+static int matches(const api_req_t *r, const char *pattern)
+{
+    size_t i = 0;
+    const char *p = pattern;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (i >= r->nsegs)
+            return 0;
+        if (!(n == 1 && *p == '*') && (strlen(r->segs[i]) != n || memcmp(r->segs[i], p, n) != 0))
+            return 0;
+        i++;
+        p += n + (e ? 1 : 0);
+    }
+    return i == r->nsegs;
+}
+
+static const char *allow_header(int mask)
+{
+    static const char *names[] = {"GET, HEAD", "PUT", "POST", "DELETE"};
+    static char cache[16][40];
+    static const int bits[] = {API_GET, API_PUT, API_POST, API_DELETE};
+    int idx = mask & 15;
+    if (!cache[idx][0]) {
+        char buf[40] = "";
+        for (int i = 0; i < 4; i++)
+            if (mask & bits[i])
+                snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", *buf ? ", " : "",
+                         names[i]);
+        memcpy(cache[idx], buf, sizeof buf); /* same bytes from any thread */
+    }
+    return cache[idx];
+}
+
+int api_check_scope(api_req_t *r, const char *scope)
+{
+    if (!scope || !*scope)
+        return 0;
+    if (!r->claims || !wsg_scope_has(r->claims->scope, scope)) {
+        api_problem(r, 403, "this token lacks the '%s' scope", scope);
+        return -1;
+    }
+    return 0;
+}
+
+int api_route(api_req_t *r)
+{
+    int allowed = 0;
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        const api_route_t *rt = &routes[i];
+        if (!matches(r, rt->pattern))
+            continue;
+        allowed |= rt->method;
+        int m = r->method == API_HEAD ? API_GET : r->method;
+        if (rt->method != m)
+            continue;
+        if (rt->scope && !r->claims) {
+            if (api_authenticate(r, r->authz, &r->claims_buf) != 0)
+                return API_DONE;
+            r->claims = &r->claims_buf;
+        }
+        if (api_check_scope(r, rt->scope) != 0)
+            return API_DONE;
+        return rt->fn(r);
+    }
+    if (!allowed)
+        return api_problem(r, 404, "no such resource");
+    r->allow = allow_header(allowed);
+    return api_problem(r, 405, "method not allowed here; allowed: %s", r->allow);
+}
+
+int api_route_known(const char *method, const char *path)
+{
+    api_req_t r = {0};
+    r.method = strcmp(method, "GET") == 0    ? API_GET
+               : strcmp(method, "PUT") == 0  ? API_PUT
+               : strcmp(method, "POST") == 0 ? API_POST
+                                             : API_DELETE;
+    int found = 0;
+    if (api_split_path(path, r.segs, &r.nsegs) == 0)
+        for (size_t i = 0; i < N_ROUTES && !found; i++)
+            found = matches(&r, routes[i].pattern) && routes[i].method == r.method;
+    api_req_clear(&r);
+    return found;
+}
