@@ -306,9 +306,11 @@ int edge_on_writeable(edge_t *e, edge_conn_t *c)
     if (c->close_code)
         return close_now(c);
     if (c->ping_due) {
-        unsigned char buf[LWS_PRE + 1];
+        /* Not empty: lws 4.1 swallows an empty pong without RECEIVE_PONG. */
+        unsigned char buf[LWS_PRE + 4] = {0};
+        memcpy(buf + LWS_PRE, "wsg", 3);
         c->ping_due = 0;
-        if (lws_write(c->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+        if (lws_write(c->wsi, buf + LWS_PRE, 3, LWS_WRITE_PING) < 0)
             return -1;
     }
     while (c->out_head && !lws_send_pipe_choked(c->wsi)) {
