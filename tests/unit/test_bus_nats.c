@@ -268,6 +268,42 @@ static void test_dedup_and_last_seq(void **state)
     bus_free(bus);
 }
 
+/* Two processes in one group: the one holding the partition leases
+ * consumes; when it goes, the other takes the partitions over and gets
+ * what was left undone first (attempt 2), then new events. */
+static void test_lease_takeover(void **state)
+{
+    bus_nats_tune_t t = {.ack_wait_ms = 2000, .lease_ttl_ms = 3000};
+    bus_t *a = open_bus("lease", &t), *b = open_bus("lease", &t);
+    rec_t ga, gb, acks;
+    rec_init(&ga);
+    rec_init(&gb);
+    rec_init(&acks);
+    gb.bus = b;
+    gb.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(a, "dispatch", BUS_EV_ALL, on_event, &ga), 0);
+    assert_int_equal(bus_event_subscribe(b, "dispatch", BUS_EV_ALL, on_event, &gb), 0);
+    assert_int_equal(bus_start(a), 0);
+    assert_int_equal(bus_start(b), 0);
+    publish(b, "evt_l1", BUS_EV_CONNECT, "connL", 1, &acks);
+    publish(b, "evt_l2", BUS_EV_MESSAGE, "connL", 2, &acks);
+    publish(b, "evt_l3", BUS_EV_MESSAGE, "connL", 3, &acks);
+    assert_all_acked(&acks, 3);
+    wait_count(&ga, 3);
+    assert_int_equal(rec_count(&gb), 0); /* a holds every lease */
+    bus_event_done(a, ga.d[0]);
+    bus_free(a); /* l2, l3 undone: handed back, leases released */
+    wait_count(&gb, 2);
+    assert_string_equal(gb.id[0], "evt_l2");
+    assert_int_equal(gb.attempt[0], 2);
+    assert_string_equal(gb.id[1], "evt_l3");
+    publish(b, "evt_l4", BUS_EV_DISCONNECT, "connL", 4, &acks);
+    wait_count(&gb, 3);
+    assert_string_equal(gb.id[2], "evt_l4");
+    assert_int_equal(gb.attempt[2], 1);
+    bus_free(b);
+}
+
 /* ---- commands ----------------------------------------------------------------- */
 
 typedef struct {
@@ -606,6 +642,7 @@ int main(void)
         cmocka_unit_test_setup(test_events_two_groups_in_order, skip_without_server),
         cmocka_unit_test_setup(test_redelivery_after_reopen, skip_without_server),
         cmocka_unit_test_setup(test_dedup_and_last_seq, skip_without_server),
+        cmocka_unit_test_setup(test_lease_takeover, skip_without_server),
         cmocka_unit_test_setup(test_commands, skip_without_server),
         cmocka_unit_test_setup(test_channels_and_broadcast, skip_without_server),
         cmocka_unit_test_setup(test_heartbeats, skip_without_server),
