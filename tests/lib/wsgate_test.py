@@ -1596,11 +1596,19 @@ class GatewayTestCase(_unittest.TestCase):
         self._gateways = []
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if self._failed():
             for gw in self._gateways:
                 _sys.stderr.write("\n--- wsgate log (%s) ---\n%s\n" % (self.id(),
                                                                         gw.logs_tail(80)))
+
+    def _failed(self):
+        """True once this test has an error or failure recorded (unittest
+        records them as they happen, before tearDown)."""
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return False
+        return any(t is self for t, _ in
+                   list(getattr(result, "errors", [])) + list(getattr(result, "failures", [])))
 
     def backend(self, **kw):
         be = Backend(**kw)
