@@ -164,7 +164,7 @@ int disp_actions_parse(const char *body, size_t len, disp_action_t **out, size_t
     if (!body || blank(body, len))
         return 0;
     json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
+    json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (!root)
         return wsg_errf(err, errlen, WSG_EPROTO, "response body is not JSON: %s", je.text);
     json_t *acts = json_is_object(root) ? json_object_get(root, "actions") : NULL;
