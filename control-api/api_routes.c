@@ -223,8 +223,11 @@ int api_route(api_req_t *r)
             return API_DONE;
         return rt->fn(r);
     }
-    if (!allowed)
-        return api_problem(r, 404, "no such resource");
+    if (!allowed) { /* distinct type: no route at all, not a missing resource */
+        api_problem(r, 404, "no such resource");
+        json_object_set_new(r->resp, "type", json_string("https://wsgate.dev/problems/no-route"));
+        return API_DONE;
+    }
     r->allow = allow_header(allowed);
     return api_problem(r, 405, "method not allowed here; allowed: %s", r->allow);
 }
