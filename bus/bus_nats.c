@@ -410,7 +410,11 @@ static void nats_free(bus_t *bus)
     nb_wake(b);
     if (b->svc_running)
         pthread_join(b->svc, NULL);
-    nb_ev_stop(b); /* joins group threads, naks undone, releases leases */
+    nb_ev_stop(b);   /* joins group threads, naks undone, releases leases */
+    jsPubOptions po; /* PubAcks still due get their answer, bounded */
+    jsPubOptions_Init(&po);
+    po.MaxWait = b->tune.pub_timeout_ms;
+    js_PublishAsyncComplete(b->js, &po);
     /* Drain: unsubscribes everything, lets running callbacks finish, flushes
      * what we published, then closes; bounded. */
     if (natsConnection_DrainTimeout(b->nc, 3000) != NATS_OK)

@@ -103,6 +103,7 @@ void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     pthread_mutex_lock(&b->mu);
     nb_pub_t *p = pub_take(b, msg);
     pthread_mutex_unlock(&b->mu);
+    natsMsg_Destroy(msg); /* with an AckHandler, the message is ours again */
     if (!p)
         return;
     if (p->cb)
@@ -385,8 +386,8 @@ static void idle_wait(nats_bus_t *b, int ms)
     pthread_mutex_unlock(&b->mu);
 }
 
-/* The group's delivery thread: binds what it holds a lease for, drops what
- * it lost, and fetches round-robin; idles 10 ms when nothing came. */
+/* The group's delivery thread: binds what it holds a lease for and fetches
+ * round-robin from those; idles 10 ms when nothing came. */
 static void *group_main(void *arg)
 {
     nb_group_t *g = arg;
@@ -397,8 +398,8 @@ static void *group_main(void *arg)
             int want = atomic_load(&g->want[p]) && atomic_load(&b->connected);
             if (want && !g->subs[p] && bind_partition(g, p) != NATS_OK)
                 g->subs[p] = NULL;
-            if (!atomic_load(&g->want[p]))
-                drop_partition(g, p);
+            /* a lost lease only stops fetching: the bound subscription stays
+             * until bus_free, so acks of deliveries still out stay valid */
             if (want && g->subs[p])
                 got += fetch_partition(g, p);
         }
@@ -445,6 +446,8 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
             s = kvStore_UpdateString(&rev, b->kv, key, b->instance, g->rev[p]);
         else
             s = kvStore_CreateString(&rev, b->kv, key, b->instance);
+        if (s != NATS_OK && g->rev[p] && nb_status_to_err(s) == WSG_EUNAVAILABLE)
+            continue; /* no answer: keep what we hold, try again next round */
         g->rev[p] = s == NATS_OK ? rev : 0;
         atomic_store(&g->want[p], s == NATS_OK);
     }
