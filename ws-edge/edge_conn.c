@@ -303,9 +303,7 @@ int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
 int edge_on_writeable(edge_t *e, edge_conn_t *c)
 {
     (void)e;
-    if (c->close_code)
-        return close_now(c);
-    if (c->ping_due) {
+    if (c->ping_due && !c->close_code) {
         /* Not empty: lws 4.1 swallows an empty pong without RECEIVE_PONG. */
         unsigned char buf[LWS_PRE + 4] = {0};
         memcpy(buf + LWS_PRE, "wsg", 3);
@@ -330,6 +328,8 @@ int edge_on_writeable(edge_t *e, edge_conn_t *c)
     }
     if (c->out_head)
         lws_callback_on_writable(c->wsi);
+    else if (c->close_code) /* queued frames first, then the close frame */
+        return close_now(c);
     return 0;
 }
 

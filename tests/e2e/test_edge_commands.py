@@ -3,8 +3,8 @@ API through the bus and the edge (SPEC.md §2, §4):
 
 - a send arrives as a text or binary frame, in order; to an unknown
   connection it is 410;
-- a forced disconnect closes with the given code and reason and the
-  disconnect event says initiator "api";
+- a forced disconnect closes with the given code and reason, after the
+  frames queued before it, and the disconnect event says initiator "api";
 - subscribe / unsubscribe and the `channels` claim decide who gets a
   channel publish; `exclude` skips one connection;
 - a broadcast with ?route= reaches only that route's connections;
@@ -51,6 +51,15 @@ class EdgeCommands(w.GatewayTestCase):
         self.assertEqual(ws.wait_closed(5), (4000, "bye"))
         ev = self.be.wait_event(lambda e: e["type"] == "disconnect")
         self.assertEqual((ev["code"], ev["reason"], ev["initiator"]), (4000, "bye", "api"))
+
+    def test_queued_frames_flushed_before_close(self):
+        ws, cid = self.open("/a", "flush")
+        for i in range(20):
+            self.assertEqual(self.api.send(cid, "m%d" % i).status, 200)
+        self.assertEqual(self.api.delete("/v1/connections/%s?code=4001&reason=done" % cid).status,
+                         204)
+        self.assertEqual([ws.recv_text(5) for _ in range(20)], ["m%d" % i for i in range(20)])
+        self.assertEqual(ws.wait_closed(5), (4001, "done"))
 
     def test_channels_exclude_and_broadcast(self):
         a1, id1 = self.open("/a", "u1", channels=["lobby"])
