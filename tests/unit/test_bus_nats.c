@@ -268,6 +268,40 @@ static void test_dedup_and_last_seq(void **state)
     bus_free(bus);
 }
 
+/* Discard New: a full stream refuses new events (WSG_EFULL) and keeps the
+ * old ones. */
+static void test_stream_full(void **state)
+{
+    bus_nats_tune_t t = {.stream_max_bytes = 16384};
+    bus_t *bus = open_bus("full", &t);
+    assert_int_equal(bus_start(bus), 0);
+    static char body[2048];
+    memset(body, 'x', sizeof body);
+    rec_t acks;
+    rec_init(&acks);
+    char id[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "evt_full%d", i);
+        bus_event_t ev = {.id = id,
+                          .type = BUS_EV_MESSAGE,
+                          .conn_id = "connF",
+                          .seq = (uint64_t)i + 1,
+                          .body = body,
+                          .body_len = sizeof body};
+        assert_int_equal(bus_event_publish(bus, &ev, on_ack, &acks), 0);
+        wait_count(&acks, i + 1); /* one at a time: the order of verdicts is known */
+    }
+    assert_int_equal(acks.status[0], 0);
+    assert_int_equal(acks.status[19], WSG_EFULL);
+    int accepted = 0;
+    for (int i = 0; i < 20; i++)
+        accepted += acks.status[i] == 0;
+    uint64_t seq = 0;
+    assert_int_equal(bus_event_last_seq(bus, "connF", &seq), 0);
+    assert_int_equal(seq, (uint64_t)accepted); /* the accepted ones are kept */
+    bus_free(bus);
+}
+
 /* Two processes in one group: the one holding the partition leases
  * consumes; when it goes, the other takes the partitions over and gets
  * what was left undone first (attempt 2), then new events. */
@@ -642,6 +676,7 @@ int main(void)
         cmocka_unit_test_setup(test_events_two_groups_in_order, skip_without_server),
         cmocka_unit_test_setup(test_redelivery_after_reopen, skip_without_server),
         cmocka_unit_test_setup(test_dedup_and_last_seq, skip_without_server),
+        cmocka_unit_test_setup(test_stream_full, skip_without_server),
         cmocka_unit_test_setup(test_lease_takeover, skip_without_server),
         cmocka_unit_test_setup(test_commands, skip_without_server),
         cmocka_unit_test_setup(test_channels_and_broadcast, skip_without_server),
