@@ -85,7 +85,11 @@ int wsg_whsig_verify(const unsigned char *key, size_t key_len, const char *msg_i
                      int64_t tolerance_s)
 {
     char want[WSG_WHSIG_LEN];
-    if (!header || (now_s - ts_s > tolerance_s) || (ts_s - now_s > tolerance_s))
+    /* |now - ts| in unsigned arithmetic: ts comes from a request header and
+     * may be anything, and a signed difference could overflow. */
+    uint64_t skew =
+        now_s >= ts_s ? (uint64_t)now_s - (uint64_t)ts_s : (uint64_t)ts_s - (uint64_t)now_s;
+    if (!header || tolerance_s < 0 || skew > (uint64_t)tolerance_s)
         return WSG_EAUTH;
     if (wsg_whsig_sign(key, key_len, msg_id, ts_s, body, body_len, want, sizeof want) != 0)
         return WSG_EAUTH;

@@ -63,6 +63,28 @@ static void verify_refuses_tampering_and_stale_timestamps(void **state)
     free(key);
 }
 
+/* The timestamp comes from a request header: extreme values are refused,
+ * never wrapped around into the tolerance window (nor undefined behaviour). */
+static void verify_refuses_extreme_timestamps(void **state)
+{
+    unsigned char *key = NULL;
+    size_t kl = 0;
+    char sig[WSG_WHSIG_LEN];
+    assert_int_equal(wsg_whsig_key_decode(secret, &key, &kl), 0);
+    const int64_t far[] = {INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof far / sizeof far[0]; i++) {
+        assert_int_equal(
+            wsg_whsig_sign(key, kl, msg_id, far[i], body, strlen(body), sig, sizeof sig), 0);
+        assert_int_equal(
+            wsg_whsig_verify(key, kl, msg_id, far[i], body, strlen(body), sig, -1, 300), WSG_EAUTH);
+        assert_int_equal(
+            wsg_whsig_verify(key, kl, msg_id, far[i], body, strlen(body), sig, ts, 300), WSG_EAUTH);
+        assert_int_equal(
+            wsg_whsig_verify(key, kl, msg_id, far[i], body, strlen(body), sig, far[i], 300), 0);
+    }
+    free(key);
+}
+
 static void key_decode_rejects_bad_secrets(void **state)
 {
     unsigned char *key = NULL;
@@ -83,6 +105,7 @@ int main(void)
         cmocka_unit_test(sign_matches_reference_vector),
         cmocka_unit_test(verify_accepts_any_listed_signature),
         cmocka_unit_test(verify_refuses_tampering_and_stale_timestamps),
+        cmocka_unit_test(verify_refuses_extreme_timestamps),
         cmocka_unit_test(key_decode_rejects_bad_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
