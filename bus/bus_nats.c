@@ -242,6 +242,14 @@ static void free_handle(nats_bus_t *b)
 
 void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *ud);
 
+void bus_nats_vanish(bus_t *bus)
+{
+    if (!bus || bus->ops != &bus_nats_ops)
+        return;
+    ((nats_bus_t *)bus)->vanish = 1;
+    bus_free(bus);
+}
+
 static void fill_defaults(bus_nats_tune_t *t)
 {
     if (!t->cmd_timeout_ms)
@@ -414,7 +422,8 @@ static void nats_free(bus_t *bus)
     jsPubOptions po; /* PubAcks still due get their answer, bounded */
     jsPubOptions_Init(&po);
     po.MaxWait = b->tune.pub_timeout_ms;
-    js_PublishAsyncComplete(b->js, &po);
+    if (!b->vanish)
+        js_PublishAsyncComplete(b->js, &po);
     /* Drain: unsubscribes everything, lets running callbacks finish, flushes
      * what we published, then closes; bounded. */
     if (natsConnection_DrainTimeout(b->nc, 3000) != NATS_OK)

@@ -42,6 +42,10 @@ typedef struct {
 /* Returns 0, WSG_EINVAL (not a NATS bus, started, bad prefix). */
 int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t);
 
+/* Tests only: frees the bus the way a killed process leaves it: no Nak of
+ * undone deliveries, leases left to expire, PubAcks not waited for. */
+void bus_nats_vanish(bus_t *bus);
+
 #define NB_PREFIX_MAX 48
 #define NB_BUCKETS 4096
 #define NB_HANDLERS_MAX 8
@@ -72,6 +76,7 @@ typedef struct nats_bus {
     atomic_int closed;
     atomic_int started;
     atomic_int stopping;
+    int vanish; /* bus_nats_vanish(): free like a crashed process would */
 
     pthread_mutex_t mu; /* service thread wake-up, requests, pubs */
     pthread_cond_t cv;

@@ -551,7 +551,8 @@ void nb_ev_stop(nats_bus_t *b)
         while (g->head) {
             nb_delivery_t *d = g->head;
             g->head = d->next;
-            natsMsg_Nak(d->msg, NULL);
+            if (!b->vanish)
+                natsMsg_Nak(d->msg, NULL);
             natsMsg_Destroy(d->msg);
             free_delivery(d);
         }
@@ -560,7 +561,7 @@ void nb_ev_stop(nats_bus_t *b)
             drop_partition(g, p);
             char key[224];
             lease_key(g, p, key, sizeof key);
-            if (g->rev[p] && b->kv)
+            if (g->rev[p] && b->kv && !b->vanish)
                 kvStore_Delete(b->kv, key);
             g->rev[p] = 0;
         }

@@ -338,6 +338,39 @@ static void test_lease_takeover(void **state)
     bus_free(b);
 }
 
+/* A process that dies keeps its leases until they expire; by then its
+ * unacked events are due again and reach the survivor first, in order, with
+ * attempt 2. */
+static void test_takeover_after_crash(void **state)
+{
+    bus_nats_tune_t t = {.ack_wait_ms = 1500, .lease_ttl_ms = 3000};
+    bus_t *a = open_bus("crash", &t), *b = open_bus("crash", &t);
+    rec_t ga, gb, acks;
+    rec_init(&ga);
+    rec_init(&gb);
+    rec_init(&acks);
+    gb.bus = b;
+    gb.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(a, "dispatch", BUS_EV_ALL, on_event, &ga), 0);
+    assert_int_equal(bus_event_subscribe(b, "dispatch", BUS_EV_ALL, on_event, &gb), 0);
+    assert_int_equal(bus_start(a), 0);
+    assert_int_equal(bus_start(b), 0);
+    publish(b, "evt_k1", BUS_EV_CONNECT, "connK", 1, &acks);
+    publish(b, "evt_k2", BUS_EV_MESSAGE, "connK", 2, &acks);
+    assert_all_acked(&acks, 2);
+    wait_count(&ga, 2);
+    bus_nats_vanish(a); /* nothing done, nothing handed back, leases kept */
+    publish(b, "evt_k3", BUS_EV_MESSAGE, "connK", 3, &acks);
+    assert_all_acked(&acks, 3);
+    wait_count(&gb, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gb.ev[i].seq, (uint64_t)i + 1);
+    assert_int_equal(gb.attempt[0], 2);
+    assert_int_equal(gb.attempt[1], 2);
+    assert_int_equal(gb.attempt[2], 1);
+    bus_free(b);
+}
+
 /* ---- commands ----------------------------------------------------------------- */
 
 typedef struct {
@@ -678,6 +711,7 @@ int main(void)
         cmocka_unit_test_setup(test_dedup_and_last_seq, skip_without_server),
         cmocka_unit_test_setup(test_stream_full, skip_without_server),
         cmocka_unit_test_setup(test_lease_takeover, skip_without_server),
+        cmocka_unit_test_setup(test_takeover_after_crash, skip_without_server),
         cmocka_unit_test_setup(test_commands, skip_without_server),
         cmocka_unit_test_setup(test_channels_and_broadcast, skip_without_server),
         cmocka_unit_test_setup(test_heartbeats, skip_without_server),
