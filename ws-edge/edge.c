@@ -256,7 +256,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-    {"wsgate", callback, sizeof(edge_conn_t *), 4096, 0, NULL, 0},
+    /* rx_buffer_size: lws allocates it for every open socket (idle ones too), so
+     * it is small; larger messages arrive in pieces and are reassembled. */
+    {"wsgate", callback, sizeof(edge_conn_t *), 512, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

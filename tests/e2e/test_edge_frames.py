@@ -2,7 +2,7 @@
 (SPEC.md §2, §6), through the real binary:
 
 - text and binary messages become message events (data / data_base64 +
-  binary:true) with seq counting from 1;
+  binary:true) with seq counting from 1; large ones are reassembled intact;
 - max_message_bytes closes with 1009, also when the size is only reached
   across fragments; invalid UTF-8 in text closes with 1007 (also split
   across fragments is fine when valid);
@@ -61,6 +61,19 @@ class EdgeFrames(w.GatewayTestCase):
         self.assertEqual(ws.close(), (1000, ""))
         ev = self.disconnect_of(lambda e: True)
         self.assertEqual((ev["code"], ev["initiator"], ev["seq"]), (1000, "client", 5))
+
+    def test_large_messages_reassembled(self):
+        ws = self.client(self.url + "/slow")  # default max_message_bytes (128 KiB)
+        text = "ab€" * 20000  # 100,000 bytes of UTF-8, read by lws in 512-byte pieces
+        blob = bytes(range(256)) * 400
+        ws.send_text(text)
+        ws.send_binary(blob)
+        ws.send_fragmented(w.OP_TEXT, [text[:20000].encode(), text[20000:].encode()])
+        evs = self.be.wait_events(lambda e: e["type"] == "message", 3)
+        self.assertEqual(evs[0]["data"], text)
+        self.assertEqual(base64.b64decode(evs[1]["data_base64"]), blob)
+        self.assertEqual(evs[2]["data"], text)
+        ws.close()
 
     def test_too_big_single_and_fragmented(self):
         ws = self.client(self.url + "/chat")
