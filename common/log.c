@@ -48,17 +48,35 @@ void wsg_log_set_fd(int fd)
     log_fd = fd;
 }
 
+/* A line being built. Content stops at cap, a little short of the buffer, so
+ * that a cut line can still be closed ('"', a "truncated" mark, '}', '\n'):
+ * a line cut at 4 KiB stays one valid JSON object. Pieces are appended whole
+ * or not at all, so a cut never splits an escape or a UTF-8 sequence. */
 typedef struct {
     char *p;
-    size_t len, cap;
+    size_t len, cap, size;
+    int full; /* a piece did not fit: nothing more is appended but closers */
 } line_t;
+
+enum { LINE_RESERVE = 32 };
 
 static void put(line_t *l, const char *s, size_t n)
 {
-    if (l->len + n > l->cap)
-        n = l->cap - l->len;
+    if (l->full || n > l->cap - l->len) {
+        l->full = 1;
+        return;
+    }
     memcpy(l->p + l->len, s, n);
     l->len += n;
+}
+
+/* Appends a closer even past cap (into the reserve). */
+static void put_close(line_t *l, const char *s, size_t n)
+{
+    if (l->len + n <= l->size) {
+        memcpy(l->p + l->len, s, n);
+        l->len += n;
+    }
 }
 
 static void puts_(line_t *l, const char *s)
@@ -66,25 +84,51 @@ static void puts_(line_t *l, const char *s)
     put(l, s, strlen(s));
 }
 
-/* Appends s, escaped for a JSON string when json is set. */
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629), 0 if ill-formed. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (n && (s[1] < lo || s[1] > hi))
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Appends s, escaped for a JSON string when json is set; in JSON, bytes that
+ * are not UTF-8 become U+FFFD so that the line stays valid JSON. */
 static void put_str(line_t *l, const char *s, int json)
 {
     if (!json) {
         puts_(l, s);
         return;
     }
-    for (; *s; s++) {
+    while (*s && !l->full) {
         unsigned char c = (unsigned char)*s;
         char esc[8];
+        size_t n = utf8_seq((const unsigned char *)s);
         if (c == '"' || c == '\\') {
             esc[0] = '\\', esc[1] = (char)c;
             put(l, esc, 2);
         } else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             put(l, esc, 6);
+        } else if (n == 0) {
+            put(l, "\xef\xbf\xbd", 3); /* U+FFFD */
+            n = 1;
         } else {
-            put(l, (const char *)&c, 1);
+            put(l, s, n);
         }
+        s += n;
     }
 }
 
@@ -100,20 +144,25 @@ static void put_fmt(line_t *l, const char *fmt, ...)
         put(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* Formats one value of conversion conv (the text after '%') taken from ap. */
-static void put_value(line_t *l, const char *conv, size_t clen, va_list *ap, int json)
+/* Formats one value of conversion conv (the text after '%') taken from ap.
+ * Returns 0 when what was appended is a whole value (a string may have been
+ * cut, but it is closed), -1 when the line filled up before that. */
+static int put_value(line_t *l, const char *conv, size_t clen, va_list *ap, int json)
 {
     if (clen == 1 && conv[0] == 's') {
         const char *s = va_arg(*ap, const char *);
         if (!s) {
             puts_(l, json ? "null" : "-");
-            return;
+            return l->full ? -1 : 0;
         }
         if (json)
             put(l, "\"", 1);
+        if (l->full)
+            return -1;
         put_str(l, s, json);
         if (json)
-            put(l, "\"", 1);
+            put_close(l, "\"", 1);
+        return 0;
     } else if (clen == 1 && conv[0] == 'j') {
         const char *s = va_arg(*ap, const char *);
         puts_(l, s ? s : "null");
@@ -136,6 +185,7 @@ static void put_value(line_t *l, const char *conv, size_t clen, va_list *ap, int
     } else {
         puts_(l, json ? "\"?\"" : "?"); /* programming error in a field spec */
     }
+    return l->full ? -1 : 0;
 }
 
 static void put_time(line_t *l)
@@ -153,7 +203,7 @@ static void put_time(line_t *l)
 void wsg_log_emit(int level, const char *msg, const char *fields, ...)
 {
     char buf[4096];
-    line_t l = {buf, 0, sizeof buf - 1};
+    line_t l = {buf, 0, sizeof buf - LINE_RESERVE, sizeof buf, 0};
     int json = log_json;
     const char *lvl = level_names[level < 0 ? 0 : level > 3 ? 3 : level];
 
@@ -164,7 +214,7 @@ void wsg_log_emit(int level, const char *msg, const char *fields, ...)
         puts_(&l, lvl);
         puts_(&l, "\",\"msg\":\"");
         put_str(&l, msg, 1);
-        put(&l, "\"", 1);
+        put_close(&l, "\"", 1);
     } else {
         put_time(&l);
         put(&l, " ", 1);
@@ -175,7 +225,8 @@ void wsg_log_emit(int level, const char *msg, const char *fields, ...)
 
     va_list ap;
     va_start(ap, fields);
-    for (const char *p = fields; p && *p;) {
+    for (const char *p = fields; p && *p && !l.full;) {
+        size_t mark = l.len;
         while (*p == ' ')
             p++;
         const char *eq = strchr(p, '=');
@@ -192,14 +243,17 @@ void wsg_log_emit(int level, const char *msg, const char *fields, ...)
             put(&l, " ", 1);
             put(&l, p, (size_t)(eq - p) + 1);
         }
-        put_value(&l, conv, (size_t)(end - conv), &ap, json);
+        if (put_value(&l, conv, (size_t)(end - conv), &ap, json) != 0)
+            l.len = mark; /* the field did not fit: leave it out whole */
         p = end;
     }
     va_end(ap);
 
+    if (l.full)
+        put_close(&l, json ? ",\"truncated\":true" : " truncated=true", json ? 17 : 15);
     if (json)
-        put(&l, "}", 1);
-    buf[l.len++] = '\n';
+        put_close(&l, "}", 1);
+    put_close(&l, "\n", 1);
     ssize_t w = write(log_fd, buf, l.len);
     (void)w;
 }

@@ -99,6 +99,59 @@ static void long_values_are_truncated_not_overflowed(void **state)
     free(big);
 }
 
+/* A line cut at 4 KiB is still one JSON object: the cut string is closed,
+ * fields that no longer fit are left out whole, and "truncated" says so. */
+static void cut_lines_stay_valid_json(void **state)
+{
+    char buf[8192];
+    char *big = malloc(10000);
+    memset(big, 'x', 9999);
+    big[9999] = '\0';
+    big[4050] = '"'; /* an escape near the cut must not be split */
+    assert_int_equal(wsg_log_setup("info", "json"), 0);
+    WSG_LOG(WSG_LOG_INFO, "big", "conn=%s v=%s n=%d ctx=%j", "c1", big, 7, "{\"a\":1}");
+    char *line = drain(buf, sizeof buf);
+    assert_true(strlen(line) <= 4096);
+    json_t *j = json_loads(line, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "conn")), "c1");
+    assert_true(json_string_length(json_object_get(j, "v")) > 3000);
+    assert_null(json_object_get(j, "n"));
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    json_decref(j);
+    /* a huge message, and a huge raw JSON value that cannot be cut */
+    WSG_LOG(WSG_LOG_INFO, big, "conn=%s", "c2");
+    j = json_loads(drain(buf, sizeof buf), 0, NULL);
+    assert_non_null(j);
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    json_decref(j);
+    memset(big, '1', 9999);
+    WSG_LOG(WSG_LOG_INFO, "raw", "conn=%s big=%j", "c3", big);
+    j = json_loads(drain(buf, sizeof buf), 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "conn")), "c3");
+    assert_null(json_object_get(j, "big"));
+    json_decref(j);
+    free(big);
+}
+
+/* Bytes that are not UTF-8 (a raw request path, say) become U+FFFD. */
+static void invalid_utf8_stays_valid_json(void **state)
+{
+    char buf[4096];
+    assert_int_equal(wsg_log_setup("info", "json"), 0);
+    WSG_LOG(WSG_LOG_INFO, "path", "a=%s b=%s c=%s ok=%s", "/x\xff\xfe", "\xc3", "\xed\xa0\x80z",
+            "caf\xc3\xa9 \xf0\x9f\x98\x80");
+    json_t *j = json_loads(drain(buf, sizeof buf), 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "a")), "/x\xef\xbf\xbd\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(j, "b")), "\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(j, "ok")),
+                        "caf\xc3\xa9 \xf0\x9f\x98\x80");
+    assert_non_null(json_object_get(j, "c"));
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +159,8 @@ int main(void)
         cmocka_unit_test(level_filter_drops_below_threshold),
         cmocka_unit_test(text_format_and_bad_names),
         cmocka_unit_test(long_values_are_truncated_not_overflowed),
+        cmocka_unit_test(cut_lines_stay_valid_json),
+        cmocka_unit_test(invalid_utf8_stays_valid_json),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
