@@ -120,6 +120,8 @@ class EdgeFrames(w.GatewayTestCase):
         ws.resume_reading()
         ws.wait_closed(10)
         self.assertIn(ws.close_code, (1008, 1006))
+        metrics = self.gw.control().get("/metrics").body.decode()
+        self.assertRegex(metrics, r"(?m)^wsgate_slow_consumer_closes_total [1-9]")
 
     def test_idle_timeout_and_pongs(self):
         mute = self.client(self.url + "/idle", auto_pong=False)

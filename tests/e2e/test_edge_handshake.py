@@ -9,7 +9,8 @@ through the real binary with a raw RFC 6455 client:
   another offered subprotocol is;
 - the connect event: sub -> user, channels claim, context claims, headers
   without Authorization/Cookie, query without token, seq 1;
-- allowed_origins (403), edge.max_connections_per_ip (429);
+- allowed_origins (403), edge.max_connections_per_ip (429),
+  edge.max_connections (503);
 - one_connection_per_user: replace closes the older socket with 4409,
   reject refuses the newer handshake with 409.
 
@@ -122,6 +123,8 @@ class EdgeHandshake(w.GatewayTestCase):
         self.assertNotIn("authorization", low)
         self.assertNotIn("cookie", low)
         self.assertEqual(ev["headers"].get("user-agent"), "e2e")
+        self.assertTrue(self.gw.find_log("client connected", conn=ev["connection_id"],
+                                         route="/chat", user="carol"))
         ws.close()
 
     def test_origin_and_per_ip_limit(self):
@@ -165,6 +168,21 @@ class EdgeHandshake(w.GatewayTestCase):
         if ws:
             ws.close()
         return st == 101
+
+
+class EdgeCapacity(w.GatewayTestCase):
+    def test_max_connections_503(self):
+        be = self.backend()
+        gw = self.gateway([w.route("/c", be.url)], config={"edge": {"max_connections": 2}})
+        held = [self.client(gw.edge_url + "/c") for _ in range(2)]
+        st, _, ws, body = w.WsClient.handshake(gw.edge_url + "/c")
+        self.assertEqual(st, 503, body)
+        metrics = gw.control().get("/metrics").body.decode()
+        self.assertRegex(metrics, r"(?m)^wsgate_handshakes_rejected_total [1-9]")
+        self.assertRegex(metrics, r"(?m)^wsgate_connections 2$")
+        held[0].close()
+        w.wait_until(lambda: w.WsClient.handshake(gw.edge_url + "/c")[0] == 101, 5, 0.1,
+                     "a slot freed")
 
 
 if __name__ == "__main__":
