@@ -61,7 +61,8 @@ fail:
     return NULL;
 }
 
-/* The "alg" of the token's header must name the configured algorithm. */
+/* The "alg" of the token's header must name the configured algorithm, and
+ * it may not name a "crit" extension (none is understood here). */
 static int check_header_alg(const wsg_jwt_conf_t *conf, const char *token, char *err, size_t errlen)
 {
     const char *dot = strchr(token, '.');
@@ -81,6 +82,8 @@ static int check_header_alg(const wsg_jwt_conf_t *conf, const char *token, char 
         rc = REFUSE("token header has no alg");
     else if (conf->alg == WSG_ALG_NONE || strcmp(alg, wsg_alg_name(conf->alg)) != 0)
         rc = REFUSE("algorithm not allowed");
+    else if (json_object_get(hdr, "crit")) /* RFC 7515 §4.1.11: we implement no extension */
+        rc = REFUSE("unsupported critical header");
     json_decref(hdr);
     return rc;
 }

@@ -518,6 +518,53 @@ static void garbage_input_refused(void **state)
     free(tok);
 }
 
+/* Header tricks around the pinned algorithm and key: the alg name must match
+ * exactly (libjwt itself compares it without case), kid/jku/x5u/jwk never
+ * choose the key, and a "crit" extension we do not implement is refused
+ * (RFC 7515 §4.1.11). */
+static void header_tricks_refused(void **state)
+{
+    keyset_t hs;
+    keyset_init(&hs, WSG_ALG_HS256);
+    int64_t now = 1700000000;
+    const char *payload = "{\"exp\":1700000600}";
+    static const char *const wrong_alg[] = {"{\"alg\":\"hs256\"}", "{\"alg\":\"Hs256\"}",
+                                            "{\"alg\":\"HS256 \"}", "{\"alg\":\"HS2560\"}",
+                                            "{\"alg\":[\"HS256\"]}"};
+    for (size_t i = 0; i < sizeof wrong_alg / sizeof wrong_alg[0]; i++) {
+        char *tok = hand_hs256(wrong_alg[i], payload, SECRET, strlen(SECRET));
+        expect_refused(&hs.conf, tok, now, "");
+        free(tok);
+    }
+    /* a key named in the header is ignored: only the configured one verifies */
+    const char *other = "attacker-secret-attacker-secret-attacker-secret-0123456789abcdef";
+    const char *kid =
+        "{\"alg\":\"HS256\",\"kid\":\"../../../dev/null\","
+        "\"jku\":\"http://127.0.0.1:1/jwks.json\",\"jwk\":{\"kty\":\"oct\",\"k\":\"YQ\"}}";
+    char *tok = hand_hs256(kid, payload, other, strlen(other));
+    expect_refused(&hs.conf, tok, now, "bad signature");
+    free(tok);
+    wsg_claims_t cl;
+    char err[256];
+    tok = hand_hs256(kid, payload, SECRET, strlen(SECRET));
+    assert_int_equal(wsg_jwt_verify(&hs.conf, tok, now, &cl, err, sizeof err), 0);
+    wsg_claims_clear(&cl);
+    free(tok);
+    tok = hand_hs256("{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"b64\":false}", payload, SECRET,
+                     strlen(SECRET));
+    expect_refused(&hs.conf, tok, now, "critical");
+    free(tok);
+    /* an exp beyond int64 or not an integer is refused, not wrapped */
+    tok =
+        hand_hs256("{\"alg\":\"HS256\"}", "{\"exp\":99999999999999999999}", SECRET, strlen(SECRET));
+    expect_refused(&hs.conf, tok, now, "");
+    free(tok);
+    tok = hand_hs256("{\"alg\":\"HS256\"}", "{\"exp\":1e300}", SECRET, strlen(SECRET));
+    expect_refused(&hs.conf, tok, now, "exp is not an integer");
+    free(tok);
+    keyset_free(&hs);
+}
+
 static void claim_types_checked(void **state)
 {
     keyset_t hs;
@@ -670,6 +717,7 @@ int main(void)
         cmocka_unit_test(algorithm_mismatch_refused),
         cmocka_unit_test(alg_none_always_refused),
         cmocka_unit_test(hs256_with_rsa_public_key_refused),
+        cmocka_unit_test(header_tricks_refused),
         cmocka_unit_test(other_key_and_tampering_refused),
         cmocka_unit_test(garbage_input_refused),
         cmocka_unit_test(claim_types_checked),
