@@ -154,7 +154,7 @@ int nb_status_to_err(natsStatus s)
 void nb_wake(nats_bus_t *b)
 {
     pthread_mutex_lock(&b->mu);
-    pthread_cond_signal(&b->cv);
+    pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -282,6 +282,7 @@ static natsStatus connect_bus(nats_bus_t *b, const bus_opts_t *o)
     jsOptions_Init(&jo);
     jo.PublishAsync.AckHandler = nb_ev_ack_handler;
     jo.PublishAsync.AckHandlerClosure = b;
+    jo.Wait = 2000; /* JetStream API calls (leases, consumers) give up sooner */
     return natsConnection_JetStream(&b->js, b->nc, &jo);
 }
 
@@ -298,24 +299,28 @@ static int nats_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errl
     b->partitions = opts->partitions ? opts->partitions : 16;
     set_prefix(b, "wsgate");
     fill_defaults(&b->tune);
+    int rc = 0;
     natsStatus s = connect_bus(b, opts);
     if (s != NATS_OK) {
         /* the URL may carry credentials (nats://user:pass@host): never echoed */
-        int rc = wsg_errf(err, errlen, WSG_EBUS, "bus: cannot connect to NATS: %s",
-                          natsStatus_GetText(s));
-        free_handle(b);
-        return rc;
+        rc = wsg_errf(err, errlen, WSG_EBUS, "bus: cannot connect to NATS: %s",
+                      natsStatus_GetText(s));
+        goto out;
     }
     natsInbox *ib = NULL;
     if (natsInbox_Create(&ib) == NATS_OK) {
         b->instance = bus_xstrdup((const char *)ib + 7); /* skip "_INBOX." */
         natsInbox_Destroy(ib);
     }
-    int rc = b->instance ? nb_cmd_open(b) : WSG_EBUS;
+    rc = b->instance ? nb_cmd_open(b) : WSG_EBUS;
+    if (rc != 0)
+        rc = wsg_errf(err, errlen, rc, "bus: cannot subscribe the reply inbox");
+out:
     if (rc != 0) {
-        natsConnection_Close(b->nc);
+        if (b->nc)
+            natsConnection_Close(b->nc);
         free_handle(b);
-        return wsg_errf(err, errlen, rc, "bus: cannot subscribe the reply inbox");
+        return rc;
     }
     *out = &b->base;
     return 0;
