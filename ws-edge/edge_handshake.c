@@ -177,8 +177,9 @@ static char *find_token(struct lws *wsi, edge_conn_t *c)
         free(buf);
     }
     char q[8192];
-    if (!token && lws_get_urlarg_by_name(wsi, "token=", q, sizeof q))
-        token = strdup(q + 6 <= q + strlen(q) && strncmp(q, "token=", 6) == 0 ? q + 6 : q);
+    const char *v = token ? NULL : lws_get_urlarg_by_name(wsi, "token=", q, sizeof q);
+    if (v) /* points at the value inside q */
+        token = strdup(v);
     parse_protocols(wsi, c, &token);
     return token;
 }
