@@ -6,8 +6,10 @@
  * same order. Each item runs through the same routing table under the
  * batch's token (its own scope check applies); a string "body" is sent as
  * text/plain unless "content_type" says otherwise, any other JSON value as
- * application/json. Items run concurrently; the answer waits for all.
- * A batch cannot contain a batch.
+ * application/json. Items run in order, each after the previous one was
+ * answered (a subscribe is applied before the publish that follows it); an
+ * item waiting for the bus suspends the batch, not an MHD thread. A batch
+ * cannot contain a batch.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +19,40 @@
 
 #define BATCH_MAX 100
 
+enum { B_RUNNING = 0, B_WAITING = 1, B_DONE = 2 };
+
 typedef struct {
     api_req_t *items;
     char **bodies;
-    size_t n;
+    size_t n, next;
+    atomic_int st; /* the current item: RUNNING -> WAITING/DONE */
 } batch_t;
+
+/* Runs items from b->next until one has to wait for the bus; the last one
+ * finishes the batch. */
+static void pump(api_req_t *r)
+{
+    batch_t *b = r->scratch;
+    while (b->next < b->n) {
+        api_req_t *c = &b->items[b->next++];
+        if (c->status != -1)
+            continue; /* refused by prepare() */
+        atomic_store(&b->st, B_RUNNING);
+        if (api_route(c) == API_DONE)
+            continue;
+        if (atomic_exchange(&b->st, B_WAITING) == B_DONE)
+            continue; /* the reply came inline */
+        return;       /* item_done() resumes */
+    }
+    api_req_reply(r, 0);
+}
 
 static void item_done(api_req_t *child)
 {
-    api_req_reply(child->owner, 0);
+    api_req_t *r = child->owner;
+    batch_t *b = r->scratch;
+    if (atomic_exchange(&b->st, B_DONE) == B_WAITING)
+        pump(r);
 }
 
 static void finish_batch(api_req_t *r)
@@ -123,12 +150,7 @@ int api_h_batch(api_req_t *r)
     for (size_t i = 0; i < n; i++)
         prepare(r, &b->items[i], json_array_get(reqs, i), &b->bodies[i]);
     json_decref(doc);
-    api_req_start(r, (int)n + 1, finish_batch);
-    for (size_t i = 0; i < n; i++) {
-        api_req_t *c = &b->items[i];
-        if (c->status != -1 || api_route(c) == API_DONE)
-            item_done(c);
-    }
-    api_req_reply(r, 0); /* the guard: finishes here if every item was synchronous */
+    api_req_start(r, 1, finish_batch);
+    pump(r);
     return API_ASYNC;
 }
