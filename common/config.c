@@ -47,16 +47,6 @@ typedef struct {
 #define FIELD(base, k, type) ((type *)((char *)(base) + (k)->off))
 #define FIELD2(base, k, type) ((type *)((char *)(base) + (k)->off2))
 
-/* snprintf for key paths; a path longer than the buffer is cut, never overrun. */
-static void keyf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void keyf(char *out, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, n, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- where values came from, and errors that say so ---- */
 
 /* The latest note for field wins; notes are only appended, so a large file
@@ -442,7 +432,7 @@ static int set_items_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t 
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *e = yaml_document_get_node(ld->doc, v->data.sequence.items.start[i]);
         char dp[DKEY];
-        keyf(dp, sizeof dp, "%s[%zu].", dkey, i);
+        cfg_keyf(dp, sizeof dp, "%s[%zu].", dkey, i);
         void *item = items + i * k->sub->size;
         int rc = init_scope(k->sub, item);
         if (rc)
@@ -462,7 +452,7 @@ static int set_items_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t 
 static int set_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t *v, const char *dpfx)
 {
     char dkey[DKEY];
-    keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+    cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
     if (k->type == CFG_LIST)
         return set_list_node(ld, k, base, v, dkey);
     if (k->type == CFG_ITEMS)
@@ -475,7 +465,7 @@ static int set_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t *v, co
     if (k->sub->present_off != SIZE_MAX)
         *(bool *)((char *)sub + k->sub->present_off) = true;
     char dp[DKEY];
-    keyf(dp, sizeof dp, "%s.", dkey);
+    cfg_keyf(dp, sizeof dp, "%s.", dkey);
     int rc = origin_note(ld, sub, node_line(v), NULL); /* the block's line, for its checks */
     return rc ? rc : walk_map(ld, k->sub, sub, v, "", dp);
 }
@@ -504,8 +494,8 @@ static int walk_map(ld_t *ld, const cfg_scope_t *sc, void *base, yaml_node_t *ma
             return at_line(ld, node_line(kn), *dpfx || *rel ? dpfx : "(top level)",
                            "keys must be plain names, got %s", node_kind(kn));
         const char *key = (const char *)kn->data.scalar.value;
-        keyf(path, sizeof path, "%s%s", rel, key);
-        keyf(dkey, sizeof dkey, "%s%s", dpfx, path);
+        cfg_keyf(path, sizeof path, "%s%s", rel, key);
+        cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, path);
         if (seen_before(ld, map, p, key))
             return at_line(ld, node_line(kn), dkey, "duplicate key");
         const cfg_key_t *k = find_key(sc, path);
@@ -593,7 +583,8 @@ static int env_stray_items(ld_t *ld, const char *dkey, size_t count)
         const char *eq = strchr(*e, '=');
         char name[DKEY + 16];
         snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - *e : (long)strlen(*e)), *e);
-        keyf(why, sizeof why, "the config file has no %s[%lu] (it lists %zu)", dkey, idx, count);
+        cfg_keyf(why, sizeof why, "the config file has no %s[%lu] (it lists %zu)", dkey, idx,
+                 count);
         return at_env(ld, name, why);
     }
     return 0;
@@ -605,10 +596,10 @@ static int env_scope(ld_t *ld, const cfg_scope_t *sc, void *base, const char *dp
     for (size_t i = 0; i < sc->n_keys && rc == 0; i++) {
         const cfg_key_t *k = &sc->keys[i];
         char dkey[DKEY], dp[DKEY];
-        keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+        cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
         if (k->type == CFG_SCOPE) {
             bool sub_hit = false;
-            keyf(dp, sizeof dp, "%s.", dkey);
+            cfg_keyf(dp, sizeof dp, "%s.", dkey);
             void *sub = (char *)base + k->off;
             rc = env_scope(ld, k->sub, sub, dp, &sub_hit);
             if (sub_hit && k->sub->present_off != SIZE_MAX)
@@ -617,7 +608,7 @@ static int env_scope(ld_t *ld, const cfg_scope_t *sc, void *base, const char *dp
         } else if (k->type == CFG_ITEMS) {
             size_t n = *FIELD2(base, k, size_t);
             for (size_t j = 0; j < n && rc == 0; j++) {
-                keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
+                cfg_keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
                 rc = env_scope(ld, k->sub, *FIELD(base, k, char *) + j * k->sub->size, dp, hit);
             }
             if (rc == 0)
@@ -636,14 +627,14 @@ static int check_required(ld_t *ld, const cfg_scope_t *sc, void *base, const cha
     for (size_t i = 0; i < sc->n_keys; i++) {
         const cfg_key_t *k = &sc->keys[i];
         char dkey[DKEY], dp[DKEY];
-        keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+        cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
         if (k->type == CFG_ITEMS) {
             char *items = *FIELD(base, k, char *);
             for (size_t j = 0; j < *FIELD2(base, k, size_t); j++) {
                 void *item = items + j * k->sub->size;
                 int il =
                     k->sub->line_off != SIZE_MAX ? *(int *)((char *)item + k->sub->line_off) : line;
-                keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
+                cfg_keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
                 int rc = check_required(ld, k->sub, item, dp, il);
                 if (rc)
                     return rc;
@@ -673,7 +664,7 @@ static int check_jwt(ld_t *ld, wsg_jwt_conf_t *j, const char *dpfx)
     const char *an = wsg_alg_name(j->alg);
     bool has_secret = j->secret && *j->secret;
     bool has_file = j->public_key_file && *j->public_key_file;
-#define KEY(name) (keyf(dkey, sizeof dkey, "%s%s", dpfx, name), dkey)
+#define KEY(name) (cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, name), dkey)
     if (!j->enabled)
         return 0;
     if (j->alg == WSG_ALG_NONE)
@@ -741,7 +732,7 @@ static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, c
     if (js != eq)
         return at_line(ld, u->line, dp, "json and equals go together (%s is missing)",
                        js ? "equals" : "json");
-    keyf(dkey, sizeof dkey, "%s.backend", dp);
+    cfg_keyf(dkey, sizeof dkey, "%s.backend", dp);
     char shown[256];
     cfg_mask_url(u->backend, shown, sizeof shown);
     if (!wsg_config_backend_allowed(r, u->backend))
@@ -758,27 +749,27 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
     int rc;
     for (size_t j = 0; j < i; j++)
         if (strcmp(cfg->routes[j].path, r->path) == 0) {
-            keyf(dkey, sizeof dkey, "routes[%zu].path", i);
+            cfg_keyf(dkey, sizeof dkey, "routes[%zu].path", i);
             return at_field(ld, &r->path, r->line, dkey, "'%s' is already routes[%zu].path",
                             r->path, j);
         }
-    keyf(dkey, sizeof dkey, "routes[%zu].webhook_secret", i);
+    cfg_keyf(dkey, sizeof dkey, "routes[%zu].webhook_secret", i);
     if ((rc = wsg_whsig_key_decode(r->webhook_secret, &r->webhook_key, &r->webhook_key_len)))
         return rc == WSG_ENOMEM ? rc : at_field(ld, &r->webhook_secret, r->line, dkey, "bad key");
-    keyf(dp, sizeof dp, "routes[%zu].auth.jwt.", i);
+    cfg_keyf(dp, sizeof dp, "routes[%zu].auth.jwt.", i);
     if ((rc = check_jwt(ld, &r->auth.jwt, dp)) != 0)
         return rc;
-    keyf(dkey, sizeof dkey, "routes[%zu].auth.required", i);
+    cfg_keyf(dkey, sizeof dkey, "routes[%zu].auth.required", i);
     if (r->auth.required && !r->auth.jwt.enabled && !*r->auth.authorizer)
         return at_field(ld, &r->auth.required, r->line, dkey,
                         "true needs auth.jwt or auth.authorizer (or required: false for "
                         "anonymous clients)");
     for (size_t j = 0; j < r->n_rules; j++) {
-        keyf(dp, sizeof dp, "routes[%zu].rules[%zu]", i, j);
+        cfg_keyf(dp, sizeof dp, "routes[%zu].rules[%zu]", i, j);
         if ((rc = check_rule(ld, r, &r->rules[j], dp)) != 0)
             return rc;
     }
-    keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
+    cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
     if (r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
         return at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,
                         "is below delivery.backoff_initial");

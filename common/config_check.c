@@ -56,42 +56,42 @@ static int scaled(uint64_t v, uint64_t mul, uint64_t *out)
     return 0;
 }
 
-int wsg_parse_duration_ms(const char *s, uint64_t *out_ms)
+typedef struct {
+    const char *unit;
+    uint64_t mul;
+} unit_t;
+
+/* A whole number followed by one of the units (exactly), scaled by its
+ * multiplier without overflow. */
+static int parse_with_unit(const char *s, const unit_t *units, size_t n_units, uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t ms;
-    } units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     uint64_t v;
     const char *end;
     if (!s || parse_uint(s, &v, &end) != 0)
         return WSG_EINVAL;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+    for (size_t i = 0; i < n_units; i++)
         if (strcmp(end, units[i].unit) == 0)
-            return scaled(v, units[i].ms, out_ms) == 0 ? 0 : WSG_EINVAL;
+            return scaled(v, units[i].mul, out) == 0 ? 0 : WSG_EINVAL;
     return WSG_EINVAL;
+}
+
+int wsg_parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    static const unit_t units[] = {{"", 1000},   {"ms", 1},      {"s", 1000},
+                                   {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    return parse_with_unit(s, units, sizeof units / sizeof units[0], out_ms);
 }
 
 int wsg_parse_bytes(const char *s, uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mul;
-    } units[] = {{"", 1},
-                 {"K", 1024},
-                 {"KiB", 1024},
-                 {"M", 1024 * 1024},
-                 {"MiB", 1024 * 1024},
-                 {"G", 1024ull * 1024 * 1024},
-                 {"GiB", 1024ull * 1024 * 1024}};
-    uint64_t v;
-    const char *end;
-    if (!s || parse_uint(s, &v, &end) != 0)
-        return WSG_EINVAL;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (strcmp(end, units[i].unit) == 0)
-            return scaled(v, units[i].mul, out) == 0 ? 0 : WSG_EINVAL;
-    return WSG_EINVAL;
+    static const unit_t units[] = {{"", 1},
+                                   {"K", 1024},
+                                   {"KiB", 1024},
+                                   {"M", 1024 * 1024},
+                                   {"MiB", 1024 * 1024},
+                                   {"G", 1024ull * 1024 * 1024},
+                                   {"GiB", 1024ull * 1024 * 1024}};
+    return parse_with_unit(s, units, sizeof units / sizeof units[0], out);
 }
 
 int cfg_parse_bool(const char *s, bool *out)
@@ -166,6 +166,14 @@ void cfg_format_duration(uint64_t ms, char *buf, size_t n)
             return;
         }
     snprintf(buf, n, ms ? "%llums" : "%llu", (unsigned long long)ms);
+}
+
+void cfg_keyf(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
 }
 
 static int fail(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -15,16 +15,6 @@
 #define FIELD(base, k, type) ((const type *)((const char *)(base) + (k)->off))
 #define FIELD2(base, k, type) ((const type *)((const char *)(base) + (k)->off2))
 
-/* snprintf for key paths; a path longer than the buffer is cut, never overrun. */
-static void keyf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void keyf(char *out, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, n, fmt, ap);
-    va_end(ap);
-}
-
 static const char *type_name(const cfg_key_t *k)
 {
     switch (k->type) {
@@ -93,8 +83,8 @@ static void print_rows(FILE *f, const cfg_scope_t *sc, const char *dpfx, const c
     for (size_t i = 0; i < sc->n_keys; i++) {
         const cfg_key_t *k = &sc->keys[i];
         char dkey[256], ekey[256], dp[256], ep[256];
-        keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
-        keyf(ekey, sizeof ekey, "%s%s", epfx, k->path);
+        cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+        cfg_keyf(ekey, sizeof ekey, "%s%s", epfx, k->path);
         fprintf(f, "| `%s` | %s | ", dkey, type_name(k));
         if (k->flags & CFG_F_REQUIRED)
             fputs("**required**", f);
@@ -112,12 +102,12 @@ static void print_rows(FILE *f, const cfg_scope_t *sc, const char *dpfx, const c
         print_env(f, ekey, k);
         fprintf(f, " | %s |\n", k->doc);
         if (k->type == CFG_SCOPE) {
-            keyf(dp, sizeof dp, "%s.", dkey);
-            keyf(ep, sizeof ep, "%s.", ekey);
+            cfg_keyf(dp, sizeof dp, "%s.", dkey);
+            cfg_keyf(ep, sizeof ep, "%s.", ekey);
             print_rows(f, k->sub, dp, ep);
         } else if (k->type == CFG_ITEMS) {
-            keyf(dp, sizeof dp, "%s[].", dkey);
-            keyf(ep, sizeof ep, "%s[%s].", ekey, strstr(ekey, "<n>") ? "<m>" : "<n>");
+            cfg_keyf(dp, sizeof dp, "%s[].", dkey);
+            cfg_keyf(ep, sizeof ep, "%s[%s].", ekey, strstr(ekey, "<n>") ? "<m>" : "<n>");
             print_rows(f, k->sub, dp, ep);
         }
     }
@@ -221,7 +211,7 @@ static void describe_scope(FILE *f, const cfg_scope_t *sc, const void *base, con
     for (size_t i = 0; i < sc->n_keys; i++) {
         const cfg_key_t *k = &sc->keys[i];
         char dkey[256], dp[256];
-        keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
+        cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, k->path);
         if (k->type == CFG_SCOPE) {
             const void *sub = (const char *)base + k->off;
             if (k->sub->present_off != SIZE_MAX &&
@@ -229,13 +219,13 @@ static void describe_scope(FILE *f, const cfg_scope_t *sc, const void *base, con
                 fprintf(f, "%s = (none)\n", dkey);
                 continue;
             }
-            keyf(dp, sizeof dp, "%s.", dkey);
+            cfg_keyf(dp, sizeof dp, "%s.", dkey);
             describe_scope(f, k->sub, sub, dp);
         } else if (k->type == CFG_ITEMS) {
             size_t n = *FIELD2(base, k, size_t);
             fprintf(f, "%s = (%zu)\n", dkey, n);
             for (size_t j = 0; j < n; j++) {
-                keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
+                cfg_keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
                 describe_scope(f, k->sub, *FIELD(base, k, char *) + j * k->sub->size, dp);
             }
         } else if (k->type == CFG_LIST) {

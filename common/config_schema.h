@@ -100,6 +100,10 @@ int cfg_parse_int(const char *s, uint64_t *out);
  * the reason in why. */
 int cfg_read_secret_file(const char *path, char **out, size_t *len, char *why, size_t n);
 
+/* snprintf for key paths and messages: a text longer than the buffer is cut,
+ * never overrun. */
+void cfg_keyf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Copies url with any "user:password@" shown as "***@", for messages. */
 void cfg_mask_url(const char *url, char *out, size_t n);
 
