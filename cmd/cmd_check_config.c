@@ -11,6 +11,7 @@
 
 #include "cmd/cmd.h"
 #include "common/config.h"
+#include "common/config_schema.h"
 #include "common/err.h"
 
 static void usage(FILE *f)
@@ -27,20 +28,6 @@ static void usage(FILE *f)
                "  -h, --help         this help\n");
 }
 
-/* Prints url with any "user:password@" replaced by "***@". */
-static void print_url(const char *url)
-{
-    const char *auth = strstr(url, "://");
-    auth = auth ? auth + 3 : url;
-    size_t alen = strcspn(auth, "/?#");
-    const char *at = memchr(auth, '@', alen);
-    if (!at) {
-        fputs(url, stdout);
-        return;
-    }
-    printf("%.*s***%s", (int)(auth - url), url, at);
-}
-
 static const char *route_auth(const wsg_route_conf_t *r, char *buf, size_t n)
 {
     const char *jwt = r->auth.jwt.enabled ? wsg_alg_name(r->auth.jwt.alg) : NULL;
@@ -52,7 +39,7 @@ static const char *route_auth(const wsg_route_conf_t *r, char *buf, size_t n)
 
 static void summary(const wsg_config_t *cfg)
 {
-    char buf[128];
+    char buf[128], url[4096];
     printf("%s: OK\n", cfg->file);
     printf("  edge:   %s (id %s)\n", cfg->edge.listen, cfg->edge.id);
     printf("  api:    %s (auth: %s)\n", cfg->api.listen,
@@ -63,8 +50,8 @@ static void summary(const wsg_config_t *cfg)
     printf("  routes: %zu\n", cfg->n_routes);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         const wsg_route_conf_t *r = &cfg->routes[i];
-        printf("    %s -> ", r->path);
-        print_url(r->backend);
+        cfg_mask_url(r->backend, url, sizeof url); /* user:password@ shown as ***@ */
+        printf("    %s -> %s", r->path, url);
         printf(" (auth: %s; rules: %zu%s)\n", route_auth(r, buf, sizeof buf), r->n_rules,
                *r->routing_service ? "; routing service" : "");
     }
