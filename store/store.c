@@ -116,6 +116,14 @@ static int row_int(void *ud, const store_row_t *row)
     return 0;
 }
 
+/* Inside a transaction just begun: takes the migration lock and makes sure
+ * schema_migrations exists. */
+static int mig_lock(store_t *st)
+{
+    int rc = st->ops->migrate_lock(st->impl, st->err, sizeof st->err);
+    return rc ? rc : st->ops->exec_script(st->impl, mig_table_sql, st->err, sizeof st->err);
+}
+
 /* Applies one migration unless it is recorded, inside one transaction that
  * holds the migration lock, so a concurrent migrator waits and then sees it. */
 static int migrate_one(store_t *st, const store_migration_t *m)
@@ -123,9 +131,7 @@ static int migrate_one(store_t *st, const store_migration_t *m)
     int rc = store_tx_begin(st);
     if (rc != 0)
         return rc;
-    if ((rc = st->ops->migrate_lock(st->impl, st->err, sizeof st->err)) != 0)
-        goto out;
-    if ((rc = st->ops->exec_script(st->impl, mig_table_sql, st->err, sizeof st->err)) != 0)
+    if ((rc = mig_lock(st)) != 0)
         goto out;
     int64_t found = 0;
     store_param_t p[2] = {SP_I(m->version), SP_I(now_ms())};
@@ -171,9 +177,7 @@ int store_schema_version(store_t *st, int64_t *applied, int64_t *embedded)
     int rc = store_tx_begin(st);
     if (rc != 0)
         return rc;
-    if ((rc = st->ops->migrate_lock(st->impl, st->err, sizeof st->err)) != 0)
-        goto out;
-    if ((rc = st->ops->exec_script(st->impl, mig_table_sql, st->err, sizeof st->err)) != 0)
+    if ((rc = mig_lock(st)) != 0)
         goto out;
     int64_t v = 0;
     rc = store_q(st, SQ_MIG_MAX, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", NULL, 0,
