@@ -18,6 +18,10 @@
 #include "bus/bus_nats.h"
 #include "common/err.h"
 
+#define NB_DELIVERY_POOL 4
+#define NB_CHAN_PENDING_MSGS 8192
+#define NB_CHAN_PENDING_BYTES (8 * 1024 * 1024)
+
 struct nb_chan {
     nb_chan_t *next;
     natsSubscription *sub;
@@ -191,6 +195,13 @@ static natsStatus make_options(natsOptions **out, nats_bus_t *b, const bus_opts_
 {
     natsOptions *no = NULL;
     natsStatus s = natsOptions_Create(&no);
+    /* Every subscription (one per channel with interest) would otherwise get
+     * its own delivery thread; a small shared pool keeps order per
+     * subscription with a bounded number of threads. */
+    if (s == NATS_OK)
+        s = nats_SetMessageDeliveryPoolSize(NB_DELIVERY_POOL);
+    if (s == NATS_OK)
+        s = natsOptions_UseGlobalMessageDelivery(no, true);
     if (s == NATS_OK)
         s = natsOptions_SetURL(no, o->url);
     if (s == NATS_OK)
@@ -576,6 +587,10 @@ static int interest_on(nats_bus_t *b, nb_chan_t **pp, const char *channel)
     char *subj = channel_subject(b, channel);
     natsStatus s = natsConnection_Subscribe(&c->sub, b->nc, subj, on_publish, b);
     free(subj);
+    if (s == NATS_OK) /* a stalled edge drops publishes past this, never grows */
+        s = natsSubscription_SetPendingLimits(c->sub, NB_CHAN_PENDING_MSGS, NB_CHAN_PENDING_BYTES);
+    if (s != NATS_OK && c->sub)
+        natsSubscription_Destroy(c->sub);
     if (s != NATS_OK) {
         free(c);
         return nb_status_to_err(s);
