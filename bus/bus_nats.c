@@ -342,7 +342,7 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
     if (!bus || bus->ops != &bus_nats_ops || !t)
         return WSG_EINVAL;
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (atomic_load(&b->started))
+    if (atomic_load(&b->started) || atomic_load(&b->subscribed))
         return WSG_EINVAL;
     if (t->prefix) {
         size_t n = strlen(t->prefix);
@@ -556,6 +556,7 @@ static int nats_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud)
     nats_bus_t *b = (nats_bus_t *)bus;
     if (!fn)
         return WSG_EINVAL;
+    atomic_store(&b->subscribed, 1);
     int rc = add_handler(b, b->pubh, &b->npubh, (void (*)(void))fn, ud);
     pthread_mutex_lock(&b->hmu);
     if (rc == 0 && !b->bcast_sub) {
@@ -581,6 +582,7 @@ static int interest_on(nats_bus_t *b, nb_chan_t **pp, const char *channel)
         (*pp)->count++;
         return 0;
     }
+    atomic_store(&b->subscribed, 1);
     size_t n = strlen(channel) + 1;
     nb_chan_t *c = bus_xcalloc(sizeof *c + n);
     memcpy(c->name, channel, n);
@@ -668,6 +670,7 @@ static int nats_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud)
     nats_bus_t *b = (nats_bus_t *)bus;
     if (!fn)
         return WSG_EINVAL;
+    atomic_store(&b->subscribed, 1);
     int rc = add_handler(b, b->hbh, &b->nhbh, (void (*)(void))fn, ud);
     pthread_mutex_lock(&b->hmu);
     if (rc == 0 && !b->hb_sub) {

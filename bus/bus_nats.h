@@ -26,7 +26,8 @@
 #include "bus/bus_int.h"
 
 /* Tuning of one NATS bus; 0 / NULL keeps the default. Call bus_nats_tune()
- * after bus_open() and before bus_start(). */
+ * right after bus_open(): before bus_start() and before anything subscribes
+ * (serve, interest), since the prefix names every subject. */
 typedef struct {
     const char *prefix;       /* subject prefix and name stem, [A-Za-z0-9_-]+;
                                  default "wsgate" (stream WSGATE_EVENTS) */
@@ -39,7 +40,7 @@ typedef struct {
     int64_t stream_max_bytes; /* 1 GiB: WSGATE_EVENTS size (Discard New) */
 } bus_nats_tune_t;
 
-/* Returns 0, WSG_EINVAL (not a NATS bus, started, bad prefix). */
+/* Returns 0, WSG_EINVAL (not a NATS bus, started or subscribed, bad prefix). */
 int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t);
 
 /* Tests only: frees the bus the way a killed process leaves it: no Nak of
@@ -76,7 +77,8 @@ typedef struct nats_bus {
     atomic_int closed;
     atomic_int started;
     atomic_int stopping;
-    int vanish; /* bus_nats_vanish(): free like a crashed process would */
+    int vanish;            /* bus_nats_vanish(): free like a crashed process would */
+    atomic_int subscribed; /* a serve or an interest: the prefix is fixed */
 
     pthread_mutex_t mu; /* service thread wake-up, requests, pubs */
     pthread_cond_t cv;

@@ -284,6 +284,7 @@ int nb_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud)
     nats_bus_t *b = (nats_bus_t *)bus;
     if (!edge_id || !*edge_id || !fn)
         return WSG_EINVAL;
+    atomic_store(&b->subscribed, 1);
     pthread_mutex_lock(&b->mu);
     int rc = 0;
     for (nb_serve_t *s = b->serves; s; s = s->next)

@@ -577,6 +577,8 @@ static void test_heartbeats(void **state)
     hbs_t h = {.n = 0};
     pthread_mutex_init(&h.mu, NULL);
     assert_int_equal(bus_heartbeat_serve(api, on_hb, &h), 0);
+    bus_nats_tune_t late = {.prefix = "other"};
+    assert_int_equal(bus_nats_tune(api, &late), WSG_EINVAL); /* subjects are taken */
     assert_int_equal(bus_start(api), 0);
     assert_int_equal(bus_start(edge), 0);
     usleep(200000);
