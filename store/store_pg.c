@@ -89,28 +89,62 @@ static void pg_close(void *impl)
 }
 
 /* A URL libpq cannot even parse is the caller's mistake, not an outage. */
-static int check_url(const char *url, char *err, size_t errlen)
+/* libpq quotes the piece of a URL or option it refuses ("invalid
+ * percent-encoded token: \"pa%zzss\"", "invalid sslmode value: \"...\""),
+ * and that piece may be the password. In err, each quoted text is replaced
+ * by *** when all is set, else each occurrence of secret. */
+static void redact(char *err, size_t errlen, int all, const char *secret)
+{
+    char out[1024];
+    size_t o = 0, sl = secret ? strlen(secret) : 0;
+    if (!err || errlen == 0 || (!all && sl == 0))
+        return;
+    for (const char *p = err; *p && o + 6 < sizeof out;) { /* room for "***" and NUL */
+        const char *q = all && *p == '"' ? strchr(p + 1, '"') : NULL;
+        if (q || (!all && strncmp(p, secret, sl) == 0)) {
+            memcpy(out + o, all ? "\"***\"" : "***", all ? 5 : 3);
+            o += all ? 5 : 3;
+            p = q ? q + 1 : p + sl;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    snprintf(err, errlen, "%s", out);
+}
+
+/* A URL libpq cannot parse: its message, with the quoted pieces hidden.
+ * A URL it parses: 0, and a copy of its password (NULL if none) in *password. */
+static int check_url(const char *url, char **password, char *err, size_t errlen)
 {
     char *msg = NULL;
+    *password = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &msg);
     if (opts) {
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+            if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+                *password = strdup(o->val);
         PQconninfoFree(opts);
         return 0;
     }
     int rc = pg_fail(WSG_EINVAL, "bad URL", msg ? msg : "out of memory", err, errlen);
+    redact(err, errlen, 1, NULL);
     PQfreemem(msg);
     return rc;
 }
 
 static int pg_open(void **impl, const char *url, char *err, size_t errlen)
 {
+    char *password = NULL;
     *impl = NULL;
-    int rc = check_url(url, err, errlen);
+    int rc = check_url(url, &password, err, errlen);
     if (rc != 0)
         return rc;
     pg_t *p = calloc(1, sizeof *p);
-    if (!p)
-        return wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");
+    if (!p) {
+        rc = wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");
+        goto out;
+    }
     /* Defaults first: keywords inside the URL (expanded from "dbname") win.
      * Keepalives and tcp_user_timeout turn a server that vanished without a
      * word into a failed call (then WSG_EUNAVAILABLE) within about 30 s
@@ -127,17 +161,21 @@ static int pg_open(void **impl, const char *url, char *err, size_t errlen)
     const char *vals[] = {"10", "wsgate", "UTF8", "10", "5", "3", "30000", url, NULL};
     p->conn = PQconnectdbParams(keys, vals, 1);
     if (!p->conn) {
-        free(p);
-        return wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");
+        rc = wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");
+        goto out;
     }
     PQsetNoticeProcessor(p->conn, quiet_notices, NULL);
     if (PQstatus(p->conn) != CONNECTION_OK) {
         rc = pg_fail(WSG_EUNAVAILABLE, "connect", PQerrorMessage(p->conn), err, errlen);
-        pg_close(p);
-        return rc;
+        redact(err, errlen, 0, password); /* e.g. the password given as an option's value */
+        goto out;
     }
     *impl = p;
-    return 0;
+    p = NULL;
+out:
+    pg_close(p);
+    free(password);
+    return rc;
 }
 
 /* Runs constant SQL without parameters; reconnects once when allowed. */

@@ -802,6 +802,19 @@ static void test_open_errors(void **state)
                      WSG_EUNAVAILABLE);
     assert_null(st);
     store_free(NULL);
+    /* libpq echoes parts of a URL it refuses: the password never reaches err */
+    static const char *const leaky[] = {
+        "postgres://user:s3cr%zzet@127.0.0.1:1/x", "postgres://user:s3cret@[::1/x",
+        "postgres://user:s3cret@127.0.0.1:1/x?s3cret=1",
+        "postgres://user:s3cret@127.0.0.1:1/x?sslmode=s3cret",
+        "postgres://user:s3cret@127.0.0.1:1/x?application_name=s3cret&sslmode=bad"};
+    for (size_t i = 0; i < sizeof leaky / sizeof leaky[0]; i++) {
+        err[0] = '\0';
+        assert_true(store_open(&st, leaky[i], err, sizeof err) != 0);
+        assert_null(st);
+        if (strlen(err) == 0 || strstr(err, "s3cr"))
+            fail_msg("%s -> \"%s\"", leaky[i], err);
+    }
 
     OK(store_open(&st, "sqlite://:memory:", err, sizeof err));
     OK(store_migrate(st));
