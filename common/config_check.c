@@ -251,12 +251,16 @@ int cfg_check_store(const char *v, char *why, size_t n)
         return 0;
     if (strncmp(v, "sqlite://", 9) == 0)
         return fail(why, n, "sqlite:// needs a file path (sqlite:///var/lib/wsgate/wsgate.db)");
-    /* Name the scheme only: the rest of a database URL may hold a password. */
-    size_t sl = strcspn(v, ":/@");
-    snprintf(why, n,
-             "must be sqlite://PATH, postgres://... or postgresql://... (got scheme '%.*s')",
-             (int)(sl > 20 ? 20 : sl), v);
-    return WSG_ECONFIG;
+    /* Name the scheme only: the rest of a database URL may hold a password,
+     * and so may a value that is not a URL at all (a password pasted alone). */
+    size_t sl = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+    if (sl == 0 || sl > 20 || strncmp(v + sl, "://", 3) != 0)
+        return fail(why, n,
+                    "must be sqlite://PATH, postgres://... or postgresql://... (got no "
+                    "URL scheme)");
+    return fail(why, n,
+                "must be sqlite://PATH, postgres://... or postgresql://... (got scheme '%.*s')",
+                (int)sl, v);
 }
 
 int cfg_check_nats(const char *v, char *why, size_t n)
