@@ -467,11 +467,17 @@ typedef struct {
 static void on_pub(void *ud, const bus_publish_t *p)
 {
     pubs_t *r = ud;
+    char data[64] = "";
+    for (size_t i = 0; i < p->len && i < 31; i++) {
+        if (p->binary)
+            snprintf(data + 2 * i, 3, "%02x", p->data[i]);
+        else
+            data[i] = (char)p->data[i];
+    }
     pthread_mutex_lock(&r->mu);
     if (r->n < 32)
-        snprintf(r->what[r->n], sizeof r->what[0], "%s|%s|%s|%.*s|%d",
-                 p->channel ? p->channel : "-", p->route ? p->route : "-",
-                 p->exclude ? p->exclude : "-", (int)p->len, (const char *)p->data, p->binary);
+        snprintf(r->what[r->n], sizeof r->what[0], "%s|%s|%s|%s|%d", p->channel ? p->channel : "-",
+                 p->route ? p->route : "-", p->exclude ? p->exclude : "-", data, p->binary);
     r->n++;
     pthread_mutex_unlock(&r->mu);
 }
@@ -536,6 +542,10 @@ static void test_channels_and_broadcast(void **state)
     wait_pub(&o, "-|/chat|cX|all|0");
     pub(api, "a.*", "star", NULL);
     wait_pub(&o, "a.*|-|cX|star|0");
+    const unsigned char raw[4] = {'b', 0, 0xfe, 'z'};
+    bus_publish_t bp = {.channel = "a.*", .data = raw, .len = 4, .binary = 1};
+    assert_int_equal(bus_publish(api, &bp), 0);
+    wait_pub(&o, "a.*|-|-|6200fe7a|1");                  /* binary data shown as hex */
     assert_int_equal(pubs_has(&o, "a.b|-|cX|a.b|0"), 0); /* "a.*" is a name, not a pattern */
     assert_int_equal(pubs_has(&e, "a.*|-|cX|star|0"), 0);
     assert_int_equal(pubs_has(&e, "a|-|cX|to-a|0"), 0);
@@ -653,6 +663,9 @@ static void test_server_restart(void **state)
     got.bus = bus;
     got.auto_done = 1;
     assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &got), 0);
+    edge_t e = {.answer = 0};
+    pthread_mutex_init(&e.mu, NULL);
+    assert_int_equal(bus_cmd_serve(bus, "edge-r", on_cmd, &e), 0);
     assert_int_equal(bus_start(bus), 0);
     publish(bus, "evt_r0", BUS_EV_CONNECT, "connS", 1, &acks);
     assert_all_acked(&acks, 1);
@@ -697,6 +710,10 @@ static void test_server_restart(void **state)
     }
     int last = rec_count(&got) - 1;
     assert_string_equal(got.id[last], "evt_back");
+    /* core subscriptions came back too: a command reaches the edge */
+    bus_cmd_t cl = {.op = BUS_CMD_CLOSE, .conn_id = "connS", .code = 1000};
+    assert_int_equal(request(bus, "edge-r", &cl), 0);
+    assert_int_equal(e.last.code, 1000);
     bus_free(bus);
 }
 
