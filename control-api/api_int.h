@@ -55,6 +55,7 @@ struct api_req {
     const char *authz;          /* Authorization header; NULL in batch items */
     const wsg_claims_t *claims; /* NULL before auth; batch items share the parent's */
     wsg_claims_t claims_buf;
+    void *auth_ref; /* the token-cache entry r->claims points into, or NULL */
     /* answer */
     int status;
     json_t *resp;   /* owned; JSON or problem document */
@@ -120,7 +121,8 @@ int api_empty(api_req_t *r, int status);
 int api_from_err(api_req_t *r, int err, const char *what);
 
 /* api_auth.c */
-int api_authenticate(api_req_t *r, const char *authz, wsg_claims_t *out);
+int api_authenticate(api_req_t *r, const char *authz);
+void api_auth_release(void *ref);
 int api_glob_allows(const char *const *patterns, size_t n, const char *channel);
 int api_require_channel(api_req_t *r, const char *channel);
 int api_check_scope(api_req_t *r, const char *scope);

@@ -155,6 +155,8 @@ void api_req_clear(api_req_t *r)
     free(r->raw);
     r->raw = NULL;
     wsg_claims_clear(&r->claims_buf);
+    api_auth_release(r->auth_ref);
+    r->auth_ref = NULL;
 }
 
 /* 1 when the request's segments match pattern. */
@@ -215,9 +217,8 @@ int api_route(api_req_t *r)
         if (rt->method != m)
             continue;
         if (rt->scope && !r->claims) {
-            if (api_authenticate(r, r->authz, &r->claims_buf) != 0)
+            if (api_authenticate(r, r->authz) != 0)
                 return API_DONE;
-            r->claims = &r->claims_buf;
         }
         if (api_check_scope(r, rt->scope) != 0)
             return API_DONE;
