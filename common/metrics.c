@@ -54,8 +54,16 @@ void wsg_gauge_add(int g, int64_t d)
     atomic_fetch_add_explicit(&gauges[g], d, memory_order_relaxed);
 }
 
+/* Above this a duration is a broken clock, not a measurement; the cap also
+ * keeps s * 1e6 inside uint64_t. */
+#define MAX_OBSERVED_S 1e9
+
 void wsg_observe(int h, double s)
 {
+    if (!(s >= 0)) /* negative (a clock stepped back) or NaN */
+        s = 0;
+    if (s > MAX_OBSERVED_S)
+        s = MAX_OBSERVED_S;
     size_t i = 0;
     while (i < N_BUCKETS && s > bucket_le[i])
         i++;

@@ -1,0 +1,84 @@
+/*
+ * test_metrics.c — the Prometheus registry of common/metrics.c: counters,
+ * gauges, histogram buckets and sums in the rendered text, and durations a
+ * caller's clock may get wrong (negative, NaN, absurdly large) kept sane.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/metrics.h"
+
+/* The value on the line that starts with "name " (or name{...} when given). */
+static double metric(const char *text, const char *name)
+{
+    char key[160];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(text, key);
+    if (!p)
+        fail_msg("no %s in the rendering", name);
+    return strtod(p + strlen(key), NULL);
+}
+
+static char *render(void)
+{
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(wsg_metrics_render(&out, &len), 0);
+    assert_int_equal(strlen(out), len);
+    return out;
+}
+
+static void counters_gauges_and_buckets(void **state)
+{
+    wsg_count(WSG_M_FRAMES_IN, 3);
+    wsg_gauge_set(WSG_G_CONNECTIONS, 5);
+    wsg_gauge_add(WSG_G_CONNECTIONS, -2);
+    wsg_observe(WSG_H_WEBHOOK_SECONDS, 0.004);
+    wsg_observe(WSG_H_WEBHOOK_SECONDS, 100);
+    char *t = render();
+    assert_true(metric(t, "wsgate_frames_in_total") == 3);
+    assert_true(metric(t, "wsgate_connections") == 3);
+    assert_true(metric(t, "wsgate_webhook_duration_seconds_bucket{le=\"0.005\"}") == 1);
+    assert_true(metric(t, "wsgate_webhook_duration_seconds_bucket{le=\"30\"}") == 1);
+    assert_true(metric(t, "wsgate_webhook_duration_seconds_bucket{le=\"+Inf\"}") == 2);
+    assert_true(metric(t, "wsgate_webhook_duration_seconds_count") == 2);
+    assert_true(fabs(metric(t, "wsgate_webhook_duration_seconds_sum") - 100.004) < 1e-6);
+    free(t);
+}
+
+/* A negative or NaN duration (a wall clock stepped back) counts in the
+ * first bucket as 0 s; a huge one in +Inf, capped at 1e9 s, so that the sum
+ * is never wrapped around by a conversion out of range. */
+static void bad_durations_do_not_wrap_the_sum(void **state)
+{
+    wsg_observe(WSG_H_EVENT_SECONDS, -1.0);
+    wsg_observe(WSG_H_EVENT_SECONDS, NAN);
+    char *t = render();
+    assert_true(metric(t, "wsgate_event_delivery_seconds_count") == 2);
+    assert_true(metric(t, "wsgate_event_delivery_seconds_bucket{le=\"0.0005\"}") == 2);
+    assert_true(metric(t, "wsgate_event_delivery_seconds_sum") == 0);
+    free(t);
+    wsg_observe(WSG_H_EVENT_SECONDS, 1e300); /* capped at 1e9 s */
+    t = render();
+    assert_true(metric(t, "wsgate_event_delivery_seconds_bucket{le=\"30\"}") == 2);
+    assert_true(metric(t, "wsgate_event_delivery_seconds_bucket{le=\"+Inf\"}") == 3);
+    assert_true(metric(t, "wsgate_event_delivery_seconds_sum") == 1e9);
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(counters_gauges_and_buckets),
+        cmocka_unit_test(bad_durations_do_not_wrap_the_sum),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
