@@ -270,8 +270,12 @@ static natsStatus bind_partition(nb_group_t *g, uint32_t p)
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
-    if (s != NATS_OK && jerr == JSConsumerNameExistErr)
+    if (s != NATS_OK && jerr != 0) { /* exists with other settings: align them */
+        jsConsumerInfo_Destroy(ci);
+        ci = NULL;
         s = js_UpdateConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
+        s = jerr != 0 ? NATS_OK : s; /* not updatable: bind to it as it is */
+    }
     jsConsumerInfo_Destroy(ci);
     if (s != NATS_OK)
         return s;
