@@ -1586,6 +1586,10 @@ import sys as _sys  # noqa: E402
 import unittest as _unittest  # noqa: E402
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error: ",
+                     "WARNING: ThreadSanitizer")
+
+
 class GatewayTestCase(_unittest.TestCase):
     """Skips when WSGATE_BIN is not built; self.backend()/self.gateway()/
     self.client() create objects that are stopped after the test; on a
@@ -1615,12 +1619,28 @@ class GatewayTestCase(_unittest.TestCase):
         self.addCleanup(be.stop)
         return be
 
+    # True: a gateway still running at the end of the test must exit 0 on
+    # SIGTERM. Sanitizer reports in its log always fail the test.
+    strict_exit = False
+
     def gateway(self, routes, **kw):
         gw = Gateway(routes=routes, start=False, **kw)
         self._gateways.append(gw)
-        self.addCleanup(gw.close)
+        self.addCleanup(self._close_gateway, gw)
         gw.start()
         return gw
+
+    def _close_gateway(self, gw):
+        was_running = gw.running()
+        status = gw.stop()
+        text = gw.logs()
+        tail = gw.logs_tail(80)
+        gw.close()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                raise AssertionError("sanitizer report in the wsgate log:\n" + tail)
+        if self.strict_exit and was_running and status != 0:
+            raise AssertionError("wsgate exited with %s on SIGTERM:\n%s" % (status, tail))
 
     def client(self, url, **kw):
         ws = WsClient.connect(url, **kw)
