@@ -46,6 +46,20 @@ class Auth(w.GatewayTestCase):
             self.assertTrue(r.headers["www-authenticate"].startswith("Bearer"))
             self.assertEqual(r.headers["content-type"], "application/problem+json")
 
+    def test_verified_token_cache_is_exact_and_expires(self):
+        anon = w.ControlApi(self.gw.api_url)
+        good = self.gw.api_token("read", ttl=2)
+        self.assertEqual(anon.request("GET", "/v1/channels", token=good).status, 200)
+        # same header and signature, other claims: never served from the cache
+        forged = w.forge_tampered(good, scope="admin")
+        self.assertEqual(anon.request("GET", "/v1/channels", token=forged).status, 401)
+        self.assertEqual(anon.request("POST", "/v1/broadcast", "x", token=good).status, 403)
+        self.assertEqual(anon.request("GET", "/v1/channels", token=good + "x").status, 401)
+        exp = w.decode_jwt(good)[1]["exp"]
+        time.sleep(max(0, exp + 5 + 1.2 - time.time()))  # past exp and the 5 s leeway
+        r = anon.request("GET", "/v1/channels", token=good)
+        self.assertEqual(r.status, 401, r)
+
     def test_403_per_scope(self):
         scopes = ["send", "publish", "subscribe", "disconnect", "read"]
         for method, path, body, need in SCOPE_OF:
