@@ -355,10 +355,21 @@ void disp_backend_pump(disp_t *d, disp_backend_t *be)
     }
 }
 
+static void free_subop(disp_subop_t *op)
+{
+    free(op->channel);
+    free(op->conn_id);
+    free(op);
+}
+
 static void on_sub_reply(void *ud, int status)
 {
     disp_subop_t *op = ud;
     disp_t *d = op->d;
+    if (!disp_live_enter(d)) { /* the dispatcher is gone */
+        free_subop(op);
+        return;
+    }
     pthread_mutex_lock(&d->mu);
     if (status == 0) {
         op->next = d->subq;
@@ -368,13 +379,11 @@ static void on_sub_reply(void *ud, int status)
     d->replies--;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
-    if (op) {
-        free(op->channel);
-        free(op->conn_id);
-        free(op);
-    } else {
+    if (op)
+        free_subop(op);
+    else
         curl_multi_wakeup(d->multi);
-    }
+    disp_live_leave(d);
 }
 
 static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a)
