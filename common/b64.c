@@ -3,6 +3,8 @@
 #include "common/err.h"
 
 #include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
 
 size_t wsg_b64_encode(const unsigned char *in, size_t n, char *out)
 {
@@ -48,4 +50,41 @@ int wsg_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen)
         len--;
     *outlen = (size_t)len;
     return 0;
+}
+
+/* The 6-bit value of a base64url character, -1 for any other. */
+static int url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+int wsg_b64url_decode(const char *in, size_t n, unsigned char *out, size_t *outlen)
+{
+    if (n % 4 == 1 || n > 0x7ffffff0)
+        return WSG_EINVAL;
+    /* 2 or 3 characters at the end carry 4 or 2 bits that must be zero */
+    int last = n ? url_value(in[n - 1]) : 0;
+    if (last < 0 || (n % 4 == 2 && (last & 0x0f)) || (n % 4 == 3 && (last & 0x03)))
+        return WSG_EINVAL;
+    size_t padded = (n + 3) / 4 * 4;
+    char *std = malloc(padded + 1);
+    if (!std)
+        return WSG_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (url_value(in[i]) < 0)
+            rc = WSG_EINVAL;
+        std[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+    }
+    memset(std + n, '=', padded - n);
+    if (rc == 0)
+        rc = wsg_b64_decode(std, padded, out, outlen);
+    free(std);
+    return rc;
 }

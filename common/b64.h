@@ -21,4 +21,13 @@ size_t wsg_b64url_encode(const unsigned char *in, size_t n, char *out);
  * Returns 0 and the decoded length in *outlen, or WSG_EINVAL. */
 int wsg_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen);
 
+/* Room wsg_b64url_decode needs for text of length n. */
+#define WSG_B64URL_DECODED_MAX(n) (((n) + 3) / 4 * 3)
+
+/* Decodes unpadded base64url text of length n into out (>= WSG_B64URL_DECODED_MAX(n)
+ * bytes). Strict: the URL alphabet only, no '=', and canonical (unused trailing
+ * bits zero), so that every byte string has exactly one spelling. Returns 0
+ * and the decoded length in *outlen, or WSG_EINVAL (WSG_ENOMEM). */
+int wsg_b64url_decode(const char *in, size_t n, unsigned char *out, size_t *outlen);
+
 #endif

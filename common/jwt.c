@@ -33,32 +33,16 @@ _Static_assert((int)WSG_ALG_HS256 == (int)JWT_ALG_HS256 &&
 
 #define REFUSE(...) wsg_errf(err, errlen, WSG_EAUTH, __VA_ARGS__)
 
-/* base64url (unpadded) -> bytes, NUL-terminated. Returns a new buffer or NULL. */
+/* base64url (unpadded, strict) -> bytes, NUL-terminated. Returns a new buffer or NULL. */
 static unsigned char *b64url_decode(const char *in, size_t n, size_t *outlen)
 {
-    if (n % 4 == 1)
+    unsigned char *out = malloc(WSG_B64URL_DECODED_MAX(n) + 1);
+    if (!out || wsg_b64url_decode(in, n, out, outlen) != 0) {
+        free(out);
         return NULL;
-    size_t padded = (n + 3) / 4 * 4;
-    char *std = malloc(padded + 1);
-    unsigned char *out = malloc(padded / 4 * 3 + 1);
-    if (!std || !out)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        char ch = in[i];
-        if (ch == '+' || ch == '/' || ch == '=')
-            goto fail; /* not base64url */
-        std[i] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
     }
-    memset(std + n, '=', padded - n);
-    if (wsg_b64_decode(std, padded, out, outlen) != 0)
-        goto fail;
     out[*outlen] = '\0';
-    free(std);
     return out;
-fail:
-    free(std);
-    free(out);
-    return NULL;
 }
 
 /* The "alg" of the token's header must name the configured algorithm, and

@@ -261,39 +261,6 @@ char *store_cursor_encode(char kind, const char *key)
     return out;
 }
 
-/* Strict base64url: the alphabet only, no padding, canonical (re-encodes to
- * the same text), so that a cursor has exactly one spelling. */
-static int b64url_decode(const char *in, size_t n, unsigned char *out, size_t *outlen)
-{
-    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    if (n % 4 == 1)
-        return WSG_EINVAL;
-    char *std = malloc(n + 4);
-    if (!std)
-        abort();
-    size_t i;
-    for (i = 0; i < n; i++) {
-        if (!memchr(alpha, in[i], sizeof alpha - 1)) {
-            free(std);
-            return WSG_EINVAL;
-        }
-        std[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-    }
-    while (i % 4)
-        std[i++] = '=';
-    int rc = wsg_b64_decode(std, i, out, outlen);
-    free(std);
-    if (rc != 0)
-        return rc;
-    char *again = malloc(WSG_B64_LEN(*outlen) + 1);
-    if (!again)
-        abort();
-    size_t m = wsg_b64url_encode(out, *outlen, again);
-    rc = (m == n && memcmp(again, in, n) == 0) ? 0 : WSG_EINVAL;
-    free(again);
-    return rc;
-}
-
 int store_cursor_decode(store_t *st, char kind, const char *cursor, char **key)
 {
     *key = NULL;
@@ -304,11 +271,12 @@ int store_cursor_decode(store_t *st, char kind, const char *cursor, char **key)
     size_t n = strlen(cursor);
     if (n > WSG_B64_LEN(CURSOR_KEY_MAX + 1))
         return store_fail(st, WSG_EINVAL, "store: cursor too long");
-    unsigned char *raw = malloc(n + 3);
+    /* strict and canonical: a cursor has exactly one spelling */
+    unsigned char *raw = malloc(WSG_B64URL_DECODED_MAX(n));
     if (!raw)
         abort();
     size_t len = 0;
-    int rc = b64url_decode(cursor, n, raw, &len);
+    int rc = wsg_b64url_decode(cursor, n, raw, &len);
     if (rc != 0 || len < 2 || raw[0] != (unsigned char)kind ||
         !store_utf8_valid((const char *)raw + 1, len - 1)) {
         free(raw);

@@ -112,6 +112,33 @@ static void decode_refuses_bad_text(void **state)
     assert_int_equal(wsg_b64_decode("Zm\0v", 4, out, &len), WSG_EINVAL);
 }
 
+/* base64url decoding: the RFC vectors and every byte back, and strictness:
+ * no padding, no '+' '/', no length 4k+1, unused trailing bits zero. */
+static void url_decode_strict(void **state)
+{
+    unsigned char in[256], out[WSG_B64URL_DECODED_MAX(WSG_B64_LEN(256))];
+    char text[WSG_B64_LEN(256) + 1];
+    for (size_t i = 0; i < sizeof in; i++)
+        in[i] = (unsigned char)(255 - i);
+    for (size_t n = 0; n <= sizeof in; n++) {
+        size_t tl = wsg_b64url_encode(in, n, text), len = 99;
+        assert_int_equal(wsg_b64url_decode(text, tl, out, &len), 0);
+        assert_int_equal(len, n);
+        assert_memory_equal(out, in, n);
+    }
+    size_t len = 0;
+    assert_int_equal(wsg_b64url_decode("Zm9vYg", 6, out, &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(out, "foob", 4);
+    static const char *const bad[] = {"Zg==", "Zm9v+g", "Zm9v/g", "Z",   "Zm9vY",
+                                      "Zh",   "Zm9",    "Zm!v",   "Zm v"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = wsg_b64url_decode(bad[i], strlen(bad[i]), out, &len);
+        if (rc != WSG_EINVAL)
+            fail_msg("\"%s\" decoded (rc %d)", bad[i], rc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -120,6 +147,7 @@ int main(void)
         cmocka_unit_test(url_alphabet),
         cmocka_unit_test(every_byte_round_trips),
         cmocka_unit_test(decode_refuses_bad_text),
+        cmocka_unit_test(url_decode_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
