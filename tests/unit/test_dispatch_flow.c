@@ -25,7 +25,9 @@
 #include "bus/bus.h"
 #include "common/config.h"
 #include "common/err.h"
+#include "common/metrics.h"
 #include "common/whsig.h"
+#include "dispatcher/disp_core.h"
 #include "dispatcher/dispatch.h"
 #include "store/store.h"
 
@@ -34,7 +36,7 @@
 typedef struct {
     pthread_mutex_t mu;
     int lfd, port;
-    int n;
+    int n, total;
     char ids[MAXREQ][64];
     char bodies[MAXREQ][256];
     bool signed_ok[MAXREQ];
@@ -101,6 +103,7 @@ static int one_request(int fd, char *buf, size_t cap)
     header(buf, "webhook-signature", sig, sizeof sig);
     const char *body = buf + hlen;
     pthread_mutex_lock(&srv.mu);
+    srv.total++;
     int seen = 0;
     for (int i = 0; i < srv.n; i++)
         seen += strcmp(srv.ids[i], id) == 0;
@@ -161,7 +164,9 @@ static void server_start(void)
 }
 
 typedef struct {
-    char dir[128], store[192];
+    int port;      /* backend port; 0 = the scripted server */
+    bool keep_dir; /* world_down leaves the files for a restart */
+    char dir[128], store[192], queue[192];
     wsg_config_t *cfg;
     bus_t *bus;
     disp_t *disp;
@@ -170,9 +175,12 @@ typedef struct {
 static void world_up(world_t *w)
 {
     char err[512] = "", yaml[1024];
-    snprintf(w->dir, sizeof w->dir, "/tmp/wsg-disp-XXXXXX");
-    assert_non_null(mkdtemp(w->dir));
+    if (!w->dir[0]) {
+        snprintf(w->dir, sizeof w->dir, "/tmp/wsg-disp-XXXXXX");
+        assert_non_null(mkdtemp(w->dir));
+    }
     snprintf(w->store, sizeof w->store, "sqlite://%s/s.db", w->dir);
+    snprintf(w->queue, sizeof w->queue, "%s/q.db", w->dir);
     store_t *st = NULL;
     assert_int_equal(store_open(&st, w->store, err, sizeof err), 0);
     assert_int_equal(store_migrate(st), 0);
@@ -181,14 +189,15 @@ static void world_up(world_t *w)
              "store: %s\nroutes:\n  - path: /chat\n    backend: http://127.0.0.1:%d/events\n"
              "    webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
              "    auth: {required: false}\n"
-             "    delivery: {backoff_initial: 10ms, backoff_max: 20ms, max_attempts: 3}\n",
-             w->store, srv.port);
+             "    delivery: {backoff_initial: 10ms, backoff_max: 20ms, max_attempts: 3,"
+             " timeout: 60s}\n",
+             w->store, w->port ? w->port : srv.port);
     int rc = wsg_config_load_string(&w->cfg, yaml, "test.yaml", err, sizeof err);
     if (rc != 0)
         fail_msg("config: %s", err);
     srv.key = w->cfg->routes[0].webhook_key;
     srv.key_len = w->cfg->routes[0].webhook_key_len;
-    bus_opts_t o = {.url = "", .queue_path = NULL};
+    bus_opts_t o = {.url = "", .queue_path = w->keep_dir ? w->queue : NULL};
     assert_int_equal(bus_open(&w->bus, &o, err, sizeof err), 0);
     assert_int_equal(disp_new(&w->disp, w->cfg, w->bus, err, sizeof err), 0);
     assert_int_equal(bus_start(w->bus), 0);
@@ -201,6 +210,8 @@ static void world_down(world_t *w)
     disp_free(w->disp);
     bus_free(w->bus);
     wsg_config_free(w->cfg);
+    if (w->keep_dir)
+        return;
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", w->dir);
     assert_int_equal(system(cmd), 0);
@@ -312,12 +323,72 @@ static void exhausted_retries(void **state)
     world_down(&w);
 }
 
+/* A backend that never answers: a listening socket nobody accepts on. */
+static int hang_port(int *fd)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof sa;
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(*fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(*fd, 1024), 0);
+    getsockname(*fd, (struct sockaddr *)&sa, &l);
+    return ntohs(sa.sin_port);
+}
+
+static int64_t pending_when_steady(void)
+{
+    int64_t last = -1, v = 0;
+    for (int i = 0; i < 100; i++) {
+        usleep(50000);
+        v = wsg_gauge_value(WSG_G_EVENTS_PENDING);
+        if (v == last && v > 0)
+            break;
+        last = v;
+    }
+    return v;
+}
+
+/* With a backend that hangs, the dispatcher holds at most DISP_MAX_HELD
+ * events (the rest wait in the bus); stopping abandons what is in flight;
+ * after a restart every event is delivered. */
+static void bounded_then_redelivered(void **state)
+{
+    (void)state;
+    enum { CONNS = 100, PER = 90 };
+    int hfd;
+    world_t w = {.keep_dir = true};
+    w.port = hang_port(&hfd);
+    int64_t before = wsg_gauge_value(WSG_G_EVENTS_PENDING);
+    world_up(&w);
+    for (int i = 0; i < CONNS * PER; i++) {
+        char c[16];
+        snprintf(c, sizeof c, "k%03d", i % CONNS);
+        publish(&w, c, (uint64_t)(i / CONNS + 1), "held");
+    }
+    int64_t held = pending_when_steady() - before;
+    assert_true(held > 0);
+    assert_true(held <= DISP_MAX_HELD);
+    assert_true(CONNS * PER > DISP_MAX_HELD);
+    world_down(&w); /* in flight: abandoned; nothing acknowledged */
+    close(hfd);
+    srv.n = srv.total = 0;
+    w.port = 0;
+    w.keep_dir = true;
+    world_up(&w);
+    for (int i = 0; i < 1000 && srv.total < CONNS * PER; i++)
+        usleep(10000);
+    assert_true(srv.total >= CONNS * PER);
+    w.keep_dir = false;
+    world_down(&w);
+}
+
 int main(void)
 {
     server_start();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(order_retries_and_dead_letters),
         cmocka_unit_test(exhausted_retries),
+        cmocka_unit_test(bounded_then_redelivered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
