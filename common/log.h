@@ -10,8 +10,9 @@
  * write(2), so lines from different threads never interleave.
  *
  * Secrets never go through here; callers pass redacted values.
- * Thread-safety: wsg_log_setup() once at start-up before threads exist;
- * everything else from any thread.
+ * Thread-safety: wsg_log_setup(), wsg_log_setup_env() and wsg_log_set_fd()
+ * at start-up before threads exist (they write plain globals the other
+ * threads read without a lock); wsg_log_emit() / WSG_LOG from any thread.
  */
 #ifndef WSG_LOG_H
 #define WSG_LOG_H
