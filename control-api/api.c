@@ -231,6 +231,33 @@ static int run_request(http_ctx_t *h, const char *url, const char *method)
     return api_route(r);
 }
 
+/* Appends a body chunk; past max the body is dropped and too_big set.
+ * Returns 0 or WSG_ENOMEM. */
+static int append_body(http_ctx_t *h, const char *data, size_t n, size_t max)
+{
+    if (h->len + n > max) {
+        h->too_big = 1;
+        free(h->body);
+        h->body = NULL;
+        h->len = h->cap = 0;
+        return 0;
+    }
+    if (h->len + n + 1 > h->cap) {
+        size_t cap = h->cap ? h->cap : 1024;
+        while (cap < h->len + n + 1)
+            cap *= 2;
+        char *nb = realloc(h->body, cap);
+        if (!nb)
+            return WSG_ENOMEM;
+        h->body = nb;
+        h->cap = cap;
+    }
+    memcpy(h->body + h->len, data, n);
+    h->len += n;
+    h->body[h->len] = 0;
+    return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -254,34 +281,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         else
             return MHD_YES;
     }
-    if (*upload_size && !h->too_big) {
-        size_t n = *upload_size;
-        if (h->len + n > a->cfg->api.max_body_bytes) {
-            h->too_big = 1;
-            free(h->body);
-            h->body = NULL;
-            h->len = 0;
-        } else {
-            if (h->len + n + 1 > h->cap) {
-                size_t cap = h->cap ? h->cap : 1024;
-                while (cap < h->len + n + 1)
-                    cap *= 2;
-                char *nb = realloc(h->body, cap);
-                if (!nb)
-                    return MHD_NO;
-                h->body = nb;
-                h->cap = cap;
-            }
-            memcpy(h->body + h->len, upload, n);
-            h->len += n;
-            h->body[h->len] = 0;
-        }
-    }
-    if (*upload_size && !h->too_big) {
-        *upload_size = 0;
+    if (*upload_size) {
+        if (!h->too_big && append_body(h, upload, *upload_size, a->cfg->api.max_body_bytes) != 0)
+            return MHD_NO;
+        *upload_size = 0; /* past the limit the rest is discarded as it arrives */
         return MHD_YES;
     }
-    *upload_size = 0; /* past the limit: the rest is discarded as it arrives */
     if (h->routed) {
         if (atomic_load(&h->state) != ST_DONE)
             return MHD_YES;

@@ -146,6 +146,29 @@ class BadInput(w.GatewayTestCase):
             urllib.parse.quote("ünï cødé.*>"), self.cid)).status, 204)
 
 
+    def test_chunked_body_over_limit_413(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.gw.api_port, timeout=10)
+        conn.putrequest("POST", "/v1/connections/%s/messages" % self.cid)
+        conn.putheader("Authorization", "Bearer " + self.gw.api_token("send"))
+        conn.putheader("Content-Type", "text/plain")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        try:
+            for _ in range(8):  # 8 KiB in 1 KiB chunks, the limit is 4096
+                conn.send(b"400\r\n" + b"x" * 1024 + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server may answer and close before reading everything
+        r = conn.getresponse()
+        self.assertEqual(r.status, 413)
+        conn.close()
+        time.sleep(0.3)
+        self.assertEqual(self.ws.pending(), 0)
+        self.assertEqual(self.api.send(self.cid, "small").status, 200)
+        self.assertEqual(self.ws.recv_text(5), "small")
+
+
 class Ops(w.GatewayTestCase):
     def test_health_ready_metrics(self):
         gw = self.gateway([w.route("/chat")])
@@ -159,6 +182,12 @@ class Ops(w.GatewayTestCase):
         self.assertTrue(h["content-type"].startswith("text/plain"))
         m = re.search(rb"^wsgate_api_requests_total (\d+)", body, re.M)
         self.assertTrue(m and int(m.group(1)) >= 1, body[:500])
+
+    def test_state_report(self):
+        gw = self.gateway([w.route("/chat")], config={"log": {"report_interval": "1s"}})
+        rec = gw.wait_log("state report", 10)[0]
+        for k in ("connections", "channels", "events_pending"):
+            self.assertIn(k, rec)
 
     def test_openapi_matches_routes(self):
         gw = self.gateway([w.route("/chat")])

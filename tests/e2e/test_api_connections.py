@@ -186,6 +186,16 @@ class Users(ApiCase):
         self.assertEqual(bob.pending(), 0)
 
 
+    def test_token_channels_recorded_by_registry(self):
+        tok = w.mint_jwt(w.client_claims("carol", channels=["news", "room/7"]))
+        ws, cid = self.open(query={"token": tok})
+        self.registered(cid)
+        c = self.api.get("/v1/connections/" + cid).json
+        self.assertEqual((c["user"], sorted(c["channels"])), ("carol", ["news", "room/7"]))
+        m = self.api.get("/v1/channels/room%2F7/connections").json["items"]
+        self.assertEqual(m, [cid])
+
+
 class Batch(ApiCase):
     def test_batch_per_item_results(self):
         ws, cid = self.open()
