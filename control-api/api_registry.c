@@ -5,8 +5,10 @@
  * heartbeats, and makes sure every connect gets exactly one disconnect:
  *
  *   - standalone restart: connections found in the store at api_new() belong
- *     to the previous run's edge; api_start() publishes one "edge_lost"
- *     disconnect for each (code 1006) and deletes it;
+ *     to the previous run's edge; shortly after start (once the registry has
+ *     consumed disconnects the previous run published but did not record)
+ *     one "edge_lost" disconnect (code 1006) is published for each one still
+ *     recorded, and it is deleted;
  *   - cluster: an edge whose heartbeat is older than cluster.edge_timeout
  *     gets the same treatment for its connections (lose_edge()).
  *
@@ -30,6 +32,7 @@
 #include "control-api/api_int.h"
 
 #define GC_INTERVAL_MS 60000
+#define LOST_GRACE_MS 2000
 
 static int64_t now_ms(void)
 {
@@ -207,10 +210,29 @@ static void report(api_t *a)
             (long long)wsg_gauge_value(WSG_G_EVENTS_PENDING));
 }
 
+/* Loses the connections collected at api_new() that are still recorded. Runs
+ * LOST_GRACE_MS after start: a disconnect the previous run published but the
+ * registry had not consumed is redelivered first and removes its row, so that
+ * connection does not get a second disconnect. Caller holds reg_mu. */
+static void lose_previous_run(api_t *a)
+{
+    for (size_t i = 0; i < a->n_lost; i++) {
+        store_conn_t c = {0};
+        if (store_conn_get(a->reg_st, a->lost_ids[i], &c) == 0)
+            api_registry_lose(a, &c);
+        store_conn_clear(&c);
+        free(a->lost_ids[i]);
+    }
+    free(a->lost_ids);
+    a->lost_ids = NULL;
+    a->n_lost = 0;
+}
+
 static void *maint_main(void *arg)
 {
     api_t *a = arg;
     int64_t next_gc = now_ms() + GC_INTERVAL_MS, next_report = 0;
+    int64_t lost_at = now_ms() + LOST_GRACE_MS;
     uint64_t every = a->cfg->log.report_interval_ms;
     if (every)
         next_report = now_ms() + (int64_t)every;
@@ -227,6 +249,8 @@ static void *maint_main(void *arg)
         int64_t now = now_ms();
         if (a->cluster)
             sweep_stale_edges(a);
+        if (a->n_lost && now >= lost_at)
+            lose_previous_run(a);
         if (now >= next_gc) {
             uint64_t removed = 0;
             store_sub_gc(a->reg_st, &removed);
@@ -291,14 +315,6 @@ int api_registry_init(api_t *a, char *err, size_t errlen)
 
 int api_registry_start(api_t *a)
 {
-    pthread_mutex_lock(&a->reg_mu);
-    for (size_t i = 0; i < a->n_lost; i++) {
-        store_conn_t c = {0};
-        if (store_conn_get(a->reg_st, a->lost_ids[i], &c) == 0) /* not disconnected meanwhile */
-            api_registry_lose(a, &c);
-        store_conn_clear(&c);
-    }
-    pthread_mutex_unlock(&a->reg_mu);
     a->stopping = 0;
     if (pthread_create(&a->maint, NULL, maint_main, a) != 0)
         return WSG_ENOMEM;

@@ -262,5 +262,18 @@ class Restart(ApiCase):
         self.assertEqual(len(w.dedupe(n)), 1)
 
 
+    def test_graceful_restart_one_disconnect(self):
+        ws, cid = self.open()
+        self.registered(cid)
+        self.gw.stop()
+        self.gw.start()
+        self.be.wait_event(lambda e: e["type"] == "disconnect" and e["connection_id"] == cid, 20)
+        time.sleep(3.5)  # past the registry's grace before it sweeps a previous run
+        n = [e for e in w.dedupe(self.be.events()) if e["type"] == "disconnect" and
+             e["connection_id"] == cid]
+        self.assertEqual(len(n), 1, n)
+        self.assertEqual(n[0]["initiator"], "server")
+        self.assertEqual(self.gw.control().get("/v1/connections/" + cid).status, 410)
+
 if __name__ == "__main__":
     unittest.main()
