@@ -165,6 +165,18 @@ void wsg_config_print_schema(FILE *f)
     print_rows(f, &cfg_root_scope, "", "");
 }
 
+/* Prints a value; a URL with user:password@ shows it as ***@ (backends,
+ * authorizers and routing services may carry credentials). */
+static void put_text(FILE *f, const char *s)
+{
+    char masked[4096];
+    if (strstr(s, "://")) {
+        cfg_mask_url(s, masked, sizeof masked);
+        s = masked;
+    }
+    fputs(s, f);
+}
+
 static void describe_value(FILE *f, const cfg_key_t *k, const void *base)
 {
     char buf[32];
@@ -179,7 +191,7 @@ static void describe_value(FILE *f, const cfg_key_t *k, const void *base)
         else if (k->flags & CFG_F_SECRET)
             fprintf(f, "(secret, %zu bytes)", strlen(s));
         else
-            fputs(s, f);
+            put_text(f, s);
         break;
     case CFG_BOOL:
         fputs(*FIELD(base, k, bool) ? "true" : "false", f);
@@ -231,8 +243,10 @@ static void describe_scope(FILE *f, const cfg_scope_t *sc, const void *base, con
         } else if (k->type == CFG_LIST) {
             char *const *v = *(char **const *)((const char *)base + k->off);
             fprintf(f, "%s = [", dkey);
-            for (size_t j = 0; j < *FIELD2(base, k, size_t); j++)
-                fprintf(f, "%s%s", j ? ", " : "", v[j]);
+            for (size_t j = 0; j < *FIELD2(base, k, size_t); j++) {
+                fputs(j ? ", " : "", f);
+                put_text(f, v[j]);
+            }
             fputs("]\n", f);
         } else {
             fprintf(f, "%s = ", dkey);

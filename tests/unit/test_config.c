@@ -417,6 +417,24 @@ static void describe_never_shows_secrets(void **state)
     wsg_config_free(cfg);
 }
 
+/* Credentials in backend URLs are masked in --verbose as in the summary. */
+static void describe_masks_url_credentials(void **state)
+{
+    wsg_config_t *cfg = load_text("routes:\n"
+                                  "  - path: /chat\n"
+                                  "    backend: http://u:hunter4@127.0.0.1:9000/events\n"
+                                  "    allowed_backends: [\"https://v:hunter5@10.0.0.1:443/\"]\n"
+                                  "    webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+                                  "    auth: {required: false,"
+                                  " authorizer: \"http://w:hunter6@127.0.0.1:9001/auth\"}\n");
+    char *text = describe(cfg);
+    assert_null(strstr(text, "hunter"));
+    assert_non_null(strstr(text, "routes[0].backend = http://***@127.0.0.1:9000/events\n"));
+    assert_non_null(strstr(text, "https://***@10.0.0.1:443/"));
+    free(text);
+    wsg_config_free(cfg);
+}
+
 static void durations_parse(void **state)
 {
     static const struct {
@@ -625,6 +643,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(public_key_text_is_loaded),
         cmocka_unit_test(env_wins_and_secret_file_is_trimmed),
         cmocka_unit_test(describe_never_shows_secrets),
+        cmocka_unit_test(describe_masks_url_credentials),
         cmocka_unit_test(durations_parse),
         cmocka_unit_test(sizes_parse),
         cmocka_unit_test(alg_names_round_trip),
