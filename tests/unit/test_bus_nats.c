@@ -94,15 +94,6 @@ static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_
         bus_event_done(r->bus, d);
 }
 
-static int skip_without_server(void **state)
-{
-    if (!nats_url) {
-        print_message("WSGATE_TEST_NATS_URL is not set: NATS tests skipped\n");
-        skip();
-    }
-    return 0;
-}
-
 static bus_t *open_bus(const char *test, const bus_nats_tune_t *extra)
 {
     bus_t *bus = NULL;
@@ -724,18 +715,28 @@ int main(void)
     if (nats_url && !*nats_url)
         nats_url = NULL;
     snprintf(run_id, sizeof run_id, "%ld_%ld", (long)getpid(), (long)time(NULL) % 100000);
+    const struct CMUnitTest offline[] = {
+        cmocka_unit_test(test_open_errors),
+    };
+    if (!nats_url) {
+        /* cmocka 1.1 reports skip() in a setup as an error, so the server
+         * tests are left out here; tests/integration/test_bus_nats.py runs
+         * them against a real nats-server. */
+        print_message("WSGATE_TEST_NATS_URL is not set: NATS server tests skipped\n");
+        return cmocka_run_group_tests(offline, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_errors),
-        cmocka_unit_test_setup(test_events_two_groups_in_order, skip_without_server),
-        cmocka_unit_test_setup(test_redelivery_after_reopen, skip_without_server),
-        cmocka_unit_test_setup(test_dedup_and_last_seq, skip_without_server),
-        cmocka_unit_test_setup(test_stream_full, skip_without_server),
-        cmocka_unit_test_setup(test_lease_takeover, skip_without_server),
-        cmocka_unit_test_setup(test_takeover_after_crash, skip_without_server),
-        cmocka_unit_test_setup(test_commands, skip_without_server),
-        cmocka_unit_test_setup(test_channels_and_broadcast, skip_without_server),
-        cmocka_unit_test_setup(test_heartbeats, skip_without_server),
-        cmocka_unit_test_setup(test_server_restart, skip_without_server),
+        cmocka_unit_test(test_events_two_groups_in_order),
+        cmocka_unit_test(test_redelivery_after_reopen),
+        cmocka_unit_test(test_dedup_and_last_seq),
+        cmocka_unit_test(test_stream_full),
+        cmocka_unit_test(test_lease_takeover),
+        cmocka_unit_test(test_takeover_after_crash),
+        cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_channels_and_broadcast),
+        cmocka_unit_test(test_heartbeats),
+        cmocka_unit_test(test_server_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
