@@ -33,6 +33,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static hist_t lat;
 static long events, messages, out_of_order, duplicates, authorizations;
 static uint32_t last_n[MAX_CONNS];
+static uint64_t first_ns, last_ns; /* first and last recorded message */
 
 typedef struct {
     char *buf;
@@ -48,6 +49,9 @@ static void record_one(const char *p, uint64_t now)
     if (sscanf(p, "%llu c=%d n=%u", &t, &c, &n) != 3)
         return;
     messages++;
+    if (!first_ns)
+        first_ns = now;
+    last_ns = now;
     if (t && t <= now)
         hist_add(&lat, now - t);
     if (c >= 0 && c < MAX_CONNS) {
@@ -158,9 +162,11 @@ static enum MHD_Result stats(struct MHD_Connection *conn)
     pthread_mutex_lock(&mu);
     snprintf(out, sizeof out,
              "{\"events\":%ld,\"messages\":%ld,\"out_of_order\":%ld,\"duplicates\":%ld,"
-             "\"authorizations\":%ld,\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
+             "\"authorizations\":%ld,\"span_s\":%.3f,\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,"
+             "\"max\":%.3f}}\n",
              events, messages, out_of_order, duplicates, authorizations,
-             hist_quantile(&lat, .5) / 1e6, hist_quantile(&lat, .99) / 1e6, lat.max_ns / 1e6);
+             first_ns ? (double)(last_ns - first_ns) / 1e9 : 0, hist_quantile(&lat, .5) / 1e6,
+             hist_quantile(&lat, .99) / 1e6, lat.max_ns / 1e6);
     pthread_mutex_unlock(&mu);
     return reply(conn, 200, "application/json", out);
 }
@@ -192,6 +198,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         memset(&lat, 0, sizeof lat);
         memset(last_n, 0, sizeof last_n);
         events = messages = out_of_order = duplicates = authorizations = 0;
+        first_ns = last_ns = 0;
         pthread_mutex_unlock(&mu);
         return reply(conn, 204, NULL, "");
     }

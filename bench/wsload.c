@@ -11,7 +11,9 @@
  *   recv   count messages received until --expect arrive or --duration ends;
  *          latency = now - t of each message (monotonic clock, same machine)
  * Prints one JSON object with connects, failures, handshake latency and (recv)
- * delivery latency percentiles.
+ * delivery latency percentiles. SIGUSR1 prints the receive statistics of the
+ * interval since the previous SIGUSR1 and resets them (stepped workloads).
+ * --ready-file F is written (with the number open) once connecting is done.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -74,11 +76,37 @@ static conn_t *conns;
 static int epfd;
 static hist_t hs_hist, rx_hist;
 static long n_open, n_failed, n_closed_early, n_received, n_sent;
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, dump_flag;
+static uint64_t t_dump;  /* start of the current SIGUSR1 interval */
+static uint64_t last_rx; /* when the last message arrived */
 
 static void on_sig(int s)
 {
     stop_flag = 1;
+}
+
+/* SIGUSR1: print the receive statistics of the interval since the last
+ * SIGUSR1 (or since every connection opened) and start a new interval. */
+static void on_usr1(int s)
+{
+    dump_flag = 1;
+}
+
+static void dump_interval(void)
+{
+    uint64_t now = hist_now_ns();
+    printf("{\"interval_s\":%.3f,\"last_rx_s\":%.3f,\"open\":%ld,\"closed_early\":%ld,\"received\":"
+           "%ld,"
+           "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
+           t_dump ? (double)(now - t_dump) / 1e9 : 0,
+           last_rx > t_dump ? (double)(last_rx - t_dump) / 1e9 : 0, n_open, n_closed_early,
+           n_received, hist_quantile(&rx_hist, .5) / 1e6, hist_quantile(&rx_hist, .99) / 1e6,
+           rx_hist.max_ns / 1e6);
+    fflush(stdout);
+    memset(&rx_hist, 0, sizeof rx_hist);
+    n_received = 0;
+    t_dump = now;
+    dump_flag = 0;
 }
 
 static void parse_url(const char *url)
@@ -197,6 +225,7 @@ static int send_frame(conn_t *c, int opcode, const unsigned char *p, size_t len)
 static void on_text(conn_t *c, const unsigned char *p, size_t len)
 {
     n_received++;
+    last_rx = hist_now_ns();
     if (len > 2 && p[0] == 't' && p[1] == '=') {
         uint64_t t = strtoull((const char *)p + 2, NULL, 10), now = hist_now_ns();
         if (t && t <= now)
@@ -311,10 +340,11 @@ static void on_event(conn_t *c, uint32_t events)
         on_readable(c);
 }
 
-static int in_progress(void)
+/* Connections among the first `started` still connecting or handshaking. */
+static int in_progress(int started)
 {
     int n = 0;
-    for (int i = 0; i < opt.conns; i++)
+    for (int i = 0; i < started; i++)
         n += conns[i].state == ST_CONNECTING || conns[i].state == ST_HANDSHAKE;
     return n;
 }
@@ -325,6 +355,8 @@ static void poll_once(int timeout_ms)
     int n = epoll_wait(epfd, evs, 512, timeout_ms);
     for (int i = 0; i < n; i++)
         on_event(evs[i].data.ptr, evs[i].events);
+    if (dump_flag)
+        dump_interval();
 }
 
 /* Opens every connection with at most opt.inflight handshakes in flight. */
@@ -341,7 +373,7 @@ static void connect_all(double deadline_s)
             pending++;
         }
         poll_once(5);
-        pending = in_progress();
+        pending = in_progress(next);
         if (next == opt.conns && pending == 0)
             break;
     }
@@ -495,11 +527,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_sig);
     signal(SIGTERM, on_sig);
+    signal(SIGUSR1, on_usr1);
     conns = calloc((size_t)opt.conns, sizeof *conns);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     uint64_t t0 = hist_now_ns();
     connect_all(opt.duration + 60);
     double connect_s = (double)(hist_now_ns() - t0) / 1e9;
+    t_dump = hist_now_ns();
     if (opt.ready_file) {
         FILE *rf = fopen(opt.ready_file, "w");
         if (rf) {

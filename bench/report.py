@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""bench/report.py — turns bench/run.sh's results.jsonl into the printed table
+(wsgate, Pushpin, ratio), <date>.json (machine, versions, every measurement)
+and <date>.png (gnuplot). Usage: report.py RESULTS.jsonl OUT_DIR QUICK N HOLD
+"""
+import datetime, json, os, platform, re, subprocess, sys
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine():
+    mem = sh("awk '/MemTotal/{print $2}' /proc/meminfo")
+    return {
+        "nproc": int(sh("nproc") or 0),
+        "cpu": sh("awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo"),
+        "mem_mib": int(mem) // 1024 if mem.isdigit() else None,
+        "kernel": platform.release(),
+        "os": sh(". /etc/os-release && echo $PRETTY_NAME"),
+        "nofile_hard": sh("ulimit -Hn"),
+        "pushpin": sh("dpkg-query -W -f='${Version}' pushpin"),
+        "condure": sh("dpkg-query -W -f='${Version}' condure"),
+        "wrk": sh("dpkg-query -W -f='${Version}' wrk"),
+        "libwebsockets": sh("pkg-config --modversion libwebsockets"),
+        "libmicrohttpd": sh("pkg-config --modversion libmicrohttpd"),
+        "wsgate_commit": sh("git -C %s rev-parse --short HEAD" % os.path.dirname(os.path.abspath(__file__))),
+    }
+
+
+def best(rows, key, where=lambda r: True):
+    c = [r for r in rows if where(r) and r.get("pass") and key(r) is not None]
+    return max(c, key=key) if c else None
+
+
+def summarize(rows, server):
+    """Headline numbers per workload for one server: {label: (value, unit)}."""
+    rs = [r for r in rows if r["server"] == server]
+    out = {}
+    def nr(w):
+        for r in rs:
+            if r["workload"] == w and "not_run" in r:
+                return r["not_run"]
+        if not any(r["workload"] == w for r in rs):
+            return "not run"
+        return None
+    for w in "abcde":
+        why = nr(w)
+        if why:
+            out[w] = {"not_run": why}
+    a = [r for r in rs if r["workload"] == "a" and "not_run" not in r]
+    if a:
+        r = a[0]
+        out["a: RSS per connection (KiB)"] = r["rss_kib_per_conn"]
+        out["a: idle CPU (% of a core)"] = r["idle_cpu_pct"]
+        out["a: connections held / lost"] = "%d / %d" % (r["open"], r["conns"] - r["open"] + r["closed_early"])
+    b = [r for r in rs if r["workload"] == "b" and "not_run" not in r]
+    for subs in sorted({r["subscribers"] for r in b}):
+        one = [r for r in b if r["subscribers"] == subs and r["step"] == "one"]
+        if one:
+            out["b: %d subs: one message reaches all (ms)" % subs] = one[0]["all_reached_ms"]
+        top = best(b, lambda r: r["deliveries_per_s"], lambda r: r["subscribers"] == subs and r["step"] == "rate")
+        if top:
+            out["b: %d subs: deliveries/s (zero loss)" % subs] = top["deliveries_per_s"]
+            out["b: %d subs: p99 at that rate (ms)" % subs] = top["latency_ms"]["p99"]
+            out["b: %d subs: CPU-s per 1000 deliveries" % subs] = top["cpu_s_per_1000"]
+        lost = sum(r["lost"] for r in b if r["subscribers"] == subs)
+        out["b: %d subs: lost" % subs] = lost
+    c = [r for r in rs if r["workload"] == "c" and "not_run" not in r]
+    if c:
+        at1k = [r for r in c if r["offered_per_s"] == min(x["offered_per_s"] for x in c)][0]
+        out["c: p50 / p99 at %d/s (ms)" % at1k["offered_per_s"]] = "%s / %s" % (at1k["latency_ms"]["p50"], at1k["latency_ms"]["p99"])
+        top = best(c, lambda r: r["frames_per_s"])
+        if top:
+            out["c: frames/s (zero loss)"] = top["frames_per_s"]
+            out["c: p50 / p99 at max (ms)"] = "%s / %s" % (top["latency_ms"]["p50"], top["latency_ms"]["p99"])
+            out["c: CPU-s per 1000 webhooks"] = top["cpu_s_per_1000"]
+        out["c: lost"] = sum(r["lost"] for r in c)
+    d = [r for r in rs if r["workload"] == "d" and "not_run" not in r]
+    if d:
+        r = d[0]
+        out["d: req/s"] = r["req_per_s"]
+        out["d: API p99 (ms)"] = r["api_p99_ms"]
+        out["d: delivery p99 (ms)"] = r["delivery_ms"]["p99"]
+        out["d: CPU-s per 1000 sends"] = r["cpu_s_per_1000"]
+        out["d: lost / non-2xx"] = "%d / %d" % (r["lost"], r["non_2xx"])
+    e = [r for r in rs if r["workload"] == "e" and "not_run" not in r]
+    if e:
+        r = e[0]
+        out["e: connections/s"] = r["connects_per_s"]
+        out["e: handshake p99 (ms)"] = r["handshake_ms"]["p99"]
+        out["e: failures"] = r["failed"]
+        out["e: CPU-s per 1000 connections"] = r["cpu_s_per_1000"]
+    return out
+
+
+def ratio(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return "%.2f" % (a / b)
+    return ""
+
+
+def main():
+    src, out_dir, quick, n, hold = sys.argv[1:6]
+    rows = [json.loads(l) for l in open(src)] if os.path.exists(src) else []
+    ws, pp = summarize(rows, "wsgate"), summarize(rows, "pushpin")
+    keys = [k for k in list(ws) + list(pp) if len(k) > 1]
+    keys = sorted(dict.fromkeys(keys), key=lambda k: k[0])
+    w = max([len(k) for k in keys] + [20])
+    lines = ["%-*s  %14s  %14s  %8s" % (w, "measurement", "wsgate", "pushpin", "ratio"), "-" * (w + 42)]
+    for k in keys:
+        a, b = ws.get(k, ""), pp.get(k, "")
+        lines.append("%-*s  %14s  %14s  %8s" % (w, k, a, b, ratio(a, b)))
+    for srv, s in (("wsgate", ws), ("pushpin", pp)):
+        for wl in "abcde":
+            if wl in s:
+                lines.append("%s (%s): not run: %s" % (wl, srv, s[wl]["not_run"]))
+    stamp = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H%M%SZ")
+    m = machine()
+    head = ("machine: %(nproc)s cores (%(cpu)s), %(mem_mib)s MiB, Linux %(kernel)s, %(os)s; "
+            "Pushpin %(pushpin)s; open-file hard limit %(nofile_hard)s (soft raised to it)" % m)
+    table = "\n".join([head, "run: %s, N=%s, hold=%ss%s" % (stamp, n, hold, " (BENCH_QUICK)" if quick == "1" else "")] + lines)
+    print(table)
+    os.makedirs(out_dir, exist_ok=True)
+    base = os.path.join(out_dir, stamp + ("-quick" if quick == "1" else ""))
+    with open(base + ".json", "w") as f:
+        json.dump({"run": stamp, "quick": quick == "1", "machine": m, "summary": {"wsgate": ws, "pushpin": pp},
+                   "measurements": rows}, f, indent=1)
+    with open(base + ".txt", "w") as f:
+        f.write(table + "\n")
+    chart(rows, base)
+    print("bench: wrote %s.json, %s.txt and %s.png" % (base, base, base))
+
+
+def chart(rows, base):
+    """Four panels: b deliveries/s, c frames/s, d req/s, e connections/s (log y)."""
+    panels = [("b", "fan-out deliveries/s", lambda r: r.get("deliveries_per_s")),
+              ("c", "frames->webhooks/s", lambda r: r.get("frames_per_s")),
+              ("d", "control-API sends/s", lambda r: r.get("req_per_s")),
+              ("e", "new connections/s", lambda r: r.get("connects_per_s"))]
+    dat = base + ".dat"
+    with open(dat, "w") as f:
+        f.write("workload wsgate pushpin\n")
+        for wl, label, key in panels:
+            vals = []
+            for srv in ("wsgate", "pushpin"):
+                c = [key(r) for r in rows if r["workload"] == wl and r["server"] == srv and r.get("pass") and key(r)]
+                vals.append(str(max(c)) if c else "0")
+            f.write('"%s" %s\n' % (label, " ".join(vals)))
+    script = """set terminal pngcairo size 900,500 noenhanced
+set output '%s.png'
+set title 'wsgate vs Pushpin (best zero-loss rate per workload, higher is better)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set yrange [1:*]
+set grid ytics
+set key top right
+plot '%s' using 2:xtic(1) title 'wsgate', '' using 3 title 'pushpin'
+""" % (base, dat)
+    p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if p.returncode != 0:
+        print("bench: gnuplot failed: " + p.stderr.strip())
+    os.remove(dat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+-- bench/send.lua — wrk script for workload (d): each request sends one
+-- timestamped message to a random connection.
+--   wsgate:  POST /v1/connections/{id}/messages (text/plain), ids from BENCH_IDS
+--   pushpin: POST /publish/ to channel "c<i>" (each connection subscribed to its own)
+-- The payload "t=<CLOCK_MONOTONIC ns> c=0 n=1" lets wsload measure delivery.
+local ffi = require("ffi")
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } bench_ts;
+int clock_gettime(int clk, bench_ts *ts);
+]]
+local ts = ffi.new("bench_ts")
+local target = os.getenv("BENCH_TARGET") or "pushpin"
+local n = tonumber(os.getenv("BENCH_N") or "1")
+local token = os.getenv("BENCH_TOKEN") or ""
+local ids = {}
+
+function init(args)
+  math.randomseed(os.time())
+  if target == "wsgate" then
+    for line in io.lines(os.getenv("BENCH_IDS")) do
+      ids[#ids + 1] = line
+    end
+    n = #ids
+  end
+end
+
+local function stamp()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC, the clock wsload reads
+  return string.format("t=%d%09d c=0 n=1", tonumber(ts.tv_sec), tonumber(ts.tv_nsec))
+end
+
+function request()
+  local i = math.random(0, n - 1)
+  if target == "wsgate" then
+    return wrk.format("POST", "/v1/connections/" .. ids[i + 1] .. "/messages",
+      {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "text/plain"}, stamp())
+  end
+  local body = '{"items":[{"channel":"c' .. i ..
+    '","formats":{"ws-message":{"content":"' .. stamp() .. '"}}}]}'
+  return wrk.format("POST", "/publish/", {["Content-Type"] = "application/json"}, body)
+end
