@@ -11,6 +11,11 @@ each POSTed as application/json with webhook-id == body id,
 webhook-timestamp near now, wsgate-connection-id, wsgate-event, and a
 webhook-signature that our own HMAC implementation verifies (and that a
 wrong secret does not).
+Also: each connection counts its own seq; a token in a bearer.<token>
+subprotocol never reaches the backend; a forced disconnect through the
+control API reports its code, reason and initiator "api"; a client that
+stops answering pings is closed 1001 with initiator "timeout"; an
+anonymous route's events carry user null.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
@@ -145,6 +150,41 @@ class WebhookBasic(w.GatewayTestCase):
         self.assertEqual((ev["user"], ev["data"]), ("carol", "hi"))
         conn = self.be.wait_event(lambda e: e["type"] == "connect", 5)
         self.assertNotIn(tok, json.dumps(conn))
+        ws.close()
+
+    def disconnect_of(self, cid, timeout=15):
+        return self.be.wait_event(lambda e: e["type"] == "disconnect" and
+                                  e["connection_id"] == cid, timeout)
+
+    def test_disconnect_by_api_and_by_timeout(self):
+        self.start(limits={"ping_interval": "200ms", "idle_timeout": "1s"})
+        ws = self.client(self.gw.edge_url + "/chat", query={"token": self.token()})
+        cid = self.be.wait_event(lambda e: e["type"] == "connect", 15)["connection_id"]
+        r = self.gw.control().delete("/v1/connections/%s?code=4001&reason=kicked" % cid)
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(ws.wait_closed(10), (4001, "kicked"))
+        d = self.disconnect_of(cid)
+        self.assertEqual((d["code"], d["reason"], d["initiator"]), (4001, "kicked", "api"))
+
+        silent = self.client(self.gw.edge_url + "/chat", query={"token": self.token("bob")},
+                             auto_pong=False)
+        cid2 = self.be.wait_event(lambda e: e["type"] == "connect" and e["user"] == "bob",
+                                  15)["connection_id"]
+        self.assertEqual(silent.wait_closed(15)[0], 1001)
+        self.assertTrue(silent.pings, "the gateway never pinged")
+        d = self.disconnect_of(cid2)
+        self.assertEqual((d["code"], d["initiator"]), (1001, "timeout"))
+        evs = [e for e in w.dedupe(self.be.events()) if e["connection_id"] == cid2]
+        self.assertEqual([e["type"] for e in evs], ["connect", "disconnect"])
+
+    def test_anonymous_route(self):
+        self.be = self.backend()
+        self.gw = self.gateway([w.route("/open", self.be.url)])
+        ws = self.client(self.gw.edge_url + "/open")
+        ws.send_text("anon")
+        ev = self.be.wait_event(lambda e: e["type"] == "message", 15)
+        self.assertIsNone(ev["user"])
+        self.assertEqual((ev["route"], ev["data"], ev["seq"]), ("/open", "anon", 2))
         ws.close()
 
 
