@@ -104,12 +104,28 @@ static size_t utf8_seq(const unsigned char *s)
     return n;
 }
 
+/* Text format: control characters as \xNN, so that a value (a client's
+ * user id, a request path) can never start a forged line of its own. */
+static void put_text(line_t *l, const char *s)
+{
+    for (; *s && !l->full; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof esc, "\\x%02x", c);
+            put(l, esc, 4);
+        } else {
+            put(l, s, 1);
+        }
+    }
+}
+
 /* Appends s, escaped for a JSON string when json is set; in JSON, bytes that
  * are not UTF-8 become U+FFFD so that the line stays valid JSON. */
 static void put_str(line_t *l, const char *s, int json)
 {
     if (!json) {
-        puts_(l, s);
+        put_text(l, s);
         return;
     }
     while (*s && !l->full) {
@@ -220,7 +236,7 @@ void wsg_log_emit(int level, const char *msg, const char *fields, ...)
         put(&l, " ", 1);
         puts_(&l, lvl);
         put(&l, " ", 1);
-        puts_(&l, msg);
+        put_str(&l, msg, 0);
     }
 
     va_list ap;

@@ -85,6 +85,19 @@ static void text_format_and_bad_names(void **state)
     assert_int_equal(wsg_log_threshold, WSG_LOG_INFO); /* a refused setup changes nothing */
 }
 
+/* In text format a value cannot forge a line: control characters are escaped. */
+static void text_format_escapes_control_characters(void **state)
+{
+    char buf[4096];
+    assert_int_equal(wsg_log_setup("info", "text"), 0);
+    WSG_LOG(WSG_LOG_INFO, "hello\r\nfake", "user=%s", "bob\n2026-01-01T00:00:00.000Z error forged");
+    char *line = drain(buf, sizeof buf);
+    assert_ptr_equal(strchr(line, '\n'), line + strlen(line) - 1);
+    assert_null(strchr(line, '\r'));
+    assert_non_null(strstr(line, " info hello\\x0d\\x0afake user=bob\\x0a2026"));
+    assert_int_equal(wsg_log_setup(NULL, "json"), 0);
+}
+
 static void long_values_are_truncated_not_overflowed(void **state)
 {
     char buf[8192];
@@ -158,6 +171,7 @@ int main(void)
         cmocka_unit_test(json_line_has_typed_fields),
         cmocka_unit_test(level_filter_drops_below_threshold),
         cmocka_unit_test(text_format_and_bad_names),
+        cmocka_unit_test(text_format_escapes_control_characters),
         cmocka_unit_test(long_values_are_truncated_not_overflowed),
         cmocka_unit_test(cut_lines_stay_valid_json),
         cmocka_unit_test(invalid_utf8_stays_valid_json),
