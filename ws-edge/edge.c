@@ -162,6 +162,7 @@ static void begin_shutdown(edge_t *e)
     e->stop_deadline_ms = edge_now_ms() + (int64_t)e->cfg->edge.shutdown_grace_ms;
     WSG_LOG(WSG_LOG_INFO, "edge draining", "connections=%zu grace_ms=%llu", e->n_conns,
             (unsigned long long)e->cfg->edge.shutdown_grace_ms);
+    edge_hs_drop_orphan(e);
     edge_map_each(&e->conns, close_one, e);
     reap_pending(e, 1);
 }
@@ -202,6 +203,7 @@ static void drain_queue(edge_t *e)
 static void tick(lws_sorted_usec_list_t *sul)
 {
     edge_t *e = lws_container_of(sul, edge_t, sul_tick);
+    edge_hs_drop_orphan(e);
     reap_pending(e, 0);
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
 }

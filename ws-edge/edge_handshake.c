@@ -467,7 +467,7 @@ static int admit_checks(edge_t *e, struct lws *wsi, const wsg_route_conf_t *r, c
     return 0;
 }
 
-static void drop_orphan(edge_t *e)
+void edge_hs_drop_orphan(edge_t *e)
 {
     if (!e->upgrading)
         return;
@@ -481,7 +481,7 @@ static void drop_orphan(edge_t *e)
 int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
 {
     char path[1024], why[256] = "";
-    drop_orphan(e); /* an admitted upgrade whose 101 never went out */
+    edge_hs_drop_orphan(e); /* an admitted upgrade whose 101 never went out */
     edge_conn_t *c = resumed_conn(e, wsi);
     if (c)
         return confirm_resumed(e, c, wsi);

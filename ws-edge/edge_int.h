@@ -194,6 +194,9 @@ void edge_send_http_status(int fd, int status, const char *extra_headers, const 
  * commands and frees it. */
 void edge_hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why);
 void edge_ip_adjust(edge_t *e, const char *ip, int delta);
+/* Frees a connection admitted in CONFIRM_UPGRADE that never reached
+ * ESTABLISHED (lws runs both in one call, so any left over is dead). */
+void edge_hs_drop_orphan(edge_t *e);
 int edge_user_conflict(edge_t *e, const edge_conn_t *c);
 void edge_user_index(edge_t *e, edge_conn_t *c, int on);
 struct json_t;
