@@ -112,6 +112,7 @@ struct disp {
 
     disp_t *live_next; /* registry of live dispatchers, under the live lock */
     int in_callback;   /* bus callbacks running on d, under the live lock */
+    bool dying;        /* disp_free() waits for in_callback to reach 0 */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -84,8 +84,9 @@ static void done_items(disp_t *d, disp_conn_t *c, size_t n)
         free(it);
     }
     pthread_mutex_lock(&d->mu);
+    if (d->held >= DISP_MAX_HELD) /* only then may a bus callback be waiting */
+        pthread_cond_broadcast(&d->cv);
     d->held -= k;
-    pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     wsg_gauge_add(WSG_G_EVENTS_PENDING, -(int64_t)k);
 }
@@ -482,8 +483,9 @@ static void on_route_answer(disp_t *d, disp_conn_t *c, long status, const char *
         return;
     }
     if (backend && !wsg_config_backend_allowed(c->rt->conf, backend)) {
+        /* the URL itself is not recorded: it may carry credentials */
         snprintf(c->last_err, sizeof c->last_err,
-                 "routing service named a backend outside allowed_backends: %.120s", backend);
+                 "routing service named a backend outside allowed_backends");
         free(backend);
         fail_attempt(d, c, true, NULL);
         return;

@@ -66,7 +66,8 @@ void disp_live_leave(disp_t *d)
 {
     pthread_mutex_lock(&live_mu);
     d->in_callback--;
-    pthread_cond_broadcast(&live_cv);
+    if (d->dying)
+        pthread_cond_broadcast(&live_cv);
     pthread_mutex_unlock(&live_mu);
 }
 
@@ -87,6 +88,7 @@ static void live_remove(disp_t *d)
             *p = d->live_next;
             break;
         }
+    d->dying = true;
     while (d->in_callback > 0)
         pthread_cond_wait(&live_cv, &live_mu);
     pthread_mutex_unlock(&live_mu);
