@@ -498,9 +498,9 @@ static void on_route_answer(disp_t *d, disp_conn_t *c, long status, const char *
 static void on_webhook_answer(disp_t *d, disp_conn_t *c, long status, const char *retry_after)
 {
     disp_outcome_t out = disp_classify(status);
-    if (status)
+    if (status >= 200 && status < 600)
         wsg_count(status < 300   ? WSG_M_WEBHOOK_2XX
-                  : status < 500 ? WSG_M_WEBHOOK_4XX
+                  : status < 500 ? WSG_M_WEBHOOK_4XX /* 3xx (never followed) counts here too */
                                  : WSG_M_WEBHOOK_5XX,
                   1);
     if (out == DISP_OUT_ACK) {
