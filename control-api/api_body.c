@@ -99,14 +99,15 @@ static int parse_json_message(const char *body, size_t len, api_msg_t *out, char
     } else {
         const char *s = json_string_value(d ? d : b);
         size_t n = json_string_length(d ? d : b);
-        out->data = malloc(n + 1);
-        if (!out->data)
+        out->owned = malloc(n + 1);
+        if (!out->owned)
             abort();
+        out->data = out->owned;
         if (d) {
-            memcpy(out->data, s, n);
+            memcpy(out->owned, s, n);
             out->len = n;
             st = 0;
-        } else if (wsg_b64_decode(s, n, out->data, &out->len) == 0) {
+        } else if (wsg_b64_decode(s, n, out->owned, &out->len) == 0) {
             out->binary = 1;
             st = 0;
         } else {
@@ -115,7 +116,8 @@ static int parse_json_message(const char *body, size_t len, api_msg_t *out, char
     }
     json_decref(o);
     if (st != 0) {
-        free(out->data);
+        free(out->owned);
+        out->owned = NULL;
         out->data = NULL;
     }
     return st;
@@ -137,10 +139,7 @@ int api_parse_message(const char *ctype, const char *body, size_t len, api_msg_t
         wsg_errf(err, errlen, WSG_EINVAL, "text/plain body is not valid UTF-8");
         return 400;
     }
-    out->data = malloc(len + 1);
-    if (!out->data)
-        abort();
-    memcpy(out->data, body, len);
+    out->data = (const unsigned char *)body; /* no copy: the body outlives the command */
     out->len = len;
     out->binary = bin;
     return 0;

@@ -140,7 +140,7 @@ static int do_publish(api_req_t *r, const char *channel, const char *route)
                        .len = m.len,
                        .binary = m.binary};
     int rc = bus_publish(r->a->bus, &p);
-    free(m.data);
+    free(m.owned);
     if (rc != 0)
         return api_from_err(r, rc, "publish");
     return api_json(r, 202, json_pack("{s:b}", "accepted", 1));

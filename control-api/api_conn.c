@@ -38,14 +38,14 @@ int api_h_send(api_req_t *r)
     int rc;
     const char *edge = api_edge_for(r, id, eb, sizeof eb, &rc);
     if (rc != 0) {
-        free(m.data);
+        free(m.owned);
         return api_from_err(r, rc, "send");
     }
     bus_cmd_t cmd = {
         .op = BUS_CMD_SEND, .conn_id = id, .data = m.data, .len = m.len, .binary = m.binary};
     api_req_start(r, 1, finish_send);
     rc = bus_cmd_request(r->a->bus, edge, &cmd, api_reply_cb, r);
-    free(m.data); /* the bus copied it */
+    free(m.owned); /* the bus copied it */
     if (rc != 0)
         return api_from_err(r, rc, "send");
     return API_ASYNC;

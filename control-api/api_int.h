@@ -129,9 +129,10 @@ int api_check_scope(api_req_t *r, const char *scope);
 
 /* api_body.c */
 typedef struct {
-    unsigned char *data; /* owned */
+    const unsigned char *data; /* the payload: into the body, or == owned */
     size_t len;
     int binary;
+    unsigned char *owned; /* decoded copy (JSON bodies) the caller frees, or NULL */
 } api_msg_t;
 /* Parses a message body by Content-Type. Returns 0, or an HTTP status
  * (400/415) with detail in err. */

@@ -51,7 +51,7 @@ int api_h_user_send(api_req_t *r)
     bus_cmd_t cmd = {.op = BUS_CMD_SEND, .data = m.data, .len = m.len, .binary = m.binary};
     size_t n;
     int rc = for_user(r, r->segs[2], &cmd, &n);
-    free(m.data);
+    free(m.owned);
     if (rc != 0)
         return api_from_err(r, rc, "user send");
     return api_json(r, 202, json_pack("{s:I}", "connections", (json_int_t)n));

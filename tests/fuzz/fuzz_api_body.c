@@ -27,11 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mode < 5) {
         api_msg_t m;
         int st = api_parse_message(ctypes[mode], body, n, &m, err, sizeof err);
-        if (st == 0 && !m.binary && mode == 1 && !api_utf8_valid((char *)m.data, m.len))
+        if (st == 0 && !m.binary && mode == 1 && !api_utf8_valid((const char *)m.data, m.len))
             abort(); /* a text frame must be UTF-8 */
-        if (st != 0 && m.data)
+        if (st != 0 && (m.data || m.owned))
             abort(); /* failures own nothing */
-        free(m.data);
+        free(m.owned);
         return 0;
     }
     char *s = malloc(n + 1);

@@ -79,17 +79,17 @@ static void test_parse_message(void **state)
                      0);
     assert_int_equal(m.binary, 0);
     assert_memory_equal(m.data, "hi", 2);
-    free(m.data);
+    free(m.owned);
     assert_int_equal(
         api_parse_message("application/octet-stream", "\xff\x00", 2, &m, err, sizeof err), 0);
     assert_int_equal(m.binary, 1);
     assert_int_equal(m.len, 2);
-    free(m.data);
+    free(m.owned);
     const char *j = "{\"data_base64\":\"AAE=\"}";
     assert_int_equal(api_parse_message("Application/JSON", j, strlen(j), &m, err, sizeof err), 0);
     assert_int_equal(m.binary, 1);
     assert_int_equal(m.len, 2);
-    free(m.data);
+    free(m.owned);
     assert_int_equal(api_parse_message("application/xml", "<a/>", 4, &m, err, sizeof err), 415);
     assert_int_equal(api_parse_message(NULL, "x", 1, &m, err, sizeof err), 415);
     assert_int_equal(api_parse_message("text/plain", "\xff", 1, &m, err, sizeof err), 400);
@@ -105,6 +105,7 @@ static void test_parse_message(void **state)
             api_parse_message("application/json", bad[i], strlen(bad[i]), &m, err, sizeof err),
             400);
         assert_null(m.data);
+        assert_null(m.owned);
     }
     assert_int_equal(api_media_is("application/jsonx", "application/json"), 0);
 }
