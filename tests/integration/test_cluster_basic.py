@@ -1,0 +1,380 @@
+"""test_cluster_basic.py — cluster mode end to end: a real nats-server
+(JetStream, tests/lib/natsserver.py), a real PostgreSQL (tests/lib/
+pgserver.py), `wsgate migrate`, then two edges, two control APIs and two
+dispatchers (`wsgate edge|api|dispatch`), all on free loopback ports, with a
+recording backend (tests/lib/wsgate_test.py).
+
+Checked here:
+- a publish through either API reaches members on both edges (subscribed
+  through either API, whichever edge holds the connection);
+- a send through either API reaches a connection on either edge (the API
+  resolves the edge from the store's `connections` row written by the
+  registry from connect events);
+- a forced disconnect through one API closes a connection on the other
+  edge, with the code and reason asked for and one `api` disconnect event;
+- webhooks for messages from clients on both edges arrive complete and in
+  per-connection order (connect first, seq 1..n, data in sent order).
+
+The Cluster class here is also used by test_cluster_faults.py. Every
+process is started by this file and stopped by its PID (SIGTERM, then
+SIGKILL after a bound); every wait is bounded.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.parse
+
+from natsserver import NatsServer
+from pgserver import PgServer
+import wsgate_test as w
+
+ROLES = ("edge", "api", "dispatch")
+
+
+class Node:
+    """One `wsgate ROLE --config FILE` process with WSGATE_* overrides."""
+
+    def __init__(self, cluster, name, role, env, port=None):
+        self.cluster = cluster
+        self.name = name
+        self.role = role
+        self.env = env
+        self.port = port
+        self.proc = None
+        self.log_path = cluster.tmp.join(name + ".log")
+        self._offset = 0
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self):
+        e = {k: v for k, v in os.environ.items()
+             if not k.startswith("WSGATE_") and k not in ("LOG_LEVEL", "LOG_FORMAT")}
+        e.update(LOG_LEVEL=self.cluster.log_level, LOG_FORMAT="json")
+        e.update(self.env)
+        with open(self.log_path, "ab") as out:
+            self._offset = out.tell()
+            main = threading.current_thread() is threading.main_thread()
+            self.proc = subprocess.Popen(
+                [w.WSGATE_BIN, self.role, "--config", self.cluster.config_path],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=e,
+                cwd=self.cluster.tmp.path, preexec_fn=w._pdeathsig if main else None)
+        with w._live_lock:
+            w._live_procs.add(self.proc)
+
+    def wait_ready(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("%s exited with %s during start-up:\n%s"
+                                     % (self.name, self.proc.returncode, self.tail()))
+            if '"wsgate ready"' in self.text(since_start=True) and \
+                    (self.port is None or w.port_open(self.port)):
+                return
+            time.sleep(0.05)
+        raise AssertionError("%s not ready within %.0fs:\n%s" % (self.name, timeout, self.tail()))
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=20.0):
+        """SIGTERM by PID, SIGKILL after timeout; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        with w._live_lock:
+            w._live_procs.discard(self.proc)
+        return self.proc.returncode
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        return self.proc.returncode if self.proc else None
+
+    def text(self, since_start=False):
+        try:
+            with open(self.log_path, "rb") as f:
+                if since_start:
+                    f.seek(self._offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def tail(self, n=40):
+        return "\n".join(self.text().splitlines()[-n:])
+
+
+class Cluster:
+    """nats-server + PostgreSQL + migrate + n edges, APIs and dispatchers.
+
+    routes: route dicts (wsgate_test.route()). Attributes: .edges .apis
+    .dispatchers (lists of Node), .nats, .pg, .config_path, .tmp.
+    edge_url(i), api(i) (a ControlApi with an admin token)."""
+
+    def __init__(self, routes, n_edges=2, n_apis=2, n_dispatchers=2, config=None,
+                 log_level="info"):
+        w.require_binary()
+        self.tmp = w.TempDir(prefix="wsgate-cluster-")
+        self.routes = routes
+        self.extra = config or {}
+        self.log_level = log_level
+        self.counts = (n_edges, n_apis, n_dispatchers)
+        self.nats = self.pg = None
+        self.edges, self.apis, self.dispatchers = [], [], []
+        self.config_path = self.tmp.join("cluster.json")
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def nodes(self):
+        return self.edges + self.apis + self.dispatchers
+
+    def start(self):
+        self.nats = NatsServer()
+        self.nats.start()
+        self.pg = PgServer()
+        self.pg.start()
+        cfg = {
+            "api": {"auth": {"jwt": {"alg": "HS256", "secret": w.DEFAULT_API_SECRET}}},
+            "store": self.pg.url,
+            "nats": self.nats.url,
+            "edge": {"heartbeat_interval": "500ms", "shutdown_grace": "3s"},
+            "cluster": {"edge_timeout": "3s"},
+            "log": {"level": self.log_level, "format": "json", "report_interval": "0"},
+            "routes": self.routes,
+        }
+        cfg = w._deep_merge(cfg, self.extra)
+        with open(self.config_path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        self.config = cfg
+        r = subprocess.run([w.WSGATE_BIN, "migrate", "--config", self.config_path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError("wsgate migrate failed: " + r.stdout.decode(errors="replace"))
+        n_edges, n_apis, n_disp = self.counts
+        for i in range(n_edges):
+            self.add_edge()
+        for i in range(n_apis):
+            port = w.free_port()
+            self.apis.append(Node(self, "api%d" % i, "api",
+                                  {"WSGATE_API_LISTEN": "127.0.0.1:%d" % port}, port))
+        for i in range(n_disp):
+            self.dispatchers.append(Node(self, "dispatch%d" % i, "dispatch", {}))
+        for n in self.apis + self.dispatchers:
+            n.start()
+        for n in self.nodes():
+            n.wait_ready()
+
+    def add_edge(self, start=False):
+        i = len(self.edges)
+        port = w.free_port()
+        n = Node(self, "edge%d" % i, "edge",
+                 {"WSGATE_EDGE_LISTEN": "127.0.0.1:%d" % port, "WSGATE_EDGE_ID": "edge-%d" % i},
+                 port)
+        self.edges.append(n)
+        n.start()
+        if start:
+            n.wait_ready()
+        return n
+
+    def close(self):
+        for n in self.nodes():
+            try:
+                n.stop()
+            except Exception:
+                n.kill9()
+        if self.pg:
+            self.pg.close()
+        if self.nats:
+            self.nats.close()
+        self.tmp.cleanup()
+
+    def logs(self, n=30):
+        return "\n".join("--- %s (pid %s) ---\n%s" % (x.name, x.pid, x.tail(n))
+                         for x in self.nodes())
+
+    def edge_url(self, i, path="/chat"):
+        return "ws://127.0.0.1:%d%s" % (self.edges[i].port, path)
+
+    def token(self, scope="admin", ttl=600):
+        return w.mint_jwt({"sub": "it", "scope": scope, "exp": int(time.time()) + ttl},
+                          "HS256", w.DEFAULT_API_SECRET)
+
+    def api(self, i):
+        return w.ControlApi("http://127.0.0.1:%d" % self.apis[i].port, self.token())
+
+    def conn_row(self, conn_id):
+        """(edge_id,) of the store's connections row, or None."""
+        out = self.pg.psql("SELECT edge_id FROM connections WHERE id = '%s'"
+                           % conn_id.replace("'", "''")).strip()
+        return out or None
+
+
+def q(s):
+    return urllib.parse.quote(s, safe="")
+
+
+class ClusterTestCase(unittest.TestCase):
+    """One cluster per test class (started in setUpClass); on a failure the
+    tail of every node's log goes to stderr."""
+
+    n_edges = n_apis = n_dispatchers = 2
+    extra_config = None
+
+    @classmethod
+    def setUpClass(cls):
+        w.require_binary()
+        cls.be = w.Backend()
+        cls.cl = Cluster([w.route("/chat", cls.be.url)], cls.n_edges, cls.n_apis,
+                         cls.n_dispatchers, cls.extra_config)
+        try:
+            cls.cl.start()
+        except BaseException:
+            cls.cl.close()
+            cls.be.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cl.close()
+        cls.be.stop()
+
+    def setUp(self):
+        self._clients = []
+
+    def tearDown(self):
+        for c in self._clients:
+            c.abort()
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is not None and any(t is self for t, _ in result.errors + result.failures):
+            sys.stderr.write("\n--- cluster logs (%s) ---\n%s\n" % (self.id(), self.cl.logs()))
+
+    def client(self, edge):
+        """A client on edge `edge`; returns (ws, connection id) once the
+        registry has written its connections row."""
+        ws = w.WsClient.connect(self.cl.edge_url(edge))
+        self._clients.append(ws)
+        ev = self.be.wait_event(lambda e: e["type"] == "connect" and
+                                e.get("headers", {}).get("host", "").endswith(
+                                    ":%d" % self.cl.edges[edge].port) and
+                                e["connection_id"] not in self._taken(), timeout=15)
+        cid = ev["connection_id"]
+        self._taken().add(cid)
+        w.wait_until(lambda: self.cl.conn_row(cid) == "edge-%d" % edge, 15, 0.05,
+                     "connections row of %s on edge-%d" % (cid, edge))
+        return ws, cid
+
+    _taken_ids = set()
+
+    def _taken(self):
+        return type(self)._taken_ids
+
+
+class ClusterBasicTest(ClusterTestCase):
+    def test_publish_through_either_api_reaches_both_edges(self):
+        wa, ida = self.client(0)
+        wb, idb = self.client(1)
+        # subscribe each through the other API (API 1 for the client on
+        # edge 0, API 0 for the one on edge 1)
+        r = self.cl.api(1).put("/v1/channels/room/connections/%s" % q(ida))
+        self.assertEqual(r.status, 204, r.body)
+        r = self.cl.api(0).put("/v1/channels/room/connections/%s" % q(idb))
+        self.assertEqual(r.status, 204, r.body)
+        for i in (0, 1):
+            text = "news via api %d" % i
+            r = self.cl.api(i).post("/v1/channels/room/messages", text)
+            self.assertEqual(r.status, 202, r.body)
+            self.assertEqual(wa.recv_text(10), text)
+            self.assertEqual(wb.recv_text(10), text)
+        # members are listed by either API
+        for i in (0, 1):
+            r = self.cl.api(i).get("/v1/channels/room/connections")
+            self.assertEqual(r.status, 200, r.body)
+            listed = json.dumps(r.json)
+            self.assertIn(ida, listed)
+            self.assertIn(idb, listed)
+        # exclude works across edges
+        r = self.cl.api(0).post("/v1/channels/room/messages?exclude=%s" % q(ida), "not a")
+        self.assertEqual(r.status, 202, r.body)
+        self.assertEqual(wb.recv_text(10), "not a")
+        time.sleep(0.5)
+        self.assertEqual(wa.pending(), 0)
+
+    def test_send_to_a_connection_on_either_edge(self):
+        wa, ida = self.client(0)
+        wb, idb = self.client(1)
+        for api in (0, 1):
+            for ws, cid in ((wa, ida), (wb, idb)):
+                text = "to %s via api %d" % (cid, api)
+                r = self.cl.api(api).send(cid, text)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(ws.recv_text(10), text)
+        r = self.cl.api(0).get("/v1/connections/%s" % q(idb))
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json.get("edge"), "edge-1", r.body)
+        # a connection that is gone answers 410 from every API
+        wb.close()
+        w.wait_until(lambda: self.cl.conn_row(idb) is None, 15, 0.05, "row of %s removed" % idb)
+        for api in (0, 1):
+            self.assertEqual(self.cl.api(api).send(idb, "late").status, 410)
+
+    def test_forced_disconnect_across_edges(self):
+        wa, ida = self.client(0)
+        wb, idb = self.client(1)
+        r = self.cl.api(0).delete("/v1/connections/%s?code=4001&reason=bye" % q(idb))
+        self.assertEqual(r.status, 204, r.body)
+        self.assertEqual(wb.wait_closed(10), (4001, "bye"))
+        r = self.cl.api(1).delete("/v1/connections/%s?code=4002&reason=later" % q(ida))
+        self.assertEqual(r.status, 204, r.body)
+        self.assertEqual(wa.wait_closed(10), (4002, "later"))
+        for cid, code in ((idb, 4001), (ida, 4002)):
+            evs = self.be.wait_events(lambda e, c=cid: e["type"] == "disconnect" and
+                                      e["connection_id"] == c, 1, timeout=15)
+            self.assertEqual(len(w.dedupe(evs)), 1, evs)
+            self.assertEqual(evs[0]["initiator"], "api")
+            self.assertEqual(evs[0]["code"], code)
+        w.wait_until(lambda: self.cl.conn_row(ida) is None and self.cl.conn_row(idb) is None,
+                     15, 0.05, "rows removed")
+
+    def test_webhooks_from_both_edges_in_order(self):
+        n_msgs = 40
+        clients = [self.client(edge) for edge in (0, 1, 0, 1)]
+        for k in range(n_msgs):
+            for ws, cid in clients:
+                ws.send_text("%s #%d" % (cid, k))
+        for ws, cid in clients:
+            evs = self.be.wait_events(lambda e, c=cid: e["connection_id"] == c and
+                                      e["type"] == "message", n_msgs, timeout=30)
+        by_conn = w.events_by_connection(w.dedupe(self.be.events(answered_2xx=True)))
+        for ws, cid in clients:
+            evs = by_conn[cid]
+            self.assertEqual(evs[0]["type"], "connect")
+            self.assertEqual([e["seq"] for e in evs], list(range(1, n_msgs + 2)))
+            self.assertEqual([e["data"] for e in evs[1:]],
+                             ["%s #%d" % (cid, k) for k in range(n_msgs)])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
