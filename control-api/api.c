@@ -198,8 +198,10 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
 {
     (void)kind;
     api_req_t *r = cls;
-    if (r->nq >= API_MAX_QUERY)
+    if (r->nq >= API_MAX_QUERY) {
+        r->status = 400; /* answered as a malformed query */
         return MHD_NO;
+    }
     char *k = NULL, *v = NULL;
     if (api_pct_decode(key, strlen(key), 1, &k) != 0 ||
         api_pct_decode(value ? value : "", value ? strlen(value) : 0, 1, &v) != 0) {

@@ -3,7 +3,9 @@
  * that keeps the store's connections/subscriptions current from bus events.
  *
  * Threads: api_new/api_start/api_stop/api_free from the owning thread;
- * requests are served on libmicrohttpd's own threads.
+ * requests are served on libmicrohttpd's own threads (api.threads of them);
+ * the registry runs on bus threads and one maintenance thread of its own.
+ * Endpoints, scopes and errors: docs/api.md; internals: api_int.h.
  */
 #ifndef WSG_API_H
 #define WSG_API_H
@@ -20,7 +22,10 @@ typedef struct api api_t;
  * heartbeats), so call it before bus_start(). */
 int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen);
 
-/* Starts listening on cfg->api.listen. */
+/* Starts the registry's maintenance thread (which also sends, shortly after
+ * start, the edge_lost disconnects of connections a previous standalone run
+ * left in the store) and listens on cfg->api.listen (IPv4 host:port).
+ * Call after bus_start(). Returns 0, WSG_ECONFIG, WSG_EIO. */
 int api_start(api_t *a, char *err, size_t errlen);
 
 /* The port actually bound (useful with port 0). */
