@@ -20,7 +20,9 @@ typedef struct edge edge_t;
 
 /* Creates the edge and binds its listening socket (cfg->edge.listen).
  * cfg and bus are borrowed and must outlive the edge. Registers the edge's
- * bus handlers, so call it before bus_start(). */
+ * bus handlers, so call it before bus_start(). One edge per process:
+ * WSG_EEXISTS while another is alive (bus callbacks arriving after
+ * edge_free() are answered WSG_EGONE through that process-wide slot). */
 int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen);
 
 /* Serves until stopped and drained. Returns 0 or a WSG_E* code. */

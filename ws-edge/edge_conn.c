@@ -9,6 +9,7 @@
  * (checked here on the whole message rather than by lws, so that the
  * disconnect event can say why).
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ void edge_conn_free(edge_conn_t *c)
     free(c->offered);
     free(c->user);
     free(c->context_json);
+    json_decref(c->ctx);
     free(c->subprotocol);
     free(c->connect_extra);
     free(c->hs_req);

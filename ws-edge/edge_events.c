@@ -57,11 +57,17 @@ static json_t *envelope(edge_conn_t *c, const char *type, char evid[48])
     edge_make_id(rnd);
     snprintf(evid, 48, "evt_%s", rnd);
     timestamp(ts);
-    json_t *ctx = json_loads(c->context_json ? c->context_json : "{}", 0, NULL);
-    json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:o?,s:o,s:I,s:s}", "id", evid, "type", type, "connection_id", c->id,
-        "route", c->route->path, "user", c->user ? json_string(c->user) : json_null(), "context",
-        ctx ? ctx : json_object(), "seq", (json_int_t)(c->seq + 1), "timestamp", ts);
+    if (!c->ctx) {
+        c->ctx = json_loads(c->context_json ? c->context_json : "{}", 0, NULL);
+        if (!json_is_object(c->ctx)) {
+            json_decref(c->ctx);
+            c->ctx = json_object();
+        }
+    }
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o?,s:O,s:I,s:s}", "id", evid, "type", type,
+                          "connection_id", c->id, "route", c->route->path, "user",
+                          c->user ? json_string(c->user) : json_null(), "context", c->ctx, "seq",
+                          (json_int_t)(c->seq + 1), "timestamp", ts);
     if (!o)
         abort();
     return o;

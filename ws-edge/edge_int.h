@@ -71,6 +71,7 @@ typedef struct edge_conn {
     const wsg_route_conf_t *route;
     char *user;         /* NULL = anonymous */
     char *context_json; /* JSON object text */
+    struct json_t *ctx; /* context_json parsed once, for every event */
     char **channels;    /* channels from the token/authorizer, then subscriptions */
     size_t n_channels, cap_channels;
     char remote[48];
