@@ -12,8 +12,9 @@
  *   - cluster: an edge whose heartbeat is older than cluster.edge_timeout
  *     gets the same treatment for its connections (lose_edge()).
  *
- * A maintenance thread runs the cluster sweep, store_sub_gc() every minute
- * and the periodic state report (log.report_interval).
+ * A maintenance thread runs the cluster sweep, store_sub_gc() every minute,
+ * the store/bus health gauges every second and the periodic state report
+ * (log.report_interval).
  *
  * Threads: the event callback runs on the group's bus thread, heartbeats on
  * the bus service thread, maintenance on its own; all share reg_st under
@@ -249,6 +250,8 @@ static void *maint_main(void *arg)
         int64_t now = now_ms();
         if (a->cluster)
             sweep_stale_edges(a);
+        wsg_gauge_set(WSG_G_STORE_UP, store_ping(a->reg_st) == 0);
+        wsg_gauge_set(WSG_G_BUS_UP, bus_healthy(a->bus) == 1);
         if (a->n_lost && now >= lost_at)
             lose_previous_run(a);
         if (now >= next_gc) {

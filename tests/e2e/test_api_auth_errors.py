@@ -182,6 +182,8 @@ class Ops(w.GatewayTestCase):
         self.assertTrue(h["content-type"].startswith("text/plain"))
         m = re.search(rb"^wsgate_api_requests_total (\d+)", body, re.M)
         self.assertTrue(m and int(m.group(1)) >= 1, body[:500])
+        w.wait_until(lambda: re.search(rb"^wsgate_store_up 1$", w.http_request(
+            gw.api_url + "/metrics")[2], re.M), 5, what="wsgate_store_up 1")
 
     def test_state_report(self):
         gw = self.gateway([w.route("/chat")], config={"log": {"report_interval": "1s"}})
