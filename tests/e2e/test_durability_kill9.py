@@ -15,7 +15,7 @@ disconnect event (SPEC.md §1, §3).
    m0..m(k-1) with k >= 50 and k <= what the client sent, no gap, no
    reordering, seq consecutive; a duplicate always has the same id and the
    same body; exactly one disconnect event (initiator edge_lost), after
-   the last message.
+   the last message; the registry stops listing them.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
@@ -144,6 +144,13 @@ class DurabilityKill9(w.GatewayTestCase):
             if e["type"] == "disconnect":
                 discs.setdefault(e["connection_id"], set()).add(e["id"])
         self.assertTrue(all(len(v) == 1 for v in discs.values()), discs)
+        # and the registry no longer lists the dead connections
+        api = gw.control()
+
+        def forgotten():
+            r = api.get("/v1/connections?route=/chat")
+            return r.status == 200 and r.json is not None and not r.json.get("items")
+        w.wait_until(forgotten, 30, 0.2, "the registry to drop the lost connections")
 
 
 if __name__ == "__main__":
