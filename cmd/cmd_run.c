@@ -238,11 +238,13 @@ out:
     }
     edge_free(r.edge);
     r.edge = NULL;
+    /* Stop the roles' own threads, then the bus's (whose callbacks point
+     * into the roles), and only then free the roles. */
     api_stop(r.api);
     disp_stop(r.disp);
+    bus_free(r.bus);
     api_free(r.api);
     disp_free(r.disp);
-    bus_free(r.bus);
     wsg_config_free(r.cfg);
     WSG_LOG(WSG_LOG_INFO, "stopped", "status=%d", status);
     return status;
