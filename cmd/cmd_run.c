@@ -236,12 +236,14 @@ out:
         pthread_join(r.hb_tid, NULL);
         bus_heartbeat(r.bus, r.cfg->edge.id, 1);
     }
-    edge_free(r.edge);
-    r.edge = NULL;
-    /* Stop the roles' own threads, then the bus's (whose callbacks point
-     * into the roles), and only then free the roles. */
+    /* The edge has drained. Stop the threads that could still send it
+     * commands (API requests, webhook actions), free it (it answers what it
+     * still holds), stop the bus threads whose callbacks point into the
+     * roles, and only then free the roles. */
     api_stop(r.api);
     disp_stop(r.disp);
+    edge_free(r.edge);
+    r.edge = NULL;
     bus_free(r.bus);
     api_free(r.api);
     disp_free(r.disp);
