@@ -279,6 +279,7 @@ void disp_fire_timers(disp_t *d, int64_t now, int64_t *next_ms)
         c->lnext = NULL;
         c->state = DISP_C_IDLE;
         disp_kick(d, c);
+        disp_conn_release(d, c);
     }
 }
 
@@ -547,6 +548,11 @@ void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
     else
         on_webhook_answer(d, c, status, retry_after);
     c->req.resp_len = 0;
+    if (c->req.resp_cap > 16384) { /* keep small buffers for reuse, not big ones */
+        free(c->req.resp);
+        c->req.resp = NULL;
+        c->req.resp_cap = 0;
+    }
     if (be) {
         disp_backend_pump(d, be);
         backend_maybe_free(d, be);

@@ -214,6 +214,7 @@ static void take_inbox(disp_t *d, disp_item_t *items)
         c->tail = it;
         c->n++;
         disp_kick(d, c);
+        disp_conn_release(d, c);
     }
 }
 
