@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# cluster.sh — a whole wsgate cluster as plain processes on this machine:
+# nats-server (JetStream, file storage), PostgreSQL, `wsgate migrate`, then
+# 2 edges, 2 control APIs and 2 dispatchers. Everything lives in one state
+# directory (config, data, logs, PIDs); everything it started is stopped by
+# PID on Ctrl-C, SIGTERM or `cluster.sh stop`. See deploy/local/README.md.
+#
+#   deploy/local/cluster.sh [start]   run in the foreground until Ctrl-C
+#   deploy/local/cluster.sh stop      stop a cluster started elsewhere
+#   deploy/local/cluster.sh status    show what runs (PIDs, addresses)
+#
+# Environment (all optional):
+#   WSGATE_BIN   the wsgate binary (default: build/wsgate of this checkout,
+#                else `wsgate` on PATH)
+#   BASE_PORT    first port (default 18080): edges BASE, BASE+1; APIs
+#                BASE+10, BASE+11; NATS BASE+20; PostgreSQL BASE+21
+#   BACKEND      webhook URL of the generated route /chat
+#                (default http://127.0.0.1:9000/events)
+#   CONFIG       your own config file instead of the generated one; its
+#                store, nats, listen addresses and edge ids are overridden
+#   STATE_DIR    where everything goes (default: a new temp dir; kept after
+#                stop so logs can be read, unless KEEP_STATE=0)
+#   KEEP_STATE   1 (default) keep STATE_DIR after stop, 0 remove it
+#   PG_BIN       PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+POINTER="${XDG_RUNTIME_DIR:-/tmp}/wsgate-local-cluster.dir"
+BASE_PORT="${BASE_PORT:-18080}"
+BACKEND="${BACKEND:-http://127.0.0.1:9000/events}"
+KEEP_STATE="${KEEP_STATE:-1}"
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+say() { echo "cluster.sh: $*"; }
+
+find_bin() {
+    if [[ -n "${WSGATE_BIN:-}" ]]; then
+        [[ -x "$WSGATE_BIN" ]] || die "WSGATE_BIN=$WSGATE_BIN is not executable"
+    elif [[ -x "$ROOT/build/wsgate" ]]; then
+        WSGATE_BIN="$ROOT/build/wsgate"
+    elif command -v wsgate >/dev/null; then
+        WSGATE_BIN="$(command -v wsgate)"
+    else
+        die "no wsgate binary: build it (make) or set WSGATE_BIN"
+    fi
+    NATS_BIN="$(command -v nats-server || true)"
+    [[ -n "$NATS_BIN" ]] || NATS_BIN=/usr/sbin/nats-server
+    [[ -x "$NATS_BIN" ]] || die "nats-server not found"
+    PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+    [[ -x "$PG_BIN/postgres" ]] || PG_BIN="$(dirname "$(command -v postgres || echo /x/x)")"
+    [[ -x "$PG_BIN/postgres" ]] || die "PostgreSQL binaries not found (set PG_BIN)"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# PostgreSQL refuses to run as root: then its commands run as `postgres`
+# through setpriv, which execs (no extra process), so $! of a backgrounded
+# "${AS_PG[@]}" postgres ... is the postmaster's PID.
+AS_PG=()
+[[ $(id -u) -eq 0 ]] && AS_PG=(setpriv --reuid=postgres --regid=postgres --clear-groups --)
+
+# ---- stop ------------------------------------------------------------------
+
+# Stops every PID in $STATE/pids, newest first: SIGTERM (SIGINT for
+# PostgreSQL: fast shutdown), then SIGKILL after 25 s.
+stop_all() {
+    local state="$1" line name pid sig waited
+    [[ -f "$state/pids" ]] || return 0
+    tac "$state/pids" | while read -r name pid; do
+        kill -0 "$pid" 2>/dev/null || continue
+        sig=TERM
+        [[ "$name" == postgres ]] && sig=INT
+        kill -s "$sig" "$pid" 2>/dev/null || true
+        waited=0
+        while kill -0 "$pid" 2>/dev/null && ((waited < 250)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "cluster.sh: $name (pid $pid) did not stop: SIGKILL"
+            kill -s KILL "$pid" 2>/dev/null || true
+        else
+            echo "cluster.sh: stopped $name (pid $pid)"
+        fi
+    done
+    : >"$state/pids"
+}
+
+cmd_stop() {
+    [[ -f "$POINTER" ]] || die "no running cluster recorded in $POINTER"
+    local state pid
+    state="$(cat "$POINTER")"
+    pid="$(cat "$state/cluster.sh.pid" 2>/dev/null || true)"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -s TERM "$pid"   # its trap stops everything it started
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+        say "stopped (state in $state)"
+    else
+        stop_all "$state"     # the script itself is gone: stop what it left
+        rm -f "$POINTER"
+    fi
+}
+
+cmd_status() {
+    [[ -f "$POINTER" ]] || die "no running cluster recorded in $POINTER"
+    local state name pid
+    state="$(cat "$POINTER")"
+    cat "$state/addresses" 2>/dev/null || true
+    while read -r name pid; do
+        if kill -0 "$pid" 2>/dev/null; then echo "  $name pid $pid running"
+        else echo "  $name pid $pid NOT running"; fi
+    done <"$state/pids"
+}
+
+# ---- start -----------------------------------------------------------------
+
+record() { echo "$1 $2" >>"$STATE/pids"; }
+
+# Every process is started through setsid (which execs: the PID stays the
+# server's), in a session of its own, so a Ctrl-C in the terminal reaches
+# only this script, which then stops them in order: wsgate roles (edges
+# first drain and publish their disconnects), then PostgreSQL, then NATS.
+
+# wait_for NAME PID PORT|- LOGFILE PATTERN: bounded wait until the process
+# logs PATTERN (and listens on PORT); fails if it exits first.
+wait_for() {
+    local name="$1" pid="$2" port="$3" log="$4" pattern="$5" i
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; die "$name exited during start-up"; }
+        if grep -q "$pattern" "$log" 2>/dev/null && { [[ "$port" == - ]] || port_busy "$port"; }; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2
+    die "$name not ready after 60 s"
+}
+
+start_nats() {
+    setsid "$NATS_BIN" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$STATE/nats" >"$STATE/logs/nats.log" 2>&1 &
+    record nats $!
+    wait_for nats $! "$NATS_PORT" "$STATE/logs/nats.log" "Server is ready"
+}
+
+start_postgres() {
+    local data="$STATE/pg/data" sock="$STATE/pg/sock"
+    mkdir -p "$sock"
+    chmod 700 "$STATE/pg" "$sock"
+    [[ $(id -u) -eq 0 ]] && chown -R postgres:postgres "$STATE/pg"
+    if [[ ! -d "$data" ]]; then
+        (cd "$STATE/pg" && "${AS_PG[@]}" "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust \
+            --encoding=UTF8 --locale=C --no-sync) >"$STATE/logs/initdb.log" 2>&1 ||
+            { cat "$STATE/logs/initdb.log" >&2; die "initdb failed"; }
+    fi
+    cd "$STATE/pg"
+    setsid "${AS_PG[@]}" "$PG_BIN/postgres" -D "$data" -c listen_addresses=127.0.0.1 -c port="$PG_PORT" \
+        -c unix_socket_directories="$sock" -c logging_collector=off \
+        >"$STATE/logs/postgres.log" 2>&1 </dev/null &
+    record postgres $!
+    cd "$STATE"
+    local i
+    for ((i = 0; i < 300; i++)); do
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -t 2 && break
+        sleep 0.2
+    done
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -t 2 ||
+        { tail -n 20 "$STATE/logs/postgres.log" >&2; die "postgres not ready"; }
+    if ! "$PG_BIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+        -c "SELECT 1 FROM pg_database WHERE datname = 'wsgate'" | grep -q 1; then
+        "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+            -c 'CREATE DATABASE wsgate' >/dev/null
+    fi
+}
+
+write_config() {
+    API_SECRET="$(openssl rand -hex 32)"
+    WEBHOOK_SECRET="whsec_$(openssl rand -base64 24)"
+    cat >"$STATE/wsgate.yaml" <<EOF
+# generated by deploy/local/cluster.sh; store, nats, listen addresses and
+# edge ids come from WSGATE_* variables set per process
+api:
+  auth:
+    jwt: {alg: HS256, secret: "$API_SECRET"}
+edge:
+  heartbeat_interval: 1s
+  shutdown_grace: 5s
+cluster:
+  edge_timeout: 5s
+log:
+  level: info
+  format: json
+routes:
+  - path: /chat
+    backend: "$BACKEND"
+    webhook_secret: "$WEBHOOK_SECRET"
+    auth: {required: false}
+EOF
+    CONFIG="$STATE/wsgate.yaml"
+}
+
+# start_node NAME ROLE PORT|- [VAR=VALUE...]
+start_node() {
+    local name="$1" role="$2" port="$3"
+    shift 3
+    setsid env "$@" WSGATE_STORE="$STORE_URL" WSGATE_NATS="$NATS_URL" \
+        "$WSGATE_BIN" "$role" --config "$CONFIG" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+    record "$name" $!
+    wait_for "$name" $! "$port" "$STATE/logs/$name.log" '"wsgate ready"'
+}
+
+on_signal() {
+    trap - INT TERM
+    echo
+    say "stopping"
+    stop_all "$STATE"
+    rm -f "$POINTER" "$STATE/cluster.sh.pid"
+    if [[ "$KEEP_STATE" == 0 ]]; then rm -rf "$STATE"; else say "logs kept in $STATE/logs"; fi
+    exit 0
+}
+
+cmd_start() {
+    find_bin
+    if [[ -f "$POINTER" ]]; then
+        local old
+        old="$(cat "$POINTER")"
+        if kill -0 "$(cat "$old/cluster.sh.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
+            die "a cluster already runs (state $old): cluster.sh stop"
+        fi
+    fi
+    EDGE_PORTS=("$BASE_PORT" "$((BASE_PORT + 1))")
+    API_PORTS=("$((BASE_PORT + 10))" "$((BASE_PORT + 11))")
+    NATS_PORT=$((BASE_PORT + 20))
+    PG_PORT=$((BASE_PORT + 21))
+    local p
+    for p in "${EDGE_PORTS[@]}" "${API_PORTS[@]}" "$NATS_PORT" "$PG_PORT"; do
+        port_busy "$p" && die "port $p is in use (set BASE_PORT)"
+    done
+    STATE="${STATE_DIR:-$(mktemp -d /tmp/wsgate-local-XXXXXX)}"
+    mkdir -p "$STATE/logs" "$STATE/nats" "$STATE/pg"
+    chmod 755 "$STATE"
+    : >"$STATE/pids"
+    echo $$ >"$STATE/cluster.sh.pid"
+    echo "$STATE" >"$POINTER"
+    trap on_signal INT TERM
+    trap 'stop_all "$STATE"' EXIT # a failed start leaves nothing running
+    cd "$STATE"
+
+    NATS_URL="nats://127.0.0.1:$NATS_PORT"
+    STORE_URL="postgres://postgres@127.0.0.1:$PG_PORT/wsgate"
+    say "state in $STATE"
+    start_nats
+    start_postgres
+    if [[ -n "${CONFIG:-}" ]]; then
+        CONFIG="$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")"
+    else
+        write_config
+    fi
+    WSGATE_STORE="$STORE_URL" "$WSGATE_BIN" migrate --config "$CONFIG" >"$STATE/logs/migrate.log" 2>&1 ||
+        { cat "$STATE/logs/migrate.log" >&2; die "wsgate migrate failed"; }
+    # started dispatchers, APIs, edges, so that stop_all (newest first)
+    # drains the edges while the others still run
+    local i
+    for i in 0 1; do
+        start_node "dispatch$i" dispatch -
+    done
+    for i in 0 1; do
+        start_node "api$i" api "${API_PORTS[$i]}" WSGATE_API_LISTEN="127.0.0.1:${API_PORTS[$i]}"
+    done
+    for i in 0 1; do
+        start_node "edge$i" edge "${EDGE_PORTS[$i]}" \
+            WSGATE_EDGE_LISTEN="127.0.0.1:${EDGE_PORTS[$i]}" WSGATE_EDGE_ID="local-edge-$i"
+    done
+    trap - EXIT
+    print_addresses | tee "$STATE/addresses"
+    # wait for a signal; a node that dies is reported, the rest keep running
+    while true; do
+        sleep 1 &
+        wait $! || true
+        while read -r name pid; do
+            if ! kill -0 "$pid" 2>/dev/null && ! grep -q "^$name $pid gone" "$STATE/reported" 2>/dev/null; then
+                say "$name (pid $pid) exited; its log: $STATE/logs/$name.log"
+                echo "$name $pid gone" >>"$STATE/reported"
+            fi
+        done <"$STATE/pids"
+    done
+}
+
+print_addresses() {
+    local token=""
+    token="$(WSGATE_STORE="$STORE_URL" "$WSGATE_BIN" token --config "$CONFIG" --api --scope admin --ttl 12h 2>/dev/null || true)"
+    cat <<EOF
+
+wsgate local cluster is up (state and logs: $STATE)
+  edges (WebSocket):   ws://127.0.0.1:${EDGE_PORTS[0]}/chat   ws://127.0.0.1:${EDGE_PORTS[1]}/chat
+  control APIs:        http://127.0.0.1:${API_PORTS[0]}   http://127.0.0.1:${API_PORTS[1]}
+  dispatchers:         2, posting webhooks to the routes' backends (generated: $BACKEND)
+  NATS:                $NATS_URL (JetStream store $STATE/nats)
+  PostgreSQL:          $STORE_URL
+  config:              $CONFIG
+  admin API token (12h):
+    $token
+Ctrl-C (or deploy/local/cluster.sh stop) stops everything.
+EOF
+}
+
+case "${1:-start}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+-h | --help | help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' ;;
+*) die "unknown command ${1} (start|stop|status)" ;;
+esac
