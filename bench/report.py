@@ -45,7 +45,7 @@ def summarize(rows, server):
             if r["workload"] == w and "not_run" in r:
                 return r["not_run"]
         if not any(r["workload"] == w for r in rs):
-            return "not run"
+            return "not selected (BENCH_SERVERS / BENCH_WORKLOADS)"
         return None
     for w in "abcde":
         why = nr(w)
@@ -99,7 +99,7 @@ def summarize(rows, server):
 
 def ratio(a, b):
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
-        return "%.2f" % (a / b)
+        return "%.3g" % (a / b)
     return ""
 
 

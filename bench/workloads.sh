@@ -32,11 +32,26 @@ publish() {
   fi
 }
 
-# Prints the next SIGUSR1 interval line of a wsload running in recv mode.
-interval() { # pid outfile
+# Waits until a recv-mode wsload has received `expected` messages in the
+# current interval, or its count stopped growing for 3 s (drain), max 60 s.
+drain() { # pid outfile expected
+  local last=-1 same=0 now
+  for _ in $(seq 120); do
+    now=$(jget "$(interval "$1" "$2" USR2)" received)
+    [ "$now" -ge "$3" ] && return 0
+    if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    [ "$same" -ge 6 ] && return 0
+    last=$now
+    sleep 0.5
+  done
+}
+
+# Prints the next interval line of a wsload running in recv mode (SIGUSR1:
+# and start a new interval; SIGUSR2: without).
+interval() { # pid outfile [signal]
   local before
   before=$(wc -l <"$2")
-  kill -USR1 "$1"
+  kill "-${3:-USR1}" "$1"
   for _ in $(seq 400); do
     [ "$(wc -l <"$2")" -gt "$before" ] && break
     sleep 0.05
@@ -97,7 +112,7 @@ wl_b() {
     interval "$lp" "$out" >/dev/null
     local p r
     p=$(publish "$s" fan --count 1)
-    sleep 3
+    drain "$lp" "$out" "$opened"
     r=$(interval "$lp" "$out")
     record "{\"workload\":\"b\",\"server\":\"$s\",\"subscribers\":$subs,\"step\":\"one\",
       \"open\":$opened,\"published\":$(jget "$p" ok),\"received\":$(jget "$r" received),
@@ -110,7 +125,7 @@ wl_b() {
       interval "$lp" "$out" >/dev/null
       c0=$(cpu_s "$t")
       p=$(publish "$s" fan --rate "$rate" --duration "$STEP_S" --conns 8)
-      sleep 2
+      drain "$lp" "$out" $(($(jget "$p" ok) * opened))
       r=$(interval "$lp" "$out")
       c1=$(cpu_s "$t")
       ok=$(jget "$p" ok) rx=$(jget "$r" received)
@@ -119,7 +134,7 @@ wl_b() {
       record "{\"workload\":\"b\",\"server\":\"$s\",\"subscribers\":$subs,\"open\":$opened,\"step\":\"rate\",
         \"goal_deliveries_per_s\":$goal,\"publish_per_s\":$rate,\"published\":$ok,
         \"publish_errors\":$(jget "$p" errors),\"api_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["api_ms"]))' "$p"),
-        \"received\":$rx,\"lost\":$lost,
+        \"received\":$rx,\"lost\":$lost,\"closed_early\":$(jget "$r" closed_early),
         \"deliveries_per_s\":$(fcalc "$rx / max($(jget "$r" last_rx_s), 0.001)"),
         \"latency_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["latency_ms"]))' "$r"),
         \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($rx, 1) * 1000"),\"pass\":$([ "$lost" = 0 ] && echo true || echo false)}"
@@ -223,7 +238,9 @@ wl_d() {
   c0=$(cpu_s "$t")
   w=$(BENCH_TARGET=$s BENCH_N=$D_CONNS BENCH_IDS="$tmp/d-ids" BENCH_TOKEN="${API_TOKEN:-}" \
     wrk -t1 -c32 -d"${D_SECS}s" --latency -s "$here/send.lua" "$url")
-  sleep 2
+  local done
+  done=$(python3 -c 'import re,sys;m=re.search(r"(\d+) requests in",sys.argv[1]);print(m.group(1) if m else 0)' "$w")
+  drain "$lp" "$out" "$done"
   r=$(interval "$lp" "$out")
   c1=$(cpu_s "$t")
   kill "$lp" 2>/dev/null || true

@@ -12,7 +12,8 @@
  *          latency = now - t of each message (monotonic clock, same machine)
  * Prints one JSON object with connects, failures, handshake latency and (recv)
  * delivery latency percentiles. SIGUSR1 prints the receive statistics of the
- * interval since the previous SIGUSR1 and resets them (stepped workloads).
+ * interval since the previous SIGUSR1 and resets them (stepped workloads);
+ * SIGUSR2 prints the same line without resetting.
  * --ready-file F is written (with the number open) once connecting is done.
  */
 #include <arpa/inet.h>
@@ -76,7 +77,7 @@ static conn_t *conns;
 static int epfd;
 static hist_t hs_hist, rx_hist;
 static long n_open, n_failed, n_closed_early, n_received, n_sent;
-static volatile sig_atomic_t stop_flag, dump_flag;
+static volatile sig_atomic_t stop_flag, dump_flag, peek_flag;
 static uint64_t t_dump;  /* start of the current SIGUSR1 interval */
 static uint64_t last_rx; /* when the last message arrived */
 
@@ -92,7 +93,13 @@ static void on_usr1(int s)
     dump_flag = 1;
 }
 
-static void dump_interval(void)
+/* SIGUSR2: the same line without starting a new interval (to watch a drain). */
+static void on_usr2(int s)
+{
+    peek_flag = 1;
+}
+
+static void dump_interval(int reset)
 {
     uint64_t now = hist_now_ns();
     printf("{\"interval_s\":%.3f,\"last_rx_s\":%.3f,\"open\":%ld,\"closed_early\":%ld,\"received\":"
@@ -103,6 +110,9 @@ static void dump_interval(void)
            n_received, hist_quantile(&rx_hist, .5) / 1e6, hist_quantile(&rx_hist, .99) / 1e6,
            rx_hist.max_ns / 1e6);
     fflush(stdout);
+    peek_flag = 0;
+    if (!reset)
+        return;
     memset(&rx_hist, 0, sizeof rx_hist);
     n_received = 0;
     t_dump = now;
@@ -355,8 +365,8 @@ static void poll_once(int timeout_ms)
     int n = epoll_wait(epfd, evs, 512, timeout_ms);
     for (int i = 0; i < n; i++)
         on_event(evs[i].data.ptr, evs[i].events);
-    if (dump_flag)
-        dump_interval();
+    if (dump_flag || peek_flag)
+        dump_interval(dump_flag);
 }
 
 /* Opens every connection with at most opt.inflight handshakes in flight. */
@@ -403,7 +413,8 @@ static void run_send(void)
         double el = (double)(hist_now_ns() - t0) / 1e9;
         long due = opt.rate > 0 ? (long)(el * opt.rate) + 1 : total;
         for (int guard = 0; done < due && done < total && guard < 20000; guard++) {
-            conn_t *c = &conns[rr++ % opt.conns];
+            conn_t *c = &conns[rr];
+            rr = (rr + 1) % opt.conns;
             if (c->state != ST_OPEN || c->sent >= opt.count)
                 continue;
             send_one(c);
@@ -528,6 +539,7 @@ int main(int argc, char **argv)
     signal(SIGINT, on_sig);
     signal(SIGTERM, on_sig);
     signal(SIGUSR1, on_usr1);
+    signal(SIGUSR2, on_usr2);
     conns = calloc((size_t)opt.conns, sizeof *conns);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     uint64_t t0 = hist_now_ns();
