@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "bus/bus_nats.h"
 #include "common/err.h"
 
@@ -28,20 +29,6 @@ struct nb_chan {
     uint32_t count;
     char name[]; /* the channel as given */
 };
-
-int64_t nb_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 uint64_t nb_hash(const char *s, size_t n)
 {
@@ -375,7 +362,7 @@ static void *service_main(void *arg)
 {
     nats_bus_t *b = arg;
     while (!atomic_load(&b->stopping)) {
-        int64_t now = nb_now_ms();
+        int64_t now = wsg_mono_ms();
         nb_cmd_tick(b, now);
         nb_ev_tick(b, now);
         pthread_mutex_lock(&b->mu);
@@ -445,8 +432,8 @@ static void nats_free(bus_t *bus)
     if (natsConnection_DrainTimeout(b->nc, 3000) != NATS_OK)
         natsConnection_Close(b->nc);
     pthread_mutex_lock(&b->mu);
-    int64_t until = nb_now_ms() + 5000;
-    while (!atomic_load(&b->closed) && nb_now_ms() < until) {
+    int64_t until = wsg_mono_ms() + 5000;
+    while (!atomic_load(&b->closed) && wsg_mono_ms() < until) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -650,7 +637,7 @@ static int nats_heartbeat(bus_t *bus, const char *edge_id, int leaving)
         return WSG_EINVAL;
     char subj[NB_PREFIX_MAX + 8], at[32];
     snprintf(subj, sizeof subj, "%s.hb", b->prefix);
-    snprintf(at, sizeof at, "%lld", (long long)wall_ms());
+    snprintf(at, sizeof at, "%lld", (long long)wsg_wall_ms());
     natsMsg *m = NULL;
     natsStatus s = natsMsg_Create(&m, subj, NULL, NULL, 0);
     if (s == NATS_OK)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "bus/bus_nats.h"
 #include "common/err.h"
 
@@ -207,7 +208,7 @@ int nb_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_re
     r->cb = cb;
     r->ud = ud;
     r->any = edge_id == NULL;
-    r->deadline = nb_now_ms() + (r->any ? b->tune.any_window_ms : b->tune.cmd_timeout_ms);
+    r->deadline = wsg_mono_ms() + (r->any ? b->tune.any_window_ms : b->tune.cmd_timeout_ms);
     char reply[128];
     pthread_mutex_lock(&b->mu);
     r->id = ++b->next_req;

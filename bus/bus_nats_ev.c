@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "bus/bus_nats.h"
 #include "common/err.h"
 
@@ -346,7 +347,7 @@ static void deliver(nb_group_t *g, natsMsg *m)
         attempt = meta->NumDelivered > 0 ? (uint32_t)meta->NumDelivered : 1;
         jsMsgMetaData_Destroy(meta);
     }
-    d->touched = nb_now_ms();
+    d->touched = wsg_mono_ms();
     pthread_mutex_lock(&g->mu);
     d->prev = g->tail;
     if (g->tail)
@@ -545,7 +546,7 @@ int nb_ev_start(nats_bus_t *b)
         return WSG_EBUS;
     for (nb_group_t *g = b->groups; g; g = g->next)
         renew_leases(b, g);
-    b->next_lease_ms = nb_now_ms() + b->tune.lease_ttl_ms / 3;
+    b->next_lease_ms = wsg_mono_ms() + b->tune.lease_ttl_ms / 3;
     for (nb_group_t *g = b->groups; g; g = g->next) {
         if (pthread_create(&g->th, NULL, group_main, g) != 0)
             return WSG_EBUS;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -53,12 +54,7 @@ static void *heartbeat_thread(void *arg)
     while (!r->stopping) {
         pthread_mutex_unlock(&r->mu);
         bus_heartbeat(r->bus, id, 0);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += (time_t)(every / 1000);
-        ts.tv_nsec += (long)(every % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        struct timespec ts = wsg_deadline_in(every);
         pthread_mutex_lock(&r->mu);
         if (!r->stopping)
             pthread_cond_timedwait(&r->cv, &r->mu, &ts);
@@ -187,6 +183,7 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     sigaddset(&r.sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &r.sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file that may not grow fails the write (EFBIG) */
     pthread_t sig_tid;
     pthread_create(&sig_tid, NULL, signal_thread, &r);
     pthread_detach(sig_tid);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/b64.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -35,20 +36,13 @@
 #define GC_INTERVAL_MS 60000
 #define LOST_GRACE_MS 2000
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t parse_ts(const char *s)
 {
     struct tm tm = {0};
     int ms = 0;
     if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
                      &tm.tm_min, &tm.tm_sec, &ms) < 6)
-        return now_ms();
+        return wsg_wall_ms();
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     return (int64_t)timegm(&tm) * 1000 + ms;
@@ -111,7 +105,7 @@ static void on_heartbeat(void *ud, const char *edge_id, int64_t at_ms, int leavi
     if (leaving)
         store_edge_delete(a->reg_st, edge_id);
     else
-        store_edge_heartbeat(a->reg_st, edge_id, now_ms());
+        store_edge_heartbeat(a->reg_st, edge_id, wsg_wall_ms());
     pthread_mutex_unlock(&a->reg_mu);
 }
 
@@ -125,7 +119,7 @@ int api_registry_lose(api_t *a, const store_conn_t *c)
         return WSG_EBUS;
     wsg_b64url_encode(raw, sizeof raw, rnd);
     snprintf(evid, sizeof evid, "evt_%s", rnd);
-    int64_t ms = now_ms();
+    int64_t ms = wsg_wall_ms();
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
@@ -182,7 +176,7 @@ static int lose_edge(api_t *a, const char *edge_id)
 static void sweep_stale_edges(api_t *a)
 {
     store_str_list_t l = {0};
-    int64_t before = now_ms() - (int64_t)a->cfg->cluster.edge_timeout_ms;
+    int64_t before = wsg_wall_ms() - (int64_t)a->cfg->cluster.edge_timeout_ms;
     if (store_edge_stale(a->reg_st, before, &l) != 0)
         return;
     for (size_t i = 0; i < l.n; i++)
@@ -232,22 +226,20 @@ static void lose_previous_run(api_t *a)
 static void *maint_main(void *arg)
 {
     api_t *a = arg;
-    int64_t next_gc = now_ms() + GC_INTERVAL_MS, next_report = 0;
-    int64_t lost_at = now_ms() + LOST_GRACE_MS;
+    int64_t next_gc = wsg_wall_ms() + GC_INTERVAL_MS, next_report = 0;
+    int64_t lost_at = wsg_wall_ms() + LOST_GRACE_MS;
     uint64_t every = a->cfg->log.report_interval_ms;
     if (every)
-        next_report = now_ms() + (int64_t)every;
+        next_report = wsg_wall_ms() + (int64_t)every;
     pthread_mutex_lock(&a->maint_mu);
     while (!a->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        struct timespec ts = wsg_deadline_in(1000);
         pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &ts);
         if (a->stopping)
             break;
         pthread_mutex_unlock(&a->maint_mu);
         pthread_mutex_lock(&a->reg_mu);
-        int64_t now = now_ms();
+        int64_t now = wsg_wall_ms();
         if (a->cluster)
             sweep_stale_edges(a);
         wsg_gauge_set(WSG_G_STORE_UP, store_ping(a->reg_st) == 0);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/b64.h"
 #include "common/err.h"
 #include "store/store_int.h"
@@ -103,13 +104,6 @@ static const char mig_table_sql[] = "CREATE TABLE IF NOT EXISTS schema_migration
                                     "version BIGINT NOT NULL PRIMARY KEY, "
                                     "applied_at BIGINT NOT NULL)";
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int row_int(void *ud, const store_row_t *row)
 {
     *(int64_t *)ud = store_col_int(row, 0);
@@ -134,7 +128,7 @@ static int migrate_one(store_t *st, const store_migration_t *m)
     if ((rc = mig_lock(st)) != 0)
         goto out;
     int64_t found = 0;
-    store_param_t p[2] = {SP_I(m->version), SP_I(now_ms())};
+    store_param_t p[2] = {SP_I(m->version), SP_I(wsg_wall_ms())};
     rc = store_q(st, SQ_MIG_HAS, "SELECT 1 FROM schema_migrations WHERE version = $1", p, 1,
                  row_int, &found, NULL);
     if (rc != 0 || found)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "store/store_int.h"
 
@@ -19,19 +20,12 @@ static int check_pair(store_t *st, const char *channel, const char *conn_id)
     return 0;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int store_sub_add(store_t *st, const char *channel, const char *conn_id)
 {
     int rc = check_pair(st, channel, conn_id);
     if (rc != 0)
         return rc;
-    store_param_t p[] = {SP_T(channel), SP_T(conn_id), SP_I(wall_ms())};
+    store_param_t p[] = {SP_T(channel), SP_T(conn_id), SP_I(wsg_wall_ms())};
     return store_q(st, SQ_SUB_ADD,
                    "INSERT INTO subscriptions (channel, connection_id, created_at) "
                    "VALUES ($1, $2, $3) ON CONFLICT (channel, connection_id) DO NOTHING",
@@ -64,7 +58,7 @@ int store_sub_gc_before(store_t *st, int64_t before_ms, uint64_t *removed)
 
 int store_sub_gc(store_t *st, uint64_t *removed)
 {
-    return store_sub_gc_before(st, wall_ms() - STORE_SUB_GC_GRACE_MS, removed);
+    return store_sub_gc_before(st, wsg_wall_ms() - STORE_SUB_GC_GRACE_MS, removed);
 }
 
 /* ---- string lists -------------------------------------------------------------- */
