@@ -182,17 +182,21 @@ class Cluster:
                                   {"WSGATE_API_LISTEN": "127.0.0.1:%d" % port}, port))
         for i in range(n_disp):
             self.dispatchers.append(Node(self, "dispatch%d" % i, "dispatch", {}))
-        for n in self.apis + self.dispatchers:
+        for n in self.apis:
             n.start()
+        for n in self.dispatchers:  # one by one: the first takes every partition
+            n.start()
+            n.wait_ready()
         for n in self.nodes():
             n.wait_ready()
 
-    def add_edge(self, start=False):
+    def add_edge(self, start=False, env=None):
+        """Starts edge number len(edges) (id edge-N); start=True waits until ready."""
         i = len(self.edges)
         port = w.free_port()
-        n = Node(self, "edge%d" % i, "edge",
-                 {"WSGATE_EDGE_LISTEN": "127.0.0.1:%d" % port, "WSGATE_EDGE_ID": "edge-%d" % i},
-                 port)
+        e = {"WSGATE_EDGE_LISTEN": "127.0.0.1:%d" % port, "WSGATE_EDGE_ID": "edge-%d" % i}
+        e.update(env or {})
+        n = Node(self, "edge%d" % i, "edge", e, port)
         self.edges.append(n)
         n.start()
         if start:
@@ -224,6 +228,19 @@ class Cluster:
 
     def api(self, i):
         return w.ControlApi("http://127.0.0.1:%d" % self.apis[i].port, self.token())
+
+    def store_dump(self):
+        """edges, connections and busy sessions of the store, for post-mortems."""
+        out = []
+        for sql in ("SELECT * FROM edges", "SELECT id, edge_id FROM connections",
+                    "SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"):
+            try:
+                out.append(sql + ":\n" + self.pg.psql(sql))
+            except Exception as e:  # a dump must not hide the failure
+                out.append("%s: %s" % (sql, e))
+        return "\n".join(out)
 
     def conn_row(self, conn_id):
         """(edge_id,) of the store's connections row, or None."""
@@ -270,6 +287,8 @@ class ClusterTestCase(unittest.TestCase):
         result = getattr(getattr(self, "_outcome", None), "result", None)
         if result is not None and any(t is self for t, _ in result.errors + result.failures):
             sys.stderr.write("\n--- cluster logs (%s) ---\n%s\n" % (self.id(), self.cl.logs()))
+            sys.stderr.write("--- store ---\n%s\n" % self.cl.store_dump())
+
 
     def client(self, edge):
         """A client on edge `edge`; returns (ws, connection id) once the
