@@ -288,9 +288,22 @@ int edge_user_conflict(edge_t *e, const edge_conn_t *c)
         return 0;
     /* Standalone: the local index. Cluster mode asks the registry here. */
     char *k = user_key(c);
-    int taken = edge_map_get(&e->users, k) != NULL;
+    edge_conn_t *holder = edge_map_get(&e->users, k);
     free(k);
-    return taken;
+    return holder != NULL && holder != c;
+}
+
+int edge_user_reserve(edge_t *e, edge_conn_t *c)
+{
+    if (!c->user || c->route->one_connection_per_user != WSG_ONE_CONN_REJECT)
+        return 0;
+    if (edge_user_conflict(e, c))
+        return WSG_EEXISTS;
+    char *k = user_key(c);
+    edge_map_put(&e->users, k, c);
+    c->in_user_index = 1;
+    free(k);
+    return 0;
 }
 
 void edge_user_index(edge_t *e, edge_conn_t *c, int on)
@@ -331,6 +344,7 @@ static void conn_unregister(edge_t *e, edge_conn_t *c)
     if (c->counted_ip)
         edge_ip_adjust(e, c->remote, -1);
     c->counted_ip = 0;
+    edge_user_index(e, c, 0); /* a `reject` reservation */
     if (c->hs_fd >= 0) {
         char k[16];
         snprintf(k, sizeof k, "%d", c->hs_fd);
@@ -497,7 +511,7 @@ int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
     char *token = find_token(wsi, c);
     rc = check_jwt(e, c, token, why, sizeof why);
     free(token);
-    if (rc != 0 || edge_user_conflict(e, c)) {
+    if (rc != 0 || edge_user_reserve(e, c) != 0) {
         int st = rc ? 401 : 409;
         edge_conn_free(c);
         return refuse(e, wsi, st, rc ? why : "user already connected", path);
@@ -621,6 +635,7 @@ void edge_on_authz_result(edge_t *e, edge_q_t *q)
         edge_hs_refuse(e, c, st, "refused by the authorizer");
         return;
     } else if (st >= 200 && st < 300) {
+        edge_user_index(e, c, 0); /* the answer may name another user */
         st = apply_authz_answer(c, q->u.authz.body);
     } else {
         st = 503;
@@ -629,7 +644,7 @@ void edge_on_authz_result(edge_t *e, edge_q_t *q)
         edge_hs_refuse(e, c, st, st == 403 ? "refused by the authorizer" : "authorizer failed");
         return;
     }
-    if (edge_user_conflict(e, c)) {
+    if (edge_user_reserve(e, c) != 0) {
         edge_hs_refuse(e, c, 409, "user already connected");
         return;
     }

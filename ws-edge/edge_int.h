@@ -198,7 +198,13 @@ void edge_ip_adjust(edge_t *e, const char *ip, int delta);
 /* Frees a connection admitted in CONFIRM_UPGRADE that never reached
  * ESTABLISHED (lws runs both in one call, so any left over is dead). */
 void edge_hs_drop_orphan(edge_t *e);
+/* 1 when another connection (open or in its handshake) holds c's user on a
+ * `reject` route. */
 int edge_user_conflict(edge_t *e, const edge_conn_t *c);
+/* `reject` routes: reserves c's user from handshake acceptance on, so that
+ * two handshakes in flight cannot both be admitted; WSG_EEXISTS when taken.
+ * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed). */
+int edge_user_reserve(edge_t *e, edge_conn_t *c);
 void edge_user_index(edge_t *e, edge_conn_t *c, int on);
 struct json_t;
 int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi, struct json_t *h, struct json_t *q);
