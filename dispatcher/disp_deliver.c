@@ -384,7 +384,7 @@ static void on_sub_reply(void *ud, int status)
     if (op)
         free_subop(op);
     else
-        curl_multi_wakeup(d->multi);
+        disp_wake(d);
     disp_live_leave(d);
 }
 
