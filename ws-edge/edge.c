@@ -293,6 +293,22 @@ static void lws_log_bridge(int level, const char *line)
     WSG_LOG(level == LLL_ERR ? WSG_LOG_WARN : WSG_LOG_DEBUG, "lws", "detail=%s", line);
 }
 
+/* lws's timeouts from accept until the request headers are complete
+ * (timeout_secs_ah_idle: a socket holding a header table) and for its other
+ * round trips (timeout_secs), in whole seconds. The route is not known before
+ * the headers are complete (and a request that is not held is
+ * upgraded in the same call that completes its headers), so the strictest
+ * routes[].limits.handshake_timeout applies. Held handshakes are timed per
+ * route by the tick (reap_pending). */
+static uint64_t header_timeout_ms(const wsg_config_t *cfg)
+{
+    uint64_t ms = 0;
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (!ms || cfg->routes[i].limits.handshake_timeout_ms < ms)
+            ms = cfg->routes[i].limits.handshake_timeout_ms;
+    return ms ? ms : 10000;
+}
+
 static int create_context(edge_t *e, char *err, size_t errlen)
 {
     char host[256];
@@ -314,11 +330,8 @@ static int create_context(edge_t *e, char *err, size_t errlen)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.max_http_header_data = 16384;
     info.max_http_header_pool = 1024;
-    info.timeout_secs = (unsigned)((e->cfg->routes && e->cfg->n_routes
-                                        ? e->cfg->routes[0].limits.handshake_timeout_ms
-                                        : 10000) +
-                                   999) /
-                        1000;
+    info.timeout_secs = (unsigned)((header_timeout_ms(e->cfg) + 999) / 1000);
+    info.timeout_secs_ah_idle = info.timeout_secs; /* the header phase (lws: 10 s) */
     info.ka_time = 0;
     info.fd_limit_per_thread = 0;
     info.pt_serv_buf_size = 65536;
