@@ -50,6 +50,12 @@ def proc_status(pid, key):
     raise AssertionError("no %s for pid %d" % (key, pid))
 
 
+def sanitized(pid):
+    """True when the gateway runs under AddressSanitizer (RSS is meaningless)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def distinct(events):
     return {e["id"]: e for e in events}
 
@@ -162,9 +168,12 @@ class ReadPause(w.GatewayTestCase):
         # most 16384 events per consumer group (bus_queue.c), here ~1.5 KiB
         # each with the envelope, ~26 MiB (measured: 26 MiB). 40 MiB is well
         # under the 70 MiB sent: holding the stream in memory would fail.
-        self.assertLess(peak - base, 40 << 20,
-                        "RSS grew by %d KiB for %d KiB sent" % ((peak - base) >> 10,
-                                                                 count * size >> 10))
+        # (Under AddressSanitizer the quarantine keeps freed memory: RSS says
+        # nothing there, so only the delivery below is checked.)
+        if not sanitized(gw.pid):
+            self.assertLess(peak - base, 40 << 20,
+                            "RSS grew by %d KiB for %d KiB sent" % ((peak - base) >> 10,
+                                                                     count * size >> 10))
         be.respond(200)
         want = {payload(i, size)[:8] for i in range(count)}
 
