@@ -19,7 +19,11 @@
  * bus_event_done() puts the delivery on a done list; the writer's next
  * transaction clears the group's bit in the row's `pending` mask and
  * deletes the row when no bit is left (and a consumed disconnect drops the
- * connection's bus_conn_seq row).
+ * connection's bus_conn_seq row). Dones alone do not wake the writer: they
+ * ride along with the next events' transaction, or are written on their
+ * own once BQ_DONE_BATCH of them wait or the oldest waited BQ_DONE_DELAY_MS
+ * (a crash redelivers at most that much more; bq_free() writes them all).
+ * That spares one SQLite transaction and one thread wake-up per event.
  */
 #include "bus/bus_queue.h"
 
@@ -36,6 +40,8 @@
 
 #define BQ_MAX_GROUPS 62
 #define BQ_MAX_BYTES ((size_t)64 << 20)
+#define BQ_DONE_BATCH 512
+#define BQ_DONE_DELAY_MS 20
 
 typedef struct qev qev_t;
 struct qev {
@@ -135,7 +141,9 @@ struct bq {
     uint32_t pend_n;
     size_t pend_bytes;
     dlv_t *done_head;
-    dlv_t live; /* sentinel */
+    uint32_t done_n;
+    int64_t done_since_ms; /* when done_head became non-empty */
+    dlv_t live;            /* sentinel */
     int writer_idle, stopping, started;
 
     pthread_t writer;
@@ -145,6 +153,13 @@ struct bq {
     group_t groups[BQ_MAX_GROUPS];
     int ngroups;
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void qev_unref(qev_t *e)
 {
@@ -248,7 +263,11 @@ int bq_open(bq_t **out, bus_t *owner, const char *path, char *err, size_t errlen
     atomic_init(&q->healthy, 1);
     pthread_mutex_init(&q->dbmu, NULL);
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = db_setup(q, path, err, errlen);
     if (rc != 0) {
         bq_free(q);
@@ -328,10 +347,16 @@ void bq_done(bq_t *q, bus_delivery_t *bd)
     d->prev->next = d->next;
     d->next->prev = d->prev;
     d->prev = d->next = NULL;
+    if (!q->done_head)
+        q->done_since_ms = mono_ms();
     d->qnext = q->done_head;
     q->done_head = d;
-    q->groups[d->group].outstanding--;
-    if (q->writer_idle)
+    q->done_n++;
+    group_t *grp = &q->groups[d->group];
+    grp->outstanding--;
+    /* otherwise the writer takes it with the next events or on its timer */
+    if (q->writer_idle &&
+        (q->done_n >= BQ_DONE_BATCH || (grp->backlog && grp->outstanding <= q->window / 2)))
         pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
@@ -583,22 +608,41 @@ static void undo_round(bq_t *q, round_t *r)
     }
 }
 
-static int work_waiting(bq_t *q)
+/* Under mu. *wake_ms: when to look again (dones due, or dones expected
+ * from deliveries still out), -1 = only when signalled. */
+static int work_waiting(bq_t *q, int64_t now, int64_t *wake_ms)
 {
-    if (q->pend_head || q->done_head || q->stopping)
+    *wake_ms = -1;
+    if (q->pend_head || q->stopping)
         return 1;
-    for (int g = 0; g < q->ngroups; g++)
+    if (q->done_head && (q->done_n >= BQ_DONE_BATCH || now - q->done_since_ms >= BQ_DONE_DELAY_MS))
+        return 1;
+    int out = 0;
+    for (int g = 0; g < q->ngroups; g++) {
         if (q->groups[g].backlog && q->groups[g].outstanding <= q->window / 2)
             return 1;
+        out |= q->groups[g].outstanding > 0;
+    }
+    if (q->done_head)
+        *wake_ms = q->done_since_ms + BQ_DONE_DELAY_MS;
+    else if (out) /* their dones come without a signal */
+        *wake_ms = now + BQ_DONE_DELAY_MS;
     return 0;
 }
 
 static void wait_for_work(bq_t *q)
 {
+    int64_t wake_ms;
     pthread_mutex_lock(&q->mu);
-    while (!work_waiting(q)) {
+    while (!work_waiting(q, mono_ms(), &wake_ms)) {
         q->writer_idle = 1;
-        pthread_cond_wait(&q->cv, &q->mu);
+        if (wake_ms < 0) {
+            pthread_cond_wait(&q->cv, &q->mu);
+        } else {
+            struct timespec ts = {.tv_sec = wake_ms / 1000,
+                                  .tv_nsec = (long)(wake_ms % 1000) * 1000000};
+            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        }
         q->writer_idle = 0;
     }
     pthread_mutex_unlock(&q->mu);
@@ -614,6 +658,7 @@ static int take_round(bq_t *q, round_t *r)
     r->dones = q->done_head;
     q->pend_head = q->pend_tail = NULL;
     q->done_head = NULL;
+    q->done_n = 0;
     q->pend_n = 0;
     q->pend_bytes = 0;
     for (int g = 0; g < q->ngroups; g++) {
@@ -674,6 +719,10 @@ static void requeue_dones(bq_t *q, dlv_t *dones)
     while (last->qnext)
         last = last->qnext;
     pthread_mutex_lock(&q->mu);
+    if (!q->done_head)
+        q->done_since_ms = mono_ms();
+    for (dlv_t *d = dones; d; d = d->qnext)
+        q->done_n++;
     last->qnext = q->done_head;
     q->done_head = dones;
     pthread_mutex_unlock(&q->mu);
