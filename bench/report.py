@@ -137,7 +137,8 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, stamp + ("-quick" if quick == "1" else ""))
     with open(base + ".json", "w") as f:
-        json.dump({"run": stamp, "quick": quick == "1", "machine": m, "summary": {"wsgate": ws, "pushpin": pp},
+        json.dump({"run": stamp, "quick": quick == "1", "machine": m,
+                   "merged_from": [os.path.basename(os.path.dirname(x)) + "/" + os.path.basename(x) for x in src.split(",")], "summary": {"wsgate": ws, "pushpin": pp},
                    "measurements": rows}, f, indent=1)
     with open(base + ".txt", "w") as f:
         f.write(table + "\n")
