@@ -4,7 +4,9 @@
 - `reject`: N handshakes of one user started at the same moment get exactly
   one 101 and N-1 409s — on the direct path, on the path that holds the
   socket (a subprotocol was offered), and with a slow authorizer naming the
-  user, where every handshake is in flight at once;
+  user, where every handshake is in flight at once, also while every lws
+  header table is taken so that lws defers the re-adopted requests (the
+  case that admitted them all before the reservation);
 - the reservation taken at handshake acceptance is released when that
   handshake fails (authorizer refusal, client gone) or its socket closes;
 - `replace` under the same burst: every handshake gets its 101 and exactly
@@ -13,7 +15,9 @@
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
+import socket
 import threading
+import time
 import unittest
 
 import wsgate_test as w
@@ -104,6 +108,31 @@ class UserReject(w.GatewayTestCase):
         self.assertEqual(len({e["connection_id"] for e in connects}), 1)
         winner.close()
         w.wait_until(lambda: self.admitted("/solo-az"), 5, 0.1, "the user's slot freed")
+
+    def test_burst_when_lws_defers_the_adoption(self):
+        # With every lws header table taken (edge: 1024) a held handshake
+        # that is handed back to lws waits for one, so the N answers for one
+        # user are admitted one by one, later: the reservation must decide,
+        # not the set of open sockets. (Without it all N got their 101.)
+        self.az.allow(user="gus", delay=3.0)
+        res = {}
+        t = threading.Thread(target=lambda: res.setdefault("r", burst(self.url + "/solo-az")),
+                             daemon=True)
+        t.start()
+        w.wait_until(lambda: len(self.az.snapshot()) >= N, 10, 0.05, "all handshakes held")
+        hogs = []
+        try:
+            for _ in range(1100):  # partial requests: each holds a header table
+                s = socket.create_connection(("127.0.0.1", self.gw.edge_port), timeout=10)
+                hogs.append(s)
+                s.sendall(b"GET /solo-az HTTP/1.1\r\nHost: x\r\n")
+            w.wait_until(lambda: self.az.in_flight == 0, 15, 0.05, "the authorizer answered")
+            time.sleep(0.3)
+        finally:
+            for s in hogs:
+                s.close()
+        t.join(30)
+        self.check_one_winner(res["r"]).close()
 
     def test_failed_handshake_releases_the_user(self):
         # A refused authorizer answer leaves no reservation behind.
