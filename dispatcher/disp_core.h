@@ -23,6 +23,9 @@
 
 /* Events held by the dispatcher at most; beyond it the bus callback waits. */
 #define DISP_MAX_HELD 8192
+/* A bus callback waiting at DISP_MAX_HELD is woken once this many more are
+ * done: one wake-up per slack at saturation instead of one per event. */
+#define DISP_HELD_SLACK 256
 #define DISP_BUCKETS 16384
 /* Routing-service calls never take longer than this. */
 #define DISP_ROUTE_TIMEOUT_MS 2000
@@ -120,6 +123,7 @@ struct disp {
     pthread_cond_t cv;
     disp_item_t *in_head, *in_tail;
     size_t held;
+    bool held_wait; /* a bus callback waits for held to drop */
     bool stopping;
     disp_subop_t *subq;
     int replies; /* subscribe/unsubscribe commands awaiting the edge's reply */

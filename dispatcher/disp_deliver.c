@@ -84,9 +84,11 @@ static void done_items(disp_t *d, disp_conn_t *c, size_t n)
         free(it);
     }
     pthread_mutex_lock(&d->mu);
-    if (d->held >= DISP_MAX_HELD) /* only then may a bus callback be waiting */
-        pthread_cond_broadcast(&d->cv);
     d->held -= k;
+    if (d->held_wait && d->held + DISP_HELD_SLACK <= DISP_MAX_HELD) {
+        d->held_wait = false;
+        pthread_cond_broadcast(&d->cv);
+    }
     pthread_mutex_unlock(&d->mu);
     wsg_gauge_add(WSG_G_EVENTS_PENDING, -(int64_t)k);
 }

@@ -172,8 +172,10 @@ static void enqueue(disp_t *d, const bus_event_t *ev, bus_delivery_t *dl, uint32
     it->d = dl;
     it->bus_attempt = attempt;
     pthread_mutex_lock(&d->mu);
-    while (d->held >= DISP_MAX_HELD && !d->stopping)
+    while (d->held >= DISP_MAX_HELD && !d->stopping) {
+        d->held_wait = true;
         pthread_cond_wait(&d->cv, &d->mu);
+    }
     if (d->stopping) {
         pthread_mutex_unlock(&d->mu);
         free(it);
