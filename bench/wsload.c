@@ -171,6 +171,8 @@ static int start_connect(conn_t *c)
     return epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
 }
 
+static void conn_fail(conn_t *c, int was_open);
+
 static void send_handshake(conn_t *c)
 {
     char req[8192];
@@ -192,7 +194,7 @@ static void send_handshake(conn_t *c)
             snprintf(req + n, sizeof req - (size_t)n, "Sec-WebSocket-Protocol: bearer.%s\r\n", tok);
     n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
     if (write(c->fd, req, (size_t)n) != n)
-        c->state = ST_CLOSED;
+        conn_fail(c, 0); /* reset before the request went out: a failed connect */
     else
         c->state = ST_HANDSHAKE;
 }
