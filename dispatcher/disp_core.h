@@ -108,8 +108,6 @@ struct disp {
     bus_t *bus;
     store_t *st;
     CURLM *multi;
-    int epfd, evfd;     /* disp_loop.c: sockets libcurl watches; wake-ups */
-    int64_t curl_at_ms; /* libcurl's timer, -1 = none */
     pthread_t th;
     bool started;
     bool halt; /* delivery thread: stopping, start nothing new */
@@ -150,13 +148,6 @@ bool disp_live_enter(disp_t *d);
 void disp_live_leave(disp_t *d);
 void disp_conn_release(disp_t *d, disp_conn_t *c); /* frees c if it holds nothing */
 const disp_rt_t *disp_rt_find(const disp_t *d, const char *path);
-
-/* disp_loop.c: the thread's epoll wait; disp_wake() from any thread. */
-int disp_loop_init(disp_t *d);
-void disp_loop_free(disp_t *d);
-void disp_wake(disp_t *d);
-int64_t disp_loop_timer(disp_t *d, int64_t now);
-void disp_loop_wait(disp_t *d, int timeout_ms);
 
 /* disp_deliver.c */
 void disp_kick(disp_t *d, disp_conn_t *c);

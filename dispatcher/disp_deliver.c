@@ -386,7 +386,7 @@ static void on_sub_reply(void *ud, int status)
     if (op)
         free_subop(op);
     else
-        disp_wake(d);
+        curl_multi_wakeup(d->multi);
     disp_live_leave(d);
 }
 

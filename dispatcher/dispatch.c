@@ -1,11 +1,12 @@
 /*
  * dispatch.c — the dispatcher's lifecycle and its one delivery thread
  * (SPEC.md §3). The bus's "dispatch" group callback hands each event to the
- * thread through one locked inbox plus disp_wake(); the thread runs the
- * curl multi loop (disp_loop.c: epoll + curl_multi_socket_action), keeps a per-connection queue
- * (hash table by connection id) and retry timers, and acknowledges events to the bus once the
- * backend took them or they were dead-lettered. Memory stays bounded: with DISP_MAX_HELD events
- * held, the bus callback waits (events stay in the bus) until some are done.
+ * thread through one locked inbox plus curl_multi_wakeup(); the thread runs
+ * the curl multi loop, keeps a per-connection queue (hash table by
+ * connection id) and retry timers, and acknowledges events to the bus once
+ * the backend took them or they were dead-lettered. Memory stays bounded:
+ * with DISP_MAX_HELD events held, the bus callback waits (events stay in the
+ * bus) until some are done.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,7 +192,7 @@ static void enqueue(disp_t *d, const bus_event_t *ev, bus_delivery_t *dl, uint32
     pthread_mutex_unlock(&d->mu);
     wsg_gauge_add(WSG_G_EVENTS_PENDING, 1);
     if (wake)
-        disp_wake(d);
+        curl_multi_wakeup(d->multi);
 }
 
 static void take_inbox(disp_t *d, disp_item_t *items)
@@ -254,15 +255,15 @@ static bool turn(disp_t *d, int64_t *stop_deadline)
         return false;
     if (!d->halt)
         disp_fire_timers(d, now, &next);
-    disp_loop_timer(d, disp_now_ms()); /* requests just added start here */
+    int running = 0;
+    curl_multi_perform(d->multi, &running);
     reap(d);
     int timeout = 1000;
     if (d->halt)
         timeout = 50;
     else if (next >= 0)
         timeout = next - now < 0 ? 0 : next - now < 1000 ? (int)(next - now) : 1000;
-    disp_loop_wait(d, timeout);
-    reap(d);
+    curl_multi_poll(d->multi, NULL, 0, timeout, NULL);
     return true;
 }
 
@@ -312,7 +313,6 @@ int disp_new(disp_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         return WSG_ENOMEM;
     d->cfg = cfg;
     d->bus = bus;
-    d->epfd = d->evfd = -1;
     d->rng = (uint64_t)disp_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)d;
     if (!d->rng)
         d->rng = 1;
@@ -326,10 +326,6 @@ int disp_new(disp_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         goto out;
     }
     curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, 1024L);
-    if (disp_loop_init(d) != 0) {
-        rc = wsg_errf(err, errlen, WSG_EIO, "dispatcher: cannot create its epoll set");
-        goto out;
-    }
     if ((rc = routes_new(d, err, errlen)) != 0)
         goto out;
     live_add(d); /* before subscribing: bus_free() may come after disp_free() */
@@ -364,7 +360,7 @@ void disp_stop(disp_t *d)
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     if (d->started) {
-        disp_wake(d);
+        curl_multi_wakeup(d->multi);
         pthread_join(d->th, NULL);
         d->started = false;
     }
@@ -410,7 +406,6 @@ void disp_free(disp_t *d)
     disp_http_pool_free(d);
     if (d->multi)
         curl_multi_cleanup(d->multi);
-    disp_loop_free(d);
     store_free(d->st);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
