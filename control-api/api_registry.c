@@ -21,7 +21,8 @@
  * reg_mu.
  */
 
-#include <openssl/rand.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -113,11 +114,20 @@ static void on_heartbeat(void *ud, const char *edge_id, int64_t at_ms, int leavi
 int api_registry_lose(api_t *a, const store_conn_t *c)
 {
     uint64_t seq = 0;
-    unsigned char raw[16];
+    unsigned char raw[EVP_MAX_MD_SIZE];
+    unsigned int rawlen = 0;
     char rnd[WSG_B64_LEN(16) + 1], evid[48], ts[32];
-    if (bus_event_last_seq(a->bus, c->id, &seq) != 0 || RAND_bytes(raw, sizeof raw) != 1)
+    if (bus_event_last_seq(a->bus, c->id, &seq) != 0)
         return WSG_EBUS;
-    wsg_b64url_encode(raw, sizeof raw, rnd);
+    /* The id derives from the connection: every API that finds the edge
+     * stale publishes the same event, which the bus keeps once (NATS:
+     * Nats-Msg-Id deduplication), so a connection gets one edge_lost. */
+    static const char tag[] = "wsgate edge_lost";
+    if (!HMAC(EVP_sha256(), tag, sizeof tag - 1, (const unsigned char *)c->id, strlen(c->id), raw,
+              &rawlen) ||
+        rawlen < 16)
+        return WSG_EBUS;
+    wsg_b64url_encode(raw, 16, rnd);
     snprintf(evid, sizeof evid, "evt_%s", rnd);
     int64_t ms = wsg_wall_ms();
     time_t secs = (time_t)(ms / 1000);
