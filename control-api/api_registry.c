@@ -65,6 +65,10 @@ static int on_connect(api_t *a, const bus_event_t *ev, json_t *o)
     if (!c.remote_addr)
         c.remote_addr = "";
     int rc = store_conn_put(a->reg_st, &c);
+    /* A connect is a sign of life of its edge: an edge that dies before any
+     * of its heartbeats reached a registry is still found stale later. */
+    if (rc == 0 && a->cluster && *c.edge_id)
+        rc = store_edge_heartbeat(a->reg_st, c.edge_id, wsg_wall_ms());
     size_t i;
     json_t *ch;
     json_array_foreach(json_object_get(o, "channels"), i, ch)
