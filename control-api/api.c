@@ -132,6 +132,12 @@ const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t le
     if (*rc == 0)
         snprintf(buf, len, "%s", c.edge_id);
     store_conn_clear(&c);
+    if (*rc == WSG_ENOTFOUND) {
+        /* not recorded (yet): the registry may still be consuming its
+         * connect event; ask every edge, the one holding it answers */
+        *rc = 0;
+        return NULL;
+    }
     return *rc == 0 ? buf : NULL;
 }
 

@@ -168,6 +168,9 @@ int api_h_openapi(api_req_t *r);
 void api_req_start(api_req_t *r, int n, api_req_fn finish);
 void api_req_reply(api_req_t *r, int status);
 void api_reply_cb(void *ud, int status);
+/* The edge holding conn_id (cluster: its connections row, copied into buf),
+ * or NULL = every edge (standalone; cluster when not recorded yet). *rc is 0
+ * or a store error. */
 const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t len, int *rc);
 
 /* store pool (api.c) */
