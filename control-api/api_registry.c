@@ -49,6 +49,34 @@ static int64_t parse_ts(const char *s)
     return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
+/* Cluster, one_connection_per_user: replace: the edge closes the user's
+ * older connection on itself; those on other edges are closed from here
+ * (4409 "replaced"), the newest connection (connected_at, then id) wins. */
+static void replace_elsewhere(api_t *a, const store_conn_t *c)
+{
+    const wsg_route_conf_t *rt = wsg_config_route(a->cfg, c->route);
+    if (!a->cluster || !c->user || !rt || rt->one_connection_per_user != WSG_ONE_CONN_REPLACE)
+        return;
+    store_conn_query_t q = {.user = c->user, .route = c->route, .limit = 1000};
+    store_conn_list_t l = {0};
+    if (store_conn_list(a->reg_st, &q, &l) != 0)
+        return;
+    for (size_t i = 0; i < l.n; i++) {
+        const store_conn_t *o = &l.items[i];
+        int older = o->connected_at_ms < c->connected_at_ms ||
+                    (o->connected_at_ms == c->connected_at_ms && strcmp(o->id, c->id) < 0);
+        if (!older || strcmp(o->edge_id, c->edge_id) == 0)
+            continue;
+        bus_cmd_t cmd = {.op = BUS_CMD_CLOSE,
+                         .conn_id = o->id,
+                         .code = 4409,
+                         .reason = "replaced",
+                         .initiator = "server"};
+        bus_cmd_request(a->bus, o->edge_id, &cmd, NULL, NULL);
+    }
+    store_conn_list_free(&l);
+}
+
 static int on_connect(api_t *a, const bus_event_t *ev, json_t *o)
 {
     json_t *ctx = json_object_get(o, "context");
@@ -69,6 +97,8 @@ static int on_connect(api_t *a, const bus_event_t *ev, json_t *o)
      * of its heartbeats reached a registry is still found stale later. */
     if (rc == 0 && a->cluster && *c.edge_id)
         rc = store_edge_heartbeat(a->reg_st, c.edge_id, wsg_wall_ms());
+    if (rc == 0)
+        replace_elsewhere(a, &c);
     size_t i;
     json_t *ch;
     json_array_foreach(json_object_get(o, "channels"), i, ch)
