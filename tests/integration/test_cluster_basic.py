@@ -264,8 +264,11 @@ class ClusterTestCase(unittest.TestCase):
     def setUpClass(cls):
         w.require_binary()
         cls.be = w.Backend()
-        cls.cl = Cluster([w.route("/chat", cls.be.url)], cls.n_edges, cls.n_apis,
-                         cls.n_dispatchers, cls.extra_config)
+        routes = [w.route("/chat", cls.be.url),
+                  w.route("/solo", cls.be.url, jwt={"alg": "HS256", "secret":
+                                                    w.DEFAULT_CLIENT_SECRET},
+                          one_connection_per_user="replace")]
+        cls.cl = Cluster(routes, cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config)
         try:
             cls.cl.start()
         except BaseException:
@@ -295,7 +298,7 @@ class ClusterTestCase(unittest.TestCase):
         registry has written its connections row."""
         ws = w.WsClient.connect(self.cl.edge_url(edge))
         self._clients.append(ws)
-        ev = self.be.wait_event(lambda e: e["type"] == "connect" and
+        ev = self.be.wait_event(lambda e: e["type"] == "connect" and e["route"] == "/chat" and
                                 e.get("headers", {}).get("host", "").endswith(
                                     ":%d" % self.cl.edges[edge].port) and
                                 e["connection_id"] not in self._taken(), timeout=15)
@@ -341,6 +344,15 @@ class ClusterBasicTest(ClusterTestCase):
         time.sleep(0.5)
         self.assertEqual(wa.pending(), 0)
 
+    def test_broadcast_through_either_api_reaches_both_edges(self):
+        wa, ida = self.client(0)
+        wb, idb = self.client(1)
+        for i in (0, 1):
+            r = self.cl.api(i).post("/v1/broadcast?route=/chat", "all %d" % i)
+            self.assertEqual(r.status, 202, r.body)
+            self.assertEqual(wa.recv_text(10), "all %d" % i)
+            self.assertEqual(wb.recv_text(10), "all %d" % i)
+
     def test_send_to_a_connection_on_either_edge(self):
         wa, ida = self.client(0)
         wb, idb = self.client(1)
@@ -358,6 +370,49 @@ class ClusterBasicTest(ClusterTestCase):
         w.wait_until(lambda: self.cl.conn_row(idb) is None, 15, 0.05, "row of %s removed" % idb)
         for api in (0, 1):
             self.assertEqual(self.cl.api(api).send(idb, "late").status, 410)
+
+    def test_commands_before_the_registry_recorded_the_connection(self):
+        # The registry writes the connections row from the connect event, in
+        # parallel with the dispatcher delivering the connect webhook: a
+        # backend that answers its connect webhook by calling the API may
+        # come first. Simulated by removing the row: the API must still
+        # reach the connection, on whichever edge holds it.
+        wb, idb = self.client(1)
+        self.cl.pg.psql("DELETE FROM connections WHERE id = '%s'" % idb)
+        r = self.cl.api(0).send(idb, "early")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(wb.recv_text(10), "early")
+        r = self.cl.api(1).put("/v1/channels/early/connections/%s" % q(idb))
+        self.assertEqual(r.status, 204, r.body)
+        self.assertEqual(self.cl.api(0).post("/v1/channels/early/messages", "ch").status, 202)
+        self.assertEqual(wb.recv_text(10), "ch")
+        r = self.cl.api(1).delete("/v1/connections/%s?code=4003&reason=early" % q(idb))
+        self.assertEqual(r.status, 204, r.body)
+        self.assertEqual(wb.wait_closed(10), (4003, "early"))
+        # an id no edge holds is still 410
+        self.assertEqual(self.cl.api(0).send("NoSuchConnectionId0000", "x").status, 410)
+
+    def test_one_connection_per_user_replace_across_edges(self):
+        tok = w.mint_jwt(w.client_claims("solo-user"))
+        first = w.WsClient.connect(self.cl.edge_url(0, "/solo"), query={"token": tok})
+        self._clients.append(first)
+        ev = self.be.wait_event(lambda e: e["type"] == "connect" and e["route"] == "/solo",
+                                timeout=15)
+        id1 = ev["connection_id"]
+        w.wait_until(lambda: self.cl.conn_row(id1) == "edge-0", 15, 0.05, "row of the first")
+        second = w.WsClient.connect(self.cl.edge_url(1, "/solo"), query={"token": tok})
+        self._clients.append(second)
+        self.assertEqual(first.wait_closed(10), (4409, "replaced"))
+        ev = self.be.wait_event(lambda e: e["type"] == "connect" and e["route"] == "/solo" and
+                                e["connection_id"] != id1, timeout=15)
+        id2 = ev["connection_id"]
+        w.wait_until(lambda: self.cl.conn_row(id2) == "edge-1", 15, 0.05, "row of the second")
+        self.assertEqual(self.cl.api(0).send(id2, "you stay").status, 200)
+        self.assertEqual(second.recv_text(10), "you stay")
+        evs = self.be.wait_events(lambda e: e["type"] == "disconnect" and
+                                  e["connection_id"] == id1, 1, timeout=15)
+        self.assertEqual(len(w.dedupe(evs)), 1, evs)
+        self.assertEqual((evs[0]["code"], evs[0]["initiator"]), (4409, "server"))
 
     def test_forced_disconnect_across_edges(self):
         wa, ida = self.client(0)
