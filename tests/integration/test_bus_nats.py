@@ -20,27 +20,14 @@ import sys
 import threading
 import unittest
 
+from csuite import find_build_binary, run_with_server_control
 from natsserver import NatsServer
 
 WSGATE_BIN = os.environ.get("WSGATE_BIN", "")
 
 
-def find_test_binary(name="test_bus_nats"):
-    explicit = os.environ.get("WSGATE_TEST_BUS_NATS_BIN")
-    if explicit:
-        return explicit
-    if not WSGATE_BIN:
-        raise RuntimeError("WSGATE_BIN is not set")
-    build = os.path.dirname(os.path.realpath(WSGATE_BIN))
-    for cand in ("tests/" + name, name, "bin/" + name, "../tests/" + name):
-        path = os.path.normpath(os.path.join(build, cand))
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    for depth in range(1, 4):
-        for path in glob.glob(os.path.join(build, *(["*"] * depth), name)):
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                return path
-    raise RuntimeError("%s not found in the build tree of %s" % (name, WSGATE_BIN))
+def find_test_binary():
+    return find_build_binary("test_bus_nats", "WSGATE_TEST_BUS_NATS_BIN")
 
 
 class BusNatsTest(unittest.TestCase):
@@ -55,50 +42,14 @@ class BusNatsTest(unittest.TestCase):
     def tearDown(self):
         self.ns.close()
 
-    def _serve_control(self, cmd_r, ans_w, log):
-        with os.fdopen(cmd_r, "r") as cmds, os.fdopen(ans_w, "w") as answers:
-            for line in cmds:
-                what = line.strip()
-                try:
-                    if what == "stop":
-                        self.ns.stop()
-                    elif what == "start":
-                        self.ns.start()
-                    else:
-                        raise ValueError("unknown request %r" % what)
-                    log.append(what)
-                    answers.write("ok\n")
-                except Exception as e:  # the C side fails on a missing "ok"
-                    log.append("%s failed: %s" % (what, e))
-                    answers.write("no\n")
-                answers.flush()
-
     def test_suite_with_server_restart(self):
         binary = find_test_binary()
-        cmd_r, cmd_w = os.pipe()
-        ans_r, ans_w = os.pipe()
-        env = dict(os.environ, WSGATE_TEST_NATS_URL=self.ns.url,
-                   WSGATE_TEST_NATS_CONTROL="%d,%d" % (cmd_w, ans_r))
-        log = []
-        server = threading.Thread(target=self._serve_control, args=(cmd_r, ans_w, log),
-                                  daemon=True)
-        try:
-            proc = subprocess.Popen([binary], env=env, pass_fds=(cmd_w, ans_r),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        finally:
-            os.close(cmd_w)
-            os.close(ans_r)
-        server.start()
-        try:
-            out, _ = proc.communicate(timeout=400)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            self.fail("test_bus_nats timed out:\n" + out.decode(errors="replace"))
-        server.join(timeout=60)
-        text = out.decode(errors="replace")
+        rc, text, log = run_with_server_control(binary, self.ns, "WSGATE_TEST_NATS_URL",
+                                                "WSGATE_TEST_NATS_CONTROL")
         sys.stdout.write(text)
-        self.assertEqual(proc.returncode, 0, "test_bus_nats failed (log %s)\n%s" % (log, self.ns.log()))
+        if rc is None:
+            self.fail("test_bus_nats timed out:\n" + text)
+        self.assertEqual(rc, 0, "test_bus_nats failed (log %s)\n%s" % (log, self.ns.log()))
         self.assertNotIn("SKIPPED", text)
         self.assertIn("[       OK ] test_server_restart", text)
         self.assertEqual(log, ["stop", "start"])

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import unittest
 
+from csuite import find_build_binary, run_with_server_control
 from pgserver import PgServer, free_port
 
 WSGATE_BIN = os.environ.get("WSGATE_BIN", "")
@@ -32,23 +33,8 @@ SOURCE_DIR = os.environ.get("WSGATE_SOURCE_DIR",
 
 
 def find_test_store():
-    """test_store sits in the build tree's tests/ folder next to wsgate;
-    look there first, then walk the build tree a few levels down."""
-    explicit = os.environ.get("WSGATE_TEST_STORE_BIN")
-    if explicit:
-        return explicit
-    if not WSGATE_BIN:
-        raise RuntimeError("WSGATE_BIN is not set")
-    build = os.path.dirname(os.path.realpath(WSGATE_BIN))
-    for cand in ("tests/test_store", "test_store", "bin/test_store", "../tests/test_store"):
-        path = os.path.normpath(os.path.join(build, cand))
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    for depth in range(1, 4):
-        for path in glob.glob(os.path.join(build, *(["*"] * depth), "test_store")):
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                return path
-    raise RuntimeError("test_store not found in the build tree of %s" % WSGATE_BIN)
+    """test_store sits in the build tree's tests/ folder next to wsgate."""
+    return find_build_binary("test_store", "WSGATE_TEST_STORE_BIN")
 
 
 def migration_versions():
@@ -72,51 +58,14 @@ class StorePgTest(unittest.TestCase):
 
     # ---- the shared cmocka suite ---------------------------------------------------
 
-    def _serve_control(self, cmd_r, ans_w, log):
-        """Answers the C suite's stop/start requests until it closes its end."""
-        with os.fdopen(cmd_r, "r") as cmds, os.fdopen(ans_w, "w") as answers:
-            for line in cmds:
-                what = line.strip()
-                try:
-                    if what == "stop":
-                        self.pg.stop()
-                    elif what == "start":
-                        self.pg.start()
-                    else:
-                        raise ValueError("unknown request %r" % what)
-                    log.append(what)
-                    answers.write("ok\n")
-                except Exception as e:  # the C side fails on a missing "ok"
-                    log.append("%s failed: %s" % (what, e))
-                    answers.write("no\n")
-                answers.flush()
-
     def test_shared_suite_on_postgres(self):
         binary = find_test_store()
-        cmd_r, cmd_w = os.pipe()  # test_store -> us
-        ans_r, ans_w = os.pipe()  # us -> test_store
-        env = dict(os.environ, WSGATE_TEST_PG_URL=self.pg.url,
-                   WSGATE_TEST_PG_CONTROL="%d,%d" % (cmd_w, ans_r))
-        log = []
-        server = threading.Thread(target=self._serve_control, args=(cmd_r, ans_w, log),
-                                  daemon=True)
-        try:
-            proc = subprocess.Popen([binary], env=env, pass_fds=(cmd_w, ans_r),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        finally:
-            os.close(cmd_w)
-            os.close(ans_r)
-        server.start()
-        try:
-            out, _ = proc.communicate(timeout=400)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            self.fail("test_store timed out:\n" + out.decode(errors="replace"))
-        server.join(timeout=60)
-        text = out.decode(errors="replace")
+        rc, text, log = run_with_server_control(binary, self.pg, "WSGATE_TEST_PG_URL",
+                                                "WSGATE_TEST_PG_CONTROL")
         sys.stdout.write(text)
-        self.assertEqual(proc.returncode, 0, "test_store failed on PostgreSQL (log %s)" % log)
+        if rc is None:
+            self.fail("test_store timed out:\n" + text)
+        self.assertEqual(rc, 0, "test_store failed on PostgreSQL (log %s)" % log)
         self.assertIn("[       OK ] test_pg_restart", text)
         self.assertNotIn("WSGATE_TEST_PG_URL is not set", text)
         self.assertEqual(log, ["stop", "start", "stop", "start"])
