@@ -77,16 +77,22 @@ int edge_post_live(edge_q_t *q)
     return e ? 0 : WSG_EGONE;
 }
 
+/* Wakes the service thread only when the queue was empty: drain_queue()
+ * takes the whole list at once, so an item pushed onto a non-empty queue is
+ * picked up by the wake-up its first item already caused. This saves one
+ * pipe write per event ack on the hot path. */
 void edge_post(edge_t *e, edge_q_t *q)
 {
     pthread_mutex_lock(&e->qmu);
+    int was_empty = e->q_head == NULL;
     if (e->q_tail)
         e->q_tail->next = q;
     else
         e->q_head = q;
     e->q_tail = q;
     pthread_mutex_unlock(&e->qmu);
-    lws_cancel_service(e->ctx);
+    if (was_empty)
+        lws_cancel_service(e->ctx);
 }
 
 edge_msg_t *edge_msg_new(const unsigned char *data, size_t len, int binary)
