@@ -176,6 +176,8 @@ static enum MHD_Result queue(http_ctx_t *h)
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->www_auth)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"wsgate\"");
+    if (r->status == 503) /* store or bus unavailable, a queue full: worth a retry soon */
+        MHD_add_response_header(resp, "Retry-After", "1");
     if (r->status >= 400)
         wsg_count(WSG_M_API_ERRORS, 1);
     enum MHD_Result ret = MHD_queue_response(h->conn, (unsigned)r->status, resp);
@@ -454,6 +456,7 @@ void api_free(api_t *a)
         return;
     api_stop(a);
     pool_free(&a->pool);
+    api_registry_free(a);
     store_free(a->reg_st);
     for (size_t i = 0; i < a->n_lost; i++)
         free(a->lost_ids[i]);

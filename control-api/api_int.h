@@ -74,6 +74,13 @@ struct api_req {
     void *scratch; /* handler state freed by the handler's finish */
 };
 
+/* A registry event whose store update waits for the store to come back. */
+typedef struct api_held {
+    struct api_held *next;
+    const bus_event_t *ev; /* valid until bus_event_done(d) */
+    bus_delivery_t *d;
+} api_held_t;
+
 typedef struct {
     store_t **h;
     size_t n, free_n;
@@ -100,6 +107,12 @@ struct api {
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
     int stopping;
+    /* registry events held while the store is unavailable, in arrival
+     * order (retried by the maintenance thread), and the time before which
+     * no edge is declared lost (its heartbeats could not be recorded) */
+    api_held_t *held_head, *held_tail;
+    size_t n_held;
+    int64_t sweep_from_ms;
 };
 
 /* api_routes.c */
@@ -181,6 +194,7 @@ void api_store_put(api_t *a, store_t *st);
 int api_registry_init(api_t *a, char *err, size_t errlen);
 int api_registry_start(api_t *a);
 void api_registry_stop(api_t *a);
+void api_registry_free(api_t *a);
 int api_registry_lose(api_t *a, const store_conn_t *c);
 
 extern const char api_openapi_json[];

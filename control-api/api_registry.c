@@ -110,23 +110,103 @@ static int on_connect(api_t *a, const bus_event_t *ev, json_t *o)
     return rc;
 }
 
+/* The store went away (a registry call failed with WSG_EUNAVAILABLE): the
+ * heartbeats of that time may not be recorded, so no edge is declared lost
+ * until a whole cluster.edge_timeout has passed with the store back.
+ * Caller holds reg_mu. */
+static void store_down(api_t *a)
+{
+    a->sweep_from_ms = wsg_wall_ms() + (int64_t)a->cfg->cluster.edge_timeout_ms;
+}
+
+/* Applies one connect/disconnect to the store. Caller holds reg_mu. */
+static int apply_event(api_t *a, const bus_event_t *ev)
+{
+    if (ev->type == BUS_EV_DISCONNECT)
+        return store_conn_delete(a->reg_st, ev->conn_id);
+    if (ev->type != BUS_EV_CONNECT)
+        return 0;
+    json_t *o = json_loadb(ev->body, ev->body_len, 0, NULL);
+    int rc = o ? on_connect(a, ev, o) : WSG_EINVAL;
+    json_decref(o);
+    return rc;
+}
+
+static void log_failed(api_t *a, const bus_event_t *ev, int rc)
+{
+    WSG_LOG(WSG_LOG_WARN, "registry update failed", "conn=%s event=%s code=%s detail=%s",
+            ev->conn_id, ev->id, wsg_err_name(rc), store_errmsg(a->reg_st));
+}
+
+/* Keeps ev (not done: the bus keeps it in progress, and redelivers it if
+ * this process dies) behind the ones already held. Caller holds reg_mu. */
+static void hold(api_t *a, const bus_event_t *ev, bus_delivery_t *d)
+{
+    api_held_t *h = calloc(1, sizeof *h);
+    if (!h)
+        abort();
+    h->ev = ev;
+    h->d = d;
+    if (a->held_tail)
+        a->held_tail->next = h;
+    else
+        a->held_head = h;
+    a->held_tail = h;
+    if (a->n_held++ == 0)
+        WSG_LOG(WSG_LOG_WARN, "registry waits for the store", "conn=%s event=%s detail=%s",
+                ev->conn_id, ev->id, store_errmsg(a->reg_st));
+}
+
+/* Retries the held events in order; stops at the first that still finds the
+ * store unavailable. Caller holds reg_mu. */
+static void retry_held(api_t *a)
+{
+    size_t applied = 0;
+    while (a->held_head) {
+        api_held_t *h = a->held_head;
+        int rc = apply_event(a, h->ev);
+        if (rc == WSG_EUNAVAILABLE) {
+            store_down(a);
+            return;
+        }
+        if (rc != 0)
+            log_failed(a, h->ev, rc);
+        a->held_head = h->next;
+        if (!a->held_head)
+            a->held_tail = NULL;
+        a->n_held--;
+        applied++;
+        bus_event_done(a->bus, h->d);
+        free(h);
+    }
+    if (applied)
+        WSG_LOG(WSG_LOG_INFO, "registry caught up with the store", "events=%zu", applied);
+}
+
+/* Connect and disconnect events in stream order. One the store cannot take
+ * now (WSG_EUNAVAILABLE: PostgreSQL restarting, unreachable) is held, and so
+ * is every later one until the maintenance thread got them all through:
+ * nothing is dropped and a connection's disconnect never overtakes its
+ * connect. Other failures (bad input) are logged and the event acked. */
 static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
 {
     (void)attempt;
     api_t *a = ud;
-    int rc = 0;
     pthread_mutex_lock(&a->reg_mu);
-    if (ev->type == BUS_EV_CONNECT) {
-        json_t *o = json_loadb(ev->body, ev->body_len, 0, NULL);
-        rc = o ? on_connect(a, ev, o) : WSG_EINVAL;
-        json_decref(o);
-    } else if (ev->type == BUS_EV_DISCONNECT) {
-        rc = store_conn_delete(a->reg_st, ev->conn_id);
+    if (a->held_head) {
+        hold(a, ev, d);
+        pthread_mutex_unlock(&a->reg_mu);
+        return;
     }
-    const char *detail = rc ? store_errmsg(a->reg_st) : NULL;
+    int rc = apply_event(a, ev);
+    if (rc == WSG_EUNAVAILABLE) {
+        store_down(a);
+        hold(a, ev, d);
+        pthread_mutex_unlock(&a->reg_mu);
+        return;
+    }
     if (rc != 0)
-        WSG_LOG(WSG_LOG_WARN, "registry update failed", "conn=%s event=%s code=%s detail=%s",
-                ev->conn_id, ev->id, wsg_err_name(rc), detail);
+        log_failed(a, ev, rc);
     pthread_mutex_unlock(&a->reg_mu);
     bus_event_done(a->bus, d);
 }
@@ -137,10 +217,10 @@ static void on_heartbeat(void *ud, const char *edge_id, int64_t at_ms, int leavi
     api_t *a = ud;
     pthread_mutex_lock(&a->reg_mu);
     /* the receiver's clock decides staleness, so skew between hosts is harmless */
-    if (leaving)
-        store_edge_delete(a->reg_st, edge_id);
-    else
-        store_edge_heartbeat(a->reg_st, edge_id, wsg_wall_ms());
+    int rc = leaving ? store_edge_delete(a->reg_st, edge_id)
+                     : store_edge_heartbeat(a->reg_st, edge_id, wsg_wall_ms());
+    if (rc == WSG_EUNAVAILABLE)
+        store_down(a);
     pthread_mutex_unlock(&a->reg_mu);
 }
 
@@ -284,9 +364,14 @@ static void *maint_main(void *arg)
         pthread_mutex_unlock(&a->maint_mu);
         pthread_mutex_lock(&a->reg_mu);
         int64_t now = wsg_wall_ms();
-        if (a->cluster)
+        int store_up = store_ping(a->reg_st) == 0;
+        wsg_gauge_set(WSG_G_STORE_UP, store_up);
+        if (!store_up)
+            store_down(a);
+        if (store_up && a->held_head)
+            retry_held(a);
+        if (a->cluster && now >= a->sweep_from_ms)
             sweep_stale_edges(a);
-        wsg_gauge_set(WSG_G_STORE_UP, store_ping(a->reg_st) == 0);
         wsg_gauge_set(WSG_G_BUS_UP, bus_healthy(a->bus) == 1);
         if (a->n_lost && now >= lost_at)
             lose_previous_run(a);
@@ -371,4 +456,17 @@ void api_registry_stop(api_t *a)
     pthread_mutex_unlock(&a->maint_mu);
     pthread_join(a->maint, NULL);
     a->maint_running = 0;
+}
+
+/* Forgets the held events without acking them: the bus hands them out again
+ * (NATS: Nak at bus_free; in-process: after a restart). */
+void api_registry_free(api_t *a)
+{
+    while (a->held_head) {
+        api_held_t *h = a->held_head;
+        a->held_head = h->next;
+        free(h);
+    }
+    a->held_tail = NULL;
+    a->n_held = 0;
 }

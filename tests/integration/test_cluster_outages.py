@@ -1,0 +1,315 @@
+"""test_cluster_outages.py — cluster mode while its servers go away and come
+back: a real PostgreSQL and a real nats-server restarted (stop, then start on
+the same port with the same data / JetStream store dir) under a running
+Cluster of test_cluster_basic.py (2 edges, 2 APIs, 2 dispatchers).
+
+- PostgreSQL restart: while it is down, control-API calls that need the
+  store answer 503 with `Retry-After` and an RFC 9457 problem body, /readyz
+  answers 503 with "store": false, /healthz stays 200, no process exits;
+  connects and disconnects that happen meanwhile reach the registry once the
+  store is back (held and retried, not dropped); the APIs recover by
+  themselves; connections that lived through it get no `edge_lost`.
+- nats-server restart under load: clients on both edges keep sending; an
+  edge that cannot persist a frame closes that client with 1013; for every
+  connection the backend gets seq 1..n without a gap, and every frame of a
+  connection that was not closed; edges, APIs and dispatchers reconnect by
+  themselves and new connections work afterwards.
+
+Load is driven by Fleet: one thread per edge drives its sockets through a
+selector (no thread per connection). Every process is stopped by PID; every
+wait is bounded.
+"""
+
+import base64
+import json
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+import unittest
+
+import wsgate_test as w
+from test_cluster_basic import ClusterTestCase, q
+
+EDGE_TIMEOUT_S = 3  # cluster.edge_timeout of Cluster's config
+
+
+class FleetConn:
+    """One raw WebSocket client socket driven by a Fleet thread."""
+
+    def __init__(self, sock, idx):
+        self.sock = sock
+        self.idx = idx
+        self.sent = 0           # frames fully written
+        self.buf = bytearray()  # unread bytes from the server
+        self.close_code = None  # server close frame code, or 1006 on EOF
+        self.closed = False
+
+
+class Fleet:
+    """n WebSocket clients of one edge, driven by ONE thread with a selector.
+
+    Each client sends text frames "<tag>:<conn idx>:<k>" for k = 0, 1, ...
+    (paced: round-robin over the clients, `rate` frames/s in all) until
+    stop() or until `per_conn` frames each; frames from the server are read
+    and only close frames are kept (close_code). A frame is counted as sent
+    once written whole to the socket."""
+
+    def __init__(self, url, n, tag, per_conn=None, rate=200.0):
+        self.url = url
+        self.tag = tag
+        self.per_conn = per_conn
+        self.rate = rate
+        self.conns = []
+        self._stop = threading.Event()
+        self._t = None
+        self.error = None
+        for i in range(n):
+            self.conns.append(FleetConn(self._handshake(), i))
+
+    def _handshake(self):
+        u = self.url.split("://", 1)[1]
+        hostport, path = u.split("/", 1)
+        host, port = hostport.split(":")
+        s = socket.create_connection((host, int(port)), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(("GET /%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % (path, hostport, key)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise AssertionError("handshake: connection closed")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise AssertionError("handshake refused: %r" % head[:200])
+        s.setblocking(False)
+        return s
+
+    def data(self, c, k):
+        return "%s:%d:%d" % (self.tag, c.idx, k)
+
+    @staticmethod
+    def frame(text):
+        payload = text.encode()
+        mask = os.urandom(4)
+        n = len(payload)
+        head = struct.pack("!BB", 0x81, 0x80 | n) if n < 126 else \
+            struct.pack("!BBH", 0x81, 0x80 | 126, n)
+        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def start(self):
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def stop(self, timeout=30):
+        self._stop.set()
+        if self._t:
+            self._t.join(timeout)
+            if self._t.is_alive():
+                raise AssertionError("fleet thread did not stop")
+
+    def join(self, timeout):
+        """Waits for a per_conn fleet to finish (bounded)."""
+        self._t.join(timeout)
+        if self._t.is_alive():
+            raise AssertionError("fleet did not finish sending within %.0fs" % timeout)
+
+    def _read(self, c):
+        try:
+            chunk = c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if c.close_code is None:
+                c.close_code = 1006
+            c.closed = True
+            return
+        c.buf += chunk
+        while len(c.buf) >= 2:
+            op, n = c.buf[0] & 0x0F, c.buf[1] & 0x7F
+            off = 2
+            if n == 126:
+                if len(c.buf) < 4:
+                    return
+                n, off = struct.unpack("!H", bytes(c.buf[2:4]))[0], 4
+            elif n == 127:
+                if len(c.buf) < 10:
+                    return
+                n, off = struct.unpack("!Q", bytes(c.buf[2:10]))[0], 10
+            if len(c.buf) < off + n:
+                return
+            payload = bytes(c.buf[off:off + n])
+            del c.buf[:off + n]
+            if op == 8:
+                c.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                c.closed = True
+
+    def _send(self, c):
+        """Writes c's next frame whole (blocking briefly if the socket is
+        full); returns False once c cannot send any more."""
+        if c.closed:
+            return False
+        if self.per_conn is not None and c.sent >= self.per_conn:
+            return False
+        data = self.frame(self.data(c, c.sent))
+        c.sock.setblocking(True)
+        c.sock.settimeout(5)
+        try:
+            c.sock.sendall(data)
+        except OSError:
+            c.closed = True
+            if c.close_code is None:
+                c.close_code = 1006
+            return False
+        finally:
+            c.sock.setblocking(False)
+        c.sent += 1
+        return True
+
+    def _run(self):
+        sel = selectors.DefaultSelector()
+        for c in self.conns:
+            sel.register(c.sock, selectors.EVENT_READ, c)
+        gap = 1.0 / self.rate
+        nxt = time.monotonic()
+        i = 0
+        try:
+            while not self._stop.is_set():
+                for key, _ in sel.select(timeout=max(0.0, nxt - time.monotonic())):
+                    c = key.data
+                    self._read(c)
+                    if c.closed:
+                        sel.unregister(c.sock)
+                if time.monotonic() < nxt:
+                    continue
+                nxt += gap
+                live = [c for c in self.conns if not c.closed and
+                        (self.per_conn is None or c.sent < self.per_conn)]
+                if not live:
+                    if self.per_conn is not None:
+                        return
+                    continue
+                self._send(live[i % len(live)])
+                i += 1
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            sel.close()
+
+    def close(self):
+        self._stop.set()
+        for c in self.conns:
+            try:
+                c.sock.close()
+            except OSError:
+                pass
+
+
+def ws_connect_ids(be, edge_port, n, taken, timeout=20):
+    """Ids of n /chat connects on the edge at edge_port not in taken (from
+    the backend's connect webhooks); adds them to taken."""
+    def pred(e):
+        return e["type"] == "connect" and e["route"] == "/chat" and \
+            e.get("headers", {}).get("host", "").endswith(":%d" % edge_port) and \
+            e["connection_id"] not in taken
+    evs = be.wait_events(pred, n, timeout=timeout)
+    ids = []
+    for e in evs:
+        if e["connection_id"] not in ids:
+            ids.append(e["connection_id"])
+    taken.update(ids)
+    return ids
+
+
+class PostgresRestartTest(ClusterTestCase):
+    def assert_unavailable(self, r, what):
+        self.assertEqual(r.status, 503, "%s: %r" % (what, r))
+        ra = r.headers.get("retry-after")
+        self.assertIsNotNone(ra, "%s: 503 without Retry-After" % what)
+        self.assertTrue(ra.isdigit() and int(ra) >= 1, ra)
+        self.assertTrue(r.headers.get("content-type", "").startswith("application/problem+json"),
+                        r.headers)
+        self.assertEqual(r.json["status"], 503, r.body)
+        for k in ("type", "title", "detail"):
+            self.assertIn(k, r.json, r.body)
+
+    def test_postgres_restart_503_then_recovers(self):
+        wa, ida = self.client(0)
+        wb, idb = self.client(1)
+        self.cl.pg.stop()
+        try:
+            for i in (0, 1):
+                api = self.cl.api(i)
+                self.assert_unavailable(api.get("/v1/connections/%s" % q(ida)), "GET connection")
+                self.assert_unavailable(api.send(ida, "during"), "send")
+                self.assert_unavailable(api.put("/v1/channels/pg/connections/%s" % q(ida)),
+                                        "subscribe")
+                self.assert_unavailable(api.get("/v1/channels/pg/connections"), "members")
+                r = api.get("/readyz")
+                self.assert_unavailable(r, "readyz")
+                self.assertIs(r.json.get("store"), False, r.body)
+                self.assertEqual(api.get("/healthz").status, 200)
+            # connects and a disconnect while the store is away
+            fresh = [w.WsClient.connect(self.cl.edge_url(e)) for e in (0, 1)]
+            self._clients.extend(fresh)
+            new_ids = [ws_connect_ids(self.be, self.cl.edges[e].port, 1, self._taken())[0]
+                       for e in (0, 1)]
+            wb.close()
+            self.be.wait_events(lambda e: e["type"] == "disconnect" and
+                                e["connection_id"] == idb, 1, timeout=15)
+            # longer than cluster.edge_timeout: heartbeats could not be recorded
+            time.sleep(EDGE_TIMEOUT_S + 1)
+            for n in self.cl.nodes():
+                self.assertTrue(n.running(), "%s exited during the outage:\n%s"
+                                % (n.name, n.tail()))
+            self.assert_unavailable(self.cl.api(0).get("/v1/connections/%s" % q(ida)),
+                                    "still down")
+        finally:
+            self.cl.pg.start()  # same port, same data directory
+        for i in (0, 1):
+            w.wait_until(lambda i=i: self.cl.api(i).get("/readyz").status == 200, 30, 0.2,
+                         "api%d ready again" % i)
+        # what happened during the outage reached the registry
+        for e, cid in enumerate(new_ids):
+            w.wait_until(lambda c=cid, e=e: self.cl.conn_row(c) == "edge-%d" % e, 20, 0.1,
+                         "row of %s, connected during the outage" % cid)
+        w.wait_until(lambda: self.cl.conn_row(idb) is None, 20, 0.1,
+                     "row of %s, closed during the outage, removed" % idb)
+        # every call works again, through both APIs
+        for i in (0, 1):
+            api = self.cl.api(i)
+            r = api.get("/v1/connections/%s" % q(ida))
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json.get("edge"), "edge-0", r.body)
+            r = api.put("/v1/channels/pg%d/connections/%s" % (i, q(ida)))
+            self.assertEqual(r.status, 204, r.body)
+            r = api.send(ida, "after %d" % i)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(wa.recv_text(10), "after %d" % i)
+            for cid, ws in zip(new_ids, fresh):
+                self.assertEqual(api.send(cid, "hello %d" % i).status, 200)
+                self.assertEqual(ws.recv_text(10), "hello %d" % i)
+        # a connection made after the outage gets its row
+        wc, idc = self.client(1)
+        self.assertEqual(self.cl.api(0).send(idc, "new").status, 200)
+        self.assertEqual(wc.recv_text(10), "new")
+        # the connections that lived through it were not declared lost
+        time.sleep(EDGE_TIMEOUT_S + 1.5)
+        for cid in [ida] + new_ids:
+            self.assertIsNotNone(self.cl.conn_row(cid), cid)
+        lost = [e for e in self.be.events() if e["type"] == "disconnect" and
+                e.get("initiator") == "edge_lost"]
+        self.assertEqual(lost, [])
+        for n in self.cl.nodes():
+            self.assertTrue(n.running(), n.name)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
