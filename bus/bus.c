@@ -90,6 +90,8 @@ int bus_check_cmd(const bus_cmd_t *cmd)
     case BUS_CMD_SUBSCRIBE:
     case BUS_CMD_UNSUBSCRIBE:
         return cmd->channel && *cmd->channel ? 0 : WSG_EINVAL;
+    case BUS_CMD_HOLDS:
+        return 0;
     }
     return WSG_EINVAL;
 }
@@ -99,6 +101,14 @@ int bus_check_publish(const bus_publish_t *p)
     if (!p || (!p->data && p->len))
         return WSG_EINVAL;
     if (p->channel && !*p->channel)
+        return WSG_EINVAL;
+    return 0;
+}
+
+int bus_check_user(const bus_user_t *u)
+{
+    if (!u || !u->route || !*u->route || !u->user || !*u->user || !u->conn_id || !*u->conn_id ||
+        !u->edge_id || !*u->edge_id)
         return WSG_EINVAL;
     return 0;
 }
@@ -165,4 +175,19 @@ int bus_heartbeat(bus_t *bus, const char *edge_id, int leaving)
 int bus_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud)
 {
     return bus ? bus->ops->heartbeat_serve(bus, fn, ud) : WSG_EINVAL;
+}
+
+int bus_user_shared(bus_t *bus)
+{
+    return bus ? bus->ops->user_shared(bus) : 0;
+}
+
+int bus_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev)
+{
+    return bus && rev ? bus->ops->user_claim(bus, u, rev) : WSG_EINVAL;
+}
+
+int bus_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev)
+{
+    return bus ? bus->ops->user_release(bus, u, rev) : WSG_EINVAL;
 }

@@ -9,7 +9,7 @@
  *                 heartbeats; JetStream (file storage) for client events.
  * bus_open() picks one from the URL: "" -> in-process, nats://... -> NATS.
  *
- * Four kinds of traffic:
+ * Five kinds of traffic:
  *   1. Client events (edge -> dispatcher, registry): durable, at-least-once,
  *      in order per connection. The edge calls bus_event_publish() and treats
  *      the event as accepted only when its ack callback reports 0.
@@ -19,6 +19,8 @@
  *   3. Channel publishes and broadcasts (api -> every edge with members):
  *      fire-and-forget; one bus message per publish, edges fan out locally.
  *   4. Edge heartbeats (edge -> api registry).
+ *   5. User claims (edge -> every edge): route option
+ *      one_connection_per_user `reject` across edges; NATS only.
  *
  * Ownership: every pointer passed in is borrowed for the duration of the
  * call; the bus copies what it keeps. Every pointer passed to a callback is
@@ -152,6 +154,9 @@ typedef enum {
     BUS_CMD_CLOSE = 2,       /* code/reason/initiator */
     BUS_CMD_SUBSCRIBE = 3,   /* channel */
     BUS_CMD_UNSUBSCRIBE = 4, /* channel */
+    BUS_CMD_HOLDS = 5,       /* conn_id only: 0 when the edge holds it (open or
+                                in its handshake), else WSG_EGONE; answered at
+                                once, never held until the handshake ends */
 } bus_cmd_op_t;
 
 typedef struct {
@@ -229,5 +234,39 @@ typedef void (*bus_heartbeat_fn)(void *ud, const char *edge_id, int64_t at_ms, i
  * 4096 heartbeats waiting for the service thread). */
 int bus_heartbeat(bus_t *bus, const char *edge_id, int leaving);
 int bus_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud);
+
+/* ---- 5. user claims ------------------------------------------------------------ */
+
+/* A user on a route, held by one connection on one edge. */
+typedef struct {
+    const char *route; /* route path */
+    const char *user;
+    const char *conn_id;
+    const char *edge_id; /* the edge holding conn_id (answers BUS_CMD_HOLDS) */
+} bus_user_t;
+
+/* 1 when bus_user_claim() holds across processes (NATS); 0 in-process, where
+ * the caller's own index of its connections is the whole truth. */
+int bus_user_shared(bus_t *bus);
+
+/* Claims u->user on u->route for u->conn_id, cluster-wide and atomically: of
+ * two claimants racing for a free user exactly one gets 0. A claim held by a
+ * connection its edge no longer holds (closed, or the edge died) is taken
+ * over. Blocks for a few JetStream round trips and at most one command
+ * timeout: call it from a thread that may wait (never the edge's service
+ * thread). Returns 0 (claimed; *rev identifies the claim for
+ * bus_user_release), WSG_EEXISTS (a live connection holds the user),
+ * WSG_ENOTSUP (in-process bus), WSG_EINVAL (an empty field), or, when it
+ * cannot tell, WSG_ETIMEOUT (the holder's edge did not answer),
+ * WSG_EUNAVAILABLE (NATS unreachable or the claim kept changing hands) or
+ * WSG_EBUS (the stored claim is not one of ours). */
+int bus_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev);
+
+/* Drops the claim bus_user_claim() made for u with rev, if it is still that
+ * claim (one taken over meanwhile is left alone). Blocks like
+ * bus_user_claim. Returns 0 (dropped, or no longer ours), WSG_ENOTSUP,
+ * WSG_EINVAL, WSG_EUNAVAILABLE / WSG_EBUS (left in place: the next claimant
+ * finds its connection gone and takes it over). */
+int bus_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev);
 
 #endif

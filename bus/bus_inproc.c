@@ -596,6 +596,28 @@ void bus_inproc_tune(bus_t *bus, uint32_t queue_max, uint32_t window, uint32_t c
         b->cmd_timeout_ms = cmd_timeout_ms;
 }
 
+/* One process holds every connection: the edge's own index is the whole
+ * truth, so claims are not kept here. */
+static int inproc_user_shared(bus_t *bus)
+{
+    (void)bus;
+    return 0;
+}
+
+static int inproc_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev)
+{
+    (void)bus;
+    *rev = 0;
+    return bus_check_user(u) != 0 ? WSG_EINVAL : WSG_ENOTSUP;
+}
+
+static int inproc_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev)
+{
+    (void)bus;
+    (void)rev;
+    return bus_check_user(u) != 0 ? WSG_EINVAL : WSG_ENOTSUP;
+}
+
 const bus_ops_t bus_inproc_ops = {
     .name = "inproc",
     .open = inproc_open,
@@ -614,4 +636,7 @@ const bus_ops_t bus_inproc_ops = {
     .channel_interest = inproc_channel_interest,
     .heartbeat = inproc_heartbeat,
     .heartbeat_serve = inproc_heartbeat_serve,
+    .user_shared = inproc_user_shared,
+    .user_claim = inproc_user_claim,
+    .user_release = inproc_user_release,
 };

@@ -6,11 +6,12 @@
  * bus_delivery` as the first member of its delivery objects, so bus.c can
  * route every public call through the right table without knowing either.
  *
- * The table is shaped after the four kinds of traffic so that the NATS
+ * The table is shaped after the five kinds of traffic so that the NATS
  * implementation slots in without touching callers: events map to JetStream
  * (publish + PubAck, durable pull consumers per group), commands to per-edge
  * request/reply subjects, publishes to channel subjects with interest
- * tracked per edge, heartbeats to one subject.
+ * tracked per edge, heartbeats to one subject, user claims to one
+ * KeyValue bucket.
  */
 #ifndef WSG_BUS_INT_H
 #define WSG_BUS_INT_H
@@ -55,6 +56,10 @@ struct bus_ops {
 
     int (*heartbeat)(bus_t *bus, const char *edge_id, int leaving);
     int (*heartbeat_serve)(bus_t *bus, bus_heartbeat_fn fn, void *ud);
+
+    int (*user_shared)(bus_t *bus);
+    int (*user_claim)(bus_t *bus, const bus_user_t *u, uint64_t *rev);
+    int (*user_release)(bus_t *bus, const bus_user_t *u, uint64_t rev);
 };
 
 extern const bus_ops_t bus_inproc_ops;
@@ -69,6 +74,7 @@ char *bus_xstrdup(const char *s);
 int bus_check_event(const bus_event_t *ev);
 int bus_check_cmd(const bus_cmd_t *cmd);
 int bus_check_publish(const bus_publish_t *p);
+int bus_check_user(const bus_user_t *u);
 
 /* Tuning knobs of the in-process bus, for tests and the benchmark only:
  * queue_max events waiting for the writer (default 65536), window events

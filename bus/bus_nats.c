@@ -320,6 +320,7 @@ out:
         free_handle(b);
         return rc;
     }
+    nb_users_init(b);
     *out = &b->base;
     return 0;
 }
@@ -443,6 +444,7 @@ static void nats_free(bus_t *bus)
     natsConnection_Close(b->nc);
     nb_ev_free(b); /* fails PubAcks never received with WSG_EUNAVAILABLE */
     nb_cmd_free(b);
+    nb_users_free(b);
     unsubscribe_all_channels(b);
     if (b->bcast_sub)
         natsSubscription_Destroy(b->bcast_sub);
@@ -687,4 +689,7 @@ const bus_ops_t bus_nats_ops = {
     .channel_interest = nats_channel_interest,
     .heartbeat = nats_heartbeat,
     .heartbeat_serve = nats_heartbeat_serve,
+    .user_shared = nb_user_shared,
+    .user_claim = nb_user_claim,
+    .user_release = nb_user_release,
 };

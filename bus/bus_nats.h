@@ -107,6 +107,8 @@ typedef struct nats_bus {
     int nhbh;
     natsSubscription *bcast_sub;
     natsSubscription *hb_sub;
+
+    struct nb_users *users; /* user claims (bus_nats_users.c) */
 } nats_bus_t;
 
 /* bus_nats.c helpers */
@@ -141,5 +143,12 @@ int nb_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_re
                    void *ud);
 int nb_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud);
 void nb_cmd_reply(bus_reply_t *r, int status);
+
+/* bus_nats_users.c */
+void nb_users_init(nats_bus_t *b);
+void nb_users_free(nats_bus_t *b);
+int nb_user_shared(bus_t *bus);
+int nb_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev);
+int nb_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev);
 
 #endif

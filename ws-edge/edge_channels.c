@@ -1,6 +1,7 @@
 /*
  * edge_channels.c — the local channel -> members index, bus commands
- * (send, close, subscribe, unsubscribe) and publish fan-out.
+ * (send, close, subscribe, unsubscribe, and "do you hold this connection",
+ * asked by another edge's user claim) and publish fan-out.
  *
  * Bus callbacks (edge_bus_cmd, edge_bus_publish) run on any thread, often
  * inline on the caller's: they copy what they need into one queue item and
@@ -191,6 +192,8 @@ static int apply_open(edge_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
         if (cmd->channel)
             edge_chan_leave(e, c, cmd->channel);
         return cmd->channel ? 0 : WSG_EINVAL;
+    case BUS_CMD_HOLDS:
+        return 0;
     }
     return WSG_EINVAL;
 }
@@ -198,6 +201,11 @@ static int apply_open(edge_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
 void edge_apply_cmd(edge_t *e, edge_q_t *q)
 {
     edge_conn_t *c = edge_map_get(&e->conns, q->u.cmd.cmd.conn_id);
+    if (q->u.cmd.cmd.op == BUS_CMD_HOLDS) { /* a user claim elsewhere asks: answered now */
+        bus_cmd_reply(q->u.cmd.reply, c ? 0 : WSG_EGONE);
+        edge_q_free(q);
+        return;
+    }
     if (c && c->pending) { /* handshake in flight: apply once open */
         edge_held_t *h = malloc(sizeof *h);
         if (!h)
