@@ -1,13 +1,24 @@
 /*
- * edge_authz.c — the authorizer webhook (SPEC.md §2): a POST signed per
- * Standard Webhooks with the route's key, sent by libcurl's multi interface
- * on one edge-owned thread so the lws service thread never waits on it.
- * Every request ends in exactly one EDGE_Q_AUTHZ item posted to the edge:
- * the HTTP status (0 for a transport error or timeout) and the body (capped
- * at 64 KiB; a longer answer counts as garbage).
+ * edge_authz.c — the workers of a detached handshake (edge_handshake.c), so
+ * the lws service thread never waits on the network:
  *
- * Threads: edge_authz_new/free on the edge's owner thread; edge_authz_start
- * on the service thread; the worker thread owns every curl handle.
+ * - the authorizer webhook (SPEC.md §2): a POST signed per Standard
+ *   Webhooks with the route's key, sent by libcurl's multi interface on one
+ *   edge-owned thread. Every request ends in exactly one EDGE_Q_AUTHZ item
+ *   posted to the edge: the HTTP status (0 for a transport error or
+ *   timeout) and the body (capped at 64 KiB; a longer answer counts as
+ *   garbage).
+ * - cluster user claims (one_connection_per_user: reject across edges):
+ *   bus_user_claim() and bus_user_release() block on NATS round trips, so
+ *   they run on a second thread, one at a time, in order. Every claim ends
+ *   in one EDGE_Q_AUTHZ item with claim = 1 (the verdict, the claim's
+ *   revision, the user in body and the route in store); releases are fire
+ *   and forget. Only started when the bus is shared and a route says
+ *   `reject`.
+ *
+ * Threads: edge_authz_new/free on the edge's owner thread; edge_authz_start,
+ * edge_claim_* on the service thread; the curl thread owns every curl
+ * handle, the claim thread every bus_user_* call.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -16,10 +27,12 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "common/whsig.h"
 #include "ws-edge/edge_int.h"
 
 #define AUTHZ_MAX_BODY 65536
+#define CLAIM_STOP_GRACE_MS 2000 /* releases still made after edge_authz_free */
 
 typedef struct authz_job {
     struct authz_job *next;
@@ -32,15 +45,30 @@ typedef struct authz_job {
     CURL *h;
 } authz_job_t;
 
+typedef struct claim_job {
+    struct claim_job *next;
+    int release;
+    const char *route; /* the config's, which outlives the edge */
+    char *user;
+    char conn_id[EDGE_ID_LEN + 1];
+    uint64_t rev; /* release: the claim to drop */
+} claim_job_t;
+
 struct edge_authz {
     edge_t *e;
-    CURLM *multi;
+    CURLM *multi; /* NULL: no route has an authorizer */
     pthread_t th;
     int started;
     pthread_mutex_t mu;
     authz_job_t *incoming;
     authz_job_t *running; /* worker thread only (and free after join) */
     int stop;
+
+    pthread_t cth; /* the claim thread; the rest under mu */
+    int claims;    /* started */
+    pthread_cond_t ccv;
+    claim_job_t *chead, *ctail;
+    int cstop;
 };
 
 static size_t on_data(char *p, size_t sz, size_t n, void *ud)
@@ -154,33 +182,55 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void *claim_main(void *arg);
+
+static int route_kind_present(const edge_t *e, int authorizer)
+{
+    for (size_t i = 0; i < e->cfg->n_routes; i++) {
+        const wsg_route_conf_t *r = &e->cfg->routes[i];
+        if (authorizer ? r->auth.authorizer && *r->auth.authorizer
+                       : r->one_connection_per_user == WSG_ONE_CONN_REJECT)
+            return 1;
+    }
+    return 0;
+}
+
 int edge_authz_new(edge_authz_t **out, edge_t *e, char *err, size_t errlen)
 {
     *out = NULL;
-    int need = 0;
-    for (size_t i = 0; i < e->cfg->n_routes; i++)
-        need |= e->cfg->routes[i].auth.authorizer && *e->cfg->routes[i].auth.authorizer;
-    if (!need)
+    int http = route_kind_present(e, 1);
+    int claims = bus_user_shared(e->bus) && route_kind_present(e, 0);
+    if (!http && !claims)
         return 0;
     edge_authz_t *a = calloc(1, sizeof *a);
     if (!a)
         return wsg_errf(err, errlen, WSG_ENOMEM, "authorizer: out of memory");
     a->e = e;
     pthread_mutex_init(&a->mu, NULL);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    a->multi = curl_multi_init();
-    if (!a->multi || pthread_create(&a->th, NULL, worker, a) != 0) {
-        edge_authz_free(a);
-        return wsg_errf(err, errlen, WSG_EIO, "authorizer: cannot start its thread");
+    pthread_cond_init(&a->ccv, NULL);
+    if (http) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        a->multi = curl_multi_init();
+        if (!a->multi || pthread_create(&a->th, NULL, worker, a) != 0) {
+            edge_authz_free(a);
+            return wsg_errf(err, errlen, WSG_EIO, "authorizer: cannot start its thread");
+        }
+        a->started = 1;
     }
-    a->started = 1;
+    if (claims) {
+        if (pthread_create(&a->cth, NULL, claim_main, a) != 0) {
+            edge_authz_free(a);
+            return wsg_errf(err, errlen, WSG_EIO, "user claims: cannot start their thread");
+        }
+        a->claims = 1;
+    }
     *out = a;
     return 0;
 }
 
 int edge_authz_start(edge_authz_t *a, edge_authz_req_t *req)
 {
-    if (!a) {
+    if (!a || !a->multi) {
         free(req->body);
         return WSG_EINVAL;
     }
@@ -219,12 +269,21 @@ void edge_authz_free(edge_authz_t *a)
 {
     if (!a)
         return;
+    if (a->e->authz == a)
+        a->e->authz = NULL; /* connections closed from now on release nothing */
     if (a->started) {
         pthread_mutex_lock(&a->mu);
         a->stop = 1;
         pthread_mutex_unlock(&a->mu);
         curl_multi_wakeup(a->multi);
         pthread_join(a->th, NULL);
+    }
+    if (a->claims) {
+        pthread_mutex_lock(&a->mu);
+        a->cstop = 1;
+        pthread_cond_signal(&a->ccv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->cth, NULL);
     }
     while (a->running) { /* requests still in flight: dropped */
         authz_job_t *j = a->running;
@@ -235,6 +294,112 @@ void edge_authz_free(edge_authz_t *a)
     }
     if (a->multi)
         curl_multi_cleanup(a->multi);
+    pthread_cond_destroy(&a->ccv);
     pthread_mutex_destroy(&a->mu);
     free(a);
+}
+
+/* ---- user claims -------------------------------------------------------------- */
+
+int edge_claim_needed(const edge_t *e, const edge_conn_t *c)
+{
+    return c->user && c->route->one_connection_per_user == WSG_ONE_CONN_REJECT && e->authz &&
+           e->authz->claims;
+}
+
+static void claim_push(edge_authz_t *a, claim_job_t *j)
+{
+    pthread_mutex_lock(&a->mu);
+    if (a->ctail)
+        a->ctail->next = j;
+    else
+        a->chead = j;
+    a->ctail = j;
+    pthread_cond_signal(&a->ccv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static claim_job_t *claim_job_new(const char *route, const char *user, const char *conn_id)
+{
+    claim_job_t *j = calloc(1, sizeof *j);
+    if (!j || !(j->user = strdup(user)))
+        abort();
+    j->route = route;
+    snprintf(j->conn_id, sizeof j->conn_id, "%s", conn_id);
+    return j;
+}
+
+int edge_claim_start(edge_authz_t *a, const edge_conn_t *c)
+{
+    if (!a || !a->claims)
+        return WSG_EUNAVAILABLE;
+    claim_push(a, claim_job_new(c->route->path, c->user, c->id));
+    return 0;
+}
+
+void edge_claim_release(edge_authz_t *a, const char *route, const char *user, const char *conn_id,
+                        uint64_t rev)
+{
+    if (!a || !a->claims || !rev)
+        return; /* left to the next claimant, which finds the connection gone */
+    claim_job_t *j = claim_job_new(route, user, conn_id);
+    j->release = 1;
+    j->rev = rev;
+    claim_push(a, j);
+}
+
+static void claim_run(edge_authz_t *a, claim_job_t *j)
+{
+    edge_t *e = a->e;
+    bus_user_t u = {
+        .route = j->route, .user = j->user, .conn_id = j->conn_id, .edge_id = e->edge_id};
+    if (j->release) {
+        int rc = bus_user_release(e->bus, &u, j->rev);
+        if (rc != 0)
+            WSG_LOG(WSG_LOG_WARN, "user claim not released", "conn=%s route=%s code=%s", j->conn_id,
+                    j->route, wsg_err_name(rc));
+        return;
+    }
+    uint64_t rev = 0;
+    int rc = bus_user_claim(e->bus, &u, &rev);
+    size_t rl = strlen(j->route);
+    edge_q_t *q = edge_q_new(EDGE_Q_AUTHZ, rl + 1);
+    memcpy(q->u.authz.conn_id, j->conn_id, sizeof j->conn_id);
+    q->u.authz.claim = 1;
+    q->u.authz.status = rc;
+    q->u.authz.rev = rev;
+    q->u.authz.body = j->user;
+    j->user = NULL;
+    memcpy(q->store, j->route, rl + 1);
+    edge_post(e, q);
+}
+
+/* Runs jobs in order. Once stopping, claims are dropped (their handshakes
+ * are gone) and releases are still made for CLAIM_STOP_GRACE_MS. */
+static void *claim_main(void *arg)
+{
+    edge_authz_t *a = arg;
+    int64_t until = 0;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->chead && !a->cstop)
+            pthread_cond_wait(&a->ccv, &a->mu);
+        claim_job_t *j = a->chead;
+        if (!j)
+            break;
+        a->chead = j->next;
+        if (!a->chead)
+            a->ctail = NULL;
+        if (a->cstop && !until)
+            until = edge_now_ms() + CLAIM_STOP_GRACE_MS;
+        int skip = a->cstop && (!j->release || edge_now_ms() >= until);
+        pthread_mutex_unlock(&a->mu);
+        if (!skip)
+            claim_run(a, j);
+        free(j->user);
+        free(j);
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
 }

@@ -18,6 +18,14 @@
  * by its fd and admitted with the stored decision; the chosen subprotocol is
  * added in LWS_CALLBACK_ADD_HEADERS.
  *
+ * One connection per user with `reject`: the local index (e->users) refuses
+ * a second handshake of a user this edge already holds. When the bus is
+ * shared by several edges (cluster mode) the handshake is also detached, and
+ * once the authorizer (if any) has named the user, the claim thread
+ * (edge_authz.c) claims it cluster-wide with bus_user_claim(); its verdict
+ * admits the handshake, or refuses it with 409 (another edge holds the user)
+ * or 503 (it cannot tell). The connection drops its claim when it ends.
+ *
  * Service thread only.
  */
 #include <errno.h>
@@ -286,7 +294,8 @@ int edge_user_conflict(edge_t *e, const edge_conn_t *c)
 {
     if (!c->user || c->route->one_connection_per_user != WSG_ONE_CONN_REJECT)
         return 0;
-    /* Standalone: the local index. Cluster mode asks the registry here. */
+    /* This edge's own connections; other edges' are asked by the claim
+     * (edge_claim_needed) once the handshake is detached. */
     char *k = user_key(c);
     edge_conn_t *holder = edge_map_get(&e->users, k);
     free(k);
@@ -317,10 +326,13 @@ void edge_user_index(edge_t *e, edge_conn_t *c, int on)
             edge_conn_close(e, old, 4409, "replaced", "server");
         edge_map_put(&e->users, k, c);
         c->in_user_index = 1;
-    } else if (c->in_user_index) {
-        if (edge_map_get(&e->users, k) == c)
+    } else {
+        if (c->in_user_index && edge_map_get(&e->users, k) == c)
             edge_map_del(&e->users, k);
         c->in_user_index = 0;
+        if (c->claim_rev) /* the cluster claim goes with it */
+            edge_claim_release(e->authz, c->route->path, c->user, c->id, c->claim_rev);
+        c->claim_rev = 0;
     }
     free(k);
 }
@@ -524,7 +536,8 @@ int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
     c->connect_extra = strndup(ex + 1, exl - 2); /* members without the braces */
     free(ex);
     conn_register(e, c);
-    if (!*r->auth.authorizer && !c->n_offered && !lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL)) {
+    if (!*r->auth.authorizer && !c->n_offered && !lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) &&
+        !edge_claim_needed(e, c)) {
         json_decref(h);
         json_decref(q);
         e->upgrading = c;
@@ -546,7 +559,7 @@ int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi, json_t *h, json_t
         edge_conn_free(c);
         return refuse(e, wsi, 503, "cannot hold the handshake", r->path);
     }
-    if (!body) { /* subprotocols only: admit on the next queue drain */
+    if (!body) { /* subprotocols or a user claim only: go on at the next queue drain */
         edge_q_t *item = edge_q_new(EDGE_Q_AUTHZ, 0);
         memcpy(item->u.authz.conn_id, c->id, sizeof c->id);
         item->u.authz.status = -1;
@@ -622,10 +635,56 @@ out:
     return st;
 }
 
+/* Gives an admitted detached socket back to lws with the rebuilt request. */
+static void hs_admit(edge_t *e, edge_conn_t *c)
+{
+    c->admitted = 1;
+    int fd = c->hs_fd;
+    if (!lws_adopt_socket_vhost_readbuf(e->vh, fd, c->hs_req, strlen(c->hs_req))) {
+        /* lws closed fd */
+        c->hs_fd = -1;
+        char k[16];
+        snprintf(k, sizeof k, "%d", fd);
+        if (edge_map_get(&e->by_fd, k) == c)
+            edge_map_del(&e->by_fd, k);
+        WSG_LOG(WSG_LOG_WARN, "handshake lost on re-adoption", "conn=%s route=%s", c->id,
+                c->route->path);
+        conn_unregister(e, c);
+        edge_conn_free(c);
+    }
+}
+
+/* The claim thread's verdict on c's user (c NULL: the handshake is gone). */
+static void on_claim_verdict(edge_t *e, edge_conn_t *c, edge_q_t *q)
+{
+    int st = q->u.authz.status;
+    if (!c || !c->claiming || c->hs_fd < 0 || c->admitted) {
+        if (st == 0) /* timed out meanwhile: the claim it made goes */
+            edge_claim_release(e->authz, q->store, q->u.authz.body, q->u.authz.conn_id,
+                               q->u.authz.rev);
+        return;
+    }
+    c->claiming = 0;
+    if (st == 0) {
+        c->claim_rev = q->u.authz.rev;
+        hs_admit(e, c);
+    } else if (st == WSG_EEXISTS) {
+        edge_hs_refuse(e, c, 409, "user already connected");
+    } else {
+        WSG_LOG(WSG_LOG_WARN, "user claim failed", "conn=%s route=%s code=%s", c->id,
+                c->route->path, wsg_err_name(st));
+        edge_hs_refuse(e, c, 503, "cannot check the user's other connections");
+    }
+}
+
 void edge_on_authz_result(edge_t *e, edge_q_t *q)
 {
     edge_conn_t *c = edge_map_get(&e->conns, q->u.authz.conn_id);
-    if (!c || !c->pending || c->hs_fd < 0 || c->admitted)
+    if (q->u.authz.claim) {
+        on_claim_verdict(e, c, q);
+        return;
+    }
+    if (!c || !c->pending || c->hs_fd < 0 || c->admitted || c->claiming)
         return; /* timed out meanwhile */
     int st = q->u.authz.status;
     if (st == -1) {
@@ -648,19 +707,12 @@ void edge_on_authz_result(edge_t *e, edge_q_t *q)
         edge_hs_refuse(e, c, 409, "user already connected");
         return;
     }
-    c->admitted = 1;
-    int fd = c->hs_fd;
-    if (!lws_adopt_socket_vhost_readbuf(e->vh, fd, c->hs_req, strlen(c->hs_req))) {
-        /* lws closed fd */
-        c->hs_fd = -1;
-        char k[16];
-        snprintf(k, sizeof k, "%d", fd);
-        if (edge_map_get(&e->by_fd, k) == c)
-            edge_map_del(&e->by_fd, k);
-        WSG_LOG(WSG_LOG_WARN, "handshake lost on re-adoption", "conn=%s route=%s", c->id,
-                c->route->path);
-        conn_unregister(e, c);
-        edge_conn_free(c);
+    if (!edge_claim_needed(e, c)) {
+        hs_admit(e, c);
+    } else if (edge_claim_start(e->authz, c) == 0) {
+        c->claiming = 1; /* on_claim_verdict goes on */
+    } else {
+        edge_hs_refuse(e, c, 503, "cannot check the user's other connections");
     }
 }
 

@@ -4,13 +4,15 @@
  *   edge_handshake.c  routing, auth, origin and limits before the 101
  *   edge_conn.c       frames, limits, timers, outbound queue, closing
  *   edge_channels.c   the local channel -> members index, commands, publishes
- *   edge_authz.c      the authorizer webhook (libcurl multi on its own thread)
+ *   edge_authz.c      the workers of a detached handshake: the authorizer
+ *                     webhook (libcurl multi on its own thread) and cluster
+ *                     user claims (bus_user_claim on its own thread)
  *   edge_events.c     event envelopes (SPEC.md §3) and their acks
  *   edge_map.c        a small string-keyed hash map
  *
  * Threads: everything here runs on the lws service thread except what is
  * marked "any thread" (edge_post and the bus callbacks that call it) and the
- * authorizer thread in edge_authz.c, which only talks to the service thread
+ * two worker threads in edge_authz.c, which only talk to the service thread
  * through edge_post().
  */
 #ifndef WSG_EDGE_INT_H
@@ -95,8 +97,10 @@ typedef struct edge_conn {
     char peer_reason[124];
     int counted_ip;
     int in_user_index;
-    edge_held_t *held; /* commands received before the socket opened */
-    int pending;       /* 1 while the handshake is in flight */
+    int claiming;       /* a cluster user claim is in flight (edge_authz.c) */
+    uint64_t claim_rev; /* != 0: this connection holds its user's cluster claim */
+    edge_held_t *held;  /* commands received before the socket opened */
+    int pending;        /* 1 while the handshake is in flight */
     /* handshake-only state (freed once open) */
     int hs_fd;      /* socket held while the authorizer runs, else -1 */
     char *hs_req;   /* the request replayed into lws once admitted */
@@ -133,8 +137,11 @@ typedef struct edge_q {
         } ack;
         struct {
             char conn_id[EDGE_ID_LEN + 1];
-            int status; /* HTTP status, or 0 for transport failure */
-            char *body; /* response body (owned) */
+            int status;   /* HTTP status, or 0 for transport failure; with
+                             claim: bus_user_claim's result */
+            char *body;   /* response body (owned); with claim: the user */
+            int claim;    /* 1: a user claim's verdict, not the authorizer's */
+            uint64_t rev; /* claim: the claim's revision when status is 0 */
         } authz;
     } u;
     char store[]; /* copies of strings and data */
@@ -253,6 +260,18 @@ typedef struct {
 int edge_authz_new(edge_authz_t **out, edge_t *e, char *err, size_t errlen);
 /* Starts a request; the result comes back as an EDGE_Q_AUTHZ item. */
 int edge_authz_start(edge_authz_t *a, edge_authz_req_t *req);
+/* 1 when c's user must also be claimed cluster-wide before the 101: a
+ * `reject` route, a user, and a bus shared by several edges. */
+int edge_claim_needed(const edge_t *e, const edge_conn_t *c);
+/* Claims c's user with bus_user_claim() on the claim thread; the verdict
+ * comes back as an EDGE_Q_AUTHZ item with claim = 1. Returns 0 or
+ * WSG_EUNAVAILABLE (no claim thread). */
+int edge_claim_start(edge_authz_t *a, const edge_conn_t *c);
+/* Drops a claim (bus_user_release) on the claim thread; fire and forget. */
+void edge_claim_release(edge_authz_t *a, const char *route, const char *user, const char *conn_id,
+                        uint64_t rev);
+/* Stops both threads (claim releases already queued are made first) and
+ * detaches a from its edge. NULL allowed. */
 void edge_authz_free(edge_authz_t *a);
 
 #endif
