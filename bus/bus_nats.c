@@ -154,10 +154,12 @@ void nb_wake(nats_bus_t *b)
 static void on_disconnected(natsConnection *nc, void *ud)
 {
     atomic_store(&((nats_bus_t *)ud)->connected, 0);
+    nb_ev_disconnected(ud);
 }
 
 static void on_reconnected(natsConnection *nc, void *ud)
 {
+    nb_ev_reconnected(ud);
     atomic_store(&((nats_bus_t *)ud)->connected, 1);
 }
 

@@ -52,6 +52,7 @@ void bus_nats_vanish(bus_t *bus);
 #define NB_HANDLERS_MAX 8
 
 typedef struct nb_pub nb_pub_t;
+typedef struct nb_poison nb_poison_t;
 typedef struct nb_req nb_req_t;
 typedef struct nb_chan nb_chan_t;
 typedef struct nb_serve nb_serve_t;
@@ -88,6 +89,9 @@ typedef struct nats_bus {
     /* events (bus_nats_ev.c) */
     nb_pub_t *pubs[NB_BUCKETS];
     uint32_t npubs;
+    nb_poison_t *poison[NB_BUCKETS]; /* connections whose later events are refused */
+    uint32_t npoison;
+    int down_seen; /* this outage's outstanding PubAcks were poisoned */
     nb_group_t *groups;
     int64_t next_lease_ms;
 
@@ -130,6 +134,9 @@ int nb_ev_start(nats_bus_t *b);
 void nb_ev_stop(nats_bus_t *b);
 void nb_ev_free(nats_bus_t *b);
 void nb_ev_tick(nats_bus_t *b, int64_t now);
+/* The NATS connection was lost / is back (connection callbacks). */
+void nb_ev_disconnected(nats_bus_t *b);
+void nb_ev_reconnected(nats_bus_t *b);
 int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
 int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud);
 void nb_ev_done(bus_t *bus, bus_delivery_t *d);

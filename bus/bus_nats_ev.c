@@ -36,6 +36,14 @@ struct nb_pub {
     natsMsg *msg;
     bus_event_ack_fn cb;
     void *ud;
+    char *conn; /* the event's connection: poisoned if this one fails */
+    int disconnect;
+};
+
+/* A connection one of whose events may not have reached the stream. */
+struct nb_poison {
+    nb_poison_t *next;
+    char *conn;
 };
 
 struct nb_delivery {
@@ -89,6 +97,94 @@ static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
     return p;
 }
 
+/* ---- poisoned connections ------------------------------------------------------
+ *
+ * A connection one of whose events failed (refused, PubAck error or timeout)
+ * or had its PubAck outstanding when the NATS connection was lost may miss
+ * that event in the stream: any later event of it that got through would
+ * leave a gap in its seqs. So every later event of such a connection is
+ * refused (WSG_EUNAVAILABLE: the edge closes the client with 1013) except
+ * its disconnect, the last one, which ends the record (SPEC.md: every
+ * connect gets one disconnect). Bounded by NB_POISON_MAX entries; each
+ * leaves with its connection's disconnect. Under b->mu. */
+
+#define NB_POISON_MAX 65536
+
+static size_t poison_bucket(const char *conn)
+{
+    return (size_t)(nb_hash(conn, strlen(conn)) % NB_BUCKETS);
+}
+
+static nb_poison_t **poison_find(nats_bus_t *b, const char *conn)
+{
+    nb_poison_t **pp = &b->poison[poison_bucket(conn)];
+    while (*pp && strcmp((*pp)->conn, conn) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void poison_add(nats_bus_t *b, const char *conn)
+{
+    nb_poison_t **pp = poison_find(b, conn);
+    if (*pp || b->npoison >= NB_POISON_MAX)
+        return;
+    nb_poison_t *x = bus_xcalloc(sizeof *x);
+    x->conn = bus_xstrdup(conn);
+    *pp = x;
+    b->npoison++;
+}
+
+/* True when conn is poisoned; a disconnect takes it off the list. */
+static int poison_check(nats_bus_t *b, const char *conn, int disconnect)
+{
+    nb_poison_t **pp = poison_find(b, conn), *x = *pp;
+    if (!x)
+        return 0;
+    if (!disconnect)
+        return 1;
+    *pp = x->next;
+    free(x->conn);
+    free(x);
+    b->npoison--;
+    return 0;
+}
+
+/* The NATS connection is (or was just found) down: every connection with a
+ * PubAck outstanding may have lost that event with the old TCP connection,
+ * while its next events would go out from the reconnect buffer. Once per
+ * outage (nb_ev_reconnected() rearms). Caller holds b->mu. */
+static void poison_outstanding(nats_bus_t *b)
+{
+    if (b->down_seen)
+        return;
+    b->down_seen = 1;
+    for (size_t i = 0; i < NB_BUCKETS; i++)
+        for (nb_pub_t *p = b->pubs[i]; p; p = p->next)
+            if (!p->disconnect)
+                poison_add(b, p->conn);
+}
+
+void nb_ev_disconnected(nats_bus_t *b)
+{
+    pthread_mutex_lock(&b->mu);
+    poison_outstanding(b);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void nb_ev_reconnected(nats_bus_t *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->down_seen = 0;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void pub_free(nb_pub_t *p)
+{
+    if (p)
+        free(p->conn);
+    free(p);
+}
+
 static int pub_error(const jsPubAckErr *pae)
 {
     if (pae->ErrCode == JSStreamStoreFailedErr || (pae->ErrText && strstr(pae->ErrText, "maximum")))
@@ -109,9 +205,15 @@ void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     natsMsg_Destroy(msg); /* with an AckHandler, the message is ours again */
     if (!p)
         return;
+    int rc = pae ? pub_error(pae) : pa ? 0 : WSG_EBUS;
+    if (rc != 0 && !p->disconnect) {
+        pthread_mutex_lock(&b->mu);
+        poison_add(b, p->conn);
+        pthread_mutex_unlock(&b->mu);
+    }
     if (p->cb)
-        p->cb(p->ud, pae ? pub_error(pae) : pa ? 0 : WSG_EBUS);
-    free(p);
+        p->cb(p->ud, rc);
+    pub_free(p);
 }
 
 static natsStatus ev_headers(natsMsg *m, const bus_event_t *ev)
@@ -158,16 +260,28 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
         s = ev_headers(m, ev);
     int rc = atomic_load(&b->stopping) ? WSG_EUNAVAILABLE : nb_status_to_err(s);
     nb_pub_t *p = NULL;
+    int disc = ev->type == BUS_EV_DISCONNECT;
     if (rc == 0) {
         pthread_mutex_lock(&b->mu);
-        if (b->npubs >= b->tune.pub_max_pending) {
+        if (natsConnection_Status(b->nc) != NATS_CONN_STATUS_CONNECTED)
+            poison_outstanding(b); /* before the disconnected callback said so */
+        if (poison_check(b, ev->conn_id, disc)) {
+            rc = WSG_EUNAVAILABLE;
+        } else if (b->npubs >= b->tune.pub_max_pending) {
             rc = WSG_EFULL;
         } else {
             p = bus_xcalloc(sizeof *p);
-            *p = (nb_pub_t){.next = b->pubs[pub_bucket(m)], .msg = m, .cb = cb, .ud = ud};
+            *p = (nb_pub_t){.next = b->pubs[pub_bucket(m)],
+                            .msg = m,
+                            .cb = cb,
+                            .ud = ud,
+                            .conn = bus_xstrdup(ev->conn_id),
+                            .disconnect = disc};
             b->pubs[pub_bucket(m)] = p;
             b->npubs++;
         }
+        if (rc != 0 && !disc)
+            poison_add(b, ev->conn_id);
         pthread_mutex_unlock(&b->mu);
     }
     if (rc == 0) {
@@ -179,7 +293,9 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
         if (s == NATS_OK)
             return 0; /* the library owns m; the handler answers */
         pthread_mutex_lock(&b->mu);
-        free(pub_take(b, m));
+        pub_free(pub_take(b, m));
+        if (!disc)
+            poison_add(b, ev->conn_id);
         pthread_mutex_unlock(&b->mu);
         rc = nb_status_to_err(s);
     }
@@ -592,10 +708,17 @@ void nb_ev_free(nats_bus_t *b)
             b->pubs[i] = p->next;
             if (p->cb)
                 p->cb(p->ud, WSG_EUNAVAILABLE);
-            free(p);
+            pub_free(p);
+        }
+        while (b->poison[i]) {
+            nb_poison_t *x = b->poison[i];
+            b->poison[i] = x->next;
+            free(x->conn);
+            free(x);
         }
     }
     b->npubs = 0;
+    b->npoison = 0;
     while (b->groups) {
         nb_group_t *g = b->groups;
         b->groups = g->next;

@@ -110,11 +110,12 @@ static int on_connect(api_t *a, const bus_event_t *ev, json_t *o)
     return rc;
 }
 
-/* The store went away (a registry call failed with WSG_EUNAVAILABLE): the
- * heartbeats of that time may not be recorded, so no edge is declared lost
- * until a whole cluster.edge_timeout has passed with the store back.
+/* The store or the bus went away (a registry call failed with
+ * WSG_EUNAVAILABLE, a ping failed, NATS disconnected): heartbeats of that
+ * time may not have arrived or been recorded, so no edge is declared lost
+ * until a whole cluster.edge_timeout has passed with both back.
  * Caller holds reg_mu. */
-static void store_down(api_t *a)
+static void hold_sweep(api_t *a)
 {
     a->sweep_from_ms = wsg_wall_ms() + (int64_t)a->cfg->cluster.edge_timeout_ms;
 }
@@ -166,7 +167,7 @@ static void retry_held(api_t *a)
         api_held_t *h = a->held_head;
         int rc = apply_event(a, h->ev);
         if (rc == WSG_EUNAVAILABLE) {
-            store_down(a);
+            hold_sweep(a);
             return;
         }
         if (rc != 0)
@@ -200,7 +201,7 @@ static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_
     }
     int rc = apply_event(a, ev);
     if (rc == WSG_EUNAVAILABLE) {
-        store_down(a);
+        hold_sweep(a);
         hold(a, ev, d);
         pthread_mutex_unlock(&a->reg_mu);
         return;
@@ -220,7 +221,7 @@ static void on_heartbeat(void *ud, const char *edge_id, int64_t at_ms, int leavi
     int rc = leaving ? store_edge_delete(a->reg_st, edge_id)
                      : store_edge_heartbeat(a->reg_st, edge_id, wsg_wall_ms());
     if (rc == WSG_EUNAVAILABLE)
-        store_down(a);
+        hold_sweep(a);
     pthread_mutex_unlock(&a->reg_mu);
 }
 
@@ -364,15 +365,15 @@ static void *maint_main(void *arg)
         pthread_mutex_unlock(&a->maint_mu);
         pthread_mutex_lock(&a->reg_mu);
         int64_t now = wsg_wall_ms();
-        int store_up = store_ping(a->reg_st) == 0;
+        int store_up = store_ping(a->reg_st) == 0, bus_up = bus_healthy(a->bus) == 1;
         wsg_gauge_set(WSG_G_STORE_UP, store_up);
-        if (!store_up)
-            store_down(a);
+        wsg_gauge_set(WSG_G_BUS_UP, bus_up);
+        if (!store_up || !bus_up) /* heartbeats cannot arrive or be recorded */
+            hold_sweep(a);
         if (store_up && a->held_head)
             retry_held(a);
         if (a->cluster && now >= a->sweep_from_ms)
             sweep_stale_edges(a);
-        wsg_gauge_set(WSG_G_BUS_UP, bus_healthy(a->bus) == 1);
         if (a->n_lost && now >= lost_at)
             lose_previous_run(a);
         if (now >= next_gc) {

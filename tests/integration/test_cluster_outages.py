@@ -311,5 +311,125 @@ class PostgresRestartTest(ClusterTestCase):
             self.assertTrue(n.running(), n.name)
 
 
+def check_fleet_deliveries(tc, fleets, ids, events):
+    """For every connection of the fleets (ids[f][i] = id of fleets[f].conns[i]):
+    the connect and message events delivered (deduplicated by event id) are
+    seq 1..n without a gap, message k carries the k-th frame the client sent,
+    and a connection the gateway did not close got every frame it sent.
+    Returns (frames delivered, connections closed by the gateway)."""
+    by_conn = w.events_by_connection(w.dedupe(events))
+    delivered = closed = 0
+    for f, fleet in enumerate(fleets):
+        for c in fleet.conns:
+            cid = ids[f][c.idx]
+            evs = [e for e in by_conn.get(cid, []) if e["type"] in ("connect", "message")]
+            tc.assertTrue(evs and evs[0]["type"] == "connect", (cid, evs[:2]))
+            seqs = [e["seq"] for e in evs]
+            missing = sorted(set(range(1, max(seqs) + 1)) - set(seqs))
+            tc.assertEqual(seqs, list(range(1, len(evs) + 1)),
+                           "%s (close %s, sent %d): seqs missing %s, last %d"
+                           % (cid, c.close_code, c.sent, missing[:20], max(seqs)))
+            got = [e["data"] for e in evs[1:]]
+            tc.assertEqual(got, [fleet.data(c, k) for k in range(len(got))],
+                           "%s: frames out of order or foreign" % cid)
+            discs = [e for e in by_conn.get(cid, []) if e["type"] == "disconnect"]
+            tc.assertLessEqual(len(discs), 1, discs)
+            if discs:  # the last event; it may follow a refused (missing) one
+                tc.assertGreater(discs[0]["seq"], len(evs), discs)
+            if c.close_code is None:
+                tc.assertEqual(len(got), c.sent, "%s (open) lost frames" % cid)
+            else:
+                closed += 1
+                tc.assertEqual(c.close_code, 1013, "%s closed with %s" % (cid, c.close_code))
+                tc.assertLessEqual(len(got), c.sent)
+            delivered += len(got)
+    return delivered, closed
+
+
+class NatsRestartTest(ClusterTestCase):
+    per_edge = 10
+
+    def test_nats_restart_short(self):
+        # within the 5 s PubAck timeout: the reconnect buffers carry most
+        self.restart_under_load(2)
+
+    def test_nats_restart_long(self):
+        # longer than the PubAck timeout: the edges must refuse (1013)
+        self.restart_under_load(7)
+
+    def restart_under_load(self, down_s):
+        fleets, ids = [], []
+        try:
+            for e in (0, 1):
+                fl = Fleet(self.cl.edge_url(e), self.per_edge, "n%d" % e, rate=100)
+                fleets.append(fl)
+                got = ws_connect_ids(self.be, self.cl.edges[e].port, self.per_edge,
+                                     self._taken())
+                ids.append(self.map_ids(fl, got))
+            for fl in fleets:
+                fl.start()
+            all_ids = {cid for m in ids for cid in m}
+            self.be.wait_for(lambda rs: sum(1 for r in rs for e in r.events()
+                                            if e.get("connection_id") in all_ids and
+                                            e["type"] == "message") >= 200 or None,
+                             timeout=30, what="200 messages before the restart")
+            self.cl.nats.stop()
+            time.sleep(down_s)  # clients keep sending into edges without NATS
+            self.cl.nats.start()  # same port, same JetStream store dir
+            time.sleep(3)  # and keep sending after it is back
+            for fl in fleets:
+                fl.stop()
+                self.assertIsNone(fl.error)
+            # every frame of a connection still open arrives (bounded)
+            def settled(rs):
+                evs = [e for r in rs for e in r.events() if e.get("connection_id") in all_ids]
+                have = {}
+                for e in evs:
+                    if e["type"] == "message":
+                        have.setdefault(e["connection_id"], set()).add(e["seq"])
+                for f, fl in enumerate(fleets):
+                    for c in fl.conns:
+                        if c.close_code is None and \
+                                len(have.get(ids[f][c.idx], ())) < c.sent:
+                            return None
+                return True
+            self.be.wait_for(settled, timeout=90, what="every frame of the open connections")
+            time.sleep(1)  # late redeliveries, if any, land before the check
+            delivered, closed = check_fleet_deliveries(self, fleets, ids, self.be.events())
+            sent = sum(c.sent for fl in fleets for c in fl.conns)
+            print("nats down %d s: %d frames sent by %d connections, %d delivered, "
+                  "%d connections closed with 1013" % (down_s, sent, 2 * self.per_edge, delivered, closed))
+            for n in self.cl.nodes():
+                self.assertTrue(n.running(), "%s exited:\n%s" % (n.name, n.tail()))
+            # everything reconnected: new connections, commands, webhooks
+            for e in (0, 1):
+                ws, cid = self.client(e)
+                for api in (0, 1):
+                    self.assertEqual(self.cl.api(api).send(cid, "back %d" % api).status, 200)
+                    self.assertEqual(ws.recv_text(10), "back %d" % api)
+                ws.send_text("after restart")
+                self.be.wait_events(lambda ev, c=cid: ev["connection_id"] == c and
+                                    ev["type"] == "message", 1, timeout=20)
+            for i in (0, 1):
+                self.assertEqual(self.cl.api(i).get("/readyz").status, 200)
+        finally:
+            for fl in fleets:
+                fl.close()
+
+    def map_ids(self, fleet, got):
+        """Connection ids in fleet.conns order: each socket sends one probe
+        frame whose webhook names its connection."""
+        out = [None] * len(fleet.conns)
+        for c in fleet.conns:
+            fleet._send(c)  # frame k = 0
+        evs = self.be.wait_events(lambda e: e["type"] == "message" and
+                                  e["connection_id"] in got and
+                                  e["data"].startswith(fleet.tag + ":"), len(got), timeout=20)
+        for e in evs:
+            out[int(e["data"].split(":")[1])] = e["connection_id"]
+        self.assertNotIn(None, out)
+        return out
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
