@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench/report.py — turns bench/run.sh's results.jsonl into the printed table
-(wsgate, Pushpin, ratio), <date>.json (machine, versions, every measurement)
-and <date>.png (gnuplot). Usage: report.py RESULTS.jsonl[,MORE.jsonl] OUT_DIR QUICK N HOLD
+(wsgate standalone, wsgate cluster, Pushpin, ratios), <date>.json (machine,
+versions, load averages, every measurement) and <date>.png (gnuplot).
+Usage: report.py RESULTS.jsonl[,MORE.jsonl] OUT_DIR QUICK N HOLD
 """
 import datetime, json, os, platform, re, subprocess, sys
 
@@ -27,7 +28,12 @@ def machine():
         "wrk": sh("dpkg-query -W -f='${Version}' wrk"),
         "libwebsockets": sh("pkg-config --modversion libwebsockets"),
         "libmicrohttpd": sh("pkg-config --modversion libmicrohttpd"),
-        "wsgate_commit": sh("git -C %s rev-parse --short HEAD" % os.path.dirname(os.path.abspath(__file__))),
+        "nats_server": sh("nats-server --version 2>/dev/null || /usr/sbin/nats-server --version"),
+        "postgresql": sh("/usr/lib/postgresql/15/bin/postgres --version"),
+        # BENCH_WSGATE_COMMIT: what was built when the tree is not a git
+        # checkout (e.g. `git archive` of a commit, to bench a pinned source)
+        "wsgate_commit": os.environ.get("BENCH_WSGATE_COMMIT") or
+                         sh("git -C %s rev-parse --short HEAD" % os.path.dirname(os.path.abspath(__file__))),
     }
 
 
@@ -57,6 +63,14 @@ def summarize(rows, server):
         out["a: RSS per connection (KiB)"] = r["rss_kib_per_conn"]
         out["a: idle CPU (% of a core)"] = r["idle_cpu_pct"]
         out["a: connections held / lost"] = "%d / %d" % (r["open"], r["conns"] - r["open"] + r["closed_early"])
+        if "rss_kib_per_conn_above_start" in r:
+            out["a: RSS per connection above start (KiB)"] = r["rss_kib_per_conn_above_start"]
+        infra = r.get("infra") or {}
+        if "nats_rss_kib" in infra:  # the cluster: beside, not in, the wsgate sum
+            out["a: nats-server RSS (KiB, not in the sum)"] = infra["nats_rss_kib"]
+            out["a: PostgreSQL PSS (KiB, not in the sum)"] = infra["postgres_pss_kib"]
+            by = infra.get("idle_cpu_pct_by_process", {})
+            out["a: nats-server / PostgreSQL idle CPU (%)"] = "%s / %s" % (by.get("nats", "?"), by.get("postgres", "?"))
     b = [r for r in rs if r["workload"] == "b" and "not_run" not in r]
     for subs in sorted({r["subscribers"] for r in b}):
         one = [r for r in b if r["subscribers"] == subs and r["step"] == "one"]
@@ -108,6 +122,9 @@ def ratio(a, b):
     return ""
 
 
+SERVERS = ("wsgate", "wsgate-cluster", "pushpin")
+
+
 def main():
     src, out_dir, quick, n, hold = sys.argv[1:6]
     # SRC may list several results.jsonl (comma-separated) to merge runs that
@@ -116,18 +133,29 @@ def main():
     for one in src.split(","):
         if os.path.exists(one):
             rows += [json.loads(l) for l in open(one)]
-    ws, pp = summarize(rows, "wsgate"), summarize(rows, "pushpin")
-    keys = [k for k in list(ws) + list(pp) if len(k) > 1]
+    summ = {srv: summarize(rows, srv) for srv in SERVERS}
+    ws, cl, pp = (summ[srv] for srv in SERVERS)
+    keys = [k for srv in SERVERS for k in summ[srv] if len(k) > 1]
     keys = sorted(dict.fromkeys(keys), key=lambda k: k[0])
     w = max([len(k) for k in keys] + [20])
-    lines = ["%-*s  %14s  %14s  %8s" % (w, "measurement", "wsgate", "pushpin", "ratio"), "-" * (w + 42)]
+    fmt = "%-*s  %14s  %14s  %14s  %8s  %8s"
+    lines = [fmt % (w, "measurement", "wsgate", "wsgate-cluster", "pushpin", "cl/ws", "ws/pp"), "-" * (w + 70)]
     for k in keys:
-        a, b = ws.get(k, ""), pp.get(k, "")
-        lines.append("%-*s  %14s  %14s  %8s" % (w, k, a, b, ratio(a, b)))
-    for srv, s in (("wsgate", ws), ("pushpin", pp)):
+        a, c, b = ws.get(k, ""), cl.get(k, ""), pp.get(k, "")
+        lines.append(fmt % (w, k, a, c, b, ratio(c, a), ratio(a, b)))
+    lines.append("cl/ws: cluster / standalone; ws/pp: standalone / Pushpin")
+    for srv in SERVERS:
         for wl in "abcde":
-            if wl in s:
-                lines.append("%s (%s): not run: %s" % (wl, srv, s[wl]["not_run"]))
+            if wl in summ[srv]:
+                lines.append("%s (%s): not run: %s" % (wl, srv, summ[srv][wl]["not_run"]))
+    loads = {}
+    for r in rows:
+        if r.get("loadavg"):
+            loads.setdefault(r["server"], []).append(float(r["loadavg"][0]))
+    for srv in SERVERS:
+        if srv in loads:
+            lines.append("load average (1 min) while measuring %s: %.2f-%.2f (shared machine: numbers are lower bounds)"
+                         % (srv, min(loads[srv]), max(loads[srv])))
     stamp = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H%M%SZ")
     m = machine()
     head = ("machine: %(nproc)s cores (%(cpu)s), %(mem_mib)s MiB, Linux %(kernel)s, %(os)s; "
@@ -138,7 +166,7 @@ def main():
     base = os.path.join(out_dir, stamp + ("-quick" if quick == "1" else ""))
     with open(base + ".json", "w") as f:
         json.dump({"run": stamp, "quick": quick == "1", "machine": m,
-                   "merged_from": [os.path.basename(os.path.dirname(x)) + "/" + os.path.basename(x) for x in src.split(",")], "summary": {"wsgate": ws, "pushpin": pp},
+                   "merged_from": [os.path.basename(os.path.dirname(x)) + "/" + os.path.basename(x) for x in src.split(",")], "summary": summ,
                    "measurements": rows}, f, indent=1)
     with open(base + ".txt", "w") as f:
         f.write(table + "\n")
@@ -147,7 +175,8 @@ def main():
 
 
 def chart(rows, base):
-    """Four panels: b deliveries/s, c frames/s, d req/s, e connections/s (log y)."""
+    """Four groups: b deliveries/s, c frames/s, d req/s, e connections/s (log y),
+    one bar per server."""
     panels = [("b", "b: deliveries/s", lambda r: r.get("deliveries_per_s")),
               ("c", "c: webhooks/s", lambda r: r.get("frames_per_s")),
               ("d", "d: API sends/s", lambda r: r.get("req_per_s")),
@@ -156,13 +185,13 @@ def chart(rows, base):
     with open(dat, "w") as f:
         for wl, label, key in panels:
             vals = []
-            for srv in ("wsgate", "pushpin"):
+            for srv in SERVERS:
                 c = [key(r) for r in rows if r["workload"] == wl and r["server"] == srv and r.get("pass") and key(r)]
                 vals.append(str(max(c)) if c else "0")
             f.write('"%s" %s\n' % (label, " ".join(vals)))
     script = """set terminal pngcairo size 900,500 noenhanced
 set output '%s.png'
-set title "wsgate vs Pushpin: best zero-loss rate per workload (log scale; no bar = no run without loss)"
+set title "best zero-loss rate per workload (log scale; no bar = no run without loss)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -170,7 +199,7 @@ set logscale y
 set yrange [1:*]
 set grid ytics
 set key top right
-plot '%s' using 2:xtic(1) title 'wsgate', '' using 3 title 'pushpin'
+plot '%s' using 2:xtic(1) title 'wsgate', '' using 3 title 'wsgate-cluster', '' using 4 title 'pushpin'
 """ % (base, dat)
     p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     if p.returncode != 0:

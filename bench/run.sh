@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# bench/run.sh — runs wsgate's benchmark suite and, in the same run, Pushpin as
-# the reference peer (bench/README.md). Called by `make bench`.
+# bench/run.sh — runs wsgate's benchmark suite, standalone and as a cluster,
+# and, in the same run, Pushpin as the reference peer (bench/README.md).
+# Called by `make bench`.
 #
 # Usage: bench/run.sh [BUILD_DIR]
 # Knobs (environment):
-#   BENCH_QUICK=1        small N and short durations (a trial in about a minute)
-#   BENCH_SERVERS="wsgate pushpin"   which servers to measure
+#   BENCH_QUICK=1        small N and short durations (a trial in a few minutes)
+#   BENCH_SERVERS="wsgate wsgate-cluster pushpin"   which servers to measure
+#                        (wsgate-cluster is in the default only when
+#                        nats-server and PostgreSQL are installed)
 #   BENCH_WORKLOADS="a b c d e"      which workloads to run
 #   BENCH_OUT=DIR        where results go (default bench/results)
-# Starts bench-backend, wsgate standalone and Pushpin on free loopback ports in
-# a temp dir, runs the workloads with wsload / benchpub / wrk, samples CPU and
-# RSS of the server processes from /proc, prints a table and writes
-# <date>.json and <date>.png under BENCH_OUT. Everything it started is stopped
-# by PID (Pushpin by process group) on exit.
+# Starts bench-backend, wsgate standalone, a wsgate cluster (through
+# deploy/local/cluster.sh: nats-server, PostgreSQL, 2 edges, 2 APIs,
+# 2 dispatchers) and Pushpin on free loopback ports in a temp dir, runs the
+# workloads with wsload / benchpub / wrk, samples CPU and RSS of the server
+# processes from /proc, prints a table and writes <date>.json and <date>.png
+# under BENCH_OUT. Everything it started is stopped by PID (Pushpin and the
+# cluster's processes by session) on exit.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 out_dir=${BENCH_OUT:-$here/results}
-servers=${BENCH_SERVERS:-"wsgate pushpin"}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+have_cluster_deps() { { command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; } && [ -x "$PG_BIN/postgres" ]; }
+if have_cluster_deps; then default_servers="wsgate wsgate-cluster pushpin"; else default_servers="wsgate pushpin"; fi
+servers=${BENCH_SERVERS:-$default_servers}
 workloads=${BENCH_WORKLOADS:-"a b c d e"}
 quick=${BENCH_QUICK:-0}
 
@@ -46,6 +54,7 @@ for t in wsload bench-backend benchpub; do [ -x "$B/$t" ] || { echo "bench: $B/$
 command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/deps.sh --bench)" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/wsgate-bench.XXXXXX)
+chmod 711 "$tmp" # PostgreSQL (the cluster's, run as `postgres`) reaches its data dir below
 pids=()     # plain processes we started
 sessions=() # sessions we started with setsid (the server and, for Pushpin, the
             # condure/zurl/proxy/handler children it spawns in their own groups)
@@ -54,6 +63,7 @@ stop_session() { # sid signal
   for p in $(pgrep -s "$1" 2>/dev/null); do kill "-$2" "$p" 2>/dev/null || true; done
 }
 cleanup() {
+  stop_cluster
   for g in "${sessions[@]:-}"; do [ -n "$g" ] && stop_session "$g" TERM; done
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
   sleep 2
@@ -76,8 +86,9 @@ wait_port() { # port seconds
 jget() { python3 -c 'import json,sys;d=json.loads(sys.argv[1]);
 for k in sys.argv[2].split("."): d=d[k]
 print(d)' "$1" "$2"; }
-record() { # one JSON object (may span lines) -> one line of results.jsonl
-  python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])))' "$1" >>"$tmp/results.jsonl"
+record() { # one JSON object (may span lines) -> one line of results.jsonl,
+  # with the load average when it was recorded (the machine is shared)
+  python3 -c 'import json,sys;d=json.loads(sys.argv[1]);d.setdefault("loadavg",open("/proc/loadavg").read().split()[:3]);print(json.dumps(d))' "$1" >>"$tmp/results.jsonl"
 }
 
 # Source addresses: Linux routes all of 127/8 to loopback; one source address
@@ -90,11 +101,14 @@ echo "bench: source addresses: $sources"
 
 # --- process sampling (/proc) -------------------------------------------------
 clk=$(getconf CLK_TCK)
-procs_of() { # "pid:<p>" or "sid:<session>" -> pids
-  case $1 in
-    pid:*) echo "${1#pid:}" ;;
-    sid:*) pgrep -s "${1#sid:}" || true ;;
-  esac
+procs_of() { # "pid:<p> sid:<session> ..." -> pids
+  local t
+  for t in $1; do
+    case $t in
+      pid:*) echo "${t#pid:}" ;;
+      sid:*) pgrep -s "${t#sid:}" || true ;;
+    esac
+  done
 }
 cpu_s() { # target -> CPU seconds (user+system) of its processes
   local t=0 p v
@@ -102,16 +116,20 @@ cpu_s() { # target -> CPU seconds (user+system) of its processes
     v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12+$13}') || continue
     t=$((t + ${v:-0}))
   done
-  echo "scale=3; $t / $clk" | bc
+  awk -v t="$t" -v c="$clk" 'BEGIN{printf "%.3f\n", t / c}' # a JSON number (bc prints .5)
 }
-rss_kb() { # target -> summed VmRSS in KiB
+mem_kb() { # target field file -> the field summed over its processes, KiB
   local t=0 p v
   for p in $(procs_of "$1"); do
-    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$p/$3" 2>/dev/null) || continue
     t=$((t + ${v:-0}))
   done
   echo $t
 }
+rss_kb() { mem_kb "$1" VmRSS status; } # target -> summed VmRSS
+# target -> summed Pss (shared pages split between the processes sharing
+# them: PostgreSQL's backends all map its shared buffers)
+pss_kb() { mem_kb "$1" Pss smaps_rollup; }
 
 # --- backend ------------------------------------------------------------------
 BP=$(free_port)
@@ -131,14 +149,20 @@ start_wsgate() {
   setsid "$build/wsgate" standalone --config "$tmp/wsgate/wsgate.yaml" >"$tmp/wsgate/out.log" 2>&1 &
   local p=$!
   sessions+=("$p")
+  SID_wsgate=$p
   if ! wait_port "$EP" 15; then WSGATE_WHY="wsgate did not listen: $(tail -c 300 "$tmp/wsgate/out.log" | tr '\n' ' ')"; return 1; fi
   TARGET_wsgate="sid:$p"
-  # Tokens: `wsgate token` where it can; mint.py (stdlib HS256) for the
-  # channels claim, which `wsgate token` has no option for.
-  local cfg="$tmp/wsgate/wsgate.yaml"
-  "$build/wsgate" token --config "$cfg" --route /bench --sub u-idle --ttl 2h >"$tmp/wsgate/tok-idle" 2>/dev/null ||
-    python3 "$here/mint.py" "bench-client-secret-0123456789abcdef" u-idle >"$tmp/wsgate/tok-idle"
-  python3 "$here/mint.py" "bench-client-secret-0123456789abcdef" u-fan '["fan"]' >"$tmp/wsgate/tok-fan"
+  mint_tokens "$tmp/wsgate"
+}
+# Tokens for a wsgate config in DIR (DIR/tok-idle, DIR/tok-fan, API_TOKEN):
+# `wsgate token` where it can; mint.py (stdlib HS256) for the channels claim,
+# which `wsgate token` has no option for. Both wsgate servers share the
+# template's secrets, so the API token is the same for both.
+mint_tokens() { # dir
+  local cfg="$1/wsgate.yaml"
+  "$build/wsgate" token --config "$cfg" --route /bench --sub u-idle --ttl 2h >"$1/tok-idle" 2>/dev/null ||
+    python3 "$here/mint.py" "bench-client-secret-0123456789abcdef" u-idle >"$1/tok-idle"
+  python3 "$here/mint.py" "bench-client-secret-0123456789abcdef" u-fan '["fan"]' >"$1/tok-fan"
   API_TOKEN=$("$build/wsgate" token --config "$cfg" --api --scope "send publish read" --ttl 2h 2>/dev/null ||
     python3 "$here/mint.py" "bench-api-secret-0123456789abcdef0123" bench "" "send publish read")
 }
@@ -152,27 +176,102 @@ start_pushpin() {
   setsid pushpin --config "$tmp/pushpin/pushpin.conf" --merge-output >"$tmp/pushpin/out.log" 2>&1 &
   local p=$!
   sessions+=("$p")
+  SID_pushpin=$p
   wait_port "$HP" 20 && wait_port "$PP" 20 || { echo "bench: pushpin did not start" >&2; return 1; }
   sleep 1
   TARGET_pushpin="sid:$p"
 }
 
+# The cluster: deploy/local/cluster.sh with chosen ports, its own state dir
+# and pointer file (so it runs beside a developer's cluster), driven without a
+# terminal: it writes STATE/addresses once every process is ready and stops
+# everything it started, by PID, on SIGTERM.
+CLUSTER_PID=""
+stop_cluster() {
+  [ -n "$CLUSTER_PID" ] || return 0
+  local st="$tmp/wsgate-cluster/state" name p
+  if kill -TERM "$CLUSTER_PID" 2>/dev/null; then
+    for _ in $(seq 1200); do kill -0 "$CLUSTER_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  kill -0 "$CLUSTER_PID" 2>/dev/null && echo "bench: cluster.sh did not stop in 120 s: SIGKILL to its processes" >&2
+  kill -KILL "$CLUSTER_PID" 2>/dev/null || true
+  # whatever is left (cluster.sh killed mid-stop): every session it started
+  [ -f "$st/pids" ] && while read -r name p; do stop_session "$p" KILL; done <"$st/pids"
+  CLUSTER_PID=""
+}
+start_wsgate-cluster() {
+  local d="$tmp/wsgate-cluster"
+  mkdir -p "$d"
+  have_cluster_deps || { WSGATE_WHY="nats-server or PostgreSQL ($PG_BIN) not installed"; return 1; }
+  [ -x "$build/wsgate" ] || { WSGATE_WHY="wsgate binary did not build"; return 1; }
+  CEP0=$(free_port) CEP1=$(free_port) CAP0=$(free_port) CAP1=$(free_port)
+  # the standalone template; store, nats, listen addresses and edge ids are
+  # set per process by cluster.sh; the ready line it waits for is at info
+  sed -e "s|@EDGE_PORT@|$CEP0|; s|@API_PORT@|$CAP0|; s|@RUNDIR@|$d|; s|@BACKEND_PORT@|$BP|g" \
+    -e "s|level: warn|level: info|; s|format: text|format: json|" \
+    "$here/wsgate-bench.yaml" >"$d/wsgate.yaml"
+  CLUSTER_POINTER="$d/pointer" STATE_DIR="$d/state" CONFIG="$d/wsgate.yaml" WSGATE_BIN="$build/wsgate" \
+    EDGE_PORTS="$CEP0 $CEP1" API_PORTS="$CAP0 $CAP1" NATS_PORT=$(free_port) PG_PORT=$(free_port) \
+    PG_BIN="$PG_BIN" KEEP_STATE=1 "$root/deploy/local/cluster.sh" start >"$d/cluster.log" 2>&1 &
+  CLUSTER_PID=$!
+  for _ in $(seq 1800); do
+    [ -s "$d/state/addresses" ] && break
+    kill -0 "$CLUSTER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ ! -s "$d/state/addresses" ]; then
+    WSGATE_WHY="cluster did not start: $(tail -c 400 "$d/cluster.log" | tr '\n"' '  ')"
+    return 1
+  fi
+  # targets: the wsgate processes together (what the workloads report), and
+  # nats-server and PostgreSQL separately; each was started in its own session
+  local name p
+  TARGET_wsgate_cluster="" TARGET_nats="" TARGET_postgres="" CLUSTER_PROCS=""
+  while read -r name p; do
+    case $name in
+      nats) TARGET_nats="sid:$p" ;;
+      postgres) TARGET_postgres="sid:$p" ;;
+      *) TARGET_wsgate_cluster="$TARGET_wsgate_cluster sid:$p" ;;
+    esac
+    CLUSTER_PROCS="$CLUSTER_PROCS $name:$p"
+  done <"$d/state/pids"
+  echo "bench: cluster up: edges $CEP0 $CEP1, APIs $CAP0 $CAP1 (state $d/state)" >&2
+  mint_tokens "$d"
+}
+
 . "$here/workloads.sh"
 
-declare -A up
+# One server at a time: started before its workloads, stopped after, so an
+# idle server (the cluster's consumers poll NATS) does not share the cores
+# with the one being measured.
+stop_server() { # server
+  case $1 in
+    wsgate-cluster) stop_cluster ;;
+    *)
+      local sid
+      sid=$(eval echo "\${SID_$1:-}")
+      [ -n "$sid" ] || return 0
+      stop_session "$sid" TERM
+      for _ in $(seq 300); do [ -z "$(pgrep -s "$sid")" ] && break; sleep 0.1; done
+      stop_session "$sid" KILL
+      ;;
+  esac
+}
 for s in $servers; do
-  if "start_$s"; then up[$s]=1; else up[$s]=0; echo "bench: $s not started: ${WSGATE_WHY:-}" >&2; fi
-done
-
-for w in $workloads; do
-  for s in $servers; do
-    if [ "${up[$s]}" != 1 ]; then
+  WSGATE_WHY=""
+  if ! "start_$s"; then
+    echo "bench: $s not started: ${WSGATE_WHY:-}" >&2
+    for w in $workloads; do
       record "{\"workload\":\"$w\",\"server\":\"$s\",\"not_run\":\"${WSGATE_WHY:-server did not start}\"}"
-      continue
-    fi
-    echo "bench: workload $w on $s" >&2
+    done
+    stop_server "$s"
+    continue
+  fi
+  for w in $workloads; do
+    echo "bench: workload $w on $s (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     "wl_$w" "$s" || record "{\"workload\":\"$w\",\"server\":\"$s\",\"not_run\":\"workload failed: see log\"}"
   done
+  stop_server "$s"
 done
 
 mkdir -p "$out_dir"

@@ -1,6 +1,6 @@
 -- bench/send.lua — wrk script for workload (d): each request sends one
 -- timestamped message to a random connection.
---   wsgate:  POST /v1/connections/{id}/messages (text/plain), ids from BENCH_IDS
+--   wsgate, wsgate-cluster:  POST /v1/connections/{id}/messages (text/plain), ids from BENCH_IDS
 --   pushpin: POST /publish/ to channel "c<i>" (each connection subscribed to its own)
 -- The payload "t=<CLOCK_MONOTONIC ns> c=0 n=1" lets wsload measure delivery.
 local ffi = require("ffi")
@@ -10,13 +10,15 @@ int clock_gettime(int clk, bench_ts *ts);
 ]]
 local ts = ffi.new("bench_ts")
 local target = os.getenv("BENCH_TARGET") or "pushpin"
+local wsgate = target == "wsgate" or target == "wsgate-cluster"
 local n = tonumber(os.getenv("BENCH_N") or "1")
 local token = os.getenv("BENCH_TOKEN") or ""
 local ids = {}
 
 function init(args)
-  math.randomseed(os.time())
-  if target == "wsgate" then
+  -- BENCH_SEED: several wrk started in the same second pick different ids
+  math.randomseed(os.time() + tonumber(os.getenv("BENCH_SEED") or "0"))
+  if wsgate then
     for line in io.lines(os.getenv("BENCH_IDS")) do
       ids[#ids + 1] = line
     end
@@ -31,7 +33,7 @@ end
 
 function request()
   local i = math.random(0, n - 1)
-  if target == "wsgate" then
+  if wsgate then
     return wrk.format("POST", "/v1/connections/" .. ids[i + 1] .. "/messages",
       {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "text/plain"}, stamp())
   end

@@ -1,30 +1,58 @@
 # bench/workloads.sh — the five workloads, sourced by bench/run.sh (which
 # defines the servers, ports, sampling helpers and record()). Each wl_<x> takes
-# a server name (wsgate | pushpin) and records one JSON line per measurement.
-# Nothing here asserts on time: it measures, and "pass" is only zero loss.
+# a server name (wsgate | wsgate-cluster | pushpin) and records one JSON line
+# per measurement. Nothing here asserts on time: it measures, and "pass" is
+# only zero loss.
 
-ws_url() { # server [query] -> client URL on the server's /bench route
+url_args() { # server [path] [query] -> wsload --url options (the cluster: both edges)
+  local path=${2:-/bench} q=${3:+?$3}
   case $1 in
-    wsgate) echo "ws://127.0.0.1:$EP/bench${2:+?$2}" ;;
-    pushpin) echo "ws://127.0.0.1:$HP/bench${2:+?$2}" ;;
+    wsgate) echo "--url ws://127.0.0.1:$EP$path$q" ;;
+    wsgate-cluster) echo "--url ws://127.0.0.1:$CEP0$path$q --url ws://127.0.0.1:$CEP1$path$q" ;;
+    pushpin) echo "--url ws://127.0.0.1:$HP$path$q" ;;
   esac
 }
+is_wsgate() { [ "$1" = wsgate ] || [ "$1" = wsgate-cluster ]; }
 tok_args() { # server kind -> wsload token options
-  [ "$1" = wsgate ] && echo "--tokens $tmp/wsgate/tok-$2 --token-mode query" || true
+  if is_wsgate "$1"; then echo "--tokens $tmp/$1/tok-$2 --token-mode query"; fi
+}
+api_port() { # server [index] -> a control-API port (the cluster has two)
+  case $1 in
+    wsgate) echo "$AP" ;;
+    wsgate-cluster) [ "${2:-0}" = 1 ] && echo "$CAP1" || echo "$CAP0" ;;
+  esac
 }
 wait_file() { # file seconds
   for _ in $(seq $(($2 * 10))); do [ -s "$1" ] && return 0; sleep 0.1; done
   return 1
 }
 fcalc() { python3 -c "print(round($1, 3))"; }
-target() { eval echo "\$TARGET_$1"; }
+target() { local v="TARGET_${1//-/_}"; echo "${!v}"; }
+
+# CPU seconds per process of the server as a JSON object: for the cluster
+# every process cluster.sh started (edges, APIs, dispatchers, nats,
+# postgres with its backends), to see which one limits it; {} otherwise.
+cpu_snap() { # server
+  [ "$1" = wsgate-cluster ] || { echo "{}"; return; }
+  local np out="" name p
+  for np in $CLUSTER_PROCS; do
+    name=${np%%:*} p=${np#*:}
+    out="$out\"$name\":$(cpu_s "sid:$p"),"
+  done
+  echo "{${out%,}}"
+}
+cpu_delta() { # snap-before snap-after -> {name: seconds}
+  python3 -c 'import json,sys;a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2])
+print(json.dumps({k: round(b[k]-a.get(k,0),3) for k in b}))' "$1" "$2"
+}
 
 # Publishes through the server's API: server channel benchpub-args...
+# (The cluster: through its first API; the fan-out work is on the edges.)
 publish() {
   local s=$1 ch=$2
   shift 2
-  if [ "$s" = wsgate ]; then
-    "$B/benchpub" --port "$AP" --path "/v1/channels/$ch/messages" \
+  if is_wsgate "$s"; then
+    "$B/benchpub" --port "$(api_port "$s")" --path "/v1/channels/$ch/messages" \
       --header "Authorization: Bearer $API_TOKEN" --body '{"data":"@T@"}' "$@"
   else
     "$B/benchpub" --port "$PP" --path /publish/ \
@@ -66,20 +94,29 @@ wl_a() {
   local rss_before
   rss_before=$(rss_kb "$t")
   # shellcheck disable=SC2046
-  "$B/wsload" --url "$(ws_url "$s")" $(tok_args "$s" idle) --conns "$N_IDLE" --inflight 200 \
+  "$B/wsload" $(url_args "$s") $(tok_args "$s" idle) --conns "$N_IDLE" --inflight 200 \
     --sources "$sources" --mode idle --duration "$HOLD" --ready-file "$ready" >"$out" &
   local lp=$!
   pids+=("$lp")
   wait_file "$ready" 300 || { kill "$lp"; return 1; }
   sleep 2
-  local c0 t0 c1 t1 rss
-  c0=$(cpu_s "$t") t0=$(date +%s.%N)
+  local c0 t0 c1 t1 rss infra0 infra1 infra="{}"
+  c0=$(cpu_s "$t") t0=$(date +%s.%N) infra0=$(cpu_snap "$s")
   sleep $((HOLD / 2))
   rss=$(rss_kb "$t")
+  if [ "$s" = wsgate-cluster ]; then # nats-server and PostgreSQL beside, not in, the sum
+    infra="{\"nats_rss_kib\":$(rss_kb "$TARGET_nats"),\"postgres_pss_kib\":$(pss_kb "$TARGET_postgres"),
+      \"postgres_rss_kib\":$(rss_kb "$TARGET_postgres")"
+  fi
   local rest=$((HOLD - HOLD / 2 - 4))
   [ "$rest" -ge 1 ] || rest=1
   sleep "$rest"
-  c1=$(cpu_s "$t") t1=$(date +%s.%N)
+  c1=$(cpu_s "$t") t1=$(date +%s.%N) infra1=$(cpu_snap "$s")
+  if [ "$s" = wsgate-cluster ]; then
+    infra="$infra,\"idle_cpu_pct_by_process\":$(python3 -c 'import json,sys
+d=json.loads(sys.argv[1]);print(json.dumps({k: round(v/float(sys.argv[2])*100,2) for k,v in d.items()}))' \
+      "$(cpu_delta "$infra0" "$infra1")" "$(fcalc "$t1 - $t0")")}"
+  fi
   wait "$lp" || true
   local r open closed
   r=$(cat "$out")
@@ -87,7 +124,8 @@ wl_a() {
   record "{\"workload\":\"a\",\"server\":\"$s\",\"conns\":$N_IDLE,\"open\":$open,\"closed_early\":$closed,
     \"hold_s\":$HOLD,\"rss_kib\":$rss,\"rss_kib_before\":$rss_before,
     \"rss_kib_per_conn\":$(fcalc "$rss / max($open,1)"),
-    \"idle_cpu_pct\":$(fcalc "($c1 - $c0) / ($t1 - $t0) * 100"),
+    \"rss_kib_per_conn_above_start\":$(fcalc "($rss - $rss_before) / max($open,1)"),
+    \"idle_cpu_pct\":$(fcalc "($c1 - $c0) / ($t1 - $t0) * 100"),\"infra\":$infra,
     \"pass\":$([ "$open" = "$N_IDLE" ] && [ "$closed" = 0 ] && echo true || echo false)}"
 }
 
@@ -101,7 +139,7 @@ wl_b() {
     local q=""
     [ "$s" = pushpin ] && q="ch=fan"
     # shellcheck disable=SC2046
-    "$B/wsload" --url "$(ws_url "$s" "$q")" $(tok_args "$s" fan) --conns "$subs" --inflight 200 \
+    "$B/wsload" $(url_args "$s" /bench "$q") $(tok_args "$s" fan) --conns "$subs" --inflight 200 \
       --sources "$sources" --mode recv --duration 100000 --ready-file "$ready" >"$out" &
     local lp=$!
     pids+=("$lp")
@@ -120,14 +158,14 @@ wl_b() {
       \"all_reached_ms\":$(jget "$r" latency_ms.max)}"
     local goal
     for goal in $FAN_RATES; do
-      local rate c0 c1 ok rx lost
+      local rate c0 c1 ok rx lost p0 p1
       rate=$(fcalc "max($goal / $subs, 1)")
       interval "$lp" "$out" >/dev/null
-      c0=$(cpu_s "$t")
+      c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
       p=$(publish "$s" fan --rate "$rate" --duration "$STEP_S" --conns 8)
       drain "$lp" "$out" $(($(jget "$p" ok) * opened))
       r=$(interval "$lp" "$out")
-      c1=$(cpu_s "$t")
+      c1=$(cpu_s "$t") p1=$(cpu_snap "$s")
       ok=$(jget "$p" ok) rx=$(jget "$r" received)
       lost=$((ok * opened - rx))
       [ "$lost" -lt 0 ] && lost=0
@@ -137,7 +175,8 @@ wl_b() {
         \"received\":$rx,\"lost\":$lost,\"closed_early\":$(jget "$r" closed_early),
         \"deliveries_per_s\":$(fcalc "$rx / max($(jget "$r" last_rx_s), 0.001)"),
         \"latency_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["latency_ms"]))' "$r"),
-        \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($rx, 1) * 1000"),\"pass\":$([ "$lost" = 0 ] && echo true || echo false)}"
+        \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($rx, 1) * 1000"),\"cpu_s_by_process\":$(cpu_delta "$p0" "$p1"),
+        \"pass\":$([ "$lost" = 0 ] && echo true || echo false)}"
       [ "$lost" = 0 ] || break
       python3 -c "import json,sys;sys.exit(json.loads(sys.argv[1])['latency_ms']['p99'] > 5000)" "$r" || break
     done
@@ -156,23 +195,28 @@ wl_c() {
     per=$(python3 -c "print(max(1, $rate * $STEP_S // $C_CONNS))")
     breset
     # shellcheck disable=SC2046
-    "$B/wsload" --url "$(ws_url "$s")" $(tok_args "$s" idle) --conns "$C_CONNS" --inflight 200 \
+    "$B/wsload" $(url_args "$s") $(tok_args "$s" idle) --conns "$C_CONNS" --inflight 200 \
       --sources "$sources" --mode send --rate "$rate" --count "$per" --size 64 \
       --duration $((STEP_S * 4)) --ready-file "$ready" >"$out" &
     local lp=$!
     pids+=("$lp")
     wait_file "$ready" 120 || { kill "$lp"; return 1; }
-    local c0 c1 st sent got
-    c0=$(cpu_s "$t")
+    local c0 c1 st sent got p0 p1 last=-1 same=0
+    c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
     wait "$lp" || true
     sent=$(jget "$(cat "$out")" sent)
-    for _ in $(seq 100); do
+    # wait for the backlog: until every frame arrived, or none arrived for
+    # 5 s (what is missing then is lost), at most 120 s
+    for _ in $(seq 1200); do
       st=$(bstats)
       got=$(jget "$st" messages)
       [ "$got" -ge "$sent" ] && break
+      if [ "$got" = "$last" ]; then same=$((same + 1)); else same=0; fi
+      [ "$same" -ge 50 ] && break
+      last=$got
       sleep 0.1
     done
-    c1=$(cpu_s "$t")
+    c1=$(cpu_s "$t") p1=$(cpu_snap "$s")
     local lost=$((sent - got))
     [ "$lost" -lt 0 ] && lost=0
     record "{\"workload\":\"c\",\"server\":\"$s\",\"conns\":$C_CONNS,\"offered_per_s\":$rate,
@@ -180,18 +224,19 @@ wl_c() {
       \"duplicates\":$(jget "$st" duplicates),\"out_of_order\":$(jget "$st" out_of_order),
       \"frames_per_s\":$(fcalc "$got / max($(jget "$st" span_s), 0.001)"),
       \"latency_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["latency_ms"]))' "$st"),
-      \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($got, 1) * 1000"),
+      \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($got, 1) * 1000"),\"cpu_s_by_process\":$(cpu_delta "$p0" "$p1"),
       \"pass\":$([ "$lost" = 0 ] && echo true || echo false)}"
     [ "$lost" = 0 ] || break
     python3 -c "import json,sys;sys.exit(json.loads(sys.argv[1])['latency_ms']['p99'] > 5000)" "$st" || break
   done
 }
 
-# Connection ids on wsgate's /bench route, one a line, from the control API.
-wsgate_ids() {
-  python3 - "$AP" "$API_TOKEN" <<'EOF'
+# Connection ids on wsgate's /bench route, one a line, from the control API
+# (port). Exits 1 when fewer than `want` are listed.
+wsgate_ids() { # port want
+  python3 - "$1" "$API_TOKEN" "$2" <<'EOF'
 import json, sys, urllib.request
-port, tok = sys.argv[1], sys.argv[2]
+port, tok, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cursor, n = "", 0
 while True:
     url = "http://127.0.0.1:%s/v1/connections?route=/bench&limit=1000%s" % (port, "&cursor=" + cursor if cursor else "")
@@ -204,78 +249,106 @@ while True:
     cursor = d.get("next_cursor") or d.get("cursor") or ""
     if not cursor or not items:
         break
-sys.exit(0 if n else 1)
+sys.exit(0 if n >= want else 1)
 EOF
 }
 
 # (d) control-API sends to random connections of D_CONNS (wrk, keep-alive).
+# The cluster: one wrk per API (16 connections each, as a load balancer in
+# front of both would spread them); requests add up, API p99 is the larger
+# of the two.
 wl_d() {
   local s=$1 t out="$tmp/d-$s.json" ready="$tmp/d-$s.ready"
   t=$(target "$s")
   local q=""
   [ "$s" = pushpin ] && q="--conn-query"
   # shellcheck disable=SC2046
-  "$B/wsload" --url "$(ws_url "$s")" $(tok_args "$s" idle) $q --conns "$D_CONNS" --inflight 200 \
+  "$B/wsload" $(url_args "$s") $(tok_args "$s" idle) $q --conns "$D_CONNS" --inflight 200 \
     --sources "$sources" --mode recv --duration 100000 --ready-file "$ready" >"$out" &
   local lp=$!
   pids+=("$lp")
   wait_file "$ready" 300 || { kill "$lp"; return 1; }
-  local url
-  if [ "$s" = wsgate ]; then
-    if ! wsgate_ids >"$tmp/d-ids" 2>"$tmp/d-ids.err"; then
+  local urls=() opened
+  opened=$(cat "$ready")
+  if is_wsgate "$s"; then
+    # the cluster's registry records connections from their connect events:
+    # wait (at most 120 s) until it lists every open one
+    local ok=0
+    for _ in $(seq 120); do
+      wsgate_ids "$(api_port "$s")" "$opened" >"$tmp/d-ids" 2>"$tmp/d-ids.err" && { ok=1; break; }
+      sleep 1
+    done
+    if [ "$ok" != 1 ]; then
       kill "$lp"
       wait "$lp" 2>/dev/null || true
-      record "{\"workload\":\"d\",\"server\":\"$s\",\"not_run\":\"control API could not list connections: $(head -c 120 "$tmp/d-ids.err" | tr '\n"' '  ')\"}"
+      record "{\"workload\":\"d\",\"server\":\"$s\",\"not_run\":\"control API listed $(wc -l <"$tmp/d-ids") of $opened connections: $(head -c 120 "$tmp/d-ids.err" | tr '\n"' '  ')\"}"
       return 0
     fi
-    url="http://127.0.0.1:$AP"
+    urls=("http://127.0.0.1:$(api_port "$s" 0)")
+    [ "$s" = wsgate-cluster ] && urls+=("http://127.0.0.1:$(api_port "$s" 1)")
   else
-    url="http://127.0.0.1:$PP"
+    urls=("http://127.0.0.1:$PP")
   fi
   sleep 1
   interval "$lp" "$out" >/dev/null
-  local c0 c1 w r
-  c0=$(cpu_s "$t")
-  w=$(BENCH_TARGET=$s BENCH_N=$D_CONNS BENCH_IDS="$tmp/d-ids" BENCH_TOKEN="${API_TOKEN:-}" \
-    wrk -t1 -c32 -d"${D_SECS}s" --latency -s "$here/send.lua" "$url")
-  local done
-  done=$(python3 -c 'import re,sys;m=re.search(r"(\d+) requests in",sys.argv[1]);print(m.group(1) if m else 0)' "$w")
+  local c0 c1 p0 p1 r i wp=() files=() done=0
+  local per=$((32 / ${#urls[@]}))
+  c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
+  for i in "${!urls[@]}"; do
+    BENCH_SEED=$((i * 7919)) BENCH_TARGET=$s BENCH_N=$D_CONNS BENCH_IDS="$tmp/d-ids" BENCH_TOKEN="${API_TOKEN:-}" \
+      wrk -t1 -c"$per" -d"${D_SECS}s" --latency -s "$here/send.lua" "${urls[$i]}" >"$tmp/d-$s-$i.wrk" &
+    wp+=($!)
+    files+=("$tmp/d-$s-$i.wrk")
+  done
+  pids+=("${wp[@]}")
+  for i in "${wp[@]}"; do wait "$i" || true; done
+  for i in "${files[@]}"; do
+    done=$((done + $(python3 -c 'import re,sys;m=re.search(r"(\d+) requests in",open(sys.argv[1]).read());print(m.group(1) if m else 0)' "$i")))
+  done
   drain "$lp" "$out" "$done"
   r=$(interval "$lp" "$out")
-  c1=$(cpu_s "$t")
+  c1=$(cpu_s "$t") p1=$(cpu_snap "$s")
   kill "$lp" 2>/dev/null || true
   wait "$lp" 2>/dev/null || true
-  echo "$w" >"$tmp/d-$s.wrk"
-  python3 - "$w" "$r" "$s" "$c0" "$c1" >>"$tmp/results.jsonl" <<'EOF'
+  record "$(python3 - "$r" "$s" "$c0" "$c1" "$(cpu_delta "$p0" "$p1")" "${files[@]}" <<'EOF'
 import json, re, sys
-w, r, s, c0, c1 = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+r, s, c0, c1, by = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), json.loads(sys.argv[5])
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s)", v)
     return round(float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[m.group(2)], 3)
-done = int(re.search(r"(\d+) requests in", w).group(1))
-bad = re.search(r"Non-2xx or 3xx responses: (\d+)", w)
-bad = int(bad.group(1)) if bad else 0
-errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", w)
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
-p99 = ms(re.search(r"\s99%\s+(\S+)", w).group(1))
+done = bad = 0
+rps = p99 = 0.0
+errs = []
+for f in sys.argv[6:]:
+    w = open(f).read()
+    done += int(re.search(r"(\d+) requests in", w).group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", w)
+    bad += int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", w)
+    if m:
+        errs.append(m.group(0))
+    rps += float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
+    p99 = max(p99, ms(re.search(r"\s99%\s+(\S+)", w).group(1)))
 ok = done - bad
-print(json.dumps({"workload": "d", "server": s, "requests": done, "non_2xx": bad,
-    "socket_errors": errs.group(0) if errs else "", "req_per_s": rps, "api_p99_ms": p99,
+print(json.dumps({"workload": "d", "server": s, "apis": len(sys.argv) - 6, "requests": done, "non_2xx": bad,
+    "socket_errors": "; ".join(errs), "req_per_s": round(rps, 1), "api_p99_ms": p99,
     "received": r["received"], "lost": max(0, ok - r["received"]), "delivery_ms": r["latency_ms"],
-    "cpu_s_per_1000": round((c1 - c0) / max(r["received"], 1) * 1000, 3),
+    "cpu_s_per_1000": round((c1 - c0) / max(r["received"], 1) * 1000, 3), "cpu_s_by_process": by,
     "pass": bad == 0 and ok <= r["received"]}))
 EOF
+)"
 }
 
 # (e) new connections admitted by an HTTP authorizer, <= 200 in flight.
 wl_e() {
-  local s=$1 t out="$tmp/e-$s.json" url
+  local s=$1 t out="$tmp/e-$s.json" path=/bench
   t=$(target "$s")
-  if [ "$s" = wsgate ]; then url="ws://127.0.0.1:$EP/authz"; else url=$(ws_url "$s"); fi
+  is_wsgate "$s" && path=/authz
   breset
   local c0 c1 r
   c0=$(cpu_s "$t")
-  "$B/wsload" --url "$url" --conns "$E_CONNS" --inflight 200 --sources "$sources" --mode idle \
+  # shellcheck disable=SC2046
+  "$B/wsload" $(url_args "$s" "$path") --conns "$E_CONNS" --inflight 200 --sources "$sources" --mode idle \
     --duration 0.1 >"$out" || true
   c1=$(cpu_s "$t")
   r=$(cat "$out")

@@ -4,7 +4,9 @@
  * One thread, epoll, non-blocking sockets, its own minimal RFC 6455 client
  * framing. Opens N connections from several loopback source addresses
  * (one source address gives only ~28k ports), at most --inflight handshakes
- * at a time, then runs one workload:
+ * at a time, to one or several servers (--url may be repeated: connection i
+ * goes to URL i mod n, e.g. both edges of a cluster; one histogram for all),
+ * then runs one workload:
  *   idle   hold the connections for --duration seconds, answering pings
  *   send   every connection sends --count text messages "t=<ns> c=<i> n=<k> xxx…"
  *          (--size bytes) at --rate messages/s in total; the backend measures
@@ -48,10 +50,17 @@ typedef struct {
     int close_code;
 } conn_t;
 
-static struct {
+enum { MAX_URLS = 8 };
+
+typedef struct {
     char host[64];
     int port;
     char path[1024];
+} url_t;
+
+static struct {
+    url_t urls[MAX_URLS];
+    int n_urls;
     char **tokens;
     int n_tokens;
     char *sources[16];
@@ -64,8 +73,7 @@ static struct {
     const char *token_mode; /* query | header | protocol */
     int conn_query;         /* append c=<index> to the query (Pushpin: per-connection channel) */
     const char *ready_file; /* created once every connection is open or failed */
-} opt = {.port = 8080,
-         .conns = 1,
+} opt = {.conns = 1,
          .inflight = 200,
          .size = 64,
          .count = 100,
@@ -121,12 +129,24 @@ static void dump_interval(int reset)
 
 static void parse_url(const char *url)
 {
-    if (sscanf(url, "ws://%63[^:/]:%d%1023s", opt.host, &opt.port, opt.path) < 2) {
+    if (opt.n_urls == MAX_URLS) {
+        fprintf(stderr, "wsload: at most %d --url\n", MAX_URLS);
+        exit(2);
+    }
+    url_t *u = &opt.urls[opt.n_urls];
+    if (sscanf(url, "ws://%63[^:/]:%d%1023s", u->host, &u->port, u->path) < 2 || u->port < 1 ||
+        u->port > 65535) {
         fprintf(stderr, "wsload: bad --url %s (want ws://host:port/path)\n", url);
         exit(2);
     }
-    if (!opt.path[0])
-        strcpy(opt.path, "/");
+    if (!u->path[0])
+        strcpy(u->path, "/");
+    opt.n_urls++;
+}
+
+static const url_t *url_of(const conn_t *c)
+{
+    return &opt.urls[c->idx % opt.n_urls];
 }
 
 static void load_tokens(const char *file)
@@ -149,8 +169,10 @@ static void load_tokens(const char *file)
 
 static int start_connect(conn_t *c)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-    inet_pton(AF_INET, opt.host, &sa.sin_addr);
+    const url_t *u = url_of(c);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)u->port)};
+    if (inet_pton(AF_INET, u->host, &sa.sin_addr) != 1)
+        return -1;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return -1;
@@ -176,17 +198,18 @@ static void conn_fail(conn_t *c, int was_open);
 static void send_handshake(conn_t *c)
 {
     char req[8192];
+    const url_t *u = url_of(c);
     const char *tok = opt.n_tokens ? opt.tokens[c->idx % opt.n_tokens] : NULL;
     int q = tok && strcmp(opt.token_mode, "query") == 0;
     char cq[32] = "";
     if (opt.conn_query)
-        snprintf(cq, sizeof cq, "%sc=%d", (q || strchr(opt.path, '?')) ? "&" : "?", c->idx);
+        snprintf(cq, sizeof cq, "%sc=%d", (q || strchr(u->path, '?')) ? "&" : "?", c->idx);
     int n = snprintf(req, sizeof req,
                      "GET %s%s%s%s%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n",
-                     opt.path, q ? (strchr(opt.path, '?') ? "&" : "?") : "", q ? "token=" : "",
-                     q ? tok : "", cq, opt.host, opt.port);
+                     u->path, q ? (strchr(u->path, '?') ? "&" : "?") : "", q ? "token=" : "",
+                     q ? tok : "", cq, u->host, u->port);
     if (tok && strcmp(opt.token_mode, "header") == 0)
         n += snprintf(req + n, sizeof req - (size_t)n, "Authorization: Bearer %s\r\n", tok);
     if (tok && strcmp(opt.token_mode, "protocol") == 0)
@@ -453,7 +476,8 @@ static void print_result(double connect_s)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: wsload --url ws://127.0.0.1:8080/chat [--tokens FILE] [--token-mode "
+    fprintf(stderr, "usage: wsload --url ws://127.0.0.1:8080/chat [--url ...] [--tokens FILE] "
+                    "[--token-mode "
                     "query|header|protocol]\n"
                     "              [--conns N] [--inflight N] [--sources 127.0.0.1,127.0.0.2]\n"
                     "              [--mode idle|send|recv] [--count N] [--rate R] [--size B]\n"

@@ -14,6 +14,13 @@
 #                else `wsgate` on PATH)
 #   BASE_PORT    first port (default 18080): edges BASE, BASE+1; APIs
 #                BASE+10, BASE+11; NATS BASE+20; PostgreSQL BASE+21
+#   EDGE_PORTS, API_PORTS  two ports each ("P0 P1"), NATS_PORT, PG_PORT:
+#                chosen ports instead of the BASE_PORT layout (bench/run.sh)
+#   CLUSTER_POINTER  file recording the running cluster's state directory
+#                (default ${XDG_RUNTIME_DIR:-/tmp}/wsgate-local-cluster.dir);
+#                a separate one lets a script run its own cluster beside
+#                yours. A started cluster writes STATE_DIR/addresses once
+#                every process is ready: scripts wait for that file
 #   BACKEND      webhook URL of the generated route /chat
 #                (default http://127.0.0.1:9000/events)
 #   CONFIG       your own config file instead of the generated one; its
@@ -26,7 +33,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-POINTER="${XDG_RUNTIME_DIR:-/tmp}/wsgate-local-cluster.dir"
+POINTER="${CLUSTER_POINTER:-${XDG_RUNTIME_DIR:-/tmp}/wsgate-local-cluster.dir}"
 BASE_PORT="${BASE_PORT:-18080}"
 BACKEND="${BACKEND:-http://127.0.0.1:9000/events}"
 KEEP_STATE="${KEEP_STATE:-1}"
@@ -206,7 +213,8 @@ start_node() {
     setsid env "$@" WSGATE_STORE="$STORE_URL" WSGATE_NATS="$NATS_URL" \
         "$WSGATE_BIN" "$role" --config "$CONFIG" >"$STATE/logs/$name.log" 2>&1 </dev/null &
     record "$name" $!
-    wait_for "$name" $! "$port" "$STATE/logs/$name.log" '"wsgate ready"'
+    # the ready line is logged at info, in JSON or text format
+    wait_for "$name" $! "$port" "$STATE/logs/$name.log" 'wsgate ready'
 }
 
 on_signal() {
@@ -228,11 +236,16 @@ cmd_start() {
             die "a cluster already runs (state $old): cluster.sh stop"
         fi
     fi
-    EDGE_PORTS=("$BASE_PORT" "$((BASE_PORT + 1))")
-    API_PORTS=("$((BASE_PORT + 10))" "$((BASE_PORT + 11))")
-    NATS_PORT=$((BASE_PORT + 20))
-    PG_PORT=$((BASE_PORT + 21))
     local p
+    read -r -a EDGE_PORTS <<<"${EDGE_PORTS:-$BASE_PORT $((BASE_PORT + 1))}"
+    read -r -a API_PORTS <<<"${API_PORTS:-$((BASE_PORT + 10)) $((BASE_PORT + 11))}"
+    NATS_PORT="${NATS_PORT:-$((BASE_PORT + 20))}"
+    PG_PORT="${PG_PORT:-$((BASE_PORT + 21))}"
+    [[ ${#EDGE_PORTS[@]} -eq 2 && ${#API_PORTS[@]} -eq 2 ]] ||
+        die "EDGE_PORTS and API_PORTS take two ports each (\"P0 P1\")"
+    for p in "${EDGE_PORTS[@]}" "${API_PORTS[@]}" "$NATS_PORT" "$PG_PORT"; do
+        [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || die "bad port '$p'"
+    done
     for p in "${EDGE_PORTS[@]}" "${API_PORTS[@]}" "$NATS_PORT" "$PG_PORT"; do
         port_busy "$p" && die "port $p is in use (set BASE_PORT)"
     done
@@ -253,7 +266,9 @@ cmd_start() {
     start_postgres
     if [[ -n "${CONFIG:-}" ]]; then
         CONFIG="$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")"
+        ROUTES_NOTE="routes of $CONFIG"
     else
+        ROUTES_NOTE="generated route /chat -> $BACKEND"
         write_config
     fi
     WSGATE_STORE="$STORE_URL" "$WSGATE_BIN" migrate --config "$CONFIG" >"$STATE/logs/migrate.log" 2>&1 ||
@@ -287,14 +302,15 @@ cmd_start() {
 }
 
 print_addresses() {
-    local token=""
+    local token="" ROUTE_PATH=/chat
+    [[ "$ROUTES_NOTE" == generated* ]] || ROUTE_PATH="/<route>"
     token="$(WSGATE_STORE="$STORE_URL" "$WSGATE_BIN" token --config "$CONFIG" --api --scope admin --ttl 12h 2>/dev/null || true)"
     cat <<EOF
 
 wsgate local cluster is up (state and logs: $STATE)
-  edges (WebSocket):   ws://127.0.0.1:${EDGE_PORTS[0]}/chat   ws://127.0.0.1:${EDGE_PORTS[1]}/chat
+  edges (WebSocket):   ws://127.0.0.1:${EDGE_PORTS[0]}${ROUTE_PATH}   ws://127.0.0.1:${EDGE_PORTS[1]}${ROUTE_PATH}
   control APIs:        http://127.0.0.1:${API_PORTS[0]}   http://127.0.0.1:${API_PORTS[1]}
-  dispatchers:         2, posting webhooks to the routes' backends (generated: $BACKEND)
+  dispatchers:         2, posting webhooks to the routes' backends ($ROUTES_NOTE)
   NATS:                $NATS_URL (JetStream store $STATE/nats)
   PostgreSQL:          $STORE_URL
   config:              $CONFIG
@@ -308,6 +324,6 @@ case "${1:-start}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
--h | --help | help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
 *) die "unknown command ${1} (start|stop|status)" ;;
 esac
