@@ -63,6 +63,9 @@ typedef struct {
                                queue (WAL); NULL = ":memory:" (tests only) */
     const char *name;       /* this process's name, for NATS connection names */
     uint32_t partitions;    /* NATS: event subject partitions (default 16) */
+    uint32_t ack_wait_ms;   /* NATS: AckWait of event consumers (default 30000);
+                               a dead process's partition leases expire after
+                               1.5 x this */
 } bus_opts_t;
 
 /* Opens a bus. Returns 0, WSG_EINVAL (unknown URL scheme), WSG_EBUS (the

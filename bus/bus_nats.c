@@ -298,6 +298,7 @@ static int nats_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errl
     pthread_cond_init(&b->cv, NULL);
     b->partitions = opts->partitions ? opts->partitions : 16;
     set_prefix(b, "wsgate");
+    b->tune.ack_wait_ms = opts->ack_wait_ms;
     fill_defaults(&b->tune);
     int rc = 0;
     natsStatus s = connect_bus(b, opts);

@@ -192,7 +192,10 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
         goto out;
 
     char *qpath = roles == ROLE_ALL ? queue_path_for(r.cfg->store) : NULL;
-    bus_opts_t bo = {.url = r.cfg->nats, .queue_path = qpath, .name = role};
+    bus_opts_t bo = {.url = r.cfg->nats,
+                     .queue_path = qpath,
+                     .name = role,
+                     .ack_wait_ms = (uint32_t)r.cfg->cluster.ack_wait_ms};
     if (roles != ROLE_ALL && (!r.cfg->nats || !*r.cfg->nats)) {
         fprintf(stderr, "wsgate %s: cluster roles need `nats:` set (or use `wsgate standalone`)\n",
                 role);

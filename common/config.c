@@ -790,6 +790,16 @@ static int default_edge_id(wsg_config_t *cfg)
     return (cfg->edge.id = strdup(id)) ? 0 : WSG_ENOMEM;
 }
 
+static int check_ack_wait(ld_t *ld, wsg_config_t *cfg)
+{
+    char why[512], dkey[DKEY];
+    size_t i = 0;
+    if (cfg_check_ack_wait(cfg, &i, why, sizeof why) == 0)
+        return 0;
+    cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.timeout", i);
+    return at_field(ld, &cfg->routes[i].delivery.timeout_ms, cfg->routes[i].line, dkey, "%s", why);
+}
+
 static int check_all(ld_t *ld, wsg_config_t *cfg)
 {
     int rc = check_required(ld, &cfg_root_scope, cfg, "", 0);
@@ -797,6 +807,8 @@ static int check_all(ld_t *ld, wsg_config_t *cfg)
         rc = check_jwt(ld, &cfg->api.jwt, "api.auth.jwt.");
     for (size_t i = 0; i < cfg->n_routes && rc == 0; i++)
         rc = check_route(ld, cfg, i);
+    if (rc == 0)
+        rc = check_ack_wait(ld, cfg);
     return rc ? rc : default_edge_id(cfg);
 }
 

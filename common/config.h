@@ -145,6 +145,7 @@ typedef struct {
     } log;
     struct {
         uint64_t edge_timeout_ms; /* edge declared lost after this; default 15000 */
+        uint64_t ack_wait_ms;     /* JetStream AckWait of event consumers; default 30000 */
     } cluster;
     wsg_route_conf_t *routes;
     size_t n_routes;

@@ -410,6 +410,39 @@ int cfg_load_public_key(const char *file, int alg, char **pem, size_t *len, char
     return 0;
 }
 
+/* The dispatcher's routing-service calls never take longer than this
+ * (DISP_ROUTE_TIMEOUT_MS in dispatcher/disp_core.h). */
+#define ROUTING_CALL_MAX_MS 2000
+
+/* A webhook attempt must end within AckWait: the dispatcher keeps an event
+ * in hand alive with in-progress signals, but while NATS is away they do not
+ * get through, and an attempt outliving AckWait then gets its event handed
+ * out again behind the connection's later events (see docs/cluster.md). */
+int cfg_check_ack_wait(const wsg_config_t *cfg, size_t *route, char *why, size_t n)
+{
+    if (!cfg->nats || !*cfg->nats)
+        return 0; /* in-process bus: no AckWait */
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const wsg_route_conf_t *r = &cfg->routes[i];
+        uint64_t t = r->delivery.timeout_ms, routing = 0;
+        if (r->routing_service && *r->routing_service)
+            routing = t < ROUTING_CALL_MAX_MS ? t : ROUTING_CALL_MAX_MS;
+        if (t + routing < cfg->cluster.ack_wait_ms)
+            continue;
+        char tb[32], rb[32], ab[32];
+        cfg_format_duration(t, tb, sizeof tb);
+        cfg_format_duration(routing, rb, sizeof rb);
+        cfg_format_duration(cfg->cluster.ack_wait_ms, ab, sizeof ab);
+        *route = i;
+        return fail(why, n,
+                    "%s%s%s%s must be below cluster.ack_wait (%s): a webhook attempt has to end "
+                    "within JetStream's AckWait; lower the timeout or raise cluster.ack_wait",
+                    tb, routing ? " (+ " : "", routing ? rb : "",
+                    routing ? " routing-service call)" : "", ab);
+    }
+    return 0;
+}
+
 /* "routes[0].auth.jwt.secret" -> "WSGATE_ROUTES_0_AUTH_JWT_SECRET". */
 void cfg_env_name(const char *dkey, const char *suffix, char *out, size_t n)
 {

@@ -475,6 +475,16 @@ static const cfg_key_t root_keys[] = {
      .min = SEC,
      .max = HOUR,
      .doc = "an edge silent this long is lost: its connections get `edge_lost` disconnects"},
+    {.path = "cluster.ack_wait",
+     .type = CFG_DUR,
+     .off = C(cluster.ack_wait_ms),
+     .off2 = NOOFF,
+     .def = "30s",
+     .min = SEC,
+     .max = HOUR,
+     .doc = "JetStream AckWait of the event consumers; a dead dispatcher's partitions move "
+            "after 1.5 x this; must exceed every route's webhook attempt (delivery.timeout, "
+            "+ up to 2s routing call)"},
     {.path = "routes",
      .type = CFG_ITEMS,
      .off = C(routes),

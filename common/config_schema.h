@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/config.h"
+
 typedef enum {
     CFG_STR,   /* char *; optional length (size_t) at off2 */
     CFG_BOOL,  /* bool */
@@ -85,6 +87,12 @@ int cfg_check_token(const char *v, char *why, size_t n);
 int cfg_check_nonempty(const char *v, char *why, size_t n);
 int cfg_check_log_level(const char *v, char *why, size_t n);
 int cfg_check_log_format(const char *v, char *why, size_t n);
+
+/* Cluster mode (nats set): every route's webhook attempt (delivery.timeout,
+ * plus the routing-service call when the route has one) must end within
+ * cluster.ack_wait. Returns 0, or nonzero with the first offending route's
+ * index in *route and the reason in why. */
+int cfg_check_ack_wait(const wsg_config_t *cfg, size_t *route, char *why, size_t n);
 
 /* Reads the PEM public key in file for alg (RSA for RS*, EC on the right
  * curve for ES*). Returns 0 and a new NUL-terminated text in *pem, or

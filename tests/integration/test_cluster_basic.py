@@ -259,15 +259,16 @@ class ClusterTestCase(unittest.TestCase):
 
     n_edges = n_apis = n_dispatchers = 2
     extra_config = None
+    route_options = {}  # merged into every route (e.g. delivery={...})
 
     @classmethod
     def setUpClass(cls):
         w.require_binary()
         cls.be = w.Backend()
-        routes = [w.route("/chat", cls.be.url),
+        routes = [w.route("/chat", cls.be.url, **cls.route_options),
                   w.route("/solo", cls.be.url, jwt={"alg": "HS256", "secret":
                                                     w.DEFAULT_CLIENT_SECRET},
-                          one_connection_per_user="replace")]
+                          one_connection_per_user="replace", **cls.route_options)]
         cls.cl = Cluster(routes, cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config)
         try:
             cls.cl.start()

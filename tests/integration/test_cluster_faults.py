@@ -2,24 +2,32 @@
 with a real nats-server and PostgreSQL (the Cluster of
 test_cluster_basic.py: 2 edges, 2 APIs, 2 dispatchers, free loopback ports).
 
-- kill -9 of a dispatcher while clients on both edges keep sending: once the
-  other dispatcher takes over the dead one's partitions (after the lease
-  TTL), every message is delivered, in order per connection (by first
-  delivery), and any duplicate carries the same event id and webhook-id;
+- kill -9 of a dispatcher mid-stream of 10,000 messages from 100
+  connections (50 per edge, each edge's sockets driven by one Fleet thread
+  of test_cluster_outages.py): once the other dispatcher takes over the
+  dead one's partitions (after the lease TTL, 1.5 x cluster.ack_wait, here
+  4 s: the test first checks the consumers' AckWait and the lease bucket's
+  TTL in JetStream), every message is delivered, in order per connection
+  (by first delivery), and any duplicate carries the same event id and
+  webhook-id;
 - kill -9 of an edge: each of its connections gets exactly one disconnect
   event (initiator edge_lost, code 1006, the next seq) once its heartbeats
   are older than cluster.edge_timeout; its rows leave the store; the other
-  edge's connections are untouched.
+  edge's connections are untouched;
+- cluster.ack_wait is refused by the config check when a route's webhook
+  attempt (delivery.timeout, plus the routing call) does not end within it.
 
 Every process is stopped by PID; every wait is bounded.
 """
 
-import threading
+import json
+import subprocess
 import time
 import unittest
 
 import wsgate_test as w
-from test_cluster_basic import ClusterTestCase, q
+from test_cluster_basic import ClusterTestCase
+from test_cluster_outages import Fleet, map_fleet_ids, ws_connect_ids
 
 EDGE_TIMEOUT_S = 3  # cluster.edge_timeout of Cluster's config
 
@@ -77,57 +85,95 @@ class EdgeCrashTest(ClusterTestCase):
         self.lose_edge(idx, doomed, survivor_ws, survivor)
 
 
+class Tally:
+    """Incremental view of a Backend's events for big runs (Backend.wait_for
+    re-reads every request on each arrival): poll() folds in what arrived
+    since the last call."""
+
+    def __init__(self, be, ids):
+        self.be, self.ids, self.done = be, ids, 0
+        self.keys = set()  # (connection, seq) delivered at least once
+        self.messages = 0  # message deliveries, retries included
+
+    def poll(self):
+        rs = self.be.snapshot()
+        for r in rs[self.done:]:
+            for e in r.events():
+                if e.get("connection_id") in self.ids:
+                    self.keys.add((e["connection_id"], e["seq"]))
+                    self.messages += e["type"] == "message"
+        self.done = len(rs)
+        return self
+
+
 class DispatcherCrashTest(ClusterTestCase):
+    # a short AckWait (leases expire after 1.5 x = 6 s), which the config
+    # check only accepts with webhook attempts shorter than it
+    extra_config = {"cluster": {"ack_wait": "4s"}}
+    route_options = {"delivery": {"timeout": "3s"}}
+    per_edge = 50  # connections per edge: 100 in all
+    per_conn = 100  # messages per connection: 10,000 in all
+
     def test_kill9_dispatcher_loses_nothing(self):
-        self.be.respond(200, delay=0.01)  # keep deliveries in flight
-        clients = [self.client(edge) for edge in (0, 1, 0, 1)]
-        n_msgs = 150
-        stop = threading.Event()
+        # cluster.ack_wait reached JetStream: the consumers' AckWait, and the
+        # lease bucket's TTL of 1.5 x that
+        def consumer(p):
+            return json.loads(self.cl.nats.request(
+                "$JS.API.CONSUMER.INFO.WSGATE_EVENTS.idispatch_%d" % p))
+        for p in range(16):
+            w.wait_until(lambda p=p: "config" in consumer(p), 15, 0.1, "consumer %d" % p)
+            info = consumer(p)
+            self.assertEqual(info["config"].get("ack_wait"), 4 * 10**9, info)
+        info = json.loads(self.cl.nats.request("$JS.API.STREAM.INFO.KV_wsgate_leases"))
+        self.assertEqual(info["config"]["max_age"], 6 * 10**9, info)
+        self.be.respond(200, delay=0.005)  # keep deliveries in flight
+        fleets, ids = [], []
+        try:
+            for e in (0, 1):
+                fl = Fleet(self.cl.edge_url(e), self.per_edge, "d%d" % e,
+                           per_conn=self.per_conn, rate=400)
+                fleets.append(fl)
+                got = ws_connect_ids(self.be, self.cl.edges[e].port, self.per_edge,
+                                     self._taken(), timeout=60)
+                ids.append(map_fleet_ids(self, fl, got, timeout=60))
+            for fl in fleets:
+                fl.start()
+            all_ids = {cid for m in ids for cid in m}
+            tally = Tally(self.be, all_ids)
+            total = len(all_ids) * (self.per_conn + 1)
+            w.wait_until(lambda: tally.poll().messages >= 2000, 120, 0.2,
+                         "2000 messages before the kill")
+            # dispatchers[0] started first (Cluster waits for it before
+            # starting the next) and took every partition lease
+            self.assertEqual(self.cl.dispatchers[0].kill9(), -9)
+            at_kill = len(tally.poll().keys)
+            self.assertLess(at_kill, total, "the kill came too late")
+            for fl in fleets:
+                fl.join(180)
+                self.assertIsNone(fl.error)
+                for c in fl.conns:
+                    self.assertIsNone(c.close_code, "a client was closed")
+                    self.assertEqual(c.sent, self.per_conn)
+            # the survivor takes the dead one's partitions once their leases
+            # expire (1.5 x cluster.ack_wait)
+            w.wait_until(lambda: len(tally.poll().keys) >= total, 300, 0.5,
+                         "every message, once at least")
+            time.sleep(1)  # late duplicates, if any, are checked too
+            self.check_deliveries(fleets, ids)
+        finally:
+            for fl in fleets:
+                fl.close()
 
-        def sender(ws, cid):
-            for k in range(n_msgs):
-                if stop.is_set():
-                    return
-                ws.send_text("%s #%d" % (cid, k))
-                time.sleep(0.01)
-
-        threads = [threading.Thread(target=sender, args=c, daemon=True) for c in clients]
-        for t in threads:
-            t.start()
-        ids = {cid for _, cid in clients}
-        self.be.wait_for(lambda rs: sum(1 for r in rs for e in r.events()
-                                        if e.get("connection_id") in ids and
-                                        e["type"] == "message") >= 100 or None,
-                         timeout=30, what="100 messages before the kill")
-        # dispatchers[0] started first (Cluster waits for it before starting
-        # the next) and took every partition lease: it is the one delivering
-        self.assertEqual(self.cl.dispatchers[0].kill9(), -9)
-        at_kill = len({e["id"] for e in self.be.events() if e.get("connection_id") in ids})
-        self.assertLess(at_kill, len(clients) * (n_msgs + 1), "the kill came too late")
-        for t in threads:
-            t.join(60)
-        stop.set()
-        # the survivor takes the partitions when the dead one's leases expire
-        # (1.5 x AckWait = 45 s by default)
-        def all_delivered(rs):
-            got = {(e["connection_id"], e["seq"]) for r in rs for e in r.events()
-                   if e.get("connection_id") in ids}
-            return len(got) >= len(clients) * (n_msgs + 1) or None
-
-        self.be.wait_for(all_delivered, timeout=150, what="every message, once at least")
-        self.check_deliveries(clients, n_msgs)
-
-    def check_deliveries(self, clients, n_msgs):
-        ids = {cid for _, cid in clients}
-        seen = {}  # event id -> (conn, seq, webhook-id)
+    def check_deliveries(self, fleets, ids):
+        all_ids = {cid for m in ids for cid in m}
+        seen = {}  # event id -> ((conn, seq), webhook-id)
         dupes = 0
         for r in self.be.snapshot():
             for e in r.events():
-                if e.get("connection_id") not in ids:
+                if e.get("connection_id") not in all_ids:
                     continue
-                key = (e["connection_id"], e["seq"])
+                got = ((e["connection_id"], e["seq"]), r.headers.get("webhook-id"))
                 prev = seen.get(e["id"])
-                got = (key, r.headers.get("webhook-id"))
                 if prev is not None:
                     dupes += 1
                     self.assertEqual(prev, got, "a duplicate must repeat id and webhook-id")
@@ -136,15 +182,61 @@ class DispatcherCrashTest(ClusterTestCase):
         keys = [v[0] for v in seen.values()]
         self.assertEqual(len(keys), len(set(keys)), "two event ids for one (connection, seq)")
         by_conn = w.events_by_connection(w.dedupe(self.be.events()))
-        for _, cid in clients:
-            evs = by_conn[cid]
-            self.assertEqual(evs[0]["type"], "connect")
-            self.assertEqual([e["seq"] for e in evs], list(range(1, n_msgs + 2)))
-            self.assertEqual([e["data"] for e in evs[1:]],
-                             ["%s #%d" % (cid, k) for k in range(n_msgs)])
+        for f, fl in enumerate(fleets):
+            for c in fl.conns:
+                evs = by_conn[ids[f][c.idx]]  # in order of first delivery
+                self.assertEqual(evs[0]["type"], "connect")
+                self.assertEqual([e["seq"] for e in evs], list(range(1, self.per_conn + 2)))
+                self.assertEqual([e["data"] for e in evs[1:]],
+                                 [fl.data(c, k) for k in range(self.per_conn)])
         print("dispatcher kill -9: %d messages from %d connections, all delivered in order, "
-              "%d duplicate deliveries (same ids)" % (n_msgs * len(clients), len(clients), dupes))
+              "%d duplicate deliveries (same ids)"
+              % (self.per_conn * len(all_ids), len(all_ids), dupes))
 
+
+class AckWaitConfigTest(unittest.TestCase):
+    """cluster.ack_wait is checked against every route's webhook attempt."""
+
+    def check(self, ack_wait, timeout, routing=None, nats="nats://127.0.0.1:4222"):
+        w.require_binary()
+        tmp = w.TempDir(prefix="wsgate-ackwait-")
+        try:
+            r = w.route("/chat", "http://127.0.0.1:9/hook", delivery={"timeout": timeout})
+            if routing:
+                r["routing_service"] = routing
+            cfg = {"nats": nats, "store": "postgres://x@127.0.0.1/db",
+                   "cluster": {"ack_wait": ack_wait}, "routes": [r]}
+            path = tmp.join("c.json")
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            p = subprocess.run([w.WSGATE_BIN, "check-config", "--config", path],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+            return p.returncode, p.stdout.decode(errors="replace")
+        finally:
+            tmp.cleanup()
+
+    def test_ack_wait_must_exceed_the_webhook_attempt(self):
+        rc, out = self.check("5s", "10s")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("routes[0].delivery.timeout: 10s must be below cluster.ack_wait (5s)", out)
+        rc, out = self.check("5s", "5s")  # equal is not below
+        self.assertEqual(rc, 2, out)
+        rc, out = self.check("11s", "10s")
+        self.assertEqual(rc, 0, out)
+        # the routing-service call (at most 2 s) is part of the attempt
+        rc, out = self.check("11s", "10s", routing="http://127.0.0.1:9/route")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("10s (+ 2s routing-service call) must be below cluster.ack_wait (11s)",
+                      out)
+        rc, out = self.check("13s", "10s", routing="http://127.0.0.1:9/route")
+        self.assertEqual(rc, 0, out)
+        # standalone (no nats): no AckWait, no check
+        rc, out = self.check("5s", "10s", nats="")
+        self.assertEqual(rc, 0, out)
+        # bounds of the key itself
+        rc, out = self.check("500ms", "100ms")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("cluster.ack_wait", out)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

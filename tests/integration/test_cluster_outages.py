@@ -311,6 +311,21 @@ class PostgresRestartTest(ClusterTestCase):
             self.assertTrue(n.running(), n.name)
 
 
+def map_fleet_ids(tc, fleet, got, timeout=30):
+    """Connection ids in fleet.conns order (got: the fleet's ids from their
+    connect webhooks): each socket sends its frame 0, whose webhook names
+    its connection."""
+    out = [None] * len(fleet.conns)
+    for c in fleet.conns:
+        fleet._send(c)
+    evs = tc.be.wait_events(lambda e: e["type"] == "message" and e["connection_id"] in got and
+                            e["data"].startswith(fleet.tag + ":"), len(got), timeout=timeout)
+    for e in evs:
+        out[int(e["data"].split(":")[1])] = e["connection_id"]
+    tc.assertNotIn(None, out)
+    return out
+
+
 def check_fleet_deliveries(tc, fleets, ids, events):
     """For every connection of the fleets (ids[f][i] = id of fleets[f].conns[i]):
     the connect and message events delivered (deduplicated by event id) are
@@ -365,7 +380,7 @@ class NatsRestartTest(ClusterTestCase):
                 fleets.append(fl)
                 got = ws_connect_ids(self.be, self.cl.edges[e].port, self.per_edge,
                                      self._taken())
-                ids.append(self.map_ids(fl, got))
+                ids.append(map_fleet_ids(self, fl, got))
             for fl in fleets:
                 fl.start()
             all_ids = {cid for m in ids for cid in m}
@@ -415,20 +430,6 @@ class NatsRestartTest(ClusterTestCase):
         finally:
             for fl in fleets:
                 fl.close()
-
-    def map_ids(self, fleet, got):
-        """Connection ids in fleet.conns order: each socket sends one probe
-        frame whose webhook names its connection."""
-        out = [None] * len(fleet.conns)
-        for c in fleet.conns:
-            fleet._send(c)  # frame k = 0
-        evs = self.be.wait_events(lambda e: e["type"] == "message" and
-                                  e["connection_id"] in got and
-                                  e["data"].startswith(fleet.tag + ":"), len(got), timeout=20)
-        for e in evs:
-            out[int(e["data"].split(":")[1])] = e["connection_id"]
-        self.assertNotIn(None, out)
-        return out
 
 
 if __name__ == "__main__":

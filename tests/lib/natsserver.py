@@ -4,6 +4,7 @@
     with NatsServer() as ns:        # nats-server -js on 127.0.0.1:<free port>, store in a temp dir
         run_something(ns.url)       # nats://127.0.0.1:PORT
         ns.restart()                # stop + start on the same port, keeping the store dir
+        ns.request("$JS.API.INFO")  # one core request/reply, the reply payload
     # stopped by PID, temp dir removed
 
 start() waits (bounded) until the port accepts connections and the server
@@ -118,6 +119,48 @@ class NatsServer:
                 return True
         except OSError:
             return False
+
+    def request(self, subject, payload=b"", timeout=5.0):
+        """One core NATS request (e.g. a JetStream API call such as
+        "$JS.API.CONSUMER.INFO.<stream>.<consumer>") over a fresh plain
+        connection; returns the reply payload (bytes)."""
+        inbox = "_INBOX.wsgatetest%d" % os.getpid()
+        deadline = time.monotonic() + timeout
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            buf = b""
+
+            def more():
+                nonlocal buf
+                s.settimeout(max(0.05, deadline - time.monotonic()))
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError("nats-server closed the connection")
+                buf += chunk
+
+            while b"\r\n" not in buf:
+                more()
+            buf = buf[buf.index(b"\r\n") + 2:]  # INFO
+            s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n'
+                      b"SUB %s 1\r\nPUB %s %s %d\r\n%s\r\n"
+                      % (inbox.encode(), subject.encode(), inbox.encode(), len(payload),
+                         payload))
+            while True:
+                while b"\r\n" not in buf:
+                    more()
+                line, rest = buf.split(b"\r\n", 1)
+                if line.startswith(b"PING"):
+                    s.sendall(b"PONG\r\n")
+                    buf = rest
+                elif line.startswith(b"MSG "):
+                    n = int(line.split()[-1])
+                    while len(rest) < n + 2:
+                        more()
+                        line, rest = buf.split(b"\r\n", 1)
+                    return rest[:n]
+                elif line.startswith(b"-ERR"):
+                    raise RuntimeError("nats-server: %s" % line.decode(errors="replace"))
+                else:
+                    buf = rest
 
     def stop(self):
         if self.proc is None:
