@@ -252,6 +252,8 @@ class PostgresRestartTest(ClusterTestCase):
                 self.assert_unavailable(api.put("/v1/channels/pg/connections/%s" % q(ida)),
                                         "subscribe")
                 self.assert_unavailable(api.get("/v1/channels/pg/connections"), "members")
+                # a publish needs the bus only
+                self.assertEqual(api.post("/v1/channels/pg/messages", "x").status, 202)
                 r = api.get("/readyz")
                 self.assert_unavailable(r, "readyz")
                 self.assertIs(r.json.get("store"), False, r.body)
