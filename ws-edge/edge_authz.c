@@ -9,8 +9,9 @@
  *   timeout) and the body (capped at 64 KiB; a longer answer counts as
  *   garbage).
  * - cluster user claims (one_connection_per_user: reject across edges):
- *   bus_user_claim() and bus_user_release() block on NATS round trips, so
- *   they run on a second thread, one at a time, in order. Every claim ends
+ *   bus_user_claim() and bus_user_release() block on NATS round trips (a
+ *   claim may wait for another edge's answer), so they run on a small pool
+ *   of claim threads taking jobs oldest first. Every claim ends
  *   in one EDGE_Q_AUTHZ item with claim = 1 (the verdict, the claim's
  *   revision, the user in body and the route in store); releases are fire
  *   and forget. Only started when the bus is shared and a route says
@@ -18,7 +19,7 @@
  *
  * Threads: edge_authz_new/free on the edge's owner thread; edge_authz_start,
  * edge_claim_* on the service thread; the curl thread owns every curl
- * handle, the claim thread every bus_user_* call.
+ * handle, the claim threads make every bus_user_* call.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #include "ws-edge/edge_int.h"
 
 #define AUTHZ_MAX_BODY 65536
+#define CLAIM_THREADS 4          /* claims in flight at once (each mostly waits on NATS) */
 #define CLAIM_STOP_GRACE_MS 2000 /* releases still made after edge_authz_free */
 
 typedef struct authz_job {
@@ -64,11 +66,12 @@ struct edge_authz {
     authz_job_t *running; /* worker thread only (and free after join) */
     int stop;
 
-    pthread_t cth; /* the claim thread; the rest under mu */
-    int claims;    /* started */
+    pthread_t cth[CLAIM_THREADS]; /* the claim threads; the rest under mu */
+    int claims;                   /* started */
     pthread_cond_t ccv;
     claim_job_t *chead, *ctail;
     int cstop;
+    int64_t cstop_until; /* once stopping: releases made until then */
 };
 
 static size_t on_data(char *p, size_t sz, size_t n, void *ud)
@@ -217,12 +220,12 @@ int edge_authz_new(edge_authz_t **out, edge_t *e, char *err, size_t errlen)
         }
         a->started = 1;
     }
-    if (claims) {
-        if (pthread_create(&a->cth, NULL, claim_main, a) != 0) {
+    for (int i = 0; claims && i < CLAIM_THREADS; i++) {
+        if (pthread_create(&a->cth[i], NULL, claim_main, a) != 0) {
             edge_authz_free(a);
-            return wsg_errf(err, errlen, WSG_EIO, "user claims: cannot start their thread");
+            return wsg_errf(err, errlen, WSG_EIO, "user claims: cannot start their threads");
         }
-        a->claims = 1;
+        a->claims = i + 1;
     }
     *out = a;
     return 0;
@@ -281,9 +284,11 @@ void edge_authz_free(edge_authz_t *a)
     if (a->claims) {
         pthread_mutex_lock(&a->mu);
         a->cstop = 1;
-        pthread_cond_signal(&a->ccv);
+        a->cstop_until = edge_now_ms() + CLAIM_STOP_GRACE_MS;
+        pthread_cond_broadcast(&a->ccv);
         pthread_mutex_unlock(&a->mu);
-        pthread_join(a->cth, NULL);
+        for (int i = 0; i < a->claims; i++)
+            pthread_join(a->cth[i], NULL);
     }
     while (a->running) { /* requests still in flight: dropped */
         authz_job_t *j = a->running;
@@ -374,12 +379,14 @@ static void claim_run(edge_authz_t *a, claim_job_t *j)
     edge_post(e, q);
 }
 
-/* Runs jobs in order. Once stopping, claims are dropped (their handshakes
- * are gone) and releases are still made for CLAIM_STOP_GRACE_MS. */
+/* Each claim thread takes the oldest job. Jobs of one user may overlap
+ * (a release still queued when the user's next claim runs): every bus_user_*
+ * step is conditional on the claim's revision, so any order is safe. Once
+ * stopping, claims are dropped (their handshakes are gone) and releases are
+ * still made for CLAIM_STOP_GRACE_MS. */
 static void *claim_main(void *arg)
 {
     edge_authz_t *a = arg;
-    int64_t until = 0;
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (!a->chead && !a->cstop)
@@ -390,9 +397,7 @@ static void *claim_main(void *arg)
         a->chead = j->next;
         if (!a->chead)
             a->ctail = NULL;
-        if (a->cstop && !until)
-            until = edge_now_ms() + CLAIM_STOP_GRACE_MS;
-        int skip = a->cstop && (!j->release || edge_now_ms() >= until);
+        int skip = a->cstop && (!j->release || edge_now_ms() >= a->cstop_until);
         pthread_mutex_unlock(&a->mu);
         if (!skip)
             claim_run(a, j);

@@ -21,7 +21,7 @@
  * One connection per user with `reject`: the local index (e->users) refuses
  * a second handshake of a user this edge already holds. When the bus is
  * shared by several edges (cluster mode) the handshake is also detached, and
- * once the authorizer (if any) has named the user, the claim thread
+ * once the authorizer (if any) has named the user, a claim thread
  * (edge_authz.c) claims it cluster-wide with bus_user_claim(); its verdict
  * admits the handshake, or refuses it with 409 (another edge holds the user)
  * or 503 (it cannot tell). The connection drops its claim when it ends.
@@ -654,7 +654,7 @@ static void hs_admit(edge_t *e, edge_conn_t *c)
     }
 }
 
-/* The claim thread's verdict on c's user (c NULL: the handshake is gone). */
+/* A claim thread's verdict on c's user (c NULL: the handshake is gone). */
 static void on_claim_verdict(edge_t *e, edge_conn_t *c, edge_q_t *q)
 {
     int st = q->u.authz.status;

@@ -6,13 +6,13 @@
  *   edge_channels.c   the local channel -> members index, commands, publishes
  *   edge_authz.c      the workers of a detached handshake: the authorizer
  *                     webhook (libcurl multi on its own thread) and cluster
- *                     user claims (bus_user_claim on its own thread)
+ *                     user claims (bus_user_claim on a few threads)
  *   edge_events.c     event envelopes (SPEC.md §3) and their acks
  *   edge_map.c        a small string-keyed hash map
  *
  * Threads: everything here runs on the lws service thread except what is
  * marked "any thread" (edge_post and the bus callbacks that call it) and the
- * two worker threads in edge_authz.c, which only talk to the service thread
+ * worker threads in edge_authz.c, which only talk to the service thread
  * through edge_post().
  */
 #ifndef WSG_EDGE_INT_H
@@ -263,14 +263,14 @@ int edge_authz_start(edge_authz_t *a, edge_authz_req_t *req);
 /* 1 when c's user must also be claimed cluster-wide before the 101: a
  * `reject` route, a user, and a bus shared by several edges. */
 int edge_claim_needed(const edge_t *e, const edge_conn_t *c);
-/* Claims c's user with bus_user_claim() on the claim thread; the verdict
+/* Claims c's user with bus_user_claim() on a claim thread; the verdict
  * comes back as an EDGE_Q_AUTHZ item with claim = 1. Returns 0 or
- * WSG_EUNAVAILABLE (no claim thread). */
+ * WSG_EUNAVAILABLE (no claim threads). */
 int edge_claim_start(edge_authz_t *a, const edge_conn_t *c);
-/* Drops a claim (bus_user_release) on the claim thread; fire and forget. */
+/* Drops a claim (bus_user_release) on a claim thread; fire and forget. */
 void edge_claim_release(edge_authz_t *a, const char *route, const char *user, const char *conn_id,
                         uint64_t rev);
-/* Stops both threads (claim releases already queued are made first) and
+/* Stops the threads (claim releases already queued are made first) and
  * detaches a from its edge. NULL allowed. */
 void edge_authz_free(edge_authz_t *a);
 
