@@ -44,6 +44,7 @@ struct nb_pub {
 struct nb_poison {
     nb_poison_t *next;
     char *conn;
+    int code; /* the failure that poisoned it; later events get the same */
 };
 
 struct nb_delivery {
@@ -103,7 +104,8 @@ static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
  * or had its PubAck outstanding when the NATS connection was lost may miss
  * that event in the stream: any later event of it that got through would
  * leave a gap in its seqs. So every later event of such a connection is
- * refused (WSG_EUNAVAILABLE: the edge closes the client with 1013) except
+ * refused with the status of that first failure (WSG_EFULL, WSG_EBUS, else
+ * WSG_EUNAVAILABLE: the edge closes the client with 1013) except
  * its disconnect, the last one, which ends the record (SPEC.md: every
  * connect gets one disconnect). Bounded by NB_POISON_MAX entries; each
  * leaves with its connection's disconnect. Under b->mu. */
@@ -123,25 +125,27 @@ static nb_poison_t **poison_find(nats_bus_t *b, const char *conn)
     return pp;
 }
 
-static void poison_add(nats_bus_t *b, const char *conn)
+static void poison_add(nats_bus_t *b, const char *conn, int code)
 {
     nb_poison_t **pp = poison_find(b, conn);
     if (*pp || b->npoison >= NB_POISON_MAX)
         return;
     nb_poison_t *x = bus_xcalloc(sizeof *x);
     x->conn = bus_xstrdup(conn);
+    x->code = code;
     *pp = x;
     b->npoison++;
 }
 
-/* True when conn is poisoned; a disconnect takes it off the list. */
+/* The status that refuses conn's event (0: not poisoned); a disconnect
+ * takes it off the list. */
 static int poison_check(nats_bus_t *b, const char *conn, int disconnect)
 {
     nb_poison_t **pp = poison_find(b, conn), *x = *pp;
     if (!x)
         return 0;
     if (!disconnect)
-        return 1;
+        return x->code;
     *pp = x->next;
     free(x->conn);
     free(x);
@@ -161,7 +165,7 @@ static void poison_outstanding(nats_bus_t *b)
     for (size_t i = 0; i < NB_BUCKETS; i++)
         for (nb_pub_t *p = b->pubs[i]; p; p = p->next)
             if (!p->disconnect)
-                poison_add(b, p->conn);
+                poison_add(b, p->conn, WSG_EUNAVAILABLE);
 }
 
 void nb_ev_disconnected(nats_bus_t *b)
@@ -208,7 +212,7 @@ void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     int rc = pae ? pub_error(pae) : pa ? 0 : WSG_EBUS;
     if (rc != 0 && !p->disconnect) {
         pthread_mutex_lock(&b->mu);
-        poison_add(b, p->conn);
+        poison_add(b, p->conn, rc);
         pthread_mutex_unlock(&b->mu);
     }
     if (p->cb)
@@ -265,8 +269,8 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
         pthread_mutex_lock(&b->mu);
         if (natsConnection_Status(b->nc) != NATS_CONN_STATUS_CONNECTED)
             poison_outstanding(b); /* before the disconnected callback said so */
-        if (poison_check(b, ev->conn_id, disc)) {
-            rc = WSG_EUNAVAILABLE;
+        if ((rc = poison_check(b, ev->conn_id, disc)) != 0) {
+            /* refused like the event that poisoned it */
         } else if (b->npubs >= b->tune.pub_max_pending) {
             rc = WSG_EFULL;
         } else {
@@ -281,7 +285,7 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
             b->npubs++;
         }
         if (rc != 0 && !disc)
-            poison_add(b, ev->conn_id);
+            poison_add(b, ev->conn_id, rc);
         pthread_mutex_unlock(&b->mu);
     }
     if (rc == 0) {
@@ -294,10 +298,10 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
             return 0; /* the library owns m; the handler answers */
         pthread_mutex_lock(&b->mu);
         pub_free(pub_take(b, m));
-        if (!disc)
-            poison_add(b, ev->conn_id);
-        pthread_mutex_unlock(&b->mu);
         rc = nb_status_to_err(s);
+        if (!disc)
+            poison_add(b, ev->conn_id, rc == WSG_EBUS || rc == WSG_EFULL ? rc : WSG_EUNAVAILABLE);
+        pthread_mutex_unlock(&b->mu);
     }
     natsMsg_Destroy(m);
     if (cb)
