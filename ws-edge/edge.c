@@ -9,6 +9,7 @@
  * edge_stop and edge_post from any thread (they only take qmu and call
  * lws_cancel_service, which is thread-safe).
  */
+#include <ev.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@
 #include "common/metrics.h"
 #include "ws-edge/edge_int.h"
 
-#define EDGE_TICK_US (200 * LWS_US_PER_MS)
+#define EDGE_TICK_US (EDGE_WHEEL_MS * LWS_US_PER_MS)
 
 int64_t edge_now_ms(void)
 {
@@ -211,6 +212,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     edge_t *e = lws_container_of(sul, edge_t, sul_tick);
     edge_hs_drop_orphan(e);
     reap_pending(e, 0);
+    edge_timer_run(e, edge_now_ms());
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
 }
 
@@ -243,8 +245,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return slot && *slot ? edge_on_writeable(e, *slot) : 0;
-    case LWS_CALLBACK_TIMER:
-        return slot && *slot ? edge_on_timer(e, *slot) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (slot && *slot)
             edge_on_peer_close(*slot, in, len);
@@ -315,6 +315,13 @@ static uint64_t header_timeout_ms(const wsg_config_t *cfg)
     return ms ? ms : 10000;
 }
 
+/* The edge times pings and idle clients itself (edge_timer.c). lws's own
+ * "validity" timer would otherwise be re-armed on every received frame, and
+ * lws keeps its timers in one sorted list: O(connections) per frame. A policy
+ * without a hangup time turns it off. */
+static const lws_retry_bo_t no_validity_checks = {.secs_since_valid_ping = 0,
+                                                  .secs_since_valid_hangup = 0};
+
 static int create_context(edge_t *e, char *err, size_t errlen)
 {
     char host[256];
@@ -341,6 +348,18 @@ static int create_context(edge_t *e, char *err, size_t errlen)
     info.ka_time = 0;
     info.fd_limit_per_thread = 0;
     info.pt_serv_buf_size = 65536;
+    info.retry_and_idle_policy = &no_validity_checks;
+    /* lws's own poll() loop walks every socket on each wake-up and costs
+     * O(connections) per ping at tens of thousands of idle clients; libev
+     * (epoll) wakes for the ready sockets only. The loop is ours ("foreign"
+     * to lws): edge_run turns it, lws installs no signal watcher in it, and
+     * the loop outlives the context. */
+    e->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (!e->loop)
+        return wsg_errf(err, errlen, WSG_EIO, "edge: cannot create the event loop (epoll)");
+    void *loops[1] = {e->loop};
+    info.options |= LWS_SERVER_OPTION_LIBEV;
+    info.foreign_loops = loops;
     e->ctx = lws_create_context(&info);
     if (!e->ctx)
         return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s", e->cfg->edge.listen);
@@ -397,10 +416,8 @@ int edge_run(edge_t *e)
 {
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
     drain_queue(e);
-    while (!drained(e)) {
-        if (lws_service(e->ctx, 0) < 0)
-            break;
-    }
+    while (!drained(e))
+        ev_run(e->loop, EVRUN_ONCE);
     if (e->n_conns || e->acks_outstanding)
         WSG_LOG(WSG_LOG_WARN, "edge shutdown grace expired", "connections=%zu acks_pending=%zu",
                 e->n_conns, e->acks_outstanding);
@@ -453,6 +470,8 @@ void edge_free(edge_t *e)
     edge_authz_free(e->authz); /* no more results posted after this */
     if (e->ctx)
         lws_context_destroy(e->ctx); /* closes what is left; CLOSED frees those conns */
+    if (e->loop)
+        ev_loop_destroy(e->loop);
     edge_map_each(&e->conns, free_conn_ent, NULL);
     edge_map_free(&e->conns);
     edge_map_free(&e->by_fd);

@@ -31,6 +31,7 @@ void edge_conn_free(edge_conn_t *c)
 {
     if (!c)
         return;
+    edge_timer_disarm(c);
     while (c->out_head) {
         edge_out_t *o = c->out_head;
         c->out_head = o->next;
@@ -45,6 +46,8 @@ void edge_conn_free(edge_conn_t *c)
     free(c->offered);
     free(c->user);
     free(c->context_json);
+    free(c->close_reason);
+    free(c->peer_reason);
     json_decref(c->ctx);
     free(c->subprotocol);
     free(c->connect_extra);
@@ -53,7 +56,7 @@ void edge_conn_free(edge_conn_t *c)
     free(c);
 }
 
-static void schedule_timer(edge_conn_t *c, int64_t now)
+static void schedule_timer(edge_t *e, edge_conn_t *c, int64_t now)
 {
     const wsg_limits_conf_t *l = &c->route->limits;
     int64_t next = INT64_MAX;
@@ -65,8 +68,7 @@ static void schedule_timer(edge_conn_t *c, int64_t now)
         next = c->opened_ms + (int64_t)l->max_lifetime_ms;
     if (next == INT64_MAX)
         return;
-    int64_t d = next - now;
-    lws_set_timer_usecs(c->wsi, (lws_usec_t)(d < 10 ? 10 : d) * LWS_US_PER_MS);
+    edge_timer_arm(e, c, next > now ? next : now);
 }
 
 static void apply_held(edge_t *e, edge_conn_t *c)
@@ -120,15 +122,25 @@ int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot)
         edge_conn_close(e, c, 1013, "try again later", "server");
         return 0;
     }
-    schedule_timer(c, now);
+    schedule_timer(e, c, now);
     apply_held(e, c);
     return 0;
 }
 
+/* A close reason as a string of at most EDGE_REASON_MAX bytes (a close frame
+ * carries 123); only closing connections pay for one. */
+static char *reason_dup(const char *r, size_t n)
+{
+    char *s = strndup(r, n < EDGE_REASON_MAX ? n : EDGE_REASON_MAX);
+    if (!s)
+        abort();
+    return s;
+}
+
 static int close_now(edge_conn_t *c)
 {
-    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
-                     strlen(c->close_reason));
+    const char *r = c->close_reason ? c->close_reason : "";
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)r, strlen(r));
     return -1;
 }
 
@@ -138,7 +150,7 @@ void edge_conn_close(edge_t *e, edge_conn_t *c, int code, const char *reason, co
     if (c->close_code || !c->wsi)
         return;
     c->close_code = code;
-    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
+    c->close_reason = reason_dup(reason ? reason : "", strlen(reason ? reason : ""));
     c->close_initiator = initiator;
     lws_callback_on_writable(c->wsi);
     /* A client that never reads never makes us writable: give up after 3 s. */
@@ -354,7 +366,7 @@ int edge_on_timer(edge_t *e, edge_conn_t *c)
         c->last_ping_ms = now;
         lws_callback_on_writable(c->wsi);
     }
-    schedule_timer(c, now);
+    schedule_timer(e, c, now);
     return 0;
 }
 
@@ -362,9 +374,8 @@ void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len)
 {
     if (len >= 2) {
         c->peer_code = (in[0] << 8) | in[1];
-        size_t rl = len - 2 < sizeof c->peer_reason - 1 ? len - 2 : sizeof c->peer_reason - 1;
-        memcpy(c->peer_reason, in + 2, rl);
-        c->peer_reason[rl] = '\0';
+        free(c->peer_reason);
+        c->peer_reason = reason_dup((const char *)in + 2, len - 2);
     } else {
         c->peer_code = 1005;
     }
@@ -373,10 +384,10 @@ void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len)
 void edge_on_closed(edge_t *e, edge_conn_t *c)
 {
     int code = c->close_code, peer = !c->close_code;
-    const char *reason = c->close_reason, *init = c->close_initiator;
+    const char *reason = c->close_reason ? c->close_reason : "", *init = c->close_initiator;
     if (peer) {
         code = c->peer_code ? c->peer_code : 1006;
-        reason = c->peer_reason;
+        reason = c->peer_reason ? c->peer_reason : "";
         init = "client";
     }
     WSG_LOG(WSG_LOG_INFO, "client disconnected",

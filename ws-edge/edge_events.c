@@ -11,6 +11,7 @@
  * Service thread only, except ack_cb (any thread).
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,24 @@ static void timestamp(char out[32])
     snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* Most connections carry no context: they share one empty object (jansson's
+ * reference counts are atomic; nobody modifies a context once parsed). */
+static json_t *shared_empty;
+static pthread_once_t shared_empty_once = PTHREAD_ONCE_INIT;
+
+static void make_shared_empty(void)
+{
+    shared_empty = json_object();
+    if (!shared_empty)
+        abort();
+}
+
+static json_t *empty_context(void)
+{
+    pthread_once(&shared_empty_once, make_shared_empty);
+    return json_incref(shared_empty);
+}
+
 static json_t *envelope(edge_conn_t *c, const char *type, char evid[48])
 {
     char ts[32], rnd[EDGE_ID_LEN + 1];
@@ -58,11 +77,14 @@ static json_t *envelope(edge_conn_t *c, const char *type, char evid[48])
     snprintf(evid, 48, "evt_%s", rnd);
     timestamp(ts);
     if (!c->ctx) {
-        c->ctx = json_loads(c->context_json ? c->context_json : "{}", 0, NULL);
+        if (c->context_json && strcmp(c->context_json, "{}") != 0)
+            c->ctx = json_loads(c->context_json, 0, NULL);
         if (!json_is_object(c->ctx)) {
             json_decref(c->ctx);
-            c->ctx = json_object();
+            c->ctx = empty_context();
         }
+        free(c->context_json); /* parsed once; the text is not needed again */
+        c->context_json = NULL;
     }
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o?,s:O,s:I,s:s}", "id", evid, "type", type,
                           "connection_id", c->id, "route", c->route->path, "user",

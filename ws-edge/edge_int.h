@@ -65,6 +65,7 @@ typedef struct edge_out {
 } edge_out_t;
 
 /* ---- a connection (open or handshake in flight) -------------------------- */
+#define EDGE_REASON_MAX 123 /* a close frame's reason, in bytes */
 typedef struct edge_held edge_held_t;
 
 typedef struct edge_conn {
@@ -81,6 +82,8 @@ typedef struct edge_conn {
     char *connect_extra; /* JSON members for the connect event ("headers":..,"query":..) */
     uint64_t seq;
     int64_t opened_ms, last_rx_ms, last_ping_ms;
+    int64_t t_at; /* armed deadline (edge_timer.c); t_pprev != NULL while armed */
+    struct edge_conn *t_next, **t_pprev;
     double tokens; /* rate limit bucket */
     int64_t tokens_ms;
     unsigned char *rx; /* message being assembled (fragments) */
@@ -90,11 +93,11 @@ typedef struct edge_conn {
     size_t unacked; /* bytes of events published but not yet acked */
     int rx_paused;
     int ping_due;
-    int close_code; /* != 0: closing with this code */
-    char close_reason[124];
+    int close_code;              /* != 0: closing with this code */
+    char *close_reason;          /* malloc'd when closing, <= EDGE_REASON_MAX bytes */
     const char *close_initiator; /* client|server|api|timeout */
     int peer_code;               /* close code received from the client */
-    char peer_reason[124];
+    char *peer_reason;           /* malloc'd from the client's close frame */
     int counted_ip;
     int in_user_index;
     int claiming;       /* a cluster user claim is in flight (edge_authz.c) */
@@ -154,9 +157,29 @@ struct edge_held {
 
 typedef struct edge_authz edge_authz_t;
 
+/* ---- connection timers (edge_timer.c; service thread only) ---------------
+ * One hashed timing wheel instead of an lws timer per connection: lws keeps
+ * its timers in one sorted list (O(connections) per re-arm), this is O(1).
+ * Deadlines are honoured within one slot (EDGE_WHEEL_MS) after they pass. */
+#define EDGE_WHEEL_MS 100
+#define EDGE_WHEEL_SLOTS 1024 /* one turn = 102.4 s; later deadlines wait in place */
+typedef struct {
+    struct edge_conn *slot[EDGE_WHEEL_SLOTS];
+    int64_t done; /* last slot number (ms / EDGE_WHEEL_MS) processed; 0 = none yet */
+} edge_wheel_t;
+
+/* (Re)arms c to fire edge_on_timer at at_ms (or within one slot after). */
+void edge_timer_arm(edge_t *e, struct edge_conn *c, int64_t at_ms);
+/* Disarms c; harmless when not armed. Needs no edge: safe from edge_conn_free. */
+void edge_timer_disarm(struct edge_conn *c);
+/* Fires every deadline up to now (from the edge's tick). */
+void edge_timer_run(edge_t *e, int64_t now);
+
 struct edge {
     const wsg_config_t *cfg;
     bus_t *bus;
+    struct ev_loop *loop; /* libev (epoll), driven by edge_run */
+    edge_wheel_t wheel;   /* every open connection's next ping/idle/lifetime deadline */
     struct lws_context *ctx;
     struct lws_vhost *vh;
     int port;
