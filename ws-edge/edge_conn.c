@@ -279,6 +279,18 @@ int edge_on_receive(edge_t *e, edge_conn_t *c, const void *in, size_t len)
     return rc;
 }
 
+/* Writes one frame of the shared buffer (lws puts the frame header in its
+ * LWS_PRE headroom: the same bytes for every connection). */
+static int write_msg(edge_conn_t *c, const edge_msg_t *m)
+{
+    if (lws_write(c->wsi, (unsigned char *)m->buf + LWS_PRE, m->len,
+                  m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < (int)m->len)
+        return -1;
+    wsg_count(WSG_M_FRAMES_OUT, 1);
+    wsg_count(WSG_M_BYTES_OUT, m->len);
+    return 0;
+}
+
 int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
 {
     if (!c->wsi || c->close_code)
@@ -297,6 +309,16 @@ int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
         c->out_bytes = 0;
         edge_conn_close(e, c, 1008, "slow consumer", "server");
         return WSG_EFULL;
+    }
+    if (!c->out_head && !c->ping_due && !lws_partial_buffered(c->wsi)) {
+        /* Nothing waits and lws holds nothing back: write now. One write(2)
+         * per delivery instead of arming POLLOUT, waking for it, writing and
+         * disarming it. If the kernel takes only part, lws keeps the rest
+         * (lws_partial_buffered) and flushes it when the socket drains; the
+         * next frames queue below until then. */
+        if (write_msg(c, m) < 0) /* the socket is broken: lws closes it */
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE + 2, LWS_TO_KILL_ASYNC);
+        return 0;
     }
     edge_out_t *o = malloc(sizeof *o);
     if (!o)
@@ -325,14 +347,14 @@ int edge_on_writeable(edge_t *e, edge_conn_t *c)
         if (lws_write(c->wsi, buf + LWS_PRE, 3, LWS_WRITE_PING) < 0)
             return -1;
     }
-    while (c->out_head && !lws_send_pipe_choked(c->wsi)) {
+    /* lws_partial_buffered is free; lws_send_pipe_choked would poll(2) the
+     * socket before every frame. A write the kernel takes only in part is
+     * kept by lws (one frame at most) and ends this round. */
+    while (c->out_head && !lws_partial_buffered(c->wsi)) {
         edge_out_t *o = c->out_head;
         edge_msg_t *m = o->m;
-        if (lws_write(c->wsi, m->buf + LWS_PRE, m->len,
-                      m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < (int)m->len)
+        if (write_msg(c, m) < 0)
             return -1;
-        wsg_count(WSG_M_FRAMES_OUT, 1);
-        wsg_count(WSG_M_BYTES_OUT, m->len);
         c->out_head = o->next;
         if (!c->out_head)
             c->out_tail = NULL;
