@@ -101,12 +101,14 @@ echo "bench: source addresses: $sources"
 
 # --- process sampling (/proc) -------------------------------------------------
 clk=$(getconf CLK_TCK)
-procs_of() { # "pid:<p> sid:<session> ..." -> pids
+procs_of() { # "pid:<p> sid:<session> kids:<p> ..." -> pids
   local t
   for t in $1; do
     case $t in
       pid:*) echo "${t#pid:}" ;;
       sid:*) pgrep -s "${t#sid:}" || true ;;
+      # PostgreSQL's backends each call setsid(): the postmaster and its children
+      kids:*) echo "${t#kids:}" && { pgrep -P "${t#kids:}" || true; } ;;
     esac
   done
 }
@@ -230,7 +232,7 @@ start_wsgate-cluster() {
   while read -r name p; do
     case $name in
       nats) TARGET_nats="sid:$p" ;;
-      postgres) TARGET_postgres="sid:$p" ;;
+      postgres) TARGET_postgres="kids:$p" ;;
       *) TARGET_wsgate_cluster="$TARGET_wsgate_cluster sid:$p" ;;
     esac
     CLUSTER_PROCS="$CLUSTER_PROCS $name:$p"

@@ -34,10 +34,11 @@ target() { local v="TARGET_${1//-/_}"; echo "${!v}"; }
 # postgres with its backends), to see which one limits it; {} otherwise.
 cpu_snap() { # server
   [ "$1" = wsgate-cluster ] || { echo "{}"; return; }
-  local np out="" name p
+  local np out="" name p t
   for np in $CLUSTER_PROCS; do
     name=${np%%:*} p=${np#*:}
-    out="$out\"$name\":$(cpu_s "sid:$p"),"
+    if [ "$name" = postgres ]; then t="kids:$p"; else t="sid:$p"; fi
+    out="$out\"$name\":$(cpu_s "$t"),"
   done
   echo "{${out%,}}"
 }
