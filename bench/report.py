@@ -187,7 +187,9 @@ def chart(rows, base):
             vals = []
             for srv in SERVERS:
                 c = [key(r) for r in rows if r["workload"] == wl and r["server"] == srv and r.get("pass") and key(r)]
-                vals.append(str(max(c)) if c else "0")
+                # 1 = no bar on the log axis (0 is undefined there, and a
+                # server with no bar at all made gnuplot fail)
+                vals.append(str(max(c)) if c else "1")
             f.write('"%s" %s\n' % (label, " ".join(vals)))
     script = """set terminal pngcairo size 900,500 noenhanced
 set output '%s.png'
