@@ -64,6 +64,8 @@ static void finish_batch(api_req_t *r)
         json_t *o = json_pack("{s:i}", "status", c->status);
         if (c->resp)
             json_object_set(o, "body", c->resp);
+        else if (c->queued)
+            json_object_set_new(o, "body", json_loads(API_QUEUED_BODY, 0, NULL));
         json_array_append_new(res, o);
         c->claims = NULL; /* the parent's */
         api_req_clear(c);

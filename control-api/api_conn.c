@@ -10,16 +10,17 @@
 #include "common/err.h"
 #include "control-api/api_int.h"
 
-/* Maps the edge's reply to 200/204 or a problem. */
+/* Maps the edge's reply to 200 {"queued":true} / 204 or a problem. Runs on
+ * the thread that replied (the edge's): nothing allocated on success. */
 static void finish_cmd(api_req_t *r, int ok_status, const char *what)
 {
     int st = atomic_load(&r->first_err);
-    if (st == 0)
-        api_empty(r, ok_status);
-    else
+    if (st != 0)
         api_from_err(r, st, what);
-    if (ok_status == 200 && st == 0)
-        api_json(r, 200, json_pack("{s:b}", "queued", 1));
+    else if (ok_status == 200)
+        api_queued(r);
+    else
+        api_empty(r, ok_status);
 }
 
 static void finish_send(api_req_t *r)

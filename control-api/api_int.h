@@ -65,6 +65,9 @@ struct api_req {
     const char *raw_ctype;
     const char *allow; /* 405: the Allow header */
     int www_auth;      /* 401: add WWW-Authenticate */
+    int queued;        /* the answer is 200 {"queued":true} (resp NULL): HTTP
+                        * sends the shared prebuilt response, a batch item
+                        * builds the JSON (api_queued_json) */
     /* async */
     atomic_int pending;
     atomic_int first_err; /* first non-zero reply status */
@@ -94,9 +97,15 @@ struct api {
     bus_t *bus;
     int cluster; /* cfg->nats not empty */
     struct MHD_Daemon *mhd;
+    struct MHD_Response *queued_resp; /* 200 {"queued":true}, shared */
     int port;
     api_pool_t pool;
     atomic_int inflight; /* suspended requests */
+    /* answered requests waiting to be resumed (api.c: resume_later) */
+    pthread_mutex_t resume_mu;
+    struct http_ctx *resume_head;
+    int resume_kicked; /* one resume is on its way to an MHD thread */
+    int resume_direct; /* stopping: each reply resumes its own connection */
     /* registry */
     store_t *reg_st;
     pthread_mutex_t reg_mu;
@@ -131,6 +140,10 @@ int api_problem(api_req_t *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int api_json(api_req_t *r, int status, json_t *body_new);
 int api_empty(api_req_t *r, int status);
+/* 200 {"queued":true}: a send the holding edge queued. No allocation; the
+ * body is API_QUEUED_BODY. */
+int api_queued(api_req_t *r);
+#define API_QUEUED_BODY "{\"queued\":true}"
 int api_from_err(api_req_t *r, int err, const char *what);
 
 /* api_auth.c */

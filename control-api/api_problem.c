@@ -96,6 +96,7 @@ int api_problem(api_req_t *r, int status, const char *fmt, ...)
     va_end(ap);
     json_decref(r->resp);
     r->resp = api_problem_json(status, detail);
+    r->queued = 0;
     r->is_problem = 1;
     r->status = status;
     r->www_auth = status == 401;
@@ -106,6 +107,7 @@ int api_json(api_req_t *r, int status, json_t *body_new)
 {
     json_decref(r->resp);
     r->resp = body_new;
+    r->queued = 0;
     r->is_problem = 0;
     r->status = status;
     return API_DONE;
@@ -115,7 +117,15 @@ int api_empty(api_req_t *r, int status)
 {
     json_decref(r->resp);
     r->resp = NULL;
+    r->queued = 0;
     r->status = status;
+    return API_DONE;
+}
+
+int api_queued(api_req_t *r)
+{
+    api_empty(r, 200);
+    r->queued = 1;
     return API_DONE;
 }
 

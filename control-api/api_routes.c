@@ -55,55 +55,72 @@ static int hexval(int c)
     return -1;
 }
 
-int api_pct_decode(const char *in, size_t n, int plus, char **out)
+/* Decodes n bytes of in into out (room for n + 1). Returns the decoded
+ * length, or -1 on a bad escape, %00 or a NUL byte. */
+static long pct_decode_into(const char *in, size_t n, int plus, char *o)
 {
-    char *o = malloc(n + 1);
-    if (!o)
-        return WSG_ENOMEM;
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         if (in[i] == '%') {
             int hi = i + 1 < n ? hexval((unsigned char)in[i + 1]) : -1;
             int lo = i + 2 < n ? hexval((unsigned char)in[i + 2]) : -1;
             int h = (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
-            if (h <= 0) { /* bad escape or %00 */
-                free(o);
-                return WSG_EINVAL;
-            }
+            if (h <= 0) /* bad escape or %00 */
+                return -1;
             o[j++] = (char)h;
             i += 2;
         } else if (plus && in[i] == '+') {
             o[j++] = ' ';
         } else if (in[i] == 0) {
-            free(o);
-            return WSG_EINVAL;
+            return -1;
         } else {
             o[j++] = in[i];
         }
     }
     o[j] = 0;
+    return (long)j;
+}
+
+int api_pct_decode(const char *in, size_t n, int plus, char **out)
+{
+    char *o = malloc(n + 1);
+    if (!o)
+        return WSG_ENOMEM;
+    if (pct_decode_into(in, n, plus, o) < 0) {
+        free(o);
+        return WSG_EINVAL;
+    }
     *out = o;
     return 0;
 }
 
+/* The decoded segments share one allocation (a decoded segment is never
+ * longer than its encoding): segs[0] owns it, api_req_clear() frees it. */
 int api_split_path(const char *url, char **segs, size_t *nsegs)
 {
     *nsegs = 0;
     if (*url != '/')
         return WSG_EINVAL;
+    char *buf = malloc(strlen(url) + 1), *o = buf;
+    if (!buf)
+        return WSG_ENOMEM;
     const char *p = url + 1;
+    size_t k = 0;
     while (*p) {
         const char *e = strchr(p, '/');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (*nsegs >= API_MAX_SEGS || (n == 0 && e))
+        long dn = k < API_MAX_SEGS && n > 0 ? pct_decode_into(p, n, 0, o) : -1;
+        if (dn < 0) { /* too many, empty ("//") or badly escaped */
+            free(buf);
             return WSG_EINVAL;
-        if (n == 0)
-            break;
-        if (api_pct_decode(p, n, 0, &segs[*nsegs]) != 0)
-            return WSG_EINVAL;
-        (*nsegs)++;
+        }
+        segs[k++] = o;
+        o += dn + 1;
         p += n + (e ? 1 : 0);
     }
+    if (k == 0)
+        free(buf);
+    *nsegs = k;
     return 0;
 }
 
@@ -142,8 +159,8 @@ const char *api_query(const api_req_t *r, const char *key)
 
 void api_req_clear(api_req_t *r)
 {
-    for (size_t i = 0; i < r->nsegs; i++)
-        free(r->segs[i]);
+    if (r->nsegs) /* one allocation: api_split_path() */
+        free(r->segs[0]);
     r->nsegs = 0;
     for (size_t i = 0; i < r->nq; i++) {
         free(r->q[i].key);

@@ -5,6 +5,9 @@ with pagination, forced disconnect, subscribe + publish to members only with
 exclude, broadcast with a route filter, user send/disconnect, batch, and the
 registry's edge_lost disconnects after a restart."""
 import base64
+import http.client
+import json
+import threading
 import time
 import unittest
 import urllib.parse
@@ -57,6 +60,49 @@ class Sends(ApiCase):
         self.assertEqual(r.json["status"], 410)
         for k in ("type", "title", "detail"):
             self.assertIn(k, r.json)
+
+    def test_concurrent_keepalive_sends(self):
+        """Many sends in flight at once over keep-alive connections (answers
+        resumed in batches): each gets its own status and body, every frame
+        arrives, and a 410 among them stays a 410."""
+        clients = [self.open() for _ in range(3)]
+        tok = self.gw.api_token("send")
+        url = urllib.parse.urlsplit(self.gw.api_url)
+        results, errors = [], []
+
+        def worker(k):
+            try:
+                hc = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+                for i in range(40):
+                    cid = "no-such-conn" if i % 10 == 9 else clients[(k + i) % 3][1]
+                    hc.request("POST", "/v1/connections/%s/messages" % cid, "m-%d-%d" % (k, i),
+                               {"Authorization": "Bearer " + tok, "Content-Type": "text/plain"})
+                    r = hc.getresponse()
+                    results.append((cid, r.status, r.getheader("Content-Type"), r.read()))
+                hc.close()
+            except Exception as e:  # reported below, on the test's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), 8 * 40)
+        for cid, status, ctype, body in results:
+            if cid == "no-such-conn":
+                self.assertEqual((status, ctype), (410, "application/problem+json"))
+                self.assertEqual(json.loads(body)["status"], 410)
+            else:
+                self.assertEqual((status, ctype, json.loads(body)), (200, "application/json",
+                                                                      {"queued": True}))
+        got = set()
+        for ws, cid in clients:
+            for _ in range(sum(1 for c, *_ in results if c == cid)):
+                got.add(ws.recv(10)[1])
+        self.assertEqual(got, {"m-%d-%d" % (k, i) for k in range(8) for i in range(40)
+                               if i % 10 != 9})
 
     def test_closed_connection_410(self):
         ws, cid = self.open()
@@ -209,6 +255,7 @@ class Batch(ApiCase):
         ]})
         self.assertEqual(r.status, 200, r)
         self.assertEqual([x["status"] for x in r.json["results"]], [200, 410, 204, 202, 404, 400])
+        self.assertEqual(r.json["results"][0]["body"], {"queued": True})
         self.assertEqual(ws.recv_text(5), "one")
         self.assertEqual(ws.recv_text(5), "two")
         self.assertEqual(self.api.post("/v1/batch", "{").status, 415)
