@@ -8,6 +8,14 @@
  *   posted to the edge: the HTTP status (0 for a transport error or
  *   timeout) and the body (capped at 64 KiB; a longer answer counts as
  *   garbage).
+ *   The thread is event driven (curl_multi_socket_action on its own epoll
+ *   set, woken by an eventfd): each wake-up costs what is ready, not what is
+ *   in flight. curl_multi_perform + curl_multi_poll walked every running
+ *   transfer and every socket on each wake-up, O(handshakes in flight).
+ *   Easy handles are pooled and reused; keep-alive connections to the
+ *   authorizer live in the multi handle's cache (CURLMOPT_MAXCONNECTS).
+ *   The service thread only hands over the body: signing and headers are
+ *   made here.
  * - cluster user claims (one_connection_per_user: reject across edges):
  *   bus_user_claim() and bus_user_release() block on NATS round trips (a
  *   claim may wait for another edge's answer), so they run on a small pool
@@ -22,10 +30,14 @@
  * handle, the claim threads make every bus_user_* call.
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -33,13 +45,15 @@
 #include "ws-edge/edge_int.h"
 
 #define AUTHZ_MAX_BODY 65536
+#define AUTHZ_POOL 256           /* idle easy handles kept for reuse */
+#define AUTHZ_MAX_CONNS 256L     /* idle keep-alive connections kept to authorizers */
+#define AUTHZ_EVENTS 64          /* epoll events taken per wake-up */
 #define CLAIM_THREADS 4          /* claims in flight at once (each mostly waits on NATS) */
 #define CLAIM_STOP_GRACE_MS 2000 /* releases still made after edge_authz_free */
 
 typedef struct authz_job {
     struct authz_job *next;
-    edge_authz_req_t req;
-    char *url;
+    edge_authz_req_t req; /* url and key are the config's, which outlives the edge */
     struct curl_slist *hdrs;
     char *resp;
     size_t resp_len;
@@ -59,12 +73,19 @@ typedef struct claim_job {
 struct edge_authz {
     edge_t *e;
     CURLM *multi; /* NULL: no route has an authorizer */
+    int epfd;     /* the curl thread's epoll set: curl's sockets and wakefd */
+    int wakefd;   /* eventfd: new jobs, or stop */
     pthread_t th;
     int started;
     pthread_mutex_t mu;
-    authz_job_t *incoming;
-    authz_job_t *running; /* worker thread only (and free after join) */
+    authz_job_t *in_head, *in_tail; /* handed over, oldest first (under mu) */
     int stop;
+
+    /* curl thread only (and free after join) */
+    authz_job_t *running;
+    int64_t timer_at; /* curl's next timeout (monotonic ms), -1: none */
+    CURL *pool[AUTHZ_POOL];
+    int npool;
 
     pthread_t cth[CLAIM_THREADS]; /* the claim threads; the rest under mu */
     int claims;                   /* started */
@@ -96,9 +117,48 @@ static void job_free(authz_job_t *j)
 {
     curl_slist_free_all(j->hdrs);
     free(j->req.body);
-    free(j->url);
     free(j->resp);
     free(j);
+}
+
+/* Answers j's handshake with status (0: transport failure) and frees j. */
+static void job_done(edge_authz_t *a, authz_job_t *j, int status)
+{
+    edge_q_t *q = edge_q_new(EDGE_Q_AUTHZ, 0);
+    memcpy(q->u.authz.conn_id, j->req.conn_id, sizeof j->req.conn_id);
+    q->u.authz.status = j->too_big ? 0 : status;
+    q->u.authz.body = j->resp;
+    j->resp = NULL;
+    job_free(j);
+    edge_post(a->e, q);
+}
+
+/* Takes h out of the multi handle and keeps it for the next request. */
+static void handle_put(edge_authz_t *a, CURL *h)
+{
+    curl_multi_remove_handle(a->multi, h);
+    if (a->npool == AUTHZ_POOL) {
+        curl_easy_cleanup(h);
+        return;
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL); /* the job's list is freed */
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    a->pool[a->npool++] = h;
+}
+
+/* A pooled easy handle, or a new one with the options every request shares. */
+static CURL *handle_get(edge_authz_t *a)
+{
+    if (a->npool)
+        return a->pool[--a->npool];
+    CURL *h = curl_easy_init();
+    if (!h)
+        return NULL;
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    return h;
 }
 
 static void finish(edge_authz_t *a, CURL *h, CURLcode res)
@@ -108,56 +168,117 @@ static void finish(edge_authz_t *a, CURL *h, CURLcode res)
     curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&j);
     if (res == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(a->multi, h);
-    curl_easy_cleanup(h);
+    handle_put(a, h);
     for (authz_job_t **pp = &a->running; *pp; pp = &(*pp)->next)
         if (*pp == j) {
             *pp = j->next;
             break;
         }
-    edge_q_t *q = edge_q_new(EDGE_Q_AUTHZ, 0);
-    memcpy(q->u.authz.conn_id, j->req.conn_id, sizeof j->req.conn_id);
-    q->u.authz.status = j->too_big ? 0 : (int)status;
-    q->u.authz.body = j->resp;
-    j->resp = NULL;
-    job_free(j);
-    edge_post(a->e, q);
+    job_done(a, j, (int)status);
+}
+
+/* Signs j's body (Standard Webhooks) into its header list. */
+static void sign_job(authz_job_t *j)
+{
+    char id[64], sig[WSG_WHSIG_LEN], line[WSG_WHSIG_LEN + 32];
+    int64_t now = (int64_t)time(NULL);
+    snprintf(id, sizeof id, "msg_authz_%s", j->req.conn_id);
+    wsg_whsig_sign(j->req.key, j->req.key_len, id, now, j->req.body, strlen(j->req.body), sig,
+                   sizeof sig);
+    j->hdrs = curl_slist_append(j->hdrs, "Content-Type: application/json");
+    snprintf(line, sizeof line, "webhook-id: %s", id);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)now);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    snprintf(line, sizeof line, "webhook-signature: %s", sig);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    snprintf(line, sizeof line, "wsgate-connection-id: %s", j->req.conn_id);
+    j->hdrs = curl_slist_append(j->hdrs, line);
+    j->hdrs = curl_slist_append(j->hdrs, "wsgate-event: authorize");
+    j->hdrs = curl_slist_append(j->hdrs, "Expect:");
 }
 
 static void start_job(edge_authz_t *a, authz_job_t *j)
 {
-    CURL *h = curl_easy_init();
+    CURL *h = handle_get(a);
     if (!h) {
-        edge_q_t *q = edge_q_new(EDGE_Q_AUTHZ, 0);
-        memcpy(q->u.authz.conn_id, j->req.conn_id, sizeof j->req.conn_id);
-        job_free(j);
-        edge_post(a->e, q);
+        job_done(a, j, 0);
         return;
     }
-    curl_easy_setopt(h, CURLOPT_URL, j->url);
+    sign_job(j);
+    curl_easy_setopt(h, CURLOPT_URL, j->req.url);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, j->req.body);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(j->req.body));
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, j->hdrs);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(j->req.timeout_ms ? j->req.timeout_ms : 5000));
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(h, CURLOPT_PRIVATE, j);
     j->h = h;
+    if (curl_multi_add_handle(a->multi, h) != CURLM_OK) {
+        j->h = NULL;
+        curl_easy_cleanup(h);
+        job_done(a, j, 0);
+        return;
+    }
     j->next = a->running;
     a->running = j;
-    curl_multi_add_handle(a->multi, h);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: mirrors what curl waits for into the epoll set.
+ * sockp is non-NULL once the socket is in the set (curl forgets it on
+ * CURL_POLL_REMOVE). */
+static int on_socket(CURL *h, curl_socket_t s, int what, void *ud, void *sockp)
+{
+    edge_authz_t *a = ud;
+    (void)h;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(a->epfd, EPOLL_CTL_DEL, s, NULL); /* ENOENT/EBADF: closed already */
+        return 0;
+    }
+    struct epoll_event ev = {.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                                       ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
+                             .data.fd = s};
+    int op = sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(a->epfd, op, s, &ev) != 0) {
+        /* a stale entry (fd number reused) or one dropped with its fd */
+        op = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if (epoll_ctl(a->epfd, op, s, &ev) != 0) { /* ENOMEM: its timeout ends it */
+            WSG_LOG(WSG_LOG_WARN, "authorizer: cannot watch a socket", "errno=%d", errno);
+            return 0;
+        }
+    }
+    if (!sockp)
+        curl_multi_assign(a->multi, s, a);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: one timer for the whole multi handle. */
+static int on_timer(CURLM *m, long ms, void *ud)
+{
+    edge_authz_t *a = ud;
+    (void)m;
+    a->timer_at = ms < 0 ? -1 : edge_now_ms() + ms;
+    return 0;
+}
+
+static void reap(edge_authz_t *a)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(a->multi, &left)))
+        if (m->msg == CURLMSG_DONE)
+            finish(a, m->easy_handle, m->data.result);
 }
 
 static void *worker(void *arg)
 {
     edge_authz_t *a = arg;
+    struct epoll_event evs[AUTHZ_EVENTS];
+    int running = 0;
     for (;;) {
         pthread_mutex_lock(&a->mu);
-        authz_job_t *in = a->incoming;
-        a->incoming = NULL;
+        authz_job_t *in = a->in_head;
+        a->in_head = a->in_tail = NULL;
         int stop = a->stop;
         pthread_mutex_unlock(&a->mu);
         if (stop) {
@@ -173,16 +294,60 @@ static void *worker(void *arg)
             start_job(a, in);
             in = n;
         }
-        int running = 0;
-        curl_multi_perform(a->multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(a->multi, &left)))
-            if (m->msg == CURLMSG_DONE)
-                finish(a, m->easy_handle, m->data.result);
-        curl_multi_poll(a->multi, NULL, 0, 1000, NULL);
+        reap(a); /* transfers refused when added */
+        int wait = -1;
+        if (a->timer_at >= 0) {
+            int64_t d = a->timer_at - edge_now_ms();
+            wait = d < 0 ? 0 : d > 1000 ? 1000 : (int)d;
+        }
+        int n = epoll_wait(a->epfd, evs, AUTHZ_EVENTS, wait);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.fd == a->wakefd) {
+                uint64_t v;
+                ssize_t r = read(a->wakefd, &v, sizeof v); /* resets it */
+                (void)r;
+                continue;
+            }
+            int flags = ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+                        ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+                        ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(a->multi, evs[i].data.fd, flags, &running);
+        }
+        if (a->timer_at >= 0 && edge_now_ms() >= a->timer_at) {
+            a->timer_at = -1; /* curl may set the next one from inside */
+            curl_multi_socket_action(a->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        reap(a);
     }
     return NULL;
+}
+
+static void wake(edge_authz_t *a)
+{
+    uint64_t one = 1;
+    ssize_t r = write(a->wakefd, &one, sizeof one);
+    (void)r; /* EAGAIN: the counter is already non-zero, a wake-up is pending */
+}
+
+/* The curl thread's multi handle, epoll set and wake-up. */
+static int http_init(edge_authz_t *a)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    a->timer_at = -1;
+    a->multi = curl_multi_init();
+    a->epfd = epoll_create1(EPOLL_CLOEXEC);
+    a->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!a->multi || a->epfd < 0 || a->wakefd < 0)
+        return -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = a->wakefd};
+    if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wakefd, &ev) != 0)
+        return -1;
+    curl_multi_setopt(a->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(a->multi, CURLMOPT_SOCKETDATA, a);
+    curl_multi_setopt(a->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(a->multi, CURLMOPT_TIMERDATA, a);
+    curl_multi_setopt(a->multi, CURLMOPT_MAXCONNECTS, AUTHZ_MAX_CONNS);
+    return pthread_create(&a->th, NULL, worker, a) == 0 ? 0 : -1;
 }
 
 static void *claim_main(void *arg);
@@ -209,12 +374,11 @@ int edge_authz_new(edge_authz_t **out, edge_t *e, char *err, size_t errlen)
     if (!a)
         return wsg_errf(err, errlen, WSG_ENOMEM, "authorizer: out of memory");
     a->e = e;
+    a->epfd = a->wakefd = -1;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->ccv, NULL);
     if (http) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        a->multi = curl_multi_init();
-        if (!a->multi || pthread_create(&a->th, NULL, worker, a) != 0) {
+        if (http_init(a) != 0) {
             edge_authz_free(a);
             return wsg_errf(err, errlen, WSG_EIO, "authorizer: cannot start its thread");
         }
@@ -242,29 +406,16 @@ int edge_authz_start(edge_authz_t *a, edge_authz_req_t *req)
         abort();
     j->req = *req;
     req->body = NULL;
-    j->url = strdup(req->url);
-    char id[64], ts[32], sig[WSG_WHSIG_LEN], line[WSG_WHSIG_LEN + 32];
-    int64_t now = (int64_t)time(NULL);
-    snprintf(id, sizeof id, "msg_authz_%s", j->req.conn_id);
-    snprintf(ts, sizeof ts, "%lld", (long long)now);
-    wsg_whsig_sign(req->key, req->key_len, id, now, j->req.body, strlen(j->req.body), sig,
-                   sizeof sig);
-    j->hdrs = curl_slist_append(j->hdrs, "Content-Type: application/json");
-    snprintf(line, sizeof line, "webhook-id: %s", id);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    snprintf(line, sizeof line, "webhook-timestamp: %s", ts);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    snprintf(line, sizeof line, "webhook-signature: %s", sig);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    snprintf(line, sizeof line, "wsgate-connection-id: %s", j->req.conn_id);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    j->hdrs = curl_slist_append(j->hdrs, "wsgate-event: authorize");
-    j->hdrs = curl_slist_append(j->hdrs, "Expect:");
     pthread_mutex_lock(&a->mu);
-    j->next = a->incoming;
-    a->incoming = j;
+    int was_empty = a->in_head == NULL;
+    if (a->in_tail)
+        a->in_tail->next = j;
+    else
+        a->in_head = j;
+    a->in_tail = j;
     pthread_mutex_unlock(&a->mu);
-    curl_multi_wakeup(a->multi);
+    if (was_empty) /* else the wake-up of the first one is still pending */
+        wake(a);
     return 0;
 }
 
@@ -278,7 +429,7 @@ void edge_authz_free(edge_authz_t *a)
         pthread_mutex_lock(&a->mu);
         a->stop = 1;
         pthread_mutex_unlock(&a->mu);
-        curl_multi_wakeup(a->multi);
+        wake(a);
         pthread_join(a->th, NULL);
     }
     if (a->claims) {
@@ -297,8 +448,14 @@ void edge_authz_free(edge_authz_t *a)
         curl_easy_cleanup(j->h);
         job_free(j);
     }
+    while (a->npool)
+        curl_easy_cleanup(a->pool[--a->npool]);
     if (a->multi)
         curl_multi_cleanup(a->multi);
+    if (a->epfd >= 0)
+        close(a->epfd);
+    if (a->wakefd >= 0)
+        close(a->wakefd);
     pthread_cond_destroy(&a->ccv);
     pthread_mutex_destroy(&a->mu);
     free(a);
