@@ -109,6 +109,12 @@ int edge_on_http(edge_t *e, struct lws *wsi, const char *uri)
     return refuse(e, wsi, 426, "websocket upgrade required", path);
 }
 
+/* Copies header token t into buf; returns its length or -1 when absent. */
+static int copy_token(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
+{
+    return lws_hdr_total_length(wsi, t) > 0 ? lws_hdr_copy(wsi, buf, len, t) : -1;
+}
+
 /* Copies a request header by lower-case name into buf; returns its length or -1. */
 static int get_header(struct lws *wsi, const char *name, char *buf, int len)
 {
@@ -121,9 +127,7 @@ static int get_header(struct lws *wsi, const char *name, char *buf, int len)
     for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
         const unsigned char *s = lws_token_to_string((enum lws_token_indexes)t);
         if (s && strcmp((const char *)s, want) == 0)
-            return lws_hdr_total_length(wsi, (enum lws_token_indexes)t) > 0
-                       ? lws_hdr_copy(wsi, buf, len, (enum lws_token_indexes)t)
-                       : -1;
+            return copy_token(wsi, (enum lws_token_indexes)t, buf, len);
     }
 #if defined(LWS_WITH_CUSTOM_HEADERS)
     if (lws_hdr_custom_length(wsi, want, nl) > 0)
@@ -192,16 +196,27 @@ static char *find_token(struct lws *wsi, edge_conn_t *c)
     return token;
 }
 
-/* headers (a safe set plus authorizer_headers) and query (without token) as JSON. */
+/* headers (a safe set plus authorizer_headers) and query (without token) as JSON.
+ * The safe set is looked up by lws token (get_header's name search costs
+ * ~90 strcmp per header, on every handshake). */
 static json_t *request_headers(const wsg_route_conf_t *r, struct lws *wsi)
 {
-    static const char *safe[] = {
-        "host", "origin", "user-agent", "accept-language", "x-forwarded-for", "x-real-ip"};
+    static const struct {
+        const char *name;
+        int token; /* -1: not an lws token */
+    } safe[] = {{"host", WSI_TOKEN_HOST},
+                {"origin", WSI_TOKEN_ORIGIN},
+                {"user-agent", WSI_TOKEN_HTTP_USER_AGENT},
+                {"accept-language", WSI_TOKEN_HTTP_ACCEPT_LANGUAGE},
+                {"x-forwarded-for", WSI_TOKEN_X_FORWARDED_FOR},
+                {"x-real-ip", -1}};
     json_t *h = json_object();
     char buf[2048];
     for (size_t i = 0; i < sizeof safe / sizeof *safe; i++)
-        if (get_header(wsi, safe[i], buf, sizeof buf) >= 0)
-            json_object_set_new(h, safe[i], json_string(buf));
+        if ((safe[i].token >= 0
+                 ? copy_token(wsi, (enum lws_token_indexes)safe[i].token, buf, sizeof buf)
+                 : get_header(wsi, safe[i].name, buf, sizeof buf)) >= 0)
+            json_object_set_new(h, safe[i].name, json_string(buf));
     for (size_t i = 0; i < r->auth.n_authorizer_headers; i++) {
         char name[128];
         snprintf(name, sizeof name, "%s", r->auth.authorizer_headers[i]);
@@ -265,7 +280,7 @@ static int check_jwt(edge_t *e, edge_conn_t *c, const char *token, char *why, si
     return 0;
 }
 
-static edge_conn_t *conn_new(edge_t *e, struct lws *wsi, const wsg_route_conf_t *r)
+static edge_conn_t *conn_new(const wsg_route_conf_t *r, const char *ip)
 {
     edge_conn_t *c = calloc(1, sizeof *c);
     if (!c)
@@ -276,7 +291,7 @@ static edge_conn_t *conn_new(edge_t *e, struct lws *wsi, const wsg_route_conf_t 
     c->hs_fd = -1;
     c->context_json = strdup("{}");
     c->opened_ms = edge_now_ms();
-    lws_get_peer_simple(wsi, c->remote, sizeof c->remote);
+    snprintf(c->remote, sizeof c->remote, "%s", ip);
     return c;
 }
 
@@ -386,21 +401,96 @@ void edge_hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why)
     edge_conn_free(c);
 }
 
-static char *authz_body(edge_conn_t *c, json_t *headers, json_t *query)
+/* A growing text buffer for the authorizer body. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} sbuf_t;
+
+static void sb_put(sbuf_t *b, const char *s, size_t n)
 {
-    json_t *subs = json_array();
-    for (size_t i = 0; i < c->n_offered; i++)
-        json_array_append_new(subs, json_string(c->offered[i]));
-    json_t *o = json_pack("{s:s,s:s,s:O,s:O,s:s,s:o}", "connection_id", c->id, "path",
-                          c->route->path, "query", query, "headers", headers, "remote_addr",
-                          c->remote, "subprotocols", subs);
-    if (!o)
-        abort();
-    if (c->user)
-        json_object_set_new(o, "user", json_string(c->user));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            abort();
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* 1 when s may go into JSON text: ASCII, or valid UTF-8 (what json_string takes). */
+static int json_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p >= 0x80) {
+            json_t *v = json_string(s);
+            json_decref(v);
+            return v != NULL;
+        }
+    return 1;
+}
+
+/* Appends s (json_ok) as a JSON string. */
+static void sb_str(sbuf_t *b, const char *s)
+{
+    sb_put(b, "\"", 1);
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        sb_put(b, run, (size_t)(p - run));
+        char esc[8];
+        int n = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch)
+                                        : snprintf(esc, sizeof esc, "\\u%04x", ch);
+        sb_put(b, esc, (size_t)n);
+        run = p + 1;
+    }
+    sb_put(b, run, strlen(run));
+    sb_put(b, "\"", 1);
+}
+
+static void sb_member(sbuf_t *b, const char *name, const char *val)
+{
+    sb_put(b, ",\"", 2);
+    sb_put(b, name, strlen(name));
+    sb_put(b, "\":", 2);
+    sb_str(b, val);
+}
+
+/* The authorizer's request body, written directly: headers and query are
+ * the connect event's (connect_extra, serialised once), the rest are a few
+ * strings, so nothing is built as a jansson tree and dumped a second time.
+ * Strings that are not valid UTF-8 are left out, as json_string() would. */
+static char *authz_body(const edge_conn_t *c)
+{
+    sbuf_t b = {0};
+    sb_put(&b, "{\"connection_id\":", 17);
+    sb_str(&b, c->id);
+    if (json_ok(c->route->path))
+        sb_member(&b, "path", c->route->path);
+    sb_put(&b, ",", 1);
+    sb_put(&b, c->connect_extra, strlen(c->connect_extra));
+    sb_member(&b, "remote_addr", c->remote);
+    sb_put(&b, ",\"subprotocols\":[", 17);
+    int first = 1;
+    for (size_t i = 0; i < c->n_offered; i++) {
+        if (!json_ok(c->offered[i]))
+            continue;
+        if (!first)
+            sb_put(&b, ",", 1);
+        sb_str(&b, c->offered[i]);
+        first = 0;
+    }
+    sb_put(&b, "]", 1);
+    if (c->user && json_ok(c->user))
+        sb_member(&b, "user", c->user);
+    sb_put(&b, "}", 1);
+    return b.p;
 }
 
 static int build_resume(edge_conn_t *c, struct lws *wsi)
@@ -476,7 +566,9 @@ static edge_conn_t *resumed_conn(edge_t *e, struct lws *wsi)
     return c && c->admitted ? c : NULL;
 }
 
-static int admit_checks(edge_t *e, struct lws *wsi, const wsg_route_conf_t *r, const char *path)
+/* ip (48 bytes) receives the peer address. */
+static int admit_checks(edge_t *e, struct lws *wsi, const wsg_route_conf_t *r, const char *path,
+                        char *ip)
 {
     char up[32];
     if (lws_hdr_copy(wsi, up, sizeof up, WSI_TOKEN_UPGRADE) <= 0 || strcasecmp(up, "websocket"))
@@ -485,8 +577,8 @@ static int admit_checks(edge_t *e, struct lws *wsi, const wsg_route_conf_t *r, c
         return refuse(e, wsi, 403, "origin not allowed", path);
     if (e->stopping || (e->cfg->edge.max_connections && e->n_conns >= e->cfg->edge.max_connections))
         return refuse(e, wsi, 503, "too many connections", path);
-    char ip[48] = "";
-    lws_get_peer_simple(wsi, ip, sizeof ip);
+    ip[0] = '\0';
+    lws_get_peer_simple(wsi, ip, 48);
     if (e->cfg->edge.max_connections_per_ip &&
         (uintptr_t)edge_map_get(&e->per_ip, ip) >= e->cfg->edge.max_connections_per_ip)
         return refuse(e, wsi, 429, "too many connections from this address", path);
@@ -506,7 +598,7 @@ void edge_hs_drop_orphan(edge_t *e)
 
 int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
 {
-    char path[1024], why[256] = "";
+    char path[1024], why[256] = "", ip[48];
     edge_hs_drop_orphan(e); /* an admitted upgrade whose 101 never went out */
     edge_conn_t *c = resumed_conn(e, wsi);
     if (c)
@@ -516,10 +608,10 @@ int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
     const wsg_route_conf_t *r = wsg_config_route(e->cfg, path);
     if (!r)
         return refuse(e, wsi, 404, "not found", path);
-    int rc = admit_checks(e, wsi, r, path);
+    int rc = admit_checks(e, wsi, r, path, ip);
     if (rc)
         return rc;
-    c = conn_new(e, wsi, r);
+    c = conn_new(r, ip);
     char *token = find_token(wsi, c);
     rc = check_jwt(e, c, token, why, sizeof why);
     free(token);
@@ -528,8 +620,8 @@ int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
         edge_conn_free(c);
         return refuse(e, wsi, st, rc ? why : "user already connected", path);
     }
-    json_t *h = request_headers(r, wsi), *q = request_query(wsi);
-    json_t *extra = json_pack("{s:O,s:O}", "headers", h, "query", q);
+    json_t *extra =
+        json_pack("{s:o,s:o}", "headers", request_headers(r, wsi), "query", request_query(wsi));
     char *ex = json_dumps(extra, JSON_COMPACT);
     json_decref(extra);
     size_t exl = strlen(ex);
@@ -538,21 +630,17 @@ int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
     conn_register(e, c);
     if (!*r->auth.authorizer && !c->n_offered && !lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) &&
         !edge_claim_needed(e, c)) {
-        json_decref(h);
-        json_decref(q);
         e->upgrading = c;
         e->upgrading_wsi = wsi;
         return 0; /* upgrade now */
     }
-    return edge_hs_detach(e, c, wsi, h, q);
+    return edge_hs_detach(e, c, wsi);
 }
 
-int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi, json_t *h, json_t *q)
+int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi)
 {
     const wsg_route_conf_t *r = c->route;
-    char *body = *r->auth.authorizer ? authz_body(c, h, q) : NULL;
-    json_decref(h);
-    json_decref(q);
+    char *body = *r->auth.authorizer ? authz_body(c) : NULL;
     if (build_resume(c, wsi) != 0 || detach_socket(e, c, wsi) != 0) {
         free(body);
         conn_unregister(e, c);

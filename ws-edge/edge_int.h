@@ -236,8 +236,9 @@ int edge_user_conflict(edge_t *e, const edge_conn_t *c);
  * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed). */
 int edge_user_reserve(edge_t *e, edge_conn_t *c);
 void edge_user_index(edge_t *e, edge_conn_t *c, int on);
-struct json_t;
-int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi, struct json_t *h, struct json_t *q);
+/* Takes the socket of c's handshake away from lws and asks the authorizer
+ * (or goes on at the next queue drain); returns CONFIRM_UPGRADE's answer. */
+int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi);
 
 /* edge_conn.c */
 int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot);

@@ -102,6 +102,16 @@ class EdgeAuthorizer(w.GatewayTestCase):
         self.assertEqual(self.az.snapshot()[-1].json.get("user"), "jwt-user")
         ws.close()
 
+    def test_request_body_escapes_strings(self):
+        # the body is written by hand (edge_handshake.c authz_body): quotes,
+        # backslashes, control characters and non-ASCII must survive as JSON
+        self.az.allow(user="az-user")
+        user = 'q"b\\s\tctl\u00e9\u2603'
+        tok = w.mint_jwt(w.client_claims(user))
+        ws = self.client(self.url + "/both", headers={"Authorization": "Bearer " + tok})
+        self.assertEqual(self.az.snapshot()[-1].json.get("user"), user)
+        ws.close()
+
     def test_slow_authorizer_does_not_block_others(self):
         self.az.allow(user="slow", delay=0.8)
         result = {}
