@@ -90,7 +90,8 @@ interval() { # pid outfile [signal]
 
 # (a) N authenticated idle connections held HOLD s: RSS per connection, idle CPU.
 wl_a() {
-  local s=$1 out="$tmp/a-$s.json" ready="$tmp/a-$s.ready" t
+  local s=$1 t
+  local out="$tmp/a-$s.json" ready="$tmp/a-$s.ready"
   t=$(target "$s")
   local rss_before
   rss_before=$(rss_kb "$t")
@@ -263,7 +264,8 @@ EOF
 # front of both would spread them); requests add up, API p99 is the larger
 # of the two.
 wl_d() {
-  local s=$1 t out="$tmp/d-$s.json" ready="$tmp/d-$s.ready"
+  local s=$1 t
+  local out="$tmp/d-$s.json" ready="$tmp/d-$s.ready"
   t=$(target "$s")
   local q=""
   [ "$s" = pushpin ] && q="--conn-query"
@@ -346,7 +348,8 @@ EOF
 
 # (e) new connections admitted by an HTTP authorizer, <= 200 in flight.
 wl_e() {
-  local s=$1 t out="$tmp/e-$s.json" path=/bench
+  local s=$1 t path=/bench
+  local out="$tmp/e-$s.json"
   t=$(target "$s")
   is_wsgate "$s" && path=/authz
   breset
