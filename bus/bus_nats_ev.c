@@ -71,12 +71,15 @@ struct nb_group {
     atomic_int *want;        /* lease held: the delivery thread consumes p */
     pthread_mutex_t mu;      /* the undone list */
     nb_delivery_t *head, *tail;
+    natsSubscription *wake; /* core NATS copy of the group's event subjects */
+    atomic_int kicked;      /* an event of a leased partition arrived since the last round */
 };
 
 #define NB_FETCH_BATCH 256
 #define NB_MAX_ACK_PENDING 4096
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
+#define NB_KICK_RETRY_MS 1 /* after a wake-up: the stream may store the event a moment later */
 
 /* ---- publish ---------------------------------------------------------------- */
 
@@ -497,10 +500,11 @@ static int fetch_partition(nb_group_t *g, uint32_t p)
     return n;
 }
 
-static void idle_wait(nats_bus_t *b, int ms)
+/* Returns 1 when woken (or found woken) by wake_cb. */
+static int idle_wait(nats_bus_t *b, nb_group_t *g, int ms)
 {
     pthread_mutex_lock(&b->mu);
-    if (!atomic_load(&b->stopping)) {
+    if (!atomic_load(&b->stopping) && !atomic_load(&g->kicked)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += ms * 1000000L;
@@ -511,13 +515,43 @@ static void idle_wait(nats_bus_t *b, int ms)
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
+    return atomic_exchange(&g->kicked, 0);
 }
 
 /* The group's delivery thread: binds what it holds a lease for and fetches
  * round-robin from those. When a round brings nothing it idles, 5 ms at
  * first and doubling up to 100 ms, so an idle group costs the server a few
- * hundred no-wait pulls a second at most, at the price of up to 100 ms
- * latency for the first event after a quiet spell. */
+ * hundred no-wait pulls a second at most. An idle group does not make the
+ * first event after a quiet spell wait that long: a core NATS subscription
+ * on the group's event subjects (wake_cb) wakes it as soon as an event of a
+ * partition it holds is published (libnats 3.4 has no asynchronous pull). */
+/* A NATS thread: the stream's subjects are plain subjects too, so every
+ * published event also reaches this subscription. Only the subject is read:
+ * <prefix>.ev.<k>.<p>.<conn>. */
+static void wake_cb(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    nb_group_t *g = closure;
+    nats_bus_t *b = g->b;
+    (void)nc;
+    (void)sub;
+    const char *subj = natsMsg_GetSubject(m);
+    size_t pl = strlen(b->prefix);
+    unsigned long p = 0;
+    int ours = 1; /* a subject not of the expected shape: wake anyway */
+    if (strlen(subj) > pl + 6 && subj[pl + 5] == '.') {
+        char *end = NULL;
+        p = strtoul(subj + pl + 6, &end, 10);
+        if (end && *end == '.' && p < b->partitions)
+            ours = atomic_load(&g->want[p]);
+    }
+    natsMsg_Destroy(m);
+    if (ours && !atomic_exchange(&g->kicked, 1)) {
+        pthread_mutex_lock(&b->mu);
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
 static void *group_main(void *arg)
 {
     nb_group_t *g = arg;
@@ -538,8 +572,10 @@ static void *group_main(void *arg)
             idle_ms = NB_IDLE_MIN_MS;
             continue;
         }
-        idle_wait(b, idle_ms);
-        idle_ms = idle_ms * 2 > NB_IDLE_MAX_MS ? NB_IDLE_MAX_MS : idle_ms * 2;
+        if (idle_wait(b, g, idle_ms))
+            idle_ms = NB_KICK_RETRY_MS; /* the event may not be stored yet: look again soon */
+        else
+            idle_ms = idle_ms * 2 > NB_IDLE_MAX_MS ? NB_IDLE_MAX_MS : idle_ms * 2;
     }
     return NULL;
 }
@@ -668,6 +704,13 @@ int nb_ev_start(nats_bus_t *b)
         renew_leases(b, g);
     b->next_lease_ms = wsg_mono_ms() + b->tune.lease_ttl_ms / 3;
     for (nb_group_t *g = b->groups; g; g = g->next) {
+        char subj[160];
+        uint32_t s = BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT);
+        const char *k = !(g->mask & s) ? "m" : !(g->mask & BUS_EV_MASK(BUS_EV_MESSAGE)) ? "s" : "*";
+        snprintf(subj, sizeof subj, "%s.ev.%s.>", b->prefix, k);
+        /* without it the group still works, polling (up to NB_IDLE_MAX_MS late) */
+        if (natsConnection_Subscribe(&g->wake, b->nc, subj, wake_cb, g) != NATS_OK)
+            g->wake = NULL;
         if (pthread_create(&g->th, NULL, group_main, g) != 0)
             return WSG_EBUS;
         g->th_running = 1;
@@ -680,6 +723,11 @@ int nb_ev_start(nats_bus_t *b)
 void nb_ev_stop(nats_bus_t *b)
 {
     for (nb_group_t *g = b->groups; g; g = g->next) {
+        if (g->wake) {
+            natsSubscription_Unsubscribe(g->wake);
+            natsSubscription_Destroy(g->wake);
+            g->wake = NULL;
+        }
         if (g->th_running)
             pthread_join(g->th, NULL);
         g->th_running = 0;
