@@ -296,7 +296,11 @@ static void lws_log_bridge(int level, const char *line)
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    WSG_LOG(level == LLL_ERR ? WSG_LOG_WARN : WSG_LOG_DEBUG, "lws", "detail=%s", line);
+    /* lws 4.1 reports every socket given back with lws_adopt_socket_readbuf
+     * (each handshake that asked the authorizer) at error level: routine. */
+    int routine = strstr(line, "adopt_socket_readbuf: calling service") != NULL;
+    WSG_LOG(level == LLL_ERR && !routine ? WSG_LOG_WARN : WSG_LOG_DEBUG, "lws", "detail=%.*s",
+            (int)n, line);
 }
 
 /* lws's timeouts from accept until the request headers are complete
