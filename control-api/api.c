@@ -40,8 +40,8 @@ enum { ST_RUNNING = 0, ST_SUSPENDED = 1, ST_DONE = 2 };
 /* libmicrohttpd's per-connection pool (headers, read and write buffers; the
  * body streams through it). MHD zeroes the whole pool after every request on
  * a keep-alive connection, so its size is paid per request: 16 KiB holds
- * headers of up to ~8 KiB (a JWT with a long channels claim) and costs a
- * quarter of the 64 KiB it was. */
+ * request headers up to ~14 KiB (a JWT with a long channels claim fits;
+ * larger ones get 431) and costs a quarter of the 64 KiB it was. */
 #define API_CONN_MEMORY (16 * 1024)
 
 /* A typical send's body fits inline, and the whole context stays within
@@ -186,14 +186,16 @@ static void resume_later(api_t *a, http_ctx_t *h)
 
 /* On an MHD thread that is processing a resumed connection: resumes every
  * request answered since the kick (their threads need no separate wake-up:
- * this one is running; another pool thread gets its eventfd written once). */
-static void resume_rest(api_t *a)
+ * this one is running; another pool thread gets its eventfd written once).
+ * final (api_stop): and from now on each reply resumes its own connection. */
+static void resume_rest(api_t *a, int final)
 {
     pthread_mutex_lock(&a->resume_mu);
-    http_ctx_t *l = a->resume_direct ? NULL : a->resume_head;
-    if (l)
-        a->resume_head = NULL;
+    http_ctx_t *l = a->resume_head;
+    a->resume_head = NULL;
     a->resume_kicked = 0;
+    if (final)
+        a->resume_direct = 1;
     for (http_ctx_t *h = l; h; h = h->rnext)
         h->in_resume = 0;
     pthread_mutex_unlock(&a->resume_mu);
@@ -381,7 +383,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (h->suspended) {
             h->suspended = 0;
             atomic_fetch_sub(&a->inflight, 1);
-            resume_rest(a);
+            resume_rest(a, 0);
         }
         return queue(h);
     }
@@ -422,7 +424,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             h->in_resume = 0;
         }
         pthread_mutex_unlock(&a->resume_mu);
-        resume_rest(a); /* it may have been the kick the others wait for */
+        resume_rest(a, 0); /* it may have been the kick the others wait for */
     }
     api_req_clear(&h->r);
     if (h->body != h->inl)
@@ -505,6 +507,14 @@ int api_start(api_t *a, char *err, size_t errlen)
     if (rc != 0)
         return wsg_errf(err, errlen, rc, "registry start failed");
     unsigned threads = c->threads ? c->threads : 2;
+    /* the answer to every queued send, built once: MHD reference-counts a
+     * response, so any number of connections on any thread may queue it */
+    if (!a->queued_resp) {
+        a->queued_resp = MHD_create_response_from_buffer(
+            strlen(API_QUEUED_BODY), (void *)API_QUEUED_BODY, MHD_RESPMEM_PERSISTENT);
+        if (a->queued_resp)
+            MHD_add_response_header(a->queued_resp, "Content-Type", "application/json");
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     a->mhd = MHD_start_daemon(
@@ -517,12 +527,6 @@ int api_start(api_t *a, char *err, size_t errlen)
         on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
     if (!a->mhd)
         return wsg_errf(err, errlen, WSG_EIO, "api: cannot listen on %s", c->listen);
-    /* the answer to every queued send, built once: MHD reference-counts a
-     * response, so any number of connections on any thread may queue it */
-    a->queued_resp = MHD_create_response_from_buffer(
-        strlen(API_QUEUED_BODY), (void *)API_QUEUED_BODY, MHD_RESPMEM_PERSISTENT);
-    if (a->queued_resp)
-        MHD_add_response_header(a->queued_resp, "Content-Type", "application/json");
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
     a->port = di ? di->port : 0;
     return 0;
@@ -543,12 +547,10 @@ void api_stop(api_t *a)
         /* suspended requests end within the bus's 5 s command timeout */
         for (int i = 0; i < 700 && atomic_load(&a->inflight) > 0; i++)
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        /* from here a late reply resumes its own connection, and what waits
-         * on the list is left to MHD_stop_daemon (it resumes and closes
-         * every suspended connection) */
-        pthread_mutex_lock(&a->resume_mu);
-        a->resume_direct = 1;
-        pthread_mutex_unlock(&a->resume_mu);
+        /* what still waits on the list is resumed now (MHD_stop_daemon
+         * refuses to run with an answered connection left suspended), and a
+         * late reply resumes its own connection */
+        resume_rest(a, 1);
         MHD_stop_daemon(a->mhd);
         a->mhd = NULL;
     }
