@@ -68,6 +68,7 @@ struct nb_group {
     int th_running;
     natsSubscription **subs; /* delivery thread only */
     uint64_t *rev;           /* service thread only: lease revision, 0 = not ours */
+    unsigned char *giving;   /* service thread only: held, fetching stopped, to release */
     atomic_int *want;        /* lease held: the delivery thread consumes p */
     pthread_mutex_t mu;      /* the undone list */
     nb_delivery_t *head, *tail;
@@ -362,6 +363,7 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
     g->subs = bus_xcalloc(b->partitions * sizeof *g->subs);
     g->rev = bus_xcalloc(b->partitions * sizeof *g->rev);
     g->want = bus_xcalloc(b->partitions * sizeof *g->want);
+    g->giving = bus_xcalloc(b->partitions);
     pthread_mutex_init(&g->mu, NULL);
     g->next = b->groups;
     b->groups = g;
@@ -606,11 +608,65 @@ static void lease_key(nb_group_t *g, uint32_t p, char *buf, size_t n)
     snprintf(buf, n, "%.200s.%u", g->tok, (unsigned)p);
 }
 
+/* ---- partition shares --------------------------------------------------------------
+ *
+ * Every process of a group announces itself with the key <tok(group)>.m.<instance>
+ * (renewed each lease round, gone after the lease TTL) and holds at most its
+ * share, ceil(partitions / members), so two dispatchers split the partitions
+ * instead of the first one taking them all. A process above its share gives
+ * partitions back in two steps, keeping per-connection order: first it stops
+ * fetching from them (want = 0); from the next round on, once none of its
+ * undone deliveries belongs to such a partition, it deletes the lease, and
+ * another member creates it at its next round. Service thread only. */
+
+static void member_key(nb_group_t *g, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.150s.m.%.60s", g->tok, g->b->instance);
+}
+
+static uint32_t count_members(nats_bus_t *b, nb_group_t *g)
+{
+    char prefix[224];
+    snprintf(prefix, sizeof prefix, "%.150s.m.", g->tok);
+    size_t pl = strlen(prefix);
+    kvKeysList keys = {0};
+    uint32_t n = 0;
+    if (kvStore_Keys(&keys, b->kv, NULL) == NATS_OK)
+        for (int i = 0; i < keys.Count; i++)
+            n += strncmp(keys.Keys[i], prefix, pl) == 0;
+    kvKeysList_Destroy(&keys);
+    return n ? n : 1; /* at least this process */
+}
+
+static int undone_in(nb_group_t *g, uint32_t p)
+{
+    int found = 0;
+    pthread_mutex_lock(&g->mu);
+    for (nb_delivery_t *d = g->head; d && !found; d = d->next)
+        found = nb_hash(d->ev.conn_id, strlen(d->ev.conn_id)) % g->b->partitions == p;
+    pthread_mutex_unlock(&g->mu);
+    return found;
+}
+
 static void renew_leases(nats_bus_t *b, nb_group_t *g)
 {
+    char key[224];
+    member_key(g, key, sizeof key);
+    kvStore_PutString(NULL, b->kv, key, "1");
+    uint32_t members = count_members(b, g);
+    uint32_t share = (b->partitions + members - 1) / members, held = 0;
+    for (uint32_t p = 0; p < b->partitions; p++)
+        held += g->rev[p] && !g->giving[p];
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
-        char key[224];
         lease_key(g, p, key, sizeof key);
+        if (g->giving[p] && !undone_in(g, p)) {
+            kvStore_Delete(b->kv, key); /* if it fails the lease expires by itself */
+            g->rev[p] = 0;
+            g->giving[p] = 0;
+            continue;
+        }
+        if (!g->rev[p] && held >= share)
+            continue; /* someone else's turn */
         uint64_t rev = 0;
         natsStatus s;
         if (g->rev[p])
@@ -619,9 +675,22 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
             s = kvStore_CreateString(&rev, b->kv, key, b->instance);
         if (s != NATS_OK && g->rev[p] && nb_status_to_err(s) == WSG_EUNAVAILABLE)
             continue; /* no answer: keep what we hold, try again next round */
+        if (s == NATS_OK && !g->rev[p])
+            held++;
+        else if (s != NATS_OK && g->rev[p] && !g->giving[p])
+            held--;
+        if (s != NATS_OK)
+            g->giving[p] = 0;
         g->rev[p] = s == NATS_OK ? rev : 0;
-        atomic_store(&g->want[p], s == NATS_OK);
+        atomic_store(&g->want[p], s == NATS_OK && !g->giving[p]);
     }
+    /* above the share (a member joined): stop fetching from the last ones */
+    for (uint32_t p = b->partitions; p-- > 0 && held > share;)
+        if (g->rev[p] && !g->giving[p]) {
+            atomic_store(&g->want[p], 0);
+            g->giving[p] = 1;
+            held--;
+        }
 }
 
 static void keep_in_progress(nats_bus_t *b, nb_group_t *g, int64_t now)
@@ -748,6 +817,11 @@ void nb_ev_stop(nats_bus_t *b)
                 kvStore_Delete(b->kv, key);
             g->rev[p] = 0;
         }
+        if (b->kv && b->instance && !b->vanish && atomic_load(&b->connected)) {
+            char key[224];
+            member_key(g, key, sizeof key); /* the others take our share at once */
+            kvStore_Delete(b->kv, key);
+        }
     }
 }
 
@@ -778,6 +852,7 @@ void nb_ev_free(nats_bus_t *b)
         free(g->subs);
         free(g->rev);
         free(g->want);
+        free(g->giving);
         free(g->name);
         free(g->tok);
         free(g);

@@ -7,7 +7,8 @@ test_cluster_basic.py: 2 edges, 2 APIs, 2 dispatchers, free loopback ports).
   of test_cluster_outages.py): once the other dispatcher takes over the
   dead one's partitions (after the lease TTL, 1.5 x cluster.ack_wait, here
   4 s: the test first checks the consumers' AckWait and the lease bucket's
-  TTL in JetStream), every message is delivered, in order per connection
+  TTL in JetStream, then that the two dispatchers split the 16 partition
+  leases 8/8), every message is delivered, in order per connection
   (by first delivery), and any duplicate carries the same event id and
   webhook-id;
 - kill -9 of an edge: each of its connections gets exactly one disconnect
@@ -20,6 +21,7 @@ test_cluster_basic.py: 2 edges, 2 APIs, 2 dispatchers, free loopback ports).
 Every process is stopped by PID; every wait is bounded.
 """
 
+import base64
 import json
 import subprocess
 import time
@@ -126,6 +128,10 @@ class DispatcherCrashTest(ClusterTestCase):
             self.assertEqual(info["config"].get("ack_wait"), 4 * 10**9, info)
         info = json.loads(self.cl.nats.request("$JS.API.STREAM.INFO.KV_wsgate_leases"))
         self.assertEqual(info["config"]["max_age"], 6 * 10**9, info)
+        # the two dispatchers split the 16 partitions (the first took them
+        # all, then gave back what is above its share when the second came)
+        w.wait_until(lambda: sorted(self.lease_holders().values()) == [8, 8], 60, 0.5,
+                     "8 partition leases per dispatcher")
         self.be.respond(200, delay=0.005)  # keep deliveries in flight
         fleets, ids = [], []
         try:
@@ -143,8 +149,7 @@ class DispatcherCrashTest(ClusterTestCase):
             total = len(all_ids) * (self.per_conn + 1)
             w.wait_until(lambda: tally.poll().messages >= 2000, 120, 0.2,
                          "2000 messages before the kill")
-            # dispatchers[0] started first (Cluster waits for it before
-            # starting the next) and took every partition lease
+            # each dispatcher delivers half of the partitions: kill one
             self.assertEqual(self.cl.dispatchers[0].kill9(), -9)
             at_kill = len(tally.poll().keys)
             self.assertLess(at_kill, total, "the kill came too late")
@@ -163,6 +168,21 @@ class DispatcherCrashTest(ClusterTestCase):
         finally:
             for fl in fleets:
                 fl.close()
+
+    def lease_holders(self):
+        """instance -> number of partition leases it holds (the values of the
+        keys idispatch.<p> in the lease bucket; a delete marker: nobody)."""
+        held = {}
+        for p in range(16):
+            req = json.dumps({"last_by_subj": "$KV.wsgate_leases.idispatch.%d" % p}).encode()
+            resp = json.loads(self.cl.nats.request(
+                "$JS.API.STREAM.MSG.GET.KV_wsgate_leases", req))
+            msg = resp.get("message")
+            if not msg or b"KV-Operation" in base64.b64decode(msg.get("hdrs") or ""):
+                continue
+            who = base64.b64decode(msg.get("data") or "").decode()
+            held[who] = held.get(who, 0) + 1
+        return held
 
     def check_deliveries(self, fleets, ids):
         all_ids = {cid for m in ids for cid in m}
