@@ -64,17 +64,19 @@ void edge_q_free(edge_q_t *q)
 }
 
 /* The live edge of this process, for callbacks that may outlive it (bus
- * commands, publishes and event acks keep arriving until bus_free()). */
-static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+ * commands, publishes and event acks keep arriving until bus_free()). A
+ * read-write lock: posters (API threads, bus threads) only read it and must
+ * not queue behind each other's wake-up write; edge_new/edge_free write. */
+static pthread_rwlock_t live_mu = PTHREAD_RWLOCK_INITIALIZER;
 static edge_t *live_edge;
 
 int edge_post_live(edge_q_t *q)
 {
-    pthread_mutex_lock(&live_mu);
+    pthread_rwlock_rdlock(&live_mu);
     edge_t *e = live_edge;
     if (e)
         edge_post(e, q);
-    pthread_mutex_unlock(&live_mu);
+    pthread_rwlock_unlock(&live_mu);
     return e ? 0 : WSG_EGONE;
 }
 
@@ -382,11 +384,11 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     e->bus = bus;
     pthread_mutex_init(&e->qmu, NULL);
     e->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
-    pthread_mutex_lock(&live_mu);
+    pthread_rwlock_wrlock(&live_mu);
     int rc = live_edge ? WSG_EEXISTS : 0;
     if (rc == 0)
         live_edge = e;
-    pthread_mutex_unlock(&live_mu);
+    pthread_rwlock_unlock(&live_mu);
     if (rc != 0) {
         free(e->edge_id);
         free(e);
@@ -467,10 +469,10 @@ void edge_free(edge_t *e)
 {
     if (!e)
         return;
-    pthread_mutex_lock(&live_mu);
+    pthread_rwlock_wrlock(&live_mu);
     if (live_edge == e)
         live_edge = NULL; /* bus callbacks from now on answer WSG_EGONE */
-    pthread_mutex_unlock(&live_mu);
+    pthread_rwlock_unlock(&live_mu);
     edge_authz_free(e->authz); /* no more results posted after this */
     if (e->ctx)
         lws_context_destroy(e->ctx); /* closes what is left; CLOSED frees those conns */
