@@ -349,10 +349,20 @@ class Backend:
         return self.wait_for(find, timeout, "a matching event")
 
     def wait_events(self, pred, n, timeout=10.0):
-        """At least n events satisfying pred; returns all of them."""
+        """At least n events satisfying pred; returns all of them. Scans each
+        request once (wait_for calls the predicate on every arrival: a full
+        rescan each time made waiting for 20,000 events quadratic)."""
+        evs, seen = [], 0
+
         def find(rs):
-            evs = [e for r in rs for e in r.events() if pred(e)]
-            return evs if len(evs) >= n else None
+            nonlocal seen
+            if len(rs) < seen:  # cleared meanwhile: start over
+                evs.clear()
+                seen = 0
+            for r in rs[seen:]:
+                evs.extend(e for e in r.events() if pred(e))
+            seen = len(rs)
+            return list(evs) if len(evs) >= n else None
         return self.wait_for(find, timeout, "%d matching events" % n)
 
 
