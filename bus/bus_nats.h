@@ -76,6 +76,7 @@ typedef struct nats_bus {
     char *instance; /* unique per bus: lease owner */
     atomic_int connected;
     atomic_int closed;
+    atomic_uint disconnects; /* how many times the connection to NATS broke */
     atomic_int started;
     atomic_int stopping;
     int vanish;            /* bus_nats_vanish(): free like a crashed process would */

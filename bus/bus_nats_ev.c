@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "bus/bus_nats.h"
 #include "common/err.h"
+#include "common/log.h"
 
 struct nb_pub {
     nb_pub_t *next;
@@ -73,6 +74,7 @@ struct nb_group {
     pthread_mutex_t mu;      /* the undone list */
     nb_delivery_t *head, *tail;
     natsSubscription *wake; /* core NATS copy of the group's event subjects */
+    int64_t *hold_until;    /* delivery thread only: no fetch from p before (mono ms) */
     atomic_int kicked;      /* an event of a leased partition arrived since the last round */
 };
 
@@ -80,6 +82,7 @@ struct nb_group {
 #define NB_MAX_ACK_PENDING 4096
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
+#define NB_LOST_FETCH_MARGIN_MS 2000
 #define NB_KICK_RETRY_MS 1 /* after a wake-up: the stream may store the event a moment later */
 
 /* ---- publish ---------------------------------------------------------------- */
@@ -174,6 +177,7 @@ static void poison_outstanding(nats_bus_t *b)
 
 void nb_ev_disconnected(nats_bus_t *b)
 {
+    atomic_fetch_add(&b->disconnects, 1);
     pthread_mutex_lock(&b->mu);
     poison_outstanding(b);
     pthread_mutex_unlock(&b->mu);
@@ -364,6 +368,7 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
     g->rev = bus_xcalloc(b->partitions * sizeof *g->rev);
     g->want = bus_xcalloc(b->partitions * sizeof *g->want);
     g->giving = bus_xcalloc(b->partitions);
+    g->hold_until = bus_xcalloc(b->partitions * sizeof *g->hold_until);
     pthread_mutex_init(&g->mu, NULL);
     g->next = b->groups;
     b->groups = g;
@@ -484,16 +489,33 @@ static void deliver(nb_group_t *g, natsMsg *m)
     g->fn(g->ud, &d->ev, &d->base, attempt);
 }
 
+/* A fetch that was out when the connection to NATS broke may have been
+ * answered with events that never reached us. The server hands them out
+ * again only when their AckWait runs out, and anything fetched from the
+ * partition before then would overtake them (a connection's seq 35 before its
+ * 34): so the partition is held that long (plus a margin for the server's
+ * redelivery sweep), then its redeliveries come first. */
 static int fetch_partition(nb_group_t *g, uint32_t p)
 {
+    nats_bus_t *b = g->b;
+    if (g->hold_until[p] && wsg_mono_ms() < g->hold_until[p])
+        return 0;
+    g->hold_until[p] = 0;
     jsFetchRequest fr;
     jsFetchRequest_Init(&fr);
     fr.Batch = NB_FETCH_BATCH;
     fr.NoWait = true;
     natsMsgList list = {0};
-    if (natsSubscription_FetchRequest(&list, g->subs[p], &fr) != NATS_OK)
-        return 0;
-    int n = list.Count;
+    unsigned breaks = atomic_load(&b->disconnects);
+    natsStatus s = natsSubscription_FetchRequest(&list, g->subs[p], &fr);
+    if (atomic_load(&b->disconnects) != breaks ||
+        (s != NATS_OK && natsConnection_Status(b->nc) != NATS_CONN_STATUS_CONNECTED)) {
+        g->hold_until[p] = wsg_mono_ms() + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+        WSG_LOG(WSG_LOG_WARN, "partition held after a fetch cut by a NATS disconnect",
+                "group=%s partition=%u hold_ms=%lld", g->name, (unsigned)p,
+                (long long)(b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS));
+    }
+    int n = list.Count; /* what did arrive (even with an error) precedes anything lost */
     for (int i = 0; i < list.Count; i++) {
         deliver(g, list.Msgs[i]);
         list.Msgs[i] = NULL;
@@ -853,6 +875,7 @@ void nb_ev_free(nats_bus_t *b)
         free(g->rev);
         free(g->want);
         free(g->giving);
+        free(g->hold_until);
         free(g->name);
         free(g->tok);
         free(g);

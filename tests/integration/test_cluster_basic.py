@@ -294,18 +294,19 @@ class ClusterTestCase(unittest.TestCase):
             sys.stderr.write("--- store ---\n%s\n" % self.cl.store_dump())
 
 
-    def client(self, edge):
+    def client(self, edge, timeout=15):
         """A client on edge `edge`; returns (ws, connection id) once the
-        registry has written its connections row."""
+        registry has written its connections row (each wait bounded by
+        timeout seconds)."""
         ws = w.WsClient.connect(self.cl.edge_url(edge))
         self._clients.append(ws)
         ev = self.be.wait_event(lambda e: e["type"] == "connect" and e["route"] == "/chat" and
                                 e.get("headers", {}).get("host", "").endswith(
                                     ":%d" % self.cl.edges[edge].port) and
-                                e["connection_id"] not in self._taken(), timeout=15)
+                                e["connection_id"] not in self._taken(), timeout=timeout)
         cid = ev["connection_id"]
         self._taken().add(cid)
-        w.wait_until(lambda: self.cl.conn_row(cid) == "edge-%d" % edge, 15, 0.05,
+        w.wait_until(lambda: self.cl.conn_row(cid) == "edge-%d" % edge, timeout, 0.05,
                      "connections row of %s on edge-%d" % (cid, edge))
         return ws, cid
 

@@ -418,15 +418,18 @@ class NatsRestartTest(ClusterTestCase):
                   "%d connections closed with 1013" % (down_s, sent, 2 * self.per_edge, delivered, closed))
             for n in self.cl.nodes():
                 self.assertTrue(n.running(), "%s exited:\n%s" % (n.name, n.tail()))
-            # everything reconnected: new connections, commands, webhooks
+            # everything reconnected: new connections, commands, webhooks. A
+            # partition whose fetch the restart cut is held for AckWait (30 s
+            # here) + 2 s so its lost events come back first (bus-nats.md):
+            # a new connection on it waits that long for its webhooks.
             for e in (0, 1):
-                ws, cid = self.client(e)
+                ws, cid = self.client(e, timeout=60)
                 for api in (0, 1):
                     self.assertEqual(self.cl.api(api).send(cid, "back %d" % api).status, 200)
                     self.assertEqual(ws.recv_text(10), "back %d" % api)
                 ws.send_text("after restart")
                 self.be.wait_events(lambda ev, c=cid: ev["connection_id"] == c and
-                                    ev["type"] == "message", 1, timeout=20)
+                                    ev["type"] == "message", 1, timeout=60)
             for i in (0, 1):
                 self.assertEqual(self.cl.api(i).get("/readyz").status, 200)
         finally:
