@@ -850,14 +850,18 @@ static void stop_threads(bq_t *q)
         pthread_cond_signal(&grp->dcv);
         pthread_mutex_unlock(&grp->dmu);
     }
+    /* The group threads first: one may be inside its handler, about to mark
+     * an event done; the writer must still be there to commit that done, or
+     * the event is handed out again after a restart. */
+    if (q->started)
+        for (int g = 0; g < q->ngroups; g++)
+            pthread_join(q->groups[g].thread, NULL);
     pthread_mutex_lock(&q->mu);
     q->stopping = 1;
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
     if (!q->started)
         return;
-    for (int g = 0; g < q->ngroups; g++)
-        pthread_join(q->groups[g].thread, NULL);
     pthread_join(q->writer, NULL); /* commits and acks what is pending */
 }
 
