@@ -73,9 +73,9 @@ struct nb_group {
     atomic_int *want;        /* lease held: the delivery thread consumes p */
     pthread_mutex_t mu;      /* the undone list */
     nb_delivery_t *head, *tail;
-    natsSubscription *wake; /* core NATS copy of the group's event subjects */
-    int64_t *hold_until;    /* delivery thread only: no fetch from p before (mono ms) */
-    atomic_int kicked;      /* an event of a leased partition arrived since the last round */
+    natsSubscription *wake;   /* core NATS copy of the group's event subjects */
+    atomic_llong *hold_until; /* set by the delivery thread: no fetch from p before (mono ms) */
+    atomic_int kicked;        /* an event of a leased partition arrived since the last round */
 };
 
 #define NB_FETCH_BATCH 256
@@ -489,18 +489,20 @@ static void deliver(nb_group_t *g, natsMsg *m)
     g->fn(g->ud, &d->ev, &d->base, attempt);
 }
 
+static int partition_held(nb_group_t *g, uint32_t p);
+
 /* A fetch that was out when the connection to NATS broke may have been
  * answered with events that never reached us. The server hands them out
  * again only when their AckWait runs out, and anything fetched from the
  * partition before then would overtake them (a connection's seq 35 before its
  * 34): so the partition is held that long (plus a margin for the server's
- * redelivery sweep), then its redeliveries come first. */
+ * redelivery sweep), then its redeliveries come first; and it is not handed
+ * to another member meanwhile (renew_leases), which would not know. */
 static int fetch_partition(nb_group_t *g, uint32_t p)
 {
     nats_bus_t *b = g->b;
-    if (g->hold_until[p] && wsg_mono_ms() < g->hold_until[p])
+    if (partition_held(g, p))
         return 0;
-    g->hold_until[p] = 0;
     jsFetchRequest fr;
     jsFetchRequest_Init(&fr);
     fr.Batch = NB_FETCH_BATCH;
@@ -510,7 +512,8 @@ static int fetch_partition(nb_group_t *g, uint32_t p)
     natsStatus s = natsSubscription_FetchRequest(&list, g->subs[p], &fr);
     if (atomic_load(&b->disconnects) != breaks ||
         (s != NATS_OK && natsConnection_Status(b->nc) != NATS_CONN_STATUS_CONNECTED)) {
-        g->hold_until[p] = wsg_mono_ms() + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+        atomic_store(&g->hold_until[p],
+                     wsg_mono_ms() + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS);
         WSG_LOG(WSG_LOG_WARN, "partition held after a fetch cut by a NATS disconnect",
                 "group=%s partition=%u hold_ms=%lld", g->name, (unsigned)p,
                 (long long)(b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS));
@@ -660,6 +663,14 @@ static uint32_t count_members(nats_bus_t *b, nb_group_t *g)
     return n ? n : 1; /* at least this process */
 }
 
+/* A partition whose fetch a disconnect cut (fetch_partition): nobody may
+ * fetch from it before the lost events are due again, so it is not given
+ * away either. */
+static int partition_held(nb_group_t *g, uint32_t p)
+{
+    return wsg_mono_ms() < (int64_t)atomic_load(&g->hold_until[p]);
+}
+
 static int undone_in(nb_group_t *g, uint32_t p)
 {
     int found = 0;
@@ -681,7 +692,7 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
         held += g->rev[p] && !g->giving[p];
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
         lease_key(g, p, key, sizeof key);
-        if (g->giving[p] && !undone_in(g, p)) {
+        if (g->giving[p] && !undone_in(g, p) && !partition_held(g, p)) {
             kvStore_Delete(b->kv, key); /* if it fails the lease expires by itself */
             g->rev[p] = 0;
             g->giving[p] = 0;
