@@ -247,6 +247,12 @@ static natsStatus ev_headers(natsMsg *m, const bus_event_t *ev)
     return s;
 }
 
+/* The partition of a connection's events. */
+static uint32_t partition_of(const nats_bus_t *b, const char *conn_id)
+{
+    return (uint32_t)(nb_hash(conn_id, strlen(conn_id)) % b->partitions);
+}
+
 static char *ev_subject(nats_bus_t *b, int message, const char *conn_id)
 {
     size_t n = strlen(conn_id);
@@ -254,7 +260,7 @@ static char *ev_subject(nats_bus_t *b, int message, const char *conn_id)
     size_t len = strlen(b->prefix) + strlen(t) + 32;
     char *s = bus_xcalloc(len);
     snprintf(s, len, "%s.ev.%c.%u.%s", b->prefix, message ? 'm' : 's',
-             (unsigned)(nb_hash(conn_id, n) % b->partitions), t);
+             (unsigned)partition_of(b, conn_id), t);
     free(t);
     return s;
 }
@@ -375,11 +381,16 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
     return 0;
 }
 
-static void group_filter(nb_group_t *g, uint32_t p, char *buf, size_t n)
+/* The <k> token of the subjects a group consumes: "m", "s" or both. */
+static const char *group_kind(const nb_group_t *g)
 {
     uint32_t s = BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT);
-    const char *k = !(g->mask & s) ? "m" : !(g->mask & BUS_EV_MASK(BUS_EV_MESSAGE)) ? "s" : "*";
-    snprintf(buf, n, "%s.ev.%s.%u.*", g->b->prefix, k, (unsigned)p);
+    return !(g->mask & s) ? "m" : !(g->mask & BUS_EV_MASK(BUS_EV_MESSAGE)) ? "s" : "*";
+}
+
+static void group_filter(nb_group_t *g, uint32_t p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s.ev.%s.%u.*", g->b->prefix, group_kind(g), (unsigned)p);
 }
 
 /* Creates (idempotently) the durable consumer of partition p and binds a
@@ -676,7 +687,7 @@ static int undone_in(nb_group_t *g, uint32_t p)
     int found = 0;
     pthread_mutex_lock(&g->mu);
     for (nb_delivery_t *d = g->head; d && !found; d = d->next)
-        found = nb_hash(d->ev.conn_id, strlen(d->ev.conn_id)) % g->b->partitions == p;
+        found = partition_of(g->b, d->ev.conn_id) == p;
     pthread_mutex_unlock(&g->mu);
     return found;
 }
@@ -807,9 +818,7 @@ int nb_ev_start(nats_bus_t *b)
     b->next_lease_ms = wsg_mono_ms() + b->tune.lease_ttl_ms / 3;
     for (nb_group_t *g = b->groups; g; g = g->next) {
         char subj[160];
-        uint32_t s = BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT);
-        const char *k = !(g->mask & s) ? "m" : !(g->mask & BUS_EV_MASK(BUS_EV_MESSAGE)) ? "s" : "*";
-        snprintf(subj, sizeof subj, "%s.ev.%s.>", b->prefix, k);
+        snprintf(subj, sizeof subj, "%s.ev.%s.>", b->prefix, group_kind(g));
         /* without it the group still works, polling (up to NB_IDLE_MAX_MS late) */
         if (natsConnection_Subscribe(&g->wake, b->nc, subj, wake_cb, g) != NATS_OK)
             g->wake = NULL;
