@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/b64.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -27,9 +28,7 @@
 
 int64_t edge_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return wsg_mono_ms();
 }
 
 void edge_make_id(char out[EDGE_ID_LEN + 1])
