@@ -22,6 +22,7 @@
 #include "bus/bus_int.h"
 #include "bus/bus_queue.h"
 #include "common/err.h"
+#include "common/thread.h"
 
 #define HB_QUEUE_MAX 4096
 
@@ -443,6 +444,7 @@ static int64_t expire_one(inproc_t *b)
 static void *service_main(void *arg)
 {
     inproc_t *b = arg;
+    wsg_thread_name("bus-commands");
     pthread_mutex_lock(&b->cmu);
     while (!b->svc_stop) {
         if (b->hb_head) {

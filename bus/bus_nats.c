@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "bus/bus_nats.h"
 #include "common/err.h"
+#include "common/thread.h"
 
 #define NB_DELIVERY_POOL 4
 #define NB_CHAN_PENDING_MSGS 8192
@@ -365,6 +366,7 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
 static void *service_main(void *arg)
 {
     nats_bus_t *b = arg;
+    wsg_thread_name("nats-service");
     while (!atomic_load(&b->stopping)) {
         int64_t now = wsg_mono_ms();
         nb_cmd_tick(b, now);

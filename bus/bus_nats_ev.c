@@ -31,6 +31,7 @@
 #include "bus/bus_nats.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 struct nb_pub {
     nb_pub_t *next;
@@ -593,6 +594,7 @@ static void wake_cb(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
 static void *group_main(void *arg)
 {
     nb_group_t *g = arg;
+    wsg_thread_name("nats-%s", g->name);
     nats_bus_t *b = g->b;
     int idle_ms = NB_IDLE_MIN_MS;
     while (!atomic_load(&b->stopping)) {

@@ -37,6 +37,7 @@
 #include "bus/bus_int.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 #define BQ_MAX_GROUPS 62
 #define BQ_MAX_BYTES ((size_t)64 << 20)
@@ -731,6 +732,7 @@ static void requeue_dones(bq_t *q, dlv_t *dones)
 static void *writer_main(void *arg)
 {
     bq_t *q = arg;
+    wsg_thread_name("bq-writer");
     for (;;) {
         round_t r = {0};
         wait_for_work(q);
@@ -760,6 +762,7 @@ static void *writer_main(void *arg)
 static void *deliver_main(void *arg)
 {
     group_t *grp = arg;
+    wsg_thread_name("bq-%s", grp->name);
     for (;;) {
         pthread_mutex_lock(&grp->dmu);
         while (!grp->dq_head && !grp->dstop) {

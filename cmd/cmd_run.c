@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "control-api/api.h"
 #include "dispatcher/dispatch.h"
 #include "store/store.h"
@@ -48,6 +49,7 @@ typedef struct {
 static void *heartbeat_thread(void *arg)
 {
     run_t *r = arg;
+    wsg_thread_name("heartbeat");
     const char *id = r->cfg->edge.id;
     uint64_t every = r->cfg->edge.heartbeat_interval_ms;
     pthread_mutex_lock(&r->mu);
@@ -66,6 +68,7 @@ static void *heartbeat_thread(void *arg)
 static void *signal_thread(void *arg)
 {
     run_t *r = arg;
+    wsg_thread_name("signals");
     int sig = 0;
     while (sigwait(&r->sigs, &sig) == 0) {
         WSG_LOG(WSG_LOG_INFO, "shutting down", "signal=%d", sig);

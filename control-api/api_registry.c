@@ -32,6 +32,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/thread.h"
 #include "control-api/api_int.h"
 
 #define GC_INTERVAL_MS 60000
@@ -351,6 +352,7 @@ static void lose_previous_run(api_t *a)
 static void *maint_main(void *arg)
 {
     api_t *a = arg;
+    wsg_thread_name("registry");
     int64_t next_gc = wsg_wall_ms() + GC_INTERVAL_MS, next_report = 0;
     int64_t lost_at = wsg_wall_ms() + LOST_GRACE_MS;
     uint64_t every = a->cfg->log.report_interval_ms;

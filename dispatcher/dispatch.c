@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/thread.h"
 #include "dispatcher/disp_core.h"
 
 #ifndef WSGATE_VERSION
@@ -278,6 +279,7 @@ static void abandon_all(disp_t *d)
 static void *run(void *arg)
 {
     disp_t *d = arg;
+    wsg_thread_name("dispatch");
     int64_t stop_deadline = 0;
     char err[256] = "";
     int rc = store_open(&d->st, d->cfg->store, err, sizeof err);

@@ -42,6 +42,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/whsig.h"
+#include "common/thread.h"
 #include "ws-edge/edge_int.h"
 
 #define AUTHZ_MAX_BODY 65536
@@ -273,6 +274,7 @@ static void reap(edge_authz_t *a)
 static void *worker(void *arg)
 {
     edge_authz_t *a = arg;
+    wsg_thread_name("authorizer");
     struct epoll_event evs[AUTHZ_EVENTS];
     int running = 0;
     for (;;) {
@@ -544,6 +546,7 @@ static void claim_run(edge_authz_t *a, claim_job_t *j)
 static void *claim_main(void *arg)
 {
     edge_authz_t *a = arg;
+    wsg_thread_name("user-claims");
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (!a->chead && !a->cstop)
