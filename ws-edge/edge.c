@@ -204,6 +204,7 @@ static void drain_queue(edge_t *e)
         }
         q = next;
     }
+    edge_flush_replies(e);
     if (stop)
         begin_shutdown(e);
 }

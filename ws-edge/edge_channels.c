@@ -198,12 +198,34 @@ static int apply_open(edge_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
     return WSG_EINVAL;
 }
 
+static void reply_later(edge_t *e, edge_q_t *q, int status)
+{
+    q->u.cmd.status = status;
+    q->next = NULL;
+    if (e->replies_tail)
+        e->replies_tail->next = q;
+    else
+        e->replies = q;
+    e->replies_tail = q;
+}
+
+void edge_flush_replies(edge_t *e)
+{
+    edge_q_t *q = e->replies;
+    e->replies = e->replies_tail = NULL;
+    while (q) {
+        edge_q_t *next = q->next;
+        bus_cmd_reply(q->u.cmd.reply, q->u.cmd.status);
+        edge_q_free(q);
+        q = next;
+    }
+}
+
 void edge_apply_cmd(edge_t *e, edge_q_t *q)
 {
     edge_conn_t *c = edge_map_get(&e->conns, q->u.cmd.cmd.conn_id);
-    if (q->u.cmd.cmd.op == BUS_CMD_HOLDS) { /* a user claim elsewhere asks: answered now */
-        bus_cmd_reply(q->u.cmd.reply, c ? 0 : WSG_EGONE);
-        edge_q_free(q);
+    if (q->u.cmd.cmd.op == BUS_CMD_HOLDS) { /* a user claim elsewhere asks */
+        reply_later(e, q, c ? 0 : WSG_EGONE);
         return;
     }
     if (c && c->pending) { /* handshake in flight: apply once open */
@@ -215,9 +237,7 @@ void edge_apply_cmd(edge_t *e, edge_q_t *q)
         c->held = h;
         return;
     }
-    int rc = c && c->wsi ? apply_open(e, c, &q->u.cmd.cmd) : WSG_EGONE;
-    bus_cmd_reply(q->u.cmd.reply, rc);
-    edge_q_free(q);
+    reply_later(e, q, c && c->wsi ? apply_open(e, c, &q->u.cmd.cmd) : WSG_EGONE);
 }
 
 void edge_apply_publish(edge_t *e, edge_q_t *q)

@@ -87,6 +87,7 @@ static void apply_held(edge_t *e, edge_conn_t *c)
         free(rev);
         rev = n;
     }
+    edge_flush_replies(e);
 }
 
 int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot)

@@ -127,6 +127,7 @@ typedef struct edge_q {
         struct {
             bus_cmd_t cmd; /* strings point into the item's own storage */
             bus_reply_t *reply;
+            int status; /* the answer, while on edge_t.replies */
         } cmd;
         struct {
             edge_msg_t *m;
@@ -198,7 +199,8 @@ struct edge {
     pthread_mutex_t qmu; /* guards q_head/q_tail/stopping only */
     edge_q_t *q_head, *q_tail;
     int stop_requested;
-    int stopping; /* service-thread view */
+    edge_q_t *replies, *replies_tail; /* applied commands not yet answered (service thread) */
+    int stopping;                     /* service-thread view */
     int64_t stop_deadline_ms;
     size_t acks_outstanding;
 
@@ -255,7 +257,12 @@ void edge_conn_free(edge_conn_t *c);
 void edge_on_ack(edge_t *e, edge_q_t *q);
 
 /* edge_channels.c */
-void edge_apply_cmd(edge_t *e, edge_q_t *q); /* takes q */
+/* Applies a command (takes q). Its answer waits on e->replies until
+ * edge_flush_replies(): a burst of sends is answered back to back, so the
+ * control API's waiting threads get one wake-up for the burst instead of one
+ * per send (each answer can wake an MHD thread). */
+void edge_apply_cmd(edge_t *e, edge_q_t *q);
+void edge_flush_replies(edge_t *e);
 void edge_apply_publish(edge_t *e, edge_q_t *q);
 int edge_chan_join(edge_t *e, edge_conn_t *c, const char *channel);
 void edge_chan_leave(edge_t *e, edge_conn_t *c, const char *channel);
