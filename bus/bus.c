@@ -124,6 +124,11 @@ int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_e
     return bus ? bus->ops->event_subscribe(bus, group, type_mask, fn, ud) : WSG_EINVAL;
 }
 
+int bus_event_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn)
+{
+    return bus ? bus->ops->event_on_run_end(bus, group, fn) : WSG_EINVAL;
+}
+
 void bus_event_done(bus_t *bus, bus_delivery_t *d)
 {
     if (bus && d)

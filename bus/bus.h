@@ -140,6 +140,14 @@ typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d,
 int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
                         void *ud);
 
+/* Optional, before bus_start: fn(ud) is called on the group's delivery
+ * thread after each run of deliveries, before that thread waits or fetches
+ * again. A consumer may batch work over a run (one store transaction) and
+ * finish it there. Returns 0, WSG_EINVAL (unknown group, NULL fn, after
+ * bus_start). */
+typedef void (*bus_run_end_fn)(void *ud);
+int bus_event_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn);
+
 /* Acknowledges (consumed or dead-lettered). Frees d. */
 void bus_event_done(bus_t *bus, bus_delivery_t *d);
 

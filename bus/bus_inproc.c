@@ -572,6 +572,11 @@ static int inproc_event_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack
     return bq_publish(((inproc_t *)bus)->q, ev, cb, ud);
 }
 
+static int inproc_event_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn)
+{
+    return bq_on_run_end(((inproc_t *)bus)->q, group, fn);
+}
+
 static int inproc_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask,
                                   bus_event_fn fn, void *ud)
 {
@@ -628,6 +633,7 @@ const bus_ops_t bus_inproc_ops = {
     .healthy = inproc_healthy,
     .event_publish = inproc_event_publish,
     .event_subscribe = inproc_event_subscribe,
+    .event_on_run_end = inproc_event_on_run_end,
     .event_done = inproc_event_done,
     .event_last_seq = inproc_event_last_seq,
     .cmd_request = inproc_cmd_request,

@@ -42,6 +42,7 @@ struct bus_ops {
     int (*event_publish)(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
     int (*event_subscribe)(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
                            void *ud);
+    int (*event_on_run_end)(bus_t *bus, const char *group, bus_run_end_fn fn);
     void (*event_done)(bus_t *bus, bus_delivery_t *d);
     int (*event_last_seq)(bus_t *bus, const char *conn_id, uint64_t *seq);
 

@@ -684,6 +684,7 @@ const bus_ops_t bus_nats_ops = {
     .healthy = nats_healthy,
     .event_publish = nb_ev_publish,
     .event_subscribe = nb_ev_subscribe,
+    .event_on_run_end = nb_ev_on_run_end,
     .event_done = nb_ev_done,
     .event_last_seq = nb_ev_last_seq,
     .cmd_request = nb_cmd_request,

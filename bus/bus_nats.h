@@ -140,6 +140,7 @@ void nb_ev_disconnected(nats_bus_t *b);
 void nb_ev_reconnected(nats_bus_t *b);
 int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
 int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud);
+int nb_ev_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn);
 void nb_ev_done(bus_t *bus, bus_delivery_t *d);
 int nb_ev_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq);
 

@@ -65,6 +65,7 @@ struct nb_group {
     char *name, *tok;
     uint32_t mask;
     bus_event_fn fn;
+    bus_run_end_fn run_end; /* may be NULL */
     void *ud;
     pthread_t th;
     int th_running;
@@ -355,6 +356,19 @@ int nb_ev_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq)
 
 /* ---- groups ---------------------------------------------------------------------- */
 
+int nb_ev_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!group || !fn || atomic_load(&b->started))
+        return WSG_EINVAL;
+    for (nb_group_t *g = b->groups; g; g = g->next)
+        if (strcmp(g->name, group) == 0) {
+            g->run_end = fn;
+            return 0;
+        }
+    return WSG_EINVAL;
+}
+
 int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
@@ -608,6 +622,8 @@ static void *group_main(void *arg)
             if (want && g->subs[p])
                 got += fetch_partition(g, p);
         }
+        if (got && g->run_end)
+            g->run_end(g->ud);
         if (got) {
             idle_ms = NB_IDLE_MIN_MS;
             continue;

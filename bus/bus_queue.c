@@ -72,6 +72,7 @@ typedef struct {
     char *name;
     uint32_t mask;
     bus_event_fn fn;
+    bus_run_end_fn run_end; /* may be NULL */
     void *ud;
     int64_t gid;
     uint64_t bit;
@@ -296,6 +297,16 @@ int bq_subscribe(bq_t *q, const char *group, uint32_t type_mask, bus_event_fn fn
     pthread_mutex_init(&g->dmu, NULL);
     pthread_cond_init(&g->dcv, NULL);
     return 0;
+}
+
+int bq_on_run_end(bq_t *q, const char *group, bus_run_end_fn fn)
+{
+    for (int i = 0; group && fn && !q->started && i < q->ngroups; i++)
+        if (strcmp(q->groups[i].name, group) == 0) {
+            q->groups[i].run_end = fn;
+            return 0;
+        }
+    return WSG_EINVAL;
 }
 
 void bq_tune(bq_t *q, uint32_t queue_max, uint32_t window)
@@ -782,6 +793,8 @@ static void *deliver_main(void *arg)
             d->qnext = NULL;
             grp->fn(grp->ud, &d->e->ev, &d->base, d->e->attempt);
         }
+        if (grp->run_end)
+            grp->run_end(grp->ud);
     }
     return NULL;
 }

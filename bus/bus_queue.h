@@ -29,6 +29,7 @@ int bq_open(bq_t **out, bus_t *owner, const char *path, char *err, size_t errlen
 /* Registers a consumer group. Returns 0, WSG_EINVAL (bad name or mask,
  * after bq_start), WSG_EEXISTS (same name twice), WSG_EFULL (too many). */
 int bq_subscribe(bq_t *q, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud);
+int bq_on_run_end(bq_t *q, const char *group, bus_run_end_fn fn);
 
 void bq_tune(bq_t *q, uint32_t queue_max, uint32_t window);
 

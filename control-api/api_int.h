@@ -121,6 +121,10 @@ struct api {
      * no edge is declared lost (its heartbeats could not be recorded) */
     api_held_t *held_head, *held_tail;
     size_t n_held;
+    /* the run being applied in one store transaction (bus thread, under
+     * reg_mu, which that thread holds from a run's first event to its end) */
+    api_held_t *run_head, *run_tail;
+    int run_locked, run_open, run_bad;
     int64_t sweep_from_ms;
 };
 

@@ -16,9 +16,18 @@
  * the store/bus health gauges every second and the periodic state report
  * (log.report_interval).
  *
- * Threads: the event callback runs on the group's bus thread, heartbeats on
+ * A run of events (what the bus hands out before it waits again: see
+ * bus_event_on_run_end) is applied in one store transaction and acked after
+ * its commit: under a burst of connects one commit serves many, instead of
+ * one SQLite commit (WAL append, file locks) or one PostgreSQL round trip
+ * per event. If anything in the run fails, the transaction is rolled back
+ * and the run applied again event by event, so a bad event or a store
+ * outage is handled exactly as without batching.
+ *
+ * Threads: the event callbacks run on the group's bus thread, heartbeats on
  * the bus service thread, maintenance on its own; all share reg_st under
- * reg_mu.
+ * reg_mu, which the bus thread holds from the first event of a run to its
+ * end (a run is one critical section).
  */
 
 #include <openssl/evp.h>
@@ -140,20 +149,27 @@ static void log_failed(api_t *a, const bus_event_t *ev, int rc)
             ev->conn_id, ev->id, wsg_err_name(rc), store_errmsg(a->reg_st));
 }
 
-/* Keeps ev (not done: the bus keeps it in progress, and redelivers it if
- * this process dies) behind the ones already held. Caller holds reg_mu. */
-static void hold(api_t *a, const bus_event_t *ev, bus_delivery_t *d)
+/* Appends (ev, d) to the list head/tail (the held events, or the run). */
+static void push_event(api_held_t **head, api_held_t **tail, const bus_event_t *ev,
+                       bus_delivery_t *d)
 {
     api_held_t *h = calloc(1, sizeof *h);
     if (!h)
         abort();
     h->ev = ev;
     h->d = d;
-    if (a->held_tail)
-        a->held_tail->next = h;
+    if (*tail)
+        (*tail)->next = h;
     else
-        a->held_head = h;
-    a->held_tail = h;
+        *head = h;
+    *tail = h;
+}
+
+/* Keeps ev (not done: the bus keeps it in progress, and redelivers it if
+ * this process dies) behind the ones already held. Caller holds reg_mu. */
+static void hold(api_t *a, const bus_event_t *ev, bus_delivery_t *d)
+{
+    push_event(&a->held_head, &a->held_tail, ev, d);
     if (a->n_held++ == 0)
         WSG_LOG(WSG_LOG_WARN, "registry waits for the store", "conn=%s event=%s detail=%s",
                 ev->conn_id, ev->id, store_errmsg(a->reg_st));
@@ -185,32 +201,78 @@ static void retry_held(api_t *a)
         WSG_LOG(WSG_LOG_INFO, "registry caught up with the store", "events=%zu", applied);
 }
 
-/* Connect and disconnect events in stream order. One the store cannot take
- * now (WSG_EUNAVAILABLE: PostgreSQL restarting, unreachable) is held, and so
- * is every later one until the maintenance thread got them all through:
+/* One event on its own (no run transaction): one the store cannot take now
+ * (WSG_EUNAVAILABLE: PostgreSQL restarting, unreachable) is held, and so is
+ * every later one until the maintenance thread got them all through:
  * nothing is dropped and a connection's disconnect never overtakes its
- * connect. Other failures (bad input) are logged and the event acked. */
-static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
+ * connect. Other failures (bad input) are logged and the event acked.
+ * Caller holds reg_mu. */
+static void apply_one(api_t *a, const bus_event_t *ev, bus_delivery_t *d)
 {
-    (void)attempt;
-    api_t *a = ud;
-    pthread_mutex_lock(&a->reg_mu);
     if (a->held_head) {
         hold(a, ev, d);
-        pthread_mutex_unlock(&a->reg_mu);
         return;
     }
     int rc = apply_event(a, ev);
     if (rc == WSG_EUNAVAILABLE) {
         hold_sweep(a);
         hold(a, ev, d);
-        pthread_mutex_unlock(&a->reg_mu);
         return;
     }
     if (rc != 0)
         log_failed(a, ev, rc);
-    pthread_mutex_unlock(&a->reg_mu);
     bus_event_done(a->bus, d);
+}
+
+/* Connect and disconnect events in stream order, gathered into the current
+ * run; run_end() commits them. */
+static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
+{
+    (void)attempt;
+    api_t *a = ud;
+    if (!a->run_locked) {
+        pthread_mutex_lock(&a->reg_mu);
+        a->run_locked = 1;
+    }
+    if (a->held_head) { /* the store is away: no transaction, keep the order */
+        hold(a, ev, d);
+        return;
+    }
+    push_event(&a->run_head, &a->run_tail, ev, d);
+    if (a->run_bad)
+        return; /* applied again one by one at the run's end */
+    if (!a->run_open) {
+        if (store_batch_begin(a->reg_st) != 0) {
+            a->run_bad = 1;
+            return;
+        }
+        a->run_open = 1;
+    }
+    if (apply_event(a, ev) != 0)
+        a->run_bad = 1;
+}
+
+static void run_end(void *ud)
+{
+    api_t *a = ud;
+    if (!a->run_locked)
+        return;
+    api_held_t *l = a->run_head;
+    a->run_head = a->run_tail = NULL;
+    int bad = a->run_bad;
+    if (a->run_open && store_batch_end(a->reg_st, !bad) != 0)
+        bad = 1;
+    a->run_open = a->run_bad = 0;
+    for (api_held_t *r = l, *next; r; r = next) {
+        next = r->next;
+        if (bad)
+            apply_one(a, r->ev, r->d);
+        else
+            bus_event_done(a->bus, r->d);
+        free(r);
+    }
+    a->run_locked = 0;
+    pthread_mutex_unlock(&a->reg_mu);
 }
 
 static void on_heartbeat(void *ud, const char *edge_id, int64_t at_ms, int leaving)
@@ -433,6 +495,8 @@ int api_registry_init(api_t *a, char *err, size_t errlen)
         rc = bus_event_subscribe(a->bus, "registry",
                                  BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT),
                                  on_event, a);
+    if (rc == 0)
+        rc = bus_event_on_run_end(a->bus, "registry", run_end);
     if (rc == 0)
         rc = bus_heartbeat_serve(a->bus, on_heartbeat, a);
     if (rc != 0 && err && !*err)

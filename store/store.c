@@ -79,17 +79,41 @@ int store_q(store_t *st, int id, const char *sql, const store_param_t *params, i
 
 int store_tx_begin(store_t *st)
 {
+    if (st->batch) /* the batch's transaction holds this one's statements */
+        return 0;
     return st->ops->begin(st->impl, st->err, sizeof st->err);
 }
 
 int store_tx_end(store_t *st, int rc)
 {
+    if (st->batch) /* the batch's owner commits or rolls back (store_batch_end) */
+        return rc;
     if (rc == 0)
         return st->ops->commit(st->impl, st->err, sizeof st->err);
     char keep[STORE_ERRLEN];
     snprintf(keep, sizeof keep, "%s", st->err);
     st->ops->rollback(st->impl, NULL, 0); /* the first failure is the one to report */
     snprintf(st->err, sizeof st->err, "%s", keep);
+    return rc;
+}
+
+int store_batch_begin(store_t *st)
+{
+    if (st->batch)
+        return store_fail(st, WSG_EINVAL, "store: a batch is already open");
+    int rc = store_tx_begin(st);
+    st->batch = rc == 0;
+    return rc;
+}
+
+int store_batch_end(store_t *st, int commit)
+{
+    if (!st->batch)
+        return store_fail(st, WSG_EINVAL, "store: no batch is open");
+    st->batch = 0;
+    int rc = commit ? store_tx_end(st, 0) : 0;
+    if (!commit || rc != 0) /* a failed COMMIT may leave SQLite's transaction open */
+        st->ops->rollback(st->impl, NULL, 0);
     return rc;
 }
 

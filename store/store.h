@@ -58,6 +58,16 @@ const char *store_errmsg(store_t *st);
 /* 0 when the store answers a trivial query. */
 int store_ping(store_t *st);
 
+/* Batches: every call on st between store_batch_begin() and
+ * store_batch_end() runs in one transaction (one commit, one WAL append,
+ * instead of one per call). A failed call inside a batch leaves the batch
+ * unusable: end it with commit = 0 (rollback) and apply the calls again one
+ * by one. store_batch_end() returns the commit's result (0, WSG_ESTORE,
+ * WSG_EUNAVAILABLE), or 0 after a rollback. Begin returns WSG_EINVAL inside
+ * a batch. */
+int store_batch_begin(store_t *st);
+int store_batch_end(store_t *st, int commit);
+
 /* ---- connections ---------------------------------------------------------- */
 
 typedef struct {

@@ -697,6 +697,79 @@ static void test_many_publishers_keep_per_conn_order(void **state)
     bus_free(bus);
 }
 
+/* A consumer that acks only at the end of each run (as the registry does
+ * with its store transaction): with a window of 16 and 400 events, the
+ * group stalls unless every run is ended. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bus_t *bus;
+    bus_delivery_t *run[16];
+    int in_run, runs, delivered, done, wrong_thread;
+    pthread_t th;
+    int th_known;
+} runs_t;
+
+static void on_run_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
+{
+    (void)ev;
+    (void)attempt;
+    runs_t *r = ud;
+    pthread_mutex_lock(&r->mu);
+    if (!r->th_known) {
+        r->th = pthread_self();
+        r->th_known = 1;
+    }
+    r->wrong_thread += !pthread_equal(r->th, pthread_self());
+    assert_true(r->in_run < 16); /* never more than the window in one run */
+    r->run[r->in_run++] = d;
+    r->delivered++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void on_run_end(void *ud)
+{
+    runs_t *r = ud;
+    pthread_mutex_lock(&r->mu);
+    r->wrong_thread += !r->th_known || !pthread_equal(r->th, pthread_self());
+    for (int i = 0; i < r->in_run; i++)
+        bus_event_done(r->bus, r->run[i]);
+    r->done += r->in_run;
+    r->in_run = 0;
+    r->runs++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void test_run_end_follows_every_run(void **state)
+{
+    static runs_t r;
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    acks_t a;
+    acks_init(&a);
+    bus_t *bus = open_bus(qpath);
+    r.bus = bus;
+    bus_inproc_tune(bus, 0, 16, 0);
+    assert_int_equal(bus_event_on_run_end(bus, "registry", on_run_end), WSG_EINVAL); /* unknown */
+    assert_int_equal(bus_event_subscribe(bus, "registry", BUS_EV_ALL, on_run_event, &r), 0);
+    assert_int_equal(bus_event_on_run_end(bus, "registry", NULL), WSG_EINVAL);
+    assert_int_equal(bus_event_on_run_end(bus, "registry", on_run_end), 0);
+    assert_int_equal(bus_start(bus), 0);
+    assert_int_equal(bus_event_on_run_end(bus, "registry", on_run_end), WSG_EINVAL); /* started */
+    for (int i = 1; i <= 400; i++)
+        publish(bus, i % 2 ? "c1" : "c2", BUS_EV_MESSAGE, (uint64_t)(i + 1) / 2, &a);
+    assert_int_equal(wait_count(&r.mu, &r.cv, &r.done, 400), 400);
+    pthread_mutex_lock(&r.mu);
+    assert_int_equal(r.delivered, 400);
+    assert_int_equal(r.in_run, 0);
+    assert_int_equal(r.wrong_thread, 0);
+    assert_true(r.runs >= 25); /* 400 events, at most 16 per run */
+    pthread_mutex_unlock(&r.mu);
+    bus_free(bus);
+}
+
 static void test_bad_input_refused(void **state)
 {
     static sink_t s;
@@ -776,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attempt_counts_only_handed_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_seq_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_publishers_keep_per_conn_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_end_follows_every_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_file_owned_by_one_bus, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_files_refused, setup, teardown),

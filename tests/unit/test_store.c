@@ -227,6 +227,43 @@ static void test_conn_crud(void **state)
     assert_int_equal(store_conn_put(ST, &bad), WSG_EINVAL);
 }
 
+/* A batch is one transaction: committed all together, or rolled back
+ * all together (store calls that run their own transaction join it). */
+static void test_batch(void **state)
+{
+    store_conn_t c;
+    put_conn(ST, "old", "/chat", "e1", "alice");
+    OK(store_batch_begin(ST));
+    assert_int_equal(store_batch_begin(ST), WSG_EINVAL);
+    put_conn(ST, "b1", "/chat", "e1", "bob");
+    OK(store_sub_add(ST, "room", "b1"));
+    OK(store_conn_delete(ST, "old")); /* its own transaction joins the batch */
+    OK(store_batch_end(ST, 1));
+    assert_int_equal(store_batch_end(ST, 1), WSG_EINVAL);
+    OK(store_conn_get(ST, "b1", &c));
+    store_conn_clear(&c);
+    assert_int_equal(store_conn_get(ST, "old", &c), WSG_ENOTFOUND);
+
+    OK(store_batch_begin(ST));
+    put_conn(ST, "b2", "/chat", "e1", "carol");
+    OK(store_conn_delete(ST, "b1"));
+    store_conn_t bad = {.id = "", .route = "/chat", .edge_id = "e1"};
+    assert_int_equal(store_conn_put(ST, &bad), WSG_EINVAL);
+    OK(store_batch_end(ST, 0)); /* rolled back: nothing of it stays */
+    assert_int_equal(store_conn_get(ST, "b2", &c), WSG_ENOTFOUND);
+    OK(store_conn_get(ST, "b1", &c));
+    store_conn_clear(&c);
+    store_str_list_t l;
+    OK(store_sub_channels(ST, "b1", &l));
+    assert_int_equal(l.n, 1);
+    store_str_list_free(&l);
+
+    /* after a batch, calls commit on their own again */
+    put_conn(ST, "b3", "/chat", "e1", "dave");
+    OK(store_conn_get(ST, "b3", &c));
+    store_conn_clear(&c);
+}
+
 static void test_conn_delete_drops_subscriptions(void **state)
 {
     put_conn(ST, "c1", "/chat", "e1", "alice");
@@ -861,6 +898,7 @@ static void test_random_cursors(void **state)
         cmocka_unit_test_setup_teardown(test_migrate_concurrent, setup, teardown),                 \
         cmocka_unit_test_setup_teardown(test_conn_crud, setup, teardown),                          \
         cmocka_unit_test_setup_teardown(test_conn_delete_drops_subscriptions, setup, teardown),    \
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),                              \
         cmocka_unit_test_setup_teardown(test_conn_list_filters, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_conn_list_pages, setup, teardown),                    \
         cmocka_unit_test_setup_teardown(test_bad_cursor_and_limit, setup, teardown),               \
