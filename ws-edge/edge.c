@@ -397,6 +397,8 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     rc = create_context(e, err, errlen);
     if (rc == 0)
         rc = edge_authz_new(&e->authz, e, err, errlen);
+    if (rc == 0 && (rc = edge_fanout_new(&e->fanout)) != 0)
+        wsg_errf(err, errlen, rc, "edge: cannot start the fan-out writer");
     if (rc == 0 && (rc = bus_cmd_serve(bus, e->edge_id, edge_bus_cmd, e)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", e->edge_id);
     if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, e)) != 0)
@@ -474,6 +476,8 @@ void edge_free(edge_t *e)
         live_edge = NULL; /* bus callbacks from now on answer WSG_EGONE */
     pthread_rwlock_unlock(&live_mu);
     edge_authz_free(e->authz); /* no more results posted after this */
+    edge_fanout_free(e->fanout);
+    free(e->fan_conns);
     if (e->ctx)
         lws_context_destroy(e->ctx); /* closes what is left; CLOSED frees those conns */
     if (e->loop)

@@ -246,14 +246,26 @@ void edge_apply_publish(edge_t *e, edge_q_t *q)
     const char *ex = q->u.pub.exclude;
     uint64_t n = 0;
     if (q->u.pub.channel) {
+        /* members that take the frame at once are written together (two
+         * threads when there are many: edge_fanout.c), the others queue */
         edge_members_t *m = edge_map_get(&e->channels, q->u.pub.channel);
+        size_t now = 0;
+        if (m && m->n > e->fan_cap) {
+            e->fan_conns = realloc(e->fan_conns, m->n * sizeof *e->fan_conns);
+            if (!e->fan_conns)
+                abort();
+            e->fan_cap = m->n;
+        }
         for (size_t i = 0; m && i < m->n; i++) {
             edge_conn_t *c = m->v[i];
             if (ex && strcmp(ex, c->id) == 0)
                 continue;
-            if (edge_conn_queue(e, c, q->u.pub.m) == 0)
+            if (edge_conn_writable_now(c, q->u.pub.m))
+                e->fan_conns[now++] = c;
+            else if (edge_conn_queue(e, c, q->u.pub.m) == 0)
                 n++;
         }
+        n += edge_fanout_write(e, e->fan_conns, now, q->u.pub.m);
     } else {
         for (size_t b = 0; b < e->conns.nb; b++) {
             for (edge_map_ent_t *x = e->conns.b[b]; x; x = x->next) {

@@ -287,9 +287,20 @@ static int write_msg(edge_conn_t *c, const edge_msg_t *m)
     if (lws_write(c->wsi, (unsigned char *)m->buf + LWS_PRE, m->len,
                   m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < (int)m->len)
         return -1;
+    edge_conn_count_out(m);
+    return 0;
+}
+
+void edge_conn_count_out(const edge_msg_t *m)
+{
     wsg_count(WSG_M_FRAMES_OUT, 1);
     wsg_count(WSG_M_BYTES_OUT, m->len);
-    return 0;
+}
+
+int edge_conn_writable_now(const edge_conn_t *c, const edge_msg_t *m)
+{
+    return c->wsi && !c->close_code && !c->out_head && !c->ping_due &&
+           m->len <= c->route->limits.max_outbound_bytes && !lws_partial_buffered(c->wsi);
 }
 
 int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
@@ -311,7 +322,7 @@ int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
         edge_conn_close(e, c, 1008, "slow consumer", "server");
         return WSG_EFULL;
     }
-    if (!c->out_head && !c->ping_due && !lws_partial_buffered(c->wsi)) {
+    if (edge_conn_writable_now(c, m)) {
         /* Nothing waits and lws holds nothing back: write now. One write(2)
          * per delivery instead of arming POLLOUT, waking for it, writing and
          * disarming it. If the kernel takes only part, lws keeps the rest

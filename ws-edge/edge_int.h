@@ -157,6 +157,7 @@ struct edge_held {
 };
 
 typedef struct edge_authz edge_authz_t;
+typedef struct edge_fanout edge_fanout_t;
 
 /* ---- connection timers (edge_timer.c; service thread only) ---------------
  * One hashed timing wheel instead of an lws timer per connection: lws keeps
@@ -205,6 +206,9 @@ struct edge {
     size_t acks_outstanding;
 
     edge_authz_t *authz;
+    edge_fanout_t *fanout;   /* NULL: fan-out on the service thread alone */
+    edge_conn_t **fan_conns; /* publish scratch: members writable now */
+    size_t fan_cap;
     lws_sorted_usec_list_t sul_tick;
 };
 
@@ -253,6 +257,18 @@ void edge_conn_close(edge_t *e, edge_conn_t *c, int code, const char *reason,
                      const char *initiator);
 /* Queues m to c (takes a reference). Returns 0, WSG_EFULL (closed as slow consumer). */
 int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m);
+/* 1 when m to c would go out at once (edge_conn_queue's direct write):
+ * open, nothing queued, no ping due, within the limit, lws holds nothing. */
+int edge_conn_writable_now(const edge_conn_t *c, const edge_msg_t *m);
+void edge_conn_count_out(const edge_msg_t *m); /* frames/bytes out metrics */
+
+/* edge_fanout.c: one message to many connections on two threads */
+#define EDGE_FANOUT_MIN 512               /* fewer writable members: the service thread alone */
+int edge_fanout_new(edge_fanout_t **out); /* *out NULL on a one-CPU machine */
+void edge_fanout_free(edge_fanout_t *f);
+/* Writes m to conns[0..n), each edge_conn_writable_now; returns how many
+ * got it (sent, or queued behind what the kernel did not take). */
+size_t edge_fanout_write(edge_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m);
 void edge_conn_free(edge_conn_t *c);
 void edge_on_ack(edge_t *e, edge_q_t *q);
 
