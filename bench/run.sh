@@ -12,6 +12,7 @@
 #   BENCH_WORKLOADS="a b c d e"      which workloads to run
 #   BENCH_FAN="1000 10000 18000"     (b) subscriber counts
 #   BENCH_FAN_RATES="10000 ..."      (b) deliveries/s asked for at each step
+#   BENCH_C_RATES="1000 ... 40000"   (c) frames/s asked for at each step
 #   BENCH_OUT=DIR        where results go (default bench/results)
 # Starts bench-backend, wsgate standalone, a wsgate cluster (through
 # deploy/local/cluster.sh: nats-server, PostgreSQL, 2 edges, 2 APIs,
@@ -41,6 +42,7 @@ else
   C_RATES="1000 2500 5000 10000 20000 40000" D_CONNS=10000 D_SECS=10 E_CONNS=10000
 fi
 FAN=${BENCH_FAN:-$FAN} # subscriber counts
+C_RATES=${BENCH_C_RATES:-$C_RATES}
 FAN_RATES=${BENCH_FAN_RATES:-"10000 40000 80000 120000 160000"} # target deliveries/s per step
 
 # The hard limit here is 20,000 open files per process: raise the soft limit
