@@ -394,6 +394,8 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         free(e);
         return wsg_errf(err, errlen, rc, "edge: one edge per process");
     }
+    if (RAND_bytes(e->evid_prefix, sizeof e->evid_prefix) != 1)
+        abort(); /* no randomness: ids of two runs could collide; refuse to run */
     rc = create_context(e, err, errlen);
     if (rc == 0)
         rc = edge_authz_new(&e->authz, e, err, errlen);

@@ -48,7 +48,6 @@ void edge_conn_free(edge_conn_t *c)
     free(c->context_json);
     free(c->close_reason);
     free(c->peer_reason);
-    json_decref(c->ctx);
     free(c->subprotocol);
     free(c->connect_extra);
     free(c->hs_req);

@@ -4,14 +4,14 @@
  * and the dispatcher posts it as-is. Acks come back on bus threads and are
  * handed to the service thread through the edge queue.
  *
- * Envelope: id "evt_<base64url of 128 random bits>", type, connection_id,
- * route, user (null when anonymous), context, seq (per connection from 1),
- * timestamp (RFC 3339, milliseconds, UTC) and the type's own members.
+ * Envelope: id "evt_<base64url of 128 bits>" (a random per-edge prefix and a
+ * counter), type, connection_id, route, user (null when anonymous), context,
+ * seq (per connection from 1), timestamp (RFC 3339, milliseconds, UTC) and
+ * the type's own members, written as text (edge_json.c), not as a jansson
+ * tree: this runs for every client frame.
  *
  * Service thread only, except ack_cb (any thread).
  */
-#include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,74 +42,85 @@ static void ack_cb(void *ud, int status)
         edge_q_free(q);
 }
 
+/* RFC 3339 UTC with milliseconds; the date and time part is formatted once
+ * per second (service thread only). */
 static void timestamp(char out[32])
 {
+    static time_t sec = -1;
+    static char head[24];
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
-/* Most connections carry no context: they share one empty object (jansson's
- * reference counts are atomic; nobody modifies a context once parsed). */
-static json_t *shared_empty;
-static pthread_once_t shared_empty_once = PTHREAD_ONCE_INIT;
-
-static void make_shared_empty(void)
-{
-    shared_empty = json_object();
-    if (!shared_empty)
-        abort();
-}
-
-static json_t *empty_context(void)
-{
-    pthread_once(&shared_empty_once, make_shared_empty);
-    return json_incref(shared_empty);
-}
-
-static json_t *envelope(edge_conn_t *c, const char *type, char evid[48])
-{
-    char ts[32], rnd[EDGE_ID_LEN + 1];
-    edge_make_id(rnd);
-    snprintf(evid, 48, "evt_%s", rnd);
-    timestamp(ts);
-    if (!c->ctx) {
-        if (c->context_json && strcmp(c->context_json, "{}") != 0)
-            c->ctx = json_loads(c->context_json, 0, NULL);
-        if (!json_is_object(c->ctx)) {
-            json_decref(c->ctx);
-            c->ctx = empty_context();
-        }
-        free(c->context_json); /* parsed once; the text is not needed again */
-        c->context_json = NULL;
+    if (ts.tv_sec != sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
+        sec = ts.tv_sec;
     }
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o?,s:O,s:I,s:s}", "id", evid, "type", type,
-                          "connection_id", c->id, "route", c->route->path, "user",
-                          c->user ? json_string(c->user) : json_null(), "context", c->ctx, "seq",
-                          (json_int_t)(c->seq + 1), "timestamp", ts);
-    if (!o)
-        abort();
-    return o;
+    snprintf(out, 32, "%.23s.%03dZ", head, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
-static int publish(edge_t *e, edge_conn_t *c, json_t *o, const char *evid, bus_event_type_t t,
+/* "evt_" and 128 bits: this edge's random 64-bit prefix (drawn at start)
+ * and a counter, base64url. Unique without a call into the random source
+ * per event; ids need to be unique, not secret. */
+static void event_id(edge_t *e, char out[48])
+{
+    unsigned char raw[16];
+    char b64[WSG_B64_LEN(16) + 1];
+    memcpy(raw, e->evid_prefix, 8);
+    uint64_t n = ++e->evid_next;
+    for (int i = 0; i < 8; i++)
+        raw[8 + i] = (unsigned char)(n >> (56 - 8 * i));
+    wsg_b64url_encode(raw, sizeof raw, b64);
+    snprintf(out, 48, "evt_%.*s", EDGE_ID_LEN, b64);
+}
+
+/* A string member's value, or null when s cannot go into JSON text (a
+ * subprotocol or close reason a client sent that is not UTF-8). */
+static void str_or_null(edge_sbuf_t *b, const char *s)
+{
+    if (s && edge_json_ok(s))
+        edge_sb_str(b, s);
+    else
+        edge_sb_puts(b, "null");
+}
+
+/* The members every event has, written into b (no closing brace):
+ * id, type, connection_id, route, user, context, seq, timestamp. */
+static void envelope(edge_t *e, edge_sbuf_t *b, const edge_conn_t *c, const char *type,
+                     char evid[48])
+{
+    char ts[32], num[96];
+    event_id(e, evid);
+    timestamp(ts);
+    edge_sb_puts(b, "{\"id\":\"");
+    edge_sb_puts(b, evid);
+    edge_sb_puts(b, "\",\"type\":\"");
+    edge_sb_puts(b, type);
+    edge_sb_puts(b, "\",\"connection_id\":\"");
+    edge_sb_puts(b, c->id);
+    edge_sb_puts(b, "\",\"route\":");
+    edge_sb_str(b, c->route->path);
+    edge_sb_puts(b, ",\"user\":");
+    str_or_null(b, c->user);
+    edge_sb_puts(b, ",\"context\":");
+    edge_sb_puts(b, c->context_json ? c->context_json : "{}");
+    int n = snprintf(num, sizeof num, ",\"seq\":%llu,\"timestamp\":\"%s\"",
+                     (unsigned long long)(c->seq + 1), ts);
+    edge_sb_put(b, num, (size_t)n);
+}
+
+static int publish(edge_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *evid, bus_event_type_t t,
                    size_t bytes)
 {
-    char *body = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!body)
-        return WSG_ENOMEM;
+    edge_sb_puts(b, "}");
     bus_event_t ev = {.id = evid,
                       .type = t,
                       .conn_id = c->id,
                       .edge_id = e->edge_id,
                       .route = c->route->path,
                       .seq = c->seq + 1,
-                      .body = body,
-                      .body_len = strlen(body)};
+                      .body = b->p,
+                      .body_len = b->len};
     edge_ack_ud_t *a = malloc(sizeof *a);
     if (!a)
         abort();
@@ -119,7 +130,7 @@ static int publish(edge_t *e, edge_conn_t *c, json_t *o, const char *evid, bus_e
     a->type = t;
     e->acks_outstanding++;
     int rc = bus_event_publish(e->bus, &ev, ack_cb, a);
-    free(body);
+    free(b->p);
     if (rc != 0) {
         e->acks_outstanding--;
         free(a);
@@ -135,61 +146,61 @@ static int publish(edge_t *e, edge_conn_t *c, json_t *o, const char *evid, bus_e
 int edge_event_connect(edge_t *e, edge_conn_t *c)
 {
     char evid[48];
-    json_t *o = envelope(c, "connect", evid);
-    json_object_set_new(o, "remote_addr", json_string(c->remote));
-    if (c->connect_extra) {
-        size_t n = strlen(c->connect_extra) + 3;
-        char *txt = malloc(n);
-        if (!txt)
-            abort();
-        snprintf(txt, n, "{%s}", c->connect_extra);
-        json_t *x = json_loads(txt, 0, NULL);
-        free(txt);
-        if (x)
-            json_object_update(o, x);
-        json_decref(x);
+    edge_sbuf_t b = {0};
+    envelope(e, &b, c, "connect", evid);
+    edge_sb_member(&b, "remote_addr", c->remote);
+    if (c->connect_extra) { /* "headers" and "query" members, written at the handshake */
+        edge_sb_puts(&b, ",");
+        edge_sb_puts(&b, c->connect_extra);
         free(c->connect_extra); /* only the connect event needs it */
         c->connect_extra = NULL;
     }
-    json_object_set_new(o, "subprotocol",
-                        c->subprotocol ? json_string(c->subprotocol) : json_null());
-    json_t *ch = json_array();
-    for (size_t i = 0; i < c->n_channels; i++)
-        json_array_append_new(ch, json_string(c->channels[i]));
-    json_object_set_new(o, "channels", ch);
-    return publish(e, c, o, evid, BUS_EV_CONNECT, 0);
+    edge_sb_puts(&b, ",\"subprotocol\":");
+    str_or_null(&b, c->subprotocol);
+    edge_sb_puts(&b, ",\"channels\":[");
+    int first = 1;
+    for (size_t i = 0; i < c->n_channels; i++) {
+        if (!edge_json_ok(c->channels[i]))
+            continue;
+        if (!first)
+            edge_sb_puts(&b, ",");
+        edge_sb_str(&b, c->channels[i]);
+        first = 0;
+    }
+    edge_sb_puts(&b, "]");
+    return publish(e, c, &b, evid, BUS_EV_CONNECT, 0);
 }
 
 int edge_event_message(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t len, int binary)
 {
     char evid[48];
-    json_t *o = envelope(c, "message", evid);
+    edge_sbuf_t b = {0};
+    envelope(e, &b, c, "message", evid);
     if (binary) {
-        char *b = malloc(WSG_B64_LEN(len) + 1);
-        if (!b)
+        char *b64 = malloc(WSG_B64_LEN(len) + 1);
+        if (!b64)
             abort();
-        wsg_b64_encode(data, len, b);
-        json_object_set_new(o, "data_base64", json_string(b));
-        json_object_set_new(o, "binary", json_true());
-        free(b);
-    } else {
-        json_t *s = json_stringn((const char *)data, len);
-        if (!s) { /* lws validated UTF-8, so only a NUL-free check can fail here */
-            json_decref(o);
-            return WSG_EINVAL;
-        }
-        json_object_set_new(o, "data", s);
+        size_t n = wsg_b64_encode(data, len, b64);
+        edge_sb_puts(&b, ",\"data_base64\":\"");
+        edge_sb_put(&b, b64, n);
+        edge_sb_puts(&b, "\",\"binary\":true");
+        free(b64);
+    } else { /* the service thread checked it is UTF-8 (else 1007) */
+        edge_sb_puts(&b, ",\"data\":");
+        edge_sb_strn(&b, (const char *)data, len);
     }
-    return publish(e, c, o, evid, BUS_EV_MESSAGE, len + 256);
+    return publish(e, c, &b, evid, BUS_EV_MESSAGE, len + 256);
 }
 
 int edge_event_disconnect(edge_t *e, edge_conn_t *c, int code, const char *reason,
                           const char *initiator)
 {
-    char evid[48];
-    json_t *o = envelope(c, "disconnect", evid);
-    json_object_set_new(o, "code", json_integer(code));
-    json_object_set_new(o, "reason", json_string(reason ? reason : ""));
-    json_object_set_new(o, "initiator", json_string(initiator ? initiator : "server"));
-    return publish(e, c, o, evid, BUS_EV_DISCONNECT, 0);
+    char evid[48], num[32];
+    edge_sbuf_t b = {0};
+    envelope(e, &b, c, "disconnect", evid);
+    int n = snprintf(num, sizeof num, ",\"code\":%d,\"reason\":", code);
+    edge_sb_put(&b, num, (size_t)n);
+    edge_sb_str(&b, reason && edge_json_ok(reason) ? reason : "");
+    edge_sb_member(&b, "initiator", initiator ? initiator : "server");
+    return publish(e, c, &b, evid, BUS_EV_DISCONNECT, 0);
 }

@@ -265,10 +265,7 @@ static int check_jwt(edge_t *e, edge_conn_t *c, const char *token, char *why, si
         return WSG_EAUTH;
     if (cl.sub)
         c->user = strdup(cl.sub);
-    if (cl.context_json) {
-        free(c->context_json);
-        c->context_json = strdup(cl.context_json);
-    }
+    edge_conn_set_context(c, cl.context_json);
     for (size_t i = 0; i < cl.n_channels; i++) {
         char **ch = realloc(c->channels, (c->n_channels + 1) * sizeof *ch);
         if (!ch)
@@ -280,6 +277,13 @@ static int check_jwt(edge_t *e, edge_conn_t *c, const char *token, char *why, si
     return 0;
 }
 
+/* Keeps a copy of txt (a JSON object) as c's context; "{}" or NULL: none. */
+void edge_conn_set_context(edge_conn_t *c, const char *txt)
+{
+    free(c->context_json);
+    c->context_json = txt && strcmp(txt, "{}") != 0 ? strdup(txt) : NULL;
+}
+
 static edge_conn_t *conn_new(const wsg_route_conf_t *r, const char *ip)
 {
     edge_conn_t *c = calloc(1, sizeof *c);
@@ -289,7 +293,6 @@ static edge_conn_t *conn_new(const wsg_route_conf_t *r, const char *ip)
     c->route = r;
     c->pending = 1;
     c->hs_fd = -1;
-    c->context_json = strdup("{}");
     c->opened_ms = edge_now_ms();
     snprintf(c->remote, sizeof c->remote, "%s", ip);
     return c;
@@ -401,95 +404,34 @@ void edge_hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why)
     edge_conn_free(c);
 }
 
-/* A growing text buffer for the authorizer body. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
-static void sb_put(sbuf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            abort();
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* 1 when s may go into JSON text: ASCII, or valid UTF-8 (what json_string takes). */
-static int json_ok(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p >= 0x80) {
-            json_t *v = json_string(s);
-            json_decref(v);
-            return v != NULL;
-        }
-    return 1;
-}
-
-/* Appends s (json_ok) as a JSON string. */
-static void sb_str(sbuf_t *b, const char *s)
-{
-    sb_put(b, "\"", 1);
-    const char *run = s;
-    for (const char *p = s; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        sb_put(b, run, (size_t)(p - run));
-        char esc[8];
-        int n = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch)
-                                        : snprintf(esc, sizeof esc, "\\u%04x", ch);
-        sb_put(b, esc, (size_t)n);
-        run = p + 1;
-    }
-    sb_put(b, run, strlen(run));
-    sb_put(b, "\"", 1);
-}
-
-static void sb_member(sbuf_t *b, const char *name, const char *val)
-{
-    sb_put(b, ",\"", 2);
-    sb_put(b, name, strlen(name));
-    sb_put(b, "\":", 2);
-    sb_str(b, val);
-}
-
 /* The authorizer's request body, written directly: headers and query are
  * the connect event's (connect_extra, serialised once), the rest are a few
  * strings, so nothing is built as a jansson tree and dumped a second time.
  * Strings that are not valid UTF-8 are left out, as json_string() would. */
 static char *authz_body(const edge_conn_t *c)
 {
-    sbuf_t b = {0};
-    sb_put(&b, "{\"connection_id\":", 17);
-    sb_str(&b, c->id);
-    if (json_ok(c->route->path))
-        sb_member(&b, "path", c->route->path);
-    sb_put(&b, ",", 1);
-    sb_put(&b, c->connect_extra, strlen(c->connect_extra));
-    sb_member(&b, "remote_addr", c->remote);
-    sb_put(&b, ",\"subprotocols\":[", 17);
+    edge_sbuf_t b = {0};
+    edge_sb_put(&b, "{\"connection_id\":", 17);
+    edge_sb_str(&b, c->id);
+    if (edge_json_ok(c->route->path))
+        edge_sb_member(&b, "path", c->route->path);
+    edge_sb_put(&b, ",", 1);
+    edge_sb_put(&b, c->connect_extra, strlen(c->connect_extra));
+    edge_sb_member(&b, "remote_addr", c->remote);
+    edge_sb_put(&b, ",\"subprotocols\":[", 17);
     int first = 1;
     for (size_t i = 0; i < c->n_offered; i++) {
-        if (!json_ok(c->offered[i]))
+        if (!edge_json_ok(c->offered[i]))
             continue;
         if (!first)
-            sb_put(&b, ",", 1);
-        sb_str(&b, c->offered[i]);
+            edge_sb_put(&b, ",", 1);
+        edge_sb_str(&b, c->offered[i]);
         first = 0;
     }
-    sb_put(&b, "]", 1);
-    if (c->user && json_ok(c->user))
-        sb_member(&b, "user", c->user);
-    sb_put(&b, "}", 1);
+    edge_sb_put(&b, "]", 1);
+    if (c->user && edge_json_ok(c->user))
+        edge_sb_member(&b, "user", c->user);
+    edge_sb_put(&b, "}", 1);
     return b.p;
 }
 
@@ -711,8 +653,9 @@ static int apply_authz_answer(edge_conn_t *c, const char *body)
         c->user = strdup(json_string_value(user));
     }
     if (ctx) {
-        free(c->context_json);
-        c->context_json = json_dumps(ctx, JSON_COMPACT);
+        char *txt = json_dumps(ctx, JSON_COMPACT);
+        edge_conn_set_context(c, txt);
+        free(txt);
     }
     if (chans && add_channels(c, chans) != 0)
         goto out;

@@ -48,6 +48,24 @@ void edge_map_free(edge_map_t *m);
 /* Calls fn for each entry; fn must not modify the map. */
 void edge_map_each(const edge_map_t *m, void (*fn)(void *ud, const char *key, void *val), void *ud);
 
+/* ---- JSON text written directly (edge_json.c; any thread, a buffer per caller) */
+typedef struct {
+    char *p; /* NUL-terminated; the caller frees it */
+    size_t len, cap;
+} edge_sbuf_t;
+void edge_sb_put(edge_sbuf_t *b, const char *s, size_t n);
+static inline void edge_sb_puts(edge_sbuf_t *b, const char *s)
+{
+    edge_sb_put(b, s, strlen(s)); /* strlen of a literal is folded */
+}
+/* Appends s (valid UTF-8, n bytes, NULs allowed) as a JSON string. */
+void edge_sb_strn(edge_sbuf_t *b, const char *s, size_t n);
+void edge_sb_str(edge_sbuf_t *b, const char *s);
+/* Appends ,"name":"val" */
+void edge_sb_member(edge_sbuf_t *b, const char *name, const char *val);
+/* 1 when s may go into JSON text: ASCII, or valid UTF-8 (what json_string takes). */
+int edge_json_ok(const char *s);
+
 /* ---- shared outbound payload (refcounted, LWS_PRE headroom) ------------- */
 typedef struct {
     uint32_t refs;
@@ -73,8 +91,7 @@ typedef struct edge_conn {
     struct lws *wsi; /* NULL until open */
     const wsg_route_conf_t *route;
     char *user;         /* NULL = anonymous */
-    char *context_json; /* JSON object text */
-    struct json_t *ctx; /* context_json parsed once, for every event */
+    char *context_json; /* JSON object text; NULL: {} (most connections) */
     char **channels;    /* channels from the token/authorizer, then subscriptions */
     size_t n_channels, cap_channels;
     char remote[48];
@@ -206,6 +223,8 @@ struct edge {
     size_t acks_outstanding;
 
     edge_authz_t *authz;
+    unsigned char evid_prefix[8]; /* event ids: this prefix and a counter */
+    uint64_t evid_next;
     edge_fanout_t *fanout;   /* NULL: fan-out on the service thread alone */
     edge_conn_t **fan_conns; /* publish scratch: members writable now */
     size_t fan_cap;
@@ -270,6 +289,7 @@ void edge_fanout_free(edge_fanout_t *f);
  * got it (sent, or queued behind what the kernel did not take). */
 size_t edge_fanout_write(edge_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m);
 void edge_conn_free(edge_conn_t *c);
+void edge_conn_set_context(edge_conn_t *c, const char *txt); /* edge_handshake.c */
 void edge_on_ack(edge_t *e, edge_q_t *q);
 
 /* edge_channels.c */

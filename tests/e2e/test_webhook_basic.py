@@ -185,6 +185,21 @@ class WebhookBasic(w.GatewayTestCase):
         ev = self.be.wait_event(lambda e: e["type"] == "message", 15)
         self.assertIsNone(ev["user"])
         self.assertEqual((ev["route"], ev["data"], ev["seq"]), ("/open", "anon", 2))
+        self.assertEqual(ev["context"], {})
+        ws.close()
+
+    def test_text_that_needs_escaping_arrives_unchanged(self):
+        # the envelope is written as text (ws-edge/edge_json.c): every
+        # character JSON must escape, a NUL, non-ASCII and 4-byte UTF-8
+        self.be = self.backend()
+        self.gw = self.gateway([w.route("/open", self.be.url)])
+        ws = self.client(self.gw.edge_url + "/open")
+        texts = ['q"b\\s/\n\r\t\b\f\x01\x1f\x7f', "nul\x00inside", "caf\u00e9 \U0001F600 </script>",
+                 "", "x" * 70000]
+        for t in texts:
+            ws.send_text(t)
+        evs = self.be.wait_events(lambda e: e["type"] == "message", len(texts), 15)
+        self.assertEqual([e["data"] for e in sorted(evs, key=lambda e: e["seq"])], texts)
         ws.close()
 
 
