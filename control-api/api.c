@@ -127,6 +127,8 @@ void api_req_start(api_req_t *r, int n, api_req_fn finish)
 
 void api_req_reply(api_req_t *r, int status)
 {
+    if (status != 0 && r->edge_conn)
+        api_edge_cache_drop(r->a->edge_cache, r->edge_conn);
     if (status != 0) {
         int zero = 0;
         atomic_compare_exchange_strong(&r->first_err, &zero, status);
@@ -147,12 +149,19 @@ const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t le
     *rc = 0;
     if (!r->a->cluster)
         return NULL; /* in-process: the bus asks the local edge, no store read */
+    if (api_edge_cache_get(r->a->edge_cache, conn_id, buf, len)) {
+        r->edge_conn = conn_id;
+        return buf;
+    }
     store_t *st = api_store_get(r->a);
     store_conn_t c = {0};
     *rc = store_conn_get(st, conn_id, &c);
     api_store_put(r->a, st);
-    if (*rc == 0)
+    if (*rc == 0) {
         snprintf(buf, len, "%s", c.edge_id);
+        api_edge_cache_put(r->a->edge_cache, conn_id, buf);
+        r->edge_conn = conn_id;
+    }
     store_conn_clear(&c);
     if (*rc == WSG_ENOTFOUND) {
         /* not recorded (yet): the registry may still be consuming its
@@ -464,6 +473,10 @@ int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t 
     a->cfg = cfg;
     a->bus = bus;
     a->cluster = cfg->nats && *cfg->nats;
+    if (a->cluster && !(a->edge_cache = api_edge_cache_new())) {
+        free(a);
+        return WSG_ENOMEM;
+    }
     pthread_mutex_init(&a->resume_mu, NULL);
     size_t n = (cfg->api.threads ? cfg->api.threads : 2) + 2;
     int rc = pool_init(&a->pool, cfg->store, n, err, errlen);
@@ -571,6 +584,7 @@ void api_free(api_t *a)
     for (size_t i = 0; i < a->n_lost; i++)
         free(a->lost_ids[i]);
     free(a->lost_ids);
+    api_edge_cache_free(a->edge_cache);
     pthread_mutex_destroy(&a->resume_mu);
     free(a);
 }

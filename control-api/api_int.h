@@ -39,6 +39,17 @@ typedef struct {
     char *val;
 } api_kv_t;
 
+/* api_edge_cache.c: connection -> edge, remembered for the cluster's
+ * commands (any thread). get returns 1 on a hit; put ignores ids that do not
+ * fit; drop forgets a connection whose edge did not answer 0. */
+typedef struct api_edge_cache api_edge_cache_t;
+#define API_EDGE_CACHE_TTL_MS 10000
+api_edge_cache_t *api_edge_cache_new(void);
+void api_edge_cache_free(api_edge_cache_t *c);
+int api_edge_cache_get(api_edge_cache_t *c, const char *conn_id, char *edge, size_t len);
+void api_edge_cache_put(api_edge_cache_t *c, const char *conn_id, const char *edge_id);
+void api_edge_cache_drop(api_edge_cache_t *c, const char *conn_id);
+
 typedef struct api_req api_req_t;
 typedef void (*api_req_fn)(api_req_t *r);
 
@@ -69,6 +80,7 @@ struct api_req {
                         * sends the shared prebuilt response, a batch item
                         * builds the JSON (api_queued_json) */
     /* async */
+    const char *edge_conn; /* a command went to this connection's known edge */
     atomic_int pending;
     atomic_int first_err; /* first non-zero reply status */
     api_req_fn finish;    /* handler's completion: maps replies to the answer */
@@ -95,7 +107,8 @@ typedef struct {
 struct api {
     const wsg_config_t *cfg;
     bus_t *bus;
-    int cluster; /* cfg->nats not empty */
+    int cluster;                  /* cfg->nats not empty */
+    api_edge_cache_t *edge_cache; /* cluster only */
     struct MHD_Daemon *mhd;
     struct MHD_Response *queued_resp; /* 200 {"queued":true}, shared */
     int port;
@@ -198,9 +211,10 @@ int api_h_openapi(api_req_t *r);
 void api_req_start(api_req_t *r, int n, api_req_fn finish);
 void api_req_reply(api_req_t *r, int status);
 void api_reply_cb(void *ud, int status);
-/* The edge holding conn_id (cluster: its connections row, copied into buf),
- * or NULL = every edge (standalone; cluster when not recorded yet). *rc is 0
- * or a store error. */
+/* The edge holding conn_id (cluster: remembered, else its connections row;
+ * copied into buf), or NULL = every edge (standalone; cluster when not
+ * recorded yet). *rc is 0 or a store error. With an edge, r->edge_conn is
+ * set: a reply other than 0 makes the cache forget the connection. */
 const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t len, int *rc);
 
 /* store pool (api.c) */

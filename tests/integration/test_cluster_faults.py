@@ -37,13 +37,24 @@ EDGE_TIMEOUT_S = 3  # cluster.edge_timeout of Cluster's config
 class EdgeCrashTest(ClusterTestCase):
     def lose_edge(self, edge_index, doomed, survivor_ws, survivor):
         """kill -9 edge edge_index; checks one edge_lost disconnect per doomed
-        connection and that the survivor (on edge 0) is untouched."""
+        connection and that the survivor (on edge 0) is untouched. Every
+        doomed connection gets a send through each API first, so the APIs
+        remember its edge (control-api/api_edge_cache.c): once the edge is
+        lost, a send must still answer 410, not go to the dead edge."""
+        for cid in doomed:
+            for api in (0, 1):
+                self.assertEqual(self.cl.api(api).send(cid, "before").status, 200)
         self.assertEqual(self.cl.edges[edge_index].kill9(), -9)
         killed_at = time.monotonic()
         for cid in doomed:
             self.be.wait_events(lambda e, c=cid: e["connection_id"] == c and
                                 e["type"] == "disconnect", 1, timeout=EDGE_TIMEOUT_S + 20)
         waited = time.monotonic() - killed_at
+        # at once (well within the APIs' 10 s memory of the edge): 410
+        for cid in doomed:
+            w.wait_until(lambda c=cid: self.cl.conn_row(c) is None, 10, 0.05, "row of %s" % cid)
+            for api in (0, 1):
+                self.assertEqual(self.cl.api(api).send(cid, "x").status, 410)
         time.sleep(EDGE_TIMEOUT_S + 1.5)  # room for a second (wrong) disconnect
         by_conn = w.events_by_connection(w.dedupe(self.be.events()))
         for cid in doomed:
@@ -54,7 +65,8 @@ class EdgeCrashTest(ClusterTestCase):
             self.assertEqual(discs[0]["code"], 1006)
             self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)), evs)
             self.assertIsNone(self.cl.conn_row(cid))
-            self.assertEqual(self.cl.api(0).send(cid, "x").status, 410)
+            for api in (0, 1):
+                self.assertEqual(self.cl.api(api).send(cid, "x").status, 410)
         self.assertEqual(self.cl.conn_row(survivor), "edge-0")
         self.assertEqual(self.cl.api(1).send(survivor, "still here").status, 200)
         self.assertEqual(survivor_ws.recv_text(10), "still here")
