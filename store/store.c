@@ -74,7 +74,10 @@ int store_q(store_t *st, int id, const char *sql, const store_param_t *params, i
         if (params[i].type == SP_TEXT && !store_utf8_valid(params[i].s, strlen(params[i].s)))
             return store_fail(st, WSG_EINVAL, "store: parameter %d is not valid UTF-8", i + 1);
     st->err[0] = '\0';
-    return st->ops->query(st->impl, id, sql, params, n, fn, ud, changes, st->err, sizeof st->err);
+    int rc = st->ops->query(st->impl, id, sql, params, n, fn, ud, changes, st->err, sizeof st->err);
+    if (rc != 0 && rc != WSG_ENOTFOUND && st->batch)
+        st->batch_failed = rc; /* PostgreSQL aborted the transaction; SQLite undid the statement */
+    return rc;
 }
 
 int store_tx_begin(store_t *st)
@@ -103,6 +106,7 @@ int store_batch_begin(store_t *st)
         return store_fail(st, WSG_EINVAL, "store: a batch is already open");
     int rc = store_tx_begin(st);
     st->batch = rc == 0;
+    st->batch_failed = 0;
     return rc;
 }
 
@@ -111,6 +115,10 @@ int store_batch_end(store_t *st, int commit)
     if (!st->batch)
         return store_fail(st, WSG_EINVAL, "store: no batch is open");
     st->batch = 0;
+    if (commit && st->batch_failed) { /* a caller ignored a failure: never half a batch */
+        st->ops->rollback(st->impl, NULL, 0);
+        return store_fail(st, st->batch_failed, "store: a statement of the batch failed");
+    }
     int rc = commit ? store_tx_end(st, 0) : 0;
     if (!commit || rc != 0) /* a failed COMMIT may leave SQLite's transaction open */
         st->ops->rollback(st->impl, NULL, 0);

@@ -63,8 +63,10 @@ int store_ping(store_t *st);
  * instead of one per call). A failed call inside a batch leaves the batch
  * unusable: end it with commit = 0 (rollback) and apply the calls again one
  * by one. store_batch_end() returns the commit's result (0, WSG_ESTORE,
- * WSG_EUNAVAILABLE), or 0 after a rollback. Begin returns WSG_EINVAL inside
- * a batch. */
+ * WSG_EUNAVAILABLE), or 0 after a rollback; a commit after any failed
+ * statement of the batch (even one its caller ignored; "not found" aside)
+ * rolls back and returns that failure. Begin returns WSG_EINVAL inside a
+ * batch. */
 int store_batch_begin(store_t *st);
 int store_batch_end(store_t *st, int commit);
 

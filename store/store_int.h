@@ -127,6 +127,7 @@ struct store {
     char err[STORE_ERRLEN];
     char *list_sql[16]; /* composed SQL of store_conn_list's filter variants */
     int batch;          /* inside store_batch_begin/end: store_tx_* are no-ops */
+    int batch_failed;   /* a statement failed inside the batch: it cannot commit */
 };
 
 /* Runs one statement on st (see store_ops_t.query); checks every text

@@ -224,7 +224,21 @@ static int pg_end(pg_t *p, const char *sql, char *err, size_t errlen)
 
 static int pg_commit(void *impl, char *err, size_t errlen)
 {
-    return pg_end(impl, "COMMIT", err, errlen);
+    pg_t *p = impl;
+    PGresult *res = PQexec(p->conn, "COMMIT");
+    p->in_tx = false;
+    ExecStatusType s = PQresultStatus(res);
+    int rc = 0;
+    if (s != PGRES_COMMAND_OK) {
+        rc = res_fail(p, res, "commit", err, errlen);
+    } else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        /* COMMIT of a transaction an error had aborted: PostgreSQL rolled
+         * it back and says so only in the command tag */
+        snprintf(err, errlen, "store: the transaction was rolled back (%s)", PQcmdStatus(res));
+        rc = WSG_ESTORE;
+    }
+    PQclear(res);
+    return rc;
 }
 
 static int pg_rollback(void *impl, char *err, size_t errlen)

@@ -24,6 +24,7 @@
 
 #include "common/err.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 typedef struct {
     const char *name;
@@ -257,6 +258,20 @@ static void test_batch(void **state)
     OK(store_sub_channels(ST, "b1", &l));
     assert_int_equal(l.n, 1);
     store_str_list_free(&l);
+
+    /* a statement that fails inside a batch (PostgreSQL then aborts the
+     * transaction and would answer COMMIT with ROLLBACK) makes the commit
+     * fail, even when its caller ignored the failure: nothing is stored */
+    OK(store_batch_begin(ST));
+    put_conn(ST, "b4", "/chat", "e1", "erin");
+    assert_int_not_equal(
+        store_q(ST, SQ_PING, "SELECT no_such_column FROM connections", NULL, 0, NULL, NULL, NULL),
+        0);
+    store_conn_t b5 = {.id = "b5", .route = "/chat", .edge_id = "e1", .connected_at_ms = 1};
+    (void)store_conn_put(ST, &b5); /* fails on PostgreSQL (aborted), works on SQLite */
+    assert_int_not_equal(store_batch_end(ST, 1), 0);
+    assert_int_equal(store_conn_get(ST, "b4", &c), WSG_ENOTFOUND);
+    assert_int_equal(store_conn_get(ST, "b5", &c), WSG_ENOTFOUND);
 
     /* after a batch, calls commit on their own again */
     put_conn(ST, "b3", "/chat", "e1", "dave");
