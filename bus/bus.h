@@ -141,8 +141,9 @@ int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_e
                         void *ud);
 
 /* Optional, before bus_start: fn(ud) is called on the group's delivery
- * thread after each run of deliveries, before that thread waits or fetches
- * again. A consumer may batch work over a run (one store transaction) and
+ * thread after each run of deliveries (in-process: each list the thread
+ * takes from its queue; NATS: each fetch), before that thread waits or
+ * fetches again. A consumer may batch work over a run (one store transaction) and
  * finish it there. Returns 0, WSG_EINVAL (unknown group, NULL fn, after
  * bus_start). */
 typedef void (*bus_run_end_fn)(void *ud);

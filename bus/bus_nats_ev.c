@@ -619,11 +619,14 @@ static void *group_main(void *arg)
                 g->subs[p] = NULL;
             /* a lost lease only stops fetching: the bound subscription stays
              * until bus_free, so acks of deliveries still out stay valid */
-            if (want && g->subs[p])
-                got += fetch_partition(g, p);
+            int n = want && g->subs[p] ? fetch_partition(g, p) : 0;
+            /* a run is one fetch: a consumer batching over it (the registry
+             * holds its lock and a store transaction) never waits through
+             * the next partition's round trip or a bind */
+            if (n && g->run_end)
+                g->run_end(g->ud);
+            got += n;
         }
-        if (got && g->run_end)
-            g->run_end(g->ud);
         if (got) {
             idle_ms = NB_IDLE_MIN_MS;
             continue;

@@ -479,7 +479,10 @@ void edge_free(edge_t *e)
     pthread_rwlock_unlock(&live_mu);
     edge_authz_free(e->authz); /* no more results posted after this */
     edge_fanout_free(e->fanout);
+    e->fanout = NULL; /* a publish drained during the context's destruction writes alone */
     free(e->fan_conns);
+    e->fan_conns = NULL;
+    e->fan_cap = 0;
     if (e->ctx)
         lws_context_destroy(e->ctx); /* closes what is left; CLOSED frees those conns */
     if (e->loop)

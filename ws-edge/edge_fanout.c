@@ -215,7 +215,7 @@ size_t edge_fanout_write(edge_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m
             edge_conn_count_out(m);
         else
             finish(e, conns[mine + i], m, f->fbuf, f->flen, f->sentv[i]);
-        done++;
+        done += f->sentv[i] >= 0; /* a broken socket got nothing */
     }
     return done;
 }
