@@ -175,6 +175,10 @@ int edge_event_message(edge_t *e, edge_conn_t *c, const unsigned char *data, siz
 {
     char evid[48];
     edge_sbuf_t b = {0};
+    /* the envelope's members (~300 bytes plus the context) and the data,
+     * with room for a few escapes: one allocation for most events */
+    edge_sb_reserve(&b, 384 + (c->context_json ? strlen(c->context_json) : 0) +
+                            (binary ? WSG_B64_LEN(len) : len + len / 8));
     envelope(e, &b, c, "message", evid);
     if (binary) {
         char *b64 = malloc(WSG_B64_LEN(len) + 1);

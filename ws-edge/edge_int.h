@@ -58,6 +58,8 @@ static inline void edge_sb_puts(edge_sbuf_t *b, const char *s)
 {
     edge_sb_put(b, s, strlen(s)); /* strlen of a literal is folded */
 }
+/* Makes room for n more bytes at once (one allocation for what follows). */
+void edge_sb_reserve(edge_sbuf_t *b, size_t n);
 /* Appends s (valid UTF-8, n bytes, NULs allowed) as a JSON string. */
 void edge_sb_strn(edge_sbuf_t *b, const char *s, size_t n);
 void edge_sb_str(edge_sbuf_t *b, const char *s);

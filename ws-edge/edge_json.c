@@ -32,6 +32,17 @@ void edge_sb_put(edge_sbuf_t *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
+void edge_sb_reserve(edge_sbuf_t *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return;
+    char *p = realloc(b->p, b->len + n + 1);
+    if (!p)
+        abort();
+    b->p = p;
+    b->cap = b->len + n + 1;
+}
+
 void edge_sb_strn(edge_sbuf_t *b, const char *s, size_t n)
 {
     edge_sb_put(b, "\"", 1);
