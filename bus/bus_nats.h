@@ -77,6 +77,7 @@ typedef struct nats_bus {
     atomic_int connected;
     atomic_int closed;
     atomic_uint disconnects; /* how many times the connection to NATS broke */
+    atomic_llong broke_ms;   /* when it last broke (mono ms), 0 never */
     atomic_int started;
     atomic_int stopping;
     int vanish;            /* bus_nats_vanish(): free like a crashed process would */

@@ -180,6 +180,7 @@ static void poison_outstanding(nats_bus_t *b)
 void nb_ev_disconnected(nats_bus_t *b)
 {
     atomic_fetch_add(&b->disconnects, 1);
+    atomic_store(&b->broke_ms, wsg_mono_ms());
     pthread_mutex_lock(&b->mu);
     poison_outstanding(b);
     pthread_mutex_unlock(&b->mu);
@@ -713,6 +714,19 @@ static int undone_in(nb_group_t *g, uint32_t p)
     return found;
 }
 
+/* Within AckWait (+ margin) of a NATS outage no partition is given away:
+ * a delivery the server made while the connection broke may not have
+ * reached this process without any fetch of ours noticing (so no partition
+ * is held); the server hands it out again only after its AckWait, and a new
+ * owner fetching meanwhile would deliver the connection's later events
+ * first. Kept, unfetched, the partition's redeliveries wait for the next
+ * owner and come first. */
+static int outage_recent(nats_bus_t *b)
+{
+    int64_t at = atomic_load(&b->broke_ms);
+    return at && wsg_mono_ms() < at + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+}
+
 static void renew_leases(nats_bus_t *b, nb_group_t *g)
 {
     char key[224];
@@ -724,7 +738,7 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
         held += g->rev[p] && !g->giving[p];
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
         lease_key(g, p, key, sizeof key);
-        if (g->giving[p] && !undone_in(g, p) && !partition_held(g, p)) {
+        if (g->giving[p] && !undone_in(g, p) && !partition_held(g, p) && !outage_recent(b)) {
             kvStore_Delete(b->kv, key); /* if it fails the lease expires by itself */
             g->rev[p] = 0;
             g->giving[p] = 0;
