@@ -23,6 +23,7 @@
 #include "bus/bus_queue.h"
 #include "common/err.h"
 #include "common/thread.h"
+#include "common/hash.h"
 
 #define HB_QUEUE_MAX 4096
 
@@ -248,14 +249,6 @@ static int inproc_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void
 
 /* ---- channel interest ---------------------------------------------------- */
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static chan_t **chan_slot(inproc_t *b, const char *name, uint64_t h)
 {
     chan_t **p = &b->chans[h & (b->nbuckets - 1)];
@@ -284,7 +277,7 @@ static int inproc_channel_interest(bus_t *bus, const char *channel, int on)
     inproc_t *b = (inproc_t *)bus;
     if (!channel || !*channel)
         return WSG_EINVAL;
-    uint64_t h = hash_str(channel);
+    uint64_t h = wsg_hash(channel);
     int rc = 0;
     pthread_mutex_lock(&b->chmu);
     chan_t **p = chan_slot(b, channel, h);
@@ -313,7 +306,7 @@ static int inproc_channel_interest(bus_t *bus, const char *channel, int on)
 
 static int has_interest(inproc_t *b, const char *channel)
 {
-    uint64_t h = hash_str(channel);
+    uint64_t h = wsg_hash(channel);
     pthread_mutex_lock(&b->chmu);
     int yes = *chan_slot(b, channel, h) != NULL;
     pthread_mutex_unlock(&b->chmu);

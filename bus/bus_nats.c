@@ -19,6 +19,7 @@
 #include "bus/bus_nats.h"
 #include "common/err.h"
 #include "common/thread.h"
+#include "common/hash.h"
 
 #define NB_DELIVERY_POOL 4
 #define NB_CHAN_PENDING_MSGS 8192
@@ -30,14 +31,6 @@ struct nb_chan {
     uint32_t count;
     char name[]; /* the channel as given */
 };
-
-uint64_t nb_hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
 
 static int plain_char(unsigned char c)
 {
@@ -564,7 +557,7 @@ static int nats_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud)
 
 static nb_chan_t **chan_slot(nats_bus_t *b, const char *channel)
 {
-    nb_chan_t **pp = &b->chans[nb_hash(channel, strlen(channel)) % NB_BUCKETS];
+    nb_chan_t **pp = &b->chans[wsg_hashn(channel, strlen(channel)) % NB_BUCKETS];
     while (*pp && strcmp((*pp)->name, channel) != 0)
         pp = &(*pp)->next;
     return pp;

@@ -118,7 +118,6 @@ typedef struct nats_bus {
 } nats_bus_t;
 
 /* bus_nats.c helpers */
-uint64_t nb_hash(const char *s, size_t n);
 /* Subject-safe token of s: "i" + s when s is [A-Za-z0-9_-]+, else "x" +
  * lowercase hex of its bytes. Returns a heap string. */
 char *nb_tok(const char *s, size_t n);

@@ -32,6 +32,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
+#include "common/hash.h"
 
 struct nb_pub {
     nb_pub_t *next;
@@ -123,7 +124,7 @@ static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
 
 static size_t poison_bucket(const char *conn)
 {
-    return (size_t)(nb_hash(conn, strlen(conn)) % NB_BUCKETS);
+    return (size_t)(wsg_hashn(conn, strlen(conn)) % NB_BUCKETS);
 }
 
 static nb_poison_t **poison_find(nats_bus_t *b, const char *conn)
@@ -253,7 +254,7 @@ static natsStatus ev_headers(natsMsg *m, const bus_event_t *ev)
 /* The partition of a connection's events. */
 static uint32_t partition_of(const nats_bus_t *b, const char *conn_id)
 {
-    return (uint32_t)(nb_hash(conn_id, strlen(conn_id)) % b->partitions);
+    return (uint32_t)(wsg_hashn(conn_id, strlen(conn_id)) % b->partitions);
 }
 
 static char *ev_subject(nats_bus_t *b, int message, const char *conn_id)

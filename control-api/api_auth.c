@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/hash.h"
 #include "control-api/api_int.h"
 
 #define CACHE_SLOTS 256
@@ -50,10 +51,7 @@ void api_auth_release(void *ref)
 
 static size_t slot_of(const char *tok)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)(h % CACHE_SLOTS);
+    return (size_t)(wsg_hash(tok) % CACHE_SLOTS);
 }
 
 static tok_entry_t *cache_get(const char *tok, size_t slot, int64_t now)

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/hash.h"
 #include "control-api/api_int.h"
 
 #define SLOTS 65536 /* power of two */
@@ -42,10 +43,7 @@ struct api_edge_cache {
 
 static uint32_t hash(const char *s)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h & (SLOTS - 1);
+    return (uint32_t)(wsg_hash(s) & (SLOTS - 1));
 }
 
 api_edge_cache_t *api_edge_cache_new(void)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/thread.h"
@@ -97,10 +98,7 @@ static void live_remove(disp_t *d)
 
 static uint32_t hash_id(const char *s)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % DISP_BUCKETS;
+    return (uint32_t)(wsg_hash(s) % DISP_BUCKETS);
 }
 
 const disp_rt_t *disp_rt_find(const disp_t *d, const char *path)

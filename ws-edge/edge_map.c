@@ -6,14 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "ws-edge/edge_int.h"
 
 static size_t map_hash(const char *s)
 {
-    size_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return (size_t)wsg_hash(s);
 }
 
 static void map_grow(edge_map_t *m)
