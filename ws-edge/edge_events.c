@@ -101,7 +101,10 @@ static void envelope(edge_t *e, edge_sbuf_t *b, const edge_conn_t *c, const char
     edge_sb_puts(b, "\",\"route\":");
     edge_sb_str(b, c->route->path);
     edge_sb_puts(b, ",\"user\":");
-    str_or_null(b, c->user);
+    if (c->user) /* from jansson (token claims, authorizer answer): UTF-8 already */
+        edge_sb_str(b, c->user);
+    else
+        edge_sb_puts(b, "null");
     edge_sb_puts(b, ",\"context\":");
     edge_sb_puts(b, c->context_json ? c->context_json : "{}");
     int n = snprintf(num, sizeof num, ",\"seq\":%llu,\"timestamp\":\"%s\"",
