@@ -120,6 +120,7 @@ typedef struct {
     uint32_t max_connections_per_ip; /* default 0 = unlimited */
     uint64_t shutdown_grace_ms;      /* default 20000 */
     uint64_t heartbeat_interval_ms;  /* default 5000 */
+    uint32_t threads;                /* service threads; default 0 = one per CPU */
 } wsg_edge_conf_t;
 
 typedef struct {

@@ -1,16 +1,28 @@
 /*
- * edge.c — the edge's lifecycle: creates the lws context and vhost, runs
- * the one lws service thread, owns the hand-over queue through which other
- * threads (bus callbacks, the authorizer thread) reach it, and drives the
- * graceful shutdown (stop accepting, close every socket with 1001, wait for
- * the disconnect events to be acknowledged, or shutdown_grace).
+ * edge.c — the edge's lifecycle: creates its loops (edge.threads; each an
+ * lws context and vhost on the shared port, SO_REUSEPORT when there are
+ * several, and a libev loop), runs their service threads, owns the hand-over
+ * queues through which other threads (bus callbacks, the authorizer thread)
+ * reach them, and drives the graceful shutdown (stop accepting, close every
+ * socket with 1001, wait for the disconnect events to be acknowledged, or
+ * shutdown_grace).
  *
- * Threads: edge_new/edge_free on the owner; edge_run on the service thread;
- * edge_stop and edge_post from any thread (they only take qmu and call
+ * Debian's lws is built with LWS_MAX_SMP 1 (one service thread per context),
+ * so the edge uses several cores with several contexts instead, one per
+ * thread, which share nothing lws knows about.
+ *
+ * Threads: edge_new/edge_free on the owner; edge_run on the thread that
+ * serves loop 0 (it starts and joins the others); edge_stop, edge_post and
+ * edge_post_conn from any thread (they only take a loop's qmu and call
  * lws_cancel_service, which is thread-safe).
  */
+#include <errno.h>
 #include <ev.h>
+#include <netdb.h>
 #include <openssl/rand.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +32,10 @@
 #include "common/b64.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/thread.h"
 #include "ws-edge/edge_int.h"
 
 #define EDGE_TICK_US (EDGE_WHEEL_MS * LWS_US_PER_MS)
@@ -31,15 +45,23 @@ int64_t edge_now_ms(void)
     return wsg_mono_ms();
 }
 
-void edge_make_id(char out[EDGE_ID_LEN + 1])
+edge_loop_t *edge_loop_of(const edge_t *E, const char *conn_id)
 {
-    unsigned char raw[16];
-    char tmp[WSG_B64_LEN(16) + 1];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        abort(); /* no randomness: ids would collide; refuse to run */
-    wsg_b64url_encode(raw, sizeof raw, tmp);
-    memcpy(out, tmp, EDGE_ID_LEN);
-    out[EDGE_ID_LEN] = '\0';
+    return E->loops[E->n_loops > 1 ? wsg_hash(conn_id) % E->n_loops : 0];
+}
+
+/* 128 random bits, drawn again until they hash to e (about n_loops draws). */
+void edge_make_id(const edge_loop_t *e, char out[EDGE_ID_LEN + 1])
+{
+    do {
+        unsigned char raw[16];
+        char tmp[WSG_B64_LEN(16) + 1];
+        if (RAND_bytes(raw, sizeof raw) != 1)
+            abort(); /* no randomness: ids would collide; refuse to run */
+        wsg_b64url_encode(raw, sizeof raw, tmp);
+        memcpy(out, tmp, EDGE_ID_LEN);
+        out[EDGE_ID_LEN] = '\0';
+    } while (edge_loop_of(e->edge, out) != e);
 }
 
 edge_q_t *edge_q_new(edge_q_kind_t kind, size_t extra)
@@ -69,21 +91,31 @@ void edge_q_free(edge_q_t *q)
 static pthread_rwlock_t live_mu = PTHREAD_RWLOCK_INITIALIZER;
 static edge_t *live_edge;
 
-int edge_post_live(edge_q_t *q)
+int edge_post_conn(const char *conn_id, edge_q_t *q)
 {
     pthread_rwlock_rdlock(&live_mu);
-    edge_t *e = live_edge;
-    if (e)
-        edge_post(e, q);
+    edge_t *E = live_edge;
+    if (E)
+        edge_post(edge_loop_of(E, conn_id), q);
     pthread_rwlock_unlock(&live_mu);
-    return e ? 0 : WSG_EGONE;
+    return E ? 0 : WSG_EGONE;
+}
+
+int edge_live_loops(void (*fn)(edge_loop_t *l, void *ud), void *ud)
+{
+    pthread_rwlock_rdlock(&live_mu);
+    edge_t *E = live_edge;
+    for (size_t i = 0; E && i < E->n_loops; i++)
+        fn(E->loops[i], ud);
+    pthread_rwlock_unlock(&live_mu);
+    return E ? 0 : WSG_EGONE;
 }
 
 /* Wakes the service thread only when the queue was empty: drain_queue()
  * takes the whole list at once, so an item pushed onto a non-empty queue is
  * picked up by the wake-up its first item already caused. This saves one
  * pipe write per event ack on the hot path. */
-void edge_post(edge_t *e, edge_q_t *q)
+void edge_post(edge_loop_t *e, edge_q_t *q)
 {
     pthread_mutex_lock(&e->qmu);
     int was_empty = e->q_head == NULL;
@@ -116,6 +148,82 @@ void edge_msg_unref(edge_msg_t *m)
         free(m);
 }
 
+/* ---- the listening sockets ----------------------------------------------
+ * Each loop accepts on a socket of its own, all bound to the one port with
+ * SO_REUSEPORT when there are several loops: the kernel spreads new
+ * connections over them by address hash, and an accepted socket goes to lws
+ * with lws_adopt_socket_vhost() (what lws's own listener does after accept).
+ * lws 4.1 does not set SO_REUSEPORT itself (its LISTEN_SHARE option is
+ * inert in Debian's build), hence a listener of our own. */
+#define EDGE_ACCEPT_BURST 64 /* accepts per wake-up, so one loop cannot starve */
+
+static int listen_open(const char *host, int port, int share, int *bound, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int gai = getaddrinfo(*host && strcmp(host, "0.0.0.0") ? host : NULL, ps, &hints, &ai);
+    if (gai != 0)
+        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.listen: %s: %s", host, gai_strerror(gai));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    int ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+             (!share || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
+             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0 && /* inherited */
+             bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0;
+    int saved = errno;
+    freeaddrinfo(ai);
+    if (!ok) {
+        if (fd >= 0)
+            close(fd);
+        return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s:%d: %s", host, port,
+                        strerror(saved));
+    }
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof sa;
+    *bound = port;
+    if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        *bound = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                                : ((struct sockaddr_in *)&sa)->sin_port);
+    return fd;
+}
+
+static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
+{
+    edge_loop_t *e = w->data;
+    (void)loop;
+    (void)revents;
+    for (int i = 0; i < EDGE_ACCEPT_BURST; i++) {
+        int fd = accept4(e->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* nothing to accept with: wait for the next tick instead of spinning */
+                ev_io_stop(e->loop, &e->listen_w);
+                e->listen_paused = 1;
+                WSG_LOG(WSG_LOG_WARN, "edge: cannot accept", "loop=%u error=%s", e->idx,
+                        strerror(errno));
+            }
+            return; /* EAGAIN, or a connection that went away before accept */
+        }
+        if (!lws_adopt_socket_vhost(e->vh, fd)) /* lws closes fd when it fails */
+            WSG_LOG(WSG_LOG_WARN, "edge: lws refused a connection", "loop=%u", e->idx);
+    }
+}
+
+/* Stops accepting for good: later connections are refused by the kernel
+ * (or go to another loop while it still listens). */
+static void listen_close(edge_loop_t *e)
+{
+    if (e->listen_fd < 0)
+        return;
+    if (e->loop)
+        ev_io_stop(e->loop, &e->listen_w);
+    close(e->listen_fd);
+    e->listen_fd = -1;
+}
+
 typedef struct {
     int64_t now;
     int all;
@@ -135,7 +243,7 @@ static void collect_pending(void *ud, const char *key, void *val)
 }
 
 /* Answers 503 to detached handshakes that timed out (or all, when draining). */
-static void reap_pending(edge_t *e, int all)
+static void reap_pending(edge_loop_t *e, int all)
 {
     reap_t r = {.now = edge_now_ms(), .all = all};
     edge_map_each(&e->by_fd, collect_pending, &r);
@@ -155,18 +263,19 @@ static void reap_pending(edge_t *e, int all)
 
 static void close_one(void *ud, const char *key, void *val)
 {
-    edge_t *e = ud;
+    edge_loop_t *e = ud;
     edge_conn_t *c = val;
     (void)key;
     if (c->wsi && !c->close_code)
         edge_conn_close(e, c, 1001, "going away", "server");
 }
 
-static void begin_shutdown(edge_t *e)
+static void begin_shutdown(edge_loop_t *e)
 {
     if (e->stopping)
         return;
     e->stopping = 1;
+    listen_close(e);
     e->stop_deadline_ms = edge_now_ms() + (int64_t)e->cfg->edge.shutdown_grace_ms;
     WSG_LOG(WSG_LOG_INFO, "edge draining", "connections=%zu grace_ms=%llu", e->n_conns,
             (unsigned long long)e->cfg->edge.shutdown_grace_ms);
@@ -175,7 +284,7 @@ static void begin_shutdown(edge_t *e)
     reap_pending(e, 1);
 }
 
-static void drain_queue(edge_t *e)
+static void drain_queue(edge_loop_t *e)
 {
     pthread_mutex_lock(&e->qmu);
     edge_q_t *q = e->q_head;
@@ -211,10 +320,14 @@ static void drain_queue(edge_t *e)
 
 static void tick(lws_sorted_usec_list_t *sul)
 {
-    edge_t *e = lws_container_of(sul, edge_t, sul_tick);
+    edge_loop_t *e = lws_container_of(sul, edge_loop_t, sul_tick);
     edge_hs_drop_orphan(e);
     reap_pending(e, 0);
     edge_timer_run(e, edge_now_ms());
+    if (e->listen_paused && e->listen_fd >= 0) {
+        e->listen_paused = 0;
+        ev_io_start(e->loop, &e->listen_w);
+    }
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
 }
 
@@ -222,7 +335,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                     size_t len)
 {
     struct lws_context *ctx = lws_get_context(wsi);
-    edge_t *e = ctx ? lws_context_user(ctx) : NULL;
+    edge_loop_t *e = ctx ? lws_context_user(ctx) : NULL;
     edge_conn_t **slot = user;
     if (!e)
         return 0;
@@ -328,18 +441,13 @@ static uint64_t header_timeout_ms(const wsg_config_t *cfg)
 static const lws_retry_bo_t no_validity_checks = {.secs_since_valid_ping = 0,
                                                   .secs_since_valid_hangup = 0};
 
-static int create_context(edge_t *e, char *err, size_t errlen)
+/* The loop's lws context: a vhost without a listener of its own (the loop
+ * accepts on its socket and hands each connection to lws). */
+static int create_context(edge_loop_t *e, const char *host, char *err, size_t errlen)
 {
-    char host[256];
-    int port = 0;
-    if (parse_listen(e->cfg->edge.listen, host, sizeof host, &port) != 0)
-        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.listen: not host:port: %s",
-                        e->cfg->edge.listen);
-    lws_set_log_level(LLL_ERR, lws_log_bridge);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    info.port = port;
-    info.iface = strcmp(host, "0.0.0.0") == 0 || !*host ? NULL : host;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
     info.user = e;
     info.gid = -1;
@@ -370,50 +478,129 @@ static int create_context(edge_t *e, char *err, size_t errlen)
     if (!e->ctx)
         return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s", e->cfg->edge.listen);
     e->vh = lws_get_vhost_by_name(e->ctx, "default");
-    e->port = e->vh ? lws_get_vhost_listen_port(e->vh) : port;
+    if (!e->vh)
+        return wsg_errf(err, errlen, WSG_EIO, "edge: lws made no vhost");
     return 0;
+}
+
+/* SO_REUSEPORT would let the loops' sockets join a port that another
+ * process already listens on with it (another wsgate started by mistake):
+ * a plain bind first, so that is refused as "address in use" as before. */
+static int port_free(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(*host && strcmp(host, "0.0.0.0") ? host : NULL, ps, &hints, &ai) != 0)
+        return 1; /* lws reports a bad address itself */
+    int ok = 1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as lws does */
+        ok = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno != EADDRINUSE;
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return ok;
+}
+
+static int loop_new(edge_t *E, unsigned idx, const char *host, int port, char *err, size_t errlen)
+{
+    edge_loop_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return wsg_errf(err, errlen, WSG_ENOMEM, "edge: out of memory");
+    E->loops[idx] = e;
+    e->edge = E;
+    e->idx = idx;
+    e->cfg = E->cfg;
+    e->bus = E->bus;
+    e->edge_id = E->edge_id;
+    pthread_mutex_init(&e->qmu, NULL);
+    if (RAND_bytes(e->evid_prefix, sizeof e->evid_prefix) != 1)
+        abort(); /* no randomness: ids of two runs could collide; refuse to run */
+    e->listen_fd = -1;
+    int rc = create_context(e, host, err, errlen);
+    if (rc == 0) {
+        int fd = listen_open(host, port, E->n_loops > 1, &e->port, err, errlen);
+        rc = fd < 0 ? fd : 0;
+        if (fd >= 0) {
+            e->listen_fd = fd;
+            ev_io_init(&e->listen_w, on_listen, fd, EV_READ);
+            e->listen_w.data = e;
+            ev_io_start(e->loop, &e->listen_w);
+        }
+    }
+    if (rc == 0 && (rc = edge_fanout_new(&e->fanout, E->n_loops)) != 0)
+        wsg_errf(err, errlen, rc, "edge: cannot start the fan-out writer");
+    return rc;
+}
+
+/* edge.threads, or one loop per CPU. */
+static size_t loop_count(const wsg_config_t *cfg)
+{
+    long n = cfg->edge.threads ? (long)cfg->edge.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (size_t)n;
 }
 
 int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen)
 {
     *out = NULL;
-    edge_t *e = calloc(1, sizeof *e);
-    if (!e)
+    char host[256];
+    int port = 0;
+    if (parse_listen(cfg->edge.listen, host, sizeof host, &port) != 0)
+        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.listen: not host:port: %s",
+                        cfg->edge.listen);
+    edge_t *E = calloc(1, sizeof *E);
+    if (!E)
         return wsg_errf(err, errlen, WSG_ENOMEM, "edge: out of memory");
-    e->cfg = cfg;
-    e->bus = bus;
-    pthread_mutex_init(&e->qmu, NULL);
-    e->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
+    E->cfg = cfg;
+    E->bus = bus;
+    pthread_mutex_init(&E->mu, NULL);
+    E->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
+    E->n_loops = loop_count(cfg);
+    E->loops = calloc(E->n_loops, sizeof *E->loops);
+    E->threads = calloc(E->n_loops, sizeof *E->threads);
+    if (!E->edge_id || !E->loops || !E->threads)
+        abort();
     pthread_rwlock_wrlock(&live_mu);
     int rc = live_edge ? WSG_EEXISTS : 0;
     if (rc == 0)
-        live_edge = e;
+        live_edge = E;
     pthread_rwlock_unlock(&live_mu);
     if (rc != 0) {
-        free(e->edge_id);
-        free(e);
+        edge_free(E);
         return wsg_errf(err, errlen, rc, "edge: one edge per process");
     }
-    if (RAND_bytes(e->evid_prefix, sizeof e->evid_prefix) != 1)
-        abort(); /* no randomness: ids of two runs could collide; refuse to run */
-    rc = create_context(e, err, errlen);
-    if (rc == 0)
-        rc = edge_authz_new(&e->authz, e, err, errlen);
-    if (rc == 0 && (rc = edge_fanout_new(&e->fanout)) != 0)
-        wsg_errf(err, errlen, rc, "edge: cannot start the fan-out writer");
-    if (rc == 0 && (rc = bus_cmd_serve(bus, e->edge_id, edge_bus_cmd, e)) != 0)
-        wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", e->edge_id);
-    if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, e)) != 0)
+    lws_set_log_level(LLL_ERR, lws_log_bridge);
+    if (E->n_loops > 1 && port && !port_free(host, port))
+        rc = wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s: address in use",
+                      cfg->edge.listen);
+    for (size_t i = 0; rc == 0 && i < E->n_loops; i++) {
+        rc = loop_new(E, (unsigned)i, host, i ? E->port : port, err, errlen);
+        if (rc == 0 && i == 0)
+            E->port = E->loops[0]->port; /* the others join the port loop 0 got */
+    }
+    if (rc == 0 && (rc = edge_authz_new(&E->authz, E, err, errlen)) == 0)
+        for (size_t i = 0; i < E->n_loops; i++)
+            E->loops[i]->authz = E->authz;
+    if (rc == 0 && (rc = bus_cmd_serve(bus, E->edge_id, edge_bus_cmd, E)) != 0)
+        wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", E->edge_id);
+    if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, E)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot serve publishes");
     if (rc != 0) {
-        edge_free(e);
+        edge_free(E);
         return rc;
     }
-    *out = e;
+    WSG_LOG(WSG_LOG_INFO, "edge listening", "port=%d threads=%zu", E->port, E->n_loops);
+    *out = E;
     return 0;
 }
 
-static int drained(edge_t *e)
+static int drained(edge_loop_t *e)
 {
     if (!e->stopping)
         return 0;
@@ -422,34 +609,66 @@ static int drained(edge_t *e)
     return edge_now_ms() >= e->stop_deadline_ms;
 }
 
-int edge_run(edge_t *e)
+static void loop_run(edge_loop_t *e)
 {
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
     drain_queue(e);
     while (!drained(e))
         ev_run(e->loop, EVRUN_ONCE);
     if (e->n_conns || e->acks_outstanding)
-        WSG_LOG(WSG_LOG_WARN, "edge shutdown grace expired", "connections=%zu acks_pending=%zu",
-                e->n_conns, e->acks_outstanding);
+        WSG_LOG(WSG_LOG_WARN, "edge shutdown grace expired",
+                "loop=%u connections=%zu acks_pending=%zu", e->idx, e->n_conns,
+                e->acks_outstanding);
     else
-        WSG_LOG(WSG_LOG_INFO, "edge drained", NULL);
-    return 0;
+        WSG_LOG(WSG_LOG_INFO, "edge drained", "loop=%u", e->idx);
 }
 
-void edge_stop(edge_t *e)
+static void *loop_main(void *arg)
 {
-    if (!e)
+    edge_loop_t *e = arg;
+    wsg_thread_name("edge-loop-%u", e->idx);
+    loop_run(e);
+    return NULL;
+}
+
+int edge_run(edge_t *E)
+{
+    int rc = 0;
+    for (size_t i = 1; i < E->n_loops; i++) {
+        if (pthread_create(&E->threads[i], NULL, loop_main, E->loops[i]) != 0) {
+            WSG_LOG(WSG_LOG_ERROR, "edge: cannot start a service thread", "loop=%zu", i);
+            rc = WSG_EIO;
+            edge_stop(E); /* the started ones drain and end */
+            break;
+        }
+        E->n_threads = i;
+    }
+    loop_run(E->loops[0]); /* on the caller's thread, which keeps its name (the process's) */
+    for (size_t i = 1; i <= E->n_threads; i++)
+        pthread_join(E->threads[i], NULL);
+    E->n_threads = 0;
+    return rc;
+}
+
+void edge_stop(edge_t *E)
+{
+    if (!E)
         return;
-    pthread_mutex_lock(&e->qmu);
-    e->stop_requested = 1;
-    pthread_mutex_unlock(&e->qmu);
-    if (e->ctx)
-        lws_cancel_service(e->ctx);
+    for (size_t i = 0; i < E->n_loops; i++) {
+        edge_loop_t *e = E->loops[i];
+        if (!e)
+            continue;
+        pthread_mutex_lock(&e->qmu);
+        e->stop_requested = 1;
+        pthread_mutex_unlock(&e->qmu);
+        if (e->ctx)
+            lws_cancel_service(e->ctx);
+    }
 }
 
-int edge_port(const edge_t *e)
+int edge_port(const edge_t *E)
 {
-    return e ? e->port : 0;
+    return E ? E->port : 0;
 }
 
 static void free_conn_ent(void *ud, const char *key, void *val)
@@ -469,17 +688,13 @@ static void free_conn_ent(void *ud, const char *key, void *val)
     edge_conn_free(c);
 }
 
-void edge_free(edge_t *e)
+static void loop_free(edge_loop_t *e)
 {
     if (!e)
         return;
-    pthread_rwlock_wrlock(&live_mu);
-    if (live_edge == e)
-        live_edge = NULL; /* bus callbacks from now on answer WSG_EGONE */
-    pthread_rwlock_unlock(&live_mu);
-    edge_authz_free(e->authz); /* no more results posted after this */
     edge_fanout_free(e->fanout);
     e->fanout = NULL; /* a publish drained during the context's destruction writes alone */
+    listen_close(e);
     free(e->fan_conns);
     e->fan_conns = NULL;
     e->fan_cap = 0;
@@ -491,8 +706,6 @@ void edge_free(edge_t *e)
     edge_map_free(&e->conns);
     edge_map_free(&e->by_fd);
     edge_map_free(&e->channels);
-    edge_map_free(&e->per_ip);
-    edge_map_free(&e->users);
     edge_q_t *q = e->q_head;
     while (q) {
         edge_q_t *next = q->next;
@@ -502,6 +715,28 @@ void edge_free(edge_t *e)
         q = next;
     }
     pthread_mutex_destroy(&e->qmu);
-    free(e->edge_id);
     free(e);
+}
+
+void edge_free(edge_t *E)
+{
+    if (!E)
+        return;
+    pthread_rwlock_wrlock(&live_mu);
+    if (live_edge == E)
+        live_edge = NULL; /* bus callbacks from now on answer WSG_EGONE */
+    pthread_rwlock_unlock(&live_mu);
+    for (size_t i = 0; i < E->n_loops; i++)
+        if (E->loops[i])
+            E->loops[i]->authz = NULL; /* connections closed from now on release nothing */
+    edge_authz_free(E->authz);         /* no more results posted after this */
+    for (size_t i = 0; i < E->n_loops; i++)
+        loop_free(E->loops[i]);
+    edge_map_free(&E->per_ip);
+    edge_map_free(&E->users);
+    pthread_mutex_destroy(&E->mu);
+    free(E->loops);
+    free(E->threads);
+    free(E->edge_id);
+    free(E);
 }

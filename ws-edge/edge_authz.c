@@ -25,8 +25,11 @@
  *   and forget. Only started when the bus is shared and a route says
  *   `reject`.
  *
+ * One per process, shared by the edge's loops: results are posted to the
+ * loop that owns the connection (edge_post_conn).
+ *
  * Threads: edge_authz_new/free on the edge's owner thread; edge_authz_start,
- * edge_claim_* on the service thread; the curl thread owns every curl
+ * edge_claim_* on any loop's service thread; the curl thread owns every curl
  * handle, the claim threads make every bus_user_* call.
  */
 #include <curl/curl.h>
@@ -72,7 +75,7 @@ typedef struct claim_job {
 } claim_job_t;
 
 struct edge_authz {
-    edge_t *e;
+    edge_t *e;    /* the process's edge: its loops share these threads */
     CURLM *multi; /* NULL: no route has an authorizer */
     int epfd;     /* the curl thread's epoll set: curl's sockets and wakefd */
     int wakefd;   /* eventfd: new jobs, or stop */
@@ -131,7 +134,8 @@ static void job_done(edge_authz_t *a, authz_job_t *j, int status)
     q->u.authz.body = j->resp;
     j->resp = NULL;
     job_free(j);
-    edge_post(a->e, q);
+    if (edge_post_conn(q->u.authz.conn_id, q) != 0) /* the edge is being freed */
+        edge_q_free(q);
 }
 
 /* Takes h out of the multi handle and keeps it for the next request. */
@@ -425,8 +429,6 @@ void edge_authz_free(edge_authz_t *a)
 {
     if (!a)
         return;
-    if (a->e->authz == a)
-        a->e->authz = NULL; /* connections closed from now on release nothing */
     if (a->started) {
         pthread_mutex_lock(&a->mu);
         a->stop = 1;
@@ -465,7 +467,7 @@ void edge_authz_free(edge_authz_t *a)
 
 /* ---- user claims -------------------------------------------------------------- */
 
-int edge_claim_needed(const edge_t *e, const edge_conn_t *c)
+int edge_claim_needed(const edge_loop_t *e, const edge_conn_t *c)
 {
     return c->user && c->route->one_connection_per_user == WSG_ONE_CONN_REJECT && e->authz &&
            e->authz->claims;
@@ -535,7 +537,8 @@ static void claim_run(edge_authz_t *a, claim_job_t *j)
     q->u.authz.body = j->user;
     j->user = NULL;
     memcpy(q->store, j->route, rl + 1);
-    edge_post(e, q);
+    if (edge_post_conn(q->u.authz.conn_id, q) != 0) /* the edge is being freed */
+        edge_q_free(q);
 }
 
 /* Each claim thread takes the oldest job. Jobs of one user may overlap

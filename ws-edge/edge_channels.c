@@ -5,9 +5,11 @@
  *
  * Bus callbacks (edge_bus_cmd, edge_bus_publish) run on any thread, often
  * inline on the caller's: they copy what they need into one queue item and
- * hand it to the service thread; every lws object is touched only there.
- * A publish's payload is copied once into a refcounted buffer with LWS_PRE
- * headroom that every recipient's outbound queue shares.
+ * hand it to a loop's service thread; every lws object is touched only there.
+ * A command goes to the loop that owns its connection, a publish to every
+ * loop (each keeps its own channel index). A publish's payload is copied once
+ * per loop into a refcounted buffer with LWS_PRE headroom that every
+ * recipient's outbound queue on that loop shares.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +37,7 @@ static char *stash(char **cursor, const char *s, size_t n)
 
 void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
 {
-    edge_t *e = ud;
+    edge_loop_t *e = ud;
     size_t idl = cmd->conn_id ? strlen(cmd->conn_id) : 0;
     size_t rl = cmd->reason ? strlen(cmd->reason) : 0;
     size_t il = cmd->initiator ? strlen(cmd->initiator) : 0;
@@ -51,15 +53,17 @@ void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
         cmd->len ? (unsigned char *)stash(&cur, (const char *)cmd->data, cmd->len) : NULL;
     q->u.cmd.reply = r;
     (void)e;
-    if (edge_post_live(q) != 0) {
+    if (edge_post_conn(q->u.cmd.cmd.conn_id, q) != 0) {
         bus_cmd_reply(r, WSG_EGONE);
         edge_q_free(q);
     }
 }
 
-void edge_bus_publish(void *ud, const bus_publish_t *p)
+/* Each loop gets its own copy: a payload's reference count is touched by
+ * its loop alone. */
+static void post_publish(edge_loop_t *l, void *ud)
 {
-    edge_t *e = ud;
+    const bus_publish_t *p = ud;
     size_t cl = p->channel ? strlen(p->channel) : 0;
     size_t rl = p->route ? strlen(p->route) : 0;
     size_t xl = p->exclude ? strlen(p->exclude) : 0;
@@ -69,9 +73,13 @@ void edge_bus_publish(void *ud, const bus_publish_t *p)
     q->u.pub.route = stash(&cur, p->route, rl);
     q->u.pub.exclude = stash(&cur, p->exclude, xl);
     q->u.pub.m = edge_msg_new(p->data, p->len, p->binary);
-    (void)e;
-    if (edge_post_live(q) != 0)
-        edge_q_free(q);
+    edge_post(l, q);
+}
+
+void edge_bus_publish(void *ud, const bus_publish_t *p)
+{
+    (void)ud;
+    edge_live_loops(post_publish, (void *)p); /* none once the edge is gone */
 }
 
 static int conn_has(const edge_conn_t *c, const char *channel)
@@ -82,7 +90,7 @@ static int conn_has(const edge_conn_t *c, const char *channel)
     return 0;
 }
 
-int edge_chan_join(edge_t *e, edge_conn_t *c, const char *channel)
+int edge_chan_join(edge_loop_t *e, edge_conn_t *c, const char *channel)
 {
     if (conn_has(c, channel))
         return 0;
@@ -118,7 +126,7 @@ int edge_chan_join(edge_t *e, edge_conn_t *c, const char *channel)
     return 0;
 }
 
-static void members_remove(edge_t *e, const char *channel, edge_conn_t *c)
+static void members_remove(edge_loop_t *e, const char *channel, edge_conn_t *c)
 {
     edge_members_t *m = edge_map_get(&e->channels, channel);
     if (!m)
@@ -136,7 +144,7 @@ static void members_remove(edge_t *e, const char *channel, edge_conn_t *c)
     }
 }
 
-void edge_chan_leave(edge_t *e, edge_conn_t *c, const char *channel)
+void edge_chan_leave(edge_loop_t *e, edge_conn_t *c, const char *channel)
 {
     for (size_t i = 0; i < c->n_channels; i++) {
         if (strcmp(c->channels[i], channel) == 0) {
@@ -148,7 +156,7 @@ void edge_chan_leave(edge_t *e, edge_conn_t *c, const char *channel)
     }
 }
 
-void edge_chan_leave_all(edge_t *e, edge_conn_t *c)
+void edge_chan_leave_all(edge_loop_t *e, edge_conn_t *c)
 {
     if (c->pending)
         return; /* channels of a pending connection are not in the index yet */
@@ -169,7 +177,7 @@ static const char *initiator_name(const char *s)
     return "api";
 }
 
-static int apply_open(edge_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
+static int apply_open(edge_loop_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
 {
     switch (cmd->op) {
     case BUS_CMD_SEND: {
@@ -198,7 +206,7 @@ static int apply_open(edge_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
     return WSG_EINVAL;
 }
 
-static void reply_later(edge_t *e, edge_q_t *q, int status)
+static void reply_later(edge_loop_t *e, edge_q_t *q, int status)
 {
     q->u.cmd.status = status;
     q->next = NULL;
@@ -209,7 +217,7 @@ static void reply_later(edge_t *e, edge_q_t *q, int status)
     e->replies_tail = q;
 }
 
-void edge_flush_replies(edge_t *e)
+void edge_flush_replies(edge_loop_t *e)
 {
     edge_q_t *q = e->replies;
     e->replies = e->replies_tail = NULL;
@@ -221,7 +229,7 @@ void edge_flush_replies(edge_t *e)
     }
 }
 
-void edge_apply_cmd(edge_t *e, edge_q_t *q)
+void edge_apply_cmd(edge_loop_t *e, edge_q_t *q)
 {
     edge_conn_t *c = edge_map_get(&e->conns, q->u.cmd.cmd.conn_id);
     if (q->u.cmd.cmd.op == BUS_CMD_HOLDS) { /* a user claim elsewhere asks */
@@ -240,7 +248,7 @@ void edge_apply_cmd(edge_t *e, edge_q_t *q)
     reply_later(e, q, c && c->wsi ? apply_open(e, c, &q->u.cmd.cmd) : WSG_EGONE);
 }
 
-void edge_apply_publish(edge_t *e, edge_q_t *q)
+void edge_apply_publish(edge_loop_t *e, edge_q_t *q)
 {
     wsg_count(WSG_M_PUBLISHES, 1);
     const char *ex = q->u.pub.exclude;

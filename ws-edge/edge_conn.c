@@ -55,7 +55,7 @@ void edge_conn_free(edge_conn_t *c)
     free(c);
 }
 
-static void schedule_timer(edge_t *e, edge_conn_t *c, int64_t now)
+static void schedule_timer(edge_loop_t *e, edge_conn_t *c, int64_t now)
 {
     const wsg_limits_conf_t *l = &c->route->limits;
     int64_t next = INT64_MAX;
@@ -70,7 +70,7 @@ static void schedule_timer(edge_t *e, edge_conn_t *c, int64_t now)
     edge_timer_arm(e, c, next > now ? next : now);
 }
 
-static void apply_held(edge_t *e, edge_conn_t *c)
+static void apply_held(edge_loop_t *e, edge_conn_t *c)
 {
     edge_held_t *h = c->held, *rev = NULL;
     c->held = NULL;
@@ -89,7 +89,7 @@ static void apply_held(edge_t *e, edge_conn_t *c)
     edge_flush_replies(e);
 }
 
-int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot)
+int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot)
 {
     edge_conn_t *c = e->upgrading;
     if (!c || e->upgrading_wsi != wsi || !slot)
@@ -106,8 +106,8 @@ int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot)
     c->tokens = c->route->limits.rate_burst ? c->route->limits.rate_burst : 1;
     wsg_count(WSG_M_CONN_OPENED, 1);
     wsg_gauge_add(WSG_G_CONNECTIONS, 1);
-    WSG_LOG(WSG_LOG_INFO, "client connected", "conn=%s route=%s user=%s remote=%s", c->id,
-            c->route->path, c->user, c->remote);
+    WSG_LOG(WSG_LOG_INFO, "client connected", "conn=%s route=%s user=%s remote=%s loop=%u", c->id,
+            c->route->path, c->user, c->remote, e->idx);
     edge_user_index(e, c, 1);
     size_t n = c->n_channels;
     char **initial = c->channels;
@@ -144,7 +144,8 @@ static int close_now(edge_conn_t *c)
     return -1;
 }
 
-void edge_conn_close(edge_t *e, edge_conn_t *c, int code, const char *reason, const char *initiator)
+void edge_conn_close(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
+                     const char *initiator)
 {
     (void)e;
     if (c->close_code || !c->wsi)
@@ -213,7 +214,8 @@ static int utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
-static int deliver(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t len, int binary)
+static int deliver(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
+                   int binary)
 {
     int64_t now = edge_now_ms();
     if (!binary && !utf8_valid(data, len)) {
@@ -237,7 +239,7 @@ static int deliver(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t 
     return 0;
 }
 
-int edge_on_receive(edge_t *e, edge_conn_t *c, const void *in, size_t len)
+int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
 {
     struct lws *wsi = c->wsi;
     c->last_rx_ms = edge_now_ms();
@@ -302,7 +304,7 @@ int edge_conn_writable_now(const edge_conn_t *c, const edge_msg_t *m)
            m->len <= c->route->limits.max_outbound_bytes && !lws_partial_buffered(c->wsi);
 }
 
-int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
+int edge_conn_queue(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m)
 {
     if (!c->wsi || c->close_code)
         return WSG_EGONE;
@@ -347,7 +349,7 @@ int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m)
     return 0;
 }
 
-int edge_on_writeable(edge_t *e, edge_conn_t *c)
+int edge_on_writeable(edge_loop_t *e, edge_conn_t *c)
 {
     (void)e;
     if (c->ping_due && !c->close_code) {
@@ -380,7 +382,7 @@ int edge_on_writeable(edge_t *e, edge_conn_t *c)
     return 0;
 }
 
-int edge_on_timer(edge_t *e, edge_conn_t *c)
+int edge_on_timer(edge_loop_t *e, edge_conn_t *c)
 {
     const wsg_limits_conf_t *l = &c->route->limits;
     int64_t now = edge_now_ms();
@@ -414,7 +416,7 @@ void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len)
     }
 }
 
-void edge_on_closed(edge_t *e, edge_conn_t *c)
+void edge_on_closed(edge_loop_t *e, edge_conn_t *c)
 {
     int code = c->close_code, peer = !c->close_code;
     const char *reason = c->close_reason ? c->close_reason : "", *init = c->close_initiator;
@@ -433,15 +435,15 @@ void edge_on_closed(edge_t *e, edge_conn_t *c)
         edge_map_del(&e->conns, c->id);
         e->n_conns--;
     }
-    if (c->counted_ip)
-        edge_ip_adjust(e, c->remote, -1);
+    if (c->counted)
+        edge_admit_release(e, c->remote);
     wsg_count(WSG_M_CONN_CLOSED, 1);
     wsg_gauge_add(WSG_G_CONNECTIONS, -1);
     c->wsi = NULL;
     edge_conn_free(c);
 }
 
-void edge_on_ack(edge_t *e, edge_q_t *q)
+void edge_on_ack(edge_loop_t *e, edge_q_t *q)
 {
     if (e->acks_outstanding)
         e->acks_outstanding--;

@@ -23,7 +23,7 @@
 #include "ws-edge/edge_int.h"
 
 typedef struct {
-    edge_t *e;
+    edge_loop_t *e;
     char conn_id[EDGE_ID_LEN + 1];
     size_t bytes;
     int type;
@@ -38,31 +38,30 @@ static void ack_cb(void *ud, int status)
     q->u.ack.bytes = a->bytes;
     q->u.ack.type = a->type;
     free(a);
-    if (edge_post_live(q) != 0) /* the edge is gone; the event itself is durable */
+    if (edge_post_conn(q->u.ack.conn_id, q) !=
+        0) /* the edge is gone; the event itself is durable */
         edge_q_free(q);
 }
 
 /* RFC 3339 UTC with milliseconds; the date and time part is formatted once
- * per second (service thread only). */
-static void timestamp(char out[32])
+ * per second per loop. */
+static void timestamp(edge_loop_t *e, char out[32])
 {
-    static time_t sec = -1;
-    static char head[24];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (ts.tv_sec != sec) {
+    if (!e->ts_head[0] || (int64_t)ts.tv_sec != e->ts_sec) {
         struct tm tm;
         gmtime_r(&ts.tv_sec, &tm);
-        strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
-        sec = ts.tv_sec;
+        strftime(e->ts_head, sizeof e->ts_head, "%Y-%m-%dT%H:%M:%S", &tm);
+        e->ts_sec = (int64_t)ts.tv_sec;
     }
-    snprintf(out, 32, "%.23s.%03dZ", head, (int)(ts.tv_nsec / 1000000) % 1000);
+    snprintf(out, 32, "%.23s.%03dZ", e->ts_head, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 /* "evt_" and 128 bits: this edge's random 64-bit prefix (drawn at start)
  * and a counter, base64url. Unique without a call into the random source
  * per event; ids need to be unique, not secret. */
-static void event_id(edge_t *e, char out[48])
+static void event_id(edge_loop_t *e, char out[48])
 {
     unsigned char raw[16];
     char b64[WSG_B64_LEN(16) + 1];
@@ -86,12 +85,12 @@ static void str_or_null(edge_sbuf_t *b, const char *s)
 
 /* The members every event has, written into b (no closing brace):
  * id, type, connection_id, route, user, context, seq, timestamp. */
-static void envelope(edge_t *e, edge_sbuf_t *b, const edge_conn_t *c, const char *type,
+static void envelope(edge_loop_t *e, edge_sbuf_t *b, const edge_conn_t *c, const char *type,
                      char evid[48])
 {
     char ts[32], num[96];
     event_id(e, evid);
-    timestamp(ts);
+    timestamp(e, ts);
     edge_sb_puts(b, "{\"id\":\"");
     edge_sb_puts(b, evid);
     edge_sb_puts(b, "\",\"type\":\"");
@@ -112,8 +111,8 @@ static void envelope(edge_t *e, edge_sbuf_t *b, const edge_conn_t *c, const char
     edge_sb_put(b, num, (size_t)n);
 }
 
-static int publish(edge_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *evid, bus_event_type_t t,
-                   size_t bytes)
+static int publish(edge_loop_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *evid,
+                   bus_event_type_t t, size_t bytes)
 {
     edge_sb_puts(b, "}");
     bus_event_t ev = {.id = evid,
@@ -146,7 +145,7 @@ static int publish(edge_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *evid, 
     return 0;
 }
 
-int edge_event_connect(edge_t *e, edge_conn_t *c)
+int edge_event_connect(edge_loop_t *e, edge_conn_t *c)
 {
     char evid[48];
     edge_sbuf_t b = {0};
@@ -174,7 +173,8 @@ int edge_event_connect(edge_t *e, edge_conn_t *c)
     return publish(e, c, &b, evid, BUS_EV_CONNECT, 0);
 }
 
-int edge_event_message(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t len, int binary)
+int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
+                       int binary)
 {
     char evid[48];
     edge_sbuf_t b = {0};
@@ -199,7 +199,7 @@ int edge_event_message(edge_t *e, edge_conn_t *c, const unsigned char *data, siz
     return publish(e, c, &b, evid, BUS_EV_MESSAGE, len + 256);
 }
 
-int edge_event_disconnect(edge_t *e, edge_conn_t *c, int code, const char *reason,
+int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                           const char *initiator)
 {
     char evid[48], num[32];

@@ -21,6 +21,9 @@
  * queue behind it, as after a partial direct write); a broken socket is
  * closed as in the direct path.
  *
+ * A loop has a helper only when the machine has more CPUs than the edge has
+ * loops (edge.threads): otherwise the loops already use every CPU.
+ *
  * Threads: edge_fanout_new/edge_fanout_free on the edge's owner;
  * edge_fanout_write on the service thread only.
  */
@@ -84,11 +87,11 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-int edge_fanout_new(edge_fanout_t **out)
+int edge_fanout_new(edge_fanout_t **out, size_t n_loops)
 {
     *out = NULL;
-    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-        return 0; /* one CPU: a second writer would only take turns with the first */
+    if (sysconf(_SC_NPROCESSORS_ONLN) <= (long)n_loops)
+        return 0; /* no spare CPU: a second writer would only take turns with the loops */
     edge_fanout_t *f = calloc(1, sizeof *f);
     if (!f)
         return WSG_ENOMEM;
@@ -154,7 +157,7 @@ static size_t frame_header(unsigned char *h, size_t len, int binary)
 }
 
 /* After the join: a frame the kernel did not take whole (service thread). */
-static void finish(edge_t *e, edge_conn_t *c, edge_msg_t *m, const unsigned char *frame,
+static void finish(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m, const unsigned char *frame,
                    size_t flen, ssize_t sent)
 {
     if (sent < 0) { /* broken socket: lws closes it, as after a failed direct write */
@@ -177,7 +180,7 @@ static void finish(edge_t *e, edge_conn_t *c, edge_msg_t *m, const unsigned char
     free(b);
 }
 
-size_t edge_fanout_write(edge_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m)
+size_t edge_fanout_write(edge_loop_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m)
 {
     edge_fanout_t *f = e->fanout;
     size_t mine = n, done = 0;

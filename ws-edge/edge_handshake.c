@@ -80,17 +80,46 @@ void edge_send_http_status(int fd, int status, const char *extra_headers, const 
     (void)w;
 }
 
-void edge_ip_adjust(edge_t *e, const char *ip, int delta)
+/* per_ip entry of ip moved by delta (under mu). */
+static void ip_adjust(edge_t *E, const char *ip, int delta)
 {
-    uintptr_t n = (uintptr_t)edge_map_get(&e->per_ip, ip);
+    uintptr_t n = (uintptr_t)edge_map_get(&E->per_ip, ip);
     n = (uintptr_t)((intptr_t)n + delta);
     if (n == 0)
-        edge_map_del(&e->per_ip, ip);
+        edge_map_del(&E->per_ip, ip);
     else
-        edge_map_put(&e->per_ip, ip, (void *)n);
+        edge_map_put(&E->per_ip, ip, (void *)n);
 }
 
-static int refuse(edge_t *e, struct lws *wsi, int status, const char *why, const char *path)
+int edge_admit_take(edge_loop_t *e, const char *ip)
+{
+    edge_t *E = e->edge;
+    const wsg_edge_conf_t *ec = &e->cfg->edge;
+    int st = 0;
+    pthread_mutex_lock(&E->mu);
+    if (ec->max_connections && E->n_admitted >= ec->max_connections)
+        st = 503;
+    else if (ec->max_connections_per_ip &&
+             (uintptr_t)edge_map_get(&E->per_ip, ip) >= ec->max_connections_per_ip)
+        st = 429;
+    if (st == 0) {
+        E->n_admitted++;
+        ip_adjust(E, ip, +1);
+    }
+    pthread_mutex_unlock(&E->mu);
+    return st;
+}
+
+void edge_admit_release(edge_loop_t *e, const char *ip)
+{
+    edge_t *E = e->edge;
+    pthread_mutex_lock(&E->mu);
+    E->n_admitted--;
+    ip_adjust(E, ip, -1);
+    pthread_mutex_unlock(&E->mu);
+}
+
+static int refuse(edge_loop_t *e, struct lws *wsi, int status, const char *why, const char *path)
 {
     wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
     WSG_LOG(WSG_LOG_INFO, "handshake refused", "status=%d reason=%s route=%s", status, why, path);
@@ -99,7 +128,7 @@ static int refuse(edge_t *e, struct lws *wsi, int status, const char *why, const
     return -1; /* hang up; lws frees the header table: `in` is gone */
 }
 
-int edge_on_http(edge_t *e, struct lws *wsi, const char *uri)
+int edge_on_http(edge_loop_t *e, struct lws *wsi, const char *uri)
 {
     char path[1024];
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
@@ -248,7 +277,7 @@ static json_t *request_query(struct lws *wsi)
     return q;
 }
 
-static int check_jwt(edge_t *e, edge_conn_t *c, const char *token, char *why, size_t whylen)
+static int check_jwt(edge_loop_t *e, edge_conn_t *c, const char *token, char *why, size_t whylen)
 {
     const wsg_route_conf_t *r = c->route;
     if (!token || !r->auth.jwt.enabled) {
@@ -284,12 +313,12 @@ void edge_conn_set_context(edge_conn_t *c, const char *txt)
     c->context_json = txt && strcmp(txt, "{}") != 0 ? strdup(txt) : NULL;
 }
 
-static edge_conn_t *conn_new(const wsg_route_conf_t *r, const char *ip)
+static edge_conn_t *conn_new(const edge_loop_t *e, const wsg_route_conf_t *r, const char *ip)
 {
     edge_conn_t *c = calloc(1, sizeof *c);
     if (!c)
         abort();
-    edge_make_id(c->id);
+    edge_make_id(e, c->id);
     c->route = r;
     c->pending = 1;
     c->hs_fd = -1;
@@ -308,45 +337,91 @@ static char *user_key(const edge_conn_t *c)
     return k;
 }
 
-int edge_user_conflict(edge_t *e, const edge_conn_t *c)
+/* e->edge->users, under its mutex: values are connections of any loop, read
+ * only for identity and their (immutable) id; an entry is removed, under the
+ * mutex, before its connection is freed. */
+static int user_conflict_locked(edge_t *E, const edge_conn_t *c, const char *k)
 {
-    if (!c->user || c->route->one_connection_per_user != WSG_ONE_CONN_REJECT)
-        return 0;
-    /* This edge's own connections; other edges' are asked by the claim
-     * (edge_claim_needed) once the handshake is detached. */
-    char *k = user_key(c);
-    edge_conn_t *holder = edge_map_get(&e->users, k);
-    free(k);
+    edge_conn_t *holder = edge_map_get(&E->users, k);
     return holder != NULL && holder != c;
 }
 
-int edge_user_reserve(edge_t *e, edge_conn_t *c)
+int edge_user_conflict(edge_loop_t *e, const edge_conn_t *c)
 {
     if (!c->user || c->route->one_connection_per_user != WSG_ONE_CONN_REJECT)
         return 0;
-    if (edge_user_conflict(e, c))
-        return WSG_EEXISTS;
+    /* This edge's own connections (every loop); other edges' are asked by the
+     * claim (edge_claim_needed) once the handshake is detached. */
     char *k = user_key(c);
-    edge_map_put(&e->users, k, c);
-    c->in_user_index = 1;
+    pthread_mutex_lock(&e->edge->mu);
+    int taken = user_conflict_locked(e->edge, c, k);
+    pthread_mutex_unlock(&e->edge->mu);
     free(k);
-    return 0;
+    return taken;
 }
 
-void edge_user_index(edge_t *e, edge_conn_t *c, int on)
+int edge_user_reserve(edge_loop_t *e, edge_conn_t *c)
+{
+    if (!c->user || c->route->one_connection_per_user != WSG_ONE_CONN_REJECT)
+        return 0;
+    char *k = user_key(c);
+    pthread_mutex_lock(&e->edge->mu);
+    int taken = user_conflict_locked(e->edge, c, k);
+    if (!taken) {
+        edge_map_put(&e->edge->users, k, c);
+        c->in_user_index = 1;
+    }
+    pthread_mutex_unlock(&e->edge->mu);
+    free(k);
+    return taken ? WSG_EEXISTS : 0;
+}
+
+/* `replace`: closes the connection with id (4409), on whichever loop holds it. */
+static void close_replaced(edge_loop_t *e, const char *id)
+{
+    edge_loop_t *owner = edge_loop_of(e->edge, id);
+    if (owner == e) {
+        edge_conn_t *old = edge_map_get(&e->conns, id);
+        if (old && old->wsi)
+            edge_conn_close(e, old, 4409, "replaced", "server");
+        return;
+    }
+    size_t il = strlen(id);
+    edge_q_t *q = edge_q_new(EDGE_Q_CMD, il + 1 + sizeof "replaced" + sizeof "server");
+    char *cur = q->store;
+    bus_cmd_t *cmd = &q->u.cmd.cmd;
+    cmd->op = BUS_CMD_CLOSE;
+    cmd->code = 4409;
+    cmd->conn_id = memcpy(cur, id, il + 1);
+    cur += il + 1;
+    cmd->reason = memcpy(cur, "replaced", sizeof "replaced");
+    cur += sizeof "replaced";
+    cmd->initiator = memcpy(cur, "server", sizeof "server");
+    edge_post(owner, q); /* no reply: nobody waits */
+}
+
+void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on)
 {
     if (!c->user)
         return;
+    edge_t *E = e->edge;
     char *k = user_key(c);
     if (on) {
-        edge_conn_t *old = edge_map_get(&e->users, k);
+        char old_id[EDGE_ID_LEN + 1] = "";
+        pthread_mutex_lock(&E->mu);
+        edge_conn_t *old = edge_map_get(&E->users, k);
         if (old && old != c && c->route->one_connection_per_user == WSG_ONE_CONN_REPLACE)
-            edge_conn_close(e, old, 4409, "replaced", "server");
-        edge_map_put(&e->users, k, c);
+            memcpy(old_id, old->id, sizeof old_id); /* alive while it is in the index */
+        edge_map_put(&E->users, k, c);
         c->in_user_index = 1;
+        pthread_mutex_unlock(&E->mu);
+        if (*old_id)
+            close_replaced(e, old_id);
     } else {
-        if (c->in_user_index && edge_map_get(&e->users, k) == c)
-            edge_map_del(&e->users, k);
+        pthread_mutex_lock(&E->mu);
+        if (c->in_user_index && edge_map_get(&E->users, k) == c)
+            edge_map_del(&E->users, k);
+        pthread_mutex_unlock(&E->mu);
         c->in_user_index = 0;
         if (c->claim_rev) /* the cluster claim goes with it */
             edge_claim_release(e->authz, c->route->path, c->user, c->id, c->claim_rev);
@@ -355,25 +430,23 @@ void edge_user_index(edge_t *e, edge_conn_t *c, int on)
     free(k);
 }
 
-static void conn_register(edge_t *e, edge_conn_t *c)
+static void conn_register(edge_loop_t *e, edge_conn_t *c)
 {
     edge_map_put(&e->conns, c->id, c);
     e->n_conns++;
-    edge_ip_adjust(e, c->remote, +1);
-    c->counted_ip = 1;
 }
 
 /* Undoes conn_register for a connection that never opened; replies to held
  * commands with WSG_EGONE. */
-static void conn_unregister(edge_t *e, edge_conn_t *c)
+static void conn_unregister(edge_loop_t *e, edge_conn_t *c)
 {
     if (edge_map_get(&e->conns, c->id) == c) {
         edge_map_del(&e->conns, c->id);
         e->n_conns--;
     }
-    if (c->counted_ip)
-        edge_ip_adjust(e, c->remote, -1);
-    c->counted_ip = 0;
+    if (c->counted)
+        edge_admit_release(e, c->remote);
+    c->counted = 0;
     edge_user_index(e, c, 0); /* a `reject` reservation */
     if (c->hs_fd >= 0) {
         char k[16];
@@ -390,7 +463,7 @@ static void conn_unregister(edge_t *e, edge_conn_t *c)
     }
 }
 
-void edge_hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why)
+void edge_hs_refuse(edge_loop_t *e, edge_conn_t *c, int status, const char *why)
 {
     wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
     WSG_LOG(WSG_LOG_INFO, "handshake refused", "conn=%s route=%s user=%s status=%d reason=%s",
@@ -456,7 +529,7 @@ static int build_resume(edge_conn_t *c, struct lws *wsi)
 }
 
 /* Takes the socket away from lws (see the file comment). Returns 0 or -1. */
-static int detach_socket(edge_t *e, edge_conn_t *c, struct lws *wsi)
+static int detach_socket(edge_loop_t *e, edge_conn_t *c, struct lws *wsi)
 {
     int fd = lws_get_socket_fd(wsi);
     int held = dup(fd);
@@ -489,7 +562,7 @@ static void choose_subprotocol(edge_conn_t *c, const char *wanted)
 }
 
 /* Second pass: the replayed request of an admitted, detached socket. */
-static int confirm_resumed(edge_t *e, edge_conn_t *c, struct lws *wsi)
+static int confirm_resumed(edge_loop_t *e, edge_conn_t *c, struct lws *wsi)
 {
     char k[16];
     snprintf(k, sizeof k, "%d", c->hs_fd);
@@ -500,7 +573,7 @@ static int confirm_resumed(edge_t *e, edge_conn_t *c, struct lws *wsi)
     return 0;
 }
 
-static edge_conn_t *resumed_conn(edge_t *e, struct lws *wsi)
+static edge_conn_t *resumed_conn(edge_loop_t *e, struct lws *wsi)
 {
     char k[16];
     snprintf(k, sizeof k, "%d", lws_get_socket_fd(wsi));
@@ -509,25 +582,27 @@ static edge_conn_t *resumed_conn(edge_t *e, struct lws *wsi)
 }
 
 /* ip (48 bytes) receives the peer address. */
-static int admit_checks(edge_t *e, struct lws *wsi, const wsg_route_conf_t *r, const char *path,
-                        char *ip)
+static int admit_checks(edge_loop_t *e, struct lws *wsi, const wsg_route_conf_t *r,
+                        const char *path, char *ip)
 {
     char up[32];
     if (lws_hdr_copy(wsi, up, sizeof up, WSI_TOKEN_UPGRADE) <= 0 || strcasecmp(up, "websocket"))
         return refuse(e, wsi, 426, "websocket upgrade required", path);
     if (!origin_allowed(r, wsi))
         return refuse(e, wsi, 403, "origin not allowed", path);
-    if (e->stopping || (e->cfg->edge.max_connections && e->n_conns >= e->cfg->edge.max_connections))
+    if (e->stopping)
         return refuse(e, wsi, 503, "too many connections", path);
     ip[0] = '\0';
     lws_get_peer_simple(wsi, ip, 48);
-    if (e->cfg->edge.max_connections_per_ip &&
-        (uintptr_t)edge_map_get(&e->per_ip, ip) >= e->cfg->edge.max_connections_per_ip)
-        return refuse(e, wsi, 429, "too many connections from this address", path);
+    int st = edge_admit_take(e, ip); /* the caller's connection holds it from here */
+    if (st)
+        return refuse(e, wsi, st,
+                      st == 429 ? "too many connections from this address" : "too many connections",
+                      path);
     return 0;
 }
 
-void edge_hs_drop_orphan(edge_t *e)
+void edge_hs_drop_orphan(edge_loop_t *e)
 {
     if (!e->upgrading)
         return;
@@ -538,7 +613,7 @@ void edge_hs_drop_orphan(edge_t *e)
     edge_conn_free(c);
 }
 
-int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
+int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi)
 {
     char path[1024], why[256] = "", ip[48];
     edge_hs_drop_orphan(e); /* an admitted upgrade whose 101 never went out */
@@ -553,12 +628,14 @@ int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
     int rc = admit_checks(e, wsi, r, path, ip);
     if (rc)
         return rc;
-    c = conn_new(r, ip);
+    c = conn_new(e, r, ip);
+    c->counted = 1; /* admit_checks took its slot */
     char *token = find_token(wsi, c);
     rc = check_jwt(e, c, token, why, sizeof why);
     free(token);
     if (rc != 0 || edge_user_reserve(e, c) != 0) {
         int st = rc ? 401 : 409;
+        edge_admit_release(e, c->remote);
         edge_conn_free(c);
         return refuse(e, wsi, st, rc ? why : "user already connected", path);
     }
@@ -579,7 +656,7 @@ int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi)
     return edge_hs_detach(e, c, wsi);
 }
 
-int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi)
+int edge_hs_detach(edge_loop_t *e, edge_conn_t *c, struct lws *wsi)
 {
     const wsg_route_conf_t *r = c->route;
     char *body = *r->auth.authorizer ? authz_body(c) : NULL;
@@ -667,7 +744,7 @@ out:
 }
 
 /* Gives an admitted detached socket back to lws with the rebuilt request. */
-static void hs_admit(edge_t *e, edge_conn_t *c)
+static void hs_admit(edge_loop_t *e, edge_conn_t *c)
 {
     c->admitted = 1;
     int fd = c->hs_fd;
@@ -686,7 +763,7 @@ static void hs_admit(edge_t *e, edge_conn_t *c)
 }
 
 /* A claim thread's verdict on c's user (c NULL: the handshake is gone). */
-static void on_claim_verdict(edge_t *e, edge_conn_t *c, edge_q_t *q)
+static void on_claim_verdict(edge_loop_t *e, edge_conn_t *c, edge_q_t *q)
 {
     int st = q->u.authz.status;
     if (!c || !c->claiming || c->hs_fd < 0 || c->admitted) {
@@ -708,7 +785,7 @@ static void on_claim_verdict(edge_t *e, edge_conn_t *c, edge_q_t *q)
     }
 }
 
-void edge_on_authz_result(edge_t *e, edge_q_t *q)
+void edge_on_authz_result(edge_loop_t *e, edge_q_t *q)
 {
     edge_conn_t *c = edge_map_get(&e->conns, q->u.authz.conn_id);
     if (q->u.authz.claim) {
@@ -747,7 +824,7 @@ void edge_on_authz_result(edge_t *e, edge_q_t *q)
     }
 }
 
-int edge_on_add_headers(edge_t *e, struct lws *wsi, void *in)
+int edge_on_add_headers(edge_loop_t *e, struct lws *wsi, void *in)
 {
     struct lws_process_html_args *a = in;
     edge_conn_t *c = e->upgrading;

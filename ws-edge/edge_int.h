@@ -10,14 +10,26 @@
  *   edge_events.c     event envelopes (SPEC.md §3) and their acks
  *   edge_map.c        a small string-keyed hash map
  *
- * Threads: everything here runs on the lws service thread except what is
- * marked "any thread" (edge_post and the bus callbacks that call it) and the
- * worker threads in edge_authz.c, which only talk to the service thread
- * through edge_post().
+ * The edge (edge_t, one per process) runs one or more service threads
+ * (edge.threads), each an edge_loop_t: its own lws context and vhost on the
+ * shared port (SO_REUSEPORT: the kernel spreads accepted sockets over them),
+ * its own libev loop, connections, channel index, timers and queue. A
+ * connection lives on one loop for its whole life, and which loop is a pure
+ * function of its id (edge_loop_of: ids are drawn until they hash to the loop
+ * making them), so commands, acks and authorizer verdicts addressed to a
+ * connection id are posted straight to its loop; publishes go to every loop.
+ * What spans loops is in edge_t under its mutex: the connection counts
+ * (edge.max_connections, per address) and the one-connection-per-user index.
+ *
+ * Threads: everything here runs on a loop's service thread except what is
+ * marked "any thread" (edge_post and the bus callbacks that call it, the
+ * edge_t accounting functions) and the worker threads in edge_authz.c, which
+ * only talk to the loops through edge_post_conn().
  */
 #ifndef WSG_EDGE_INT_H
 #define WSG_EDGE_INT_H
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -117,7 +129,7 @@ typedef struct edge_conn {
     const char *close_initiator; /* client|server|api|timeout */
     int peer_code;               /* close code received from the client */
     char *peer_reason;           /* malloc'd from the client's close frame */
-    int counted_ip;
+    int counted;                 /* holds a slot of edge_admit_take */
     int in_user_index;
     int claiming;       /* a cluster user claim is in flight (edge_authz.c) */
     uint64_t claim_rev; /* != 0: this connection holds its user's cluster claim */
@@ -146,7 +158,7 @@ typedef struct edge_q {
         struct {
             bus_cmd_t cmd; /* strings point into the item's own storage */
             bus_reply_t *reply;
-            int status; /* the answer, while on edge_t.replies */
+            int status; /* the answer, while on edge_loop_t.replies */
         } cmd;
         struct {
             edge_msg_t *m;
@@ -176,6 +188,7 @@ struct edge_held {
 };
 
 typedef struct edge_authz edge_authz_t;
+typedef struct edge_loop edge_loop_t;
 typedef struct edge_fanout edge_fanout_t;
 
 /* ---- connection timers (edge_timer.c; service thread only) ---------------
@@ -190,28 +203,49 @@ typedef struct {
 } edge_wheel_t;
 
 /* (Re)arms c to fire edge_on_timer at at_ms (or within one slot after). */
-void edge_timer_arm(edge_t *e, struct edge_conn *c, int64_t at_ms);
+void edge_timer_arm(edge_loop_t *e, struct edge_conn *c, int64_t at_ms);
 /* Disarms c; harmless when not armed. Needs no edge: safe from edge_conn_free. */
 void edge_timer_disarm(struct edge_conn *c);
 /* Fires every deadline up to now (from the edge's tick). */
-void edge_timer_run(edge_t *e, int64_t now);
+void edge_timer_run(edge_loop_t *e, int64_t now);
 
+/* The process's edge: what its loops share. */
 struct edge {
+    const wsg_config_t *cfg;
+    bus_t *bus;
+    char *edge_id;
+    int port;
+    edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops */
+    size_t n_loops;
+    edge_loop_t **loops; /* loops[0] runs on edge_run's caller, the others on threads */
+    pthread_t *threads;
+    size_t n_threads;   /* started */
+    pthread_mutex_t mu; /* guards what follows (any loop's thread) */
+    edge_map_t per_ip;  /* ip -> (uintptr_t) count */
+    edge_map_t users;   /* route \x1f user -> edge_conn_t (identity only, except on its loop) */
+    size_t n_admitted;  /* connections counted against edge.max_connections */
+};
+
+/* One service thread: an lws context on the shared port and its libev loop. */
+struct edge_loop {
+    edge_t *edge;
+    unsigned idx; /* in edge->loops */
     const wsg_config_t *cfg;
     bus_t *bus;
     struct ev_loop *loop; /* libev (epoll), driven by edge_run */
     edge_wheel_t wheel;   /* every open connection's next ping/idle/lifetime deadline */
     struct lws_context *ctx;
     struct lws_vhost *vh;
+    int listen_fd; /* this loop's listening socket (edge.c), -1 once closed */
+    ev_io listen_w;
+    int listen_paused; /* accept failed for want of resources: resumed by the tick */
     int port;
-    char *edge_id;
+    const char *edge_id; /* edge->edge_id */
 
     edge_map_t conns;    /* id -> edge_conn_t (open and pending) */
     edge_map_t by_fd;    /* "fd" -> edge_conn_t detached for the authorizer */
     edge_map_t channels; /* channel -> edge_members_t */
-    edge_map_t per_ip;   /* ip -> (uintptr_t) count */
-    edge_map_t users;    /* route \x1f user -> edge_conn_t */
-    size_t n_conns;      /* open + pending */
+    size_t n_conns;      /* open + pending, on this loop */
 
     edge_conn_t *upgrading; /* admitted in CONFIRM_UPGRADE, waiting for ESTABLISHED */
     struct lws *upgrading_wsi;
@@ -224,96 +258,110 @@ struct edge {
     int64_t stop_deadline_ms;
     size_t acks_outstanding;
 
-    edge_authz_t *authz;
+    edge_authz_t *authz;          /* edge->authz; NULL once it is stopped */
     unsigned char evid_prefix[8]; /* event ids: this prefix and a counter */
     uint64_t evid_next;
     edge_fanout_t *fanout;   /* NULL: fan-out on the service thread alone */
     edge_conn_t **fan_conns; /* publish scratch: members writable now */
     size_t fan_cap;
     lws_sorted_usec_list_t sul_tick;
+    char ts_head[24]; /* event timestamps: the date and time part of ts_sec */
+    int64_t ts_sec;
 };
 
 /* edge.c */
 int64_t edge_now_ms(void);
-void edge_post(edge_t *e, edge_q_t *q); /* any thread */
-/* Posts q to the process's live edge; WSG_EGONE (q not taken) once it is freed. */
-int edge_post_live(edge_q_t *q); /* any thread */
+void edge_post(edge_loop_t *e, edge_q_t *q); /* any thread */
+/* The loop that owns (or would own) connection id. */
+edge_loop_t *edge_loop_of(const edge_t *E, const char *conn_id);
+/* Posts q to the loop of the process's live edge that owns conn_id; WSG_EGONE
+ * (q not taken) once the edge is freed. Any thread. */
+int edge_post_conn(const char *conn_id, edge_q_t *q);
+/* Calls fn for every loop of the process's live edge (under its lock, so
+ * fn only posts); WSG_EGONE once the edge is freed. Any thread. */
+int edge_live_loops(void (*fn)(edge_loop_t *l, void *ud), void *ud);
 edge_q_t *edge_q_new(edge_q_kind_t kind, size_t extra);
 void edge_q_free(edge_q_t *q);
-void edge_make_id(char out[EDGE_ID_LEN + 1]);
+/* A new connection id owned by loop e (edge_loop_of). */
+void edge_make_id(const edge_loop_t *e, char out[EDGE_ID_LEN + 1]);
 
 /* edge_handshake.c */
-int edge_on_confirm_upgrade(edge_t *e, struct lws *wsi);
-int edge_on_http(edge_t *e, struct lws *wsi, const char *uri);
-int edge_on_add_headers(edge_t *e, struct lws *wsi, void *in);
-void edge_on_authz_result(edge_t *e, edge_q_t *q);
+int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi);
+int edge_on_http(edge_loop_t *e, struct lws *wsi, const char *uri);
+int edge_on_add_headers(edge_loop_t *e, struct lws *wsi, void *in);
+void edge_on_authz_result(edge_loop_t *e, edge_q_t *q);
 void edge_send_http_status(int fd, int status, const char *extra_headers, const char *body);
 /* Answers status on a detached handshake, replies WSG_EGONE to its held
  * commands and frees it. */
-void edge_hs_refuse(edge_t *e, edge_conn_t *c, int status, const char *why);
-void edge_ip_adjust(edge_t *e, const char *ip, int delta);
+void edge_hs_refuse(edge_loop_t *e, edge_conn_t *c, int status, const char *why);
+/* Counts a new connection from ip against edge.max_connections and
+ * edge.max_connections_per_ip, across loops: 0, or the refusal's status (503,
+ * 429) with nothing counted. edge_admit_release gives the slot back. */
+int edge_admit_take(edge_loop_t *e, const char *ip);
+void edge_admit_release(edge_loop_t *e, const char *ip);
 /* Frees a connection admitted in CONFIRM_UPGRADE that never reached
  * ESTABLISHED (lws runs both in one call, so any left over is dead). */
-void edge_hs_drop_orphan(edge_t *e);
+void edge_hs_drop_orphan(edge_loop_t *e);
 /* 1 when another connection (open or in its handshake) holds c's user on a
  * `reject` route. */
-int edge_user_conflict(edge_t *e, const edge_conn_t *c);
+int edge_user_conflict(edge_loop_t *e, const edge_conn_t *c);
 /* `reject` routes: reserves c's user from handshake acceptance on, so that
  * two handshakes in flight cannot both be admitted; WSG_EEXISTS when taken.
  * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed). */
-int edge_user_reserve(edge_t *e, edge_conn_t *c);
-void edge_user_index(edge_t *e, edge_conn_t *c, int on);
+int edge_user_reserve(edge_loop_t *e, edge_conn_t *c);
+void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on);
 /* Takes the socket of c's handshake away from lws and asks the authorizer
  * (or goes on at the next queue drain); returns CONFIRM_UPGRADE's answer. */
-int edge_hs_detach(edge_t *e, edge_conn_t *c, struct lws *wsi);
+int edge_hs_detach(edge_loop_t *e, edge_conn_t *c, struct lws *wsi);
 
 /* edge_conn.c */
-int edge_on_established(edge_t *e, struct lws *wsi, edge_conn_t **slot);
-int edge_on_receive(edge_t *e, edge_conn_t *c, const void *in, size_t len);
-int edge_on_writeable(edge_t *e, edge_conn_t *c);
-int edge_on_timer(edge_t *e, edge_conn_t *c);
+int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot);
+int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len);
+int edge_on_writeable(edge_loop_t *e, edge_conn_t *c);
+int edge_on_timer(edge_loop_t *e, edge_conn_t *c);
 void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len);
-void edge_on_closed(edge_t *e, edge_conn_t *c);
-void edge_conn_close(edge_t *e, edge_conn_t *c, int code, const char *reason,
+void edge_on_closed(edge_loop_t *e, edge_conn_t *c);
+void edge_conn_close(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                      const char *initiator);
 /* Queues m to c (takes a reference). Returns 0, WSG_EFULL (closed as slow consumer). */
-int edge_conn_queue(edge_t *e, edge_conn_t *c, edge_msg_t *m);
+int edge_conn_queue(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m);
 /* 1 when m to c would go out at once (edge_conn_queue's direct write):
  * open, nothing queued, no ping due, within the limit, lws holds nothing. */
 int edge_conn_writable_now(const edge_conn_t *c, const edge_msg_t *m);
 void edge_conn_count_out(const edge_msg_t *m); /* frames/bytes out metrics */
 
 /* edge_fanout.c: one message to many connections on two threads */
-#define EDGE_FANOUT_MIN 512               /* fewer writable members: the service thread alone */
-int edge_fanout_new(edge_fanout_t **out); /* *out NULL on a one-CPU machine */
+#define EDGE_FANOUT_MIN 512 /* fewer writable members: the service thread alone */
+/* *out NULL when the machine has no CPU beyond the edge's loops. */
+int edge_fanout_new(edge_fanout_t **out, size_t n_loops);
 void edge_fanout_free(edge_fanout_t *f);
 /* Writes m to conns[0..n), each edge_conn_writable_now; returns how many
  * got it (sent, or queued behind what the kernel did not take). */
-size_t edge_fanout_write(edge_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m);
+size_t edge_fanout_write(edge_loop_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m);
 void edge_conn_free(edge_conn_t *c);
 void edge_conn_set_context(edge_conn_t *c, const char *txt); /* edge_handshake.c */
-void edge_on_ack(edge_t *e, edge_q_t *q);
+void edge_on_ack(edge_loop_t *e, edge_q_t *q);
 
 /* edge_channels.c */
 /* Applies a command (takes q). Its answer waits on e->replies until
  * edge_flush_replies(): a burst of sends is answered back to back, so the
  * control API's waiting threads get one wake-up for the burst instead of one
  * per send (each answer can wake an MHD thread). */
-void edge_apply_cmd(edge_t *e, edge_q_t *q);
-void edge_flush_replies(edge_t *e);
-void edge_apply_publish(edge_t *e, edge_q_t *q);
-int edge_chan_join(edge_t *e, edge_conn_t *c, const char *channel);
-void edge_chan_leave(edge_t *e, edge_conn_t *c, const char *channel);
-void edge_chan_leave_all(edge_t *e, edge_conn_t *c);
+void edge_apply_cmd(edge_loop_t *e, edge_q_t *q);
+void edge_flush_replies(edge_loop_t *e);
+void edge_apply_publish(edge_loop_t *e, edge_q_t *q);
+int edge_chan_join(edge_loop_t *e, edge_conn_t *c, const char *channel);
+void edge_chan_leave(edge_loop_t *e, edge_conn_t *c, const char *channel);
+void edge_chan_leave_all(edge_loop_t *e, edge_conn_t *c);
 void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r); /* any thread */
 void edge_bus_publish(void *ud, const bus_publish_t *p);           /* any thread */
 
 /* edge_events.c */
 /* Publishes connect/message/disconnect for c. Returns 0 or a WSG_E* code. */
-int edge_event_connect(edge_t *e, edge_conn_t *c);
-int edge_event_message(edge_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
+int edge_event_connect(edge_loop_t *e, edge_conn_t *c);
+int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
                        int binary);
-int edge_event_disconnect(edge_t *e, edge_conn_t *c, int code, const char *reason,
+int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                           const char *initiator);
 
 /* edge_authz.c */
@@ -326,12 +374,13 @@ typedef struct {
     uint64_t timeout_ms;
 } edge_authz_req_t;
 
+/* One per process (edge_t); NULL *out when no route needs it. */
 int edge_authz_new(edge_authz_t **out, edge_t *e, char *err, size_t errlen);
 /* Starts a request; the result comes back as an EDGE_Q_AUTHZ item. */
 int edge_authz_start(edge_authz_t *a, edge_authz_req_t *req);
 /* 1 when c's user must also be claimed cluster-wide before the 101: a
  * `reject` route, a user, and a bus shared by several edges. */
-int edge_claim_needed(const edge_t *e, const edge_conn_t *c);
+int edge_claim_needed(const edge_loop_t *e, const edge_conn_t *c);
 /* Claims c's user with bus_user_claim() on a claim thread; the verdict
  * comes back as an EDGE_Q_AUTHZ item with claim = 1. Returns 0 or
  * WSG_EUNAVAILABLE (no claim threads). */

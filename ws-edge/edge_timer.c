@@ -41,7 +41,7 @@ void edge_timer_disarm(edge_conn_t *c)
     c->t_pprev = NULL;
 }
 
-void edge_timer_arm(edge_t *e, edge_conn_t *c, int64_t at_ms)
+void edge_timer_arm(edge_loop_t *e, edge_conn_t *c, int64_t at_ms)
 {
     edge_wheel_t *w = &e->wheel;
     edge_timer_disarm(c);
@@ -52,7 +52,7 @@ void edge_timer_arm(edge_t *e, edge_conn_t *c, int64_t at_ms)
     link_into(&w->slot[s % EDGE_WHEEL_SLOTS], c);
 }
 
-void edge_timer_run(edge_t *e, int64_t now)
+void edge_timer_run(edge_loop_t *e, int64_t now)
 {
     edge_wheel_t *w = &e->wheel;
     int64_t until = slot_of(now) - 1; /* the last slot wholly in the past */

@@ -16,7 +16,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import re
-import threading
 import unittest
 
 import wsgate_test as w
@@ -45,29 +44,9 @@ class EdgeFanout(w.GatewayTestCase):
         self.api = self.gw.control()
 
     def connect_many(self, n, **kw):
-        out = [None] * n
-        errors = []
-
-        def worker(lo, hi):
-            try:
-                for i in range(lo, hi):
-                    tok = w.mint_jwt(w.client_claims("u%d" % i, channels=["big"]))
-                    out[i] = w.WsClient.connect(self.gw.edge_url + "/a", query={"token": tok},
-                                                **kw)
-            except Exception as e:  # reported below
-                errors.append(e)
-
-        ts = [threading.Thread(target=worker, args=(k * n // 8, (k + 1) * n // 8))
-              for k in range(8)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        for ws in out:
-            if ws:
-                self.addCleanup(ws.abort)
-        self.assertEqual(errors, [])
-        return out
+        def query(i):
+            return {"token": w.mint_jwt(w.client_claims("u%d" % i, channels=["big"]))}
+        return self.clients(self.gw.edge_url + "/a", n, query, **kw)
 
     def deliveries(self):
         metrics = self.api.get("/metrics").body.decode()

@@ -469,3 +469,27 @@ class GatewayTestCase(_unittest.TestCase):
         ws = WsClient.connect(url, **kw)
         self.addCleanup(ws.abort)
         return ws
+
+    def clients(self, url, n, query, threads=8, **kw):
+        """n clients of url opened by `threads` threads at once (client i with
+        query(i)); each is aborted after the test. Fails on any error."""
+        out, errors = [None] * n, []
+
+        def worker(lo, hi):
+            try:
+                for i in range(lo, hi):
+                    out[i] = WsClient.connect(url, query=query(i), **kw)
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=worker, args=(k * n // threads, (k + 1) * n // threads))
+              for k in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for ws in out:
+            if ws:
+                self.addCleanup(ws.abort)
+        self.assertEqual(errors, [])
+        return out
