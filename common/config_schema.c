@@ -368,7 +368,8 @@ static const cfg_key_t root_keys[] = {
      .off2 = NOOFF,
      .def = "0",
      .max = 64,
-     .doc = "service threads sharing the client port (SO_REUSEPORT); 0: one per CPU"},
+     .doc = "service threads sharing the client port (SO_REUSEPORT); 0: one per usable CPU, at "
+            "most 16"},
     {.path = "edge.shutdown_grace",
      .type = CFG_DUR,
      .off = C(edge.shutdown_grace_ms),

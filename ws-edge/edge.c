@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <netdb.h>
+#include <sched.h>
 #include <openssl/rand.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,9 +46,12 @@ int64_t edge_now_ms(void)
     return wsg_mono_ms();
 }
 
+/* The high half of the hash: the maps index buckets by its low bits, which
+ * would otherwise be alike for every id of one loop (with a power-of-two
+ * loop count a loop's map used 1/n of its buckets). */
 edge_loop_t *edge_loop_of(const edge_t *E, const char *conn_id)
 {
-    return E->loops[E->n_loops > 1 ? wsg_hash(conn_id) % E->n_loops : 0];
+    return E->loops[E->n_loops > 1 ? (wsg_hash(conn_id) >> 32) % E->n_loops : 0];
 }
 
 /* 128 random bits, drawn again until they hash to e (about n_loops draws). */
@@ -159,7 +163,8 @@ void edge_msg_unref(edge_msg_t *m)
 
 static int listen_open(const char *host, int port, int share, int *bound, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+    /* IPv4 unless the host is an IPv6 literal, as lws listened before */
+    struct addrinfo hints = {.ai_family = strchr(host, ':') ? AF_INET6 : AF_INET,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
                     *ai = NULL;
@@ -277,8 +282,8 @@ static void begin_shutdown(edge_loop_t *e)
     e->stopping = 1;
     listen_close(e);
     e->stop_deadline_ms = edge_now_ms() + (int64_t)e->cfg->edge.shutdown_grace_ms;
-    WSG_LOG(WSG_LOG_INFO, "edge draining", "connections=%zu grace_ms=%llu", e->n_conns,
-            (unsigned long long)e->cfg->edge.shutdown_grace_ms);
+    WSG_LOG(WSG_LOG_INFO, "edge draining", "loop=%u connections=%zu grace_ms=%llu", e->idx,
+            e->n_conns, (unsigned long long)e->cfg->edge.shutdown_grace_ms);
     edge_hs_drop_orphan(e);
     edge_map_each(&e->conns, close_one, e);
     reap_pending(e, 1);
@@ -488,7 +493,7 @@ static int create_context(edge_loop_t *e, const char *host, char *err, size_t er
  * a plain bind first, so that is refused as "address in use" as before. */
 static int port_free(const char *host, int port)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+    struct addrinfo hints = {.ai_family = strchr(host, ':') ? AF_INET6 : AF_INET,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
                     *ai = NULL;
@@ -539,10 +544,33 @@ static int loop_new(edge_t *E, unsigned idx, const char *host, int port, char *e
     return rc;
 }
 
-/* edge.threads, or one loop per CPU. */
+#define EDGE_LOOPS_DEFAULT_MAX 16
+
+/* The CPUs this process may use: its affinity mask, and a cgroup v2 CPU
+ * quota (a container limited to 2 CPUs on a 64-CPU host gets 2). */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                         : sysconf(_SC_NPROCESSORS_ONLN);
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        long long quota, period;
+        if (fscanf(f, "%lld %lld", &quota, &period) == 2 && quota > 0 && period > 0 &&
+            (quota + period - 1) / period < n)
+            n = (long)((quota + period - 1) / period);
+        fclose(f); /* "max 100000": no quota */
+    }
+    return n;
+}
+
+/* edge.threads, or one loop per usable CPU (at most EDGE_LOOPS_DEFAULT_MAX:
+ * each loop's lws context has tables sized by the open-file limit). */
 static size_t loop_count(const wsg_config_t *cfg)
 {
-    long n = cfg->edge.threads ? (long)cfg->edge.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    long n = cfg->edge.threads ? (long)cfg->edge.threads : usable_cpus();
+    if (!cfg->edge.threads && n > EDGE_LOOPS_DEFAULT_MAX)
+        n = EDGE_LOOPS_DEFAULT_MAX;
     return n < 1 ? 1 : (size_t)n;
 }
 
@@ -575,7 +603,10 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         edge_free(E);
         return wsg_errf(err, errlen, rc, "edge: one edge per process");
     }
-    lws_set_log_level(LLL_ERR, lws_log_bridge);
+    /* lws 4.1 formats every log line into one static buffer: with several
+     * loops logging at once the lines would be garbled (a data race), so its
+     * own lines are only passed on with one loop. wsgate logs what matters. */
+    lws_set_log_level(E->n_loops > 1 ? 0 : LLL_ERR, lws_log_bridge);
     if (E->n_loops > 1 && port && !port_free(host, port))
         rc = wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s: address in use",
                       cfg->edge.listen);
@@ -639,6 +670,8 @@ int edge_run(edge_t *E)
             WSG_LOG(WSG_LOG_ERROR, "edge: cannot start a service thread", "loop=%zu", i);
             rc = WSG_EIO;
             edge_stop(E); /* the started ones drain and end */
+            for (size_t j = i; j < E->n_loops; j++)
+                listen_close(E->loops[j]); /* never served: the kernel stops queuing to them */
             break;
         }
         E->n_threads = i;
@@ -730,8 +763,10 @@ void edge_free(edge_t *E)
         if (E->loops[i])
             E->loops[i]->authz = NULL; /* connections closed from now on release nothing */
     edge_authz_free(E->authz);         /* no more results posted after this */
-    for (size_t i = 0; i < E->n_loops; i++)
+    for (size_t i = 0; i < E->n_loops; i++) {
         loop_free(E->loops[i]);
+        E->loops[i] = NULL;
+    }
     edge_map_free(&E->per_ip);
     edge_map_free(&E->users);
     pthread_mutex_destroy(&E->mu);

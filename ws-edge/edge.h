@@ -3,10 +3,12 @@
  * libwebsockets, authenticates handshakes, enforces limits, turns client
  * events into bus events and applies bus commands and publishes to sockets.
  *
- * Threads: edge_new/edge_free on the owning thread; edge_run() runs the one
- * lws service thread (Debian's lws has LWS_MAX_SMP 1) and returns after
- * edge_stop() once every socket is closed and its disconnect event accepted,
- * or when shutdown_grace expires. edge_stop() may be called from any thread.
+ * Threads: edge_new/edge_free on the owning thread; edge_run() serves the
+ * first of the edge's edge.threads loops on the calling thread and the
+ * others on threads of its own (each an lws context: Debian's lws has
+ * LWS_MAX_SMP 1), and returns after edge_stop() once every loop's sockets
+ * are closed and their disconnect events accepted, or when shutdown_grace
+ * expires. edge_stop() may be called from any thread.
  */
 #ifndef WSG_EDGE_H
 #define WSG_EDGE_H

@@ -37,7 +37,7 @@ static char *stash(char **cursor, const char *s, size_t n)
 
 void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
 {
-    edge_loop_t *e = ud;
+    (void)ud; /* the edge: commands go to the connection's loop */
     size_t idl = cmd->conn_id ? strlen(cmd->conn_id) : 0;
     size_t rl = cmd->reason ? strlen(cmd->reason) : 0;
     size_t il = cmd->initiator ? strlen(cmd->initiator) : 0;
@@ -52,7 +52,6 @@ void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
     q->u.cmd.cmd.data =
         cmd->len ? (unsigned char *)stash(&cur, (const char *)cmd->data, cmd->len) : NULL;
     q->u.cmd.reply = r;
-    (void)e;
     if (edge_post_conn(q->u.cmd.cmd.conn_id, q) != 0) {
         bus_cmd_reply(r, WSG_EGONE);
         edge_q_free(q);
@@ -79,7 +78,8 @@ static void post_publish(edge_loop_t *l, void *ud)
 void edge_bus_publish(void *ud, const bus_publish_t *p)
 {
     (void)ud;
-    edge_live_loops(post_publish, (void *)p); /* none once the edge is gone */
+    if (edge_live_loops(post_publish, (void *)p) == 0) /* none once the edge is gone */
+        wsg_count(WSG_M_PUBLISHES, 1);                 /* once, not once per loop */
 }
 
 static int conn_has(const edge_conn_t *c, const char *channel)
@@ -250,7 +250,6 @@ void edge_apply_cmd(edge_loop_t *e, edge_q_t *q)
 
 void edge_apply_publish(edge_loop_t *e, edge_q_t *q)
 {
-    wsg_count(WSG_M_PUBLISHES, 1);
     const char *ex = q->u.pub.exclude;
     uint64_t n = 0;
     if (q->u.pub.channel) {

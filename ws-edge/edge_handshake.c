@@ -18,8 +18,9 @@
  * by its fd and admitted with the stored decision; the chosen subprotocol is
  * added in LWS_CALLBACK_ADD_HEADERS.
  *
- * One connection per user with `reject`: the local index (e->users) refuses
- * a second handshake of a user this edge already holds. When the bus is
+ * One connection per user with `reject`: the edge's index (e->edge->users,
+ * every loop's connections) refuses a second handshake of a user this edge
+ * already holds. When the bus is
  * shared by several edges (cluster mode) the handshake is also detached, and
  * once the authorizer (if any) has named the user, a claim thread
  * (edge_authz.c) claims it cluster-wide with bus_user_claim(); its verdict
@@ -344,20 +345,6 @@ static int user_conflict_locked(edge_t *E, const edge_conn_t *c, const char *k)
 {
     edge_conn_t *holder = edge_map_get(&E->users, k);
     return holder != NULL && holder != c;
-}
-
-int edge_user_conflict(edge_loop_t *e, const edge_conn_t *c)
-{
-    if (!c->user || c->route->one_connection_per_user != WSG_ONE_CONN_REJECT)
-        return 0;
-    /* This edge's own connections (every loop); other edges' are asked by the
-     * claim (edge_claim_needed) once the handshake is detached. */
-    char *k = user_key(c);
-    pthread_mutex_lock(&e->edge->mu);
-    int taken = user_conflict_locked(e->edge, c, k);
-    pthread_mutex_unlock(&e->edge->mu);
-    free(k);
-    return taken;
 }
 
 int edge_user_reserve(edge_loop_t *e, edge_conn_t *c)

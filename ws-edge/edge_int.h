@@ -302,9 +302,6 @@ void edge_admit_release(edge_loop_t *e, const char *ip);
 /* Frees a connection admitted in CONFIRM_UPGRADE that never reached
  * ESTABLISHED (lws runs both in one call, so any left over is dead). */
 void edge_hs_drop_orphan(edge_loop_t *e);
-/* 1 when another connection (open or in its handshake) holds c's user on a
- * `reject` route. */
-int edge_user_conflict(edge_loop_t *e, const edge_conn_t *c);
 /* `reject` routes: reserves c's user from handshake acceptance on, so that
  * two handshakes in flight cannot both be admitted; WSG_EEXISTS when taken.
  * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed). */
