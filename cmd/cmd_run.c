@@ -3,9 +3,15 @@
  * and the cluster roles edge, api and dispatch. Loads the config, opens the
  * bus and the store, starts the roles, and turns SIGTERM/SIGINT into a
  * graceful shutdown. Signals are blocked in every thread and taken by one
- * sigwait() thread, so no handler ever runs inside library code.
+ * sigwait() thread, so no handler ever runs inside library code. That
+ * thread also hands free heap memory back to the OS every TRIM_INTERVAL_S
+ * (malloc_trim): a burst of handshakes leaves freed buffers spread over the
+ * malloc arenas of the threads that made them, which glibc keeps resident
+ * (measured, 18,000 idle clients after a connect burst: 3.98-4.27 KiB per
+ * connection with two edge loops, 3.66 with the trim; one trim ~1 ms).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,12 +71,23 @@ static void *heartbeat_thread(void *arg)
     return NULL;
 }
 
+#define TRIM_INTERVAL_S 10
+
 static void *signal_thread(void *arg)
 {
     run_t *r = arg;
     wsg_thread_name("signals");
-    int sig = 0;
-    while (sigwait(&r->sigs, &sig) == 0) {
+    for (;;) {
+        struct timespec every = {.tv_sec = TRIM_INTERVAL_S};
+        int sig = sigtimedwait(&r->sigs, NULL, &every);
+        if (sig < 0) {
+            int err = errno;
+            if (err == EAGAIN)
+                malloc_trim(0); /* on this thread: no request waits on it */
+            if (err == EAGAIN || err == EINTR)
+                continue;
+            break;
+        }
         WSG_LOG(WSG_LOG_INFO, "shutting down", "signal=%d", sig);
         pthread_mutex_lock(&r->mu);
         int again = r->stopping;
