@@ -15,6 +15,9 @@ binary with real WebSocket clients and a real backend:
   loop it lands on;
 - a second process cannot join a port the first listens on (SO_REUSEPORT
   would let it; the edge checks with a plain bind first);
+- out of file descriptors (the process's limit lowered while it runs):
+  accepting pauses instead of spinning (logged), and once clients leave, new
+  connections are accepted again;
 - SIGTERM closes the connections of every loop with 1001 and makes each
   one's disconnect event durable: exactly one per connection reaches the
   backend (after a restart for those not delivered before exit).
@@ -23,7 +26,9 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import os
+import resource
 import signal
+import socket
 import unittest
 
 import wsgate_test as w
@@ -180,6 +185,32 @@ class EdgeLoops(w.GatewayTestCase):
         ws = self.client(self.gw.edge_url + "/a", query=self.tok("z"))
         ws.send_text("still mine")
         self.be.wait_event(lambda e: e.get("data") == "still mine")
+
+    def test_out_of_file_descriptors_pauses_and_recovers(self):
+        pid = self.gw.pid
+        in_use = len(os.listdir("/proc/%d/fd" % pid))
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 12, hard))
+        opened, waiting = [], []
+        try:
+            for i in range(30):  # more than the limit leaves room for
+                s = socket.create_connection(("127.0.0.1", self.gw.edge_port), timeout=5)
+                waiting.append(s)  # the kernel queues what the edge cannot accept
+            self.gw.wait_log("edge: cannot accept", timeout=15)
+            # the edge is still serving within its limit: one that got in works
+            for s in waiting:
+                s.close()
+            waiting = []
+            w.wait_until(lambda: self.admitted("/a", "after"), 15, 0.2,
+                         "a connection accepted once descriptors are free again")
+            for i in range(5):
+                opened.append(self.client(self.gw.edge_url + "/a", query=self.tok("ok%d" % i)))
+            opened[-1].send_text("fine")
+            self.be.wait_event(lambda e: e.get("data") == "fine", timeout=15)
+        finally:
+            for s in waiting:
+                s.close()
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
 
     def test_sigterm_drains_every_loop(self):
         clients = self.connect_many(N, channels=())
