@@ -161,31 +161,45 @@ void edge_msg_unref(edge_msg_t *m)
  * inert in Debian's build), hence a listener of our own. */
 #define EDGE_ACCEPT_BURST 64 /* accepts per wake-up, so one loop cannot starve */
 
-static int listen_open(const char *host, int port, int share, int *bound, char *err, size_t errlen)
+/* A TCP socket bound to host:port (IPv4 unless the host is an IPv6 literal,
+ * as lws listened before), SO_REUSEPORT when share; -1 with *why = errno,
+ * or 0 when the host does not resolve. */
+static int bind_port(const char *host, int port, int share, int *why)
 {
-    /* IPv4 unless the host is an IPv6 literal, as lws listened before */
     struct addrinfo hints = {.ai_family = strchr(host, ':') ? AF_INET6 : AF_INET,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
                     *ai = NULL;
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
-    int gai = getaddrinfo(*host && strcmp(host, "0.0.0.0") ? host : NULL, ps, &hints, &ai);
-    if (gai != 0)
-        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.listen: %s: %s", host, gai_strerror(gai));
+    *why = 0;
+    if (getaddrinfo(*host && strcmp(host, "0.0.0.0") ? host : NULL, ps, &hints, &ai) != 0)
+        return -1;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     int ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
              (!share || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
              setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0 && /* inherited */
-             bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0;
-    int saved = errno;
+             bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    *why = errno;
     freeaddrinfo(ai);
-    if (!ok) {
-        if (fd >= 0)
-            close(fd);
-        return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s:%d: %s", host, port,
-                        strerror(saved));
+    if (!ok && fd >= 0)
+        close(fd);
+    return ok ? fd : -1;
+}
+
+/* The loop's listening socket; *bound gets its port (port may be 0). */
+static int listen_open(const char *host, int port, int share, int *bound, char *err, size_t errlen)
+{
+    int why, fd = bind_port(host, port, share, &why);
+    if (fd >= 0 && listen(fd, SOMAXCONN) != 0) {
+        why = errno;
+        close(fd);
+        fd = -1;
     }
+    if (fd < 0)
+        return wsg_errf(err, errlen, why ? WSG_EIO : WSG_ECONFIG,
+                        "edge: cannot listen on %s:%d: %s", host, port,
+                        why ? strerror(why) : "no such address");
     struct sockaddr_storage sa;
     socklen_t sl = sizeof sa;
     *bound = port;
@@ -493,24 +507,10 @@ static int create_context(edge_loop_t *e, const char *host, char *err, size_t er
  * a plain bind first, so that is refused as "address in use" as before. */
 static int port_free(const char *host, int port)
 {
-    struct addrinfo hints = {.ai_family = strchr(host, ':') ? AF_INET6 : AF_INET,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
-                    *ai = NULL;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    if (getaddrinfo(*host && strcmp(host, "0.0.0.0") ? host : NULL, ps, &hints, &ai) != 0)
-        return 1; /* lws reports a bad address itself */
-    int ok = 1;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as lws does */
-        ok = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno != EADDRINUSE;
+    int why, fd = bind_port(host, port, 0, &why);
+    if (fd >= 0)
         close(fd);
-    }
-    freeaddrinfo(ai);
-    return ok;
+    return fd >= 0 || why != EADDRINUSE; /* other failures: listen_open reports them */
 }
 
 static int loop_new(edge_t *E, unsigned idx, const char *host, int port, char *err, size_t errlen)
