@@ -375,14 +375,19 @@ class NatsRestartTest(ClusterTestCase):
         self.restart_under_load(7)
 
     def restart_under_load(self, down_s):
+        # The other test of this class may have just restarted NATS: a
+        # partition whose fetch that outage cut is held for AckWait + 2 s
+        # (32 s here; docs/bus-nats.md), so connections hashed to it get
+        # their first events that much later.
+        first = 30 + 2 + 15
         fleets, ids = [], []
         try:
             for e in (0, 1):
                 fl = Fleet(self.cl.edge_url(e), self.per_edge, "n%d" % e, rate=100)
                 fleets.append(fl)
                 got = ws_connect_ids(self.be, self.cl.edges[e].port, self.per_edge,
-                                     self._taken())
-                ids.append(map_fleet_ids(self, fl, got))
+                                     self._taken(), timeout=first)
+                ids.append(map_fleet_ids(self, fl, got, timeout=first))
             for fl in fleets:
                 fl.start()
             all_ids = {cid for m in ids for cid in m}
