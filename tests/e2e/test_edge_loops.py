@@ -15,6 +15,8 @@ binary with real WebSocket clients and a real backend:
   loop it lands on;
 - a second process cannot join a port the first listens on (SO_REUSEPORT
   would let it; the edge checks with a plain bind first);
+- the soft open-file limit is lowered to what the configured connection
+  limits can use (lws walks a table that long on every close);
 - out of file descriptors (the process's limit lowered while it runs):
   accepting pauses instead of spinning (logged), and once clients leave, new
   connections are accepted again;
@@ -211,6 +213,30 @@ class EdgeLoops(w.GatewayTestCase):
             for s in waiting:
                 s.close()
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+    def test_open_file_limit_fits_the_configured_limits(self):
+        # lws walks a table as long as the open-file limit on every close
+        # (docs/edge.md "Loops"): the soft limit is lowered to what the
+        # configured limits can use (edge + API connections + 8,192), never
+        # raised; the hard limit stays.
+        def limits(pid):
+            with open("/proc/%d/limits" % pid) as f:
+                line = next(l for l in f if l.startswith("Max open files"))
+            return [int(x) for x in line.split()[3:5]]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = 1000 + 100 + 8192
+        if hard <= need:
+            self.skipTest("the hard open-file limit here (%d) is below %d" % (hard, need))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateway inherits it
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        gw = self.gateway([w.route("/a", self.be.url, jwt=JWT)],
+                          config={"edge": {"max_connections": 1000},
+                                  "api": {"max_connections": 100}})
+        self.assertEqual(limits(gw.pid), [need, hard])
+        gw.wait_log("open-file limit lowered", to=need)
+        ws = self.client(gw.edge_url + "/a", query=self.tok("lim"))
+        ws.send_text("within the limit")
+        self.be.wait_event(lambda e: e.get("data") == "within the limit")
 
     def test_sigterm_drains_every_loop(self):
         clients = self.connect_many(N, channels=())
