@@ -21,7 +21,6 @@
  * there, so a burst costs one wake-up.
  */
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -31,6 +30,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/listen.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "control-api/api_int.h"
@@ -490,32 +490,13 @@ int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t 
     return 0;
 }
 
-static int parse_listen(const char *listen, struct sockaddr_in *sa)
-{
-    char host[64];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || (size_t)(colon - listen) >= sizeof host)
-        return WSG_EINVAL;
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = 0;
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)atoi(colon + 1));
-    if (!*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
-        sa->sin_addr.s_addr = htonl(INADDR_ANY);
-    else if (strcmp(host, "localhost") == 0)
-        sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    else if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-        return WSG_EINVAL;
-    return 0;
-}
-
 int api_start(api_t *a, char *err, size_t errlen)
 {
     const wsg_api_conf_t *c = &a->cfg->api;
-    struct sockaddr_in sa;
-    if (parse_listen(c->listen, &sa) != 0)
-        return wsg_errf(err, errlen, WSG_ECONFIG, "api.listen: cannot use '%s'", c->listen);
+    wsg_listen_addr_t addr;
+    char why[256];
+    if (wsg_listen_addr(c->listen, &addr, why, sizeof why) != 0)
+        return wsg_errf(err, errlen, WSG_ECONFIG, "api.listen: %s", why);
     int rc = api_registry_start(a);
     if (rc != 0)
         return wsg_errf(err, errlen, rc, "registry start failed");
@@ -529,10 +510,10 @@ int api_start(api_t *a, char *err, size_t errlen)
             MHD_add_response_header(a->queued_resp, "Content-Type", "application/json");
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | (addr.sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     a->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr.sa, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(c->max_connections ? c->max_connections : 10000),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((c->connection_timeout_ms + 999) / 1000),

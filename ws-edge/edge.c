@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <ev.h>
-#include <netdb.h>
 #include <sched.h>
 #include <openssl/rand.h>
 #include <netinet/in.h>
@@ -34,6 +33,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/hash.h"
+#include "common/listen.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/thread.h"
@@ -161,51 +161,37 @@ void edge_msg_unref(edge_msg_t *m)
  * inert in Debian's build), hence a listener of our own. */
 #define EDGE_ACCEPT_BURST 64 /* accepts per wake-up, so one loop cannot starve */
 
-/* A TCP socket bound to host:port (IPv4 unless the host is an IPv6 literal,
- * as lws listened before), SO_REUSEPORT when share; -1 with *why = errno,
- * or 0 when the host does not resolve. */
-static int bind_port(const char *host, int port, int share, int *why)
+/* A TCP socket bound to addr, SO_REUSEPORT when share; -1 with *why = errno. */
+static int bind_port(const wsg_listen_addr_t *addr, int share, int *why)
 {
-    struct addrinfo hints = {.ai_family = strchr(host, ':') ? AF_INET6 : AF_INET,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
-                    *ai = NULL;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    *why = 0;
-    if (getaddrinfo(*host && strcmp(host, "0.0.0.0") ? host : NULL, ps, &hints, &ai) != 0)
-        return -1;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    int fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     int ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
              (!share || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
              setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0 && /* inherited */
-             bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+             bind(fd, (const struct sockaddr *)&addr->sa, addr->len) == 0;
     *why = errno;
-    freeaddrinfo(ai);
     if (!ok && fd >= 0)
         close(fd);
     return ok ? fd : -1;
 }
 
-/* The loop's listening socket; *bound gets its port (port may be 0). */
-static int listen_open(const char *host, int port, int share, int *bound, char *err, size_t errlen)
+/* The loop's listening socket on E->addr; e->port gets its port. */
+static int listen_open(edge_loop_t *e, char *err, size_t errlen)
 {
-    int why, fd = bind_port(host, port, share, &why);
+    const edge_t *E = e->edge;
+    int why, fd = bind_port(&E->addr, E->n_loops > 1, &why);
     if (fd >= 0 && listen(fd, SOMAXCONN) != 0) {
         why = errno;
         close(fd);
         fd = -1;
     }
     if (fd < 0)
-        return wsg_errf(err, errlen, why ? WSG_EIO : WSG_ECONFIG,
-                        "edge: cannot listen on %s:%d: %s", host, port,
-                        why ? strerror(why) : "no such address");
-    struct sockaddr_storage sa;
-    socklen_t sl = sizeof sa;
-    *bound = port;
-    if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-        *bound = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
-                                                : ((struct sockaddr_in *)&sa)->sin_port);
+        return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s: %s", E->cfg->edge.listen,
+                        strerror(why));
+    wsg_listen_addr_t bound = {.len = sizeof bound.sa};
+    e->port = getsockname(fd, (struct sockaddr *)&bound.sa, &bound.len) == 0
+                  ? wsg_listen_port(&bound, -1)
+                  : wsg_listen_port((wsg_listen_addr_t *)&E->addr, -1);
     return fd;
 }
 
@@ -404,27 +390,6 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static int parse_listen(const char *listen, char *host, size_t hostlen, int *port)
-{
-    const char *colon = strrchr(listen, ':');
-    if (!colon || (size_t)(colon - listen) >= hostlen)
-        return WSG_EINVAL;
-    const char *h = listen;
-    size_t hl = (size_t)(colon - listen);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end = NULL;
-    long p = strtol(colon + 1, &end, 10);
-    if (!end || *end || p < 0 || p > 65535)
-        return WSG_EINVAL;
-    *port = (int)p;
-    return 0;
-}
-
 static void lws_log_bridge(int level, const char *line)
 {
     size_t n = strlen(line);
@@ -462,7 +427,7 @@ static const lws_retry_bo_t no_validity_checks = {.secs_since_valid_ping = 0,
 
 /* The loop's lws context: a vhost without a listener of its own (the loop
  * accepts on its socket and hands each connection to lws). */
-static int create_context(edge_loop_t *e, const char *host, char *err, size_t errlen)
+static int create_context(edge_loop_t *e, char *err, size_t errlen)
 {
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -472,7 +437,7 @@ static int create_context(edge_loop_t *e, const char *host, char *err, size_t er
     info.gid = -1;
     info.uid = -1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (strchr(host, ':'))
+    if (e->edge->addr.sa.ss_family == AF_INET6)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.max_http_header_data = 16384;
     info.max_http_header_pool = 1024;
@@ -505,15 +470,15 @@ static int create_context(edge_loop_t *e, const char *host, char *err, size_t er
 /* SO_REUSEPORT would let the loops' sockets join a port that another
  * process already listens on with it (another wsgate started by mistake):
  * a plain bind first, so that is refused as "address in use" as before. */
-static int port_free(const char *host, int port)
+static int port_free(const wsg_listen_addr_t *addr)
 {
-    int why, fd = bind_port(host, port, 0, &why);
+    int why, fd = bind_port(addr, 0, &why);
     if (fd >= 0)
         close(fd);
     return fd >= 0 || why != EADDRINUSE; /* other failures: listen_open reports them */
 }
 
-static int loop_new(edge_t *E, unsigned idx, const char *host, int port, char *err, size_t errlen)
+static int loop_new(edge_t *E, unsigned idx, char *err, size_t errlen)
 {
     edge_loop_t *e = calloc(1, sizeof *e);
     if (!e)
@@ -528,9 +493,9 @@ static int loop_new(edge_t *E, unsigned idx, const char *host, int port, char *e
     if (RAND_bytes(e->evid_prefix, sizeof e->evid_prefix) != 1)
         abort(); /* no randomness: ids of two runs could collide; refuse to run */
     e->listen_fd = -1;
-    int rc = create_context(e, host, err, errlen);
+    int rc = create_context(e, err, errlen);
     if (rc == 0) {
-        int fd = listen_open(host, port, E->n_loops > 1, &e->port, err, errlen);
+        int fd = listen_open(e, err, errlen);
         rc = fd < 0 ? fd : 0;
         if (fd >= 0) {
             e->listen_fd = fd;
@@ -577,14 +542,14 @@ static size_t loop_count(const wsg_config_t *cfg)
 int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t errlen)
 {
     *out = NULL;
-    char host[256];
-    int port = 0;
-    if (parse_listen(cfg->edge.listen, host, sizeof host, &port) != 0)
-        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.listen: not host:port: %s",
-                        cfg->edge.listen);
+    wsg_listen_addr_t addr;
+    char why[256];
+    if (wsg_listen_addr(cfg->edge.listen, &addr, why, sizeof why) != 0)
+        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.listen: %s", why);
     edge_t *E = calloc(1, sizeof *E);
     if (!E)
         return wsg_errf(err, errlen, WSG_ENOMEM, "edge: out of memory");
+    E->addr = addr;
     E->cfg = cfg;
     E->bus = bus;
     pthread_mutex_init(&E->mu, NULL);
@@ -607,13 +572,13 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
      * loops logging at once the lines would be garbled (a data race), so its
      * own lines are only passed on with one loop. wsgate logs what matters. */
     lws_set_log_level(E->n_loops > 1 ? 0 : LLL_ERR, lws_log_bridge);
-    if (E->n_loops > 1 && port && !port_free(host, port))
+    if (E->n_loops > 1 && wsg_listen_port(&E->addr, -1) && !port_free(&E->addr))
         rc = wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s: address in use",
                       cfg->edge.listen);
     for (size_t i = 0; rc == 0 && i < E->n_loops; i++) {
-        rc = loop_new(E, (unsigned)i, host, i ? E->port : port, err, errlen);
-        if (rc == 0 && i == 0)
-            E->port = E->loops[0]->port; /* the others join the port loop 0 got */
+        rc = loop_new(E, (unsigned)i, err, errlen);
+        if (rc == 0 && i == 0) /* the others join the port loop 0 got (port 0: any) */
+            E->port = wsg_listen_port(&E->addr, E->loops[0]->port);
     }
     if (rc == 0 && (rc = edge_authz_new(&E->authz, E, err, errlen)) == 0)
         for (size_t i = 0; i < E->n_loops; i++)

@@ -36,6 +36,7 @@
 
 #include "bus/bus.h"
 #include "common/config.h"
+#include "common/listen.h"
 #include "ws-edge/edge.h"
 
 #define EDGE_ID_LEN 22 /* base64url of 128 random bits */
@@ -214,6 +215,7 @@ struct edge {
     const wsg_config_t *cfg;
     bus_t *bus;
     char *edge_id;
+    wsg_listen_addr_t addr; /* edge.listen, with the bound port once loop 0 listens */
     int port;
     edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops */
     size_t n_loops;

@@ -121,7 +121,8 @@ class WsClient:
         if q:
             path += "?" + q
         deadline = time.monotonic() + timeout
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        v6 = ":" in host
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
@@ -129,7 +130,8 @@ class WsClient:
             sock.connect((host, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             key = key or base64.b64encode(os.urandom(16)).decode()
-            lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (host, port),
+            lines = ["GET %s HTTP/1.1" % path,
+                     "Host: %s:%d" % ("[%s]" % host if v6 else host, port),
                      "Upgrade: websocket", "Connection: Upgrade",
                      "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Version: " + version]
             if subprotocols:
