@@ -281,9 +281,9 @@ static void begin_shutdown(edge_loop_t *e)
         return;
     e->stopping = 1;
     listen_close(e);
-    e->stop_deadline_ms = edge_now_ms() + (int64_t)e->cfg->edge.shutdown_grace_ms;
+    e->stop_deadline_ms = edge_now_ms() + (int64_t)e->edge->cfg->edge.shutdown_grace_ms;
     WSG_LOG(WSG_LOG_INFO, "edge draining", "loop=%u connections=%zu grace_ms=%llu", e->idx,
-            e->n_conns, (unsigned long long)e->cfg->edge.shutdown_grace_ms);
+            e->n_conns, (unsigned long long)e->edge->cfg->edge.shutdown_grace_ms);
     edge_hs_drop_orphan(e);
     edge_map_each(&e->conns, close_one, e);
     reap_pending(e, 1);
@@ -441,7 +441,7 @@ static int create_context(edge_loop_t *e, char *err, size_t errlen)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.max_http_header_data = 16384;
     info.max_http_header_pool = 1024;
-    info.timeout_secs = (unsigned)((header_timeout_ms(e->cfg) + 999) / 1000);
+    info.timeout_secs = (unsigned)((header_timeout_ms(e->edge->cfg) + 999) / 1000);
     info.timeout_secs_ah_idle = info.timeout_secs; /* the header phase (lws: 10 s) */
     info.ka_time = 0;
     info.fd_limit_per_thread = 0;
@@ -460,7 +460,8 @@ static int create_context(edge_loop_t *e, char *err, size_t errlen)
     info.foreign_loops = loops;
     e->ctx = lws_create_context(&info);
     if (!e->ctx)
-        return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s", e->cfg->edge.listen);
+        return wsg_errf(err, errlen, WSG_EIO, "edge: cannot listen on %s",
+                        e->edge->cfg->edge.listen);
     e->vh = lws_get_vhost_by_name(e->ctx, "default");
     if (!e->vh)
         return wsg_errf(err, errlen, WSG_EIO, "edge: lws made no vhost");
@@ -486,9 +487,6 @@ static int loop_new(edge_t *E, unsigned idx, char *err, size_t errlen)
     E->loops[idx] = e;
     e->edge = E;
     e->idx = idx;
-    e->cfg = E->cfg;
-    e->bus = E->bus;
-    e->edge_id = E->edge_id;
     pthread_mutex_init(&e->qmu, NULL);
     if (RAND_bytes(e->evid_prefix, sizeof e->evid_prefix) != 1)
         abort(); /* no randomness: ids of two runs could collide; refuse to run */
@@ -580,9 +578,8 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         if (rc == 0 && i == 0) /* the others join the port loop 0 got (port 0: any) */
             E->port = wsg_listen_port(&E->addr, E->loops[0]->port);
     }
-    if (rc == 0 && (rc = edge_authz_new(&E->authz, E, err, errlen)) == 0)
-        for (size_t i = 0; i < E->n_loops; i++)
-            E->loops[i]->authz = E->authz;
+    if (rc == 0)
+        rc = edge_authz_new(&E->authz, E, err, errlen);
     if (rc == 0 && (rc = bus_cmd_serve(bus, E->edge_id, edge_bus_cmd, E)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", E->edge_id);
     if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, E)) != 0)
@@ -724,10 +721,9 @@ void edge_free(edge_t *E)
     if (live_edge == E)
         live_edge = NULL; /* bus callbacks from now on answer WSG_EGONE */
     pthread_rwlock_unlock(&live_mu);
-    for (size_t i = 0; i < E->n_loops; i++)
-        if (E->loops[i])
-            E->loops[i]->authz = NULL; /* connections closed from now on release nothing */
-    edge_authz_free(E->authz);         /* no more results posted after this */
+    edge_authz_t *authz = E->authz;
+    E->authz = NULL;        /* connections closed from now on release nothing */
+    edge_authz_free(authz); /* no more results posted after this */
     for (size_t i = 0; i < E->n_loops; i++) {
         loop_free(E->loops[i]);
         E->loops[i] = NULL;

@@ -469,8 +469,8 @@ void edge_authz_free(edge_authz_t *a)
 
 int edge_claim_needed(const edge_loop_t *e, const edge_conn_t *c)
 {
-    return c->user && c->route->one_connection_per_user == WSG_ONE_CONN_REJECT && e->authz &&
-           e->authz->claims;
+    return c->user && c->route->one_connection_per_user == WSG_ONE_CONN_REJECT && e->edge->authz &&
+           e->edge->authz->claims;
 }
 
 static void claim_push(edge_authz_t *a, claim_job_t *j)

@@ -100,7 +100,7 @@ int edge_chan_join(edge_loop_t *e, edge_conn_t *c, const char *channel)
         if (!m)
             abort();
         edge_map_put(&e->channels, channel, m);
-        int rc = bus_channel_interest(e->bus, channel, 1);
+        int rc = bus_channel_interest(e->edge->bus, channel, 1);
         if (rc != 0)
             WSG_LOG(WSG_LOG_WARN, "channel interest failed", "channel=%s code=%s", channel,
                     wsg_err_name(rc));
@@ -140,7 +140,7 @@ static void members_remove(edge_loop_t *e, const char *channel, edge_conn_t *c)
         edge_map_del(&e->channels, channel);
         free(m->v);
         free(m);
-        bus_channel_interest(e->bus, channel, 0);
+        bus_channel_interest(e->edge->bus, channel, 0);
     }
 }
 

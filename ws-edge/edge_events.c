@@ -118,7 +118,7 @@ static int publish(edge_loop_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *e
     bus_event_t ev = {.id = evid,
                       .type = t,
                       .conn_id = c->id,
-                      .edge_id = e->edge_id,
+                      .edge_id = e->edge->edge_id,
                       .route = c->route->path,
                       .seq = c->seq + 1,
                       .body = b->p,
@@ -131,7 +131,7 @@ static int publish(edge_loop_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *e
     a->bytes = bytes;
     a->type = t;
     e->acks_outstanding++;
-    int rc = bus_event_publish(e->bus, &ev, ack_cb, a);
+    int rc = bus_event_publish(e->edge->bus, &ev, ack_cb, a);
     free(b->p);
     if (rc != 0) {
         e->acks_outstanding--;

@@ -95,7 +95,7 @@ static void ip_adjust(edge_t *E, const char *ip, int delta)
 int edge_admit_take(edge_loop_t *e, const char *ip)
 {
     edge_t *E = e->edge;
-    const wsg_edge_conf_t *ec = &e->cfg->edge;
+    const wsg_edge_conf_t *ec = &e->edge->cfg->edge;
     int st = 0;
     pthread_mutex_lock(&E->mu);
     if (ec->max_connections && E->n_admitted >= ec->max_connections)
@@ -134,7 +134,7 @@ int edge_on_http(edge_loop_t *e, struct lws *wsi, const char *uri)
     char path[1024];
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
         return refuse(e, wsi, 404, "not found", NULL);
-    if (!wsg_config_route(e->cfg, path))
+    if (!wsg_config_route(e->edge->cfg, path))
         return refuse(e, wsi, 404, "not found", path);
     return refuse(e, wsi, 426, "websocket upgrade required", path);
 }
@@ -411,7 +411,7 @@ void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on)
         pthread_mutex_unlock(&E->mu);
         c->in_user_index = 0;
         if (c->claim_rev) /* the cluster claim goes with it */
-            edge_claim_release(e->authz, c->route->path, c->user, c->id, c->claim_rev);
+            edge_claim_release(e->edge->authz, c->route->path, c->user, c->id, c->claim_rev);
         c->claim_rev = 0;
     }
     free(k);
@@ -609,7 +609,7 @@ int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi)
         return confirm_resumed(e, c, wsi);
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
         return refuse(e, wsi, 404, "not found", NULL);
-    const wsg_route_conf_t *r = wsg_config_route(e->cfg, path);
+    const wsg_route_conf_t *r = wsg_config_route(e->edge->cfg, path);
     if (!r)
         return refuse(e, wsi, 404, "not found", path);
     int rc = admit_checks(e, wsi, r, path, ip);
@@ -666,7 +666,7 @@ int edge_hs_detach(edge_loop_t *e, edge_conn_t *c, struct lws *wsi)
                             .body = body,
                             .timeout_ms = r->auth.authorizer_timeout_ms};
     memcpy(req.conn_id, c->id, sizeof c->id);
-    if (edge_authz_start(e->authz, &req) != 0) {
+    if (edge_authz_start(e->edge->authz, &req) != 0) {
         edge_hs_refuse(e, c, 503, "authorizer unavailable");
         return -1;
     }
@@ -755,7 +755,7 @@ static void on_claim_verdict(edge_loop_t *e, edge_conn_t *c, edge_q_t *q)
     int st = q->u.authz.status;
     if (!c || !c->claiming || c->hs_fd < 0 || c->admitted) {
         if (st == 0) /* timed out meanwhile: the claim it made goes */
-            edge_claim_release(e->authz, q->store, q->u.authz.body, q->u.authz.conn_id,
+            edge_claim_release(e->edge->authz, q->store, q->u.authz.body, q->u.authz.conn_id,
                                q->u.authz.rev);
         return;
     }
@@ -804,7 +804,7 @@ void edge_on_authz_result(edge_loop_t *e, edge_q_t *q)
     }
     if (!edge_claim_needed(e, c)) {
         hs_admit(e, c);
-    } else if (edge_claim_start(e->authz, c) == 0) {
+    } else if (edge_claim_start(e->edge->authz, c) == 0) {
         c->claiming = 1; /* on_claim_verdict goes on */
     } else {
         edge_hs_refuse(e, c, 503, "cannot check the user's other connections");

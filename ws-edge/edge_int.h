@@ -217,7 +217,8 @@ struct edge {
     char *edge_id;
     wsg_listen_addr_t addr; /* edge.listen, with the bound port once loop 0 listens */
     int port;
-    edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops */
+    edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops;
+                            NULL once stopped (edge_free) */
     size_t n_loops;
     edge_loop_t **loops; /* loops[0] runs on edge_run's caller, the others on threads */
     pthread_t *threads;
@@ -230,10 +231,8 @@ struct edge {
 
 /* One service thread: an lws context on the shared port and its libev loop. */
 struct edge_loop {
-    edge_t *edge;
-    unsigned idx; /* in edge->loops */
-    const wsg_config_t *cfg;
-    bus_t *bus;
+    edge_t *edge;         /* its config, bus, id and authorizer threads */
+    unsigned idx;         /* in edge->loops */
     struct ev_loop *loop; /* libev (epoll), driven by edge_run */
     edge_wheel_t wheel;   /* every open connection's next ping/idle/lifetime deadline */
     struct lws_context *ctx;
@@ -242,7 +241,6 @@ struct edge_loop {
     ev_io listen_w;
     int listen_paused; /* accept failed for want of resources: resumed by the tick */
     int port;
-    const char *edge_id; /* edge->edge_id */
 
     edge_map_t conns;    /* id -> edge_conn_t (open and pending) */
     edge_map_t by_fd;    /* "fd" -> edge_conn_t detached for the authorizer */
@@ -260,7 +258,6 @@ struct edge_loop {
     int64_t stop_deadline_ms;
     size_t acks_outstanding;
 
-    edge_authz_t *authz;          /* edge->authz; NULL once it is stopped */
     unsigned char evid_prefix[8]; /* event ids: this prefix and a counter */
     uint64_t evid_next;
     edge_fanout_t *fanout;   /* NULL: fan-out on the service thread alone */
