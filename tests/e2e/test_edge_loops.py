@@ -70,6 +70,11 @@ class EdgeLoops(w.GatewayTestCase):
         return self.clients(self.gw.edge_url + path, n,
                             lambda i: self.tok("u%d" % i, channels=list(channels)))
 
+    def metric(self, name):
+        text = self.api.get("/metrics").body.decode()
+        line = next(l for l in text.splitlines() if l.startswith(name + " "))
+        return int(float(line.split()[1]))
+
     def conn_ids(self, n):
         """user -> connection id, from the connect events."""
         evs = self.be.wait_events(lambda e: e["type"] == "connect", n, timeout=30)
@@ -97,6 +102,7 @@ class EdgeLoops(w.GatewayTestCase):
         self.assertIn(main, names)
 
         # a publish reaches every member of every loop once; exclude skips one
+        before = self.metric("wsgate_publishes_total"), self.metric("wsgate_publish_deliveries_total")
         r = self.api.post("/v1/channels/room/messages", "to all")
         self.assertEqual(r.status, 202, r.body)
         ex = ids["u0"]
@@ -106,6 +112,10 @@ class EdgeLoops(w.GatewayTestCase):
             self.assertEqual(ws.recv_text(10), "to all", i)
             if i:
                 self.assertEqual(ws.recv_text(10), "not u0", i)
+        # counted once per publish (not once per loop), deliveries per member
+        w.wait_until(lambda: self.metric("wsgate_publish_deliveries_total") - before[1]
+                     == 2 * N - 1, 10, 0.05, "deliveries counted")
+        self.assertEqual(self.metric("wsgate_publishes_total") - before[0], 2)
         # a send reaches exactly the connection addressed, whichever loop
         for i in range(N):
             r = self.api.post("/v1/connections/%s/messages" % ids["u%d" % i], "just u%d" % i)
