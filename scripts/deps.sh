@@ -8,7 +8,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config clang-format
-  libwebsockets-dev libwebsockets-evlib-ev libev-dev libmicrohttpd-dev libpq-dev libsqlite3-dev
+  libwebsockets-dev libwebsockets-evlib-ev libev-dev libhttp-parser-dev libmicrohttpd-dev libpq-dev libsqlite3-dev
   libcurl4-openssl-dev libnats-dev libjansson-dev libjwt-dev libyaml-dev
   libpcre2-dev libcmocka-dev libssl-dev
   nats-server postgresql sqlite3 curl python3 procps

@@ -155,10 +155,10 @@ void edge_msg_unref(edge_msg_t *m)
 /* ---- the listening sockets ----------------------------------------------
  * Each loop accepts on a socket of its own, all bound to the one port with
  * SO_REUSEPORT when there are several loops: the kernel spreads new
- * connections over them by address hash, and an accepted socket goes to lws
- * with lws_adopt_socket_vhost() (what lws's own listener does after accept).
- * lws 4.1 does not set SO_REUSEPORT itself (its LISTEN_SHARE option is
- * inert in Debian's build), hence a listener of our own. */
+ * connections over them by address hash. lws 4.1 does not set SO_REUSEPORT
+ * itself (its LISTEN_SHARE option is inert in Debian's build), hence a
+ * listener of our own; an accepted socket's request is read by
+ * edge_request.c, and lws only gets the socket once it is admitted. */
 #define EDGE_ACCEPT_BURST 64 /* accepts per wake-up, so one loop cannot starve */
 
 /* A TCP socket bound to addr, SO_REUSEPORT when share; -1 with *why = errno. */
@@ -201,7 +201,14 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     for (int i = 0; i < EDGE_ACCEPT_BURST; i++) {
-        int fd = accept4(e->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (e->n_reqs >= EDGE_REQ_MAX_PENDING) { /* the tick resumes accepting */
+            ev_io_stop(e->loop, &e->listen_w);
+            e->listen_paused = 1;
+            return;
+        }
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        int fd = accept4(e->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* nothing to accept with: wait for the next tick instead of spinning */
@@ -212,8 +219,7 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
             }
             return; /* EAGAIN, or a connection that went away before accept */
         }
-        if (!lws_adopt_socket_vhost(e->vh, fd)) /* lws closes fd when it fails */
-            WSG_LOG(WSG_LOG_WARN, "edge: lws refused a connection", "loop=%u", e->idx);
+        edge_req_accept(e, fd, &sa); /* its request is read before lws sees it */
     }
 }
 
@@ -247,7 +253,7 @@ static void collect_pending(void *ud, const char *key, void *val)
     r->list = c;
 }
 
-/* Answers 503 to detached handshakes that timed out (or all, when draining). */
+/* Answers 503 to held handshakes that timed out (or all, when draining). */
 static void reap_pending(edge_loop_t *e, int all)
 {
     reap_t r = {.now = edge_now_ms(), .all = all};
@@ -287,6 +293,7 @@ static void begin_shutdown(edge_loop_t *e)
     edge_hs_drop_orphan(e);
     edge_map_each(&e->conns, close_one, e);
     reap_pending(e, 1);
+    edge_req_reap(e, edge_now_ms(), 1);
 }
 
 static void drain_queue(edge_loop_t *e)
@@ -328,6 +335,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     edge_loop_t *e = lws_container_of(sul, edge_loop_t, sul_tick);
     edge_hs_drop_orphan(e);
     reap_pending(e, 0);
+    edge_req_reap(e, edge_now_ms(), 0);
     edge_timer_run(e, edge_now_ms());
     if (e->listen_paused && e->listen_fd >= 0) {
         e->listen_paused = 0;
@@ -395,21 +403,15 @@ static void lws_log_bridge(int level, const char *line)
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    /* lws 4.1 reports every socket given back with lws_adopt_socket_readbuf
-     * (each handshake that asked the authorizer) at error level: routine. */
+    /* lws 4.1 reports every socket given to it with lws_adopt_socket_readbuf
+     * (every admitted connection: edge_request.c read its request) at error
+     * level: routine. */
     int routine = strstr(line, "adopt_socket_readbuf: calling service") != NULL;
     WSG_LOG(level == LLL_ERR && !routine ? WSG_LOG_WARN : WSG_LOG_DEBUG, "lws", "detail=%.*s",
             (int)n, line);
 }
 
-/* lws's timeouts from accept until the request headers are complete
- * (timeout_secs_ah_idle: a socket holding a header table) and for its other
- * round trips (timeout_secs), in whole seconds. The route is not known before
- * the headers are complete (and a request that is not held is
- * upgraded in the same call that completes its headers), so the strictest
- * routes[].limits.handshake_timeout applies. Held handshakes are timed per
- * route by the tick (reap_pending). */
-static uint64_t header_timeout_ms(const wsg_config_t *cfg)
+uint64_t edge_header_timeout_ms(const wsg_config_t *cfg)
 {
     uint64_t ms = 0;
     for (size_t i = 0; i < cfg->n_routes; i++)
@@ -441,8 +443,10 @@ static int create_context(edge_loop_t *e, char *err, size_t errlen)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.max_http_header_data = 16384;
     info.max_http_header_pool = 1024;
-    info.timeout_secs = (unsigned)((header_timeout_ms(e->edge->cfg) + 999) / 1000);
-    info.timeout_secs_ah_idle = info.timeout_secs; /* the header phase (lws: 10 s) */
+    /* lws gets a socket with its (rebuilt) request already read; these bound
+     * what is left of its handshake. The header phase is edge_request.c's. */
+    info.timeout_secs = (unsigned)((edge_header_timeout_ms(e->edge->cfg) + 999) / 1000);
+    info.timeout_secs_ah_idle = info.timeout_secs;
     info.ka_time = 0;
     info.fd_limit_per_thread = 0;
     info.pt_serv_buf_size = 65536;
@@ -693,6 +697,8 @@ static void loop_free(edge_loop_t *e)
     free(e->fan_conns);
     e->fan_conns = NULL;
     e->fan_cap = 0;
+    if (e->loop)
+        edge_req_reap(e, 0, 1); /* requests still being read */
     if (e->ctx)
         lws_context_destroy(e->ctx); /* closes what is left; CLOSED frees those conns */
     if (e->loop)

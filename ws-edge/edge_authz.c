@@ -1,5 +1,5 @@
 /*
- * edge_authz.c — the workers of a detached handshake (edge_handshake.c), so
+ * edge_authz.c — the workers of a held handshake (edge_handshake.c), so
  * the lws service thread never waits on the network:
  *
  * - the authorizer webhook (SPEC.md §2): a POST signed per Standard

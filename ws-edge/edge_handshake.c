@@ -1,27 +1,25 @@
 /*
  * edge_handshake.c — everything decided before the 101 (SPEC.md §2):
- * exact-path routing (404), plain GET (426), origin (403), connection
+ * exact-path routing (404), not a version-13 upgrade (426), a bad
+ * Sec-WebSocket-Key (400), origin (403), connection
  * limits (503 per edge, 429 per IP), JWT (401), one connection per user
  * with `reject` (409), and the authorizer webhook (its 401/403, or 503).
  *
- * lws 4.1 cannot hold an upgrade open: LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
- * must answer at once (0 upgrades now, >0 "I replied", <0 hang up), and an
+ * The request arrives here complete and parsed (edge_request.c), before lws
+ * has seen any of it: lws 4.1 cannot hold an upgrade open
+ * (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE must answer at once) and drops an
  * offered subprotocol that no lws protocol is named after (e.g.
- * "bearer.<token>", or any list over 127 bytes) is dropped without a status.
- * So when an authorizer must be asked, or subprotocols were offered, the
- * edge detaches the socket: it dup()s the fd, points the original fd number
- * at a fresh unconnected socket and tells lws to hang up (lws closes only
- * that placeholder), asks the authorizer on its own thread, and then either
- * writes the refusal itself or gives the socket back to lws with
- * lws_adopt_socket_vhost_readbuf() and a rebuilt request (path, key,
- * version; no token, no subprotocol list). That second pass is recognised
- * by its fd and admitted with the stored decision; the chosen subprotocol is
- * added in LWS_CALLBACK_ADD_HEADERS.
+ * "bearer.<token>") without a status. A refusal is written on the socket
+ * here; an admitted request goes to lws rebuilt — path, host, key, version,
+ * no token, no subprotocol list — with lws_adopt_socket_vhost_readbuf(), at
+ * once or when the authorizer has answered; lws decides nothing itself:
+ * its CONFIRM_UPGRADE finds the connection by fd (by_fd) and lets it
+ * through, and the chosen subprotocol is added in LWS_CALLBACK_ADD_HEADERS.
  *
  * One connection per user with `reject`: the edge's index (e->edge->users,
  * every loop's connections) refuses a second handshake of a user this edge
  * already holds. When the bus is
- * shared by several edges (cluster mode) the handshake is also detached, and
+ * shared by several edges (cluster mode) the handshake is also held, and
  * once the authorizer (if any) has named the user, a claim thread
  * (edge_authz.c) claims it cluster-wide with bus_user_claim(); its verdict
  * admits the handshake, or refuses it with 409 (another edge holds the user)
@@ -48,18 +46,26 @@
 static const char *status_text(int status)
 {
     switch (status) {
+    case 400:
+        return "Bad Request";
     case 401:
         return "Unauthorized";
     case 403:
         return "Forbidden";
     case 404:
         return "Not Found";
+    case 408:
+        return "Request Timeout";
     case 409:
         return "Conflict";
+    case 414:
+        return "URI Too Long";
     case 426:
         return "Upgrade Required";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     default:
         return "Service Unavailable";
     }
@@ -120,58 +126,58 @@ void edge_admit_release(edge_loop_t *e, const char *ip)
     pthread_mutex_unlock(&E->mu);
 }
 
-static int refuse(edge_loop_t *e, struct lws *wsi, int status, const char *why, const char *path)
+/* A request refused before it became a connection: answered on fd, closed. */
+static void refuse_fd(int fd, int status, const char *why, const char *path, const char *extra)
 {
     wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
     WSG_LOG(WSG_LOG_INFO, "handshake refused", "status=%d reason=%s route=%s", status, why, path);
-    edge_send_http_status(lws_get_socket_fd(wsi), status,
-                          status == 426 ? "Upgrade: websocket\r\n" : NULL, why);
-    return -1; /* hang up; lws frees the header table: `in` is gone */
+    edge_send_http_status(fd, status, extra, why);
+    close(fd);
+}
+
+/* lws only ever sees requests the edge admitted (edge_request.c), so these
+ * two answer what would be a mistake of ours, not a client's. */
+static int refuse(struct lws *wsi, int status, const char *why)
+{
+    wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
+    WSG_LOG(WSG_LOG_WARN, "lws saw a request the edge did not admit", "status=%d", status);
+    edge_send_http_status(lws_get_socket_fd(wsi), status, NULL, why);
+    return -1; /* hang up */
 }
 
 int edge_on_http(edge_loop_t *e, struct lws *wsi, const char *uri)
 {
-    char path[1024];
-    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
-        return refuse(e, wsi, 404, "not found", NULL);
-    if (!wsg_config_route(e->edge->cfg, path))
-        return refuse(e, wsi, 404, "not found", path);
-    return refuse(e, wsi, 426, "websocket upgrade required", path);
+    (void)e;
+    (void)uri;
+    return refuse(wsi, 400, "bad request");
 }
 
-/* Copies header token t into buf; returns its length or -1 when absent. */
-static int copy_token(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
+/* 1 when list (comma-separated) holds token, case-insensitively. */
+static int list_has(const char *list, const char *token)
 {
-    return lws_hdr_total_length(wsi, t) > 0 ? lws_hdr_copy(wsi, buf, len, t) : -1;
-}
-
-/* Copies a request header by lower-case name into buf; returns its length or -1. */
-static int get_header(struct lws *wsi, const char *name, char *buf, int len)
-{
-    char want[128];
-    int nl = snprintf(want, sizeof want, "%s:", name);
-    if (nl <= 1 || (size_t)nl >= sizeof want)
-        return -1;
-    for (int i = 0; i < (int)sizeof want && want[i]; i++)
-        want[i] = (char)((want[i] >= 'A' && want[i] <= 'Z') ? want[i] + 32 : want[i]);
-    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
-        const unsigned char *s = lws_token_to_string((enum lws_token_indexes)t);
-        if (s && strcmp((const char *)s, want) == 0)
-            return copy_token(wsi, (enum lws_token_indexes)t, buf, len);
+    size_t tl = strlen(token);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *q = p;
+        while (*q && *q != ',')
+            q++;
+        const char *t = q;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        if ((size_t)(t - p) == tl && strncasecmp(p, token, tl) == 0)
+            return 1;
+        p = q;
     }
-#if defined(LWS_WITH_CUSTOM_HEADERS)
-    if (lws_hdr_custom_length(wsi, want, nl) > 0)
-        return lws_hdr_custom_copy(wsi, buf, len, want, nl);
-#endif
-    return -1;
+    return 0;
 }
 
-static int origin_allowed(const wsg_route_conf_t *r, struct lws *wsi)
+static int origin_allowed(const wsg_route_conf_t *r, const edge_req_t *req)
 {
     if (!r->n_allowed_origins)
         return 1;
-    char origin[512];
-    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+    const char *origin = edge_req_header(req, "origin");
+    if (!origin || !*origin)
         return 0;
     for (size_t i = 0; i < r->n_allowed_origins; i++)
         if (strcasecmp(r->allowed_origins[i], origin) == 0 ||
@@ -180,73 +186,58 @@ static int origin_allowed(const wsg_route_conf_t *r, struct lws *wsi)
     return 0;
 }
 
-/* Splits the offered subprotocols; a "bearer.<token>" entry becomes *token. */
-static void parse_protocols(struct lws *wsi, edge_conn_t *c, char **token)
+/* Splits the offered subprotocols (every Sec-WebSocket-Protocol header); a
+ * "bearer.<token>" entry becomes *token. */
+static void parse_protocols(const edge_req_t *req, edge_conn_t *c, char **token)
 {
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
-    if (n <= 0)
-        return;
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || lws_hdr_copy(wsi, buf, n + 1, WSI_TOKEN_PROTOCOL) < 0) {
-        free(buf);
-        return;
-    }
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
-        if (strncmp(t, "bearer.", 7) == 0) {
-            if (!*token)
-                *token = strdup(t + 7);
-            continue;
-        }
-        char **o = realloc(c->offered, (c->n_offered + 1) * sizeof *o);
-        if (!o)
+    size_t from = 0;
+    const char *v;
+    while ((v = edge_req_header_from(req, "sec-websocket-protocol", &from))) {
+        char *buf = strdup(v), *save = NULL;
+        if (!buf)
             abort();
-        c->offered = o;
-        c->offered[c->n_offered++] = strdup(t);
+        for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+            if (strncmp(t, "bearer.", 7) == 0) {
+                if (!*token)
+                    *token = strdup(t + 7);
+                continue;
+            }
+            char **o = realloc(c->offered, (c->n_offered + 1) * sizeof *o);
+            if (!o)
+                abort();
+            c->offered = o;
+            c->offered[c->n_offered++] = strdup(t);
+        }
+        free(buf);
     }
-    free(buf);
 }
 
-static char *find_token(struct lws *wsi, edge_conn_t *c)
+static char *find_token(const edge_req_t *req, edge_conn_t *c)
 {
     char *token = NULL;
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > 7) {
-        char *buf = malloc((size_t)n + 1);
-        if (buf && lws_hdr_copy(wsi, buf, n + 1, WSI_TOKEN_HTTP_AUTHORIZATION) > 7 &&
-            strncasecmp(buf, "Bearer ", 7) == 0)
-            token = strdup(buf + 7);
-        free(buf);
-    }
-    char q[8192];
-    const char *v = token ? NULL : lws_get_urlarg_by_name(wsi, "token=", q, sizeof q);
-    if (v) /* points at the value inside q */
-        token = strdup(v);
-    parse_protocols(wsi, c, &token);
+    const char *auth = edge_req_header(req, "authorization");
+    if (auth && strlen(auth) > 7 && strncasecmp(auth, "Bearer ", 7) == 0)
+        token = strdup(auth + 7);
+    const char *name, *val;
+    for (size_t i = 0; !token && (name = edge_req_arg(req, i, &val)); i++)
+        if (strcmp(name, "token") == 0)
+            token = strdup(val);
+    parse_protocols(req, c, &token);
     return token;
 }
 
-/* headers (a safe set plus authorizer_headers) and query (without token) as JSON.
- * The safe set is looked up by lws token (get_header's name search costs
- * ~90 strcmp per header, on every handshake). */
-static json_t *request_headers(const wsg_route_conf_t *r, struct lws *wsi)
+/* headers (a safe set plus authorizer_headers) and query (without token) as
+ * the connect event's JSON members, without braces. */
+static char *connect_extra(const wsg_route_conf_t *r, const edge_req_t *req)
 {
-    static const struct {
-        const char *name;
-        int token; /* -1: not an lws token */
-    } safe[] = {{"host", WSI_TOKEN_HOST},
-                {"origin", WSI_TOKEN_ORIGIN},
-                {"user-agent", WSI_TOKEN_HTTP_USER_AGENT},
-                {"accept-language", WSI_TOKEN_HTTP_ACCEPT_LANGUAGE},
-                {"x-forwarded-for", WSI_TOKEN_X_FORWARDED_FOR},
-                {"x-real-ip", -1}};
-    json_t *h = json_object();
-    char buf[2048];
-    for (size_t i = 0; i < sizeof safe / sizeof *safe; i++)
-        if ((safe[i].token >= 0
-                 ? copy_token(wsi, (enum lws_token_indexes)safe[i].token, buf, sizeof buf)
-                 : get_header(wsi, safe[i].name, buf, sizeof buf)) >= 0)
-            json_object_set_new(h, safe[i].name, json_string(buf));
+    static const char *safe[] = {
+        "host", "origin", "user-agent", "accept-language", "x-forwarded-for", "x-real-ip"};
+    json_t *h = json_object(), *q = json_object();
+    for (size_t i = 0; i < sizeof safe / sizeof *safe; i++) {
+        const char *v = edge_req_header(req, safe[i]);
+        if (v)
+            json_object_set_new(h, safe[i], json_string(v));
+    }
     for (size_t i = 0; i < r->auth.n_authorizer_headers; i++) {
         char name[128];
         snprintf(name, sizeof name, "%s", r->auth.authorizer_headers[i]);
@@ -254,28 +245,27 @@ static json_t *request_headers(const wsg_route_conf_t *r, struct lws *wsi)
             *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
         if (strcmp(name, "authorization") == 0 || strcmp(name, "cookie") == 0)
             continue; /* never forwarded, whatever the config says */
-        if (get_header(wsi, name, buf, sizeof buf) >= 0)
-            json_object_set_new(h, name, json_string(buf));
-    }
-    return h;
-}
-
-static json_t *request_query(struct lws *wsi)
-{
-    json_t *q = json_object();
-    char buf[4096];
-    for (int i = 0; lws_hdr_copy_fragment(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
-         i++) {
-        char *eq = strchr(buf, '=');
-        if (eq)
-            *eq = '\0';
-        if (strcmp(buf, "token") == 0)
-            continue;
-        json_t *v = json_string(eq ? eq + 1 : "");
+        const char *v = edge_req_header(req, name);
         if (v)
-            json_object_set_new(q, buf, v);
+            json_object_set_new(h, name, json_string(v));
     }
-    return q;
+    const char *name, *val;
+    for (size_t i = 0; (name = edge_req_arg(req, i, &val)); i++) {
+        if (strcmp(name, "token") == 0)
+            continue;
+        json_t *v = json_string(val);
+        if (v)
+            json_object_set_new(q, name, v);
+    }
+    json_t *extra = json_pack("{s:o,s:o}", "headers", h, "query", q);
+    char *ex = json_dumps(extra, JSON_COMPACT);
+    json_decref(extra);
+    if (!ex)
+        abort();
+    size_t exl = strlen(ex);
+    char *out = strndup(ex + 1, exl - 2); /* members without the braces */
+    free(ex);
+    return out;
 }
 
 static int check_jwt(edge_loop_t *e, edge_conn_t *c, const char *token, char *why, size_t whylen)
@@ -495,46 +485,43 @@ static char *authz_body(const edge_conn_t *c)
     return b.p;
 }
 
-static int build_resume(edge_conn_t *c, struct lws *wsi)
+/* The request lws gets once c is admitted: what it needs to upgrade, then
+ * any bytes the client sent after its headers. */
+static int build_resume(edge_conn_t *c, const edge_req_t *req)
 {
-    char key[64], ver[8], host[256];
-    if (lws_hdr_copy(wsi, key, sizeof key, WSI_TOKEN_KEY) <= 0)
-        return WSG_EPROTO;
-    if (lws_hdr_copy(wsi, ver, sizeof ver, WSI_TOKEN_VERSION) <= 0)
-        snprintf(ver, sizeof ver, "13");
-    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
-        snprintf(host, sizeof host, "localhost");
-    char buf[1024];
-    int n = snprintf(buf, sizeof buf,
+    const char *key = edge_req_header(req, "sec-websocket-key");
+    const char *host = edge_req_header(req, "host");
+    if (!host || !*host || strpbrk(host, "\r\n"))
+        host = "localhost";
+    size_t rest = req->len - req->body_off;
+    size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + rest;
+    c->hs_req = malloc(cap);
+    if (!c->hs_req)
+        abort();
+    int n = snprintf(c->hs_req, cap,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: "
-                     "Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: %s\r\n\r\n",
-                     c->route->path, host, key, ver);
-    if (n < 0 || (size_t)n >= sizeof buf)
+                     "Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     c->route->path, host, key);
+    if (n < 0 || (size_t)n + rest >= cap)
         return WSG_ETOOBIG;
-    c->hs_req = strdup(buf);
+    memcpy(c->hs_req + n, req->buf + req->body_off, rest);
+    c->hs_req_len = (size_t)n + rest;
     return 0;
 }
 
-/* Takes the socket away from lws (see the file comment). Returns 0 or -1. */
-static int detach_socket(edge_loop_t *e, edge_conn_t *c, struct lws *wsi)
+static void fd_key(int fd, char k[16])
 {
-    int fd = lws_get_socket_fd(wsi);
-    int held = dup(fd);
-    if (held < 0)
-        return -1;
-    int ph = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (ph < 0 || dup2(ph, fd) < 0) {
-        if (ph >= 0)
-            close(ph);
-        close(held);
-        return -1;
-    }
-    close(ph);
-    c->hs_fd = held;
+    snprintf(k, 16, "%d", fd);
+}
+
+/* c's decision is pending on fd (or lws is about to get it): by_fd finds c
+ * from lws's CONFIRM_UPGRADE, the tick times it out. */
+static void hold_fd(edge_loop_t *e, edge_conn_t *c, int fd)
+{
     char k[16];
-    snprintf(k, sizeof k, "%d", held);
+    fd_key(fd, k);
+    c->hs_fd = fd;
     edge_map_put(&e->by_fd, k, c);
-    return 0;
 }
 
 static void choose_subprotocol(edge_conn_t *c, const char *wanted)
@@ -548,47 +535,6 @@ static void choose_subprotocol(edge_conn_t *c, const char *wanted)
         }
 }
 
-/* Second pass: the replayed request of an admitted, detached socket. */
-static int confirm_resumed(edge_loop_t *e, edge_conn_t *c, struct lws *wsi)
-{
-    char k[16];
-    snprintf(k, sizeof k, "%d", c->hs_fd);
-    edge_map_del(&e->by_fd, k);
-    c->hs_fd = -1; /* lws owns the socket again */
-    e->upgrading = c;
-    e->upgrading_wsi = wsi;
-    return 0;
-}
-
-static edge_conn_t *resumed_conn(edge_loop_t *e, struct lws *wsi)
-{
-    char k[16];
-    snprintf(k, sizeof k, "%d", lws_get_socket_fd(wsi));
-    edge_conn_t *c = edge_map_get(&e->by_fd, k);
-    return c && c->admitted ? c : NULL;
-}
-
-/* ip (48 bytes) receives the peer address. */
-static int admit_checks(edge_loop_t *e, struct lws *wsi, const wsg_route_conf_t *r,
-                        const char *path, char *ip)
-{
-    char up[32];
-    if (lws_hdr_copy(wsi, up, sizeof up, WSI_TOKEN_UPGRADE) <= 0 || strcasecmp(up, "websocket"))
-        return refuse(e, wsi, 426, "websocket upgrade required", path);
-    if (!origin_allowed(r, wsi))
-        return refuse(e, wsi, 403, "origin not allowed", path);
-    if (e->stopping)
-        return refuse(e, wsi, 503, "too many connections", path);
-    ip[0] = '\0';
-    lws_get_peer_simple(wsi, ip, 48);
-    int st = edge_admit_take(e, ip); /* the caller's connection holds it from here */
-    if (st)
-        return refuse(e, wsi, st,
-                      st == 429 ? "too many connections from this address" : "too many connections",
-                      path);
-    return 0;
-}
-
 void edge_hs_drop_orphan(edge_loop_t *e)
 {
     if (!e->upgrading)
@@ -600,77 +546,134 @@ void edge_hs_drop_orphan(edge_loop_t *e)
     edge_conn_free(c);
 }
 
+/* lws's pass over the rebuilt request of an admitted connection. */
 int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi)
 {
-    char path[1024], why[256] = "", ip[48];
     edge_hs_drop_orphan(e); /* an admitted upgrade whose 101 never went out */
-    edge_conn_t *c = resumed_conn(e, wsi);
-    if (c)
-        return confirm_resumed(e, c, wsi);
-    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
-        return refuse(e, wsi, 404, "not found", NULL);
-    const wsg_route_conf_t *r = wsg_config_route(e->edge->cfg, path);
-    if (!r)
-        return refuse(e, wsi, 404, "not found", path);
-    int rc = admit_checks(e, wsi, r, path, ip);
-    if (rc)
-        return rc;
-    c = conn_new(e, r, ip);
-    c->counted = 1; /* admit_checks took its slot */
-    char *token = find_token(wsi, c);
-    rc = check_jwt(e, c, token, why, sizeof why);
-    free(token);
-    if (rc != 0 || edge_user_reserve(e, c) != 0) {
-        int st = rc ? 401 : 409;
-        edge_admit_release(e, c->remote);
-        edge_conn_free(c);
-        return refuse(e, wsi, st, rc ? why : "user already connected", path);
-    }
-    json_t *extra =
-        json_pack("{s:o,s:o}", "headers", request_headers(r, wsi), "query", request_query(wsi));
-    char *ex = json_dumps(extra, JSON_COMPACT);
-    json_decref(extra);
-    size_t exl = strlen(ex);
-    c->connect_extra = strndup(ex + 1, exl - 2); /* members without the braces */
-    free(ex);
-    conn_register(e, c);
-    if (!*r->auth.authorizer && !c->n_offered && !lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) &&
-        !edge_claim_needed(e, c)) {
-        e->upgrading = c;
-        e->upgrading_wsi = wsi;
-        return 0; /* upgrade now */
-    }
-    return edge_hs_detach(e, c, wsi);
+    char k[16];
+    fd_key(lws_get_socket_fd(wsi), k);
+    edge_conn_t *c = edge_map_get(&e->by_fd, k);
+    if (!c || !c->admitted)
+        return refuse(wsi, 400, "bad request");
+    edge_map_del(&e->by_fd, k);
+    c->hs_fd = -1; /* lws owns the socket */
+    e->upgrading = c;
+    e->upgrading_wsi = wsi;
+    return 0;
 }
 
-int edge_hs_detach(edge_loop_t *e, edge_conn_t *c, struct lws *wsi)
+/* Gives an admitted connection's socket to lws with the rebuilt request;
+ * lws upgrades it in this call (edge_on_confirm_upgrade, ESTABLISHED). */
+static void hs_admit(edge_loop_t *e, edge_conn_t *c)
 {
-    const wsg_route_conf_t *r = c->route;
-    char *body = *r->auth.authorizer ? authz_body(c) : NULL;
-    if (build_resume(c, wsi) != 0 || detach_socket(e, c, wsi) != 0) {
-        free(body);
+    c->admitted = 1;
+    int fd = c->hs_fd;
+    if (!lws_adopt_socket_vhost_readbuf(e->vh, fd, c->hs_req, c->hs_req_len)) {
+        /* lws closed fd */
+        c->hs_fd = -1;
+        char k[16];
+        fd_key(fd, k);
+        if (edge_map_get(&e->by_fd, k) == c)
+            edge_map_del(&e->by_fd, k);
+        WSG_LOG(WSG_LOG_WARN, "handshake lost on adoption", "conn=%s route=%s", c->id,
+                c->route->path);
         conn_unregister(e, c);
         edge_conn_free(c);
-        return refuse(e, wsi, 503, "cannot hold the handshake", r->path);
     }
-    if (!body) { /* subprotocols or a user claim only: go on at the next queue drain */
+}
+
+/* Asks the authorizer for c (or, for subprotocols or a user claim alone,
+ * goes on at the next queue drain); the answer comes to edge_on_authz_result. */
+static void hold_for_authz(edge_loop_t *e, edge_conn_t *c)
+{
+    const wsg_route_conf_t *r = c->route;
+    if (!*r->auth.authorizer) {
         edge_q_t *item = edge_q_new(EDGE_Q_AUTHZ, 0);
         memcpy(item->u.authz.conn_id, c->id, sizeof c->id);
         item->u.authz.status = -1;
         edge_post(e, item);
-        return -1; /* lws closes only the placeholder socket */
+        return;
     }
-    edge_authz_req_t req = {.url = r->auth.authorizer,
-                            .key = r->webhook_key,
-                            .key_len = r->webhook_key_len,
-                            .body = body,
-                            .timeout_ms = r->auth.authorizer_timeout_ms};
-    memcpy(req.conn_id, c->id, sizeof c->id);
-    if (edge_authz_start(e->edge->authz, &req) != 0) {
+    edge_authz_req_t areq = {.url = r->auth.authorizer,
+                             .key = r->webhook_key,
+                             .key_len = r->webhook_key_len,
+                             .body = authz_body(c),
+                             .timeout_ms = r->auth.authorizer_timeout_ms};
+    memcpy(areq.conn_id, c->id, sizeof c->id);
+    if (edge_authz_start(e->edge->authz, &areq) != 0)
         edge_hs_refuse(e, c, 503, "authorizer unavailable");
-        return -1;
+}
+
+/* A refusal before a connection exists, or 0: the request is an upgrade
+ * this route takes from this client now. *extra: headers for the answer. */
+static int request_checks(edge_loop_t *e, const edge_req_t *req, const wsg_route_conf_t *r,
+                          const char **why, const char **extra)
+{
+    const char *up = edge_req_header(req, "upgrade"), *conn = edge_req_header(req, "connection");
+    if (!edge_req_is_get(req) || !list_has(up, "websocket") || !list_has(conn, "upgrade")) {
+        *extra = "Upgrade: websocket\r\n";
+        return *why = "websocket upgrade required", 426;
     }
-    return -1;
+    const char *ver = edge_req_header(req, "sec-websocket-version");
+    if (!ver || strcmp(ver, "13") != 0) {
+        *extra = "Sec-WebSocket-Version: 13\r\n";
+        return *why = "websocket version 13 required", 426;
+    }
+    const char *key = edge_req_header(req, "sec-websocket-key");
+    if (!key || strlen(key) != 24 ||
+        strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                    "0123456789+/=") != 24)
+        return *why = "bad Sec-WebSocket-Key", 400;
+    if (!origin_allowed(r, req))
+        return *why = "origin not allowed", 403;
+    if (e->stopping)
+        return *why = "too many connections", 503;
+    return 0;
+}
+
+void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
+{
+    int fd = req->fd;
+    req->fd = -1;
+    const char *why = NULL, *extra = NULL;
+    const wsg_route_conf_t *r = wsg_config_route(e->edge->cfg, req->path);
+    if (!r) {
+        refuse_fd(fd, 404, "not found", req->path, NULL);
+        return;
+    }
+    int st = request_checks(e, req, r, &why, &extra);
+    if (st == 0 && (st = edge_admit_take(e, req->remote)) != 0) /* held by c from here */
+        why = st == 429 ? "too many connections from this address" : "too many connections";
+    if (st) {
+        refuse_fd(fd, st, why, r->path, extra);
+        return;
+    }
+    edge_conn_t *c = conn_new(e, r, req->remote);
+    c->counted = 1;
+    char jwhy[256] = "";
+    char *token = find_token(req, c);
+    int rc = check_jwt(e, c, token, jwhy, sizeof jwhy);
+    free(token);
+    if (rc != 0 || edge_user_reserve(e, c) != 0) {
+        edge_admit_release(e, c->remote);
+        edge_conn_free(c);
+        refuse_fd(fd, rc ? 401 : 409, rc ? jwhy : "user already connected", r->path, NULL);
+        return;
+    }
+    c->connect_extra = connect_extra(r, req);
+    if (build_resume(c, req) != 0) {
+        edge_admit_release(e, c->remote);
+        edge_user_index(e, c, 0);
+        edge_conn_free(c);
+        refuse_fd(fd, 431, "request headers too large", r->path, NULL);
+        return;
+    }
+    conn_register(e, c);
+    hold_fd(e, c, fd);
+    if (!*r->auth.authorizer && !c->n_offered && !edge_claim_needed(e, c))
+        hs_admit(e, c); /* upgrade now */
+    else
+        hold_for_authz(e, c);
 }
 
 static int add_channels(edge_conn_t *c, json_t *arr)
@@ -728,25 +731,6 @@ static int apply_authz_answer(edge_conn_t *c, const char *body)
 out:
     json_decref(o);
     return st;
-}
-
-/* Gives an admitted detached socket back to lws with the rebuilt request. */
-static void hs_admit(edge_loop_t *e, edge_conn_t *c)
-{
-    c->admitted = 1;
-    int fd = c->hs_fd;
-    if (!lws_adopt_socket_vhost_readbuf(e->vh, fd, c->hs_req, strlen(c->hs_req))) {
-        /* lws closed fd */
-        c->hs_fd = -1;
-        char k[16];
-        snprintf(k, sizeof k, "%d", fd);
-        if (edge_map_get(&e->by_fd, k) == c)
-            edge_map_del(&e->by_fd, k);
-        WSG_LOG(WSG_LOG_WARN, "handshake lost on re-adoption", "conn=%s route=%s", c->id,
-                c->route->path);
-        conn_unregister(e, c);
-        edge_conn_free(c);
-    }
 }
 
 /* A claim thread's verdict on c's user (c NULL: the handshake is gone). */

@@ -1,10 +1,12 @@
 /*
  * edge_int.h — the edge's private types, shared by its files:
  *   edge.c            lws context, lifecycle, service loop, the hand-over queue
+ *   edge_accept.c     an accepted socket until its request headers are read
+ *   edge_request.c    the HTTP request parser (http-parser; no lws here)
  *   edge_handshake.c  routing, auth, origin and limits before the 101
  *   edge_conn.c       frames, limits, timers, outbound queue, closing
  *   edge_channels.c   the local channel -> members index, commands, publishes
- *   edge_authz.c      the workers of a detached handshake: the authorizer
+ *   edge_authz.c      the workers of a held handshake: the authorizer
  *                     webhook (libcurl multi on its own thread) and cluster
  *                     user claims (bus_user_claim on a few threads)
  *   edge_events.c     event envelopes (SPEC.md §3) and their acks
@@ -38,6 +40,7 @@
 #include "common/config.h"
 #include "common/listen.h"
 #include "ws-edge/edge.h"
+#include "ws-edge/edge_request.h"
 
 #define EDGE_ID_LEN 22 /* base64url of 128 random bits */
 
@@ -137,8 +140,9 @@ typedef struct edge_conn {
     edge_held_t *held;  /* commands received before the socket opened */
     int pending;        /* 1 while the handshake is in flight */
     /* handshake-only state (freed once open) */
-    int hs_fd;      /* socket held while the authorizer runs, else -1 */
-    char *hs_req;   /* the request replayed into lws once admitted */
+    int hs_fd;    /* the socket while its request is decided, else -1 */
+    char *hs_req; /* the request replayed into lws once admitted */
+    size_t hs_req_len;
     char **offered; /* offered subprotocols, bearer.* removed */
     size_t n_offered;
     int admitted; /* decided: the replayed request is let through */
@@ -190,6 +194,15 @@ struct edge_held {
 
 typedef struct edge_authz edge_authz_t;
 typedef struct edge_loop edge_loop_t;
+
+/* ---- requests being read (edge_accept.c; service thread) ------------------ */
+#define EDGE_REQ_MAX_PENDING 1024 /* being read per loop: accepting waits beyond */
+typedef struct edge_reading edge_reading_t;
+
+/* Service thread: takes an accepted socket; edge_hs_decide gets the request. */
+void edge_req_accept(edge_loop_t *e, int fd, const struct sockaddr_storage *sa);
+/* Answers 408 to requests incomplete after the header timeout (all: 503). */
+void edge_req_reap(edge_loop_t *e, int64_t now, int all);
 typedef struct edge_fanout edge_fanout_t;
 
 /* ---- connection timers (edge_timer.c; service thread only) ---------------
@@ -242,8 +255,11 @@ struct edge_loop {
     int listen_paused; /* accept failed for want of resources: resumed by the tick */
     int port;
 
+    edge_reading_t *reqs_head, *reqs_tail; /* requests being read (edge_accept.c) */
+    size_t n_reqs;
+
     edge_map_t conns;    /* id -> edge_conn_t (open and pending) */
-    edge_map_t by_fd;    /* "fd" -> edge_conn_t detached for the authorizer */
+    edge_map_t by_fd;    /* "fd" -> edge_conn_t whose decided request lws has not upgraded */
     edge_map_t channels; /* channel -> edge_members_t */
     size_t n_conns;      /* open + pending, on this loop */
 
@@ -270,6 +286,9 @@ struct edge_loop {
 
 /* edge.c */
 int64_t edge_now_ms(void);
+/* The strictest routes[].limits.handshake_timeout: the route is not known
+ * before the request's headers are complete. */
+uint64_t edge_header_timeout_ms(const wsg_config_t *cfg);
 void edge_post(edge_loop_t *e, edge_q_t *q); /* any thread */
 /* The loop that owns (or would own) connection id. */
 edge_loop_t *edge_loop_of(const edge_t *E, const char *conn_id);
@@ -290,7 +309,7 @@ int edge_on_http(edge_loop_t *e, struct lws *wsi, const char *uri);
 int edge_on_add_headers(edge_loop_t *e, struct lws *wsi, void *in);
 void edge_on_authz_result(edge_loop_t *e, edge_q_t *q);
 void edge_send_http_status(int fd, int status, const char *extra_headers, const char *body);
-/* Answers status on a detached handshake, replies WSG_EGONE to its held
+/* Answers status on a held handshake, replies WSG_EGONE to its held
  * commands and frees it. */
 void edge_hs_refuse(edge_loop_t *e, edge_conn_t *c, int status, const char *why);
 /* Counts a new connection from ip against edge.max_connections and
@@ -306,9 +325,10 @@ void edge_hs_drop_orphan(edge_loop_t *e);
  * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed). */
 int edge_user_reserve(edge_loop_t *e, edge_conn_t *c);
 void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on);
-/* Takes the socket of c's handshake away from lws and asks the authorizer
- * (or goes on at the next queue drain); returns CONFIRM_UPGRADE's answer. */
-int edge_hs_detach(edge_loop_t *e, edge_conn_t *c, struct lws *wsi);
+/* Decides a complete request (edge_request.c): refuses it on its socket,
+ * gives it to lws rebuilt, or holds it for the authorizer or a user claim.
+ * Takes r->fd (sets it to -1). */
+void edge_hs_decide(edge_loop_t *e, edge_req_t *r);
 
 /* edge_conn.c */
 int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot);

@@ -1,0 +1,74 @@
+/*
+ * fuzz_edge_request.c — libFuzzer target for the edge's HTTP request parser
+ * (ws-edge/edge_request.c), which reads every client handshake before lws.
+ * The first input byte sets the size of the pieces the rest is fed in (as
+ * reads from a socket would split it); the same bytes fed at once must give
+ * the same result — status, path, headers, query — and a complete request
+ * must hold only what the accessors promise.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws-edge/edge_request.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int feed(edge_req_t *r, const char *p, size_t n, size_t piece)
+{
+    int st = 0;
+    for (size_t i = 0; i < n && st == 0; i += piece)
+        st = edge_req_feed(r, p + i, n - i < piece ? n - i : piece);
+    return st;
+}
+
+static void check_complete(const edge_req_t *r)
+{
+    if (!r->path || r->path[0] != '/' || r->body_off > r->len ||
+        r->n_headers > EDGE_REQ_MAX_HEADERS)
+        abort();
+    if (strstr(r->path, "//") || strstr(r->path, "/./") || strstr(r->path, "/../"))
+        abort(); /* collapsed */
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const char *nm = r->buf + r->hname[i].off;
+        for (const char *c = nm; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                abort(); /* names are lower case */
+        size_t from = 0;
+        if (!edge_req_header_from(r, nm, &from) || from > i + 1)
+            abort(); /* every header is found, the first of its name first */
+    }
+    const char *v;
+    for (size_t i = 0; edge_req_arg(r, i, &v); i++)
+        if (!v || i >= EDGE_REQ_MAX_ARGS)
+            abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    size_t piece = data[0] ? data[0] : 1;
+    const char *p = (const char *)data + 1;
+    size_t n = size - 1;
+    edge_req_t a, b;
+    edge_req_init(&a);
+    edge_req_init(&b);
+    int sa = feed(&a, p, n, piece), sb = feed(&b, p, n, n ? n : 1);
+    if (sa != sb)
+        abort(); /* how the bytes were split changed the answer */
+    if (sa == 1) {
+        check_complete(&a);
+        if (strcmp(a.path, b.path) != 0 || a.n_headers != b.n_headers || a.n_args != b.n_args ||
+            a.body_off != b.body_off)
+            abort();
+        for (size_t i = 0; i < a.n_headers; i++)
+            if (strcmp(a.buf + a.hname[i].off, b.buf + b.hname[i].off) != 0 ||
+                strcmp(a.buf + a.hval[i].off, b.buf + b.hval[i].off) != 0)
+                abort();
+    }
+    edge_req_clear(&a);
+    edge_req_clear(&b);
+    return 0;
+}
