@@ -227,17 +227,6 @@ static int finish(edge_req_t *r)
     return 0;
 }
 
-/* Where the header block ends (the blank line after it). */
-static size_t header_end(const edge_req_t *r)
-{
-    for (size_t i = 0; i + 1 < r->len; i++)
-        if (r->buf[i] == '\n' &&
-            (r->buf[i + 1] == '\n' ||
-             (r->buf[i + 1] == '\r' && i + 2 < r->len && r->buf[i + 2] == '\n')))
-            return i + (r->buf[i + 1] == '\n' ? 2 : 3);
-    return r->len;
-}
-
 void edge_req_init(edge_req_t *r)
 {
     memset(r, 0, sizeof *r);
@@ -267,13 +256,14 @@ int edge_req_feed(edge_req_t *r, const char *data, size_t n)
     size_t at = r->len;
     r->len += n;
     r->buf[r->len] = '\0';
-    if (n) /* no bytes would tell the parser the stream ended */
-        http_parser_execute(parser_of(r), &settings, r->buf + at, n);
+    size_t used = n ? http_parser_execute(parser_of(r), &settings, r->buf + at, n) : 0;
+    /* (no bytes would tell the parser the stream ended) */
     if (r->status)
         return r->status;
     enum http_errno err = HTTP_PARSER_ERRNO(parser_of(r));
     if (r->complete) {
-        r->body_off = header_end(r);
+        /* paused in on_headers_complete: `used` stops at the final '\n' */
+        r->body_off = at + used + 1 <= r->len ? at + used + 1 : r->len;
         int st = finish(r);
         return st ? (r->status = st) : 1;
     }
