@@ -156,7 +156,9 @@ static void normalise_path(char *s)
 /* The query's arguments, decoded, as "name\0value\0" pairs in r->args. */
 static int split_query(edge_req_t *r, const char *q, size_t n)
 {
-    r->args = malloc(n + 2);
+    /* each argument adds two NULs and drops at most one separator or '=':
+     * k <= n arguments need at most n + k + 1 bytes */
+    r->args = malloc(2 * n + 2);
     if (!r->args)
         abort();
     char *out = r->args;
