@@ -221,8 +221,8 @@ static int finish(edge_req_t *r)
     r->path = malloc(pl + 2);
     if (!r->path)
         abort();
-    if (pct_decode(path, pl, r->path, 0) < 0)
-        return 400;
+    if (pct_decode(path, pl, r->path, 0) < 0 || r->path[0] != '/')
+        return 400; /* a bad escape, or not a path ("*", "host:port") */
     normalise_path(r->path);
     if (u.field_set & (1 << UF_QUERY))
         return split_query(r, url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
