@@ -201,11 +201,6 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     for (int i = 0; i < EDGE_ACCEPT_BURST; i++) {
-        if (e->n_reqs >= EDGE_REQ_MAX_PENDING) { /* the tick resumes accepting */
-            ev_io_stop(e->loop, &e->listen_w);
-            e->listen_paused = 1;
-            return;
-        }
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
         int fd = accept4(e->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);

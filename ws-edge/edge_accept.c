@@ -18,8 +18,9 @@
  * arguments (414); a request incomplete after the strictest route's
  * handshake_timeout is answered 408 (a loop's requests are listed in accept
  * order and share one timeout, so only the oldest are looked at); at most
- * EDGE_REQ_MAX_PENDING being read per loop (beyond, the loop stops
- * accepting until its next tick; the kernel's backlog holds the rest).
+ * EDGE_REQ_MAX_PENDING being read per loop: a new socket beyond that
+ * makes the oldest one go with 408 (a client holding many sockets open
+ * without finishing a request cannot stop the loop from accepting).
  *
  * Service thread only.
  */
@@ -124,6 +125,12 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 
 void edge_req_accept(edge_loop_t *e, int fd, const struct sockaddr_storage *sa)
 {
+    if (e->n_reqs >= EDGE_REQ_MAX_PENDING) { /* the slowest makes room */
+        wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
+        WSG_LOG(WSG_LOG_INFO, "handshake refused", "status=408 reason=%s remote=%s",
+                "too many requests being read", e->reqs_head->req.remote);
+        req_end(e, e->reqs_head, 408, why_of(408));
+    }
     edge_reading_t *r = calloc(1, sizeof *r);
     if (!r)
         abort();

@@ -172,6 +172,17 @@ static int list_has(const char *list, const char *token)
     return 0;
 }
 
+/* 1 when any header named lname lists token. */
+static int header_has(const edge_req_t *req, const char *lname, const char *token)
+{
+    size_t from = 0;
+    const char *v;
+    while ((v = edge_req_header_from(req, lname, &from)))
+        if (list_has(v, token))
+            return 1;
+    return 0;
+}
+
 static int origin_allowed(const wsg_route_conf_t *r, const edge_req_t *req)
 {
     if (!r->n_allowed_origins)
@@ -186,8 +197,9 @@ static int origin_allowed(const wsg_route_conf_t *r, const edge_req_t *req)
     return 0;
 }
 
-/* Splits the offered subprotocols (every Sec-WebSocket-Protocol header); a
- * "bearer.<token>" entry becomes *token. */
+/* Splits the offered subprotocols (every Sec-WebSocket-Protocol header; the
+ * first EDGE_MAX_OFFERED are kept); a "bearer.<token>" entry becomes *token. */
+#define EDGE_MAX_OFFERED 32
 static void parse_protocols(const edge_req_t *req, edge_conn_t *c, char **token)
 {
     size_t from = 0;
@@ -202,6 +214,8 @@ static void parse_protocols(const edge_req_t *req, edge_conn_t *c, char **token)
                     *token = strdup(t + 7);
                 continue;
             }
+            if (c->n_offered == EDGE_MAX_OFFERED)
+                continue; /* a client offering more is not browsing */
             char **o = realloc(c->offered, (c->n_offered + 1) * sizeof *o);
             if (!o)
                 abort();
@@ -515,11 +529,22 @@ static void fd_key(int fd, char k[16])
 }
 
 /* c's decision is pending on fd (or lws is about to get it): by_fd finds c
- * from lws's CONFIRM_UPGRADE, the tick times it out. */
+ * from lws's CONFIRM_UPGRADE, the tick times it out. An entry already there
+ * is stale: while the edge or lws held that fd the kernel could not hand
+ * its number out again, so lws closed it before upgrading (its connection
+ * never opened, and goes now rather than keeping its slots). */
 static void hold_fd(edge_loop_t *e, edge_conn_t *c, int fd)
 {
     char k[16];
     fd_key(fd, k);
+    edge_conn_t *stale = edge_map_get(&e->by_fd, k);
+    if (stale) {
+        WSG_LOG(WSG_LOG_WARN, "handshake lost in lws", "conn=%s route=%s", stale->id,
+                stale->route->path);
+        stale->hs_fd = -1;
+        conn_unregister(e, stale);
+        edge_conn_free(stale);
+    }
     c->hs_fd = fd;
     edge_map_put(&e->by_fd, k, c);
 }
@@ -609,8 +634,8 @@ static void hold_for_authz(edge_loop_t *e, edge_conn_t *c)
 static int request_checks(edge_loop_t *e, const edge_req_t *req, const wsg_route_conf_t *r,
                           const char **why, const char **extra)
 {
-    const char *up = edge_req_header(req, "upgrade"), *conn = edge_req_header(req, "connection");
-    if (!edge_req_is_get(req) || !list_has(up, "websocket") || !list_has(conn, "upgrade")) {
+    if (!edge_req_is_get(req) || !header_has(req, "upgrade", "websocket") ||
+        !header_has(req, "connection", "upgrade")) {
         *extra = "Upgrade: websocket\r\n";
         return *why = "websocket upgrade required", 426;
     }

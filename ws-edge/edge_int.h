@@ -196,7 +196,7 @@ typedef struct edge_authz edge_authz_t;
 typedef struct edge_loop edge_loop_t;
 
 /* ---- requests being read (edge_accept.c; service thread) ------------------ */
-#define EDGE_REQ_MAX_PENDING 1024 /* being read per loop: accepting waits beyond */
+#define EDGE_REQ_MAX_PENDING 1024 /* being read per loop: the oldest goes beyond */
 typedef struct edge_reading edge_reading_t;
 
 /* Service thread: takes an accepted socket; edge_hs_decide gets the request. */

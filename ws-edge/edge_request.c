@@ -241,8 +241,6 @@ int edge_req_feed(edge_req_t *r, const char *data, size_t n)
 {
     if (r->complete || r->status)
         return r->status ? r->status : 1;
-    if (r->len + n > EDGE_REQ_MAX_BYTES)
-        n = EDGE_REQ_MAX_BYTES - r->len; /* what fits; the parser decides on it */
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : REQ_BUF_FIRST;
         while (cap < r->len + n + 1)
@@ -258,7 +256,10 @@ int edge_req_feed(edge_req_t *r, const char *data, size_t n)
     size_t at = r->len;
     r->len += n;
     r->buf[r->len] = '\0';
-    size_t used = n ? http_parser_execute(parser_of(r), &settings, r->buf + at, n) : 0;
+    /* The header block must end within the limit; what follows it in the
+     * same read is kept (the client's first frames, for lws). */
+    size_t pn = n < EDGE_REQ_MAX_BYTES - at ? n : EDGE_REQ_MAX_BYTES - at;
+    size_t used = pn ? http_parser_execute(parser_of(r), &settings, r->buf + at, pn) : 0;
     /* (no bytes would tell the parser the stream ended) */
     if (r->status)
         return r->status;
@@ -271,7 +272,7 @@ int edge_req_feed(edge_req_t *r, const char *data, size_t n)
     }
     if (err != HPE_OK)
         return r->status = 400;
-    if (r->len >= EDGE_REQ_MAX_BYTES)
+    if (at + pn >= EDGE_REQ_MAX_BYTES)
         return r->status = 431;
     return 0;
 }
@@ -279,21 +280,22 @@ int edge_req_feed(edge_req_t *r, const char *data, size_t n)
 char *edge_req_room(edge_req_t *r, size_t *n)
 {
     size_t want = r->len + 512 + 1;
-    if (want > EDGE_REQ_MAX_BYTES + 2)
-        want = EDGE_REQ_MAX_BYTES + 2; /* one byte past the limit tells 431 */
+    if (want > EDGE_REQ_MAX_BYTES + 1)
+        want = EDGE_REQ_MAX_BYTES + 1; /* what the limit allows, and the NUL */
     if (r->cap < want) {
         size_t cap = r->cap ? r->cap : REQ_BUF_FIRST;
         while (cap < want)
             cap *= 2;
-        if (cap > EDGE_REQ_MAX_BYTES + 2)
-            cap = EDGE_REQ_MAX_BYTES + 2;
+        if (cap > EDGE_REQ_MAX_BYTES + 1)
+            cap = EDGE_REQ_MAX_BYTES + 1;
         char *b = realloc(r->buf, cap);
         if (!b)
             abort();
         r->buf = b;
         r->cap = cap;
     }
-    *n = r->cap - r->len - 1;
+    size_t room = r->cap - r->len - 1, left = EDGE_REQ_MAX_BYTES - r->len;
+    *n = room < left ? room : left; /* the rest stays in the socket, for lws */
     return r->buf + r->len;
 }
 

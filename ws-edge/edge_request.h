@@ -42,7 +42,7 @@ void edge_req_init(edge_req_t *r);
  * status refusing the request (400, 414, 431). */
 int edge_req_feed(edge_req_t *r, const char *data, size_t n);
 /* Makes room to read in place: returns where (r->buf + r->len) and *n how
- * many bytes may go there (one past the limit, so that 431 can be told). */
+ * many bytes may go there (> 0 while edge_req_feed has answered 0). */
 char *edge_req_room(edge_req_t *r, size_t *n);
 void edge_req_clear(edge_req_t *r); /* frees what r holds, not r */
 int edge_req_is_get(const edge_req_t *r);

@@ -4,6 +4,7 @@ the real binary over raw sockets:
 
 - a request arriving a byte at a time, and one whose first frame arrives in
   the same write as the request, are upgraded and their frames delivered;
+- Upgrade / Connection tokens are found in any of a repeated header;
 - the path is percent-decoded and "/x/../" collapsed before routing; query
   arguments are decoded ('+' is a space) in the connect event;
 - bad input is refused with a status and changes nothing: garbage 400, a
@@ -11,6 +12,8 @@ the real binary over raw sockets:
   or malformed Sec-WebSocket-Key 400, version 8 426 naming version 13, a
   POST on a route 426; the gateway serves the next client as before;
 - a request left incomplete is answered 408 after handshake_timeout;
+- with 1,024 requests being read on a loop, the next socket makes the
+  oldest go with 408 (long before its timeout) and the loop keeps serving;
 - an authorized route (the authorizer) still admits and refuses while other
   clients are held open.
 
@@ -20,6 +23,7 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 import base64
 import os
 import re
+import resource
 import socket
 import time
 import unittest
@@ -105,6 +109,12 @@ class EdgeRequest(w.GatewayTestCase):
         client.send_text("one")
         self.be.wait_event(lambda e: e.get("type") == "message" and e.get("data") == "one")
 
+    def test_upgrade_named_in_a_repeated_header(self):
+        req = raw_request("/chat").replace(b"Connection: Upgrade\r\n",
+                                           b"Connection: keep-alive\r\nConnection: Upgrade\r\n")
+        s, (st, _, _) = self.answer(req)
+        self.assertEqual(st, 101)
+
     def test_first_frame_in_the_same_write(self):
         frame = w.WsClient.frame(w.OP_TEXT, "early")
         s, (st, _, rest) = self.answer(raw_request("/chat") + frame)
@@ -162,6 +172,34 @@ class EdgeRequest(w.GatewayTestCase):
         self.assertEqual(st, 403)
         for c in held:
             self.assertIsNone(c.close_code)
+
+
+class PendingRequests(w.GatewayTestCase):
+    def test_oldest_request_being_read_makes_room(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 1400:
+            self.skipTest("needs 1,400 open files")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        be = self.backend()
+        gw = self.gateway([w.route("/chat", be.url, limits={"handshake_timeout": "60s"})],
+                          config={"edge": {"threads": 1}})
+        u = urllib.parse.urlsplit(gw.edge_url)
+        partial = raw_request("/chat")[:30]
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        first = socket.create_connection((u.hostname, u.port), timeout=10)
+        socks.append(first)
+        first.sendall(partial)
+        for _ in range(1023):  # the loop now reads 1,024 requests
+            s = socket.create_connection((u.hostname, u.port), timeout=10)
+            s.sendall(partial)
+            socks.append(s)
+        ws = self.client(gw.edge_url + "/chat")  # the 1,025th socket
+        st, _, _ = read_head(first, timeout=20)
+        self.assertEqual(st, 408, "the oldest request goes, long before its 60 s timeout")
+        ws.send_text("served")
+        be.wait_event(lambda e: e.get("data") == "served")
 
 
 if __name__ == "__main__":
