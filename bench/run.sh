@@ -265,6 +265,21 @@ stop_server() { # server
       ;;
   esac
 }
+# Waits (at most 60 s) until the server's processes use under 5% of a core
+# over a second: each workload measures itself, not the tail of the one
+# before (18,000 disconnects after a or b take the server a few seconds).
+settle() { # server
+  local t c0 c1 i
+  t=$(target "$1")
+  for i in $(seq 60); do
+    c0=$(cpu_s "$t")
+    sleep 1
+    c1=$(cpu_s "$t")
+    awk -v a="$c0" -v b="$c1" 'BEGIN{exit !(b - a < 0.05)}' && break
+  done
+  [ "$i" -gt 1 ] && echo "bench: $1 settled after ${i} s" >&2
+  return 0
+}
 for s in $servers; do
   WSGATE_WHY=""
   if ! "start_$s"; then
@@ -276,6 +291,7 @@ for s in $servers; do
     continue
   fi
   for w in $workloads; do
+    settle "$s"
     echo "bench: workload $w on $s (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     "wl_$w" "$s" || record "{\"workload\":\"$w\",\"server\":\"$s\",\"not_run\":\"workload failed: see log\"}"
   done
