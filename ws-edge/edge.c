@@ -158,7 +158,7 @@ void edge_msg_unref(edge_msg_t *m)
  * connections over them by address hash. lws 4.1 does not set SO_REUSEPORT
  * itself (its LISTEN_SHARE option is inert in Debian's build), hence a
  * listener of our own; an accepted socket's request is read by
- * edge_request.c, and lws only gets the socket once it is admitted. */
+ * edge_accept.c, and lws only gets the socket once it is admitted. */
 #define EDGE_ACCEPT_BURST 64 /* accepts per wake-up, so one loop cannot starve */
 
 /* A TCP socket bound to addr, SO_REUSEPORT when share; -1 with *why = errno. */
@@ -399,7 +399,7 @@ static void lws_log_bridge(int level, const char *line)
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
     /* lws 4.1 reports every socket given to it with lws_adopt_socket_readbuf
-     * (every admitted connection: edge_request.c read its request) at error
+     * (every admitted connection: edge_accept.c read its request) at error
      * level: routine. */
     int routine = strstr(line, "adopt_socket_readbuf: calling service") != NULL;
     WSG_LOG(level == LLL_ERR && !routine ? WSG_LOG_WARN : WSG_LOG_DEBUG, "lws", "detail=%.*s",
@@ -439,7 +439,7 @@ static int create_context(edge_loop_t *e, char *err, size_t errlen)
     info.max_http_header_data = 16384;
     info.max_http_header_pool = 1024;
     /* lws gets a socket with its (rebuilt) request already read; these bound
-     * what is left of its handshake. The header phase is edge_request.c's. */
+     * what is left of its handshake. The header phase is edge_accept.c's. */
     info.timeout_secs = (unsigned)((edge_header_timeout_ms(e->edge->cfg) + 999) / 1000);
     info.timeout_secs_ah_idle = info.timeout_secs;
     info.ka_time = 0;

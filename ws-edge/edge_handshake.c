@@ -135,7 +135,7 @@ static void refuse_fd(int fd, int status, const char *why, const char *path, con
     close(fd);
 }
 
-/* lws only ever sees requests the edge admitted (edge_request.c), so these
+/* lws only ever sees requests the edge admitted (edge_accept.c read them), so these
  * two answer what would be a mistake of ours, not a client's. */
 static int refuse(struct lws *wsi, int status, const char *why)
 {

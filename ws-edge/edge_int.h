@@ -325,7 +325,7 @@ void edge_hs_drop_orphan(edge_loop_t *e);
  * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed). */
 int edge_user_reserve(edge_loop_t *e, edge_conn_t *c);
 void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on);
-/* Decides a complete request (edge_request.c): refuses it on its socket,
+/* Decides a complete request (read by edge_accept.c): refuses it on its socket,
  * gives it to lws rebuilt, or holds it for the authorizer or a user claim.
  * Takes r->fd (sets it to -1). */
 void edge_hs_decide(edge_loop_t *e, edge_req_t *r);

@@ -8,7 +8,8 @@ the real binary over raw sockets:
 - the path is percent-decoded and "/x/../" collapsed before routing; query
   arguments are decoded ('+' is a space) in the connect event;
 - bad input is refused with a status and changes nothing: garbage 400, a
-  bad escape 400, headers over 16 KiB 431, over 64 headers 431, a missing
+  bad escape 400, headers over 16 KiB 431, over 64 headers 431, over 64
+  query arguments 414, a missing
   or malformed Sec-WebSocket-Key 400, version 8 426 naming version 13, a
   POST on a route 426; the gateway serves the next client as before;
 - a request left incomplete is answered 408 after handshake_timeout;
@@ -30,6 +31,7 @@ import unittest
 import urllib.parse
 
 import wsgate_test as w
+import wsgate_ws
 
 
 def raw_request(path, host="x", key=None, version="13", extra=()):
@@ -47,20 +49,10 @@ def raw_request(path, host="x", key=None, version="13", extra=()):
 def read_head(sock, timeout=10.0):
     """(status, headers, rest) of the response, or (None, {}, b"") when the
     socket closed first."""
-    sock.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        c = sock.recv(4096)
-        if not c:
-            return None, {}, buf
-        buf += c
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        hdrs[k.strip().lower()] = v.strip()
-    return int(lines[0].split(" ")[1]), hdrs, rest
+    try:
+        return wsgate_ws._read_http_head(sock, time.monotonic() + timeout)
+    except ConnectionError:
+        return None, {}, b""
 
 
 class EdgeRequest(w.GatewayTestCase):
@@ -130,6 +122,7 @@ class EdgeRequest(w.GatewayTestCase):
             (raw_request("/ch%00at"), 400),
             (raw_request("/chat", extra=["X-Big: " + "a" * 17000]), 431),
             (raw_request("/chat", extra=["X-H%d: v" % i for i in range(70)]), 431),
+            (raw_request("/chat?" + "&".join("a%d=1" % i for i in range(70))), 414),
             (raw_request("/chat", key=""), 400),
             (raw_request("/chat", key="not-base64-of-16-bytes"), 400),
             (raw_request("/chat", version="8"), 426),
