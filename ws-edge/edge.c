@@ -257,12 +257,8 @@ static void reap_pending(edge_loop_t *e, int all)
         edge_conn_t *c = r.list;
         r.list = (edge_conn_t *)c->rx;
         c->rx = NULL;
-        if (c->admitted) { /* lws owns the socket again but never upgraded it */
-            char k[16];
-            snprintf(k, sizeof k, "%d", c->hs_fd);
-            edge_map_del(&e->by_fd, k);
-            c->hs_fd = -1;
-        }
+        if (c->admitted) /* lws owns the socket but never upgraded it */
+            edge_hs_unhold(e, c);
         edge_hs_refuse(e, c, 503, all ? "shutting down" : "handshake timed out");
     }
 }
@@ -351,7 +347,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         return e->stopping ? -1 : 0;
     case LWS_CALLBACK_HTTP:
-        return edge_on_http(e, wsi, in);
+        return edge_on_http(wsi);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         /* `in` is deliberately never read here: after a refusal lws frees the
          * header table it points into (CVE-2025-11677). */

@@ -145,10 +145,8 @@ static int refuse(struct lws *wsi, int status, const char *why)
     return -1; /* hang up */
 }
 
-int edge_on_http(edge_loop_t *e, struct lws *wsi, const char *uri)
+int edge_on_http(struct lws *wsi)
 {
-    (void)e;
-    (void)uri;
     return refuse(wsi, 400, "bad request");
 }
 
@@ -439,12 +437,7 @@ static void conn_unregister(edge_loop_t *e, edge_conn_t *c)
         edge_admit_release(e, c->remote);
     c->counted = 0;
     edge_user_index(e, c, 0); /* a `reject` reservation */
-    if (c->hs_fd >= 0) {
-        char k[16];
-        snprintf(k, sizeof k, "%d", c->hs_fd);
-        if (edge_map_get(&e->by_fd, k) == c)
-            edge_map_del(&e->by_fd, k);
-    }
+    edge_hs_unhold(e, c);
     while (c->held) {
         edge_held_t *h = c->held;
         c->held = h->next;
@@ -463,8 +456,7 @@ void edge_hs_refuse(edge_loop_t *e, edge_conn_t *c, int status, const char *why)
         edge_send_http_status(c->hs_fd, status, NULL, why);
         close(c->hs_fd);
     }
-    conn_unregister(e, c);
-    c->hs_fd = -1;
+    conn_unregister(e, c); /* forgets hs_fd too */
     edge_conn_free(c);
 }
 
@@ -528,6 +520,17 @@ static void fd_key(int fd, char k[16])
     snprintf(k, 16, "%d", fd);
 }
 
+void edge_hs_unhold(edge_loop_t *e, edge_conn_t *c)
+{
+    if (c->hs_fd < 0)
+        return;
+    char k[16];
+    fd_key(c->hs_fd, k);
+    if (edge_map_get(&e->by_fd, k) == c)
+        edge_map_del(&e->by_fd, k);
+    c->hs_fd = -1;
+}
+
 /* c's decision is pending on fd (or lws is about to get it): by_fd finds c
  * from lws's CONFIRM_UPGRADE, the tick times it out. An entry already there
  * is stale: while the edge or lws held that fd the kernel could not hand
@@ -580,8 +583,7 @@ int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi)
     edge_conn_t *c = edge_map_get(&e->by_fd, k);
     if (!c || !c->admitted)
         return refuse(wsi, 400, "bad request");
-    edge_map_del(&e->by_fd, k);
-    c->hs_fd = -1; /* lws owns the socket */
+    edge_hs_unhold(e, c); /* lws owns the socket */
     e->upgrading = c;
     e->upgrading_wsi = wsi;
     return 0;
@@ -592,14 +594,8 @@ int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi)
 static void hs_admit(edge_loop_t *e, edge_conn_t *c)
 {
     c->admitted = 1;
-    int fd = c->hs_fd;
-    if (!lws_adopt_socket_vhost_readbuf(e->vh, fd, c->hs_req, c->hs_req_len)) {
-        /* lws closed fd */
-        c->hs_fd = -1;
-        char k[16];
-        fd_key(fd, k);
-        if (edge_map_get(&e->by_fd, k) == c)
-            edge_map_del(&e->by_fd, k);
+    if (!lws_adopt_socket_vhost_readbuf(e->vh, c->hs_fd, c->hs_req, c->hs_req_len)) {
+        edge_hs_unhold(e, c); /* lws closed the socket */
         WSG_LOG(WSG_LOG_WARN, "handshake lost on adoption", "conn=%s route=%s", c->id,
                 c->route->path);
         conn_unregister(e, c);

@@ -305,7 +305,7 @@ void edge_make_id(const edge_loop_t *e, char out[EDGE_ID_LEN + 1]);
 
 /* edge_handshake.c */
 int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi);
-int edge_on_http(edge_loop_t *e, struct lws *wsi, const char *uri);
+int edge_on_http(struct lws *wsi); /* lws saw a plain HTTP request: 400 */
 int edge_on_add_headers(edge_loop_t *e, struct lws *wsi, void *in);
 void edge_on_authz_result(edge_loop_t *e, edge_q_t *q);
 void edge_send_http_status(int fd, int status, const char *extra_headers, const char *body);
@@ -317,6 +317,9 @@ void edge_hs_refuse(edge_loop_t *e, edge_conn_t *c, int status, const char *why)
  * 429) with nothing counted. edge_admit_release gives the slot back. */
 int edge_admit_take(edge_loop_t *e, const char *ip);
 void edge_admit_release(edge_loop_t *e, const char *ip);
+/* Forgets the socket c's request was held on (its by_fd entry); lws owns it
+ * now, or it is closed. */
+void edge_hs_unhold(edge_loop_t *e, edge_conn_t *c);
 /* Frees a connection admitted in CONFIRM_UPGRADE that never reached
  * ESTABLISHED (lws runs both in one call, so any left over is dead). */
 void edge_hs_drop_orphan(edge_loop_t *e);
