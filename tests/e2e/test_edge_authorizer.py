@@ -26,8 +26,7 @@ class EdgeAuthorizer(w.GatewayTestCase):
     def setUp(self):
         super().setUp()
         self.be = self.backend()
-        self.az = w.Authorizer()
-        self.addCleanup(self.az.stop)
+        self.az = self.authorizer()
         auth = {"authorizer": self.az.url, "authorizer_timeout": "1s",
                 "authorizer_headers": ["X-Tenant", "Cookie"]}
         self.gw = self.gateway([

@@ -23,8 +23,7 @@ class HandshakeTimeouts(w.GatewayTestCase):
     def setUp(self):
         super().setUp()
         self.be = self.backend()
-        self.az = w.Authorizer()
-        self.addCleanup(self.az.stop)
+        self.az = self.authorizer()
         auth = {"authorizer": self.az.url, "authorizer_timeout": "20s"}
         self.gw = self.gateway([
             w.route("/lenient", self.be.url, auth=auth, limits={"handshake_timeout": "30s"}),

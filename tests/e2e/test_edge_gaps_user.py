@@ -51,8 +51,7 @@ class UserReject(w.GatewayTestCase):
     def setUp(self):
         super().setUp()
         self.be = self.backend()
-        self.az = w.Authorizer()
-        self.addCleanup(self.az.stop)
+        self.az = self.authorizer()
         self.gw = self.gateway([
             w.route("/solo", self.be.url, jwt=JWT, one_connection_per_user="reject"),
             w.route("/solo-az", self.be.url, one_connection_per_user="reject",

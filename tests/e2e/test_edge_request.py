@@ -59,8 +59,7 @@ class EdgeRequest(w.GatewayTestCase):
     def setUp(self):
         super().setUp()
         self.be = self.backend()
-        self.az = w.Authorizer()
-        self.addCleanup(self.az.stop)
+        self.az = self.authorizer()
         self.gw = self.gateway([
             w.route("/chat", self.be.url, limits={"handshake_timeout": "1s"}),
             w.route("/authz", self.be.url, auth={"authorizer": self.az.url}),

@@ -48,7 +48,7 @@ from wsgate_util import *  # noqa: F401,F403
 from wsgate_util import (DEFAULT_API_SECRET, DEFAULT_WHSEC, WSGATE_BIN, TempDir, free_port,
                          port_open, require_binary, wait_until)
 from wsgate_http import *  # noqa: F401,F403
-from wsgate_http import Backend, ControlApi, StoreReader
+from wsgate_http import Authorizer, Backend, ControlApi, StoreReader
 from wsgate_ws import *  # noqa: F401,F403
 from wsgate_ws import WsClient, _mask  # noqa: F401
 from wsgate_jwt import *  # noqa: F401,F403
@@ -441,6 +441,11 @@ class GatewayTestCase(_unittest.TestCase):
         be = Backend(**kw)
         self.addCleanup(be.stop)
         return be
+
+    def authorizer(self, **kw):
+        az = Authorizer(**kw)
+        self.addCleanup(az.stop)
+        return az
 
     # True: a gateway still running at the end of the test must exit 0 on
     # SIGTERM. Sanitizer reports in its log always fail the test.
