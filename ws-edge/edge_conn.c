@@ -270,11 +270,13 @@ int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
         c->rx = p;
         c->rx_cap = cap;
     }
-    memcpy(c->rx + c->rx_len, in, len);
+    if (len) /* an empty first fragment has no buffer yet */
+        memcpy(c->rx + c->rx_len, in, len);
     c->rx_len += len;
     if (!final)
         return 0;
-    int rc = deliver(e, c, c->rx, c->rx_len, binary);
+    /* fragments all empty: no buffer was ever made */
+    int rc = deliver(e, c, c->rx ? c->rx : (const unsigned char *)"", c->rx_len, binary);
     free(c->rx); /* no buffer kept while idle */
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;

@@ -1,6 +1,9 @@
 """test_edge_protocol.py — RFC 6455 and HTTP framing rules the edge holds
 clients to, through the real binary with raw sockets and raw frames:
 
+- a message whose first fragment is empty arrives whole (this was a
+  memcpy to NULL, fatal in the sanitizer build), and so does an empty
+  message;
 - a request with more than one Origin, Host, Sec-WebSocket-Key,
   Sec-WebSocket-Version or Authorization header is refused with 400
   before any event, whatever the order of the values.
@@ -37,6 +40,23 @@ class EdgeProtocol(w.GatewayTestCase):
 
     # -- helpers
     sock = req_tests.EdgeRequest.sock  # a raw socket to the edge, closed after the test
+
+    # -- 2: empty fragments
+    def test_empty_first_fragment_then_continuation(self):
+        ws = self.client(self.url + "/chat")
+        ws.send_frame(w.OP_TEXT, b"", fin=False)
+        ws.send_frame(w.OP_CONT, b"abc", fin=True)
+        ws.send_frame(w.OP_BINARY, b"", fin=False)
+        ws.send_frame(w.OP_CONT, b"", fin=False)
+        ws.send_frame(w.OP_CONT, b"\x00xyz", fin=True)
+        ws.send_frame(w.OP_TEXT, b"")
+        ws.send_fragmented(w.OP_TEXT, [b"", b""])
+        ws.send_text("next")
+        evs = self.be.wait_events(lambda e: e["type"] == "message", 5)
+        self.assertEqual(evs[0]["data"], "abc")
+        self.assertEqual(base64.b64decode(evs[1]["data_base64"]), b"\x00xyz")
+        self.assertEqual([e.get("data") for e in evs[2:]], ["", "", "next"])
+        self.assertEqual(ws.close(), (1000, ""))
 
     # -- 4: headers that must appear once
     def status_of(self, data):
