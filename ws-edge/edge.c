@@ -365,9 +365,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return slot && *slot ? edge_on_writeable(e, *slot) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (slot && *slot)
-            edge_on_peer_close(*slot, in, len);
-        return 0;
+        return slot && *slot ? edge_on_peer_close(e, *slot, in, len) : 0;
     case LWS_CALLBACK_CLOSED:
         if (slot && *slot) {
             edge_on_closed(e, *slot);

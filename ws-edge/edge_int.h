@@ -338,10 +338,17 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot);
 int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len);
 int edge_on_writeable(edge_loop_t *e, edge_conn_t *c);
 int edge_on_timer(edge_loop_t *e, edge_conn_t *c);
-void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len);
+/* The client's close frame: 0 to let lws echo it, or -1 once c is being
+ * closed with 1002 (1-byte body, a code a client may not send) or 1007 (a
+ * reason that is not UTF-8). */
+int edge_on_peer_close(edge_loop_t *e, edge_conn_t *c, const unsigned char *in, size_t len);
 void edge_on_closed(edge_loop_t *e, edge_conn_t *c);
 void edge_conn_close(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                      const char *initiator);
+/* Closes c at once (no queued frame goes first) with code, initiator
+ * "server", from an lws callback about c: returns what the callback must
+ * return (-1: lws sends the close frame and closes). */
+int edge_conn_fail(edge_loop_t *e, edge_conn_t *c, int code, const char *reason);
 /* Queues m to c (takes a reference). Returns 0, WSG_EFULL (closed as slow consumer). */
 int edge_conn_queue(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m);
 /* 1 when m to c would go out at once (edge_conn_queue's direct write):

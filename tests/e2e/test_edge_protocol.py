@@ -4,6 +4,9 @@ clients to, through the real binary with raw sockets and raw frames:
 - a message whose first fragment is empty arrives whole (this was a
   memcpy to NULL, fatal in the sanitizer build), and so does an empty
   message;
+- close frames: a 1-byte payload is answered 1002, a reason that is not
+  UTF-8 1007, a code the client may not send 1002; valid codes are echoed;
+  what the disconnect event says in each case;
 - a request with more than one Origin, Host, Sec-WebSocket-Key,
   Sec-WebSocket-Version or Authorization header is refused with 400
   before any event, whatever the order of the values.
@@ -14,6 +17,7 @@ build: a sanitizer report in the gateway's log fails the test).
 
 import base64
 import os
+import struct
 import time
 import unittest
 import urllib.parse
@@ -22,6 +26,10 @@ import test_edge_request as req_tests  # raw requests on raw sockets
 import wsgate_test as w
 
 raw_request, read_head = req_tests.raw_request, req_tests.read_head
+
+
+def frame(op, payload=b"", fin=True, mask=True, mask_key=None):
+    return w.WsClient.frame(op, payload, fin=fin, mask=mask, mask_key=mask_key)
 
 
 class EdgeProtocol(w.GatewayTestCase):
@@ -41,6 +49,14 @@ class EdgeProtocol(w.GatewayTestCase):
     # -- helpers
     sock = req_tests.EdgeRequest.sock  # a raw socket to the edge, closed after the test
 
+    def events_of(self, conn, kind):
+        return [e for e in self.be.events()
+                if e["connection_id"] == conn and e["type"] == kind]
+
+    def disconnect_of(self, conn):
+        return self.be.wait_event(lambda e: e["type"] == "disconnect"
+                                  and e["connection_id"] == conn)
+
     # -- 2: empty fragments
     def test_empty_first_fragment_then_continuation(self):
         ws = self.client(self.url + "/chat")
@@ -57,6 +73,43 @@ class EdgeProtocol(w.GatewayTestCase):
         self.assertEqual(base64.b64decode(evs[1]["data_base64"]), b"\x00xyz")
         self.assertEqual([e.get("data") for e in evs[2:]], ["", "", "next"])
         self.assertEqual(ws.close(), (1000, ""))
+
+    # -- 3: close frames
+    def run_close(self, payload):
+        ws = self.client(self.url + "/chat")
+        ws.send_text("id?")
+        conn = self.be.wait_event(lambda e: e.get("data") == "id?" and
+                                  e["connection_id"] not in self.seen)["connection_id"]
+        self.seen.add(conn)
+        ws.close_sent = True
+        ws.send_raw(frame(w.OP_CLOSE, payload))
+        code, reason = ws.wait_closed(10)
+        return code, reason, self.disconnect_of(conn)
+
+    def test_close_frame_rules(self):
+        self.seen = set()
+        # refused by the edge: the disconnect event says what the edge sent
+        bad = [(b"\x03", 1002, "close frame of one byte"),
+               (struct.pack("!H", 1000) + b"bad \xc3\x28", 1007, "invalid utf-8 in close reason"),
+               (struct.pack("!H", 5000) + b"x", 1002, "invalid close code"),
+               (struct.pack("!H", 65535), 1002, "invalid close code")]
+        for payload, want, why in bad:
+            code, reason, ev = self.run_close(payload)
+            self.assertEqual((code, reason), (want, why), payload)
+            self.assertEqual((ev["code"], ev["reason"], ev["initiator"]), (want, why, "server"))
+        # codes a client may never send: lws 4.1 answers 1002 itself and gives
+        # the edge the frame with its code already replaced by 1002
+        for c in (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999):
+            code, _, ev = self.run_close(struct.pack("!H", c) + b"x")
+            self.assertEqual(code, 1002, c)
+            self.assertEqual((ev["code"], ev["reason"], ev["initiator"]), (1002, "x", "client"))
+        for c in (1000, 1001, 1003, 1007, 1011, 3000, 4000, 4999):
+            code, reason, ev = self.run_close(struct.pack("!H", c) + "bye é".encode())
+            self.assertEqual((code, reason), (c, "bye é"))
+            self.assertEqual((ev["code"], ev["reason"], ev["initiator"]), (c, "bye é", "client"))
+        code, _, ev = self.run_close(b"")
+        self.assertEqual(code, 1005)  # an empty close is answered with an empty close
+        self.assertEqual((ev["code"], ev["initiator"]), (1005, "client"))
 
     # -- 4: headers that must appear once
     def status_of(self, data):
