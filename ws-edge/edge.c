@@ -597,10 +597,12 @@ static int drained(edge_loop_t *e)
 
 static void loop_run(edge_loop_t *e)
 {
+    edge_rxcheck_thread(e);
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
     drain_queue(e);
     while (!drained(e))
         ev_run(e->loop, EVRUN_ONCE);
+    edge_rxcheck_thread(NULL); /* loops are freed later, all from the main thread */
     if (e->n_conns || e->acks_outstanding)
         WSG_LOG(WSG_LOG_WARN, "edge shutdown grace expired",
                 "loop=%u connections=%zu acks_pending=%zu", e->idx, e->n_conns,
@@ -696,6 +698,7 @@ static void loop_free(edge_loop_t *e)
     edge_map_free(&e->conns);
     edge_map_free(&e->by_fd);
     edge_map_free(&e->channels);
+    free(e->rx_conns);
     edge_q_t *q = e->q_head;
     while (q) {
         edge_q_t *next = q->next;

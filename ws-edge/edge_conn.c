@@ -124,6 +124,8 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot)
         edge_conn_close(e, c, 1013, "try again later", "server");
         return 0;
     }
+    if (edge_rxcheck_open(e, c)) /* unmasked, in the bytes that came with the request */
+        edge_conn_close(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON, "server");
     schedule_timer(e, c, now);
     apply_held(e, c);
     return 0;
@@ -247,12 +249,10 @@ static int deliver(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, si
     return 0;
 }
 
-int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
+/* Adds a piece of a message; delivers the message when it is complete. */
+static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
 {
     struct lws *wsi = c->wsi;
-    c->last_rx_ms = edge_now_ms();
-    if (c->close_code)
-        return 0; /* closing: ignore what still arrives */
     int first = lws_is_first_fragment(wsi),
         final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
     size_t max = c->route->limits.max_message_bytes;
@@ -288,6 +288,18 @@ int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
     free(c->rx); /* no buffer kept while idle */
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
+    return rc;
+}
+
+int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
+{
+    c->last_rx_ms = edge_now_ms();
+    if (c->close_code)
+        return 0; /* closing: ignore what still arrives */
+    int rc = reassemble(e, c, in, len);
+    if (rc == 0 && c->rxc.unmasked && !c->close_code && !lws_remaining_packet_payload(c->wsi) &&
+        edge_rxcheck_frame_done(c)) /* the last frame before an unmasked one */
+        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON);
     return rc;
 }
 
@@ -457,6 +469,7 @@ void edge_on_closed(edge_loop_t *e, edge_conn_t *c)
     WSG_LOG(WSG_LOG_INFO, "client disconnected",
             "conn=%s route=%s user=%s code=%d reason=%s initiator=%s", c->id, c->route->path,
             c->user, code, reason, init);
+    edge_rxcheck_closed(e, c);
     edge_event_disconnect(e, c, code, reason, init);
     edge_chan_leave_all(e, c);
     edge_user_index(e, c, 0);

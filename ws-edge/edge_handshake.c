@@ -493,14 +493,16 @@ static char *authz_body(const edge_conn_t *c)
 }
 
 /* The request lws gets once c is admitted: what it needs to upgrade, then
- * any bytes the client sent after its headers. */
+ * any bytes the client sent after its headers, up to an unmasked frame
+ * (edge_rxcheck.c). */
 static int build_resume(edge_conn_t *c, const edge_req_t *req)
 {
     const char *key = edge_req_header(req, "sec-websocket-key");
     const char *host = edge_req_header(req, "host");
     if (!host || !*host || strpbrk(host, "\r\n"))
         host = "localhost";
-    size_t rest = req->len - req->body_off;
+    size_t rest = edge_rxcheck_scan(&c->rxc, (const unsigned char *)req->buf + req->body_off,
+                                    req->len - req->body_off);
     size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + rest;
     c->hs_req = malloc(cap);
     if (!c->hs_req)

@@ -1,6 +1,12 @@
 """test_edge_protocol.py — RFC 6455 and HTTP framing rules the edge holds
 clients to, through the real binary with raw sockets and raw frames:
 
+- a client frame without the mask bit (RFC 6455 §5.1) closes the
+  connection with 1002 and never reaches the backend; the frames sent
+  before it are delivered, nothing after it is: in its own write, in the
+  same write as earlier frames, in the same write as the request, split a
+  byte at a time, as a control frame, as a continuation; a masked frame
+  whose key is all zeros is still accepted;
 - a message whose first fragment is empty arrives whole (this was a
   memcpy to NULL, fatal in the sanitizer build), and so does an empty
   message;
@@ -49,6 +55,17 @@ class EdgeProtocol(w.GatewayTestCase):
     # -- helpers
     sock = req_tests.EdgeRequest.sock  # a raw socket to the edge, closed after the test
 
+    def opened(self, data=b""):
+        """A client whose request (and data after it, in the same write) was
+        sent on a raw socket and answered 101."""
+        s = self.sock()
+        s.sendall(raw_request("/chat") + data)
+        st, _, rest = read_head(s)
+        self.assertEqual(st, 101)
+        ws = w.WsClient(s, rest)
+        self.addCleanup(ws.abort)
+        return ws
+
     def events_of(self, conn, kind):
         return [e for e in self.be.events()
                 if e["connection_id"] == conn and e["type"] == kind]
@@ -56,6 +73,74 @@ class EdgeProtocol(w.GatewayTestCase):
     def disconnect_of(self, conn):
         return self.be.wait_event(lambda e: e["type"] == "disconnect"
                                   and e["connection_id"] == conn)
+
+    def last_conn(self, n):
+        """The id of the n-th connect event (1-based)."""
+        evs = self.be.wait_events(lambda e: e["type"] == "connect", n)
+        return evs[n - 1]["connection_id"]
+
+    def assert_unmasked_refused(self, ws, conn, delivered):
+        """ws sent `delivered` as masked text messages, then an unmasked
+        frame (and maybe more): closed 1002, exactly `delivered` reached the
+        backend, the disconnect event says 1002 from the server."""
+        code, _ = ws.wait_closed(10)
+        self.assertEqual(code, 1002)
+        ev = self.disconnect_of(conn)
+        self.assertEqual((ev["code"], ev["initiator"]), (1002, "server"))
+        self.assertEqual([e["data"] for e in self.events_of(conn, "message")], delivered)
+
+    # -- 1: unmasked client frames
+    def test_unmasked_frame_closes_1002_and_is_not_forwarded(self):
+        ws = self.client(self.url + "/chat")
+        conn = self.last_conn(1)
+        ws.send_text("before")
+        self.be.wait_event(lambda e: e.get("data") == "before")
+        ws.send_raw(frame(w.OP_TEXT, "leak", mask=False))
+        self.assert_unmasked_refused(ws, conn, ["before"])
+
+    def test_unmasked_frame_after_others_in_one_write(self):
+        ws = self.client(self.url + "/chat")
+        conn = self.last_conn(1)
+        ws.send_raw(frame(w.OP_TEXT, "one") + frame(w.OP_TEXT, "two" * 300)
+                    + frame(w.OP_TEXT, "leak", mask=False) + frame(w.OP_TEXT, "after"))
+        self.assert_unmasked_refused(ws, conn, ["one", "two" * 300])
+
+    def test_unmasked_frame_in_the_request_write(self):
+        ws = self.opened(frame(w.OP_TEXT, "early") + frame(w.OP_BINARY, b"leak", mask=False)
+                         + frame(w.OP_TEXT, "after"))
+        self.assert_unmasked_refused(ws, self.last_conn(1), ["early"])
+        ws2 = self.opened(frame(w.OP_TEXT, "leak", mask=False))
+        self.assert_unmasked_refused(ws2, self.last_conn(2), [])
+
+    def test_unmasked_frame_a_byte_at_a_time(self):
+        ws = self.client(self.url + "/chat")
+        conn = self.last_conn(1)
+        ws.send_text("first")
+        self.be.wait_event(lambda e: e.get("data") == "first")
+        for b in frame(w.OP_TEXT, "leak", mask=False):
+            try:
+                ws.send_raw(bytes([b]))
+            except OSError:
+                break
+            time.sleep(0.02)
+        self.assert_unmasked_refused(ws, conn, ["first"])
+
+    def test_unmasked_control_and_continuation_frames(self):
+        ws = self.client(self.url + "/chat")
+        ws.send_raw(frame(w.OP_PING, b"p", mask=False))
+        self.assert_unmasked_refused(ws, self.last_conn(1), [])
+        ws2 = self.client(self.url + "/chat")
+        ws2.send_raw(frame(w.OP_TEXT, "par", fin=False)
+                     + frame(w.OP_CONT, "tial", mask=False))
+        self.assert_unmasked_refused(ws2, self.last_conn(2), [])
+
+    def test_masked_with_a_zero_key_is_accepted(self):
+        ws = self.client(self.url + "/chat")
+        ws.send_raw(frame(w.OP_TEXT, "zero key", mask_key=b"\0\0\0\0")
+                    + frame(w.OP_TEXT, "big" * 30000 + "!", mask_key=b"\0\1\2\3"))
+        evs = self.be.wait_events(lambda e: e["type"] == "message", 2)
+        self.assertEqual([e["data"] for e in evs], ["zero key", "big" * 30000 + "!"])
+        self.assertEqual(ws.close(), (1000, ""))
 
     # -- 2: empty fragments
     def test_empty_first_fragment_then_continuation(self):
