@@ -365,9 +365,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return slot && *slot ? edge_on_writeable(e, *slot) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (slot && *slot)
-            edge_on_peer_close(*slot, in, len);
-        return 0;
+        return slot && *slot ? edge_on_peer_close(e, *slot, in, len) : 0;
     case LWS_CALLBACK_CLOSED:
         if (slot && *slot) {
             edge_on_closed(e, *slot);
@@ -599,10 +597,12 @@ static int drained(edge_loop_t *e)
 
 static void loop_run(edge_loop_t *e)
 {
+    edge_rxcheck_thread(e);
     lws_sul_schedule(e->ctx, 0, &e->sul_tick, tick, EDGE_TICK_US);
     drain_queue(e);
     while (!drained(e))
         ev_run(e->loop, EVRUN_ONCE);
+    edge_rxcheck_thread(NULL); /* loops are freed later, all from the main thread */
     if (e->n_conns || e->acks_outstanding)
         WSG_LOG(WSG_LOG_WARN, "edge shutdown grace expired",
                 "loop=%u connections=%zu acks_pending=%zu", e->idx, e->n_conns,
@@ -698,6 +698,7 @@ static void loop_free(edge_loop_t *e)
     edge_map_free(&e->conns);
     edge_map_free(&e->by_fd);
     edge_map_free(&e->channels);
+    free(e->rx_conns);
     edge_q_t *q = e->q_head;
     while (q) {
         edge_q_t *next = q->next;

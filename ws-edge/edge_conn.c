@@ -7,7 +7,9 @@
  *
  * Service thread only. Invalid UTF-8 in a text message closes with 1007
  * (checked here on the whole message rather than by lws, so that the
- * disconnect event can say why).
+ * disconnect event can say why); so does a close frame whose reason is not
+ * UTF-8, and one with a 1-byte payload or a code a client may not send
+ * closes with 1002.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -122,6 +124,8 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot)
         edge_conn_close(e, c, 1013, "try again later", "server");
         return 0;
     }
+    if (edge_rxcheck_open(e, c)) /* unmasked, in the bytes that came with the request */
+        edge_conn_close(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON, "server");
     schedule_timer(e, c, now);
     apply_held(e, c);
     return 0;
@@ -156,6 +160,12 @@ void edge_conn_close(edge_loop_t *e, edge_conn_t *c, int code, const char *reaso
     lws_callback_on_writable(c->wsi);
     /* A client that never reads never makes us writable: give up after 3 s. */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, 3);
+}
+
+int edge_conn_fail(edge_loop_t *e, edge_conn_t *c, int code, const char *reason)
+{
+    edge_conn_close(e, c, code, reason, "server");
+    return close_now(c);
 }
 
 static int rate_ok(edge_conn_t *c, int64_t now)
@@ -239,12 +249,10 @@ static int deliver(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, si
     return 0;
 }
 
-int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
+/* Adds a piece of a message; delivers the message when it is complete. */
+static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
 {
     struct lws *wsi = c->wsi;
-    c->last_rx_ms = edge_now_ms();
-    if (c->close_code)
-        return 0; /* closing: ignore what still arrives */
     int first = lws_is_first_fragment(wsi),
         final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
     size_t max = c->route->limits.max_message_bytes;
@@ -270,14 +278,28 @@ int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
         c->rx = p;
         c->rx_cap = cap;
     }
-    memcpy(c->rx + c->rx_len, in, len);
+    if (len) /* an empty first fragment has no buffer yet */
+        memcpy(c->rx + c->rx_len, in, len);
     c->rx_len += len;
     if (!final)
         return 0;
-    int rc = deliver(e, c, c->rx, c->rx_len, binary);
+    /* fragments all empty: no buffer was ever made */
+    int rc = deliver(e, c, c->rx ? c->rx : (const unsigned char *)"", c->rx_len, binary);
     free(c->rx); /* no buffer kept while idle */
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
+    return rc;
+}
+
+int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
+{
+    c->last_rx_ms = edge_now_ms();
+    if (c->close_code)
+        return 0; /* closing: ignore what still arrives */
+    int rc = reassemble(e, c, in, len);
+    if (rc == 0 && c->rxc.unmasked && !c->close_code && !lws_remaining_packet_payload(c->wsi) &&
+        edge_rxcheck_frame_done(c)) /* the last frame before an unmasked one */
+        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON);
     return rc;
 }
 
@@ -405,15 +427,34 @@ int edge_on_timer(edge_loop_t *e, edge_conn_t *c)
     return 0;
 }
 
-void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len)
+/* A close code a client may send (RFC 6455 §7.4 and the IANA registry):
+ * not 1004-1006 or 1015 (never sent), not 0-999 or 1016-2999 (unassigned),
+ * not 5000 and above (undefined). lws 4.1 itself replaces the first two
+ * kinds, and 1012-1014, by 1002 before the edge sees the frame. */
+static int peer_code_ok(int code)
 {
-    if (len >= 2) {
-        c->peer_code = (in[0] << 8) | in[1];
-        free(c->peer_reason);
-        c->peer_reason = reason_dup((const char *)in + 2, len - 2);
-    } else {
-        c->peer_code = 1005;
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+int edge_on_peer_close(edge_loop_t *e, edge_conn_t *c, const unsigned char *in, size_t len)
+{
+    if (len == 1) /* a body is a 2-byte code, then the reason (RFC 6455 §5.5.1) */
+        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "close frame of one byte");
+    if (len == 0) {
+        c->peer_code = 1005; /* no code: answered with an empty close */
+        return 0;
     }
+    int code = (in[0] << 8) | in[1];
+    if (!peer_code_ok(code))
+        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "invalid close code");
+    if (!utf8_valid(in + 2, len - 2))
+        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+                              "invalid utf-8 in close reason");
+    c->peer_code = code;
+    free(c->peer_reason);
+    c->peer_reason = reason_dup((const char *)in + 2, len - 2);
+    return 0; /* lws echoes the code */
 }
 
 void edge_on_closed(edge_loop_t *e, edge_conn_t *c)
@@ -428,6 +469,7 @@ void edge_on_closed(edge_loop_t *e, edge_conn_t *c)
     WSG_LOG(WSG_LOG_INFO, "client disconnected",
             "conn=%s route=%s user=%s code=%d reason=%s initiator=%s", c->id, c->route->path,
             c->user, code, reason, init);
+    edge_rxcheck_closed(e, c);
     edge_event_disconnect(e, c, code, reason, init);
     edge_chan_leave_all(e, c);
     edge_user_index(e, c, 0);

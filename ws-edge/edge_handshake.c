@@ -1,7 +1,8 @@
 /*
  * edge_handshake.c — everything decided before the 101 (SPEC.md §2):
- * exact-path routing (404), not a version-13 upgrade (426), a bad
- * Sec-WebSocket-Key (400), origin (403), connection
+ * a repeated Host, Origin, Sec-WebSocket-Key, Sec-WebSocket-Version or
+ * Authorization header (400), exact-path routing (404), not a version-13
+ * upgrade (426), a bad Sec-WebSocket-Key (400), origin (403), connection
  * limits (503 per edge, 429 per IP), JWT (401), one connection per user
  * with `reject` (409), and the authorizer webhook (its 401/403, or 503).
  *
@@ -492,14 +493,16 @@ static char *authz_body(const edge_conn_t *c)
 }
 
 /* The request lws gets once c is admitted: what it needs to upgrade, then
- * any bytes the client sent after its headers. */
+ * any bytes the client sent after its headers, up to an unmasked frame
+ * (edge_rxcheck.c). */
 static int build_resume(edge_conn_t *c, const edge_req_t *req)
 {
     const char *key = edge_req_header(req, "sec-websocket-key");
     const char *host = edge_req_header(req, "host");
     if (!host || !*host || strpbrk(host, "\r\n"))
         host = "localhost";
-    size_t rest = req->len - req->body_off;
+    size_t rest = edge_rxcheck_scan(&c->rxc, (const unsigned char *)req->buf + req->body_off,
+                                    req->len - req->body_off);
     size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + rest;
     c->hs_req = malloc(cap);
     if (!c->hs_req)
@@ -625,6 +628,26 @@ static void hold_for_authz(edge_loop_t *e, edge_conn_t *c)
         edge_hs_refuse(e, c, 503, "authorizer unavailable");
 }
 
+/* Headers whose value the edge acts on and that a request may hold only
+ * once (none of them is a comma-separated list): with two, the edge and
+ * whatever stands before it (a proxy, the authorizer, the backend reading
+ * the connect event) could each take a different one. RFC 9110 §5.3, RFC
+ * 9112 §3.2 (Host), RFC 6454 §7.3 (Origin), RFC 6455 §4.1. */
+static const char *const single_headers[] = {"host", "origin", "sec-websocket-key",
+                                             "sec-websocket-version", "authorization"};
+
+/* The first header of single_headers that req holds more than once, or NULL. */
+static const char *repeated_header(const edge_req_t *req)
+{
+    for (size_t i = 0; i < sizeof single_headers / sizeof *single_headers; i++) {
+        size_t from = 0;
+        if (edge_req_header_from(req, single_headers[i], &from) &&
+            edge_req_header_from(req, single_headers[i], &from))
+            return single_headers[i];
+    }
+    return NULL;
+}
+
 /* A refusal before a connection exists, or 0: the request is an upgrade
  * this route takes from this client now. *extra: headers for the answer. */
 static int request_checks(edge_loop_t *e, const edge_req_t *req, const wsg_route_conf_t *r,
@@ -657,6 +680,13 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
     int fd = req->fd;
     req->fd = -1;
     const char *why = NULL, *extra = NULL;
+    const char *twice = repeated_header(req);
+    if (twice) { /* malformed, whatever the route */
+        char msg[64];
+        snprintf(msg, sizeof msg, "repeated %s header", twice);
+        refuse_fd(fd, 400, msg, req->path, NULL);
+        return;
+    }
     const wsg_route_conf_t *r = wsg_config_route(e->edge->cfg, req->path);
     if (!r) {
         refuse_fd(fd, 404, "not found", req->path, NULL);

@@ -10,6 +10,8 @@
  *                     webhook (libcurl multi on its own thread) and cluster
  *                     user claims (bus_user_claim on a few threads)
  *   edge_events.c     event envelopes (SPEC.md §3) and their acks
+ *   edge_rxcheck.c    the frame headers lws reads from clients: refuses
+ *                     unmasked frames (RFC 6455 §5.1), which lws 4.1 accepts
  *   edge_map.c        a small string-keyed hash map
  *
  * The edge (edge_t, one per process) runs one or more service threads
@@ -100,6 +102,25 @@ typedef struct edge_out {
     edge_msg_t *m;
 } edge_out_t;
 
+/* ---- client frame headers (edge_rxcheck.c; service thread) ---------------
+ * lws 4.1 accepts client frames without the mask bit and gives the protocol
+ * no way to tell (RFC 6455 §5.1: the server must close with 1002). The edge
+ * follows the frame headers in every byte lws reads from a client; from an
+ * unmasked frame on, nothing more reaches lws. */
+typedef struct {
+    uint64_t skip;    /* bytes of the current frame (masking key, payload) still to come */
+    uint8_t hdr[10];  /* the next frame's header so far: 2 bytes, then 0, 2 or 8 of length */
+    uint8_t hdr_len;  /* bytes of it seen; 0 between headers */
+    uint8_t data;     /* the current frame is a data frame (lws gives it to the protocol) */
+    uint8_t unmasked; /* an unmasked frame was seen: the connection is refused with 1002 */
+    uint32_t wait;    /* with unmasked: data frames before it that lws has yet to deliver */
+} edge_rxcheck_t;
+
+/* Follows the frames in p[0..n) (what lws gets next from the client) and
+ * returns how many of these bytes may reach lws: n, or the offset where an
+ * unmasked frame starts (then s->unmasked is set; 0 from then on). Pure. */
+size_t edge_rxcheck_scan(edge_rxcheck_t *s, const unsigned char *p, size_t n);
+
 /* ---- a connection (open or handshake in flight) -------------------------- */
 #define EDGE_REASON_MAX 123 /* a close frame's reason, in bytes */
 typedef struct edge_held edge_held_t;
@@ -123,6 +144,7 @@ typedef struct edge_conn {
     int64_t tokens_ms;
     unsigned char *rx; /* message being assembled (fragments) */
     size_t rx_len, rx_cap;
+    edge_rxcheck_t rxc; /* the frame headers lws reads from the client */
     edge_out_t *out_head, *out_tail;
     size_t out_bytes;
     size_t unacked; /* bytes of events published but not yet acked */
@@ -263,6 +285,9 @@ struct edge_loop {
     edge_map_t channels; /* channel -> edge_members_t */
     size_t n_conns;      /* open + pending, on this loop */
 
+    edge_conn_t **rx_conns; /* fd -> open connection whose reads edge_rxcheck.c follows */
+    size_t rx_conns_cap;
+
     edge_conn_t *upgrading; /* admitted in CONFIRM_UPGRADE, waiting for ESTABLISHED */
     struct lws *upgrading_wsi;
 
@@ -338,10 +363,17 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot);
 int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len);
 int edge_on_writeable(edge_loop_t *e, edge_conn_t *c);
 int edge_on_timer(edge_loop_t *e, edge_conn_t *c);
-void edge_on_peer_close(edge_conn_t *c, const unsigned char *in, size_t len);
+/* The client's close frame: 0 to let lws echo it, or -1 once c is being
+ * closed with 1002 (1-byte body, a code a client may not send) or 1007 (a
+ * reason that is not UTF-8). */
+int edge_on_peer_close(edge_loop_t *e, edge_conn_t *c, const unsigned char *in, size_t len);
 void edge_on_closed(edge_loop_t *e, edge_conn_t *c);
 void edge_conn_close(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                      const char *initiator);
+/* Closes c at once (no queued frame goes first) with code, initiator
+ * "server", from an lws callback about c: returns what the callback must
+ * return (-1: lws sends the close frame and closes). */
+int edge_conn_fail(edge_loop_t *e, edge_conn_t *c, int code, const char *reason);
 /* Queues m to c (takes a reference). Returns 0, WSG_EFULL (closed as slow consumer). */
 int edge_conn_queue(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m);
 /* 1 when m to c would go out at once (edge_conn_queue's direct write):
@@ -382,6 +414,23 @@ int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data
                        int binary);
 int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                           const char *initiator);
+
+/* edge_rxcheck.c */
+/* The calling thread serves e (NULL: no longer): lws's reads on this thread
+ * are followed for e's connections. */
+void edge_rxcheck_thread(edge_loop_t *e);
+/* c is open: lws's reads of its socket are followed from now on. Returns 1
+ * when c already sent an unmasked frame and nothing before it is left to
+ * deliver (the caller closes it). */
+int edge_rxcheck_open(edge_loop_t *e, edge_conn_t *c);
+void edge_rxcheck_closed(edge_loop_t *e, edge_conn_t *c); /* no longer followed */
+/* After lws delivered the end of one of c's data frames: 1 when that was the
+ * last one before an unmasked frame (the caller closes c with 1002). */
+static inline int edge_rxcheck_frame_done(edge_conn_t *c)
+{
+    return c->rxc.unmasked && c->rxc.wait && --c->rxc.wait == 0;
+}
+#define EDGE_UNMASKED_REASON "client frame not masked"
 
 /* edge_authz.c */
 typedef struct {
