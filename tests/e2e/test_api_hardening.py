@@ -1,0 +1,73 @@
+"""test_api_hardening.py — the control API against an attacker, through the
+binary: batch items with a content_type (once a use-after-free)."""
+import json
+
+import wsgate_test as w
+
+PROBLEM = "application/problem+json"
+
+
+class ApiCase(w.GatewayTestCase):
+    """A gateway, one WebSocket client subscribed to channel "c" and known
+    to the registry; self.api is an admin client."""
+    config = {}
+
+    def setUp(self):
+        super().setUp()
+        self.be = self.backend()
+        self.gw = self.gateway([w.route("/chat", self.be.url)], config=self.config)
+        self.api = self.gw.control()
+        self.ws = self.client(self.gw.edge_url + "/chat")
+        self.cid = self.be.wait_event(lambda e: e["type"] == "connect", 15)["connection_id"]
+        w.wait_until(lambda: self.api.get("/v1/connections/" + self.cid).status == 200, 10)
+        self.assertEqual(self.api.put("/v1/channels/c/connections/" + self.cid).status, 204)
+        self.token = self.gw.api_token("admin")
+        self.auth = "Authorization: Bearer %s\r\n" % self.token
+
+    def assert_nothing_delivered(self):
+        """Nothing reached the client: a send made now is the first frame it
+        gets (a frame sent earlier would arrive before it)."""
+        self.assertEqual(self.api.send(self.cid, "marker").status, 200)
+        self.assertEqual(self.ws.recv(10), (w.OP_TEXT, "marker"))
+
+    def assert_problem(self, resp, status):
+        st, headers, body = resp
+        self.assertEqual(st, status, resp)
+        self.assertEqual(headers.get("content-type"), PROBLEM, resp)
+        self.assertEqual(json.loads(body)["status"], status)
+
+
+class BatchContentType(ApiCase):
+    def test_item_content_type_is_honoured(self):
+        """An item's content_type (short, or long enough that a freed copy
+        of it is unmapped) decides how its body is sent; the gateway lives."""
+        long_ct = "application/octet-stream; p=" + "x" * 200000
+        path = "/v1/connections/%s/messages" % self.cid
+        items = [
+            {"method": "POST", "path": path, "body": "short", "content_type":
+             "application/octet-stream"},
+            {"method": "POST", "path": path, "body": "long", "content_type": long_ct},
+            {"method": "POST", "path": path, "body": '{"data":"json"}',
+             "content_type": "application/json"},
+            {"method": "POST", "path": path, "body": "text", "content_type":
+             "text/plain; charset=utf-8"},
+            {"method": "POST", "path": path, "body": "<x/>", "content_type": "application/xml"},
+            {"method": "POST", "path": path, "body": "x", "content_type": 5},
+            {"method": "POST", "path": "/v1/channels/c/messages", "body": "pub",
+             "content_type": "application/octet-stream"},
+        ]
+        for _ in range(3):  # a use-after-free may need a few rounds to bite
+            r = self.api.post("/v1/batch", {"requests": items})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual([x["status"] for x in r.json["results"]],
+                             [200, 200, 200, 200, 415, 400, 202])
+            self.assertEqual([self.ws.recv(10) for _ in range(5)], [
+                (w.OP_BINARY, b"short"), (w.OP_BINARY, b"long"), (w.OP_TEXT, "json"),
+                (w.OP_TEXT, "text"), (w.OP_BINARY, b"pub")])
+        self.assertTrue(self.gw.running())
+        self.assertEqual(w.http_request(self.gw.api_url + "/healthz")[0], 200)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
