@@ -155,6 +155,8 @@ int api_h_publish(api_req_t *r)
 
 int api_h_broadcast(api_req_t *r)
 {
+    if (api_require_all_channels(r, "broadcast") != 0)
+        return API_DONE;
     const char *route = api_query(r, "route");
     if (route && !*route)
         route = NULL;

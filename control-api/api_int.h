@@ -168,6 +168,9 @@ int api_authenticate(api_req_t *r, const char *authz);
 void api_auth_release(void *ref);
 int api_glob_allows(const char *const *patterns, size_t n, const char *channel);
 int api_require_channel(api_req_t *r, const char *channel);
+/* For what reaches every connection (a broadcast): 0 when the token has no
+ * channels claim, else answers 403 and returns -1. */
+int api_require_all_channels(api_req_t *r, const char *what);
 int api_check_scope(api_req_t *r, const char *scope);
 
 /* api_body.c */

@@ -1,5 +1,6 @@
 """test_api_hardening.py — the control API against an attacker, through the
-binary: batch items with a content_type (once a use-after-free)."""
+binary: batch items with a content_type (once a use-after-free), a
+channels-limited token unable to broadcast."""
 import json
 
 import wsgate_test as w
@@ -66,6 +67,39 @@ class BatchContentType(ApiCase):
                 (w.OP_TEXT, "text"), (w.OP_BINARY, b"pub")])
         self.assertTrue(self.gw.running())
         self.assertEqual(w.http_request(self.gw.api_url + "/healthz")[0], 200)
+
+
+class ChannelsClaim(ApiCase):
+    """SPEC §4: a channels claim limits publish and subscribe to matching
+    channels. A broadcast reaches every connection, in any channel or
+    none, so a token with the claim (any claim, even ["*"]) cannot
+    broadcast. Connection- and user-addressed operations are governed by
+    their scopes (send, disconnect), not by the claim."""
+
+    def test_channels_limited_token_cannot_broadcast(self):
+        for scope, channels in (("publish", ["room.*"]), ("admin", ["room.*"]),
+                                ("publish", ["*"]), ("publish", [])):
+            api = w.ControlApi(self.gw.api_url, self.gw.api_token(scope, channels=channels))
+            for path in ("/v1/broadcast", "/v1/broadcast?route=/chat"):
+                r = api.post(path, "to everyone")
+                self.assertEqual(r.status, 403, (scope, channels, path, r))
+                self.assertEqual(r.headers["content-type"], PROBLEM)
+            r = api.post("/v1/batch", {"requests": [
+                {"method": "POST", "path": "/v1/broadcast", "body": "to everyone"}]})
+            self.assertEqual([x["status"] for x in r.json["results"]], [403], r)
+        self.assert_nothing_delivered()
+        # the same token still publishes where its claim allows
+        api = w.ControlApi(self.gw.api_url, self.gw.api_token("publish", channels=["c"]))
+        self.assertEqual(api.post("/v1/channels/c/messages", "in c").status, 202)
+        self.assertEqual(self.ws.recv_text(10), "in c")
+        # a token without the claim broadcasts
+        self.assertEqual(self.gw.control("publish").post("/v1/broadcast", "all").status, 202)
+        self.assertEqual(self.ws.recv_text(10), "all")
+
+    def test_user_send_follows_the_send_scope(self):
+        api = w.ControlApi(self.gw.api_url, self.gw.api_token("send", channels=["room.*"]))
+        r = api.post("/v1/users/nobody/messages", "x")
+        self.assertEqual((r.status, r.json), (202, {"connections": 0}))
 
 
 if __name__ == "__main__":
