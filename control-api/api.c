@@ -313,7 +313,10 @@ static int run_request(http_ctx_t *h, const char *url, const char *method)
     r->body_len = h->len;
     if (h->too_big)
         return api_problem(r, 413, "request body over %u bytes", h->r.a->cfg->api.max_body_bytes);
-    if (api_split_path(url, r->segs, &r->nsegs) != 0)
+    int rc = api_split_path(url, r->segs, &r->nsegs);
+    if (rc == WSG_EINVAL)
+        return api_problem(r, 400, "path has a bad percent-escape or a NUL (%%00)");
+    if (rc != 0)
         return api_problem(r, 404, "no such resource");
     MHD_get_connection_values(h->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
     if (r->status == 400)

@@ -186,6 +186,10 @@ int api_parse_message(const char *ctype, const char *body, size_t len, api_msg_t
                       size_t errlen);
 int api_media_is(const char *ctype, const char *want);
 int api_channel_valid(const char *ch, char *err, size_t errlen);
+/* *out = the query parameter key (NULL when absent). A non-empty value must
+ * be a valid channel name (api_channel_valid). Returns 0, or answers 400 and
+ * returns -1. */
+int api_query_channel(api_req_t *r, const char *key, const char **out);
 int api_utf8_valid(const char *s, size_t n);
 int api_parse_limit(api_req_t *r, size_t *limit);
 

@@ -1,6 +1,7 @@
 """test_api_hardening.py — the control API against an attacker, through the
 binary: batch items with a content_type (once a use-after-free), a
-channels-limited token unable to broadcast."""
+channels-limited token unable to broadcast, NUL and control characters in
+channel names (400 wherever a channel name is taken)."""
 import json
 
 import wsgate_test as w
@@ -100,6 +101,38 @@ class ChannelsClaim(ApiCase):
         api = w.ControlApi(self.gw.api_url, self.gw.api_token("send", channels=["room.*"]))
         r = api.post("/v1/users/nobody/messages", "x")
         self.assertEqual((r.status, r.json), (202, {"connections": 0}))
+
+
+class Names(ApiCase):
+    def test_nul_and_control_characters_in_channel_names(self):
+        bad = ["a%00b", "%00", "a%01b", "a%1Fb", "a%7Fb", "a%0Ab"]
+        before = self.api.get("/v1/channels").json
+        for ch in bad:
+            for method, path in (("PUT", "/v1/channels/%s/connections/" + self.cid),
+                                 ("DELETE", "/v1/channels/%s/connections/" + self.cid),
+                                 ("GET", "/v1/channels/%s/connections"),
+                                 ("POST", "/v1/channels/%s/messages"),
+                                 ("GET", "/v1/connections?channel=%s"),
+                                 ("GET", "/v1/channels?prefix=%s")):
+                r = self.api.request(method, path % ch, "x" if method == "POST" else None)
+                self.assertEqual(r.status, 400, (method, path % ch, r))
+                self.assertEqual(r.headers["content-type"], PROBLEM)
+        raw = ["a\u0001b", "a\u001fb", "a\u007fb"]
+        items = [{"method": "POST", "path": "/v1/channels/%s/messages" % ch, "body": "x"}
+                 for ch in bad]
+        items += [{"method": m, "path": "/v1/channels/%s/%s" % (ch, rest), "body": "x"}
+                  for ch in raw for m, rest in (("POST", "messages"),
+                                                ("PUT", "connections/" + self.cid))]
+        r = self.api.post("/v1/batch", {"requests": items})
+        self.assertEqual([x["status"] for x in r.json["results"]], [400] * len(items), r)
+        # \u0000 anywhere in a batch makes the whole batch malformed JSON to us
+        r = self.api.post("/v1/batch", {"requests": [
+            {"method": "POST", "path": "/v1/channels/a\u0000b/messages", "body": "x"}]})
+        self.assertEqual((r.status, r.headers["content-type"]), (400, PROBLEM), r)
+        self.assert_nothing_delivered()
+        self.assertEqual(self.api.get("/v1/channels").json, before)
+        # NUL elsewhere in a path is a malformed request too, not a missing resource
+        self.assertEqual(self.api.post("/v1/connections/x%00y/messages", "x").status, 400)
 
 
 if __name__ == "__main__":
