@@ -31,6 +31,9 @@
 #define API_DONE 0
 #define API_ASYNC 1
 #define API_CHANNEL_MAX 255
+/* Longest request-target answered by the API (414 problem above it; MHD's
+ * own HTML 414 only past what its 16 KiB connection pool holds: api.c). */
+#define API_URI_MAX 8192
 
 typedef enum { API_GET = 1, API_PUT = 2, API_POST = 4, API_DELETE = 8, API_HEAD = 16 } api_method_t;
 
@@ -149,6 +152,16 @@ const char *api_query(const api_req_t *r, const char *key);
 int api_pct_decode(const char *in, size_t n, int plus, char **out);
 void api_req_clear(api_req_t *r);
 int api_route_known(const char *method, const char *path);
+
+/* api_http.c: HTTP/1.1 framing rules libmicrohttpd leaves to us, checked on
+ * a request's head before its body (MHD threads). check_head returns 0, or
+ * the status to refuse the request with (400, 501) and a detail;
+ * check_target returns 0, 400 or 414 and the request-target's length, which
+ * refuse_target turns into the problem answer. */
+struct MHD_Connection;
+int api_http_check_head(struct MHD_Connection *conn, const char *version, char *detail, size_t len);
+int api_http_check_target(const char *uri, size_t *len);
+int api_http_refuse_target(api_req_t *r, int status, size_t len);
 
 /* api_problem.c */
 json_t *api_problem_json(int status, const char *detail);

@@ -1,12 +1,65 @@
 """test_api_hardening.py — the control API against an attacker, through the
 binary: batch items with a content_type (once a use-after-free), a
-channels-limited token unable to broadcast, NUL and control characters in
-channel names (400 wherever a channel name is taken)."""
+channels-limited token unable to broadcast, HTTP/1.1 framing refused as RFC
+9112 and HAProxy refuse it (Content-Length with Transfer-Encoding, differing
+Content-Lengths, whitespace before a colon, unknown transfer codings; the
+connection closed so nothing pipelined after runs), NUL and control
+characters in channel names (400 wherever a channel name is taken) and 414
+as a problem document.
+
+Raw-socket helpers live here: they must send what no HTTP library sends."""
 import json
+import socket
+import time
 
 import wsgate_test as w
 
 PROBLEM = "application/problem+json"
+
+
+def read_responses(sock, timeout=10.0):
+    """Reads from sock until the server closes it (or timeout). Returns
+    (responses, closed): each response (status, headers with lower-case
+    names, body bytes), framed by Content-Length; closed is True when the
+    server ended the connection."""
+    buf, closed = b"", False
+    sock.settimeout(0.2)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        buf += chunk
+    out = []
+    while b"\r\n\r\n" in buf:
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        out.append((status, headers, rest[:n]))
+        buf = rest[n:]
+    return out, closed
+
+
+def exchange(port, data, timeout=10.0):
+    """Sends raw bytes on a fresh connection and reads as read_responses."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        return read_responses(s, timeout)
+    finally:
+        s.close()
 
 
 class ApiCase(w.GatewayTestCase):
@@ -103,6 +156,62 @@ class ChannelsClaim(ApiCase):
         self.assertEqual((r.status, r.json), (202, {"connections": 0}))
 
 
+class Framing(ApiCase):
+    def head(self, path="/v1/channels/c/messages", extra=""):
+        return ("POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Type: text/plain\r\n%s"
+                % (path, self.auth, extra))
+
+    def pipelined_send(self):
+        body = "smuggled"
+        return ("POST /v1/connections/%s/messages HTTP/1.1\r\nHost: x\r\n%s"
+                "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                % (self.cid, self.auth, len(body), body))
+
+    def refused(self, raw, status):
+        """raw gets one problem answer with status, the connection is closed
+        and nothing (neither it nor the request pipelined after it) ran."""
+        resps, closed = exchange(self.gw.api_port, (raw + self.pipelined_send()).encode())
+        self.assertEqual(len(resps), 1, resps)
+        self.assert_problem(resps[0], status)
+        self.assertTrue(closed, "connection left open after %d" % status)
+        self.assert_nothing_delivered()
+
+    def test_content_length_with_transfer_encoding(self):
+        self.refused(self.head(extra="Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+                     + "1\r\na\r\n0\r\n\r\n", 400)
+        self.refused(self.head(extra="Transfer-Encoding: chunked\r\nContent-Length: 13\r\n\r\n")
+                     + "1\r\na\r\n0\r\n\r\n", 400)
+
+    def test_differing_content_lengths(self):
+        self.refused(self.head(extra="Content-Length: 1\r\nContent-Length: 2\r\n\r\n") + "ab", 400)
+        # the same value twice is one length (RFC 9112 §6.3)
+        resps, _ = exchange(self.gw.api_port, (self.head(
+            extra="Content-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\n")
+            + "ab").encode())
+        self.assertEqual([x[0] for x in resps], [202])
+        self.assertEqual(self.ws.recv_text(10), "ab")
+
+    def test_whitespace_before_colon(self):
+        self.refused(self.head(extra="Transfer-Encoding : chunked\r\n\r\n")
+                     + "1\r\na\r\n0\r\n\r\n", 400)
+        self.refused(self.head(extra="Content-Length\t: 1\r\n\r\n") + "a", 400)
+
+    def test_transfer_codings(self):
+        self.refused(self.head(extra="Transfer-Encoding: gzip\r\n\r\n") + "abc", 501)
+        self.refused(self.head(extra="Transfer-Encoding: gzip, chunked\r\n\r\n")
+                     + "1\r\na\r\n0\r\n\r\n", 501)
+        self.refused(self.head(extra="Transfer-Encoding: chunked, chunked\r\n\r\n")
+                     + "1\r\na\r\n0\r\n\r\n", 400)
+        self.refused(self.head(extra="Transfer-Encoding: chunked\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n") + "1\r\na\r\n0\r\n\r\n", 400)
+        # chunked alone is fine
+        resps, _ = exchange(self.gw.api_port, (self.head(
+            extra="Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            + "2\r\nok\r\n0\r\n\r\n").encode())
+        self.assertEqual([x[0] for x in resps], [202])
+        self.assertEqual(self.ws.recv_text(10), "ok")
+
+
 class Names(ApiCase):
     def test_nul_and_control_characters_in_channel_names(self):
         bad = ["a%00b", "%00", "a%01b", "a%1Fb", "a%7Fb", "a%0Ab"]
@@ -133,6 +242,31 @@ class Names(ApiCase):
         self.assertEqual(self.api.get("/v1/channels").json, before)
         # NUL elsewhere in a path is a malformed request too, not a missing resource
         self.assertEqual(self.api.post("/v1/connections/x%00y/messages", "x").status, 400)
+
+    def test_414_is_a_problem_document(self):
+        for n in (8193, 12000):
+            st, headers, body = w.http_request(self.gw.api_url + "/v1/channels/" + "a" * n
+                                               + "/connections", headers={
+                                                   "Authorization": "Bearer " + self.token})
+            self.assertEqual(st, 414, n)
+            self.assertEqual(headers["content-type"], PROBLEM)
+            self.assertEqual(json.loads(body)["status"], 414)
+        # past the 16 KiB connection pool libmicrohttpd answers itself (docs/api.md)
+        st, _, _ = w.http_request(self.gw.api_url + "/v1/channels/" + "a" * 20000)
+        self.assertEqual(st, 414)
+        # at the limit the request is routed (a channel name that long is a 400)
+        target = "/v1/channels/" + "a" * (8192 - len("/v1/channels/") - len("/connections")) \
+                 + "/connections"
+        self.assertEqual(len(target), 8192)
+        st, _, body = w.http_request(self.gw.api_url + target,
+                                     headers={"Authorization": "Bearer " + self.token})
+        self.assertEqual(st, 400, body)
+        # a request-target with a space in it is malformed
+        resps, closed = exchange(self.gw.api_port,
+                                 ("GET /v1/channels/a b/connections HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                                  % self.auth).encode())
+        self.assert_problem(resps[0], 400)
+        self.assertTrue(closed)
 
 
 if __name__ == "__main__":
