@@ -13,7 +13,11 @@
  * routes it. A handler that waits for the bus returns API_ASYNC: the
  * connection is suspended, and the reply callback resumes it (state machine
  * RUNNING -> SUSPENDED/DONE with atomic exchange, so neither side can miss
- * the other).
+ * the other). Along the way the connection's total deadline moves
+ * (api_deadline.h): request line -> api.request_timeout for head and body;
+ * routed -> none; answer queued -> api.request_timeout for the client to
+ * take it; request completed -> api.connection_timeout for the next request
+ * line.
  *
  * Resumes are batched: each MHD_resume_connection() writes the MHD thread's
  * eventfd, and the edge answers a burst of sends one after another, so
@@ -36,6 +40,7 @@
 #include "common/listen.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "control-api/api_deadline.h"
 #include "control-api/api_int.h"
 
 enum { ST_RUNNING = 0, ST_SUSPENDED = 1, ST_DONE = 2 };
@@ -62,9 +67,10 @@ typedef struct http_ctx {
     char *body; /* inl, or heap once it outgrew it */
     size_t len, cap;
     char inl[BODY_INLINE];
-    size_t uri_len; /* of the request-target */
-    int bad_target; /* the status it earns (400/414), or 0 */
-    int head_seen;  /* the first access-handler call happened */
+    api_sock_t *sock; /* the connection's deadline (api_deadline.h), or NULL */
+    size_t uri_len;   /* of the request-target */
+    int bad_target;   /* the status it earns (400/414), or 0 */
+    int head_seen;    /* the first access-handler call happened */
     int too_big;
     int routed;
     int suspended;
@@ -237,6 +243,7 @@ static enum MHD_Result queue(http_ctx_t *h)
     api_req_t *r = &h->r;
     struct MHD_Response *resp;
     const char *ctype = NULL;
+    api_deadline_set(h->sock, r->a->cfg->api.request_timeout_ms);
     if (!r->resp && r->queued && r->a->queued_resp) /* a send: the shared answer */
         return MHD_queue_response(h->conn, 200, r->a->queued_resp);
     if (r->resp) {
@@ -388,6 +395,8 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
     h->r.a = a;
     h->r.owner = h;
     h->r.done = http_done;
+    h->sock = api_deadline_sock(conn);
+    api_deadline_set(h->sock, a->cfg->api.request_timeout_ms);
     h->bad_target = api_http_check_target(uri, &h->uri_len);
     return h;
 }
@@ -450,6 +459,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return queue(h);
     }
     h->routed = 1;
+    api_deadline_set(h->sock, 0); /* received: the handler's time is not the client's */
     if (run_request(h, url, method) == API_DONE)
         return queue(h);
     if (atomic_load(&h->state) == ST_DONE)
@@ -467,10 +477,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     api_t *a = cls;
     http_ctx_t *h = *con_cls;
+    /* a kept-alive connection owes its next request line within this */
+    api_deadline_set(api_deadline_sock(conn), a->cfg->api.connection_timeout_ms);
     if (!h)
         return;
     if (h->suspended) { /* ended while suspended or before its answer went out */
@@ -554,6 +565,8 @@ int api_start(api_t *a, char *err, size_t errlen)
     if (rc != 0)
         return wsg_errf(err, errlen, rc, "registry start failed");
     unsigned threads = c->threads ? c->threads : 2;
+    if (!a->deadlines && (rc = api_deadlines_new(&a->deadlines, c->connection_timeout_ms)) != 0)
+        return wsg_errf(err, errlen, rc, "api: cannot start the request watchdog");
     /* the answer to every queued send, built once: MHD reference-counts a
      * response, so any number of connections on any thread may queue it */
     if (!a->queued_resp) {
@@ -572,6 +585,7 @@ int api_start(api_t *a, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((c->connection_timeout_ms + 999) / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, a,
+        MHD_OPTION_NOTIFY_CONNECTION, api_deadline_notify, a->deadlines,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
     if (!a->mhd)
         return wsg_errf(err, errlen, WSG_EIO, "api: cannot listen on %s", c->listen);
@@ -599,9 +613,12 @@ void api_stop(api_t *a)
          * refuses to run with an answered connection left suspended), and a
          * late reply resumes its own connection */
         resume_rest(a, 1);
+        api_deadlines_stop(a->deadlines); /* no shutdown() while MHD closes sockets */
         MHD_stop_daemon(a->mhd);
         a->mhd = NULL;
     }
+    api_deadlines_free(a->deadlines); /* every socket was unregistered by now */
+    a->deadlines = NULL;
     if (a->queued_resp) {
         MHD_destroy_response(a->queued_resp);
         a->queued_resp = NULL;

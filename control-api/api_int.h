@@ -113,6 +113,7 @@ struct api {
     int cluster;                  /* cfg->nats not empty */
     api_edge_cache_t *edge_cache; /* cluster only */
     struct MHD_Daemon *mhd;
+    struct api_deadlines *deadlines;  /* api_deadline.h: total request deadlines */
     struct MHD_Response *queued_resp; /* 200 {"queued":true}, shared */
     int port;
     api_pool_t pool;

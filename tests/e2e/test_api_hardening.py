@@ -1,15 +1,18 @@
 """test_api_hardening.py — the control API against an attacker, through the
-binary: batch items with a content_type (once a use-after-free), a
-channels-limited token unable to broadcast, HTTP/1.1 framing refused as RFC
-9112 and HAProxy refuse it (Content-Length with Transfer-Encoding, differing
-Content-Lengths, whitespace before a colon, unknown transfer codings; the
-connection closed so nothing pipelined after runs), NUL and control
-characters in channel names (400 wherever a channel name is taken) and 414
-as a problem document.
+binary: batch items with a content_type (once a use-after-free), slow-drip
+clients cut at a total deadline and one address unable to take every
+connection slot, a channels-limited token unable to broadcast, HTTP/1.1
+framing refused as RFC 9112 and HAProxy refuse it (Content-Length with
+Transfer-Encoding, differing Content-Lengths, whitespace before a colon,
+unknown transfer codings; the connection closed so nothing pipelined after
+runs), NUL and control characters in channel names (400 wherever a channel
+name is taken) and 414 as a problem document.
 
 Raw-socket helpers live here: they must send what no HTTP library sends."""
 import json
+import select
 import socket
+import threading
 import time
 
 import wsgate_test as w
@@ -267,6 +270,120 @@ class Names(ApiCase):
                                   % self.auth).encode())
         self.assert_problem(resps[0], 400)
         self.assertTrue(closed)
+
+
+class Drippers:
+    """n sockets that each send head, then one byte every `every` seconds
+    (a slowloris client), from source address `source`. Records when the
+    server closed each (None while open). Stopped by close()."""
+
+    def __init__(self, port, n, head=b"", source="127.0.0.1", every=0.5):
+        self.socks, self.closed_at = [], [None] * n
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((source, 0))
+            s.settimeout(5)
+            s.connect(("127.0.0.1", port))
+            s.setblocking(False)
+            self.socks.append(s)
+        self.head, self.every = head, every
+        self._stop = threading.Event()
+        for i in range(n):
+            self._send(i, head)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _send(self, i, data):
+        if self.closed_at[i] is not None or not data:
+            return
+        try:
+            self.socks[i].send(data)
+        except OSError:
+            self.closed_at[i] = time.monotonic()
+
+    def _poll_closed(self):
+        open_ = [s for i, s in enumerate(self.socks) if self.closed_at[i] is None]
+        if not open_:
+            return
+        readable, _, _ = select.select(open_, [], [], 0)
+        for s in readable:
+            i = self.socks.index(s)
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                self.closed_at[i] = time.monotonic()
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self._poll_closed()
+            for i in range(len(self.socks)):
+                self._send(i, b"x")
+
+    def n_closed(self):
+        return sum(1 for t in self.closed_at if t is not None)
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(10)
+        for s in self.socks:
+            s.close()
+
+
+class SlowDrip(w.GatewayTestCase):
+    def drippers(self, *a, **kw):
+        d = Drippers(*a, **kw)
+        self.addCleanup(d.close)
+        return d
+
+    def test_cut_at_the_total_deadline(self):
+        """Dripping one byte every 0.5 s (well inside the idle timeout) no
+        longer holds a connection: the request line is due within
+        api.connection_timeout (3 s here), the head and body within
+        api.request_timeout (default 10 s), counted from its start, not from
+        the last byte."""
+        gw = self.gateway([w.route("/chat")], config={"api": {"connection_timeout": "3s"}})
+        head = b"POST /v1/channels/c/messages HTTP/1.1\r\nHost: x\r\nX-Drip: "
+        in_head = self.drippers(gw.api_port, 10, head)
+        in_line = self.drippers(gw.api_port, 10, b"GET /healthz")
+        # a client that is slow but within its deadline is served
+        s = socket.create_connection(("127.0.0.1", gw.api_port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.5)
+        s.sendall(b"Host: x\r\n\r\n")
+        s.settimeout(10)
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        # kept alive, idle for less than connection_timeout, then served again
+        time.sleep(1.0)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        w.wait_until(lambda: in_line.n_closed() == 10, 15,
+                     what="every connection dripping its request line closed")
+        w.wait_until(lambda: in_head.n_closed() == 10, 30,
+                     what="every connection dripping its head closed")
+        self.assertEqual(w.http_request(gw.api_url + "/healthz")[0], 200)
+        metrics = w.http_request(gw.api_url + "/metrics")[2].decode()
+        closes = [ln for ln in metrics.splitlines()
+                  if ln.startswith("wsgate_api_deadline_closes_total ")]
+        self.assertEqual(len(closes), 1, metrics[-2000:])
+        self.assertGreaterEqual(int(closes[0].split()[1]), 20)
+
+    def test_one_address_cannot_take_every_slot(self):
+        """The probe of issue 13 with default limits: 310 slow-drip sockets
+        from one address against api.max_connections 300. The default
+        api.max_connections_per_ip leaves slots for everyone else, so
+        /healthz and an API call from another address answer meanwhile."""
+        gw = self.gateway([w.route("/chat")], config={"api": {"max_connections": 300}})
+        head = b"POST /v1/channels/c/messages HTTP/1.1\r\nHost: x\r\nX-Drip: "
+        drip = self.drippers(gw.api_port, 310, head, source="127.0.0.2", every=1.0)
+        time.sleep(1.5)  # every drip socket accepted or refused by now
+        st, _, body = w.http_request(gw.api_url + "/healthz", timeout=5)
+        self.assertEqual(st, 200, body)
+        r = w.ControlApi(gw.api_url, gw.api_token("read"), timeout=5).get("/v1/channels")
+        self.assertEqual(r.status, 200, r)
+        self.assertGreaterEqual(drip.n_closed(), 310 - 256, "per-IP limit not applied")
 
 
 if __name__ == "__main__":
