@@ -69,6 +69,7 @@ class ApiCase(w.GatewayTestCase):
     """A gateway, one WebSocket client subscribed to channel "c" and known
     to the registry; self.api is an admin client."""
     config = {}
+    strict_exit = True  # whatever a test sent, the gateway still exits 0 on SIGTERM
 
     def setUp(self):
         super().setUp()
@@ -332,6 +333,7 @@ class Drippers:
 
 
 class SlowDrip(w.GatewayTestCase):
+    strict_exit = True
     def drippers(self, *a, **kw):
         d = Drippers(*a, **kw)
         self.addCleanup(d.close)
