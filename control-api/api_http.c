@@ -12,9 +12,9 @@
  *     the first) -> 400;
  *   - a transfer coding other than chunked (MHD would read the body until
  *     the connection closes and never answer) -> 501;
- *   - Transfer-Encoding that is not exactly one "chunked" (duplicated,
- *     listed twice, with parameters or trailing spaces MHD would not decode
- *     as chunked), or in an HTTP/1.0 request -> 400;
+ *   - Transfer-Encoding that is not exactly one "chunked" (listed twice,
+ *     two fields, trailing spaces MHD would not decode as chunked), or in an
+ *     HTTP/1.0 request -> 400;
  *   - a request-target with whitespace or a control character (MHD accepts
  *     spaces in it) -> 400; longer than API_URI_MAX -> 414.
  *

@@ -204,7 +204,11 @@ class Framing(ApiCase):
         self.refused(self.head(extra="Transfer-Encoding: gzip\r\n\r\n") + "abc", 501)
         self.refused(self.head(extra="Transfer-Encoding: gzip, chunked\r\n\r\n")
                      + "1\r\na\r\n0\r\n\r\n", 501)
+        self.refused(self.head(extra="Transfer-Encoding: chunked;x=1\r\n\r\n")
+                     + "1\r\na\r\n0\r\n\r\n", 501)
         self.refused(self.head(extra="Transfer-Encoding: chunked, chunked\r\n\r\n")
+                     + "1\r\na\r\n0\r\n\r\n", 400)
+        self.refused(self.head(extra="Transfer-Encoding: chunked \r\n\r\n")
                      + "1\r\na\r\n0\r\n\r\n", 400)
         self.refused(self.head(extra="Transfer-Encoding: chunked\r\n"
                                "Transfer-Encoding: chunked\r\n\r\n") + "1\r\na\r\n0\r\n\r\n", 400)
