@@ -127,8 +127,9 @@ typedef struct {
     char *listen;                    /* host:port; default 127.0.0.1:8081 */
     wsg_jwt_conf_t jwt;              /* api.auth.jwt */
     uint32_t max_connections;        /* default 10000 */
-    uint32_t max_connections_per_ip; /* default 0 = unlimited */
+    uint32_t max_connections_per_ip; /* default 256; 0 = unlimited */
     uint64_t connection_timeout_ms;  /* default 30000 */
+    uint64_t request_timeout_ms;     /* default 10000 */
     uint32_t max_body_bytes;         /* default 1048576 */
     uint32_t threads;                /* default 2 */
 } wsg_api_conf_t;

@@ -410,9 +410,10 @@ static const cfg_key_t root_keys[] = {
      .type = CFG_U32,
      .off = C(api.max_connections_per_ip),
      .off2 = NOOFF,
-     .def = "0",
+     .def = "256",
      .max = 1000000,
-     .doc = "control-API connections per remote address; 0: unlimited"},
+     .doc = "control-API connections per remote address (keep it below `api.max_connections`, "
+            "so that one address cannot take every slot); 0: unlimited"},
     {.path = "api.connection_timeout",
      .type = CFG_DUR,
      .off = C(api.connection_timeout_ms),
@@ -420,7 +421,18 @@ static const cfg_key_t root_keys[] = {
      .def = "30s",
      .min = SEC,
      .max = HOUR,
-     .doc = "idle control-API connections are closed after this"},
+     .doc = "a control-API connection is closed after this long without a byte, and when its "
+            "next request line has not arrived this long after it connected or got its previous "
+            "answer"},
+    {.path = "api.request_timeout",
+     .type = CFG_DUR,
+     .off = C(api.request_timeout_ms),
+     .off2 = NOOFF,
+     .def = "10s",
+     .min = SEC,
+     .max = HOUR,
+     .doc = "total time a control-API request gets from its request line to its last body byte, "
+            "and again for the client to take its answer; past it the connection is closed"},
     {.path = "api.max_body_bytes",
      .type = CFG_U32,
      .off = C(api.max_body_bytes),

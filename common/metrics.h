@@ -43,7 +43,9 @@
     X(PUBLISH_DELIVERIES, "wsgate_publish_deliveries_total",                                       \
       "Frames queued to clients by publishes and broadcasts")                                      \
     X(API_REQUESTS, "wsgate_api_requests_total", "Control API requests")                           \
-    X(API_ERRORS, "wsgate_api_errors_total", "Control API requests answered 4xx/5xx")
+    X(API_ERRORS, "wsgate_api_errors_total", "Control API requests answered 4xx/5xx")              \
+    X(API_DEADLINE_CLOSES, "wsgate_api_deadline_closes_total",                                     \
+      "Control API connections closed because a request was not received in time")
 
 /* X(ENUM, name, help) — gauges. */
 #define WSG_GAUGES(X)                                                                              \

@@ -6,11 +6,18 @@
  * suspend/resume hand-off that lets a request wait for a bus reply without
  * holding an MHD thread.
  *
- * A request's life: first call allocates an http_ctx_t; body chunks are
- * appended up to the limit; the last call routes it. A handler that waits for
- * the bus returns API_ASYNC: the connection is suspended, and the reply
- * callback resumes it (state machine RUNNING -> SUSPENDED/DONE with atomic
- * exchange, so neither side can miss the other).
+ * A request's life: its request line allocates an http_ctx_t
+ * (on_request_line, MHD's URI log callback); the first access-handler call
+ * sees the complete head and refuses bad framing (api_http.c) before any
+ * body is read; body chunks are appended up to the limit; the last call
+ * routes it. A handler that waits for the bus returns API_ASYNC: the
+ * connection is suspended, and the reply callback resumes it (state machine
+ * RUNNING -> SUSPENDED/DONE with atomic exchange, so neither side can miss
+ * the other). Along the way the connection's total deadline moves
+ * (api_deadline.h): request line -> api.request_timeout for head and body;
+ * routed -> none; answer queued -> api.request_timeout for the client to
+ * take it; request completed -> api.connection_timeout for the next request
+ * line.
  *
  * Resumes are batched: each MHD_resume_connection() writes the MHD thread's
  * eventfd, and the edge answers a burst of sends one after another, so
@@ -33,6 +40,7 @@
 #include "common/listen.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "control-api/api_deadline.h"
 #include "control-api/api_int.h"
 
 enum { ST_RUNNING = 0, ST_SUSPENDED = 1, ST_DONE = 2 };
@@ -41,7 +49,10 @@ enum { ST_RUNNING = 0, ST_SUSPENDED = 1, ST_DONE = 2 };
  * body streams through it). MHD zeroes the whole pool after every request on
  * a keep-alive connection, so its size is paid per request: 16 KiB holds
  * request headers up to ~14 KiB (a JWT with a long channels claim fits;
- * larger ones get 431) and costs a quarter of the 64 KiB it was. */
+ * larger ones get 431) and costs a quarter of the 64 KiB it was. The
+ * request line must fit too: API_URI_MAX (8 KiB) leaves room for headers,
+ * and only a request line near 16 KiB gets MHD's own HTML 414 before any
+ * callback of ours runs. */
 #define API_CONN_MEMORY (16 * 1024)
 
 /* A typical send's body fits inline, and the whole context stays within
@@ -56,6 +67,10 @@ typedef struct http_ctx {
     char *body; /* inl, or heap once it outgrew it */
     size_t len, cap;
     char inl[BODY_INLINE];
+    api_sock_t *sock; /* the connection's deadline (api_deadline.h), or NULL */
+    size_t uri_len;   /* of the request-target */
+    int bad_target;   /* the status it earns (400/414), or 0 */
+    int head_seen;    /* the first access-handler call happened */
     int too_big;
     int routed;
     int suspended;
@@ -228,6 +243,7 @@ static enum MHD_Result queue(http_ctx_t *h)
     api_req_t *r = &h->r;
     struct MHD_Response *resp;
     const char *ctype = NULL;
+    api_deadline_set(h->sock, r->a->cfg->api.request_timeout_ms);
     if (!r->resp && r->queued && r->a->queued_resp) /* a send: the shared answer */
         return MHD_queue_response(h->conn, 200, r->a->queued_resp);
     if (r->resp) {
@@ -303,6 +319,11 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+static int body_too_big(api_req_t *r)
+{
+    return api_problem(r, 413, "request body over %u bytes", r->a->cfg->api.max_body_bytes);
+}
+
 /* Routes a fully received request. Returns API_DONE or API_ASYNC. */
 static int run_request(http_ctx_t *h, const char *url, const char *method)
 {
@@ -312,8 +333,11 @@ static int run_request(http_ctx_t *h, const char *url, const char *method)
     r->body = h->body ? h->body : "";
     r->body_len = h->len;
     if (h->too_big)
-        return api_problem(r, 413, "request body over %u bytes", h->r.a->cfg->api.max_body_bytes);
-    if (api_split_path(url, r->segs, &r->nsegs) != 0)
+        return body_too_big(r);
+    int rc = api_split_path(url, r->segs, &r->nsegs);
+    if (rc == WSG_EINVAL)
+        return api_problem(r, 400, "path has a bad percent-escape or a NUL (%%00)");
+    if (rc != 0)
         return api_problem(r, 404, "no such resource");
     MHD_get_connection_values(h->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
     if (r->status == 400)
@@ -357,28 +381,66 @@ static int append_body(http_ctx_t *h, const char *data, size_t n, size_t max)
     return 0;
 }
 
+/* MHD's URI log callback: called once per request as soon as its request
+ * line is read (uri is the raw request-target), before the headers. What it
+ * returns is the request's *con_cls; NULL (out of memory) makes on_request
+ * drop the connection. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    api_t *a = cls;
+    http_ctx_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->conn = conn;
+    h->r.a = a;
+    h->r.owner = h;
+    h->r.done = http_done;
+    h->sock = api_deadline_sock(conn);
+    api_deadline_set(h->sock, a->cfg->api.request_timeout_ms);
+    h->bad_target = api_http_check_target(uri, &h->uri_len);
+    return h;
+}
+
+/* The first access-handler call: the head is complete and no body byte has
+ * been read. Returns 1 when the request is answered now: a bad
+ * request-target or framing (then MHD reads neither its body nor anything
+ * pipelined after it, and closes the connection after the answer), or a
+ * Content-Length over api.max_body_bytes. */
+static int answer_head_now(http_ctx_t *h, const char *version)
+{
+    char why[160];
+    int st;
+    if (h->bad_target) {
+        api_http_refuse_target(&h->r, h->bad_target, h->uri_len);
+        return 1;
+    }
+    if ((st = api_http_check_head(h->conn, version, why, sizeof why)) != 0) {
+        api_problem(&h->r, st, "%s", why);
+        return 1;
+    }
+    const char *cl = MHD_lookup_connection_value(h->conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > h->r.a->cfg->api.max_body_bytes) {
+        body_too_big(&h->r);
+        return 1;
+    }
+    return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)version;
     api_t *a = cls;
     http_ctx_t *h = *con_cls;
-    if (!h) {
-        h = calloc(1, sizeof *h);
-        if (!h)
-            return MHD_NO;
-        h->conn = conn;
-        h->r.a = a;
-        h->r.owner = h;
-        h->r.done = http_done;
-        *con_cls = h;
+    if (!h)
+        return MHD_NO;
+    if (!h->head_seen) {
+        h->head_seen = 1;
         wsg_count(WSG_M_API_REQUESTS, 1);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > a->cfg->api.max_body_bytes)
-            h->too_big = 1; /* answered before the body is read */
-        else
+        if (!answer_head_now(h, version))
             return MHD_YES;
+        h->routed = 1;
+        return queue(h);
     }
     if (*upload_size) {
         if (!h->too_big && append_body(h, upload, *upload_size, a->cfg->api.max_body_bytes) != 0)
@@ -397,6 +459,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return queue(h);
     }
     h->routed = 1;
+    api_deadline_set(h->sock, 0); /* received: the handler's time is not the client's */
     if (run_request(h, url, method) == API_DONE)
         return queue(h);
     if (atomic_load(&h->state) == ST_DONE)
@@ -414,10 +477,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     api_t *a = cls;
     http_ctx_t *h = *con_cls;
+    /* a kept-alive connection owes its next request line within this */
+    api_deadline_set(api_deadline_sock(conn), a->cfg->api.connection_timeout_ms);
     if (!h)
         return;
     if (h->suspended) { /* ended while suspended or before its answer went out */
@@ -501,6 +565,8 @@ int api_start(api_t *a, char *err, size_t errlen)
     if (rc != 0)
         return wsg_errf(err, errlen, rc, "registry start failed");
     unsigned threads = c->threads ? c->threads : 2;
+    if (!a->deadlines && (rc = api_deadlines_new(&a->deadlines, c->connection_timeout_ms)) != 0)
+        return wsg_errf(err, errlen, rc, "api: cannot start the request watchdog");
     /* the answer to every queued send, built once: MHD reference-counts a
      * response, so any number of connections on any thread may queue it */
     if (!a->queued_resp) {
@@ -518,7 +584,9 @@ int api_start(api_t *a, char *err, size_t errlen)
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((c->connection_timeout_ms + 999) / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
+        on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, a,
+        MHD_OPTION_NOTIFY_CONNECTION, api_deadline_notify, a->deadlines,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
     if (!a->mhd)
         return wsg_errf(err, errlen, WSG_EIO, "api: cannot listen on %s", c->listen);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -545,9 +613,12 @@ void api_stop(api_t *a)
          * refuses to run with an answered connection left suspended), and a
          * late reply resumes its own connection */
         resume_rest(a, 1);
+        api_deadlines_stop(a->deadlines); /* no shutdown() while MHD closes sockets */
         MHD_stop_daemon(a->mhd);
         a->mhd = NULL;
     }
+    api_deadlines_free(a->deadlines); /* every socket was unregistered by now */
+    a->deadlines = NULL;
     if (a->queued_resp) {
         MHD_destroy_response(a->queued_resp);
         a->queued_resp = NULL;

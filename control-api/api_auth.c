@@ -7,7 +7,9 @@
  * "channels" claim is a list of glob patterns (fnmatch(3) without
  * FNM_PATHNAME, so '*' also matches '/' and '.': "room.*" allows
  * "room.a.b"); publish, subscribe and unsubscribe require the channel to
- * match one of them. Without the claim every channel is allowed.
+ * match one of them. Without the claim every channel is allowed. A
+ * broadcast reaches every connection, in any channel or none, so it needs a
+ * token without the claim (even ["*"] only names channels).
  *
  * Verified tokens are cached (direct-mapped by a hash of the exact token
  * text, 256 slots) until their exp, because backends reuse one token for many
@@ -132,5 +134,14 @@ int api_require_channel(api_req_t *r, const char *channel)
     if (api_glob_allows((const char *const *)c->channels, c->n_channels, channel))
         return 0;
     api_problem(r, 403, "channel '%s' is outside this token's channels", channel);
+    return -1;
+}
+
+int api_require_all_channels(api_req_t *r, const char *what)
+{
+    const wsg_claims_t *c = r->claims;
+    if (!c || !c->channels)
+        return 0;
+    api_problem(r, 403, "a token limited to channels cannot %s: it reaches every connection", what);
     return -1;
 }

@@ -10,6 +10,12 @@
  * answered (a subscribe is applied before the publish that follows it); an
  * item waiting for the bus suspends the batch, not an MHD thread. A batch
  * cannot contain a batch.
+ *
+ * Ownership: the parsed request document is freed as soon as every item is
+ * prepared, before the first one runs. Everything an item's api_req_t
+ * points to therefore lives in its batch_item_t (body and content type are
+ * copies made by prepare(), path segments and query belong to the api_req_t
+ * as for an HTTP request); finish_batch() frees them all.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +28,13 @@
 enum { B_RUNNING = 0, B_WAITING = 1, B_DONE = 2 };
 
 typedef struct {
-    api_req_t *items;
-    char **bodies;
+    api_req_t r;
+    char *body;  /* owned: r.body points here (or to "") */
+    char *ctype; /* owned: r.ctype points here, or to a literal default */
+} batch_item_t;
+
+typedef struct {
+    batch_item_t *items;
     size_t n, next;
     atomic_int st; /* the current item: RUNNING -> WAITING/DONE */
 } batch_t;
@@ -34,7 +45,7 @@ static void pump(api_req_t *r)
 {
     batch_t *b = r->scratch;
     while (b->next < b->n) {
-        api_req_t *c = &b->items[b->next++];
+        api_req_t *c = &b->items[b->next++].r;
         if (c->status != -1)
             continue; /* refused by prepare() */
         atomic_store(&b->st, B_RUNNING);
@@ -60,7 +71,7 @@ static void finish_batch(api_req_t *r)
     batch_t *b = r->scratch;
     json_t *res = json_array();
     for (size_t i = 0; i < b->n; i++) {
-        api_req_t *c = &b->items[i];
+        api_req_t *c = &b->items[i].r;
         json_t *o = json_pack("{s:i}", "status", c->status);
         if (c->resp)
             json_object_set(o, "body", c->resp);
@@ -69,59 +80,95 @@ static void finish_batch(api_req_t *r)
         json_array_append_new(res, o);
         c->claims = NULL; /* the parent's */
         api_req_clear(c);
-        free(b->bodies[i]);
+        free(b->items[i].body);
+        free(b->items[i].ctype);
     }
     free(b->items);
-    free(b->bodies);
     free(b);
     r->scratch = NULL;
     api_json(r, 200, json_pack("{s:o}", "results", res));
 }
 
-/* Prepares child from one item; answers the child itself on bad input. */
-static void prepare(api_req_t *parent, api_req_t *c, json_t *it, char **body)
+/* A copy of a JSON string (the document was parsed without JSON_ALLOW_NUL,
+ * so it holds no NUL byte). Aborts on out-of-memory. */
+static char *string_copy(const json_t *v)
+{
+    char *s = strdup(json_string_value(v));
+    if (!s)
+        abort();
+    return s;
+}
+
+/* The item's method, or 0 when it is missing or not one of ours. */
+static int item_method(const json_t *it)
 {
     const char *m = json_string_value(json_object_get(it, "method"));
-    const char *path = json_string_value(json_object_get(it, "path"));
-    json_t *jb = json_object_get(it, "body");
-    const char *ct = json_string_value(json_object_get(it, "content_type"));
+    return !m                         ? 0
+           : strcmp(m, "GET") == 0    ? API_GET
+           : strcmp(m, "PUT") == 0    ? API_PUT
+           : strcmp(m, "POST") == 0   ? API_POST
+           : strcmp(m, "DELETE") == 0 ? API_DELETE
+                                      : 0;
+}
+
+/* Splits the item's "path" (with an optional query) into c. Returns 0, or
+ * answers the item 400 and returns -1. */
+static int item_path(api_req_t *c, const json_t *jpath)
+{
+    char *copy = string_copy(jpath);
+    char *q = strchr(copy, '?');
+    if (q)
+        *q++ = 0;
+    int rc = api_split_path(copy, c->segs, &c->nsegs);
+    if (rc == 0)
+        rc = api_parse_query(q, c);
+    free(copy);
+    if (rc != 0) {
+        api_problem(c, 400, "bad path or query");
+        return -1;
+    }
+    return 0;
+}
+
+/* Prepares item it from one element of "requests"; answers it itself on bad
+ * input. The item keeps nothing that points into it (see the top). */
+static void prepare(api_req_t *parent, batch_item_t *item, const json_t *it)
+{
+    api_req_t *c = &item->r;
+    const json_t *jpath = json_object_get(it, "path"), *jb = json_object_get(it, "body");
+    const json_t *jct = json_object_get(it, "content_type");
     c->a = parent->a;
     c->claims = parent->claims;
     c->owner = parent;
     c->done = item_done;
-    c->method = !m                         ? 0
-                : strcmp(m, "GET") == 0    ? API_GET
-                : strcmp(m, "PUT") == 0    ? API_PUT
-                : strcmp(m, "POST") == 0   ? API_POST
-                : strcmp(m, "DELETE") == 0 ? API_DELETE
-                                           : 0;
-    if (!json_is_object(it) || !c->method || !path) {
+    c->method = item_method(it);
+    if (!json_is_object(it) || !c->method || !json_is_string(jpath)) {
         api_problem(c, 400, "each request needs a method (GET/PUT/POST/DELETE) and a path");
         return;
     }
-    char *copy = strdup(path);
-    char *q = strchr(copy, '?');
-    if (q)
-        *q++ = 0;
-    int bad = api_split_path(copy, c->segs, &c->nsegs) != 0 || api_parse_query(q, c) != 0;
-    free(copy);
-    if (bad) {
-        api_problem(c, 400, "bad path or query");
+    if (jct && !json_is_string(jct)) {
+        api_problem(c, 400, "content_type must be a string");
         return;
     }
+    if (item_path(c, jpath) != 0)
+        return;
     if (c->nsegs == 2 && strcmp(c->segs[0], "v1") == 0 && strcmp(c->segs[1], "batch") == 0) {
         api_problem(c, 400, "a batch cannot contain a batch");
         return;
     }
     if (json_is_string(jb)) {
-        *body = strdup(json_string_value(jb));
-        c->ctype = ct ? ct : "text/plain";
+        item->body = string_copy(jb);
+        c->ctype = "text/plain";
     } else if (jb) {
-        *body = json_dumps(jb, JSON_COMPACT | JSON_ENCODE_ANY);
-        c->ctype = ct ? ct : "application/json";
+        item->body = json_dumps(jb, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!item->body)
+            abort();
+        c->ctype = "application/json";
     }
-    c->body = *body ? *body : "";
-    c->body_len = *body ? strlen(*body) : 0;
+    if (jct)
+        c->ctype = item->ctype = string_copy(jct);
+    c->body = item->body ? item->body : "";
+    c->body_len = strlen(c->body);
     c->status = -1; /* routed */
 }
 
@@ -143,15 +190,13 @@ int api_h_batch(api_req_t *r)
         return api_problem(r, 400, "a batch holds 1..%d requests", BATCH_MAX);
     }
     batch_t *b = calloc(1, sizeof *b);
-    b->items = calloc(n, sizeof *b->items);
-    b->bodies = calloc(n, sizeof *b->bodies);
-    if (!b || !b->items || !b->bodies)
+    if (!b || !(b->items = calloc(n, sizeof *b->items)))
         abort();
     b->n = n;
     r->scratch = b;
     for (size_t i = 0; i < n; i++)
-        prepare(r, &b->items[i], json_array_get(reqs, i), &b->bodies[i]);
-    json_decref(doc);
+        prepare(r, &b->items[i], json_array_get(reqs, i));
+    json_decref(doc); /* nothing in the items points into it */
     api_req_start(r, 1, finish_batch);
     pump(r);
     return API_ASYNC;

@@ -65,6 +65,16 @@ int api_channel_valid(const char *ch, char *err, size_t errlen)
     return 0;
 }
 
+int api_query_channel(api_req_t *r, const char *key, const char **out)
+{
+    char err[128];
+    *out = api_query(r, key);
+    if (!*out || !**out || api_channel_valid(*out, err, sizeof err) == 0)
+        return 0;
+    api_problem(r, 400, "%s: %s", key, err);
+    return -1;
+}
+
 int api_media_is(const char *ctype, const char *want)
 {
     if (!ctype)

@@ -106,8 +106,8 @@ int api_h_members(api_req_t *r)
 int api_h_channels(api_req_t *r)
 {
     size_t limit;
-    const char *prefix = api_query(r, "prefix");
-    if (api_parse_limit(r, &limit) != 0)
+    const char *prefix;
+    if (api_query_channel(r, "prefix", &prefix) != 0 || api_parse_limit(r, &limit) != 0)
         return API_DONE;
     store_channel_list_t l = {0};
     store_t *st = api_store_get(r->a);
@@ -155,6 +155,8 @@ int api_h_publish(api_req_t *r)
 
 int api_h_broadcast(api_req_t *r)
 {
+    if (api_require_all_channels(r, "broadcast") != 0)
+        return API_DONE;
     const char *route = api_query(r, "route");
     if (route && !*route)
         route = NULL;

@@ -143,9 +143,8 @@ int api_h_conn_list(api_req_t *r)
 {
     store_conn_query_t q = {.user = api_query(r, "user"),
                             .route = api_query(r, "route"),
-                            .channel = api_query(r, "channel"),
                             .cursor = api_query(r, "cursor")};
-    if (api_parse_limit(r, &q.limit) != 0)
+    if (api_query_channel(r, "channel", &q.channel) != 0 || api_parse_limit(r, &q.limit) != 0)
         return API_DONE;
     store_conn_list_t l = {0};
     store_t *st = api_store_get(r->a);

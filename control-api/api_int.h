@@ -31,6 +31,9 @@
 #define API_DONE 0
 #define API_ASYNC 1
 #define API_CHANNEL_MAX 255
+/* Longest request-target answered by the API (414 problem above it; MHD's
+ * own HTML 414 only past what its 16 KiB connection pool holds: api.c). */
+#define API_URI_MAX 8192
 
 typedef enum { API_GET = 1, API_PUT = 2, API_POST = 4, API_DELETE = 8, API_HEAD = 16 } api_method_t;
 
@@ -110,6 +113,7 @@ struct api {
     int cluster;                  /* cfg->nats not empty */
     api_edge_cache_t *edge_cache; /* cluster only */
     struct MHD_Daemon *mhd;
+    struct api_deadlines *deadlines;  /* api_deadline.h: total request deadlines */
     struct MHD_Response *queued_resp; /* 200 {"queued":true}, shared */
     int port;
     api_pool_t pool;
@@ -150,6 +154,16 @@ int api_pct_decode(const char *in, size_t n, int plus, char **out);
 void api_req_clear(api_req_t *r);
 int api_route_known(const char *method, const char *path);
 
+/* api_http.c: HTTP/1.1 framing rules libmicrohttpd leaves to us, checked on
+ * a request's head before its body (MHD threads). check_head returns 0, or
+ * the status to refuse the request with (400, 501) and a detail;
+ * check_target returns 0, 400 or 414 and the request-target's length, which
+ * refuse_target turns into the problem answer. */
+struct MHD_Connection;
+int api_http_check_head(struct MHD_Connection *conn, const char *version, char *detail, size_t len);
+int api_http_check_target(const char *uri, size_t *len);
+int api_http_refuse_target(api_req_t *r, int status, size_t len);
+
 /* api_problem.c */
 json_t *api_problem_json(int status, const char *detail);
 const char *api_status_title(int status);
@@ -168,6 +182,9 @@ int api_authenticate(api_req_t *r, const char *authz);
 void api_auth_release(void *ref);
 int api_glob_allows(const char *const *patterns, size_t n, const char *channel);
 int api_require_channel(api_req_t *r, const char *channel);
+/* For what reaches every connection (a broadcast): 0 when the token has no
+ * channels claim, else answers 403 and returns -1. */
+int api_require_all_channels(api_req_t *r, const char *what);
 int api_check_scope(api_req_t *r, const char *scope);
 
 /* api_body.c */
@@ -183,6 +200,10 @@ int api_parse_message(const char *ctype, const char *body, size_t len, api_msg_t
                       size_t errlen);
 int api_media_is(const char *ctype, const char *want);
 int api_channel_valid(const char *ch, char *err, size_t errlen);
+/* *out = the query parameter key (NULL when absent). A non-empty value must
+ * be a valid channel name (api_channel_valid). Returns 0, or answers 400 and
+ * returns -1. */
+int api_query_channel(api_req_t *r, const char *key, const char **out);
 int api_utf8_valid(const char *s, size_t n);
 int api_parse_limit(api_req_t *r, size_t *limit);
 

@@ -31,12 +31,16 @@ const char *api_status_title(int status)
         return "Gone";
     case 413:
         return "Content Too Large";
+    case 414:
+        return "URI Too Long";
     case 415:
         return "Unsupported Media Type";
     case 429:
         return "Too Many Requests";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 503:
         return "Service Unavailable";
     case 504:
@@ -63,8 +67,12 @@ static const char *type_slug(int status)
         return "connection-gone";
     case 413:
         return "body-too-large";
+    case 414:
+        return "uri-too-long";
     case 415:
         return "unsupported-media-type";
+    case 501:
+        return "not-implemented";
     case 503:
         return "unavailable";
     case 504:

@@ -5,7 +5,8 @@
  *
  * Paths arrive still percent-encoded (api.c keeps MHD from decoding them) so
  * a channel named "a/b" (sent as a%2Fb) stays one segment. Each segment is
- * decoded here; a decoded segment containing NUL is refused.
+ * decoded here; a bad escape or a NUL (%00) anywhere in the path makes the
+ * request a 400 (a malformed name), unlike a path of no known shape (404).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -95,12 +96,14 @@ int api_pct_decode(const char *in, size_t n, int plus, char **out)
 }
 
 /* The decoded segments share one allocation (a decoded segment is never
- * longer than its encoding): segs[0] owns it, api_req_clear() frees it. */
+ * longer than its encoding): segs[0] owns it, api_req_clear() frees it.
+ * Returns 0, WSG_EINVAL for a bad escape or a NUL, WSG_ENOTFOUND for a path
+ * no route can have (not absolute, an empty segment, over API_MAX_SEGS). */
 int api_split_path(const char *url, char **segs, size_t *nsegs)
 {
     *nsegs = 0;
     if (*url != '/')
-        return WSG_EINVAL;
+        return WSG_ENOTFOUND;
     char *buf = malloc(strlen(url) + 1), *o = buf;
     if (!buf)
         return WSG_ENOMEM;
@@ -109,8 +112,12 @@ int api_split_path(const char *url, char **segs, size_t *nsegs)
     while (*p) {
         const char *e = strchr(p, '/');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        long dn = k < API_MAX_SEGS && n > 0 ? pct_decode_into(p, n, 0, o) : -1;
-        if (dn < 0) { /* too many, empty ("//") or badly escaped */
+        if (k == API_MAX_SEGS || n == 0) { /* too many, or empty ("//") */
+            free(buf);
+            return WSG_ENOTFOUND;
+        }
+        long dn = pct_decode_into(p, n, 0, o);
+        if (dn < 0) {
             free(buf);
             return WSG_EINVAL;
         }

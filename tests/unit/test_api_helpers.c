@@ -122,7 +122,12 @@ static void test_paths(void **state)
     api_req_clear(&r);
     assert_int_equal(api_split_path("/v1/channels/a%zz", r.segs, &r.nsegs), WSG_EINVAL);
     api_req_clear(&r);
-    assert_int_equal(api_split_path("/v1//x", r.segs, &r.nsegs), WSG_EINVAL);
+    /* a malformed name is bad input (400); a path of no route's shape is 404 */
+    assert_int_equal(api_split_path("/v1//x", r.segs, &r.nsegs), WSG_ENOTFOUND);
+    api_req_clear(&r);
+    assert_int_equal(api_split_path("/1/2/3/4/5/6/7/8/9", r.segs, &r.nsegs), WSG_ENOTFOUND);
+    api_req_clear(&r);
+    assert_int_equal(api_split_path("v1", r.segs, &r.nsegs), WSG_ENOTFOUND);
     api_req_clear(&r);
     assert_int_equal(api_parse_query("route=%2Fchat&x=a+b&flag", &r), 0);
     assert_string_equal(api_query(&r, "route"), "/chat");

@@ -269,7 +269,9 @@ static void defaults_match_header(void **state)
     assert_false(cfg->api.jwt.enabled);
     assert_int_equal(cfg->api.jwt.leeway_s, 5);
     assert_int_equal(cfg->api.max_connections, 10000);
+    assert_int_equal(cfg->api.max_connections_per_ip, 256);
     assert_int_equal(cfg->api.connection_timeout_ms, 30000);
+    assert_int_equal(cfg->api.request_timeout_ms, 10000);
     assert_int_equal(cfg->api.max_body_bytes, 1048576);
     assert_int_equal(cfg->api.threads, 2);
     assert_string_equal(cfg->nats, "");
