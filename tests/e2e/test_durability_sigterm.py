@@ -14,7 +14,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -74,4 +73,4 @@ class DurabilitySigterm(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()
