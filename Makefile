@@ -1,9 +1,15 @@
 # The README's commands. Everything real lives in CMake; this file only chains
 # "install what is missing -> configure -> build -> run/test".
-#   make run     install deps, build, start `wsgate standalone` with examples/standalone.yaml
-#   make test    install deps, check formatting, build with -Werror, run every ctest,
-#                then run the unit tests again under ASan+UBSan
-#   make bench   run the benchmark suite (bench/README.md)
+#   make run       install deps, build, start `wsgate standalone` with examples/standalone.yaml
+#   make test      install deps, check formatting, build with -Werror, run every ctest
+#                  (unit, integration, e2e, selftest, fuzz replay), then `make sanitize`.
+#                  This is what CI runs (.ci/run).
+#   make sanitize  build $(BUILD)-asan with ASan+UBSan and run every ctest again there:
+#                  the e2e and integration gateways are that binary, and any sanitizer
+#                  report, crash or unexpected exit fails the run (docs/testing.md)
+#   make bench     run the benchmark suite (bench/README.md)
+# After each ctest run, a test that was skipped fails `make test` unless
+# tests/skip-allowlist.txt names it with a reason (tests/check_skips.py).
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CONFIG ?= examples/standalone.yaml
@@ -24,8 +30,15 @@ build: deps $(BUILD)/CMakeCache.txt
 run: build
 	@scripts/run-example.sh $(BUILD)/wsgate $(CONFIG)
 
+# $(call ctest_all,DIR): every ctest in DIR, then no skip outside the allowlist
+define ctest_all
+	rm -f $(1)/skipped-tests.txt
+	cd $(1) && WSGATE_SKIP_LOG=$(abspath $(1))/skipped-tests.txt ctest --output-on-failure -j $(JOBS)
+	python3 tests/check_skips.py tests/skip-allowlist.txt $(1)/skipped-tests.txt
+endef
+
 test: build format-check
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(call ctest_all,$(BUILD))
 	$(MAKE) sanitize
 
 unit: build
@@ -34,7 +47,7 @@ unit: build
 sanitize: deps
 	cmake -S . -B $(BUILD)-asan -DWSGATE_WERROR=ON -DWSGATE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(BUILD)-asan -j $(JOBS)
-	cd $(BUILD)-asan && ctest --output-on-failure -L unit
+	$(call ctest_all,$(BUILD)-asan)
 
 format:
 	@git ls-files '*.c' '*.h' | xargs -r clang-format -i

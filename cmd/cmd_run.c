@@ -208,7 +208,10 @@ static void wait_for_signal(run_t *r)
 
 static int run_roles(int argc, char **argv, int roles, const char *role)
 {
-    run_t r = {.roles = roles, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    /* Static: the detached signal thread uses r until the process ends,
+     * after this function has returned. A process runs its roles once. */
+    static run_t r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    r.roles = roles;
     char err[1024] = "";
     int rc, status = 1;
     const char *path = cmd_config_path(argc, argv);

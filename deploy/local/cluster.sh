@@ -3,7 +3,9 @@
 # nats-server (JetStream, file storage), PostgreSQL, `wsgate migrate`, then
 # 2 edges, 2 control APIs and 2 dispatchers. Everything lives in one state
 # directory (config, data, logs, PIDs); everything it started is stopped by
-# PID on Ctrl-C, SIGTERM or `cluster.sh stop`. See deploy/local/README.md.
+# PID on Ctrl-C, SIGTERM or `cluster.sh stop`, each with its exit status;
+# it exits 1 when a wsgate role crashed or did not exit 0 on SIGTERM. See
+# deploy/local/README.md.
 #
 #   deploy/local/cluster.sh [start]   run in the foreground until Ctrl-C
 #   deploy/local/cluster.sh stop      stop a cluster started elsewhere
@@ -69,13 +71,46 @@ AS_PG=()
 
 # ---- stop ------------------------------------------------------------------
 
+# describe_status STATUS: "exit 0", "exit 2", "signal 11 (SEGV)" for a
+# status from `wait` (128+N: ended by signal N).
+describe_status() {
+    if (($1 > 128)); then echo "signal $(($1 - 128)) ($(kill -l "$1" 2>/dev/null || echo ?))"
+    else echo "exit $1"; fi
+}
+
+# reap PID: sets ST to the exit status of PID when it is a child of this
+# shell that has ended (bash keeps the status of reaped children; ENDED
+# keeps it for a second look), else to "" (`cluster.sh stop` from another
+# shell). Called directly, never in $(...): `wait` needs this shell.
+declare -A ENDED=()
+reap() {
+    local st=0
+    ST="${ENDED[$1]:-}"
+    [[ -z "$ST" ]] || return 0
+    wait "$1" 2>/dev/null || st=$?
+    ((st == 127)) && return 0 # not our child
+    ENDED[$1]=$st
+    ST=$st
+}
+
 # Stops every PID in $STATE/pids, newest first: SIGTERM (SIGINT for
-# PostgreSQL: fast shutdown), then SIGKILL after 25 s.
+# PostgreSQL: fast shutdown), then SIGKILL after 25 s. Returns 1 when a
+# wsgate role did not exit 0 (a graceful stop exits 0; a role that had
+# died before, by a crash or an error, is reported with its status).
 stop_all() {
-    local state="$1" line name pid sig waited
+    local state="$1" line name pid sig waited failed=0 lines=()
     [[ -f "$state/pids" ]] || return 0
-    tac "$state/pids" | while read -r name pid; do
-        kill -0 "$pid" 2>/dev/null || continue
+    mapfile -t lines < <(tac "$state/pids") # not a pipe: `wait` needs this shell
+    for line in "${lines[@]}"; do
+        read -r name pid <<<"$line"
+        if ! kill -0 "$pid" 2>/dev/null; then
+            reap "$pid"
+            if [[ -n "$ST" && "$ST" != 0 && "$name" != postgres && "$name" != nats ]]; then
+                echo "cluster.sh: $name (pid $pid) had ended by $(describe_status "$ST")"
+                failed=1
+            fi
+            continue
+        fi
         sig=TERM
         [[ "$name" == postgres ]] && sig=INT
         kill -s "$sig" "$pid" 2>/dev/null || true
@@ -87,11 +122,15 @@ stop_all() {
         if kill -0 "$pid" 2>/dev/null; then
             echo "cluster.sh: $name (pid $pid) did not stop: SIGKILL"
             kill -s KILL "$pid" 2>/dev/null || true
+            [[ "$name" == postgres || "$name" == nats ]] || failed=1
         else
-            echo "cluster.sh: stopped $name (pid $pid)"
+            reap "$pid"
+            echo "cluster.sh: stopped $name (pid $pid${ST:+, $(describe_status "$ST")})"
+            [[ -z "$ST" || "$ST" == 0 || "$name" == postgres || "$name" == nats ]] || failed=1
         fi
     done
     : >"$state/pids"
+    return "$failed"
 }
 
 cmd_stop() {
@@ -218,13 +257,16 @@ start_node() {
 }
 
 on_signal() {
+    local status=0
     trap - INT TERM
     echo
     say "stopping"
-    stop_all "$STATE"
+    stop_all "$STATE" || status=1
     rm -f "$POINTER" "$STATE/cluster.sh.pid"
-    if [[ "$KEEP_STATE" == 0 ]]; then rm -rf "$STATE"; else say "logs kept in $STATE/logs"; fi
-    exit 0
+    if ((status)); then
+        say "a wsgate role crashed, failed or did not exit 0 on SIGTERM: logs kept in $STATE/logs"
+    elif [[ "$KEEP_STATE" == 0 ]]; then rm -rf "$STATE"; else say "logs kept in $STATE/logs"; fi
+    exit "$status"
 }
 
 cmd_start() {
@@ -288,13 +330,15 @@ cmd_start() {
     done
     trap - EXIT
     print_addresses | tee "$STATE/addresses"
-    # wait for a signal; a node that dies is reported, the rest keep running
+    # wait for a signal; a node that dies is reported with its exit status
+    # (a signal: it crashed), the rest keep running
     while true; do
         sleep 1 &
         wait $! || true
         while read -r name pid; do
             if ! kill -0 "$pid" 2>/dev/null && ! grep -q "^$name $pid gone" "$STATE/reported" 2>/dev/null; then
-                say "$name (pid $pid) exited; its log: $STATE/logs/$name.log"
+                reap "$pid"
+                say "$name (pid $pid) ended${ST:+ by $(describe_status "$ST")}; its log: $STATE/logs/$name.log"
                 echo "$name $pid gone" >>"$STATE/reported"
             fi
         done <"$STATE/pids"
@@ -324,6 +368,6 @@ case "${1:-start}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
--h | --help | help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//' ;;
 *) die "unknown command ${1} (start|stop|status)" ;;
 esac

@@ -6,7 +6,6 @@ dead-letter list + replay delivered again."""
 import json
 import re
 import time
-import unittest
 import urllib.parse
 
 import wsgate_test as w
@@ -248,4 +247,4 @@ class DeadLetters(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

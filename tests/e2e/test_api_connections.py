@@ -9,7 +9,6 @@ import http.client
 import json
 import threading
 import time
-import unittest
 import urllib.parse
 
 import wsgate_test as w
@@ -323,4 +322,4 @@ class Restart(ApiCase):
         self.assertEqual(self.gw.control().get("/v1/connections/" + cid).status, 410)
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

@@ -12,7 +12,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import os
-import subprocess
 import time
 import unittest
 
@@ -39,8 +38,7 @@ routes:
 
 def run(args, timeout=30):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSGATE_")}
-    return subprocess.run([w.WSGATE_BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=env, timeout=timeout, universal_newlines=True)
+    return w.run_wsgate(args, env=env, timeout=timeout, universal_newlines=True)
 
 
 class Cli(unittest.TestCase):
@@ -153,4 +151,4 @@ class Cli(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

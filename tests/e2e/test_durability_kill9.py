@@ -22,7 +22,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 
 import threading
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -154,4 +153,4 @@ class DurabilityKill9(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

@@ -17,7 +17,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 
 import threading
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -144,4 +143,4 @@ class EdgeAuthorizer(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

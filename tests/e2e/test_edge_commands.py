@@ -14,7 +14,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import re
-import unittest
 
 import wsgate_test as w
 
@@ -92,4 +91,4 @@ class EdgeCommands(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

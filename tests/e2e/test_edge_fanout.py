@@ -16,7 +16,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import re
-import unittest
 
 import wsgate_test as w
 
@@ -105,4 +104,4 @@ class EdgeFanout(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

@@ -21,7 +21,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 
 import base64
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -161,4 +160,4 @@ class EdgeFrames(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

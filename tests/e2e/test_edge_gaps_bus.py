@@ -24,7 +24,6 @@ import resource
 import socket
 import threading
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -186,4 +185,4 @@ class ReadPause(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

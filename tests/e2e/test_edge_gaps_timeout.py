@@ -14,7 +14,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 
 import socket
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -59,4 +58,4 @@ class HandshakeTimeouts(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

@@ -18,7 +18,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 import socket
 import threading
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -183,4 +182,4 @@ class UserReject(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

@@ -18,7 +18,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -186,4 +185,4 @@ class EdgeCapacity(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

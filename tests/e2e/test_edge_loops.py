@@ -31,7 +31,6 @@ import os
 import resource
 import signal
 import socket
-import unittest
 
 import wsgate_test as w
 
@@ -187,6 +186,7 @@ class EdgeLoops(w.GatewayTestCase):
         other = w.Gateway([w.route("/a", self.be.url, jwt=JWT)], start=False,
                           config={"edge": {"threads": LOOPS}})
         self.addCleanup(other.close)
+        other.expect_exit("its edge port is taken: start-up must fail", codes=[1])
         other.edge_port = self.gw.edge_port
         other.write_config()
         other._spawn()
@@ -269,4 +269,4 @@ class EdgeLoops(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

@@ -27,7 +27,6 @@ import re
 import resource
 import socket
 import time
-import unittest
 import urllib.parse
 
 import wsgate_test as w
@@ -195,4 +194,4 @@ class PendingRequests(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

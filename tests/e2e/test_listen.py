@@ -75,9 +75,10 @@ class Listen(w.GatewayTestCase):
                                ("127.0.0.1:%d" % w.free_port(), "nosuchhost.invalid:%d"
                                 % w.free_port(), "api.listen")):
             gw = self.start(edge, api)
+            gw.expect_exit("an unresolvable %s stops start-up" % key, codes=[1])
             self.assertNotEqual(gw.proc.wait(15), 0)
             self.assertIn("%s: 'nosuchhost.invalid:" % key, gw.logs())
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

@@ -14,7 +14,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib, WSGATE_SOURCE_DIR.
 """
 
 import os
-import subprocess
 import time
 import unittest
 
@@ -32,9 +31,7 @@ def key(alg, kind):
 
 def run(args, timeout=30):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSGATE_")}
-    return subprocess.run([w.WSGATE_BIN, "token"] + args, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=env, timeout=timeout,
-                          universal_newlines=True)
+    return w.run_wsgate(["token"] + args, env=env, timeout=timeout, universal_newlines=True)
 
 
 CONFIG = """edge:
@@ -172,4 +169,4 @@ class Token(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

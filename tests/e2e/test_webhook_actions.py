@@ -16,7 +16,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import base64
-import unittest
 
 import wsgate_test as w
 
@@ -120,4 +119,4 @@ class WebhookActions(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

@@ -25,7 +25,6 @@ import calendar
 import json
 import re
 import time
-import unittest
 
 import wsgate_test as w
 
@@ -204,4 +203,4 @@ class WebhookBasic(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

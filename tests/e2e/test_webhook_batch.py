@@ -11,7 +11,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import threading
-import unittest
 
 import wsgate_test as w
 
@@ -77,4 +76,4 @@ class WebhookBatch(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

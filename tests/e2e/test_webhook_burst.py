@@ -12,7 +12,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import os
-import unittest
 
 import wsgate_test as w
 
@@ -55,4 +54,4 @@ class WebhookBurst(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

@@ -20,7 +20,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 
 import json
 import threading
-import unittest
 
 import wsgate_test as w
 
@@ -211,4 +210,4 @@ class WebhookRetry(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

@@ -12,7 +12,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
 import json
-import unittest
 
 import wsgate_test as w
 
@@ -84,4 +83,4 @@ class WebhookRouting(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

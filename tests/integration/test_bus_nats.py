@@ -22,6 +22,7 @@ import unittest
 
 from csuite import find_build_binary, run_with_server_control
 from natsserver import NatsServer
+from wsgate_util import main
 
 WSGATE_BIN = os.environ.get("WSGATE_BIN", "")
 
@@ -70,4 +71,4 @@ class BusNatsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    main()

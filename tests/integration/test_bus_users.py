@@ -14,6 +14,7 @@ import unittest
 
 from csuite import find_build_binary
 from natsserver import NatsServer
+from wsgate_util import main
 
 
 class BusUsersTest(unittest.TestCase):
@@ -31,4 +32,4 @@ class BusUsersTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main()

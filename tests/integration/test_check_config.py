@@ -14,11 +14,11 @@ Env: WSGATE_BIN (the built wsgate), WSGATE_SOURCE_DIR.
 
 import glob
 import os
-import subprocess
 import tempfile
 import unittest
 
-WSGATE_BIN = os.environ.get("WSGATE_BIN", "")
+from wsgate_util import main, require_binary, run_wsgate
+
 SOURCE_DIR = os.environ.get("WSGATE_SOURCE_DIR",
                             os.path.dirname(os.path.dirname(os.path.dirname(
                                 os.path.abspath(__file__)))))
@@ -55,15 +55,13 @@ def run(args, env=None, cwd=None):
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith("WSGATE_") or k in ("WSGATE_BIN", "WSGATE_SOURCE_DIR")}
     full_env.update(env or {})
-    return subprocess.run([WSGATE_BIN, "check-config"] + args, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=full_env, cwd=cwd, timeout=30,
-                          universal_newlines=True)
+    return run_wsgate(["check-config"] + args, env=full_env, cwd=cwd, timeout=30,
+                      universal_newlines=True)
 
 
 class CheckConfig(unittest.TestCase):
     def setUp(self):
-        if not WSGATE_BIN or not os.path.exists(WSGATE_BIN):
-            self.skipTest("WSGATE_BIN not built")
+        require_binary()
         self.tmp = tempfile.TemporaryDirectory()
         self.dir = self.tmp.name
 
@@ -165,4 +163,4 @@ class CheckConfig(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    main()

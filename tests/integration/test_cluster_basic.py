@@ -17,12 +17,14 @@ Checked here:
 
 The Cluster class here is also used by test_cluster_faults.py. Every
 process is started by this file and stopped by its PID (SIGTERM, then
-SIGKILL after a bound); every wait is bounded.
+SIGKILL after a bound); every wait is bounded. Each wsgate role is a
+WatchedProcess (tests/lib/wsgate_proc.py): a role that crashes, exits by
+itself or writes a sanitizer report fails the test that sees it, and one
+that does not exit 0 on SIGTERM at the end fails the class.
 """
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -37,10 +39,11 @@ import wsgate_test as w
 ROLES = ("edge", "api", "dispatch")
 
 
-class Node:
+class Node(w.WatchedProcess):
     """One `wsgate ROLE --config FILE` process with WSGATE_* overrides."""
 
     def __init__(self, cluster, name, role, env, port=None):
+        self.watch_init("%s (wsgate %s)" % (name, role))
         self.cluster = cluster
         self.name = name
         self.role = role
@@ -55,6 +58,8 @@ class Node:
         return self.proc.pid if self.proc else None
 
     def start(self):
+        if self.proc is not None:
+            self.judge("self")  # it ended without stop() or kill9()
         e = {k: v for k, v in os.environ.items()
              if not k.startswith("WSGATE_") and k not in ("LOG_LEVEL", "LOG_FORMAT")}
         e.update(LOG_LEVEL=self.cluster.log_level, LOG_FORMAT="json")
@@ -66,11 +71,10 @@ class Node:
                 [w.WSGATE_BIN, self.role, "--config", self.cluster.config_path],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=e,
                 cwd=self.cluster.tmp.path, preexec_fn=w._pdeathsig if main else None)
-        with w._live_lock:
-            w._live_procs.add(self.proc)
+        w.track(self.proc)
 
     def wait_ready(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + w.scaled(timeout)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("%s exited with %s during start-up:\n%s"
@@ -86,24 +90,13 @@ class Node:
 
     def stop(self, timeout=20.0):
         """SIGTERM by PID, SIGKILL after timeout; returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        with w._live_lock:
-            w._live_procs.discard(self.proc)
-        return self.proc.returncode
+        return super().stop(timeout)
 
-    def kill9(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        return self.proc.returncode if self.proc else None
+    def log_paths(self):
+        return [self.log_path]
+
+    def logs_tail(self, n=60):
+        return self.tail(n)
 
     def text(self, since_start=False):
         try:
@@ -169,8 +162,8 @@ class Cluster:
         with open(self.config_path, "w") as f:
             json.dump(cfg, f, indent=2)
         self.config = cfg
-        r = subprocess.run([w.WSGATE_BIN, "migrate", "--config", self.config_path],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        r = w.run_wsgate(["migrate", "--config", self.config_path],
+                         stderr=subprocess.STDOUT, timeout=60)
         if r.returncode != 0:
             raise AssertionError("wsgate migrate failed: " + r.stdout.decode(errors="replace"))
         n_edges, n_apis, n_disp = self.counts
@@ -204,16 +197,28 @@ class Cluster:
         return n
 
     def close(self):
+        """Stops everything; then raises AssertionError if a wsgate role had
+        a problem not reported yet (see check())."""
         for n in self.nodes():
             try:
                 n.stop()
             except Exception:
                 n.kill9()
+        for n in self.nodes():
+            n.scan_logs()
         if self.pg:
             self.pg.close()
         if self.nats:
             self.nats.close()
         self.tmp.cleanup()
+        w.fail_on_problems(self.nodes())
+
+    def check(self):
+        """Raises AssertionError if a role crashed, exited by itself or
+        logged a sanitizer report since the last check."""
+        for n in self.nodes():
+            n.check_alive()
+        w.fail_on_problems(self.nodes())
 
     def logs(self, n=30):
         return "\n".join("--- %s (pid %s) ---\n%s" % (x.name, x.pid, x.tail(n))
@@ -273,17 +278,22 @@ class ClusterTestCase(unittest.TestCase):
         try:
             cls.cl.start()
         except BaseException:
-            cls.cl.close()
-            cls.be.stop()
+            try:
+                cls.cl.close()
+            finally:
+                cls.be.stop()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        cls.cl.close()
-        cls.be.stop()
+        try:
+            cls.cl.close()
+        finally:
+            cls.be.stop()
 
     def setUp(self):
         self._clients = []
+        self.addCleanup(self.cl.check)  # the first cleanup runs last
 
     def tearDown(self):
         for c in self._clients:
@@ -453,4 +463,4 @@ class ClusterBasicTest(ClusterTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

@@ -241,8 +241,8 @@ class AckWaitConfigTest(unittest.TestCase):
             path = tmp.join("c.json")
             with open(path, "w") as f:
                 json.dump(cfg, f)
-            p = subprocess.run([w.WSGATE_BIN, "check-config", "--config", path],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+            p = w.run_wsgate(["check-config", "--config", path], stderr=subprocess.STDOUT,
+                             timeout=30)
             return p.returncode, p.stdout.decode(errors="replace")
         finally:
             tmp.cleanup()
@@ -271,4 +271,4 @@ class AckWaitConfigTest(unittest.TestCase):
         self.assertIn("cluster.ack_wait", out)
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

@@ -28,7 +28,6 @@ import socket
 import struct
 import threading
 import time
-import unittest
 
 import wsgate_test as w
 from test_cluster_basic import ClusterTestCase, q
@@ -443,4 +442,4 @@ class NatsRestartTest(ClusterTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

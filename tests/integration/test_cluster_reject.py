@@ -26,7 +26,6 @@ import json
 import socket
 import threading
 import time
-import unittest
 import urllib.parse
 
 import wsgate_test as w
@@ -94,15 +93,19 @@ class ClusterRejectTest(ClusterTestCase):
         try:
             cls.cl.start()
         except BaseException:
-            cls.cl.close()
-            cls.be.stop()
-            cls.az.stop()
+            try:
+                cls.cl.close()
+            finally:
+                cls.be.stop()
+                cls.az.stop()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        super().tearDownClass()
-        cls.az.stop()
+        try:
+            super().tearDownClass()
+        finally:
+            cls.az.stop()
 
     def url(self, edge, user, path="/one"):
         """user None: no token (the authorizer names the user)."""
@@ -247,4 +250,4 @@ class ClusterRejectTest(ClusterTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

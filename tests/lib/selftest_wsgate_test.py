@@ -1,17 +1,28 @@
-"""selftest_wsgate_test.py — checks the e2e test library itself, without
-wsgate: the Standard Webhooks test vector, JWT round trips through the
-openssl CLI (and forgeries failing), the recording Backend's scripting, and
-WsClient against a minimal RFC 6455 server written here.
+"""selftest_wsgate_test.py — checks the e2e test library itself: the
+Standard Webhooks test vector, JWT round trips through the openssl CLI (and
+forgeries failing), the recording Backend's scripting, and WsClient against
+a minimal RFC 6455 server written here (none of these need wsgate); then,
+with the real wsgate ($WSGATE_BIN), that the fixture fails a test whose
+gateway crashed (kill -SEGV mid-test), exited by itself, did not exit 0 on
+SIGTERM or logged a sanitizer report, and passes the ends a test declares
+(kill9(), expect_exit(), allow_unclean_stop()); run_wsgate() on crashing
+commands; main()'s exit codes (77 and the skip log), tests/check_skips.py
+and that every test file ends with main().
 
-Run: python3 tests/lib/selftest_wsgate_test.py   (stdlib + openssl only)
+Run: WSGATE_BIN=build/wsgate PYTHONPATH=tests/lib python3 tests/lib/selftest_wsgate_test.py
+(ctest runs it as lib/selftest_wsgate_test).
 """
 
 import base64
+import glob
 import hashlib
 import json
 import os
+import re
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -230,5 +241,248 @@ class WsClientAgainstMiniServer(unittest.TestCase):
         ws.abort()
 
 
+# --------------------------------------------------------------------------
+# the fixture's exit checks, against the real wsgate
+
+def _fixture_cases(wrapper_dir):
+    """A GatewayTestCase whose tests each end their gateway one way; run one
+    by one in a nested result by FixtureExitChecks (a class made here, so
+    that this file's own runner does not collect it)."""
+
+    def sigterm_exit_3():
+        # a wrapper that stops wsgate on SIGTERM and then exits 3: a gateway
+        # failing its graceful stop, without changing wsgate
+        path = os.path.join(wrapper_dir, "wsgate-exit-3")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write('#!/bin/sh\n"%s" "$@" &\nchild=$!\n'
+                        "trap 'kill -TERM $child; wait $child; exit 3' TERM\n"
+                        "wait $child\n" % os.path.abspath(w.WSGATE_BIN))
+            os.chmod(path, 0o755)
+        return path
+
+    class Inner(w.GatewayTestCase):
+        def start(self, **kw):
+            be = self.backend()
+            gw = self.gateway([w.route("/chat", be.url)], log_level="info", **kw)
+            ws = self.client(gw.edge_url + "/chat")
+            ws.send_text("hello")
+            be.wait_event(lambda e: e.get("data") == "hello")
+            return gw
+
+        def segv(self, gw):
+            os.kill(gw.pid, signal.SIGSEGV)
+            gw.proc.wait(w.scaled(30))
+
+        def refused_config(self):
+            gw = w.Gateway([w.route("/a")], config={"log": {"level": "loud"}}, start=False)
+            self.addCleanup(gw.close)
+            return gw
+
+        def test_clean(self):
+            self.start()
+
+        def test_segv_mid_test(self):
+            self.segv(self.start())
+
+        def test_segv_then_restart(self):
+            gw = self.start()
+            self.segv(gw)
+            gw.restart()
+            self.client(gw.edge_url + "/chat").send_text("after the restart")
+
+        def test_kill9(self):
+            self.assertEqual(self.start().kill9(), -9)
+
+        def test_segv_before_kill9(self):
+            gw = self.start()
+            self.segv(gw)
+            gw.kill9()
+
+        def test_startup_failure_expected(self):
+            gw = self.refused_config()
+            gw.expect_exit("log.level 'loud' is refused", codes=[2])
+            gw._spawn()
+            self.assertEqual(gw.proc.wait(w.scaled(30)), 2)
+
+        def test_startup_failure_unexpected(self):
+            gw = self.refused_config()
+            gw._spawn()
+            self.assertEqual(gw.proc.wait(w.scaled(30)), 2)
+
+        def test_startup_failure_other_code(self):
+            gw = self.refused_config()
+            gw.expect_exit("a refused config exits 1 (it exits 2)", codes=[1])
+            gw._spawn()
+            gw.proc.wait(w.scaled(30))
+
+        def test_sigterm_exit_3(self):
+            self.start(binary=sigterm_exit_3())
+
+        def test_sigterm_exit_3_allowed(self):
+            self.start(binary=sigterm_exit_3()).allow_unclean_stop("the wrapper exits 3")
+
+        def test_sanitizer_report_in_log(self):
+            gw = self.start()
+            with open(gw.stderr_path, "a") as f:
+                f.write("==1==ERROR: AddressSanitizer: heap-use-after-free (planted)\n")
+
+    return Inner
+
+
+class FixtureExitChecks(unittest.TestCase):
+    """Each inner test passes on its own; the fixture alone decides."""
+
+    @classmethod
+    def setUpClass(cls):
+        w.require_binary()
+        cls.tmp = w.TempDir()
+        cls.inner = _fixture_cases(cls.tmp.path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def run_inner(self, name):
+        result = unittest.TestResult()
+        self.inner(name).run(result)
+        self.assertEqual(result.testsRun, 1)
+        return result
+
+    def assert_passes(self, name):
+        r = self.run_inner(name)
+        self.assertTrue(r.wasSuccessful(), r.errors + r.failures)
+
+    def assert_fails(self, name, *wanted):
+        """The inner test fails, with every text in wanted in its report."""
+        r = self.run_inner(name)
+        self.assertFalse(r.wasSuccessful(), "%s passed" % name)
+        text = "\n".join(t for _, t in r.errors + r.failures)
+        self.assertIn("wsgate process problem", text)
+        for want in wanted:
+            self.assertRegex(text, want)
+        return text
+
+    # what a crash looks like: SIGSEGV from the release build; ASan catches
+    # the signal, reports it and aborts (ASAN_OPTIONS=abort_on_error=1) or
+    # exits 1 (the default)
+    CRASH = r"died by signal 11 \(SIGSEGV\)|died by signal 6 \(SIGABRT\)|" \
+            r"exited by itself with exit code 1"
+
+    def test_a_clean_test_passes(self):
+        self.assert_passes("test_clean")
+
+    def test_segv_mid_test_fails_the_test(self):
+        self.assert_fails("test_segv_mid_test", self.CRASH)
+
+    def test_segv_then_restart_still_fails(self):
+        self.assert_fails("test_segv_then_restart", self.CRASH)
+
+    def test_kill9_on_purpose_passes(self):
+        self.assert_passes("test_kill9")
+
+    def test_crash_before_kill9_fails(self):
+        self.assert_fails("test_segv_before_kill9", self.CRASH)
+
+    def test_startup_failure_passes_only_when_expected(self):
+        self.assert_passes("test_startup_failure_expected")
+        self.assert_fails("test_startup_failure_unexpected", "exited by itself with exit code 2")
+        self.assert_fails("test_startup_failure_other_code", r"exit code 2, expected \(1,\)")
+
+    def test_sigterm_must_exit_0(self):
+        self.assert_fails("test_sigterm_exit_3", "exit code 3 on SIGTERM")
+        self.assert_passes("test_sigterm_exit_3_allowed")
+
+    def test_sanitizer_report_fails(self):
+        self.assert_fails("test_sanitizer_report_in_log", "sanitizer report")
+
+
+class RunWsgate(unittest.TestCase):
+    def test_signal_and_sanitizer_report_raise(self):
+        with self.assertRaisesRegex(AssertionError, "SIGSEGV"):
+            w.run_wsgate(["-c", "kill -SEGV $$"], binary="/bin/sh")
+        with self.assertRaisesRegex(AssertionError, "sanitizer report"):
+            w.run_wsgate(["-c", "echo 'x.c:1:2: runtime error: overflow' >&2; exit 2"],
+                         binary="/bin/sh")
+        self.assertEqual(w.run_wsgate(["-c", "exit 2"], binary="/bin/sh").returncode, 2)
+
+
+# --------------------------------------------------------------------------
+# the runner of every test file
+
+class Runner(unittest.TestCase):
+    def setUp(self):
+        self.tmp = w.TempDir()
+        self.addCleanup(self.tmp.cleanup)
+        self.skip_log = self.tmp.join("skips.txt")
+        os.mkdir(self.tmp.join("e2e"))
+
+    def run_file(self, body):
+        """A test file e2e/test_x.py with `class T(unittest.TestCase):` and
+        body, ended by main(); returns (exit code, skip log text)."""
+        path = self.tmp.join("e2e", "test_x.py")
+        with open(path, "w") as f:
+            f.write("import unittest\nimport wsgate_util\n\n\nclass T(unittest.TestCase):\n"
+                    + body + "\n\nwsgate_util.main()\n")
+        env = dict(os.environ, WSGATE_SKIP_LOG=self.skip_log,
+                   PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+        r = subprocess.run([sys.executable, path], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        try:
+            with open(self.skip_log) as f:
+                log = f.read()
+            os.unlink(self.skip_log)
+        except FileNotFoundError:
+            log = ""
+        return r.returncode, log
+
+    def test_exit_codes(self):
+        ok = "    def test_a(self):\n        pass\n"
+        skip = "    def test_b(self):\n        self.skipTest('no  frobnicator\\nhere')\n"
+        fail = "    def test_c(self):\n        self.fail('no')\n"
+        self.assertEqual(self.run_file(ok), (0, ""))
+        self.assertEqual(self.run_file(ok + skip),
+                         (w.SKIP_EXIT, "e2e/test_x::T.test_b\tno frobnicator here\n"))
+        self.assertEqual(self.run_file(skip + fail)[0], 1)
+        self.assertEqual(self.run_file("    pass\n")[0], 1)  # no test at all
+
+
+class CheckSkips(unittest.TestCase):
+    """tests/check_skips.py, which makes `make test` fail on a skip."""
+
+    def check(self, allow, skipped):
+        with w.TempDir() as tmp:
+            a, s = tmp.write("allow.txt", allow), tmp.write("skipped.txt", skipped)
+            script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "check_skips.py")
+            r = subprocess.run([sys.executable, script, a, s], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+        return r.returncode, r.stdout.decode()
+
+    def test_allowlist(self):
+        skip = "e2e/test_listen::Listen.test_v6\tno IPv6 loopback here\n"
+        self.assertEqual(self.check("", "")[0], 0)
+        rc, out = self.check("# nothing allowed\n", skip)
+        self.assertEqual(rc, 1)
+        self.assertIn("e2e/test_listen::Listen.test_v6: no IPv6 loopback here", out)
+        self.assertEqual(self.check("e2e/test_listen::Listen.test_v6  CI has no ::1\n", skip)[0], 0)
+        self.assertEqual(self.check("e2e/test_listen::*  CI has no ::1\n", skip)[0], 0)
+        self.assertEqual(self.check("e2e/test_listen::Listen.other  why\n", skip)[0], 1)
+        self.assertEqual(self.check("e2e/test_listen::*\n", skip)[0], 2)  # no reason
+
+
+class SuiteConventions(unittest.TestCase):
+    def test_every_test_file_ends_with_main(self):
+        # unittest.main() would make a skip a pass: ctest must see exit 77
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        files = glob.glob(os.path.join(root, "*", "test_*.py"))
+        self.assertTrue(files)
+        for path in files:
+            with open(path) as f:
+                text = f.read()
+            self.assertNotIn("unittest.main(", text, path)
+            self.assertRegex(text, re.compile(r"^    (w\.)?main\(\)$", re.M), path)
+
+
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

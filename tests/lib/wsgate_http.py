@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from wsgate_util import free_port
+from wsgate_util import free_port, scaled
 
 
 # --------------------------------------------------------------------------
@@ -310,7 +310,9 @@ class Backend:
             self.requests.clear()
 
     def wait_for(self, pred, timeout=10.0, what="requests"):
-        """Waits until pred(list of requests) is truthy; returns its value."""
+        """Waits until pred(list of requests) is truthy; returns its value
+        (timeout is scaled by TIME_SCALE)."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -495,7 +497,7 @@ class ControlApi:
             h["Content-Type"] = content_type or "text/plain"
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=h)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            with urllib.request.urlopen(req, timeout=scaled(self.timeout)) as r:
                 return ApiResponse(r.status, r.getheaders(), r.read())
         except urllib.error.HTTPError as e:
             return ApiResponse(e.code, e.headers.items(), e.read())

@@ -12,7 +12,9 @@ Python 3 standard library only and independent of wsgate's own C code.
 Pieces (all bounded in time; nothing is left running, even on failure):
 - free_port(), TempDir
 - Gateway: writes the config from a dict, runs `$WSGATE_BIN standalone`,
-  waits until it is ready, stop()/kill9()/restart(), logs.
+  waits until it is ready, stop()/kill9()/restart(), logs. Its exit status
+  is checked (wsgate_proc.py): a crash, an unexpected exit or a sanitizer
+  report fails the GatewayTestCase that started it.
 - Backend: a real HTTP server recording every request and answering from a
   scriptable policy; Authorizer / RoutingService flavours.
 - sign_webhook() / verify_webhook(): Standard Webhooks in pure Python.
@@ -29,12 +31,11 @@ and WsClient readers run in their own daemon threads and only touch state
 under a lock. Ownership: each object owns the processes, sockets and
 servers it started and stops them in stop()/close()/__exit__ and at exit.
 
-The pieces live in wsgate_util.py, wsgate_http.py, wsgate_ws.py and
-wsgate_jwt.py; everything is re-exported here, so tests only need
+The pieces live in wsgate_util.py, wsgate_proc.py, wsgate_http.py,
+wsgate_ws.py and wsgate_jwt.py; everything is re-exported here, so tests only need
 `import wsgate_test as w`.
 """
 
-import atexit
 import ctypes
 import json
 import os
@@ -46,7 +47,10 @@ import time
 
 from wsgate_util import *  # noqa: F401,F403
 from wsgate_util import (DEFAULT_API_SECRET, DEFAULT_WHSEC, WSGATE_BIN, TempDir, free_port,
-                         port_open, require_binary, wait_until)
+                         port_open, require_binary, scaled, wait_until)
+from wsgate_proc import *  # noqa: F401,F403
+from wsgate_proc import (WatchedProcess, _live_lock, _live_procs, fail_on_problems, track,  # noqa: F401
+                         watch_mark, watched_since)
 from wsgate_http import *  # noqa: F401,F403
 from wsgate_http import Authorizer, Backend, ControlApi, StoreReader
 from wsgate_ws import *  # noqa: F401,F403
@@ -57,25 +61,6 @@ from wsgate_jwt import _EC_SIZE, mint_jwt  # noqa: F401
 
 # --------------------------------------------------------------------------
 # the gateway process
-
-_live_procs = set()
-_live_lock = threading.Lock()
-
-
-def _kill_leftovers():
-    with _live_lock:
-        procs = list(_live_procs)
-    for p in procs:
-        if p.poll() is None:
-            try:
-                p.kill()
-                p.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-
-
-atexit.register(_kill_leftovers)
-
 
 def _deep_merge(base, extra):
     out = dict(base)
@@ -122,7 +107,7 @@ class GatewayError(AssertionError):
     pass
 
 
-class Gateway:
+class Gateway(WatchedProcess):
     """Runs `$WSGATE_BIN standalone --config FILE` on free loopback ports.
 
     config: extra top-level keys merged over the defaults (edge, api, store,
@@ -130,11 +115,16 @@ class Gateway:
     environment. The config file is JSON (JSON is YAML) at .config_path;
     .config is the dict written. Attributes: .edge_port .api_port .edge_url
     ("ws://127.0.0.1:P") .http_edge_url .api_url .db_path .queue_path .tmp.
+    Every end of its process is judged (WatchedProcess): see expect_exit()
+    and allow_unclean_stop() for the ends a test means. binary: the program
+    run instead of $WSGATE_BIN (the library's self-test wraps wsgate).
     """
 
     def __init__(self, routes=None, config=None, env=None, tmp=None, start=True,
-                 ready_timeout=30.0, log_level="debug", args=None):
+                 ready_timeout=30.0, log_level="debug", args=None, binary=None):
         require_binary()
+        self.watch_init("wsgate standalone")
+        self.binary = binary or WSGATE_BIN
         self.tmp = tmp or TempDir()
         self._own_tmp = tmp is None
         self.edge_port = free_port()
@@ -210,6 +200,7 @@ class Gateway:
                 text = self.logs()
                 clash = "in use" in text.lower() or "EADDRINUSE" in text
                 if self.proc.poll() is not None and clash and self.starts == 1 and attempt < 2:
+                    self.judge("retry")  # a port taken since free_port(): not the test's
                     self.edge_port, self.api_port = free_port(), free_port()
                     self.write_config()
                     self.starts = 0
@@ -220,6 +211,8 @@ class Gateway:
     def _spawn(self):
         if self.proc is not None and self.proc.poll() is None:
             raise GatewayError("gateway already running (pid %d)" % self.proc.pid)
+        if self.proc is not None:
+            self.judge("self")  # it ended without stop() or kill9()
         self.starts += 1
         # Logs of every run go to the same files, separated by a marker.
         with open(self.stdout_path, "ab") as o, open(self.stderr_path, "ab") as e:
@@ -233,16 +226,16 @@ class Gateway:
         main = threading.current_thread() is threading.main_thread()
         try:
             self.proc = subprocess.Popen(
-                [WSGATE_BIN, "standalone", "--config", self.config_path] + self.args,
+                [self.binary, "standalone", "--config", self.config_path] + self.args,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=self._environ(),
                 cwd=self.tmp.path, preexec_fn=_pdeathsig if main else None)
         finally:
             out.close()
             err.close()
-        with _live_lock:
-            _live_procs.add(self.proc)
+        track(self.proc)
 
     def wait_ready(self, timeout=30.0):
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -261,33 +254,6 @@ class Gateway:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout=30.0):
-        """SIGTERM, wait up to timeout, then SIGKILL. Returns the exit status
-        (negative: killed by that signal)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        with _live_lock:
-            _live_procs.discard(self.proc)
-        return self.proc.returncode
-
-    def kill9(self):
-        """SIGKILL now, as a crash would. Returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        with _live_lock:
-            _live_procs.discard(self.proc)
-        return self.proc.returncode
-
     def restart(self, kill=False, rewrite_config=False):
         """Stops (SIGTERM, or SIGKILL with kill=True) and starts again on the
         same files and ports."""
@@ -304,6 +270,7 @@ class Gateway:
 
     def close(self):
         self.stop()
+        self.scan_logs()  # before the temp dir and its logs go
         if self._own_tmp:
             self.tmp.cleanup()
 
@@ -314,6 +281,9 @@ class Gateway:
         self.close()
 
     # -- logs
+    def log_paths(self):
+        return [self.stderr_path, self.stdout_path]
+
     def logs(self):
         """All stdout and stderr text of every run so far."""
         text = ""
@@ -409,24 +379,36 @@ import sys as _sys  # noqa: E402
 import unittest as _unittest  # noqa: E402
 
 
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error: ",
-                     "WARNING: ThreadSanitizer")
-
-
 class GatewayTestCase(_unittest.TestCase):
-    """Skips when WSGATE_BIN is not built; self.backend()/self.gateway()/
-    self.client() create objects that are stopped after the test; on a
-    failure the tail of every gateway's log goes to stderr."""
+    """self.backend()/self.gateway()/self.client() create objects that are
+    stopped after the test; on a failure the tail of every gateway's log
+    goes to stderr. Fails (never skips) without a built WSGATE_BIN.
+
+    Every Gateway created during a test, through self.gateway() or
+    directly, is held to wsgate_proc.py's rules when the test ends: one
+    still running is stopped and must exit 0 on SIGTERM; one that crashed,
+    exited non-zero by itself or wrote a sanitizer report at any point
+    fails the test, unless the test said so first (gw.kill9(),
+    gw.expect_exit(reason), gw.allow_unclean_stop(reason))."""
 
     def setUp(self):
         require_binary(self)
         self._gateways = []
+        self._watch_mark = watch_mark()
+        self.addCleanup(self._check_processes)  # the first cleanup runs last
 
     def tearDown(self):
         if self._failed():
             for gw in self._gateways:
                 _sys.stderr.write("\n--- wsgate log (%s) ---\n%s\n" % (self.id(),
                                                                         gw.logs_tail(80)))
+
+    def _check_processes(self):
+        watched = watched_since(self._watch_mark)
+        for p in watched:
+            if p.check_alive():
+                p.stop()
+        fail_on_problems(watched)
 
     def _failed(self):
         """True once this test has an error or failure recorded (unittest
@@ -447,10 +429,6 @@ class GatewayTestCase(_unittest.TestCase):
         self.addCleanup(az.stop)
         return az
 
-    # True: a gateway still running at the end of the test must exit 0 on
-    # SIGTERM. Sanitizer reports in its log always fail the test.
-    strict_exit = False
-
     def gateway(self, routes, **kw):
         gw = Gateway(routes=routes, start=False, **kw)
         self._gateways.append(gw)
@@ -459,16 +437,7 @@ class GatewayTestCase(_unittest.TestCase):
         return gw
 
     def _close_gateway(self, gw):
-        was_running = gw.running()
-        status = gw.stop()
-        text = gw.logs()
-        tail = gw.logs_tail(80)
-        gw.close()
-        for marker in SANITIZER_MARKERS:
-            if marker in text:
-                raise AssertionError("sanitizer report in the wsgate log:\n" + tail)
-        if self.strict_exit and was_running and status != 0:
-            raise AssertionError("wsgate exited with %s on SIGTERM:\n%s" % (status, tail))
+        gw.close()  # its end is judged; _check_processes reports it
 
     def client(self, url, **kw):
         ws = WsClient.connect(url, **kw)

@@ -1,7 +1,8 @@
 """wsgate_util.py — shared basics of the e2e test library (see
 wsgate_test.py, which re-exports everything here): the binary's path,
-default secrets, bounded waiting, free loopback ports, plain HTTP requests
-and temporary directories. Standard library only.
+default secrets, the time scale of every bounded wait, free loopback ports,
+plain HTTP requests, temporary directories, running a wsgate command, and
+main(), the runner every Python test file ends with. Standard library only.
 
 Threads: free_port() may be called from any thread; the rest are plain
 functions. Ownership: a TempDir removes its directory on cleanup() or at exit.
@@ -10,10 +11,14 @@ functions. Ownership: a TempDir removes its directory on cleanup() or at exit.
 import atexit
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -29,16 +34,39 @@ DEFAULT_CLIENT_SECRET = "e2e-client-secret-e2e-client-secret-0002"
 
 
 def require_binary(testcase=None):
-    """Skips the calling unittest when WSGATE_BIN is not built."""
+    """Fails (never skips: a test that cannot run is not a pass) when
+    WSGATE_BIN does not name a built wsgate."""
     if not WSGATE_BIN or not os.path.exists(WSGATE_BIN):
-        if testcase is not None:
-            testcase.skipTest("WSGATE_BIN not built")
-        raise RuntimeError("WSGATE_BIN is not set to a built wsgate")
+        raise AssertionError("WSGATE_BIN (%r) is not a built wsgate: build it and set "
+                             "WSGATE_BIN, or run the test through ctest" % WSGATE_BIN)
+
+
+def _sanitized(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# The one knob for slow binaries: every bounded wait of the library (waits
+# for log lines, requests, frames, closes, start-up and shutdown) lasts
+# TIME_SCALE times what the test asks for. WSGATE_TIME_SCALE sets it; by
+# default it is 3 for an ASan/UBSan build of WSGATE_BIN, else 1. Only the
+# bound of a wait grows: what a test asserts stays the same.
+TIME_SCALE = float(os.environ.get("WSGATE_TIME_SCALE") or
+                   (3.0 if WSGATE_BIN and _sanitized(WSGATE_BIN) else 1.0))
+
+
+def scaled(seconds):
+    """seconds x TIME_SCALE: the bound of a wait (None stays None)."""
+    return None if seconds is None else seconds * TIME_SCALE
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     """Polls pred() until it returns something truthy; returns that value or
-    raises AssertionError after timeout seconds."""
+    raises AssertionError after timeout seconds (scaled)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
@@ -79,7 +107,7 @@ def http_request(url, method="GET", headers=None, body=None, timeout=10.0):
     path expecting 426)."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=scaled(timeout)) as r:
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
@@ -119,3 +147,103 @@ class TempDir:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+# --------------------------------------------------------------------------
+# running wsgate commands, and what a report of a sanitizer looks like
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error: ",
+                     "WARNING: ThreadSanitizer", "AddressSanitizer:DEADLYSIGNAL")
+
+
+def sanitizer_report(text):
+    """The first sanitizer marker found in text, or None."""
+    for marker in SANITIZER_MARKERS:
+        if marker in text:
+            return marker
+    return None
+
+
+def describe_status(rc):
+    """'exit code 2', 'signal 11 (SIGSEGV)' for a Popen returncode."""
+    if rc is None:
+        return "still running"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = "?"
+        return "signal %d (%s)" % (-rc, name)
+    return "exit code %d" % rc
+
+
+def run_wsgate(args, timeout=120, binary=None, **kw):
+    """subprocess.run([WSGATE_BIN] + args) with stdout and stderr captured
+    (unless given). A wsgate command that dies by a signal, or whose output
+    holds a sanitizer report, raises AssertionError whatever exit code the
+    test expects: a crash is never the error a test looks for."""
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    argv = [binary or WSGATE_BIN] + list(args)
+    r = subprocess.run(argv, timeout=scaled(timeout), **kw)
+    text = "".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+                   for x in (r.stdout, r.stderr) if x)
+    if r.returncode < 0 or sanitizer_report(text):
+        raise AssertionError("%s ended with %s%s:\n%s" % (
+            " ".join(argv), describe_status(r.returncode),
+            " and a sanitizer report" if sanitizer_report(text) else "", text[-6000:]))
+    return r
+
+
+# --------------------------------------------------------------------------
+# the runner of every Python test file
+
+SKIP_EXIT = 77  # ctest's SKIP_RETURN_CODE for Python tests (tests/CMakeLists.txt)
+
+
+def _test_name(path):
+    """tests/e2e/test_x.py -> e2e/test_x, the ctest name of the file."""
+    path = os.path.abspath(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return "%s/%s" % (os.path.basename(os.path.dirname(path)), stem)
+
+
+def _log_skips(result):
+    name = _test_name(sys.argv[0])
+    lines = []
+    for test, reason in result.skipped:
+        case = test.id()
+        if case.startswith("__main__."):
+            case = case[len("__main__."):]
+        reason = " ".join(str(reason).split()) or "(no reason)"
+        lines.append("%s::%s\t%s\n" % (name, case, reason))
+        sys.stderr.write("SKIPPED %s::%s: %s\n" % (name, case, reason))
+    path = os.environ.get("WSGATE_SKIP_LOG")
+    if path and lines:
+        # one O_APPEND write per line: parallel ctest jobs share the file
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for line in lines:
+                os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+def main(**kw):
+    """unittest.main() for every test file, with exit codes ctest can tell
+    apart: 0 every test ran and passed; 1 a failure, an error, an unexpected
+    success, or no test at all; 77 (SKIP_EXIT) something was skipped and
+    nothing failed: ctest reports the file as "Skipped". Each skip is
+    printed and, when WSGATE_SKIP_LOG names a file, appended to it as
+    "<ctest name>::<Class.test>\t<reason>" for tests/check_skips.py."""
+    kw.setdefault("verbosity", 2)
+    prog = unittest.main(exit=False, **kw)
+    result = prog.result
+    if result.skipped:
+        _log_skips(result)
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.testsRun == 0:
+        sys.stderr.write("no test ran\n")
+        sys.exit(1)
+    sys.exit(SKIP_EXIT if result.skipped else 0)

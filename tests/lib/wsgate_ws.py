@@ -19,6 +19,8 @@ import threading
 import time
 import urllib.parse
 
+from wsgate_util import scaled
+
 
 # --------------------------------------------------------------------------
 # WebSocket client (RFC 6455)
@@ -120,6 +122,7 @@ class WsClient:
             q = (q + "&" if q else "") + urllib.parse.urlencode(query)
         if q:
             path += "?" + q
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         v6 = ":" in host
         sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
@@ -243,7 +246,7 @@ class WsClient:
             except OSError:
                 pass
         self.resume_reading()
-        self.closed.wait(timeout)
+        self.closed.wait(scaled(timeout))
         self.abort()
         return self.close_code, self.close_reason
 
@@ -269,7 +272,8 @@ class WsClient:
 
     def recv(self, timeout=10.0):
         """The next data message as (opcode, payload); raises WsClosed if the
-        connection closed first, AssertionError on timeout."""
+        connection closed first, AssertionError on timeout (scaled)."""
+        timeout = scaled(timeout)
         try:
             item = self._msgs.get(timeout=timeout)
         except queue.Empty:
@@ -299,6 +303,7 @@ class WsClient:
 
     def wait_closed(self, timeout=10.0):
         """Waits until the server closed; returns (code, reason)."""
+        timeout = scaled(timeout)
         if not self.closed.wait(timeout):
             raise AssertionError("connection still open after %.1fs" % timeout)
         return self.close_code, self.close_reason

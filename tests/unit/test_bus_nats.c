@@ -697,7 +697,9 @@ static void test_server_restart(void **state)
             break;
         usleep(100000);
     }
-    for (int i = 0; i < 2000; i++) {
+    /* up to 45 s: a fetch that the restart cut holds its partition for
+     * AckWait + 2 s (32 s here) before evt_back can be delivered */
+    for (int i = 0; i < 4500; i++) {
         pthread_mutex_lock(&got.mu);
         int seen = 0;
         for (int k = 0; k < got.n && k < MAXREC; k++)
