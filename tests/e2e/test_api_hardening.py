@@ -69,7 +69,6 @@ class ApiCase(w.GatewayTestCase):
     """A gateway, one WebSocket client subscribed to channel "c" and known
     to the registry; self.api is an admin client."""
     config = {}
-    strict_exit = True  # whatever a test sent, the gateway still exits 0 on SIGTERM
 
     def setUp(self):
         super().setUp()
@@ -337,7 +336,6 @@ class Drippers:
 
 
 class SlowDrip(w.GatewayTestCase):
-    strict_exit = True
     def drippers(self, *a, **kw):
         d = Drippers(*a, **kw)
         self.addCleanup(d.close)
@@ -393,5 +391,4 @@ class SlowDrip(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    import unittest
-    unittest.main()
+    w.main()

@@ -228,4 +228,4 @@ class EdgeProtocol(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()
