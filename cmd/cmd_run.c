@@ -45,7 +45,9 @@ typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
-    int edge_running; /* set under mu once start-up is complete */
+    int64_t
+        stop_deadline_ms; /* wsg_mono_ms() by which the process exits: signal + shutdown_grace */
+    int edge_running;     /* set under mu once start-up is complete */
     pthread_t hb_tid;
     int hb_started;
 } run_t;
@@ -92,6 +94,8 @@ static void *signal_thread(void *arg)
         WSG_LOG(WSG_LOG_INFO, "shutting down", "signal=%d", sig);
         pthread_mutex_lock(&r->mu);
         int again = r->stopping;
+        if (!again)
+            r->stop_deadline_ms = wsg_mono_ms() + (int64_t)r->cfg->edge.shutdown_grace_ms;
         r->stopping = 1;
         pthread_cond_broadcast(&r->cv);
         if (r->edge && r->edge_running)
@@ -283,7 +287,10 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
 out:
     pthread_mutex_lock(&r.mu);
     r.edge_running = 0;
+    if (!r.stopping) /* start-up failed or the edge ended on its own */
+        r.stop_deadline_ms = wsg_mono_ms() + (r.cfg ? (int64_t)r.cfg->edge.shutdown_grace_ms : 0);
     r.stopping = 1;
+    int64_t grace_left = r.stop_deadline_ms - wsg_mono_ms();
     pthread_cond_broadcast(&r.cv);
     pthread_mutex_unlock(&r.mu);
     if (r.hb_started) {
@@ -295,7 +302,7 @@ out:
      * still holds), stop the bus threads whose callbacks point into the
      * roles, and only then free the roles. */
     api_stop(r.api);
-    disp_stop(r.disp);
+    disp_stop(r.disp, grace_left); /* what is in flight stays queued: delivered after restart */
     edge_free(r.edge);
     r.edge = NULL;
     bus_free(r.bus);

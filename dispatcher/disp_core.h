@@ -29,7 +29,8 @@
 #define DISP_BUCKETS 16384
 /* Routing-service calls never take longer than this. */
 #define DISP_ROUTE_TIMEOUT_MS 2000
-/* disp_stop() lets requests in flight finish for at most this long. */
+/* disp_stop() lets requests in flight finish for at most this long (less
+ * when the process's shutdown_grace has less left). */
 #define DISP_STOP_GRACE_MS 5000
 
 typedef struct disp_item {
@@ -123,6 +124,7 @@ struct disp {
     size_t held;
     bool held_wait; /* a bus callback waits for held to drop */
     bool stopping;
+    int64_t stop_grace_ms; /* set with stopping: how long requests in flight may finish */
     disp_subop_t *subq;
     int replies; /* subscribe/unsubscribe commands awaiting the edge's reply */
 

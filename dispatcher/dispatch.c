@@ -246,7 +246,7 @@ static bool turn(disp_t *d, int64_t *stop_deadline)
     int64_t now = disp_now_ms(), next = -1;
     if (stopping && !d->halt) {
         d->halt = true;
-        *stop_deadline = now + DISP_STOP_GRACE_MS;
+        *stop_deadline = now + d->stop_grace_ms;
     }
     take_inbox(d, items);
     disp_store_subops(d, subs);
@@ -351,11 +351,15 @@ int disp_start(disp_t *d, char *err, size_t errlen)
     return 0;
 }
 
-void disp_stop(disp_t *d)
+void disp_stop(disp_t *d, int64_t grace_ms)
 {
     if (!d)
         return;
     pthread_mutex_lock(&d->mu);
+    if (!d->stopping)
+        d->stop_grace_ms = grace_ms < 0                    ? 0
+                           : grace_ms > DISP_STOP_GRACE_MS ? DISP_STOP_GRACE_MS
+                                                           : grace_ms;
     d->stopping = true;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
@@ -379,7 +383,7 @@ void disp_free(disp_t *d)
 {
     if (!d)
         return;
-    disp_stop(d);
+    disp_stop(d, 0);               /* no-op when the owner stopped it already */
     live_remove(d);                /* later bus callbacks find d gone and leave it alone */
     disp_store_subops(d, d->subq); /* recorded late rather than never */
     for (disp_item_t *it = d->in_head; it;) {

@@ -23,9 +23,11 @@ int disp_new(disp_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
 /* Starts the delivery thread. */
 int disp_start(disp_t *d, char *err, size_t errlen);
 
-/* Stops after the requests in flight finish or time out; events not yet
- * acknowledged stay in the bus and are delivered again after restart. */
-void disp_stop(disp_t *d);
+/* Stops once the requests in flight finish, or at the latest grace_ms from
+ * now (capped at DISP_STOP_GRACE_MS; 0: abandon them at once). Events not yet
+ * acknowledged stay in the bus and are delivered again after restart, so
+ * abandoning a request loses nothing. */
+void disp_stop(disp_t *d, int64_t grace_ms);
 void disp_free(disp_t *d);
 
 #endif

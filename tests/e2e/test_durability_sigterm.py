@@ -94,5 +94,34 @@ class SigtermExit(w.GatewayTestCase):
             self.assertIsNone(w.sanitizer_report(gw.logs()), gw.logs_tail())
 
 
+class SigtermHangingWebhook(w.GatewayTestCase):
+    GRACE_S = 1
+
+    def test_exit_within_grace_while_a_webhook_hangs(self):
+        # shutdown_grace bounds the whole exit: the edge drained at once, then
+        # the dispatcher waited its own 5 s for the hanging request on top.
+        be = self.backend()
+        be.respond(200, delay=60)  # accepted, never answered in time
+        delivery = {"timeout": "60s", "max_attempts": 1000, "max_age": "0",
+                    "backoff_initial": "50ms", "backoff_max": "200ms"}
+        gw = self.gateway([w.route("/chat", be.url, delivery=delivery)],
+                          config={"edge": {"shutdown_grace": "%ds" % self.GRACE_S}})
+        ws = self.client(gw.edge_url + "/chat")
+        be.wait_requests(1, 10)  # the connect webhook hangs
+        ws.send_text("kept")
+        ws.ping(b"p")
+        w.wait_until(lambda: b"p" in ws.pongs, 10, what="pong: the message was read")
+        t0 = time.monotonic()
+        self.assertEqual(gw.stop(timeout=30), 0, gw.logs_tail())
+        took = time.monotonic() - t0
+        # a behaviour bound, not a speed: grace plus time to start and leave
+        self.assertLess(took, self.GRACE_S + 2.5,
+                        "exit took %.1f s with shutdown_grace %d s" % (took, self.GRACE_S))
+
+        be.respond(200)
+        gw.restart()
+        be.wait_event(lambda e: e.get("data") == "kept", 30)  # abandoned, not lost
+
+
 if __name__ == "__main__":
     w.main()

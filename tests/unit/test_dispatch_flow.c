@@ -206,7 +206,7 @@ static void world_up(world_t *w)
 
 static void world_down(world_t *w)
 {
-    disp_stop(w->disp);
+    disp_stop(w->disp, DISP_STOP_GRACE_MS);
     disp_free(w->disp);
     bus_free(w->bus);
     wsg_config_free(w->cfg);
