@@ -315,11 +315,12 @@ def overload(fx, sc):
         codes[c] = codes.get(c, 0) + 1
     delivered = sum(min(be.delivered(i), bl.sent[i]) for i in range(N_CLIENTS))
     short = [i for i in range(N_CLIENTS) if be.delivered(i) < bl.sent[i]]
-    obs = ("%d frames written in %.0f s (%.0f/s); %d clients closed%s; delivered in order "
+    obs = ("%d frames written whole in %.0f s; %d clients closed%s; delivered in order "
            "%d of %d (%d clients short%s) after %.0f s more; %d duplicates; "
            "gateway peak RSS %.0f MiB" % (
-               total, took, total / max(took, 0.001), len(closed),
-               " (codes %s)" % codes if codes else "", delivered, total, len(short),
+               total, took, len(closed),
+               " (close codes %s; 1006: the socket ended without one)" % codes if codes else "",
+               delivered, total, len(short),
                "" if not be.disorder else ", " + "; ".join(be.disorder[:2]), drained,
                be.dups, peak[0]))
     return obs, not closed and not short and not be.disorder and total > 0
