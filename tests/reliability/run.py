@@ -62,11 +62,12 @@ def commit_id(out_path):
     file itself does not count: it is this run's output)."""
     def git(*a):
         return subprocess.run(["git", "-C", SOURCE] + list(a), stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, timeout=30).stdout.decode().strip()
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
+                              stderr=subprocess.DEVNULL, timeout=30).stdout.decode()
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     rel_out = os.path.relpath(os.path.abspath(out_path), SOURCE)
+    # porcelain lines are "XY path": the status columns may start with a space
     dirty = [ln for ln in git("status", "--porcelain").splitlines()
-             if ln[3:].strip() != rel_out]
+             if ln.strip() and ln[3:] != rel_out]
     return head + (" dirty" if dirty else "")
 
 
