@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import wsgate_test as w
-from rel import Scope, connection_problems, exit_text, group, wait_for
+from rel import Scope, connection_problems, exit_text, group, process_problems, wait_for
 from test_cluster_basic import Cluster
 from test_cluster_faults import lease_holders
 
@@ -41,13 +41,14 @@ def setup(opts):
 
 
 def check(fx):
-    """A node that is not running after a case died unexpectedly (cases
-    start again what they stop): reported, and started again."""
+    """Problems the library's process judge saw since the last case (a node
+    that crashed, exited by itself or wrote a sanitizer report; cases start
+    again what they stop): reported, and the node started again."""
     problems = []
     for n in fx.cl.nodes():
-        if not n.running():
-            problems.append("%s not running (%s)" % (n.name, exit_text(n.proc.returncode)))
-            restart(n)
+        n.check_alive()
+        problems += process_problems(n)
+        restart(n)
     return problems
 
 

@@ -319,7 +319,8 @@ def overload(fx, sc):
            "%d of %d (%d clients short%s) after %.0f s more; %d duplicates; "
            "gateway peak RSS %.0f MiB" % (
                total, took, len(closed),
-               " (close codes %s; 1006: the socket ended without one)" % codes if codes else "",
+               " (close codes %s%s)" % (codes, "; 1006: the socket ended without one"
+                                         if 1006 in codes else "") if codes else "",
                delivered, total, len(short),
                "" if not be.disorder else ", " + "; ".join(be.disorder[:2]), drained,
                be.dups, peak[0]))

@@ -70,18 +70,21 @@ def group(key, title, intro, setup=None, asan=False):
 
 
 def set_binary(path):
-    """Every Gateway and cluster Node started from now on runs `path`."""
+    """Every Gateway and cluster Node started from now on runs `path`, and
+    the library's waits get its time scale (3 for a sanitizer build)."""
     import wsgate_util
     path = os.path.abspath(path)
     os.environ["WSGATE_BIN"] = path
     wsgate_util.WSGATE_BIN = w.WSGATE_BIN = path
+    if not os.environ.get("WSGATE_TIME_SCALE"):
+        wsgate_util.TIME_SCALE = 3.0 if wsgate_util._sanitized(path) else 1.0
 
 
 # --------------------------------------------------------------------------
 # scopes: everything a case or a group starts, stopped by PID at the end
 
 
-def sanitizer_report(text):
+def sanitizer_summary(text):
     """The first sanitizer report in text, in one line: its kind and where
     (ASan: the first stack frame), or None."""
     for marker in w.SANITIZER_MARKERS:
@@ -101,11 +104,28 @@ def sanitizer_report(text):
 
 
 def exit_text(status):
-    if status is None:
-        return "still running"
-    if status < 0:
-        return "killed by signal %d" % -status
-    return "exit %d" % status
+    """'exit code 0', 'signal 9 (SIGKILL)' (the library's wording)."""
+    return w.describe_status(status)
+
+
+def process_problems(proc):
+    """The problems the library's process judge (wsgate_proc.py) recorded
+    for a Gateway or cluster Node since the last call, one line each; a
+    sanitizer report is summarised with its kind and first frame."""
+    out = []
+    for p in proc.take_problems():
+        first = p.split("\n", 1)[0]
+        if "sanitizer report" in first:
+            text = ""
+            for path in proc.log_paths():
+                try:
+                    with open(path, "rb") as f:
+                        text += f.read().decode("utf-8", "replace")
+                except OSError:
+                    pass
+            first = "%s: %s" % (proc.watch_name, sanitizer_summary(text) or first)
+        out.append(first)
+    return out
 
 
 class Scope:
@@ -117,7 +137,6 @@ class Scope:
         self.opts = opts
         self._items = []  # (kind, obj, closer)
         self.shared = []  # gateways whose death must be noticed after each case
-        self._log_seen = {}
         self.tmp = w.TempDir(prefix="wsgate-rel-")
 
     def own(self, obj, closer, kind="other"):
@@ -132,6 +151,9 @@ class Scope:
         return self.backend(w.Authorizer, **kw)
 
     def gateway(self, routes, shared=False, log_level="info", cls=None, **kw):
+        """A Gateway judged like the e2e tests judge theirs (wsgate_proc.py):
+        close() reports a crash, an exit other than 0 on SIGTERM, a sanitizer
+        report."""
         gw = (cls or w.Gateway)(routes=routes, start=False, log_level=log_level, **kw)
         self.own(gw, None, "gateway")
         gw.start()
@@ -147,58 +169,37 @@ class Scope:
         return self.own(s, s.close)
 
     def check(self):
-        """Problems of the shared gateways since the last check: a death
-        (the gateway is restarted for the next case) or a sanitizer report."""
+        """Problems of the shared gateways since the last check (a crash, an
+        exit, a sanitizer report); a gateway that died is started again for
+        the next case."""
         problems = []
         for gw in self.shared:
-            rep = self._new_sanitizer_text(gw)
-            if rep:
-                problems.append("sanitizer report in the gateway log: " + rep)
-                wait_for(lambda: not gw.running(), 10)  # ASan exits once it has written
+            if gw.check_alive() and gw.problems:
+                # a sanitizer report: ASan ends the process once it has written
+                wait_for(lambda: not gw.running(), 10)
+                gw.check_alive()
+            problems += process_problems(gw)
             if not gw.running():
-                status = gw.proc.returncode if gw.proc else None
-                problems.append("the gateway died (%s)" % exit_text(status))
                 try:
-                    gw.kill9()
                     gw.start()
                 except Exception as e:  # the next case reports its own failure
-                    problems.append("restart failed: %s" % e)
+                    problems.append("restart failed: %s" % fmt_exc(e))
         return problems
 
-    def _new_sanitizer_text(self, gw):
-        """A sanitizer report in what gw wrote since the last call."""
-        for path in (gw.stderr_path, gw.stdout_path):
-            key = (id(gw), path)
-            try:
-                with open(path, "rb") as f:
-                    f.seek(self._log_seen.get(key, 0))
-                    data = f.read()
-            except OSError:
-                continue
-            self._log_seen[key] = self._log_seen.get(key, 0) + len(data)
-            rep = sanitizer_report(data.decode("utf-8", "replace"))
-            if rep:
-                return rep
-        return None
-
     def close(self):
+        """Stops everything in reverse order; returns the problems seen (a
+        gateway that did not exit 0 on SIGTERM, crashed, or wrote a
+        sanitizer report; a closer that failed)."""
         problems = []
         for kind, obj, closer in reversed(self._items):
             try:
                 if kind == "gateway":
-                    was_running = obj.running()
-                    status = obj.stop(timeout=15)
-                    rep = self._new_sanitizer_text(obj)
-                    if rep:
-                        problems.append("sanitizer report in the gateway log: " + rep)
-                    if was_running and status not in (0, None):
-                        problems.append("the gateway exited with %s on SIGTERM"
-                                        % exit_text(status))
                     obj.close()
+                    problems += process_problems(obj)
                 elif closer:
                     closer()
             except Exception as e:  # keep stopping the rest
-                problems.append("cleanup: %s" % e)
+                problems.append("cleanup: %s" % fmt_exc(e))
         self._items = []
         self.tmp.cleanup()
         return problems
