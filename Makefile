@@ -8,13 +8,15 @@
 #                  the e2e and integration gateways are that binary, and any sanitizer
 #                  report, crash or unexpected exit fails the run (docs/testing.md)
 #   make bench     run the benchmark suite (bench/README.md)
+#   make reliability  build (release and ASan/UBSan), run tests/reliability, write
+#                  docs/reliability.md; non-zero if any case fails (docs/testing.md)
 # After each ctest run, a test that was skipped fails `make test` unless
 # tests/skip-allowlist.txt names it with a reason (tests/check_skips.py).
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CONFIG ?= examples/standalone.yaml
 
-.PHONY: all deps build run test unit format format-check sanitize bench clean
+.PHONY: all deps build run test unit format format-check sanitize bench reliability clean
 
 all: build
 
@@ -59,6 +61,14 @@ format-check: deps
 bench: build
 	@scripts/deps.sh --bench
 	@bench/run.sh $(BUILD)
+
+# RELIABILITY_OVERLOAD_SECONDS=N sets the overload case's sending time (default 10 s);
+# RELIABILITY_ARGS passes more options (e.g. --only 'api|SSRF', see run.py --help).
+reliability: build
+	cmake -S . -B $(BUILD)-asan -DWSGATE_WERROR=ON -DWSGATE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	python3 tests/reliability/run.py --bin $(BUILD)/wsgate --asan-bin $(BUILD)-asan/wsgate \
+		--out docs/reliability.md $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan

@@ -99,6 +99,22 @@ class EdgeCrashTest(ClusterTestCase):
         self.lose_edge(idx, doomed, survivor_ws, survivor)
 
 
+def lease_holders(cl):
+    """instance -> number of partition leases it holds (the values of the
+    keys idispatch.<p> in the lease bucket of Cluster cl; a delete marker:
+    nobody). Also used by tests/reliability/cases_cluster.py."""
+    held = {}
+    for p in range(16):
+        req = json.dumps({"last_by_subj": "$KV.wsgate_leases.idispatch.%d" % p}).encode()
+        resp = json.loads(cl.nats.request("$JS.API.STREAM.MSG.GET.KV_wsgate_leases", req))
+        msg = resp.get("message")
+        if not msg or b"KV-Operation" in base64.b64decode(msg.get("hdrs") or ""):
+            continue
+        who = base64.b64decode(msg.get("data") or "").decode()
+        held[who] = held.get(who, 0) + 1
+    return held
+
+
 class Tally:
     """Incremental view of a Backend's events for big runs (Backend.wait_for
     re-reads every request on each arrival): poll() folds in what arrived
@@ -182,19 +198,7 @@ class DispatcherCrashTest(ClusterTestCase):
                 fl.close()
 
     def lease_holders(self):
-        """instance -> number of partition leases it holds (the values of the
-        keys idispatch.<p> in the lease bucket; a delete marker: nobody)."""
-        held = {}
-        for p in range(16):
-            req = json.dumps({"last_by_subj": "$KV.wsgate_leases.idispatch.%d" % p}).encode()
-            resp = json.loads(self.cl.nats.request(
-                "$JS.API.STREAM.MSG.GET.KV_wsgate_leases", req))
-            msg = resp.get("message")
-            if not msg or b"KV-Operation" in base64.b64decode(msg.get("hdrs") or ""):
-                continue
-            who = base64.b64decode(msg.get("data") or "").decode()
-            held[who] = held.get(who, 0) + 1
-        return held
+        return lease_holders(self.cl)
 
     def check_deliveries(self, fleets, ids):
         all_ids = {cid for m in ids for cid in m}
