@@ -12,11 +12,12 @@
  * subscriptions run their whole path. Each input is reseeded with one
  * connection c1 on route /chat subscribed to room.1, and one dead letter
  * dl1. MHD is not started: requests are handed to api_route() as api.c
- * does after reading them.
+ * does after reading them. The temp dir goes at exit (not after a crash).
  *
  * Checks: every batch is answered (within 30 s) exactly once, with 200 and
  * one result per request, or a 4xx problem.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,13 +63,31 @@ static void on_done(api_req_t *r)
     pthread_mutex_unlock(&w.mu);
 }
 
+static char dir[] = "/tmp/wsgate-fuzz-api-XXXXXX";
+
+static void remove_dir(void)
+{
+    char path[sizeof dir + 300];
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
 static void setup(void)
 {
-    static char dir[] = "/tmp/wsgate-fuzz-api-XXXXXX";
     char yaml[1024], err[512];
     wsg_log_setup("error", "json");
     if (!mkdtemp(dir))
         abort();
+    atexit(remove_dir);
     snprintf(yaml, sizeof yaml,
              "store: sqlite://%s/wsgate.db\n"
              "routes:\n"
