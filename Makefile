@@ -10,13 +10,16 @@
 #   make bench     run the benchmark suite (bench/README.md)
 #   make reliability  build (release and ASan/UBSan), run tests/reliability, write
 #                  docs/reliability.md; non-zero if any case fails (docs/testing.md)
+#   make fuzz      build the libFuzzer targets with clang ($(BUILD)-fuzz) and run each for
+#                  FUZZ_SECONDS (default 60); any finding fails it (docs/testing.md)
 # After each ctest run, a test that was skipped fails `make test` unless
 # tests/skip-allowlist.txt names it with a reason (tests/check_skips.py).
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CONFIG ?= examples/standalone.yaml
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test unit format format-check sanitize bench reliability clean
+.PHONY: all deps build run test unit format format-check sanitize fuzz bench reliability clean
 
 all: build
 
@@ -51,6 +54,15 @@ sanitize: deps
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	$(call ctest_all,$(BUILD)-asan)
 
+# A separate clang build: every library instrumented for libFuzzer and
+# ASan/UBSan (no -Werror: clang warns where gcc, the reference, does not).
+# New inputs found go to a temp dir; crashing ones to $(BUILD)-fuzz/fuzz-crashes/.
+fuzz:
+	@scripts/deps.sh --fuzz
+	cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DWSGATE_FUZZ=ON
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_targets
+	scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_SECONDS)
+
 format:
 	@git ls-files '*.c' '*.h' | xargs -r clang-format -i
 
@@ -71,4 +83,4 @@ reliability: build
 		--out docs/reliability.md $(RELIABILITY_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz

@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/config_schema.h"
 #include "common/err.h"
+#include "common/url.h"
 #include "common/whsig.h"
 
 #include <ctype.h>
@@ -696,27 +697,14 @@ static int check_jwt(ld_t *ld, wsg_jwt_conf_t *j, const char *dpfx)
 #undef KEY
 }
 
-/* url starts with prefix, and a prefix that ends inside the authority
- * ("http://10.0.0.1:900") cannot be extended into another host or port. */
-static bool url_has_prefix(const char *url, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    if (!n || strncmp(url, prefix, n) != 0)
-        return false;
-    const char *auth = strstr(prefix, "://");
-    if (auth && strpbrk(auth + 3, "/?#"))
-        return true; /* the prefix has a path: the host is fixed */
-    return url[n] == '\0' || url[n] == '/' || url[n] == '?' || url[n] == '#';
-}
-
 bool wsg_config_backend_allowed(const wsg_route_conf_t *r, const char *url)
 {
     if (!r || !url)
         return false;
-    if (url_has_prefix(url, r->backend))
+    if (wsg_url_within(url, r->backend))
         return true;
     for (size_t i = 0; i < r->n_allowed_backends; i++)
-        if (url_has_prefix(url, r->allowed_backends[i]))
+        if (wsg_url_within(url, r->allowed_backends[i]))
             return true;
     return false;
 }

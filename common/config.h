@@ -167,10 +167,14 @@ void wsg_config_free(wsg_config_t *cfg);
 /* The route with exactly this path, or NULL. Borrowed pointer. */
 const wsg_route_conf_t *wsg_config_route(const wsg_config_t *cfg, const char *path);
 
-/* 1 if url may receive the route's events: it starts with the route's
- * backend or one of allowed_backends, and a prefix without a path cannot be
- * stretched into another host or port ("http://a:80" does not allow
- * "http://a:8080/"). For rules (checked at load) and routing-service answers. */
+/* true if url may receive the route's events: it is within (wsg_url_within,
+ * common/url.h) the route's backend or one of allowed_backends, compared
+ * after parsing with libcurl's URL API: same scheme, host, port and
+ * userinfo, and a path that stays under the prefix's on a '/' boundary once
+ * dot segments are resolved ("http://a:80/events" admits neither
+ * "http://a:8080/events" nor "http://a:80/events/../admin" nor
+ * "http://a:80/eventsX"). For rules (checked at load) and routing-service
+ * answers. */
 bool wsg_config_backend_allowed(const wsg_route_conf_t *r, const char *url);
 
 /* Parses "25s", "1500ms", "2m", "1h", "3d" or a bare integer (seconds) into

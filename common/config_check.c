@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/config_schema.h"
 #include "common/err.h"
+#include "common/url.h"
 #include "common/whsig.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -213,13 +214,27 @@ void cfg_mask_url(const char *url, char *out, size_t n)
         snprintf(out, n, "%s", url);
 }
 
-int cfg_check_http_url(const char *v, char *why, size_t n)
+/* A URL check of url.h with the value, masked, in front of its reason. */
+static int url_fail(int rc, const char *v, const char *reason, char *why, size_t n)
 {
     char shown[256];
-    if (url_with_scheme(v, "http://") || url_with_scheme(v, "https://"))
+    if (rc == 0)
         return 0;
     cfg_mask_url(v, shown, sizeof shown);
-    return fail(why, n, "'%s' is not an http:// or https:// URL", shown);
+    return fail(why, n, "'%s' is %s", shown,
+                rc == WSG_ENOMEM ? "not checked: out of memory" : reason);
+}
+
+int cfg_check_http_url(const char *v, char *why, size_t n)
+{
+    char reason[160] = "";
+    return url_fail(wsg_url_check_http(v, reason, sizeof reason), v, reason, why, n);
+}
+
+int cfg_check_backend_prefix(const char *v, char *why, size_t n)
+{
+    char reason[160] = "";
+    return url_fail(wsg_url_check_prefix(v, reason, sizeof reason), v, reason, why, n);
 }
 
 int cfg_check_http_url_or_empty(const char *v, char *why, size_t n)

@@ -184,8 +184,9 @@ static const cfg_key_t route_keys[] = {
      .type = CFG_LIST,
      .off = T(allowed_backends),
      .off2 = T(n_allowed_backends),
-     .check = cfg_check_http_url,
-     .doc = "URL prefixes rules and the routing service may name; `backend` is implied"},
+     .check = cfg_check_backend_prefix,
+     .doc = "http(s) URL prefixes (no query) rules and the routing service may name; `backend` "
+            "is implied"},
     {.path = "rules",
      .type = CFG_ITEMS,
      .off = T(rules),

@@ -3,7 +3,9 @@
 # archive. Idempotent: when everything is present it checks with dpkg-query and
 # returns in well under a second without touching the network.
 #
-# Usage: scripts/deps.sh [--bench]   (--bench adds wrk, gnuplot and pushpin)
+# Usage: scripts/deps.sh [--bench | --fuzz]
+#   --bench adds wrk, gnuplot and pushpin; --fuzz adds clang with its libFuzzer
+#   and sanitizer runtimes and llvm-symbolizer (make fuzz)
 set -euo pipefail
 
 pkgs=(
@@ -13,9 +15,10 @@ pkgs=(
   libpcre2-dev libcmocka-dev libssl-dev
   nats-server postgresql sqlite3 curl python3 procps
 )
-if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(wrk gnuplot-nox pushpin)
-fi
+case "${1:-}" in
+  --bench) pkgs+=(wrk gnuplot-nox pushpin) ;;
+  --fuzz) pkgs+=(clang libclang-rt-dev llvm) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

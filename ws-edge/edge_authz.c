@@ -25,6 +25,9 @@
  *   and forget. Only started when the bus is shared and a route says
  *   `reject`.
  *
+ * - the answer's parsing (edge_authz_answer_parse, edge_authz_answer.h):
+ *   pure, any thread; the handshake applies it to its connection.
+ *
  * One per process, shared by the edge's loops: results are posted to the
  * loop that owns the connection (edge_post_conn).
  *
@@ -34,6 +37,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +50,7 @@
 #include "common/log.h"
 #include "common/whsig.h"
 #include "common/thread.h"
+#include "ws-edge/edge_authz_answer.h"
 #include "ws-edge/edge_int.h"
 
 #define AUTHZ_MAX_BODY 65536
@@ -570,4 +575,76 @@ static void *claim_main(void *arg)
     }
     pthread_mutex_unlock(&a->mu);
     return NULL;
+}
+
+/* ---- the authorizer's answer (edge_authz_answer.h) ------------------------ */
+
+static char *dup_or_die(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    return d;
+}
+
+static int answer_channels(json_t *arr, edge_authz_answer_t *out)
+{
+    size_t i, n = json_array_size(arr);
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v))
+            return WSG_EPROTO;
+    }
+    if (n && !(out->channels = calloc(n, sizeof *out->channels)))
+        abort();
+    json_array_foreach(arr, i, v)
+    {
+        out->channels[out->n_channels++] = dup_or_die(json_string_value(v));
+    }
+    return 0;
+}
+
+static int answer_fields(json_t *o, edge_authz_answer_t *out)
+{
+    json_t *user = json_object_get(o, "user"), *ctx = json_object_get(o, "context");
+    json_t *chans = json_object_get(o, "channels"), *sp = json_object_get(o, "subprotocol");
+    if ((user && !json_is_string(user) && !json_is_null(user)) || (ctx && !json_is_object(ctx)) ||
+        (chans && !json_is_array(chans)) || (sp && !json_is_string(sp) && !json_is_null(sp)))
+        return WSG_EPROTO;
+    if (json_is_string(user))
+        out->user = dup_or_die(json_string_value(user));
+    if (ctx && !(out->context_json = json_dumps(ctx, JSON_COMPACT)))
+        abort();
+    if (json_is_string(sp))
+        out->subprotocol = dup_or_die(json_string_value(sp));
+    return chans ? answer_channels(chans, out) : 0;
+}
+
+int edge_authz_answer_parse(const char *body, edge_authz_answer_t *out)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *o = body ? json_loads(body, 0, &jerr) : NULL;
+    json_t *allow = json_object_get(o, "allow");
+    int rc = json_is_object(o) && json_is_boolean(allow) ? 0 : WSG_EPROTO;
+    if (rc == 0 && json_is_true(allow)) {
+        out->allow = 1;
+        rc = answer_fields(o, out);
+    }
+    json_decref(o);
+    if (rc != 0)
+        edge_authz_answer_clear(out);
+    return rc;
+}
+
+void edge_authz_answer_clear(edge_authz_answer_t *a)
+{
+    free(a->user);
+    free(a->context_json);
+    for (size_t i = 0; i < a->n_channels; i++)
+        free(a->channels[i]);
+    free(a->channels);
+    free(a->subprotocol);
+    memset(a, 0, sizeof *a);
 }

@@ -249,25 +249,27 @@ static int deliver(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, si
     return 0;
 }
 
-/* Adds a piece of a message; delivers the message when it is complete. */
-static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
+void edge_rx_reset(edge_conn_t *c)
 {
-    struct lws *wsi = c->wsi;
-    int first = lws_is_first_fragment(wsi),
-        final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-    size_t max = c->route->limits.max_message_bytes;
+    free(c->rx); /* no buffer kept while idle */
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+}
+
+int edge_rx_take(edge_conn_t *c, const void *in, size_t len, int first, int final, size_t remaining,
+                 size_t max, const unsigned char **msg, size_t *msg_len)
+{
     if (first)
         c->rx_len = 0;
-    if (c->rx_len + len > max || lws_remaining_packet_payload(wsi) > max - c->rx_len - len) {
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_len = c->rx_cap = 0;
-        edge_conn_close(e, c, 1009, "message too big", "server");
-        return close_now(c);
+    if (c->rx_len + len > max || remaining > max - c->rx_len - len) {
+        edge_rx_reset(c);
+        return EDGE_RX_TOO_BIG;
     }
-    int binary = lws_frame_is_binary(wsi);
-    if (first && final)
-        return deliver(e, c, in, len, binary);
+    if (first && final) {
+        *msg = in;
+        *msg_len = len;
+        return EDGE_RX_WHOLE;
+    }
     if (c->rx_len + len > c->rx_cap) {
         size_t cap = c->rx_cap ? c->rx_cap * 2 : 4096;
         while (cap < c->rx_len + len)
@@ -282,12 +284,33 @@ static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len
         memcpy(c->rx + c->rx_len, in, len);
     c->rx_len += len;
     if (!final)
-        return 0;
+        return EDGE_RX_PART;
     /* fragments all empty: no buffer was ever made */
-    int rc = deliver(e, c, c->rx ? c->rx : (const unsigned char *)"", c->rx_len, binary);
-    free(c->rx); /* no buffer kept while idle */
-    c->rx = NULL;
-    c->rx_len = c->rx_cap = 0;
+    *msg = c->rx ? c->rx : (const unsigned char *)"";
+    *msg_len = c->rx_len;
+    return EDGE_RX_WHOLE;
+}
+
+/* Adds a piece of a message; delivers the message when it is complete. */
+static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
+{
+    struct lws *wsi = c->wsi;
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi) && !remaining;
+    const unsigned char *msg = NULL;
+    size_t n = 0;
+    switch (edge_rx_take(c, in, len, first, final, remaining, c->route->limits.max_message_bytes,
+                         &msg, &n)) {
+    case EDGE_RX_TOO_BIG:
+        edge_conn_close(e, c, 1009, "message too big", "server");
+        return close_now(c);
+    case EDGE_RX_PART:
+        return 0;
+    default:
+        break;
+    }
+    int rc = deliver(e, c, msg, n, lws_frame_is_binary(wsi));
+    edge_rx_reset(c);
     return rc;
 }
 
@@ -437,23 +460,34 @@ static int peer_code_ok(int code)
            (code >= 3000 && code <= 4999);
 }
 
+int edge_close_check(const unsigned char *in, size_t len, int *code, const char **why)
+{
+    *code = 1005; /* no code: answered with an empty close */
+    *why = NULL;
+    if (len == 0)
+        return 0;
+    if (len == 1) /* a body is a 2-byte code, then the reason (RFC 6455 §5.5.1) */
+        return *why = "close frame of one byte", LWS_CLOSE_STATUS_PROTOCOL_ERR;
+    *code = (in[0] << 8) | in[1];
+    if (!peer_code_ok(*code))
+        return *why = "invalid close code", LWS_CLOSE_STATUS_PROTOCOL_ERR;
+    if (!utf8_valid(in + 2, len - 2))
+        return *why = "invalid utf-8 in close reason", LWS_CLOSE_STATUS_INVALID_PAYLOAD;
+    return 0;
+}
+
 int edge_on_peer_close(edge_loop_t *e, edge_conn_t *c, const unsigned char *in, size_t len)
 {
-    if (len == 1) /* a body is a 2-byte code, then the reason (RFC 6455 §5.5.1) */
-        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "close frame of one byte");
-    if (len == 0) {
-        c->peer_code = 1005; /* no code: answered with an empty close */
-        return 0;
-    }
-    int code = (in[0] << 8) | in[1];
-    if (!peer_code_ok(code))
-        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "invalid close code");
-    if (!utf8_valid(in + 2, len - 2))
-        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
-                              "invalid utf-8 in close reason");
+    int code;
+    const char *why;
+    int refuse = edge_close_check(in, len, &code, &why);
+    if (refuse)
+        return edge_conn_fail(e, c, refuse, why);
     c->peer_code = code;
-    free(c->peer_reason);
-    c->peer_reason = reason_dup((const char *)in + 2, len - 2);
+    if (len) {
+        free(c->peer_reason);
+        c->peer_reason = reason_dup((const char *)in + 2, len - 2);
+    }
     return 0; /* lws echoes the code */
 }
 

@@ -42,6 +42,7 @@
 #include "common/jwt.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "ws-edge/edge_authz_answer.h"
 #include "ws-edge/edge_int.h"
 
 static const char *status_text(int status)
@@ -727,61 +728,35 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
         hold_for_authz(e, c);
 }
 
-static int add_channels(edge_conn_t *c, json_t *arr)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
-    {
-        if (!json_is_string(v))
-            return WSG_EPROTO;
-        char **ch = realloc(c->channels, (c->n_channels + 1) * sizeof *ch);
-        if (!ch)
-            abort();
-        c->channels = ch;
-        c->channels[c->n_channels++] = strdup(json_string_value(v));
-    }
-    return 0;
-}
-
 /* Applies a 2xx authorizer answer. Returns 0 (admit), 403 (allow false), 503 (garbage). */
 static int apply_authz_answer(edge_conn_t *c, const char *body)
 {
-    json_error_t jerr;
-    json_t *o = body ? json_loads(body, 0, &jerr) : NULL;
-    int st = 503;
-    if (!json_is_object(o))
-        goto out;
-    json_t *allow = json_object_get(o, "allow");
-    if (!json_is_boolean(allow)) {
-        st = 503;
-        goto out;
+    edge_authz_answer_t a;
+    if (edge_authz_answer_parse(body, &a) != 0)
+        return 503;
+    if (!a.allow) {
+        edge_authz_answer_clear(&a);
+        return 403;
     }
-    if (!json_is_true(allow)) {
-        st = 403;
-        goto out;
-    }
-    json_t *user = json_object_get(o, "user"), *ctx = json_object_get(o, "context");
-    json_t *chans = json_object_get(o, "channels"), *sp = json_object_get(o, "subprotocol");
-    if ((user && !json_is_string(user) && !json_is_null(user)) || (ctx && !json_is_object(ctx)) ||
-        (chans && !json_is_array(chans)) || (sp && !json_is_string(sp) && !json_is_null(sp)))
-        goto out;
-    if (json_is_string(user)) {
+    if (a.user) {
         free(c->user);
-        c->user = strdup(json_string_value(user));
+        c->user = a.user;
+        a.user = NULL;
     }
-    if (ctx) {
-        char *txt = json_dumps(ctx, JSON_COMPACT);
-        edge_conn_set_context(c, txt);
-        free(txt);
+    if (a.context_json)
+        edge_conn_set_context(c, a.context_json);
+    if (a.n_channels) {
+        char **ch = realloc(c->channels, (c->n_channels + a.n_channels) * sizeof *ch);
+        if (!ch)
+            abort();
+        c->channels = ch;
+        memcpy(ch + c->n_channels, a.channels, a.n_channels * sizeof *ch);
+        c->n_channels += a.n_channels;
+        a.n_channels = 0; /* the strings are c's now */
     }
-    if (chans && add_channels(c, chans) != 0)
-        goto out;
-    choose_subprotocol(c, json_is_string(sp) ? json_string_value(sp) : NULL);
-    st = 0;
-out:
-    json_decref(o);
-    return st;
+    choose_subprotocol(c, a.subprotocol);
+    edge_authz_answer_clear(&a);
+    return 0;
 }
 
 /* A claim thread's verdict on c's user (c NULL: the handshake is gone). */

@@ -367,6 +367,20 @@ int edge_on_timer(edge_loop_t *e, edge_conn_t *c);
  * closed with 1002 (1-byte body, a code a client may not send) or 1007 (a
  * reason that is not UTF-8). */
 int edge_on_peer_close(edge_loop_t *e, edge_conn_t *c, const unsigned char *in, size_t len);
+/* edge_on_peer_close's judgement, without lws (the fuzz target drives it):
+ * 0 with *code the client's (1005 for an empty body), or the code to close
+ * with (1002, 1007) and *why, a static reason. */
+int edge_close_check(const unsigned char *in, size_t len, int *code, const char **why);
+/* The reassembly step of edge_on_receive, without lws (the fuzz target
+ * drives it): one piece of a message's payload as lws hands it over (first:
+ * the message's first piece; final: its last; remaining: bytes lws still
+ * holds of the current frame), under max bytes per message. EDGE_RX_WHOLE
+ * sets *msg (in, or c->rx) and *msg_len to the whole message: deliver it,
+ * then edge_rx_reset(c). EDGE_RX_TOO_BIG has already dropped what was kept. */
+enum { EDGE_RX_PART = 0, EDGE_RX_WHOLE = 1, EDGE_RX_TOO_BIG = 2 };
+int edge_rx_take(edge_conn_t *c, const void *in, size_t len, int first, int final, size_t remaining,
+                 size_t max, const unsigned char **msg, size_t *msg_len);
+void edge_rx_reset(edge_conn_t *c);
 void edge_on_closed(edge_loop_t *e, edge_conn_t *c);
 void edge_conn_close(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                      const char *initiator);

@@ -1,8 +1,9 @@
 /*
  * replay_main.c — runs every file of a fuzz corpus directory through a
  * libFuzzer target's LLVMFuzzerTestOneInput(), so the corpus is an ordinary
- * regression test (label "fuzz") under gcc, without libFuzzer. Exits 1 if
- * the directory holds no inputs.
+ * regression test (label "fuzz") under gcc, without libFuzzer. Names each
+ * input before running it, so a crash or sanitizer report follows the name
+ * of the input that caused it. Exits 1 if the directory holds no inputs.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -45,6 +46,8 @@ int main(int argc, char **argv)
         if (e->d_name[0] == '.')
             continue;
         snprintf(path, sizeof path, "%s/%s", argv[1], e->d_name);
+        printf("%s\n", e->d_name);
+        fflush(stdout);
         if (run_file(path) == 0)
             n++;
     }

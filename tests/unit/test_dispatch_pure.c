@@ -207,6 +207,62 @@ static void allowed_backends_prefix(void **state)
     assert_false(wsg_config_backend_allowed(&r, NULL));
 }
 
+/* Parsed, not compared as strings: what libcurl would send is what counts. */
+static void allowed_backends_parsed(void **state)
+{
+    (void)state;
+    char *allowed[] = {"http://127.0.0.1:9000/events", "https://Hooks.Example.com/t/",
+                       "http://u:pw@10.0.0.1/"};
+    wsg_route_conf_t r = {.backend = "http://127.0.0.1:8000/in?key=1",
+                          .allowed_backends = allowed,
+                          .n_allowed_backends = 3};
+    static const char *const ok[] = {"http://127.0.0.1:9000/events",
+                                     "http://127.0.0.1:9000/events/",
+                                     "http://127.0.0.1:9000/events/a?x=../..",
+                                     "http://127.0.0.1:9000/events/a/../b",
+                                     "HTTP://127.0.0.1:9000/events/x",
+                                     "https://hooks.example.COM/t/x",
+                                     "https://hooks.example.com:443/t/",
+                                     "http://127.0.0.1:9000/events#frag",
+                                     "http://u:pw@10.0.0.1/x",
+                                     "http://127.0.0.1:8000/in?key=1",
+                                     "http://127.1:9000/events/x"};
+    static const char *const bad[] = {"http://127.0.0.1:9000/events/../admin/delete-all",
+                                      "http://127.0.0.1:9000/events/..",
+                                      "http://127.0.0.1:9000/events/%2e%2e/admin",
+                                      "http://127.0.0.1:9000/events/%2E%2e/admin",
+                                      "http://127.0.0.1:9000/events/.%2E/admin",
+                                      "http://127.0.0.1:9000/events%2f..%2fadmin",
+                                      "http://127.0.0.1:9000/events/..%5cadmin",
+                                      "http://127.0.0.1:9000/events/..\\admin",
+                                      "http://127.0.0.1:9000/eventsX/admin",
+                                      "http://127.0.0.1:9000/EVENTS/x",
+                                      "http://127.0.0.1:9000@evil/",
+                                      "http://127.0.0.1:9000/events@evil/",
+                                      "http://user@127.0.0.1:9000/events/x",
+                                      "http://10.0.0.1/x",
+                                      "http://u:other@10.0.0.1/x",
+                                      "http://127.0.0.1:9001/events",
+                                      "https://127.0.0.1:9000/events",
+                                      "https://hooks.example.com/tx",
+                                      "https://hooks.example.com:8443/t/",
+                                      "http://127.0.0.1:8000/in",
+                                      "http://127.0.0.1:8000/in?key=2",
+                                      "http:///127.0.0.1:9000/events",
+                                      "http:/127.0.0.1:9000/events",
+                                      "http://127.0.0.1:99999/events",
+                                      "http://127.0.0.1:9000/events/a b",
+                                      "ftp://127.0.0.1:9000/events",
+                                      "127.0.0.1:9000/events",
+                                      "//127.0.0.1:9000/events"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        if (!wsg_config_backend_allowed(&r, ok[i]))
+            fail_msg("refused %s", ok[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (wsg_config_backend_allowed(&r, bad[i]))
+            fail_msg("allowed %s", bad[i]);
+}
+
 static void routing_answers(void **state)
 {
     (void)state;
@@ -375,6 +431,7 @@ int main(void)
         cmocka_unit_test(rules_match),
         cmocka_unit_test(event_payload),
         cmocka_unit_test(allowed_backends_prefix),
+        cmocka_unit_test(allowed_backends_parsed),
         cmocka_unit_test(routing_answers),
         cmocka_unit_test(batch_bodies_and_ids),
         cmocka_unit_test(actions_good),
