@@ -47,8 +47,9 @@
  *     WSG_EUNAVAILABLE for requests still unanswered;
  *   - bus_publish_fn runs inline in bus_publish();
  *   - bus_event_ack_fn runs inline in bus_event_publish() when the event
- *     cannot be accepted at all (WSG_EUNAVAILABLE: the bus is stopping), else
- *     on the bus writer thread;
+ *     is refused at once (the bus is stopping; NATS: a connection whose
+ *     earlier event failed, bus_nats_ev.c), else on the bus writer thread
+ *     (NATS: the PubAck thread);
  *   - bus_event_fn runs on its group's bus delivery thread (one per group),
  *     bus_heartbeat_fn on the bus service thread (never inline).
  */

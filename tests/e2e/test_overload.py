@@ -10,7 +10,11 @@ gateway works through them for ~55 s: it cannot make the events durable as
 fast as they come, so its edge must stop reading (TCP backpressure) instead
 of closing anyone. Checked:
 
-- no client gets a close frame or loses its connection;
+- no client gets a close frame or loses its connection; every other
+  client sends a close (1000) right behind its frames, a mass close while
+  the gateway is still working through them: its frames, then exactly one
+  disconnect event (1000, initiator client) arrive, and the gateway answers
+  its close with 1000;
 - the edge did hold clients back for want of room on the bus
   (wsgate_read_pauses_total{cause="bus_full"} > 0, and its "edge
   overloaded" warning), so the run really was an overload and not a fast
@@ -34,6 +38,7 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import unittest
@@ -108,37 +113,46 @@ def frames(idx, k0, n):
 
 class Sender(threading.Thread):
     """Writes frames to one client's socket as fast as the socket takes them,
-    CHUNK frames per write, until `until` or max_frames. A chunk is always
+    CHUNK frames per write, until `until` or max_frames; then, with
+    close_at_end, a close frame (1000) right behind them. A chunk is always
     written whole, so .sent is exactly the frames the client wrote. The
     client's reader thread (WsClient) answers pings and records a close;
     writes hold its send lock so a pong never lands inside a chunk."""
 
-    def __init__(self, ws, idx, until, hard_until, max_frames):
+    def __init__(self, ws, idx, until, hard_until, max_frames, close_at_end):
         super().__init__(daemon=True)
         self.ws, self.idx, self.until, self.hard_until = ws, idx, until, hard_until
-        self.max_frames = max_frames
+        self.max_frames, self.close_at_end = max_frames, close_at_end
         self.sent = 0
         self.stalls = 0  # sends that found the socket full (the edge not reading)
         self.error = None
 
+    def _write(self, data):
+        """Writes data whole; False when the connection ended or time ran out."""
+        view = memoryview(data)
+        with self.ws._send_lock:
+            while view:
+                if self.ws.closed.is_set():
+                    return False
+                if time.monotonic() > self.hard_until:
+                    self.error = "a write could not finish within the time bound"
+                    return False
+                try:
+                    view = view[self.ws.sock.send(view):]
+                except (socket.timeout, BlockingIOError):
+                    self.stalls += 1
+            if data[0] == 0x88:
+                self.ws.close_sent = True  # the server's close is its answer
+        return True
+
     def run(self):
         try:
             while time.monotonic() < self.until and self.sent < self.max_frames:
-                if self.ws.closed.is_set():
+                if not self._write(frames(self.idx, self.sent, CHUNK)):
                     return
-                view = memoryview(frames(self.idx, self.sent, CHUNK))
-                with self.ws._send_lock:
-                    while view:
-                        if self.ws.closed.is_set():
-                            return
-                        if time.monotonic() > self.hard_until:
-                            self.error = "a chunk could not be written within the time bound"
-                            return
-                        try:
-                            view = view[self.ws.sock.send(view):]
-                        except (socket.timeout, BlockingIOError):
-                            self.stalls += 1
                 self.sent += CHUNK
+            if self.close_at_end:  # masked, key 0, code 1000
+                self._write(bytes([0x88, 0x82, 0, 0, 0, 0]) + struct.pack("!H", 1000))
         except OSError as exc:
             self.error = "send failed: %r" % exc
 
@@ -172,7 +186,7 @@ class Verifier:
         with self.lock:
             self.events += 1
             c = self.conns.setdefault(cid, {"ids": array("q"), "idx": None, "k": 0,
-                                            "types": []})
+                                            "after": []})
             ids = c["ids"]
             if isinstance(seq, int) and 1 <= seq <= len(ids):
                 if ids[seq - 1] != h:
@@ -186,10 +200,12 @@ class Verifier:
             t = ev.get("type")
             if seq == 1 and t != "connect":
                 self._bad("%s: first event is %r" % (cid, t))
+            if t in ("message", "disconnect") and c["after"]:
+                self._bad("%s: %s after its disconnect" % (cid, t))
             if t == "message":
                 self._message(cid, c, ev.get("data", ""))
             elif t != "connect" or seq != 1:
-                c["types"].append(t)
+                c["after"].append((t, ev.get("code"), ev.get("initiator")))
 
     def _message(self, cid, c, data):
         try:
@@ -209,6 +225,12 @@ class Verifier:
         with self.lock:
             cid = self.by_idx.get(idx)
             return self.conns[cid]["k"] if cid else 0
+
+    def ended(self, idx):
+        """What came after client idx's messages: [(type, code, initiator)]."""
+        with self.lock:
+            cid = self.by_idx.get(idx)
+            return list(self.conns[cid]["after"]) if cid else []
 
 
 class SlowBackend:
@@ -278,8 +300,11 @@ def overload_route(url):
 
 class Overload:
     """One overload run: CLIENTS clients spread over edge_urls write for
-    SEND_S or max_frames each, then the backend drains; RSS of pids (name ->
-    pid, each a wsgate process) is sampled throughout.
+    SEND_S or max_frames each; every other client (odd idx) then sends a
+    close (1000) right behind its frames, while the gateway is still
+    working through them (a mass close under overload), and the others
+    stay connected until the backend has drained. RSS of pids (name -> pid, each
+    a wsgate process) is sampled throughout.
 
     tc: the TestCase (assertions); be: the SlowBackend; overload_seen: a
     callable giving how often the edges held clients back because the bus
@@ -309,7 +334,7 @@ class Overload:
     def send(self):
         self.t0 = t0 = time.monotonic()
         until, hard = t0 + SEND_S, t0 + SEND_S + DRAIN_S
-        self.senders = [Sender(ws, i, until, hard, self.max_frames)
+        self.senders = [Sender(ws, i, until, hard, self.max_frames, i % 2 == 1)
                         for i, ws in enumerate(self.clients)]
         for s in self.senders:
             s.start()
@@ -322,27 +347,32 @@ class Overload:
         for s in self.senders:
             s.join()
 
-    def drain(self):
+    def done(self, i):
         v = self.be.verifier
+        return v.delivered(i) >= self.senders[i].sent and (i % 2 == 0 or v.ended(i))
+
+    def drain(self):
         deadline = time.monotonic() + DRAIN_S
         while time.monotonic() < deadline:
             self.sample()
-            if all(v.delivered(i) >= s.sent for i, s in enumerate(self.senders)):
+            if all(self.done(i) for i in range(CLIENTS)):
                 self.drained_s = time.monotonic() - self.t0
                 return
             time.sleep(0.5)
-        short = [(i, v.delivered(i), s.sent) for i, s in enumerate(self.senders)
-                 if v.delivered(i) < s.sent]
-        self.tc.fail("%d clients' frames not all delivered within %.0f s (idx, got, sent): %s"
-                     % (len(short), DRAIN_S, short[:10]))
+        v = self.be.verifier
+        short = [(i, v.delivered(i), s.sent, v.ended(i)) for i, s in enumerate(self.senders)
+                 if not self.done(i)]
+        self.tc.fail("%d clients' frames (or disconnects) not all delivered within %.0f s "
+                     "(idx, got, sent, after): %s" % (len(short), DRAIN_S, short[:10]))
 
     def run(self):
         tc = self.tc
         self.connect()
         self.send()
         sent = sum(s.sent for s in self.senders)
+        # (an odd client may already have its close answered: 1000)
         closed = [(i, ws.close_code, ws.close_reason) for i, ws in enumerate(self.clients)
-                  if ws.closed.is_set()]
+                  if ws.closed.is_set() and not (i % 2 and ws.close_code == 1000)]
         tc.assertEqual(closed, [], "clients closed by the gateway under overload")
         tc.assertEqual([s.error for s in self.senders if s.error], [])
         self.drain()
@@ -351,13 +381,18 @@ class Overload:
         tc.assertGreater(pauses, 0, "the edge never held a client back: no overload reached "
                          "(%d frames in %.1f s)" % (sent, self.send_s))
         closed = [(i, ws.close_code, ws.close_reason) for i, ws in enumerate(self.clients)
-                  if ws.closed.is_set()]
+                  if i % 2 == 0 and ws.closed.is_set()]
         tc.assertEqual(closed, [], "clients closed by the gateway while it drained")
         v = self.be.verifier
         tc.assertEqual(v.violations, [], "%d order/duplicate violations" % v.n_violations)
         tc.assertEqual(self.be.bad_requests, [])
         for i, s in enumerate(self.senders):
             tc.assertEqual(v.delivered(i), s.sent, "client %d" % i)
+            # the ones that closed: one disconnect, last, as the client said
+            tc.assertEqual(v.ended(i), [("disconnect", 1000, "client")] if i % 2 else [],
+                           "client %d" % i)
+        for i in range(1, CLIENTS, 2):  # the server answered their close
+            tc.assertEqual(self.clients[i].wait_closed(10)[0], 1000, "client %d" % i)
         for name, pid in self.pids.items():
             self.peak_kib[name] = max(self.peak_kib[name], proc_kib(pid, "VmHWM"))
         print("\noverload: %d clients wrote %d frames in %.1f s (%.0f/s), %d send stalls, "
@@ -370,7 +405,7 @@ class Overload:
             if not sanitized(pid):
                 tc.assertLess(self.peak_kib[name] << 10, RSS_BOUND,
                               "%s's RSS went over the bound" % name)
-        for ws in self.clients:
+        for ws in self.clients[0::2]:
             ws.close()
 
 
