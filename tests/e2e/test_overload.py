@@ -313,11 +313,12 @@ class Overload:
     called on a thread of its own as the clients start writing (None: nothing)."""
 
     def __init__(self, tc, be, edge_urls, pids, overload_seen, max_frames=MAX_FRAMES,
-                 during_send=None):
+                 during_send=None, close_odd=True):
         self.tc, self.be, self.edge_urls, self.pids = tc, be, edge_urls, pids
         self.overload_seen = overload_seen
         self.max_frames = max_frames
         self.during_send = during_send
+        self.close_odd = close_odd
         self.peak_kib = {name: 0 for name in pids}
         self.clients, self.senders = [], []
 
@@ -334,7 +335,7 @@ class Overload:
     def send(self):
         self.t0 = t0 = time.monotonic()
         until, hard = t0 + SEND_S, t0 + SEND_S + DRAIN_S
-        self.senders = [Sender(ws, i, until, hard, self.max_frames, i % 2 == 1)
+        self.senders = [Sender(ws, i, until, hard, self.max_frames, self.close_odd and i % 2 == 1)
                         for i, ws in enumerate(self.clients)]
         for s in self.senders:
             s.start()
@@ -418,6 +419,34 @@ class StandaloneOverload(w.GatewayTestCase):
                  lambda: metric(gw, PAUSES_BUS_FULL)).run()
         # the overload was told to the operator, once per loop and period
         self.assertTrue(gw.find_log("edge overloaded", level="warn"))
+
+    def test_sigterm_under_overload_loses_no_disconnect(self):
+        """SIGTERM while the edge holds its clients back: every client is
+        closed 1001, every connection's events are still seq 1..n in order
+        with what its client sent, and each ends with exactly one disconnect
+        (1001, initiator server): the parked ones are published within the
+        shutdown grace (no "grace expired"), and what was accepted is
+        delivered after the restart."""
+        be = SlowBackend()
+        self.addCleanup(be.stop)
+        gw = self.gateway([overload_route(be.url)], log_level="info")
+        run = Overload(self, be, [gw.edge_url], {"wsgate": gw.pid}, None, max_frames=5000,
+                       close_odd=False)
+        run.connect()
+        run.send()  # into the kernel's buffers, far ahead of the gateway
+        w.wait_until(lambda: metric(gw, PAUSES_BUS_FULL) > 0, 30, 0.2, "the edge pausing reads")
+        self.assertEqual(gw.stop(), 0)
+        self.assertEqual(gw.find_log("shutdown grace expired"), [])
+        for i, ws in enumerate(run.clients):
+            self.assertEqual(ws.wait_closed(10), (1001, "going away"), "client %d" % i)
+        gw.restart()  # what was accepted and not yet delivered comes now
+        v = be.verifier
+        w.wait_until(lambda: all(v.ended(i) for i in range(CLIENTS)), DRAIN_S, 0.5,
+                     "a disconnect for every client")
+        self.assertEqual(v.violations, [], "%d order/duplicate violations" % v.n_violations)
+        for i, s in enumerate(run.senders):
+            self.assertEqual(v.ended(i), [("disconnect", 1001, "server")], "client %d" % i)
+            self.assertLessEqual(v.delivered(i), s.sent)
         self.assertTrue(gw.running())
 
 
