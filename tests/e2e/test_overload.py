@@ -41,7 +41,6 @@ import socket
 import struct
 import threading
 import time
-import unittest
 from array import array
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -334,7 +333,7 @@ class Overload:
 
     def send(self):
         self.t0 = t0 = time.monotonic()
-        until, hard = t0 + SEND_S, t0 + SEND_S + DRAIN_S
+        until, hard = t0 + SEND_S, t0 + SEND_S + w.scaled(DRAIN_S)
         self.senders = [Sender(ws, i, until, hard, self.max_frames, self.close_odd and i % 2 == 1)
                         for i, ws in enumerate(self.clients)]
         for s in self.senders:
@@ -353,7 +352,7 @@ class Overload:
         return v.delivered(i) >= self.senders[i].sent and (i % 2 == 0 or v.ended(i))
 
     def drain(self):
-        deadline = time.monotonic() + DRAIN_S
+        deadline = time.monotonic() + w.scaled(DRAIN_S)  # a sanitizer build is slower
         while time.monotonic() < deadline:
             self.sample()
             if all(self.done(i) for i in range(CLIENTS)):
@@ -364,7 +363,7 @@ class Overload:
         short = [(i, v.delivered(i), s.sent, v.ended(i)) for i, s in enumerate(self.senders)
                  if not self.done(i)]
         self.tc.fail("%d clients' frames (or disconnects) not all delivered within %.0f s "
-                     "(idx, got, sent, after): %s" % (len(short), DRAIN_S, short[:10]))
+                     "(idx, got, sent, after): %s" % (len(short), w.scaled(DRAIN_S), short[:10]))
 
     def run(self):
         tc = self.tc
@@ -451,4 +450,4 @@ class StandaloneOverload(w.GatewayTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

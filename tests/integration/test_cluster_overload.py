@@ -78,4 +78,4 @@ class ClusterOverload(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()
