@@ -118,6 +118,14 @@ int bus_event_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, vo
     return bus ? bus->ops->event_publish(bus, ev, cb, ud) : WSG_EINVAL;
 }
 
+int bus_event_capacity(bus_t *bus, size_t *events, size_t *bytes)
+{
+    if (!bus || !events || !bytes)
+        return WSG_EINVAL;
+    bus->ops->event_capacity(bus, events, bytes);
+    return 0;
+}
+
 int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
                         void *ud)
 {

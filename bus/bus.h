@@ -12,7 +12,11 @@
  * Five kinds of traffic:
  *   1. Client events (edge -> dispatcher, registry): durable, at-least-once,
  *      in order per connection. The edge calls bus_event_publish() and treats
- *      the event as accepted only when its ack callback reports 0.
+ *      the event as accepted only when its ack callback reports 0. The bus
+ *      holds a bounded number of events waiting for that ack: a full bus
+ *      answers WSG_EFULL and takes nothing (the caller keeps the event and
+ *      offers it again later); bus_event_capacity() says how much one
+ *      publisher may keep waiting without ever seeing that.
  *   2. Edge commands (api/dispatcher -> the edge holding a connection):
  *      request/reply; the reply says the edge queued it (0) or does not hold
  *      the connection (WSG_EGONE).
@@ -42,8 +46,10 @@
  *     bus service thread with WSG_ETIMEOUT; in bus_free() with
  *     WSG_EUNAVAILABLE for requests still unanswered;
  *   - bus_publish_fn runs inline in bus_publish();
- *   - bus_event_ack_fn runs inline in bus_event_publish() when the event is
- *     refused (WSG_EFULL, WSG_EUNAVAILABLE), else on the bus writer thread;
+ *   - bus_event_ack_fn runs inline in bus_event_publish() when the event
+ *     is refused at once (the bus is stopping; NATS: a connection whose
+ *     earlier event failed, bus_nats_ev.c), else on the bus writer thread
+ *     (NATS: the PubAck thread);
  *   - bus_event_fn runs on its group's bus delivery thread (one per group),
  *     bus_heartbeat_fn on the bus service thread (never inline).
  */
@@ -111,15 +117,36 @@ typedef struct {
     size_t body_len;
 } bus_event_t;
 
-/* Called once per published event: status 0 = durable (accepted),
- * WSG_EUNAVAILABLE / WSG_EFULL / WSG_EBUS = not accepted (the edge closes
- * the client with 1013). */
+/* Called once per taken event: status 0 = durable (accepted). Anything else
+ * means the event could not be made durable, and may be lost:
+ *   WSG_ENOSPC        the durable store is full (in-process: the queue file
+ *                     cannot grow, disk full or file size limit; NATS: the
+ *                     stream is at its byte bound);
+ *   WSG_EUNAVAILABLE  NATS unreachable (no PubAck within its timeout), or
+ *                     the bus is stopping;
+ *   WSG_EBUS          any other write failure.
+ * The edge closes the client with 1013 and counts the cause. Overload is
+ * never reported here: that is bus_event_publish()'s WSG_EFULL. */
 typedef void (*bus_event_ack_fn)(void *ud, int status);
 
 /* Returns 0 when the event was taken: cb (may be NULL) is then called exactly
- * once. Returns WSG_EINVAL for a bad event (no id or conn_id, unknown type,
- * seq 0, body NULL with body_len > 0); cb is then not called. */
+ * once. Returns WSG_EFULL when the bus has no room for it now (events waiting
+ * for their ack are at the bus's bound): nothing was taken, cb is not
+ * called, and the caller offers the same event again later, before any later
+ * event of the same connection (order per connection is the caller's
+ * order); the bus has room again once acks of earlier events were called.
+ * Returns WSG_EINVAL for a bad event (no id or conn_id, unknown type, seq 0,
+ * body NULL with body_len > 0); cb is then not called. */
 int bus_event_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
+
+/* How much one publisher may keep taken and not yet acked (published, its
+ * ack callback not yet called) and still never get WSG_EFULL: *events events
+ * whose bodies (body_len) add up to at most *bytes. Part of the bus's bound
+ * is kept beyond this for other publishers of the process (the registry's
+ * edge_lost disconnects, dead-letter replays), which may therefore still
+ * see WSG_EFULL. The edge divides it among its loops. Returns 0 or
+ * WSG_EINVAL. */
+int bus_event_capacity(bus_t *bus, size_t *events, size_t *bytes);
 
 typedef struct bus_delivery bus_delivery_t;
 

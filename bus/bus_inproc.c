@@ -565,6 +565,11 @@ static int inproc_event_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack
     return bq_publish(((inproc_t *)bus)->q, ev, cb, ud);
 }
 
+static void inproc_event_capacity(bus_t *bus, size_t *events, size_t *bytes)
+{
+    bq_capacity(((inproc_t *)bus)->q, events, bytes);
+}
+
 static int inproc_event_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn)
 {
     return bq_on_run_end(((inproc_t *)bus)->q, group, fn);
@@ -625,6 +630,7 @@ const bus_ops_t bus_inproc_ops = {
     .free = inproc_free,
     .healthy = inproc_healthy,
     .event_publish = inproc_event_publish,
+    .event_capacity = inproc_event_capacity,
     .event_subscribe = inproc_event_subscribe,
     .event_on_run_end = inproc_event_on_run_end,
     .event_done = inproc_event_done,

@@ -40,6 +40,7 @@ struct bus_ops {
     int (*healthy)(bus_t *bus);
 
     int (*event_publish)(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
+    void (*event_capacity)(bus_t *bus, size_t *events, size_t *bytes);
     int (*event_subscribe)(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
                            void *ud);
     int (*event_on_run_end)(bus_t *bus, const char *group, bus_run_end_fn fn);
@@ -76,6 +77,11 @@ int bus_check_event(const bus_event_t *ev);
 int bus_check_cmd(const bus_cmd_t *cmd);
 int bus_check_publish(const bus_publish_t *p);
 int bus_check_user(const bus_user_t *u);
+
+/* What bus_event_capacity() gives one publisher of an implementation's
+ * bound n on events waiting for their ack: all but 1/16, which is left to
+ * the process's other publishers. */
+#define BUS_CAPACITY_SHARE(n) ((n) - (n) / 16)
 
 /* Tuning knobs of the in-process bus, for tests and the benchmark only:
  * queue_max events waiting for the writer (default 65536), window events

@@ -194,7 +194,7 @@ static natsStatus make_options(natsOptions **out, nats_bus_t *b, const bus_opts_
     if (s == NATS_OK)
         s = natsOptions_SetCustomReconnectDelay(no, reconnect_delay, b);
     if (s == NATS_OK) /* bounded: past it a publish fails instead of growing */
-        s = natsOptions_SetReconnectBufSize(no, 8 * 1024 * 1024);
+        s = natsOptions_SetReconnectBufSize(no, NB_RECONNECT_BUF);
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(no, 2000);
     if (s == NATS_OK)
@@ -676,6 +676,7 @@ const bus_ops_t bus_nats_ops = {
     .free = nats_free,
     .healthy = nats_healthy,
     .event_publish = nb_ev_publish,
+    .event_capacity = nb_ev_capacity,
     .event_subscribe = nb_ev_subscribe,
     .event_on_run_end = nb_ev_on_run_end,
     .event_done = nb_ev_done,

@@ -35,7 +35,8 @@ typedef struct {
     uint32_t any_window_ms;   /* 1000: NULL edge, how long to wait for a 0 */
     uint32_t ack_wait_ms;     /* 30000: JetStream AckWait of group consumers */
     uint32_t lease_ttl_ms;    /* 45000: partition lease lifetime (> ack_wait) */
-    uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL */
+    uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL
+                                 (bus_event_capacity: at most 4096 of them) */
     uint32_t pub_timeout_ms;  /* 5000: no PubAck -> WSG_EUNAVAILABLE */
     int64_t stream_max_bytes; /* 1 GiB: WSGATE_EVENTS size (Discard New) */
 } bus_nats_tune_t;
@@ -46,6 +47,13 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t);
 /* Tests only: frees the bus the way a killed process leaves it: no Nak of
  * undone deliveries, leases left to expire, PubAcks not waited for. */
 void bus_nats_vanish(bus_t *bus);
+
+/* bus_event_capacity(): at most NB_PUB_WINDOW PubAcks outstanding. The
+ * PubAck timeout runs from the publish, so a window larger than what the
+ * server works through within it would turn overload into refusals: at
+ * 5,000 events/s (a busy 2-core host) this one waits under a second. */
+#define NB_PUB_WINDOW 4096
+#define NB_RECONNECT_BUF (8 * 1024 * 1024) /* libnats keeps this while NATS is away */
 
 #define NB_PREFIX_MAX 48
 #define NB_BUCKETS 4096
@@ -139,6 +147,7 @@ void nb_ev_tick(nats_bus_t *b, int64_t now);
 void nb_ev_disconnected(nats_bus_t *b);
 void nb_ev_reconnected(nats_bus_t *b);
 int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
+void nb_ev_capacity(bus_t *bus, size_t *events, size_t *bytes);
 int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud);
 int nb_ev_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn);
 void nb_ev_done(bus_t *bus, bus_delivery_t *d);

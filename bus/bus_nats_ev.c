@@ -10,7 +10,9 @@
  *
  * Publishing is js_PublishMsgAsync; the PubAck handler (a NATS thread) maps
  * the natsMsg back to the caller's callback through a pending table bounded
- * by pub_max_pending (past it: WSG_EFULL at once).
+ * by pub_max_pending. Past it, or when libnats cannot buffer the message
+ * (reconnect buffer full while NATS is away), the publish answers WSG_EFULL
+ * and takes nothing: the caller offers it again (bus.h).
  *
  * Each group has one durable pull consumer per partition
  * (<tok(group)>_<p>, explicit ack, bound MaxAckPending) and consumes a
@@ -114,7 +116,7 @@ static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
  * or had its PubAck outstanding when the NATS connection was lost may miss
  * that event in the stream: any later event of it that got through would
  * leave a gap in its seqs. So every later event of such a connection is
- * refused with the status of that first failure (WSG_EFULL, WSG_EBUS, else
+ * refused with the status of that first failure (WSG_ENOSPC, WSG_EBUS, else
  * WSG_EUNAVAILABLE: the edge closes the client with 1013) except
  * its disconnect, the last one, which ends the record (SPEC.md: every
  * connect gets one disconnect). Bounded by NB_POISON_MAX entries; each
@@ -204,7 +206,7 @@ static void pub_free(nb_pub_t *p)
 static int pub_error(const jsPubAckErr *pae)
 {
     if (pae->ErrCode == JSStreamStoreFailedErr || (pae->ErrText && strstr(pae->ErrText, "maximum")))
-        return WSG_EFULL; /* Discard New: the stream is full */
+        return WSG_ENOSPC; /* Discard New: the stream is full */
     if (pae->ErrCode)
         return WSG_EBUS;
     int rc = nb_status_to_err(pae->Err);
@@ -269,6 +271,22 @@ static char *ev_subject(nats_bus_t *b, int message, const char *conn_id)
     return s;
 }
 
+/* The status that refuses a connection's later events after rc refused
+ * one of them: what the stream said, or "unavailable" for anything of the
+ * connection to NATS. */
+static int refusal(int rc)
+{
+    return rc == WSG_EBUS || rc == WSG_ENOSPC ? rc : WSG_EUNAVAILABLE;
+}
+
+void nb_ev_capacity(bus_t *bus, size_t *events, size_t *bytes)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    uint32_t n = b->tune.pub_max_pending < NB_PUB_WINDOW ? b->tune.pub_max_pending : NB_PUB_WINDOW;
+    *events = BUS_CAPACITY_SHARE(n);
+    *bytes = BUS_CAPACITY_SHARE((size_t)NB_RECONNECT_BUF);
+}
+
 int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
@@ -290,7 +308,7 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
         if ((rc = poison_check(b, ev->conn_id, disc)) != 0) {
             /* refused like the event that poisoned it */
         } else if (b->npubs >= b->tune.pub_max_pending) {
-            rc = WSG_EFULL;
+            rc = WSG_EFULL; /* not taken: no gap, nothing to poison */
         } else {
             p = bus_xcalloc(sizeof *p);
             *p = (nb_pub_t){.next = b->pubs[pub_bucket(m)],
@@ -302,7 +320,7 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
             b->pubs[pub_bucket(m)] = p;
             b->npubs++;
         }
-        if (rc != 0 && !disc)
+        if (rc != 0 && rc != WSG_EFULL && !disc)
             poison_add(b, ev->conn_id, rc);
         pthread_mutex_unlock(&b->mu);
     }
@@ -316,14 +334,18 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
             return 0; /* the library owns m; the handler answers */
         pthread_mutex_lock(&b->mu);
         pub_free(pub_take(b, m));
-        rc = nb_status_to_err(s);
-        if (!disc)
-            poison_add(b, ev->conn_id, rc == WSG_EBUS || rc == WSG_EFULL ? rc : WSG_EUNAVAILABLE);
+        /* libnats could not buffer it (NATS away, reconnect buffer full):
+         * not sent, so no gap either; the caller offers it again */
+        rc = s == NATS_INSUFFICIENT_BUFFER ? WSG_EFULL : refusal(nb_status_to_err(s));
+        if (rc != WSG_EFULL && !disc)
+            poison_add(b, ev->conn_id, rc);
         pthread_mutex_unlock(&b->mu);
     }
     natsMsg_Destroy(m);
+    if (rc == WSG_EFULL)
+        return rc;
     if (cb)
-        cb(ud, rc == WSG_EBUS || rc == WSG_EFULL ? rc : WSG_EUNAVAILABLE);
+        cb(ud, refusal(rc));
     return 0;
 }
 

@@ -2,7 +2,8 @@
  * bus_queue.c — the in-process bus's durable client-event queue.
  *
  * Publishers copy an event into one heap block and append it to a bounded
- * list (WSG_EFULL when full). One writer thread takes everything pending,
+ * list (full: WSG_EFULL, nothing taken, the publisher offers it again once
+ * its earlier events were acked). One writer thread takes everything pending,
  * appends it in one SQLite transaction (WAL, synchronous=NORMAL, exclusive
  * locking: one process owns a queue file), commits, calls the ack
  * callbacks and queues one delivery per interested group to that group's
@@ -27,6 +28,7 @@
  */
 #include "bus/bus_queue.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -40,7 +42,7 @@
 #include "common/thread.h"
 
 #define BQ_MAX_GROUPS 62
-#define BQ_MAX_BYTES ((size_t)64 << 20)
+#define BQ_MAX_BYTES ((size_t)64 << 20) /* event bodies waiting for the writer */
 #define BQ_DONE_BATCH 512
 #define BQ_DONE_DELAY_MS 20
 
@@ -53,7 +55,6 @@ struct qev {
     uint64_t want; /* group bits that get it */
     uint32_t attempt;
     atomic_uint refs;
-    size_t bytes;
     bus_event_t ev; /* strings point into data */
     char data[];
 };
@@ -141,7 +142,7 @@ struct bq {
     pthread_cond_t cv;
     qev_t *pend_head, *pend_tail;
     uint32_t pend_n;
-    size_t pend_bytes;
+    size_t pend_bytes; /* their bodies */
     dlv_t *done_head;
     uint32_t done_n;
     int64_t done_since_ms; /* when done_head became non-empty */
@@ -192,7 +193,6 @@ static qev_t *qev_new(const bus_event_t *ev)
     e->ev.body_len = ev->body_len;
     e->ev.type = ev->type;
     e->ev.seq = ev->seq;
-    e->bytes = sizeof *e + total;
     e->attempt = 1;
     atomic_init(&e->refs, 1);
     return e;
@@ -328,9 +328,11 @@ int bq_publish(bq_t *q, const bus_event_t *ev, bus_event_ack_fn cb, void *ud)
     e->cb = cb;
     e->ud = ud;
     pthread_mutex_lock(&q->mu);
+    /* The byte bound is checked before adding: one event larger than all
+     * of it still gets in once the list is empty enough, never starves. */
     if (q->stopping)
         rc = WSG_EUNAVAILABLE;
-    else if (q->pend_n >= q->queue_max || q->pend_bytes + e->bytes > BQ_MAX_BYTES)
+    else if (q->pend_n >= q->queue_max || q->pend_bytes >= BQ_MAX_BYTES)
         rc = WSG_EFULL;
     if (rc == 0) {
         if (q->pend_tail)
@@ -339,17 +341,27 @@ int bq_publish(bq_t *q, const bus_event_t *ev, bus_event_ack_fn cb, void *ud)
             q->pend_head = e;
         q->pend_tail = e;
         q->pend_n++;
-        q->pend_bytes += e->bytes;
+        q->pend_bytes += ev->body_len;
         if (q->writer_idle)
             pthread_cond_signal(&q->cv);
     }
     pthread_mutex_unlock(&q->mu);
+    if (rc == WSG_EFULL) { /* not taken: the publisher keeps it */
+        free(e);
+        return rc;
+    }
     if (rc != 0) {
         free(e);
         if (cb)
             cb(ud, rc);
     }
     return 0;
+}
+
+void bq_capacity(bq_t *q, size_t *events, size_t *bytes)
+{
+    *events = BUS_CAPACITY_SHARE(q->queue_max);
+    *bytes = BUS_CAPACITY_SHARE(BQ_MAX_BYTES);
 }
 
 void bq_done(bq_t *q, bus_delivery_t *bd)
@@ -416,11 +428,15 @@ typedef struct {
     int backlog0[BQ_MAX_GROUPS];
 } round_t;
 
+/* Runs st to its end. On failure errno still holds what the failing system
+ * call said (0 before the step: nothing stale), for write_failure(). */
 static int step_done(sqlite3_stmt *st)
 {
-    int s = sqlite3_step(st);
+    errno = 0;
+    int s = sqlite3_step(st), sys = errno;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    errno = sys;
     return s == SQLITE_DONE || s == SQLITE_ROW ? 0 : -1;
 }
 
@@ -576,8 +592,20 @@ static int persist_handed(bq_t *q, const round_t *r)
     return 0;
 }
 
+/* Why a transaction failed, for the ack callbacks: WSG_ENOSPC when the
+ * file could not grow (SQLITE_FULL; or a write error whose errno, sys, says
+ * disk or quota full or RLIMIT_FSIZE: SQLite reports those as I/O errors
+ * and sqlite3_system_errno() no longer has the errno), else WSG_EBUS. */
+static int write_failure(sqlite3 *db, int sys)
+{
+    return sqlite3_errcode(db) == SQLITE_FULL || sys == ENOSPC || sys == EFBIG || sys == EDQUOT
+               ? WSG_ENOSPC
+               : WSG_EBUS;
+}
+
 /* One transaction: dones first (they free rows), then the new events, then
- * what each group is handed (decided inside, so it commits with them). */
+ * what each group is handed (decided inside, so it commits with them).
+ * Returns 0 or write_failure()'s code. */
 static int write_round(bq_t *q, round_t *r)
 {
     if (step_done(q->st[S_BEGIN]) != 0)
@@ -592,11 +620,13 @@ static int write_round(bq_t *q, round_t *r)
         goto fail;
     if (step_done(q->st[S_COMMIT]) == 0)
         return 0;
-fail:
-    WSG_LOG(WSG_LOG_ERROR, "bus queue write failed", "error=%s", sqlite3_errmsg(q->db));
+fail:;
+    int sys = errno, rc = write_failure(q->db, sys); /* errno: from the failed step */
+    WSG_LOG(WSG_LOG_ERROR, "bus queue write failed", "error=%s errno=%s code=%s",
+            sqlite3_errmsg(q->db), sys ? strerror(sys) : "none", wsg_err_name(rc));
     if (!sqlite3_get_autocommit(q->db))
         step_done(q->st[S_ROLLBACK]);
-    return -1;
+    return rc;
 }
 
 static void free_dlvs(dlv_t *d)
@@ -696,8 +726,9 @@ static void enqueue(group_t *grp, dlv_t *head, dlv_t *tail)
     pthread_mutex_unlock(&grp->dmu);
 }
 
-/* Acks, then hands the round's deliveries to each group's thread. */
-static void finish_round(bq_t *q, round_t *r, int ok)
+/* Acks with status (0: committed), then hands the round's deliveries to
+ * each group's thread. */
+static void finish_round(bq_t *q, round_t *r, int status)
 {
     pthread_mutex_lock(&q->mu);
     for (int g = 0; g < q->ngroups; g++) {
@@ -713,7 +744,7 @@ static void finish_round(bq_t *q, round_t *r, int ok)
     pthread_mutex_unlock(&q->mu);
     for (qev_t *e = r->events; e; e = e->next)
         if (e->cb)
-            e->cb(e->ud, ok ? 0 : WSG_EBUS);
+            e->cb(e->ud, status);
     for (int g = 0; g < q->ngroups; g++)
         if (r->out_head[g])
             enqueue(&q->groups[g], r->out_head[g], r->out_tail[g]);
@@ -749,12 +780,12 @@ static void *writer_main(void *arg)
         wait_for_work(q);
         pthread_mutex_lock(&q->dbmu);
         int stop = take_round(q, &r);
-        int ok = write_round(q, &r) == 0;
+        int status = write_round(q, &r), ok = status == 0;
         if (!ok)
             undo_round(q, &r);
         pthread_mutex_unlock(&q->dbmu);
         atomic_store(&q->healthy, ok);
-        finish_round(q, &r, ok);
+        finish_round(q, &r, status);
         if (ok)
             free_dlvs(r.dones);
         else

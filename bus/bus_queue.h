@@ -7,8 +7,9 @@
  *
  * Threads: bq_open, bq_subscribe, bq_tune, bq_start and bq_free from the
  * owning thread (bq_subscribe and bq_tune before bq_start); bq_publish,
- * bq_done, bq_last_seq and bq_healthy from any thread. Ack callbacks run on
- * the writer thread, or inline in bq_publish when the event is refused;
+ * bq_done, bq_last_seq, bq_capacity and bq_healthy from any thread. Ack
+ * callbacks run on the writer thread, or inline in bq_publish when the bus
+ * is stopping;
  * a group's callback runs on that group's delivery thread.
  */
 #ifndef WSG_BUS_QUEUE_H
@@ -37,7 +38,11 @@ void bq_tune(bq_t *q, uint32_t queue_max, uint32_t window);
  * event and starts the threads; redelivery comes first. Returns 0, WSG_EBUS. */
 int bq_start(bq_t *q);
 
+/* bus_event_publish(): 0 (taken), WSG_EFULL (no room, nothing taken),
+ * WSG_EINVAL. */
 int bq_publish(bq_t *q, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
+/* bus_event_capacity(): a share of queue_max events and of the byte bound. */
+void bq_capacity(bq_t *q, size_t *events, size_t *bytes);
 void bq_done(bq_t *q, bus_delivery_t *d);
 int bq_last_seq(bq_t *q, const char *conn_id, uint64_t *seq);
 int bq_healthy(bq_t *q);

@@ -32,7 +32,8 @@
     X(BUS, "bus error")                                                                            \
     X(PROTO, "protocol error")                                                                     \
     X(CLOSED, "closed")                                                                            \
-    X(NOTSUP, "not supported")
+    X(NOTSUP, "not supported")                                                                     \
+    X(NOSPC, "no space left for durable data")
 
 enum wsg_err {
     WSG_OK = 0,

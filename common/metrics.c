@@ -23,9 +23,12 @@ static _Atomic uint64_t counters[WSG_M__COUNT];
 static _Atomic int64_t gauges[WSG_G__COUNT];
 static hist_t hists[WSG_H__COUNT];
 
-static const char *const counter_meta[][2] = {
-#define X(e, n, h) {n, h},
-    WSG_COUNTERS(X)
+/* name, help (NULL: the family's HELP was given already), labels (NULL: none) */
+static const char *const counter_meta[][3] = {
+#define X(e, n, h) {n, h, NULL},
+#define XL(e, n, l, h) {n, h, l},
+    WSG_COUNTERS(X) WSG_LABELLED_COUNTERS(XL)
+#undef XL
 #undef X
 };
 static const char *const gauge_meta[][2] = {
@@ -134,10 +137,14 @@ int wsg_metrics_render(char **out, size_t *len)
     buf_t b = {malloc(8192), 0, 8192, 0};
     if (!b.p)
         return WSG_ENOMEM;
-    for (int i = 0; i < WSG_M__COUNT; i++)
-        bprintf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counter_meta[i][0],
-                counter_meta[i][1], counter_meta[i][0], counter_meta[i][0],
-                (unsigned long long)wsg_counter_value(i));
+    for (int i = 0; i < WSG_M__COUNT; i++) {
+        const char *name = counter_meta[i][0], *help = counter_meta[i][1],
+                   *labels = counter_meta[i][2];
+        if (help)
+            bprintf(&b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+        bprintf(&b, "%s%s%s%s %llu\n", name, labels ? "{" : "", labels ? labels : "",
+                labels ? "}" : "", (unsigned long long)wsg_counter_value(i));
+    }
     for (int i = 0; i < WSG_G__COUNT; i++)
         bprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauge_meta[i][0], gauge_meta[i][1],
                 gauge_meta[i][0], gauge_meta[i][0], (long long)wsg_gauge_value(i));

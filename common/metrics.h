@@ -47,6 +47,18 @@
     X(API_DEADLINE_CLOSES, "wsgate_api_deadline_closes_total",                                     \
       "Control API connections closed because a request was not received in time")
 
+/* X(ENUM, name, labels, help) — counters with labels; consecutive entries of
+ * one name are one family. Counted with wsg_count like the others. */
+#define WSG_LABELLED_COUNTERS(X)                                                                   \
+    X(READ_PAUSES_BUS_FULL, "wsgate_read_pauses_total", "cause=\"bus_full\"",                      \
+      "Times the edge stopped reading from a client while its events waited for the bus")          \
+    X(READ_PAUSES_UNACKED, "wsgate_read_pauses_total", "cause=\"connection_unacked\"", NULL)       \
+    X(UNDURABLE_CLOSES_NOSPC, "wsgate_undurable_closes_total", "cause=\"storage_full\"",           \
+      "Clients closed with 1013 because one of their events could not be made durable")            \
+    X(UNDURABLE_CLOSES_UNAVAILABLE, "wsgate_undurable_closes_total", "cause=\"bus_unavailable\"",  \
+      NULL)                                                                                        \
+    X(UNDURABLE_CLOSES_BUS, "wsgate_undurable_closes_total", "cause=\"bus_error\"", NULL)
+
 /* X(ENUM, name, help) — gauges. */
 #define WSG_GAUGES(X)                                                                              \
     X(CONNECTIONS, "wsgate_connections", "Open WebSocket connections on this process")             \
@@ -62,7 +74,9 @@
 
 enum {
 #define WSG_M_ENUM(e, n, h) WSG_M_##e,
-    WSG_COUNTERS(WSG_M_ENUM) WSG_M__COUNT
+#define WSG_ML_ENUM(e, n, l, h) WSG_M_##e,
+    WSG_COUNTERS(WSG_M_ENUM) WSG_LABELLED_COUNTERS(WSG_ML_ENUM) WSG_M__COUNT
+#undef WSG_ML_ENUM
 #undef WSG_M_ENUM
 };
 enum {

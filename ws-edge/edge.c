@@ -328,6 +328,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     reap_pending(e, 0);
     edge_req_reap(e, edge_now_ms(), 0);
     edge_timer_run(e, edge_now_ms());
+    edge_events_pump(e); /* the bus's room may have been taken by others: try again */
     if (e->listen_paused && e->listen_fd >= 0) {
         e->listen_paused = 0;
         ev_io_start(e->loop, &e->listen_w);
@@ -571,8 +572,10 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         if (rc == 0 && i == 0) /* the others join the port loop 0 got (port 0: any) */
             E->port = wsg_listen_port(&E->addr, E->loops[0]->port);
     }
-    if (rc == 0)
+    if (rc == 0) {
+        edge_events_budget(E);
         rc = edge_authz_new(&E->authz, E, err, errlen);
+    }
     if (rc == 0 && (rc = bus_cmd_serve(bus, E->edge_id, edge_bus_cmd, E)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", E->edge_id);
     if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, E)) != 0)
@@ -590,7 +593,7 @@ static int drained(edge_loop_t *e)
 {
     if (!e->stopping)
         return 0;
-    if (e->n_conns == 0 && e->acks_outstanding == 0)
+    if (e->n_conns == 0 && e->acks_outstanding == 0 && !e->parked_head)
         return 1;
     return edge_now_ms() >= e->stop_deadline_ms;
 }
@@ -603,10 +606,10 @@ static void loop_run(edge_loop_t *e)
     while (!drained(e))
         ev_run(e->loop, EVRUN_ONCE);
     edge_rxcheck_thread(NULL); /* loops are freed later, all from the main thread */
-    if (e->n_conns || e->acks_outstanding)
+    if (e->n_conns || e->acks_outstanding || e->parked_head)
         WSG_LOG(WSG_LOG_WARN, "edge shutdown grace expired",
-                "loop=%u connections=%zu acks_pending=%zu", e->idx, e->n_conns,
-                e->acks_outstanding);
+                "loop=%u connections=%zu acks_pending=%zu events_unpublished=%zu", e->idx,
+                e->n_conns, e->acks_outstanding, e->n_parked);
     else
         WSG_LOG(WSG_LOG_INFO, "edge drained", "loop=%u", e->idx);
 }
@@ -696,6 +699,7 @@ static void loop_free(edge_loop_t *e)
         ev_loop_destroy(e->loop);
     edge_map_each(&e->conns, free_conn_ent, NULL);
     edge_map_free(&e->conns);
+    edge_events_drop_parked(e); /* grace expired: counted in its warning */
     edge_map_free(&e->by_fd);
     edge_map_free(&e->channels);
     free(e->rx_conns);

@@ -2,8 +2,9 @@
  * edge_conn.c — an open connection: reassembling messages across fragments
  * under max_message_bytes (1009), the token-bucket rate limit (1008), the
  * bounded outbound queue (1008 "slow consumer"), ping / idle / lifetime
- * timers (1001), closing with a code, and pausing reads while too many of
- * its events wait for the bus to make them durable.
+ * timers (1001), closing with a code, pausing reads while its events wait
+ * for the bus (overload slows a client down, never disconnects it), and
+ * 1013 when the bus reports that one could not be made durable.
  *
  * Service thread only. Invalid UTF-8 in a text message closes with 1007
  * (checked here on the whole message rather than by lws, so that the
@@ -121,11 +122,12 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot)
     }
     free(initial);
     if (edge_event_connect(e, c) != 0) {
-        edge_conn_close(e, c, 1013, "try again later", "server");
+        edge_conn_close(e, c, 1011, "internal error", "server");
         return 0;
     }
     if (edge_rxcheck_open(e, c)) /* unmasked, in the bytes that came with the request */
         edge_conn_close(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON, "server");
+    edge_conn_rx_check(e, c); /* parked: no messages before the connect is taken */
     schedule_timer(e, c, now);
     apply_held(e, c);
     return 0;
@@ -151,12 +153,12 @@ static int close_now(edge_conn_t *c)
 void edge_conn_close(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                      const char *initiator)
 {
-    (void)e;
     if (c->close_code || !c->wsi)
         return;
     c->close_code = code;
     c->close_reason = reason_dup(reason ? reason : "", strlen(reason ? reason : ""));
     c->close_initiator = initiator;
+    edge_conn_rx_check(e, c);
     lws_callback_on_writable(c->wsi);
     /* A client that never reads never makes us writable: give up after 3 s. */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, 3);
@@ -239,13 +241,10 @@ static int deliver(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, si
     wsg_count(WSG_M_FRAMES_IN, 1);
     wsg_count(WSG_M_BYTES_IN, len);
     if (edge_event_message(e, c, data, len, binary) != 0) {
-        edge_conn_close(e, c, 1013, "try again later", "server");
+        edge_conn_close(e, c, 1011, "internal error", "server");
         return close_now(c);
     }
-    if (!c->rx_paused && c->unacked > unacked_cap(c)) {
-        c->rx_paused = 1;
-        lws_rx_flow_control(c->wsi, 0);
-    }
+    edge_conn_rx_check(e, c);
     return 0;
 }
 
@@ -437,7 +436,8 @@ int edge_on_timer(edge_loop_t *e, edge_conn_t *c)
         edge_conn_close(e, c, 1001, "max lifetime reached", "timeout");
         return 0;
     }
-    if (l->idle_timeout_ms && now - c->last_rx_ms >= (int64_t)l->idle_timeout_ms) {
+    /* while reads are paused the client is waiting for us, not idle */
+    if (l->idle_timeout_ms && !c->rx_paused && now - c->last_rx_ms >= (int64_t)l->idle_timeout_ms) {
         edge_conn_close(e, c, 1001, "idle timeout", "timeout");
         return 0;
     }
@@ -519,21 +519,77 @@ void edge_on_closed(edge_loop_t *e, edge_conn_t *c)
     edge_conn_free(c);
 }
 
+void edge_conn_rx_check(edge_loop_t *e, edge_conn_t *c)
+{
+    (void)e;
+    if (!c->wsi)
+        return;
+    size_t cap = unacked_cap(c);
+    if (!c->rx_paused && !c->close_code && (c->parked || c->unacked > cap)) {
+        c->rx_paused = 1;
+        wsg_count(c->parked ? WSG_M_READ_PAUSES_BUS_FULL : WSG_M_READ_PAUSES_UNACKED, 1);
+        lws_rx_flow_control(c->wsi, 0);
+    } else if (c->rx_paused && (c->close_code || (!c->parked && c->unacked <= cap / 2))) {
+        /* closing: read again so the client's close reply is seen (what
+         * else arrives is ignored, edge_on_receive) */
+        c->rx_paused = 0;
+        c->last_rx_ms = edge_now_ms(); /* the idle timer starts again from here */
+        lws_rx_flow_control(c->wsi, 1);
+    }
+}
+
+/* The cause label of an ack status (bus.h: bus_event_ack_fn). */
+static const char *undurable_cause(int status, int *counter)
+{
+    switch (status) {
+    case WSG_ENOSPC:
+        *counter = WSG_M_UNDURABLE_CLOSES_NOSPC;
+        return "storage_full";
+    case WSG_EUNAVAILABLE:
+        *counter = WSG_M_UNDURABLE_CLOSES_UNAVAILABLE;
+        return "bus_unavailable";
+    default:
+        *counter = WSG_M_UNDURABLE_CLOSES_BUS;
+        return "bus_error";
+    }
+}
+
+/* The bus could not make one of c's events durable (c NULL: its connection
+ * is gone): the client is closed with 1013, logged and counted by cause,
+ * once per connection. */
+static void event_not_durable(edge_loop_t *e, edge_conn_t *c, const edge_q_t *q)
+{
+    int counter;
+    const char *cause = undurable_cause(q->u.ack.status, &counter);
+    if (!c) {
+        WSG_LOG(WSG_LOG_WARN, "event not durable", "conn=%s type=%d cause=%s error=%s",
+                q->u.ack.conn_id, q->u.ack.type, cause, wsg_err_name(q->u.ack.status));
+        return;
+    }
+    if (c->close_code)
+        return; /* closing already (maybe for this cause): counted once */
+    WSG_LOG(WSG_LOG_WARN, "client closed: event not durable",
+            "conn=%s route=%s user=%s code=%d cause=%s error=%s", c->id, c->route->path, c->user,
+            1013, cause, wsg_err_name(q->u.ack.status));
+    wsg_count(counter, 1);
+    edge_conn_close(e, c, 1013, "try again later", "server");
+}
+
 void edge_on_ack(edge_loop_t *e, edge_q_t *q)
 {
     if (e->acks_outstanding)
         e->acks_outstanding--;
+    e->bytes_outstanding -=
+        q->u.ack.body_len < e->bytes_outstanding ? q->u.ack.body_len : e->bytes_outstanding;
     wsg_count(q->u.ack.status == 0 ? WSG_M_EVENTS_ACCEPTED : WSG_M_EVENTS_REFUSED, 1);
     edge_conn_t *c = edge_map_get(&e->conns, q->u.ack.conn_id);
-    if (!c || !c->wsi)
-        return;
-    c->unacked = c->unacked > q->u.ack.bytes ? c->unacked - q->u.ack.bytes : 0;
-    if (q->u.ack.status != 0) {
-        edge_conn_close(e, c, 1013, "try again later", "server");
-        return;
-    }
-    if (c->rx_paused && c->unacked <= unacked_cap(c) / 2) {
-        c->rx_paused = 0;
-        lws_rx_flow_control(c->wsi, 1);
-    }
+    if (c && !c->wsi)
+        c = NULL;
+    if (c)
+        c->unacked = c->unacked > q->u.ack.bytes ? c->unacked - q->u.ack.bytes : 0;
+    if (q->u.ack.status != 0)
+        event_not_durable(e, c, q);
+    else if (c)
+        edge_conn_rx_check(e, c);
+    edge_events_pump(e); /* room freed: parked events go first */
 }

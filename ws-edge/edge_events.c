@@ -10,6 +10,18 @@
  * the type's own members, written as text (edge_json.c), not as a jansson
  * tree: this runs for every client frame.
  *
+ * Overload: each loop keeps the events the bus has taken and not yet acked
+ * within its share of bus_event_capacity(), so the bus never has to refuse
+ * one. An event made while that budget is spent (or that the bus answers
+ * WSG_EFULL, its room taken by another publisher) is parked: kept whole in
+ * the loop's list, oldest first, and its connection stops reading until it
+ * is gone (edge_conn_rx_check). As acks free room, edge_events_pump() hands
+ * the parked events over in the order they were made, so connections are
+ * served first come first served, and a connection's events stay in order
+ * (nothing of it is published while one of its events is parked). Events of
+ * connections that closed meanwhile (their disconnect event included) are
+ * still published: nothing read from a client is dropped.
+ *
  * Service thread only, except ack_cb (any thread).
  */
 #include <stdio.h>
@@ -25,9 +37,23 @@
 typedef struct {
     edge_loop_t *e;
     char conn_id[EDGE_ID_LEN + 1];
-    size_t bytes;
+    size_t bytes, body_len;
     int type;
 } edge_ack_ud_t;
+
+/* A made event waiting for room on the bus: everything bus_event_publish
+ * needs, so it goes out unchanged (same id, seq, timestamp) however late. */
+struct edge_parked {
+    edge_parked_t *next;
+    bus_event_type_t type;
+    uint64_t seq;
+    size_t bytes;      /* counted in its connection's unacked */
+    const char *route; /* the route's path: configuration, outlives the loop */
+    char *body;        /* owned */
+    size_t body_len;
+    char id[48];
+    char conn_id[EDGE_ID_LEN + 1];
+};
 
 static void ack_cb(void *ud, int status)
 {
@@ -36,6 +62,7 @@ static void ack_cb(void *ud, int status)
     memcpy(q->u.ack.conn_id, a->conn_id, sizeof a->conn_id);
     q->u.ack.status = status;
     q->u.ack.bytes = a->bytes;
+    q->u.ack.body_len = a->body_len;
     q->u.ack.type = a->type;
     free(a);
     if (edge_post_conn(q->u.ack.conn_id, q) !=
@@ -111,38 +138,146 @@ static void envelope(edge_loop_t *e, edge_sbuf_t *b, const edge_conn_t *c, const
     edge_sb_put(b, num, (size_t)n);
 }
 
-static int publish(edge_loop_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *evid,
-                   bus_event_type_t t, size_t bytes)
+/* 1 when the loop may hand the bus one more event. With nothing
+ * outstanding there is always room, so an event larger than the whole byte
+ * budget still goes (alone). */
+static int room(const edge_loop_t *e)
 {
-    edge_sb_puts(b, "}");
-    bus_event_t ev = {.id = evid,
-                      .type = t,
-                      .conn_id = c->id,
+    return e->acks_outstanding == 0 ||
+           (e->acks_outstanding < e->budget_events && e->bytes_outstanding < e->budget_bytes);
+}
+
+/* Hands p's event to the bus (p is borrowed). Returns 0 (taken: counted
+ * outstanding, its ack comes through the queue), WSG_EFULL (not taken, keep
+ * it) or WSG_EINVAL. */
+static int offer(edge_loop_t *e, const edge_parked_t *p)
+{
+    bus_event_t ev = {.id = p->id,
+                      .type = p->type,
+                      .conn_id = p->conn_id,
                       .edge_id = e->edge->edge_id,
-                      .route = c->route->path,
-                      .seq = c->seq + 1,
-                      .body = b->p,
-                      .body_len = b->len};
+                      .route = p->route,
+                      .seq = p->seq,
+                      .body = p->body,
+                      .body_len = p->body_len};
     edge_ack_ud_t *a = malloc(sizeof *a);
     if (!a)
         abort();
     a->e = e;
-    memcpy(a->conn_id, c->id, sizeof c->id);
-    a->bytes = bytes;
-    a->type = t;
+    memcpy(a->conn_id, p->conn_id, sizeof a->conn_id);
+    a->bytes = p->bytes;
+    a->body_len = p->body_len;
+    a->type = p->type;
     e->acks_outstanding++;
+    e->bytes_outstanding += p->body_len;
     int rc = bus_event_publish(e->edge->bus, &ev, ack_cb, a);
-    free(b->p);
     if (rc != 0) {
         e->acks_outstanding--;
+        e->bytes_outstanding -= p->body_len;
         free(a);
-        WSG_LOG(WSG_LOG_ERROR, "event refused by the bus", "conn=%s route=%s user=%s code=%s",
-                c->id, c->route->path, c->user, wsg_err_name(rc));
-        return rc;
     }
-    c->seq++;
+    if (rc != 0 && rc != WSG_EFULL)
+        WSG_LOG(WSG_LOG_ERROR, "event refused by the bus", "conn=%s route=%s seq=%llu code=%s",
+                p->conn_id, p->route, (unsigned long long)p->seq, wsg_err_name(rc));
+    return rc;
+}
+
+#define EDGE_OVERLOAD_LOG_MS 10000 /* at most one "edge overloaded" line per loop and period */
+
+/* Keeps p (taken) at the end of the parked list. */
+static void park(edge_loop_t *e, edge_conn_t *c, edge_parked_t *p)
+{
+    int64_t now = edge_now_ms();
+    if (!e->overload_logged_ms || now - e->overload_logged_ms >= EDGE_OVERLOAD_LOG_MS) {
+        e->overload_logged_ms = now;
+        WSG_LOG(WSG_LOG_WARN, "edge overloaded: client reads paused until the bus has room",
+                "loop=%u parked=%zu outstanding=%zu budget=%zu", e->idx, e->n_parked + 1,
+                e->acks_outstanding, e->budget_events);
+    }
+    edge_parked_t *q = malloc(sizeof *q);
+    if (!q)
+        abort();
+    *q = *p;
+    q->next = NULL;
+    if (e->parked_tail)
+        e->parked_tail->next = q;
+    else
+        e->parked_head = q;
+    e->parked_tail = q;
+    e->n_parked++;
+    c->parked++;
+}
+
+/* Publishes the event in b (taken) as c's next one, or parks it. */
+static int publish(edge_loop_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *evid,
+                   bus_event_type_t t, size_t bytes)
+{
+    edge_sb_puts(b, "}");
+    edge_parked_t p = {.type = t,
+                       .seq = ++c->seq, /* made now, whenever the bus takes it */
+                       .bytes = bytes,
+                       .route = c->route->path,
+                       .body = b->p,
+                       .body_len = b->len};
+    memcpy(p.id, evid, sizeof p.id);
+    memcpy(p.conn_id, c->id, sizeof p.conn_id);
     c->unacked += bytes;
-    return 0;
+    /* behind anything parked on this loop: first come, first served */
+    int rc = !c->parked && !e->parked_head && room(e) ? offer(e, &p) : WSG_EFULL;
+    if (rc == WSG_EFULL) {
+        park(e, c, &p);
+        return 0;
+    }
+    free(p.body);
+    if (rc != 0)
+        c->unacked -= bytes;
+    return rc;
+}
+
+/* Takes the oldest parked event off the list; its connection's count is
+ * the caller's. */
+static edge_parked_t *unpark(edge_loop_t *e)
+{
+    edge_parked_t *p = e->parked_head;
+    e->parked_head = p->next;
+    if (!e->parked_head)
+        e->parked_tail = NULL;
+    e->n_parked--;
+    return p;
+}
+
+void edge_events_pump(edge_loop_t *e)
+{
+    while (e->parked_head && room(e)) {
+        if (offer(e, e->parked_head) == WSG_EFULL)
+            return; /* the bus's room is taken by others: the next ack or tick */
+        edge_parked_t *p = unpark(e);
+        edge_conn_t *c = edge_map_get(&e->conns, p->conn_id); /* NULL once closed */
+        if (c && c->parked && --c->parked == 0)
+            edge_conn_rx_check(e, c);
+        free(p->body);
+        free(p);
+    }
+}
+
+void edge_events_drop_parked(edge_loop_t *e)
+{
+    while (e->parked_head) {
+        edge_parked_t *p = unpark(e);
+        free(p->body);
+        free(p);
+    }
+}
+
+void edge_events_budget(edge_t *E)
+{
+    size_t events = 0, bytes = 0;
+    if (bus_event_capacity(E->bus, &events, &bytes) != 0)
+        events = bytes = 1; /* no bus: one at a time */
+    for (size_t i = 0; i < E->n_loops; i++) {
+        E->loops[i]->budget_events = events / E->n_loops ? events / E->n_loops : 1;
+        E->loops[i]->budget_bytes = bytes / E->n_loops ? bytes / E->n_loops : 1;
+    }
 }
 
 int edge_event_connect(edge_loop_t *e, edge_conn_t *c)

@@ -147,8 +147,9 @@ typedef struct edge_conn {
     edge_rxcheck_t rxc; /* the frame headers lws reads from the client */
     edge_out_t *out_head, *out_tail;
     size_t out_bytes;
-    size_t unacked; /* bytes of events published but not yet acked */
-    int rx_paused;
+    size_t unacked;  /* bytes of its events made (published or parked) and not yet acked */
+    uint32_t parked; /* its events waiting in the loop's parked list (edge_events.c) */
+    int rx_paused;   /* reading stopped: edge_conn_rx_check */
     int ping_due;
     int close_code;              /* != 0: closing with this code */
     char *close_reason;          /* malloc'd when closing, <= EDGE_REASON_MAX bytes */
@@ -194,7 +195,8 @@ typedef struct edge_q {
         struct {
             char conn_id[EDGE_ID_LEN + 1];
             int status;
-            size_t bytes;
+            size_t bytes;    /* counted in the connection's unacked */
+            size_t body_len; /* counted in the loop's bytes_outstanding */
             int type;
         } ack;
         struct {
@@ -216,6 +218,7 @@ struct edge_held {
 
 typedef struct edge_authz edge_authz_t;
 typedef struct edge_loop edge_loop_t;
+typedef struct edge_parked edge_parked_t; /* an event the bus had no room for */
 
 /* ---- requests being read (edge_accept.c; service thread) ------------------ */
 #define EDGE_REQ_MAX_PENDING 1024 /* being read per loop: the oldest goes beyond */
@@ -297,7 +300,15 @@ struct edge_loop {
     edge_q_t *replies, *replies_tail; /* applied commands not yet answered (service thread) */
     int stopping;                     /* service-thread view */
     int64_t stop_deadline_ms;
-    size_t acks_outstanding;
+    /* Client events taken by the bus and not yet acked (their ack handled
+     * here), and the budget they stay within: this loop's share of
+     * bus_event_capacity(). What does not fit waits in the parked list, in
+     * the order it was made (edge_events.c). */
+    size_t acks_outstanding, bytes_outstanding;
+    size_t budget_events, budget_bytes;
+    edge_parked_t *parked_head, *parked_tail;
+    size_t n_parked;
+    int64_t overload_logged_ms; /* last "edge overloaded" warning */
 
     unsigned char evid_prefix[8]; /* event ids: this prefix and a counter */
     uint64_t evid_next;
@@ -406,6 +417,10 @@ size_t edge_fanout_write(edge_loop_t *e, edge_conn_t **conns, size_t n, edge_msg
 void edge_conn_free(edge_conn_t *c);
 void edge_conn_set_context(edge_conn_t *c, const char *txt); /* edge_handshake.c */
 void edge_on_ack(edge_loop_t *e, edge_q_t *q);
+/* Stops reading from c while one of its events is parked or more than its
+ * cap of event bytes waits for acks; resumes when neither holds (below half
+ * the cap) or c is closing. Called after each change to any of these. */
+void edge_conn_rx_check(edge_loop_t *e, edge_conn_t *c);
 
 /* edge_channels.c */
 /* Applies a command (takes q). Its answer waits on e->replies until
@@ -422,12 +437,22 @@ void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r); /* any thread
 void edge_bus_publish(void *ud, const bus_publish_t *p);           /* any thread */
 
 /* edge_events.c */
-/* Publishes connect/message/disconnect for c. Returns 0 or a WSG_E* code. */
+/* Publishes connect/message/disconnect for c: hands it to the bus now, or
+ * parks it when the loop's budget is spent or the bus answers WSG_EFULL
+ * (c->parked counts it; the caller then pauses reading from c). Returns 0,
+ * or WSG_EINVAL for an event the bus calls malformed (a bug; not kept). */
 int edge_event_connect(edge_loop_t *e, edge_conn_t *c);
 int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
                        int binary);
 int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                           const char *initiator);
+/* Sets every loop's budget: its share of bus_event_capacity(). */
+void edge_events_budget(edge_t *E);
+/* Offers parked events to the bus, oldest first, while the budget allows
+ * and the bus takes them (after an ack, and on the tick). */
+void edge_events_pump(edge_loop_t *e);
+/* Frees what is still parked (shutdown grace expired). */
+void edge_events_drop_parked(edge_loop_t *e);
 
 /* edge_rxcheck.c */
 /* The calling thread serves e (NULL: no longer): lws's reads on this thread

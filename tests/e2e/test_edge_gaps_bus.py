@@ -4,10 +4,12 @@ the real binary with the in-process bus (SQLite queue file):
 
 - disk full: the running gateway's RLIMIT_FSIZE is lowered (prlimit(2) on
   its PID; it ignores SIGXFSZ) so the queue file cannot grow and commits
-  fail. The client gets close 1013 "try again later"; once the limit is
-  lifted, every event the edge counted as accepted reaches the backend and
-  nothing else does (accepted metric == distinct events delivered, every
-  delivered message was sent, in order);
+  fail. The client gets close 1013 "try again later" (a true durability
+  failure, the only reason for 1013: SPEC.md §2), logged at warn and counted
+  with its cause (wsgate_undurable_closes_total{cause="storage_full"}); once
+  the limit is lifted, every event the edge counted as accepted reaches the
+  backend and nothing else does (accepted metric == distinct events
+  delivered, every delivered message was sent, in order);
 - read pause: a client that sends far more than the edge may hold while the
   backend is slow does not grow the gateway's memory with what it sends
   (peak RSS bound justified in the test), and every message arrives once the
@@ -93,6 +95,10 @@ class DiskFull(w.GatewayTestCase):
         self.assertEqual(ws.wait_closed(15), (1013, "try again later"))
         self.assertTrue(gw.running(), "the gateway survived the full disk")
         self.assertGreaterEqual(metric(gw, "wsgate_events_refused_total"), 1)
+        self.assertEqual(metric(gw, 'wsgate_undurable_closes_total{cause="storage_full"}'), 1)
+        line = gw.wait_log("client closed: event not durable", timeout=5)[0]
+        self.assertEqual((line.get("level"), line.get("cause"), line.get("code")),
+                         ("warn", "storage_full", 1013), line)
 
         lift()
         # Every event counted as accepted arrives, and nothing more. (The

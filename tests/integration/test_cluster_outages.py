@@ -10,7 +10,9 @@ Cluster of test_cluster_basic.py (2 edges, 2 APIs, 2 dispatchers).
   store is back (held and retried, not dropped); the APIs recover by
   themselves; connections that lived through it get no `edge_lost`.
 - nats-server restart under load: clients on both edges keep sending; an
-  edge that cannot persist a frame closes that client with 1013; for every
+  edge that cannot persist a frame closes that client with 1013 (after a
+  7 s outage, past the 5 s PubAck timeout, some are, each logged at warn
+  with cause bus_unavailable); for every
   connection the backend gets seq 1..n without a gap, and every frame of a
   connection that was not closed; edges, APIs and dispatchers reconnect by
   themselves and new connections work afterwards.
@@ -370,8 +372,17 @@ class NatsRestartTest(ClusterTestCase):
         self.restart_under_load(2)
 
     def test_nats_restart_long(self):
-        # longer than the PubAck timeout: the edges must refuse (1013)
-        self.restart_under_load(7)
+        # longer than the PubAck timeout: the edges must refuse (1013): the
+        # one reason for 1013 (SPEC.md §2), told at warn with its cause
+        closed = self.restart_under_load(7)
+        self.assertGreater(closed, 0, "nobody closed with 1013 after 7 s without NATS")
+        for e in self.cl.edges:
+            lines = [json.loads(ln) for ln in e.text().splitlines()
+                     if '"client closed: event not durable"' in ln]
+            self.assertTrue(lines, "%s did not say why it closed clients" % e.name)
+            for ln in lines:
+                self.assertEqual((ln["level"], ln["code"], ln["cause"]),
+                                 ("warn", 1013, "bus_unavailable"), ln)
 
     def restart_under_load(self, down_s):
         # The other test of this class may have just restarted NATS: a
@@ -436,6 +447,7 @@ class NatsRestartTest(ClusterTestCase):
                                     ev["type"] == "message", 1, timeout=60)
             for i in (0, 1):
                 self.assertEqual(self.cl.api(i).get("/readyz").status, 200)
+            return closed
         finally:
             for fl in fleets:
                 fl.close()

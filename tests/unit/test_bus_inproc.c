@@ -475,7 +475,8 @@ static void test_sigkill_while_publishing(void **state)
 }
 
 /* In a child whose files may not grow past 256 KiB: commits fail, acks say
- * WSG_EBUS, the bus reports unhealthy; with the limit lifted it recovers. */
+ * WSG_ENOSPC (the queue file cannot grow: the edge's "storage_full"), the
+ * bus reports unhealthy; with the limit lifted it recovers. */
 static int disk_full_child(void)
 {
     static sink_t s;
@@ -505,7 +506,7 @@ static int disk_full_child(void)
         failed = a.failed;
         pthread_mutex_unlock(&a.mu);
     }
-    if (a.failed == 0 || a.last_err != WSG_EBUS)
+    if (a.failed == 0 || a.last_err != WSG_ENOSPC)
         return 11;
     if (bus_healthy(bus))
         return 12;
@@ -520,7 +521,7 @@ static int disk_full_child(void)
     return 0;
 }
 
-static void test_commit_failure_acks_ebus(void **state)
+static void test_commit_failure_acks_enospc(void **state)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -541,18 +542,33 @@ static void test_queue_full(void **state)
     sink_init(&s, bus, 1);
     bus_inproc_tune(bus, 4, 0, 0);
     assert_int_equal(bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, &s), 0);
+    size_t cap_events = 0, cap_bytes = 0;
+    assert_int_equal(bus_event_capacity(bus, &cap_events, &cap_bytes), 0);
+    assert_int_equal(cap_events, 4); /* 4 - 4/16: all of it */
+    assert_true(cap_bytes >= 1 << 20);
     for (uint64_t i = 1; i <= 4; i++) /* the writer is not running yet */
         publish(bus, "c1", BUS_EV_MESSAGE, i, &a);
     assert_int_equal(a.ok + a.failed, 0);
-    publish(bus, "c1", BUS_EV_MESSAGE, 5, &a);
-    assert_int_equal(a.failed, 1); /* refused inline */
-    assert_int_equal(a.last_err, WSG_EFULL);
+    /* full: WSG_EFULL at once, nothing taken, no ack; the same event is
+     * offered again once there is room */
+    char body[] = "{}";
+    bus_event_t ev = {.id = "evt_c1_5",
+                      .type = BUS_EV_MESSAGE,
+                      .conn_id = "c1",
+                      .seq = 5,
+                      .body = body,
+                      .body_len = 2};
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, &a), WSG_EFULL);
+    assert_int_equal(a.ok + a.failed, 0);
     assert_int_equal(bus_start(bus), 0);
     assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 4), 4);
-    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 4), 4);
-    assert_int_equal(s.recs[3].seq, 4);
+    publish(bus, "c1", BUS_EV_MESSAGE, 5, &a);
+    assert_int_equal(wait_count(&a.mu, &a.cv, &a.ok, 5), 5);
+    assert_int_equal(wait_count(&s.mu, &s.cv, &s.n, 5), 5);
+    assert_int_equal(s.recs[4].seq, 5);
     bus_free(bus);
-    assert_int_equal(s.n, 4);
+    assert_int_equal(s.n, 5);
+    assert_int_equal(a.failed, 0);
 }
 
 static void test_window_bounds_deliveries(void **state)
@@ -843,7 +859,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stuck_group_does_not_delay_another, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_while_publishing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_commit_failure_acks_ebus, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure_acks_enospc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_bounds_deliveries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_counts_only_handed_events, setup, teardown),

@@ -1,6 +1,7 @@
 /*
  * test_metrics.c — the Prometheus registry of common/metrics.c: counters,
- * gauges, histogram buckets and sums in the rendered text, and durations a
+ * labelled counter families, gauges, histogram buckets and sums in the
+ * rendered text, and durations a
  * caller's clock may get wrong (negative, NaN, absurdly large) kept sane.
  */
 #include <math.h>
@@ -74,10 +75,32 @@ static void bad_durations_do_not_wrap_the_sum(void **state)
     free(t);
 }
 
+/* A labelled family: one HELP and TYPE, then one line per label value. */
+static void labelled_counters_form_one_family(void **state)
+{
+    wsg_count(WSG_M_UNDURABLE_CLOSES_NOSPC, 2);
+    wsg_count(WSG_M_UNDURABLE_CLOSES_BUS, 1);
+    char *t = render();
+    assert_true(metric(t, "wsgate_undurable_closes_total{cause=\"storage_full\"}") == 2);
+    assert_true(metric(t, "wsgate_undurable_closes_total{cause=\"bus_unavailable\"}") == 0);
+    assert_true(metric(t, "wsgate_undurable_closes_total{cause=\"bus_error\"}") == 1);
+    assert_true(metric(t, "wsgate_read_pauses_total{cause=\"bus_full\"}") == 0);
+    const char *help = "# HELP wsgate_undurable_closes_total ",
+               *type = "# TYPE wsgate_undurable_closes_total counter\n";
+    const char *h = strstr(t, help), *ty = strstr(t, type);
+    assert_non_null(h);
+    assert_null(strstr(h + 1, help));
+    assert_non_null(ty);
+    assert_null(strstr(ty + 1, type));
+    assert_true(ty < strstr(t, "wsgate_undurable_closes_total{"));
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counters_gauges_and_buckets),
+        cmocka_unit_test(labelled_counters_form_one_family),
         cmocka_unit_test(bad_durations_do_not_wrap_the_sum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
