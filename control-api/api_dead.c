@@ -101,6 +101,8 @@ int api_h_dead_replay(api_req_t *r)
     api_req_start(r, 1, finish_replay);
     rc = be.type && be.seq ? bus_event_publish(r->a->bus, &be, api_reply_cb, r) : WSG_EINVAL;
     store_dead_clear(&d);
+    if (rc == WSG_EFULL) /* the bus is full for now: nothing was taken, ask again */
+        return api_problem(r, 503, "the event queue is full, try again: %s", wsg_strerror(rc));
     if (rc != 0)
         return api_problem(r, 500, "the stored event cannot be replayed: %s", wsg_strerror(rc));
     return API_ASYNC;
