@@ -64,7 +64,8 @@ static void schedule_timer(edge_loop_t *e, edge_conn_t *c, int64_t now)
     int64_t next = INT64_MAX;
     if (l->ping_interval_ms)
         next = c->last_ping_ms + (int64_t)l->ping_interval_ms;
-    if (l->idle_timeout_ms && c->last_rx_ms + (int64_t)l->idle_timeout_ms < next)
+    /* paused: not idle, so no idle deadline (re-armed at the resume) */
+    if (l->idle_timeout_ms && !c->rx_paused && c->last_rx_ms + (int64_t)l->idle_timeout_ms < next)
         next = c->last_rx_ms + (int64_t)l->idle_timeout_ms;
     if (l->max_lifetime_ms && c->opened_ms + (int64_t)l->max_lifetime_ms < next)
         next = c->opened_ms + (int64_t)l->max_lifetime_ms;
@@ -521,7 +522,6 @@ void edge_on_closed(edge_loop_t *e, edge_conn_t *c)
 
 void edge_conn_rx_check(edge_loop_t *e, edge_conn_t *c)
 {
-    (void)e;
     if (!c->wsi)
         return;
     size_t cap = unacked_cap(c);
@@ -535,6 +535,8 @@ void edge_conn_rx_check(edge_loop_t *e, edge_conn_t *c)
         c->rx_paused = 0;
         c->last_rx_ms = edge_now_ms(); /* the idle timer starts again from here */
         lws_rx_flow_control(c->wsi, 1);
+        if (!c->close_code)
+            schedule_timer(e, c, c->last_rx_ms);
     }
 }
 

@@ -249,10 +249,15 @@ static edge_parked_t *unpark(edge_loop_t *e)
 void edge_events_pump(edge_loop_t *e)
 {
     while (e->parked_head && room(e)) {
-        if (offer(e, e->parked_head) == WSG_EFULL)
+        int rc = offer(e, e->parked_head);
+        if (rc == WSG_EFULL)
             return; /* the bus's room is taken by others: the next ack or tick */
         edge_parked_t *p = unpark(e);
         edge_conn_t *c = edge_map_get(&e->conns, p->conn_id); /* NULL once closed */
+        if (c && rc != 0) { /* refused, not taken (logged by offer): as on the direct path */
+            c->unacked = c->unacked > p->bytes ? c->unacked - p->bytes : 0;
+            edge_conn_close(e, c, 1011, "internal error", "server");
+        }
         if (c && c->parked && --c->parked == 0)
             edge_conn_rx_check(e, c);
         free(p->body);
