@@ -1,9 +1,9 @@
 /*
  * api_body.c — parsing of request bodies and names: a message body by its
  * media type (text/plain -> text frame, application/octet-stream -> binary,
- * application/json {"data"} or {"data_base64"}), channel-name validation,
- * page limits. Pure functions: the fuzz target tests/fuzz/fuzz_api_body.c
- * drives api_parse_message() directly.
+ * application/json {"data"} or {"data_base64"}), channel names in queries
+ * (common/text.h says what a valid one is), page limits. Pure functions: the fuzz target
+ * tests/fuzz/fuzz_api_body.c drives api_parse_message() directly.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,65 +11,14 @@
 
 #include "common/b64.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "control-api/api_int.h"
-
-int api_utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t k;
-        unsigned min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 1, min = 0x80, c &= 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2, min = 0x800, c &= 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3, min = 0x10000, c &= 0x07;
-        } else {
-            return 0;
-        }
-        if (i + k >= n)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xc0) != 0x80)
-                return 0;
-            c = (c << 6) | (p[i + j] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
-int api_channel_valid(const char *ch, char *err, size_t errlen)
-{
-    size_t n = strlen(ch);
-    if (n == 0)
-        return wsg_errf(err, errlen, WSG_EINVAL, "channel name is empty");
-    if (n > API_CHANNEL_MAX)
-        return wsg_errf(err, errlen, WSG_EINVAL, "channel name is %zu bytes, over %d", n,
-                        API_CHANNEL_MAX);
-    if (!api_utf8_valid(ch, n))
-        return wsg_errf(err, errlen, WSG_EINVAL, "channel name is not valid UTF-8");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)ch[i];
-        if (c < 0x20 || c == 0x7f)
-            return wsg_errf(err, errlen, WSG_EINVAL, "channel name has a control character");
-    }
-    return 0;
-}
 
 int api_query_channel(api_req_t *r, const char *key, const char **out)
 {
     char err[128];
     *out = api_query(r, key);
-    if (!*out || !**out || api_channel_valid(*out, err, sizeof err) == 0)
+    if (!*out || !**out || wsg_channel_valid(*out, err, sizeof err) == 0)
         return 0;
     api_problem(r, 400, "%s: %s", key, err);
     return -1;
@@ -145,7 +94,7 @@ int api_parse_message(const char *ctype, const char *body, size_t len, api_msg_t
                  "Content-Type must be text/plain, application/octet-stream or application/json");
         return 415;
     }
-    if (!bin && !api_utf8_valid(body, len)) {
+    if (!bin && !wsg_utf8_valid(body, len)) {
         wsg_errf(err, errlen, WSG_EINVAL, "text/plain body is not valid UTF-8");
         return 400;
     }

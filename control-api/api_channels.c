@@ -15,7 +15,7 @@
 static int channel_ok(api_req_t *r, const char *ch)
 {
     char err[128];
-    if (api_channel_valid(ch, err, sizeof err) != 0) {
+    if (wsg_channel_valid(ch, err, sizeof err) != 0) {
         api_problem(r, 400, "%s", err);
         return -1;
     }
@@ -83,7 +83,7 @@ int api_h_members(api_req_t *r)
 {
     size_t limit;
     char err[128];
-    if (api_channel_valid(r->segs[2], err, sizeof err) != 0)
+    if (wsg_channel_valid(r->segs[2], err, sizeof err) != 0)
         return api_problem(r, 400, "%s", err);
     if (api_parse_limit(r, &limit) != 0)
         return API_DONE;

@@ -73,7 +73,7 @@ int api_close_args(api_req_t *r, int *code, const char **reason)
         }
         *code = (int)v;
     }
-    if (*reason && (strlen(*reason) > 123 || !api_utf8_valid(*reason, strlen(*reason)))) {
+    if (*reason && (strlen(*reason) > 123 || !wsg_utf8_valid(*reason, strlen(*reason)))) {
         api_problem(r, 400, "reason must be UTF-8 of at most 123 bytes");
         return -1;
     }

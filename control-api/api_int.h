@@ -23,6 +23,7 @@
 #include "bus/bus.h"
 #include "common/config.h"
 #include "common/jwt.h"
+#include "common/text.h"
 #include "control-api/api.h"
 #include "store/store.h"
 
@@ -30,7 +31,6 @@
 #define API_MAX_QUERY 16
 #define API_DONE 0
 #define API_ASYNC 1
-#define API_CHANNEL_MAX 255
 /* Longest request-target answered by the API (414 problem above it; MHD's
  * own HTML 414 only past what its 16 KiB connection pool holds: api.c). */
 #define API_URI_MAX 8192
@@ -199,12 +199,10 @@ typedef struct {
 int api_parse_message(const char *ctype, const char *body, size_t len, api_msg_t *out, char *err,
                       size_t errlen);
 int api_media_is(const char *ctype, const char *want);
-int api_channel_valid(const char *ch, char *err, size_t errlen);
 /* *out = the query parameter key (NULL when absent). A non-empty value must
- * be a valid channel name (api_channel_valid). Returns 0, or answers 400 and
+ * be a valid channel name (wsg_channel_valid). Returns 0, or answers 400 and
  * returns -1. */
 int api_query_channel(api_req_t *r, const char *key, const char **out);
-int api_utf8_valid(const char *s, size_t n);
 int api_parse_limit(api_req_t *r, size_t *limit);
 
 /* api_conn.c / api_channels.c / api_users.c / api_batch.c / api_dead.c / api_ops.c */

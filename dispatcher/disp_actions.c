@@ -13,6 +13,7 @@
 
 #include "common/b64.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "dispatcher/disp_internal.h"
 
 int disp_batch_body(const char *const *bodies, const size_t *lens, size_t n, char **out,
@@ -74,12 +75,7 @@ void disp_actions_free(disp_action_t *a, size_t n)
 
 static bool channel_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 255 || strlen(s) != n)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return false;
-    return true;
+    return strlen(s) == n && wsg_channel_valid(s, NULL, 0) == 0; /* no NUL inside, then the rule */
 }
 
 static int parse_send(json_t *a, disp_action_t *out)

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/text.h"
 #include "common/log.h"
 #include "common/whsig.h"
 #include "common/thread.h"
@@ -593,8 +594,9 @@ static int answer_channels(json_t *arr, edge_authz_answer_t *out)
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        if (!json_is_string(v))
-            return WSG_EPROTO;
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+            wsg_channel_valid(json_string_value(v), NULL, 0) != 0)
+            return WSG_EPROTO; /* a name the API could never address: a bad answer */
     }
     if (n && !(out->channels = calloc(n, sizeof *out->channels)))
         abort();

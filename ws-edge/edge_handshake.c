@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/text.h"
 #include "common/jwt.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -297,6 +298,12 @@ static int check_jwt(edge_loop_t *e, edge_conn_t *c, const char *token, char *wh
     int rc = wsg_jwt_verify(&r->auth.jwt, token, (int64_t)time(NULL), &cl, why, whylen);
     if (rc != 0)
         return WSG_EAUTH;
+    for (size_t i = 0; i < cl.n_channels; i++) /* checked whole before any is kept */
+        if (wsg_channel_valid(cl.channels[i], NULL, 0) != 0) {
+            snprintf(why, whylen, "channels claim names an invalid channel");
+            wsg_claims_clear(&cl);
+            return WSG_EAUTH;
+        }
     if (cl.sub)
         c->user = strdup(cl.sub);
     edge_conn_set_context(c, cl.context_json);

@@ -75,6 +75,15 @@ class EdgeAuthorizer(w.GatewayTestCase):
         self.assertEqual((msg["user"], msg["context"], msg["seq"]), ("zoe", {"tier": 3}, 2))
         ws.close()
 
+    def test_answer_with_an_unaddressable_channel_is_503(self):
+        # a channel name the control API refuses: a bad answer, fail closed
+        for chans in (["ok", "bad\u0007"], [""], ["x" * 256]):
+            with self.subTest(chans=chans[-1][:8]):
+                self.az.allow(user="yan", channels=chans)
+                self.assertEqual(self.status(), 503)
+        time.sleep(0.3)
+        self.assertEqual(self.be.events(), [], "a refused handshake publishes nothing")
+
     def test_refusals_fail_closed(self):
         cases = [(w.Response(401, {"allow": False}), 401), (w.Response(403, b""), 403),
                  (w.Response(200, {"allow": False}), 403), (w.Response(500, b"oops"), 503),

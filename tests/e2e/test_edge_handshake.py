@@ -82,6 +82,18 @@ class EdgeHandshake(w.GatewayTestCase):
         self.assertEqual(self.be.events(), [], "a refused handshake publishes nothing")
         self.assertNotIn(good.split(".")[2], self.gw.logs())
 
+    def test_channels_claim_with_an_unaddressable_name_is_401(self):
+        # A name the control API refuses (control character, empty, over 255
+        # bytes) could never be published to or left: the token is refused.
+        for why, chans in {"control char": ["lobby", "bad\u0001"], "empty": [""],
+                           "too long": ["x" * 256]}.items():
+            with self.subTest(why):
+                tok = w.mint_jwt(good_claims("dora", channels=chans))
+                st, _, _ = self.refused("/chat", headers={"Authorization": "Bearer " + tok})
+                self.assertEqual(st, 401, why)
+        time.sleep(0.3)
+        self.assertEqual(self.be.events(), [], "a refused handshake publishes nothing")
+
     def test_token_from_header_query_and_subprotocol(self):
         tok = w.mint_jwt(good_claims("hdr"))
         ws = self.client(self.url + "/chat", headers={"Authorization": "Bearer " + tok})

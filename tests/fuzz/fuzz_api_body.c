@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mode < 5) {
         api_msg_t m;
         int st = api_parse_message(ctypes[mode], body, n, &m, err, sizeof err);
-        if (st == 0 && !m.binary && mode == 1 && !api_utf8_valid((const char *)m.data, m.len))
+        if (st == 0 && !m.binary && mode == 1 && !wsg_utf8_valid((const char *)m.data, m.len))
             abort(); /* a text frame must be UTF-8 */
         if (st != 0 && (m.data || m.owned))
             abort(); /* failures own nothing */
@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         api_split_path(s, r.segs, &r.nsegs);
     else if (mode == 6)
         api_parse_query(s, &r);
-    else if (api_channel_valid(s, err, sizeof err) == 0 && strlen(s) > API_CHANNEL_MAX)
+    else if (wsg_channel_valid(s, err, sizeof err) == 0 && strlen(s) > WSG_CHANNEL_MAX)
         abort();
     api_req_clear(&r);
     free(s);

@@ -17,7 +17,7 @@
  *     message is exactly the pieces since its first, "too big" comes
  *     exactly when the message (with what lws still holds) passes the limit.
  * A close reason is accepted exactly when the control API's UTF-8 validator
- * (api_utf8_valid, written separately) accepts it.
+ * (wsg_utf8_valid, written separately) accepts it.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -43,7 +43,7 @@ static void close_payload(const uint8_t *p, size_t n)
     int want = n == 1                                        ? 1002
                : n == 0                                      ? 0
                : !code_ok(p[0] << 8 | p[1])                  ? 1002
-               : !api_utf8_valid((const char *)p + 2, n - 2) ? 1007
+               : !wsg_utf8_valid((const char *)p + 2, n - 2) ? 1007
                                                              : 0;
     if (refuse != want || (refuse && !why) || (!refuse && why))
         abort();

@@ -18,27 +18,27 @@ static void test_channel_valid(void **state)
 {
     (void)state;
     char err[128], name[300];
-    assert_int_equal(api_channel_valid("room.1", err, sizeof err), 0);
-    assert_int_equal(api_channel_valid("a/b c*>", err, sizeof err), 0);
-    assert_int_equal(api_channel_valid("\xc3\xbcn\xc3\xaf", err, sizeof err), 0);
-    assert_int_equal(api_channel_valid("", err, sizeof err), WSG_EINVAL);
+    assert_int_equal(wsg_channel_valid("room.1", err, sizeof err), 0);
+    assert_int_equal(wsg_channel_valid("a/b c*>", err, sizeof err), 0);
+    assert_int_equal(wsg_channel_valid("\xc3\xbcn\xc3\xaf", err, sizeof err), 0);
+    assert_int_equal(wsg_channel_valid("", err, sizeof err), WSG_EINVAL);
     memset(name, 'c', 255);
     name[255] = 0;
-    assert_int_equal(api_channel_valid(name, err, sizeof err), 0);
+    assert_int_equal(wsg_channel_valid(name, err, sizeof err), 0);
     name[255] = 'c';
     name[256] = 0;
-    assert_int_equal(api_channel_valid(name, err, sizeof err), WSG_EINVAL);
+    assert_int_equal(wsg_channel_valid(name, err, sizeof err), WSG_EINVAL);
     assert_non_null(strstr(err, "256"));
-    assert_int_equal(api_channel_valid("a\x01"
+    assert_int_equal(wsg_channel_valid("a\x01"
                                        "b",
                                        err, sizeof err),
                      WSG_EINVAL);
-    assert_int_equal(api_channel_valid("a\tb", err, sizeof err), WSG_EINVAL);
-    assert_int_equal(api_channel_valid("a\x7f", err, sizeof err), WSG_EINVAL);
-    assert_int_equal(api_channel_valid("\xff", err, sizeof err), WSG_EINVAL);
-    assert_int_equal(api_channel_valid("\xc0\x80", err, sizeof err), WSG_EINVAL); /* overlong */
-    assert_int_equal(api_channel_valid("\xed\xa0\x80", err, sizeof err), WSG_EINVAL);
-    assert_int_equal(api_channel_valid("\xe2\x82", err, sizeof err), WSG_EINVAL); /* cut */
+    assert_int_equal(wsg_channel_valid("a\tb", err, sizeof err), WSG_EINVAL);
+    assert_int_equal(wsg_channel_valid("a\x7f", err, sizeof err), WSG_EINVAL);
+    assert_int_equal(wsg_channel_valid("\xff", err, sizeof err), WSG_EINVAL);
+    assert_int_equal(wsg_channel_valid("\xc0\x80", err, sizeof err), WSG_EINVAL); /* overlong */
+    assert_int_equal(wsg_channel_valid("\xed\xa0\x80", err, sizeof err), WSG_EINVAL);
+    assert_int_equal(wsg_channel_valid("\xe2\x82", err, sizeof err), WSG_EINVAL); /* cut */
 }
 
 static void test_glob(void **state)

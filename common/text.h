@@ -1,0 +1,22 @@
+/*
+ * text.h — one rule each for text from outside (control API, webhook
+ * answers, tokens, authorizer answers): valid UTF-8, valid channel names.
+ * Pure functions, any thread.
+ */
+#ifndef WSG_TEXT_H
+#define WSG_TEXT_H
+
+#include <stddef.h>
+
+/* Longest channel name, in bytes (SPEC.md §4). */
+#define WSG_CHANNEL_MAX 255
+
+/* 1 if s[0..n) is valid UTF-8 (RFC 3629), else 0. */
+int wsg_utf8_valid(const char *s, size_t n);
+
+/* 0 if ch (NUL-terminated) is a channel name: 1..WSG_CHANNEL_MAX bytes of
+ * UTF-8 without control characters; else WSG_EINVAL with why in err (which
+ * may be NULL). */
+int wsg_channel_valid(const char *ch, char *err, size_t errlen);
+
+#endif
