@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/config_schema.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "common/url.h"
 #include "common/whsig.h"
 
@@ -187,22 +188,6 @@ static int fail(char *why, size_t n, const char *fmt, ...)
     return WSG_ECONFIG;
 }
 
-static bool has_ctl_or_space(const char *v)
-{
-    for (; *v; v++)
-        if ((unsigned char)*v <= ' ' || *v == 0x7f)
-            return true;
-    return false;
-}
-
-/* Scheme (case-insensitive) followed by a non-empty authority. */
-static bool url_with_scheme(const char *v, const char *scheme)
-{
-    size_t n = strlen(scheme);
-    return strncasecmp(v, scheme, n) == 0 && v[n] && v[n] != '/' && v[n] != '?' && v[n] != '#' &&
-           !has_ctl_or_space(v);
-}
-
 void cfg_mask_url(const char *url, char *out, size_t n)
 {
     const char *auth = strstr(url, "://");
@@ -246,7 +231,7 @@ int cfg_check_listen(const char *v, char *why, size_t n)
 {
     const char *colon = strrchr(v, ':');
     uint64_t port;
-    if (!colon || has_ctl_or_space(v) || cfg_parse_int(colon + 1, &port) != 0 || port > 65535 ||
+    if (!colon || wsg_has_ctl_or_space(v) || cfg_parse_int(colon + 1, &port) != 0 || port > 65535 ||
         strlen(colon + 1) > 5)
         return fail(why, n, "'%s' is not host:port (e.g. 127.0.0.1:8080, [::1]:8080, :8080)", v);
     return 0;
@@ -254,15 +239,15 @@ int cfg_check_listen(const char *v, char *why, size_t n)
 
 int cfg_check_route_path(const char *v, char *why, size_t n)
 {
-    if (v[0] != '/' || has_ctl_or_space(v) || strpbrk(v, "?#"))
+    if (v[0] != '/' || wsg_has_ctl_or_space(v) || strpbrk(v, "?#"))
         return fail(why, n, "'%s' must be an absolute path like /chat (no query or fragment)", v);
     return 0;
 }
 
 int cfg_check_store(const char *v, char *why, size_t n)
 {
-    if ((strncmp(v, "sqlite://", 9) == 0 && v[9]) || url_with_scheme(v, "postgres://") ||
-        url_with_scheme(v, "postgresql://"))
+    if ((strncmp(v, "sqlite://", 9) == 0 && v[9]) || wsg_url_with_scheme(v, "postgres://") ||
+        wsg_url_with_scheme(v, "postgresql://"))
         return 0;
     if (strncmp(v, "sqlite://", 9) == 0)
         return fail(why, n, "sqlite:// needs a file path (sqlite:///var/lib/wsgate/wsgate.db)");
@@ -287,7 +272,7 @@ int cfg_check_nats(const char *v, char *why, size_t n)
         size_t len = strcspn(p, ",");
         char one[512];
         snprintf(one, sizeof one, "%.*s", (int)(len < sizeof one ? len : sizeof one - 1), p);
-        if (!url_with_scheme(one, "nats://"))
+        if (!wsg_url_with_scheme(one, "nats://"))
             return fail(why, n, "must be empty (in-process bus) or nats://host:port[,...]");
         if (!p[len])
             return 0;

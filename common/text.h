@@ -6,7 +6,12 @@
 #ifndef WSG_TEXT_H
 #define WSG_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+/* true if s holds a space or a control character (<= 0x20 or 0x7f): not
+ * allowed in URLs, listen addresses and paths taken from config. */
+bool wsg_has_ctl_or_space(const char *s);
 
 /* Longest channel name, in bytes (SPEC.md §4). */
 #define WSG_CHANNEL_MAX 255

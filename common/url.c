@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/err.h"
+#include "common/text.h"
 
 enum { P_SCHEME, P_USER, P_PASSWORD, P_OPTIONS, P_HOST, P_ZONEID, P_PORT, P_PATH, P_QUERY, P_N };
 
@@ -27,20 +28,17 @@ static void parts_free(url_parts_t *u)
         curl_free(u->part[i]);
 }
 
-static bool has_ctl_or_space(const char *v)
+bool wsg_url_with_scheme(const char *v, const char *scheme)
 {
-    for (; *v; v++)
-        if ((unsigned char)*v <= ' ' || *v == 0x7f)
-            return true;
-    return false;
+    size_t n = strlen(scheme);
+    return strncasecmp(v, scheme, n) == 0 && v[n] && !strchr("/?#", v[n]) &&
+           !wsg_has_ctl_or_space(v);
 }
 
-/* "http://" or "https://" (any case) and a non-empty authority: libcurl
- * alone would read "http:///x" as host x and "http:/x" as http://x. */
+/* "http://" or "https://" and a non-empty authority (wsg_url_with_scheme). */
 static bool http_shaped(const char *v)
 {
-    size_t n = strncasecmp(v, "http://", 7) == 0 ? 7 : strncasecmp(v, "https://", 8) == 0 ? 8 : 0;
-    return n && v[n] && !strchr("/?#", v[n]) && !has_ctl_or_space(v);
+    return wsg_url_with_scheme(v, "http://") || wsg_url_with_scheme(v, "https://");
 }
 
 /* Parses url into u (zeroed on failure). Returns 0, WSG_EINVAL (why set) or

@@ -13,6 +13,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* true if v starts with scheme (e.g. "nats://", any case), then a non-empty
+ * authority (not '/', '?' or '#'), and holds no space or control character.
+ * The shape only; libcurl alone would read "http:///x" as host x. */
+bool wsg_url_with_scheme(const char *v, const char *scheme);
+
 /* 0 if url is an absolute http:// or https:// URL with a host that libcurl's
  * parser accepts; otherwise WSG_EINVAL with the reason in why (the URL is
  * not copied into why: it may carry credentials). */
