@@ -374,6 +374,20 @@ class SlowDrip(w.GatewayTestCase):
         self.assertEqual(len(closes), 1, metrics[-2000:])
         self.assertGreaterEqual(int(closes[0].split()[1]), 20)
 
+    def test_body_cut_at_the_request_deadline(self):
+        """A complete head, then a body dripped one byte every 0.5 s: cut
+        once api.request_timeout (its default, 10 s) has passed since the
+        request began, never kept alive by the drip."""
+        gw = self.gateway([w.route("/chat")])
+        tok = gw.api_token("publish")
+        head = ("POST /v1/channels/c/messages HTTP/1.1\r\nHost: x\r\n"
+                "Authorization: Bearer %s\r\nContent-Type: text/plain\r\n"
+                "Content-Length: 200\r\n\r\n" % tok).encode()
+        body = self.drippers(gw.api_port, 5, head)
+        w.wait_until(lambda: body.n_closed() == 5, 25,
+                     what="every connection dripping its body closed")
+        self.assertEqual(w.http_request(gw.api_url + "/healthz")[0], 200)
+
     def test_one_address_cannot_take_every_slot(self):
         """The probe of issue 13 with default limits: 310 slow-drip sockets
         from one address against api.max_connections 300. The default
