@@ -16,8 +16,13 @@ bool wsg_has_ctl_or_space(const char *s);
 /* Longest channel name, in bytes (SPEC.md §4). */
 #define WSG_CHANNEL_MAX 255
 
-/* 1 if s[0..n) is valid UTF-8 (RFC 3629), else 0. */
+/* 1 if s[0..n) is valid UTF-8 (RFC 3629: no overlongs, no surrogates,
+ * nothing past U+10FFFF), else 0. U+0000 is valid. */
 int wsg_utf8_valid(const char *s, size_t n);
+
+/* The same, and no U+0000: for text kept as a C string or in a store text
+ * column (PostgreSQL's text type cannot hold it). */
+int wsg_utf8_valid_nonul(const char *s, size_t n);
 
 /* 0 if ch (NUL-terminated) is a channel name: 1..WSG_CHANNEL_MAX bytes of
  * UTF-8 without control characters; else WSG_EINVAL with why in err (which

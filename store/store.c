@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/b64.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "store/store_int.h"
 
 int store_open(store_t **out, const char *url, char *err, size_t errlen)
@@ -71,7 +72,7 @@ int store_q(store_t *st, int id, const char *sql, const store_param_t *params, i
             store_row_fn fn, void *ud, uint64_t *changes)
 {
     for (int i = 0; i < n; i++)
-        if (params[i].type == SP_TEXT && !store_utf8_valid(params[i].s, strlen(params[i].s)))
+        if (params[i].type == SP_TEXT && !wsg_utf8_valid_nonul(params[i].s, strlen(params[i].s)))
             return store_fail(st, WSG_EINVAL, "store: parameter %d is not valid UTF-8", i + 1);
     st->err[0] = '\0';
     int rc = st->ops->query(st->impl, id, sql, params, n, fn, ud, changes, st->err, sizeof st->err);
@@ -238,38 +239,6 @@ int store_check_limit(store_t *st, size_t limit)
     return 0;
 }
 
-bool store_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        unsigned c = *p++;
-        size_t more;
-        unsigned min;
-        if (c == 0)
-            return false;
-        if (c < 0x80)
-            continue;
-        if ((c & 0xE0) == 0xC0)
-            more = 1, min = 0x80, c &= 0x1F;
-        else if ((c & 0xF0) == 0xE0)
-            more = 2, min = 0x800, c &= 0x0F;
-        else if ((c & 0xF8) == 0xF0)
-            more = 3, min = 0x10000, c &= 0x07;
-        else
-            return false;
-        if ((size_t)(end - p) < more)
-            return false;
-        for (size_t i = 0; i < more; i++, p++) {
-            if ((*p & 0xC0) != 0x80)
-                return false;
-            c = (c << 6) | (*p & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return false;
-    }
-    return true;
-}
-
 /* Longest key a cursor may carry (ids and channel names are far shorter). */
 #define CURSOR_KEY_MAX 1024
 
@@ -304,7 +273,7 @@ int store_cursor_decode(store_t *st, char kind, const char *cursor, char **key)
     size_t len = 0;
     int rc = wsg_b64url_decode(cursor, n, raw, &len);
     if (rc != 0 || len < 2 || raw[0] != (unsigned char)kind ||
-        !store_utf8_valid((const char *)raw + 1, len - 1)) {
+        !wsg_utf8_valid_nonul((const char *)raw + 1, len - 1)) {
         free(raw);
         return store_fail(st, WSG_EINVAL, "store: malformed cursor");
     }

@@ -177,7 +177,4 @@ int store_check_limit(store_t *st, size_t limit);
 int store_cursor_decode(store_t *st, char kind, const char *cursor, char **key);
 char *store_cursor_encode(char kind, const char *key);
 
-/* True when s is valid UTF-8 without NUL (len bytes). */
-bool store_utf8_valid(const char *s, size_t len);
-
 #endif

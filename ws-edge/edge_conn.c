@@ -20,6 +20,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/text.h"
 #include "ws-edge/edge_int.h"
 
 /* Bytes of a connection's events that may wait for their ack before its
@@ -187,51 +188,11 @@ static int rate_ok(edge_conn_t *c, int64_t now)
     return 1;
 }
 
-/* RFC 3629 UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            k = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            if (c == 0xF4)
-                hi = 0x8F;
-        } else
-            return 0;
-        if (i + k >= n)
-            return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80)
-                return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 static int deliver(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
                    int binary)
 {
     int64_t now = edge_now_ms();
-    if (!binary && !utf8_valid(data, len)) {
+    if (!binary && !wsg_utf8_valid((const char *)data, len)) {
         edge_conn_close(e, c, 1007, "invalid utf-8", "server");
         return close_now(c);
     }
@@ -472,7 +433,7 @@ int edge_close_check(const unsigned char *in, size_t len, int *code, const char 
     *code = (in[0] << 8) | in[1];
     if (!peer_code_ok(*code))
         return *why = "invalid close code", LWS_CLOSE_STATUS_PROTOCOL_ERR;
-    if (!utf8_valid(in + 2, len - 2))
+    if (!wsg_utf8_valid((const char *)in + 2, len - 2))
         return *why = "invalid utf-8 in close reason", LWS_CLOSE_STATUS_INVALID_PAYLOAD;
     return 0;
 }

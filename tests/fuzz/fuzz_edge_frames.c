@@ -16,15 +16,19 @@
  *     edge_rx_take() under max_message_bytes = 64 * first byte + 1: a whole
  *     message is exactly the pieces since its first, "too big" comes
  *     exactly when the message (with what lws still holds) passes the limit.
- * A close reason is accepted exactly when the control API's UTF-8 validator
- * (wsg_utf8_valid, written separately) accepts it.
+ * Whatever the first byte, the rest is also given to the one UTF-8
+ * validator (common/text.c: wsg_utf8_valid, which the edge uses for text
+ * messages and close reasons, and wsg_utf8_valid_nonul): both must agree
+ * with model_utf8() below, written the other way round (decode each code
+ * point, then judge its value), and a close reason is accepted exactly when
+ * the model accepts it.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "control-api/api_int.h"
+#include "common/text.h"
 #include "ws-edge/edge_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,16 +39,58 @@ static int code_ok(int code)
            (code >= 3000 && code <= 4999);
 }
 
+/* RFC 3629 by decoding: the shortest form, no surrogates, <= U+10FFFF. */
+static int model_utf8(const uint8_t *p, size_t n, int nul_ok)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint32_t c = p[i], min;
+        size_t more;
+        if (c < 0x80) {
+            if (c == 0 && !nul_ok)
+                return 0;
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0)
+            more = 1, min = 0x80, c &= 0x1f;
+        else if ((c & 0xf0) == 0xe0)
+            more = 2, min = 0x800, c &= 0x0f;
+        else if ((c & 0xf8) == 0xf0)
+            more = 3, min = 0x10000, c &= 0x07;
+        else
+            return 0;
+        if (n - i - 1 < more)
+            return 0;
+        for (size_t j = 1; j <= more; j++) {
+            if ((p[i + j] & 0xc0) != 0x80)
+                return 0;
+            c = c << 6 | (p[i + j] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+        i += more + 1;
+    }
+    return 1;
+}
+
+static void utf8_agrees(const uint8_t *p, size_t n)
+{
+    if (wsg_utf8_valid((const char *)p, n) != model_utf8(p, n, 1) ||
+        wsg_utf8_valid_nonul((const char *)p, n) != model_utf8(p, n, 0))
+        abort();
+}
+
 static void close_payload(const uint8_t *p, size_t n)
 {
     int code = -1;
     const char *why = "unset";
     int refuse = edge_close_check(p, n, &code, &why);
-    int want = n == 1                                        ? 1002
-               : n == 0                                      ? 0
-               : !code_ok(p[0] << 8 | p[1])                  ? 1002
-               : !wsg_utf8_valid((const char *)p + 2, n - 2) ? 1007
-                                                             : 0;
+    int want = n == 1                         ? 1002
+               : n == 0                       ? 0
+               : !code_ok(p[0] << 8 | p[1])   ? 1002
+               : !model_utf8(p + 2, n - 2, 1) ? 1007
+                                              : 0;
     if (refuse != want || (refuse && !why) || (!refuse && why))
         abort();
     if (refuse)
@@ -162,6 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
+    utf8_agrees(data + 1, size - 1);
     if ((data[0] & 0xc0) == 0x80)
         close_payload(data + 1, size - 1);
     else if (data[0] & 0x80)
