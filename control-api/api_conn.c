@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/close.h"
 #include "common/err.h"
 #include "control-api/api_int.h"
 
@@ -62,21 +63,20 @@ int api_close_args(api_req_t *r, int *code, const char **reason);
 int api_close_args(api_req_t *r, int *code, const char **reason)
 {
     const char *c = api_query(r, "code");
+    char err[128];
+    long long v = WSG_CLOSE_NORMAL;
     *reason = api_query(r, "reason");
-    *code = 1000;
     if (c) {
         char *end;
-        long v = strtol(c, &end, 10);
-        if (!*c || *end || !(v == 1000 || (v >= 4000 && v <= 4999))) {
-            api_problem(r, 400, "code must be 1000 or 4000-4999");
-            return -1;
-        }
-        *code = (int)v;
+        v = strtoll(c, &end, 10);
+        if (!*c || *end)
+            v = -1; /* not a number: refused as a code below */
     }
-    if (*reason && (strlen(*reason) > 123 || !wsg_utf8_valid(*reason, strlen(*reason)))) {
-        api_problem(r, 400, "reason must be UTF-8 of at most 123 bytes");
+    if (wsg_close_app_check(v, *reason, *reason ? strlen(*reason) : 0, err, sizeof err) != 0) {
+        api_problem(r, 400, "%s", err);
         return -1;
     }
+    *code = (int)v;
     return 0;
 }
 

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/close.h"
 #include "common/clock.h"
 #include "common/b64.h"
 #include "common/err.h"
@@ -79,7 +80,7 @@ static void replace_elsewhere(api_t *a, const store_conn_t *c)
             continue;
         bus_cmd_t cmd = {.op = BUS_CMD_CLOSE,
                          .conn_id = o->id,
-                         .code = 4409,
+                         .code = WSG_CLOSE_REPLACED,
                          .reason = "replaced",
                          .initiator = "server"};
         bus_cmd_request(a->bus, o->edge_id, &cmd, NULL, NULL);
@@ -318,7 +319,7 @@ int api_registry_lose(api_t *a, const store_conn_t *c)
                           "disconnect", "connection_id", c->id, "route", c->route, "user",
                           c->user ? json_string(c->user) : json_null(), "context",
                           ctx ? ctx : json_object(), "seq", (json_int_t)(seq + 1), "timestamp", ts,
-                          "code", 1006, "reason", "", "initiator", "edge_lost");
+                          "code", WSG_CLOSE_ABNORMAL, "reason", "", "initiator", "edge_lost");
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!body)

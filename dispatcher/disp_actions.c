@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/close.h"
 #include "common/b64.h"
 #include "common/err.h"
 #include "common/text.h"
@@ -100,21 +101,13 @@ static int parse_send(json_t *a, disp_action_t *out)
 static int parse_close(json_t *a, disp_action_t *out)
 {
     json_t *c = json_object_get(a, "code"), *r = json_object_get(a, "reason");
-    out->code = 1000;
-    if (c) {
-        if (!json_is_integer(c))
-            return WSG_EINVAL;
-        json_int_t v = json_integer_value(c);
-        if (v != 1000 && (v < 4000 || v > 4999))
-            return WSG_EINVAL;
-        out->code = (int)v;
-    }
-    if (r && !json_is_string(r))
+    if ((c && !json_is_integer(c)) || (r && !json_is_string(r)))
         return WSG_EINVAL;
+    json_int_t v = c ? json_integer_value(c) : WSG_CLOSE_NORMAL;
     const char *rs = r ? json_string_value(r) : "";
-    /* a close frame holds 125 bytes: 2 for the code, 123 for the reason */
-    if (strlen(rs) > 123 || (r && strlen(rs) != json_string_length(r)))
+    if (wsg_close_app_check(v, rs, r ? json_string_length(r) : 0, NULL, 0) != 0)
         return WSG_EINVAL;
+    out->code = (int)v;
     return (out->reason = strdup(rs)) ? 0 : WSG_ENOMEM;
 }
 

@@ -269,7 +269,7 @@ static void close_one(void *ud, const char *key, void *val)
     edge_conn_t *c = val;
     (void)key;
     if (c->wsi && !c->close_code)
-        edge_conn_close(e, c, 1001, "going away", "server");
+        edge_conn_close(e, c, WSG_CLOSE_GOING_AWAY, "going away", "server");
 }
 
 static void begin_shutdown(edge_loop_t *e)

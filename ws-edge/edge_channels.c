@@ -189,8 +189,8 @@ static int apply_open(edge_loop_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
     case BUS_CMD_CLOSE:
         if (c->close_code)
             return 0;
-        edge_conn_close(e, c, cmd->code ? cmd->code : 1000, cmd->reason ? cmd->reason : "",
-                        initiator_name(cmd->initiator));
+        edge_conn_close(e, c, cmd->code ? cmd->code : WSG_CLOSE_NORMAL,
+                        cmd->reason ? cmd->reason : "", initiator_name(cmd->initiator));
         WSG_LOG(WSG_LOG_INFO, "closing on request", "conn=%s route=%s user=%s code=%d", c->id,
                 c->route->path, c->user, cmd->code);
         return 0;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/close.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -124,11 +125,11 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot)
     }
     free(initial);
     if (edge_event_connect(e, c) != 0) {
-        edge_conn_close(e, c, 1011, "internal error", "server");
+        edge_conn_close(e, c, WSG_CLOSE_INTERNAL, "internal error", "server");
         return 0;
     }
     if (edge_rxcheck_open(e, c)) /* unmasked, in the bytes that came with the request */
-        edge_conn_close(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON, "server");
+        edge_conn_close(e, c, WSG_CLOSE_PROTOCOL, EDGE_UNMASKED_REASON, "server");
     edge_conn_rx_check(e, c); /* parked: no messages before the connect is taken */
     schedule_timer(e, c, now);
     apply_held(e, c);
@@ -193,17 +194,17 @@ static int deliver(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, si
 {
     int64_t now = edge_now_ms();
     if (!binary && !wsg_utf8_valid((const char *)data, len)) {
-        edge_conn_close(e, c, 1007, "invalid utf-8", "server");
+        edge_conn_close(e, c, WSG_CLOSE_INVALID_DATA, "invalid utf-8", "server");
         return close_now(c);
     }
     if (!rate_ok(c, now)) {
-        edge_conn_close(e, c, 1008, "rate limit exceeded", "server");
+        edge_conn_close(e, c, WSG_CLOSE_POLICY, "rate limit exceeded", "server");
         return close_now(c);
     }
     wsg_count(WSG_M_FRAMES_IN, 1);
     wsg_count(WSG_M_BYTES_IN, len);
     if (edge_event_message(e, c, data, len, binary) != 0) {
-        edge_conn_close(e, c, 1011, "internal error", "server");
+        edge_conn_close(e, c, WSG_CLOSE_INTERNAL, "internal error", "server");
         return close_now(c);
     }
     edge_conn_rx_check(e, c);
@@ -263,7 +264,7 @@ static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len
     switch (edge_rx_take(c, in, len, first, final, remaining, c->route->limits.max_message_bytes,
                          &msg, &n)) {
     case EDGE_RX_TOO_BIG:
-        edge_conn_close(e, c, 1009, "message too big", "server");
+        edge_conn_close(e, c, WSG_CLOSE_TOO_BIG, "message too big", "server");
         return close_now(c);
     case EDGE_RX_PART:
         return 0;
@@ -283,7 +284,7 @@ int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
     int rc = reassemble(e, c, in, len);
     if (rc == 0 && c->rxc.unmasked && !c->close_code && !lws_remaining_packet_payload(c->wsi) &&
         edge_rxcheck_frame_done(c)) /* the last frame before an unmasked one */
-        return edge_conn_fail(e, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON);
+        return edge_conn_fail(e, c, WSG_CLOSE_PROTOCOL, EDGE_UNMASKED_REASON);
     return rc;
 }
 
@@ -326,7 +327,7 @@ int edge_conn_queue(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m)
         }
         c->out_tail = NULL;
         c->out_bytes = 0;
-        edge_conn_close(e, c, 1008, "slow consumer", "server");
+        edge_conn_close(e, c, WSG_CLOSE_POLICY, "slow consumer", "server");
         return WSG_EFULL;
     }
     if (edge_conn_writable_now(c, m)) {
@@ -395,12 +396,12 @@ int edge_on_timer(edge_loop_t *e, edge_conn_t *c)
     if (c->close_code)
         return 0;
     if (l->max_lifetime_ms && now - c->opened_ms >= (int64_t)l->max_lifetime_ms) {
-        edge_conn_close(e, c, 1001, "max lifetime reached", "timeout");
+        edge_conn_close(e, c, WSG_CLOSE_GOING_AWAY, "max lifetime reached", "timeout");
         return 0;
     }
     /* while reads are paused the client is waiting for us, not idle */
     if (l->idle_timeout_ms && !c->rx_paused && now - c->last_rx_ms >= (int64_t)l->idle_timeout_ms) {
-        edge_conn_close(e, c, 1001, "idle timeout", "timeout");
+        edge_conn_close(e, c, WSG_CLOSE_GOING_AWAY, "idle timeout", "timeout");
         return 0;
     }
     if (l->ping_interval_ms && now - c->last_ping_ms >= (int64_t)l->ping_interval_ms) {
@@ -412,29 +413,19 @@ int edge_on_timer(edge_loop_t *e, edge_conn_t *c)
     return 0;
 }
 
-/* A close code a client may send (RFC 6455 §7.4 and the IANA registry):
- * not 1004-1006 or 1015 (never sent), not 0-999 or 1016-2999 (unassigned),
- * not 5000 and above (undefined). lws 4.1 itself replaces the first two
- * kinds, and 1012-1014, by 1002 before the edge sees the frame. */
-static int peer_code_ok(int code)
-{
-    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-           (code >= 3000 && code <= 4999);
-}
-
 int edge_close_check(const unsigned char *in, size_t len, int *code, const char **why)
 {
-    *code = 1005; /* no code: answered with an empty close */
+    *code = WSG_CLOSE_NO_STATUS; /* no code: answered with an empty close */
     *why = NULL;
     if (len == 0)
         return 0;
     if (len == 1) /* a body is a 2-byte code, then the reason (RFC 6455 §5.5.1) */
-        return *why = "close frame of one byte", LWS_CLOSE_STATUS_PROTOCOL_ERR;
+        return *why = "close frame of one byte", WSG_CLOSE_PROTOCOL;
     *code = (in[0] << 8) | in[1];
-    if (!peer_code_ok(*code))
-        return *why = "invalid close code", LWS_CLOSE_STATUS_PROTOCOL_ERR;
+    if (!wsg_close_peer_code_ok(*code))
+        return *why = "invalid close code", WSG_CLOSE_PROTOCOL;
     if (!wsg_utf8_valid((const char *)in + 2, len - 2))
-        return *why = "invalid utf-8 in close reason", LWS_CLOSE_STATUS_INVALID_PAYLOAD;
+        return *why = "invalid utf-8 in close reason", WSG_CLOSE_INVALID_DATA;
     return 0;
 }
 
@@ -458,7 +449,7 @@ void edge_on_closed(edge_loop_t *e, edge_conn_t *c)
     int code = c->close_code, peer = !c->close_code;
     const char *reason = c->close_reason ? c->close_reason : "", *init = c->close_initiator;
     if (peer) {
-        code = c->peer_code ? c->peer_code : 1006;
+        code = c->peer_code ? c->peer_code : WSG_CLOSE_ABNORMAL;
         reason = c->peer_reason ? c->peer_reason : "";
         init = "client";
     }
@@ -535,7 +526,7 @@ static void event_not_durable(edge_loop_t *e, edge_conn_t *c, const edge_q_t *q)
             "conn=%s route=%s user=%s code=%d cause=%s error=%s", c->id, c->route->path, c->user,
             1013, cause, wsg_err_name(q->u.ack.status));
     wsg_count(counter, 1);
-    edge_conn_close(e, c, 1013, "try again later", "server");
+    edge_conn_close(e, c, WSG_CLOSE_TRY_AGAIN, "try again later", "server");
 }
 
 void edge_on_ack(edge_loop_t *e, edge_q_t *q)

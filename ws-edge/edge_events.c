@@ -256,7 +256,7 @@ void edge_events_pump(edge_loop_t *e)
         edge_conn_t *c = edge_map_get(&e->conns, p->conn_id); /* NULL once closed */
         if (c && rc != 0) { /* refused, not taken (logged by offer): as on the direct path */
             c->unacked = c->unacked > p->bytes ? c->unacked - p->bytes : 0;
-            edge_conn_close(e, c, 1011, "internal error", "server");
+            edge_conn_close(e, c, WSG_CLOSE_INTERNAL, "internal error", "server");
         }
         if (c && c->parked && --c->parked == 0)
             edge_conn_rx_check(e, c);

@@ -381,7 +381,7 @@ static void close_replaced(edge_loop_t *e, const char *id)
     if (owner == e) {
         edge_conn_t *old = edge_map_get(&e->conns, id);
         if (old && old->wsi)
-            edge_conn_close(e, old, 4409, "replaced", "server");
+            edge_conn_close(e, old, WSG_CLOSE_REPLACED, "replaced", "server");
         return;
     }
     size_t il = strlen(id);
@@ -389,7 +389,7 @@ static void close_replaced(edge_loop_t *e, const char *id)
     char *cur = q->store;
     bus_cmd_t *cmd = &q->u.cmd.cmd;
     cmd->op = BUS_CMD_CLOSE;
-    cmd->code = 4409;
+    cmd->code = WSG_CLOSE_REPLACED;
     cmd->conn_id = memcpy(cur, id, il + 1);
     cur += il + 1;
     cmd->reason = memcpy(cur, "replaced", sizeof "replaced");

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "bus/bus.h"
+#include "common/close.h"
 #include "common/config.h"
 #include "common/listen.h"
 #include "ws-edge/edge.h"
@@ -122,7 +123,7 @@ typedef struct {
 size_t edge_rxcheck_scan(edge_rxcheck_t *s, const unsigned char *p, size_t n);
 
 /* ---- a connection (open or handshake in flight) -------------------------- */
-#define EDGE_REASON_MAX 123 /* a close frame's reason, in bytes */
+#define EDGE_REASON_MAX WSG_CLOSE_REASON_MAX /* a close frame's reason, in bytes */
 typedef struct edge_held edge_held_t;
 
 typedef struct edge_conn {

@@ -117,7 +117,7 @@ void edge_rxcheck_closed(edge_loop_t *e, edge_conn_t *c)
  * connection, sending the close frame set here. */
 static ssize_t refuse(edge_conn_t *c)
 {
-    edge_conn_fail(rx_loop, c, LWS_CLOSE_STATUS_PROTOCOL_ERR, EDGE_UNMASKED_REASON);
+    edge_conn_fail(rx_loop, c, WSG_CLOSE_PROTOCOL, EDGE_UNMASKED_REASON);
     errno = EPROTO;
     return -1;
 }
