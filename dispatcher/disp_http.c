@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "common/err.h"
-#include "common/whsig.h"
+#include "common/webhook.h"
 #include "dispatcher/disp_core.h"
 
 static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
@@ -88,42 +88,16 @@ void disp_http_pool_free(disp_t *d)
     d->n_pool = d->cap_pool = 0;
 }
 
-static struct curl_slist *add(struct curl_slist *l, const char *h, bool *ok)
-{
-    struct curl_slist *n = *ok ? curl_slist_append(l, h) : NULL;
-    if (!n) {
-        *ok = false;
-        return l;
-    }
-    return n;
-}
-
-static struct curl_slist *build_headers(disp_conn_t *c, const char *id, const char *event_name,
-                                        const char *body, size_t len, bool *ok)
+/* The signed headers, then the routing-service headers of a webhook. */
+static int build_headers(disp_conn_t *c, const char *id, const char *event_name, const char *body,
+                         size_t len, struct curl_slist **out)
 {
     const wsg_route_conf_t *rc = c->rt->conf;
-    char line[600], sig[WSG_WHSIG_LEN];
-    int64_t ts = (int64_t)time(NULL);
-    struct curl_slist *l = NULL;
-    if (wsg_whsig_sign(rc->webhook_key, rc->webhook_key_len, id, ts, body, len, sig, sizeof sig))
-        *ok = false;
-    l = add(l, "Content-Type: application/json", ok);
-    l = add(l, "Expect:", ok);
-    snprintf(line, sizeof line, "webhook-id: %s", id);
-    l = add(l, line, ok);
-    snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
-    l = add(l, line, ok);
-    snprintf(line, sizeof line, "webhook-signature: %s", sig);
-    l = add(l, line, ok);
-    snprintf(line, sizeof line, "wsgate-connection-id: %s", c->id);
-    l = add(l, line, ok);
-    snprintf(line, sizeof line, "wsgate-event: %s", event_name);
-    l = add(l, line, ok);
-    for (size_t i = 0; !c->req.routing && i < c->n_xh; i++) {
-        snprintf(line, sizeof line, "%s: %s", c->xh[i].name, c->xh[i].value);
-        l = add(l, line, ok);
-    }
-    return l;
+    int err = wsg_webhook_headers(rc->webhook_key, rc->webhook_key_len, id, c->id, event_name, body,
+                                  len, out);
+    for (size_t i = 0; err == 0 && !c->req.routing && i < c->n_xh; i++)
+        err = wsg_header_add(out, "%s: %s", c->xh[i].name, c->xh[i].value);
+    return err;
 }
 
 static void set_options(disp_t *d, disp_req_t *r, const char *url, const char *body, size_t len,
@@ -153,7 +127,6 @@ int disp_http_start(disp_t *d, disp_conn_t *c, const char *url, const char *id,
                     const char *event_name, const char *body, size_t len, uint64_t timeout_ms)
 {
     disp_req_t *r = &c->req;
-    bool ok = true;
     r->resp_len = 0;
     r->truncated = false;
     r->retry_after[0] = '\0';
@@ -162,11 +135,12 @@ int disp_http_start(disp_t *d, disp_conn_t *c, const char *url, const char *id,
         snprintf(c->last_err, sizeof c->last_err, "curl_easy_init failed");
         return WSG_ENOMEM;
     }
-    r->hdrs = build_headers(c, id, event_name, body, len, &ok);
-    if (!ok) {
-        snprintf(c->last_err, sizeof c->last_err, "cannot build request headers");
+    int err = build_headers(c, id, event_name, body, len, &r->hdrs);
+    if (err != 0) { /* never sent unsigned or with a header missing */
+        snprintf(c->last_err, sizeof c->last_err, "cannot sign or build the request headers: %s",
+                 wsg_err_name(err));
         disp_http_end(d, c);
-        return WSG_ENOMEM;
+        return err;
     }
     set_options(d, r, url, body, len, timeout_ms);
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, c);

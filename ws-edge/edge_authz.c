@@ -49,7 +49,7 @@
 #include "common/err.h"
 #include "common/text.h"
 #include "common/log.h"
-#include "common/whsig.h"
+#include "common/webhook.h"
 #include "common/thread.h"
 #include "ws-edge/edge_authz_answer.h"
 #include "ws-edge/edge_int.h"
@@ -188,35 +188,30 @@ static void finish(edge_authz_t *a, CURL *h, CURLcode res)
     job_done(a, j, (int)status);
 }
 
-/* Signs j's body (Standard Webhooks) into its header list. */
-static void sign_job(authz_job_t *j)
+/* Signs j's body (Standard Webhooks) into its header list. Returns 0 or an
+ * error, and then nothing is to be sent. */
+static int sign_job(authz_job_t *j)
 {
-    char id[64], sig[WSG_WHSIG_LEN], line[WSG_WHSIG_LEN + 32];
-    int64_t now = (int64_t)time(NULL);
+    char id[64];
     snprintf(id, sizeof id, "msg_authz_%s", j->req.conn_id);
-    wsg_whsig_sign(j->req.key, j->req.key_len, id, now, j->req.body, strlen(j->req.body), sig,
-                   sizeof sig);
-    j->hdrs = curl_slist_append(j->hdrs, "Content-Type: application/json");
-    snprintf(line, sizeof line, "webhook-id: %s", id);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)now);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    snprintf(line, sizeof line, "webhook-signature: %s", sig);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    snprintf(line, sizeof line, "wsgate-connection-id: %s", j->req.conn_id);
-    j->hdrs = curl_slist_append(j->hdrs, line);
-    j->hdrs = curl_slist_append(j->hdrs, "wsgate-event: authorize");
-    j->hdrs = curl_slist_append(j->hdrs, "Expect:");
+    return wsg_webhook_headers(j->req.key, j->req.key_len, id, j->req.conn_id, "authorize",
+                               j->req.body, strlen(j->req.body), &j->hdrs);
 }
 
 static void start_job(edge_authz_t *a, authz_job_t *j)
 {
+    int rc = sign_job(j);
+    if (rc != 0) { /* fails closed, as when the authorizer cannot be reached */
+        WSG_LOG(WSG_LOG_ERROR, "authorizer: cannot sign the request", "conn=%s err=%s",
+                j->req.conn_id, wsg_err_name(rc));
+        job_done(a, j, 0);
+        return;
+    }
     CURL *h = handle_get(a);
     if (!h) {
         job_done(a, j, 0);
         return;
     }
-    sign_job(j);
     curl_easy_setopt(h, CURLOPT_URL, j->req.url);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, j->req.body);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(j->req.body));
