@@ -166,7 +166,6 @@ int api_http_refuse_target(api_req_t *r, int status, size_t len);
 
 /* api_problem.c */
 json_t *api_problem_json(int status, const char *detail);
-const char *api_status_title(int status);
 int api_problem(api_req_t *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int api_json(api_req_t *r, int status, json_t *body_new);

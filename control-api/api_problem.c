@@ -10,45 +10,8 @@
 #include <stdio.h>
 
 #include "common/err.h"
+#include "common/http.h"
 #include "control-api/api_int.h"
-
-const char *api_status_title(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return status >= 500 ? "Server Error" : "Client Error";
-    }
-}
 
 static const char *type_slug(int status)
 {
@@ -86,8 +49,8 @@ json_t *api_problem_json(int status, const char *detail)
 {
     char type[96];
     snprintf(type, sizeof type, "https://wsgate.dev/problems/%s", type_slug(status));
-    json_t *o = json_pack("{s:s,s:s,s:i}", "type", type, "title", api_status_title(status),
-                          "status", status);
+    json_t *o = json_pack("{s:s,s:s,s:i}", "type", type, "title", wsg_http_reason(status), "status",
+                          status);
     if (!o)
         abort();
     json_t *d = json_string(detail ? detail : "");

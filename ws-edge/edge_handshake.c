@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/http.h"
 #include "common/text.h"
 #include "common/jwt.h"
 #include "common/log.h"
@@ -46,41 +47,13 @@
 #include "ws-edge/edge_authz_answer.h"
 #include "ws-edge/edge_int.h"
 
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 414:
-        return "URI Too Long";
-    case 426:
-        return "Upgrade Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    default:
-        return "Service Unavailable";
-    }
-}
-
 void edge_send_http_status(int fd, int status, const char *extra_headers, const char *body)
 {
     char buf[1024];
     int n = snprintf(buf, sizeof buf,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n%s\r\n%s",
-                     status, status_text(status), strlen(body) + 1,
+                     status, wsg_http_reason(status), strlen(body) + 1,
                      extra_headers ? extra_headers : "", body);
     if (n < 0 || (size_t)n >= sizeof buf - 1)
         return;

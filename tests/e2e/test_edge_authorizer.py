@@ -15,8 +15,10 @@
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
+import socket
 import threading
 import time
+import urllib.parse
 
 import wsgate_test as w
 
@@ -99,6 +101,38 @@ class EdgeAuthorizer(w.GatewayTestCase):
         self.assertEqual(self.status(), 503, "authorizer down")
         time.sleep(0.3)
         self.assertEqual([e for e in self.be.events() if e["type"] == "connect"], [])
+
+    def status_line(self, path, upgrade=True):
+        """The first line of the edge's answer to a raw handshake on path."""
+        u = urllib.parse.urlsplit(self.url)
+        lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (u.hostname, u.port)]
+        if upgrade:
+            lines += ["Upgrade: websocket", "Connection: Upgrade",
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+        with socket.create_connection((u.hostname, u.port), timeout=w.scaled(10)) as s:
+            s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            head = b""
+            while b"\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        return head.split(b"\r\n", 1)[0].decode("latin-1")
+
+    def test_status_lines_carry_their_own_reason(self):
+        # one table of reason phrases (common/http.c): every refusal's status
+        # line names its own status, whatever the authorizer answered
+        cases = [(401, "HTTP/1.1 401 Unauthorized"), (403, "HTTP/1.1 403 Forbidden"),
+                 (418, "HTTP/1.1 503 Service Unavailable"),
+                 (451, "HTTP/1.1 503 Service Unavailable")]
+        for code, want in cases:
+            with self.subTest(authorizer=code):
+                self.az.handler = lambda req, c=code: w.Response(c, b"")
+                self.assertEqual(self.status_line("/az"), want)
+        self.az.handler = None
+        self.assertEqual(self.status_line("/nowhere"), "HTTP/1.1 404 Not Found")
+        self.assertEqual(self.status_line("/free", upgrade=False),
+                         "HTTP/1.1 426 Upgrade Required")
 
     def test_jwt_checked_before_authorizer(self):
         self.az.allow(user="az-user")

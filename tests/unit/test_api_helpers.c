@@ -67,7 +67,9 @@ static void test_problem_json(void **state)
     p = api_problem_json(400, "bad \xff byte"); /* detail must stay valid JSON */
     assert_true(json_is_string(json_object_get(p, "detail")));
     json_decref(p);
-    assert_string_equal(api_status_title(415), "Unsupported Media Type");
+    p = api_problem_json(415, "x"); /* the title is common/http.c's phrase */
+    assert_string_equal(json_string_value(json_object_get(p, "title")), "Unsupported Media Type");
+    json_decref(p);
 }
 
 static void test_parse_message(void **state)
