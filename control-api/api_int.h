@@ -107,8 +107,19 @@ typedef struct {
     pthread_cond_t cv;
 } api_pool_t;
 
+/* api_auth.c: this API's verified tokens (see there). */
+#define API_TOK_SLOTS 256
+#define API_KEYFP_LEN 32
+typedef struct api_tok api_tok_t;
+typedef struct {
+    pthread_mutex_t mu;
+    api_tok_t *slot[API_TOK_SLOTS];
+    unsigned char keyfp[API_KEYFP_LEN]; /* of cfg->api.jwt (api_auth_rekey) */
+} api_tokcache_t;
+
 struct api {
     const wsg_config_t *cfg;
+    api_tokcache_t tokens;
     bus_t *bus;
     int cluster;                  /* cfg->nats not empty */
     api_edge_cache_t *edge_cache; /* cluster only */
@@ -179,6 +190,12 @@ int api_from_err(api_req_t *r, int err, const char *what);
 /* api_auth.c */
 int api_authenticate(api_req_t *r, const char *authz);
 void api_auth_release(void *ref);
+/* Sets up / empties a's token cache (api_new, api_free; a->cfg set). */
+void api_auth_init(api_t *a);
+void api_auth_free(api_t *a);
+/* Takes a->cfg->api.jwt as it is now: cached tokens verified under other
+ * settings no longer count (they are verified again). */
+void api_auth_rekey(api_t *a);
 int api_glob_allows(const char *const *patterns, size_t n, const char *channel);
 int api_require_channel(api_req_t *r, const char *channel);
 /* For what reaches every connection (a broadcast): 0 when the token has no
