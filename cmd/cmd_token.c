@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cmd/cmd.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/err.h"
 #include "common/jwt.h"
@@ -293,7 +294,7 @@ static int mint_and_print(const token_opts_t *o, const signer_t *s)
 {
     const char *chans[TOKEN_MAX_CHANNELS];
     size_t n_chans = 0;
-    int64_t ttl, now = (int64_t)time(NULL);
+    int64_t ttl, now = wsg_wall_s();
     char *chbuf = o->channels ? strdup(o->channels) : NULL, *extra = NULL, *tok = NULL;
     char err[256];
     int rc = -1;

@@ -24,12 +24,37 @@ static inline int64_t wsg_mono_ms(void)
     return wsg_ms_of(&ts);
 }
 
+/* Nanoseconds on CLOCK_MONOTONIC: for latencies. */
+static inline int64_t wsg_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Milliseconds on CLOCK_MONOTONIC_COARSE (the last tick, a few ms old, and
+ * no system call): for deadlines checked very often and coarse anyway. */
+static inline int64_t wsg_mono_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return wsg_ms_of(&ts);
+}
+
 /* Milliseconds since the Unix epoch: for timestamps that leave the process. */
 static inline int64_t wsg_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return wsg_ms_of(&ts);
+}
+
+/* Seconds since the Unix epoch: JWT exp/iat/nbf, webhook timestamps. */
+static inline int64_t wsg_wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
 }
 
 /* The CLOCK_REALTIME instant ms from now, for pthread_cond_timedwait(). */

@@ -11,6 +11,7 @@
  * with jansson. Reasons written to err are fixed phrases and claim names,
  * never any part of the token.
  */
+#include "common/clock.h"
 #include "common/jwt.h"
 #include "common/b64.h"
 #include "common/err.h"
@@ -312,7 +313,7 @@ static json_t *mint_claims(const wsg_mint_t *m, char *err, size_t errlen)
             bad |= json_array_append_new(arr, json_string(m->channels[i]));
         bad |= json_object_set_new(cl, "channels", arr);
     }
-    bad |= json_object_set_new(cl, "iat", json_integer((json_int_t)time(NULL)));
+    bad |= json_object_set_new(cl, "iat", json_integer((json_int_t)wsg_wall_s()));
     bad |= json_object_set_new(cl, "exp", json_integer((json_int_t)m->exp));
     if (bad) { /* a NULL value (bad UTF-8 or no memory) makes the setter fail */
         json_decref(cl);

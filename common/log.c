@@ -1,5 +1,6 @@
 /* log.c — one formatted line per call, one write(2) per line. See log.h. */
 #include "common/log.h"
+#include "common/clock.h"
 #include "common/err.h"
 
 #include <stdarg.h>
@@ -206,13 +207,13 @@ static int put_value(line_t *l, const char *conv, size_t clen, va_list *ap, int 
 
 static void put_time(line_t *l)
 {
-    struct timespec ts;
     struct tm tm;
     char buf[40];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    int64_t ms = wsg_wall_ms();
+    time_t secs = (time_t)(ms / 1000);
+    gmtime_r(&secs, &tm);
     size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(ms % 1000));
     puts_(l, buf);
 }
 

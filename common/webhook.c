@@ -43,7 +43,7 @@ int wsg_webhook_headers(const unsigned char *key, size_t key_len, const char *id
                         struct curl_slist **out)
 {
     char sig[WSG_WHSIG_LEN];
-    long long ts = wsg_wall_ms() / 1000;
+    long long ts = wsg_wall_s();
     struct curl_slist *l = NULL;
     *out = NULL;
     int rc = wsg_whsig_sign(key, key_len, id, ts, body, len, sig, sizeof sig);

@@ -158,7 +158,7 @@ int api_authenticate(api_req_t *r, const char *authz)
         api_problem(r, 401, "no api.auth.jwt key is configured");
         return -1;
     }
-    int64_t now = wsg_wall_ms() / 1000;
+    int64_t now = wsg_wall_s();
     size_t slot = slot_of(tok);
     api_tok_t *e = cache_get(&r->a->tokens, tok, slot, now);
     if (!e) {

@@ -40,9 +40,7 @@ struct api_deadlines {
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return wsg_ms_of(&ts);
+    return wsg_mono_coarse_ms();
 }
 
 void api_deadline_set(api_sock_t *s, uint64_t ms)

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -27,9 +28,7 @@
 
 int64_t disp_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return wsg_mono_ns();
 }
 
 int64_t disp_now_ms(void)
@@ -370,9 +369,7 @@ void disp_stop(disp_t *d, int64_t grace_ms)
     }
     /* Subscribe replies still owed by the bus point at d: wait for them
      * (the bus answers every request within 5 s). */
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 7;
+    struct timespec until = wsg_deadline_in(7000);
     pthread_mutex_lock(&d->mu);
     while (d->replies > 0 && pthread_cond_timedwait(&d->cv, &d->mu, &until) == 0)
         ;

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/b64.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -74,15 +75,15 @@ static void ack_cb(void *ud, int status)
  * per second per loop. */
 static void timestamp(edge_loop_t *e, char out[32])
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (!e->ts_head[0] || (int64_t)ts.tv_sec != e->ts_sec) {
+    int64_t ms = wsg_wall_ms(), sec = ms / 1000;
+    if (!e->ts_head[0] || sec != e->ts_sec) {
         struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
+        time_t t = (time_t)sec;
+        gmtime_r(&t, &tm);
         strftime(e->ts_head, sizeof e->ts_head, "%Y-%m-%dT%H:%M:%S", &tm);
-        e->ts_sec = (int64_t)ts.tv_sec;
+        e->ts_sec = sec;
     }
-    snprintf(out, 32, "%.23s.%03dZ", e->ts_head, (int)(ts.tv_nsec / 1000000) % 1000);
+    snprintf(out, 32, "%.23s.%03dZ", e->ts_head, (int)(ms % 1000));
 }
 
 /* "evt_" and 128 bits: this edge's random 64-bit prefix (drawn at start)

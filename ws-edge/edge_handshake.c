@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/http.h"
 #include "common/text.h"
@@ -268,7 +269,7 @@ static int check_jwt(edge_loop_t *e, edge_conn_t *c, const char *token, char *wh
     }
     wsg_claims_t cl;
     memset(&cl, 0, sizeof cl);
-    int rc = wsg_jwt_verify(&r->auth.jwt, token, (int64_t)time(NULL), &cl, why, whylen);
+    int rc = wsg_jwt_verify(&r->auth.jwt, token, wsg_wall_s(), &cl, why, whylen);
     if (rc != 0)
         return WSG_EAUTH;
     for (size_t i = 0; i < cl.n_channels; i++) /* checked whole before any is kept */
