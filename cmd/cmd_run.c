@@ -7,8 +7,7 @@
  * thread also hands free heap memory back to the OS every TRIM_INTERVAL_S
  * (malloc_trim): a burst of handshakes leaves freed buffers spread over the
  * malloc arenas of the threads that made them, which glibc keeps resident
- * (measured, 18,000 idle clients after a connect burst: 3.98-4.27 KiB per
- * connection with two edge loops, 3.66 with the trim; one trim ~1 ms).
+ * (docs/performance.md, "Design notes", has the figures).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -146,12 +145,11 @@ static int migrate_store(const char *url)
 
 /* Debian's lws 4.1 walks a table with one entry per allowed file descriptor
  * (the soft RLIMIT_NOFILE when its context is made) whenever it frees a
- * connection, and each edge loop has such a table. Measured in bench e (10,000
- * authorized connects): a limit of 11,000 instead of 20,000 gave 6,062-7,499
- * instead of 5,079-6,686 connections/s and 0.194-0.236 instead of
- * 0.217-0.290 ms CPU each; containers often allow 1,048,576 (8 MB per walk).
- * So with the edge role the soft limit is lowered to what the configured
- * limits can use. It is never raised, and the hard limit is left alone. */
+ * connection, and each edge loop has such a table: the larger the limit,
+ * the slower every connection's end (containers often allow 1,048,576, an
+ * 8 MB walk; docs/performance.md, "Design notes"). So with the edge role
+ * the soft limit is lowered to what the configured limits can use. It is
+ * never raised, and the hard limit is left alone. */
 static void fit_fd_limit(const run_t *r)
 {
     struct rlimit rl;

@@ -30,8 +30,8 @@ bool wsg_has_ctl_or_space(const char *s)
  * overlongs, surrogates and anything past U+10FFFF without decoding the
  * code point. From an ASCII byte, eight bytes are tried at once (the common
  * case: JSON, chat text). nul_ok = 0 also refuses U+0000. Inlined into
- * each caller below so that nul_ok is a constant there (bench/utf8_bench:
- * a shared copy was twice as slow on non-ASCII text). */
+ * each caller below so that nul_ok is a constant there: the edge runs this
+ * on every text message (bench/utf8_bench; docs/performance.md). */
 __attribute__((always_inline)) static inline int utf8_scan(const unsigned char *p, size_t n,
                                                            int nul_ok)
 {

@@ -21,11 +21,11 @@
  *
  * Resumes are batched: each MHD_resume_connection() writes the MHD thread's
  * eventfd, and the edge answers a burst of sends one after another, so
- * resuming each at once woke an MHD thread per reply (measured: ~0.45
- * context switches per request at saturation). Now the first reply resumes
- * its connection ("the kick") and later ones only join a list; the MHD
- * thread that processes any resumed connection resumes the whole list from
- * there, so a burst costs one wake-up.
+ * resuming each reply at once would wake an MHD thread per reply. The first
+ * reply resumes its connection ("the kick") and later ones only join a
+ * list; the MHD thread that processes any resumed connection resumes the
+ * whole list from there, so a burst costs one wake-up (docs/performance.md,
+ * "Design notes").
  */
 
 #include <microhttpd.h>
@@ -49,14 +49,14 @@ enum { ST_RUNNING = 0, ST_SUSPENDED = 1, ST_DONE = 2 };
  * body streams through it). MHD zeroes the whole pool after every request on
  * a keep-alive connection, so its size is paid per request: 16 KiB holds
  * request headers up to ~14 KiB (a JWT with a long channels claim fits;
- * larger ones get 431) and costs a quarter of the 64 KiB it was. The
+ * larger ones get 431) and no more. The
  * request line must fit too: API_URI_MAX (8 KiB) leaves room for headers,
  * and only a request line near 16 KiB gets MHD's own HTML 414 before any
  * callback of ours runs. */
 #define API_CONN_MEMORY (16 * 1024)
 
 /* A typical send's body fits inline, and the whole context stays within
- * glibc's per-thread cache (at most 1032 bytes; 512 took it past that). */
+ * glibc's per-thread cache (at most 1032 bytes). */
 #define BODY_INLINE 256
 
 typedef struct http_ctx {

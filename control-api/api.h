@@ -24,7 +24,8 @@ int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t 
 
 /* Starts the registry's maintenance thread (which also sends, shortly after
  * start, the edge_lost disconnects of connections a previous standalone run
- * left in the store) and listens on cfg->api.listen (IPv4 host:port).
+ * left in the store) and listens on cfg->api.listen (any form
+ * common/listen.h takes: IPv4, a name, or a bracketed IPv6 address).
  * Call after bus_start(). Returns 0, WSG_ECONFIG, WSG_EIO. */
 int api_start(api_t *a, char *err, size_t errlen);
 

@@ -1,14 +1,16 @@
 /*
  * edge_json.c — JSON text written straight into a growing buffer, for the
  * edge's hot paths: every client event's envelope (edge_events.c) and the
- * authorizer's request body (edge_handshake.c). Building a jansson tree and
- * dumping it cost a dozen allocations per event (measured: jansson was a
- * tenth of the service thread at 20,000 frames/s); jansson still parses
- * everything the edge reads (tokens' claims, authorizer answers).
+ * authorizer's request body (edge_handshake.c). A jansson tree costs a
+ * dozen allocations per event (docs/performance.md, "Design notes");
+ * jansson still parses everything the edge reads (tokens' claims,
+ * authorizer answers).
  *
- * Strings given here must be valid UTF-8 (lws validates text frames; claims,
- * users and paths come out of jansson or the config loader); only the
- * characters JSON requires are escaped. Any thread, one buffer per caller.
+ * Strings given here must be valid UTF-8: the edge checks each text message
+ * and close reason itself (edge_conn.c, wsg_utf8_valid; lws does not), and
+ * claims, users and paths come out of jansson or the config loader; only
+ * the characters JSON requires are escaped. Any thread, one buffer per
+ * caller.
  */
 #include <jansson.h>
 #include <stdio.h>
