@@ -39,6 +39,7 @@
 #include "common/close.h"
 #include "common/clock.h"
 #include "common/b64.h"
+#include "common/envelope.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -295,7 +296,7 @@ int api_registry_lose(api_t *a, const store_conn_t *c)
     uint64_t seq = 0;
     unsigned char raw[EVP_MAX_MD_SIZE];
     unsigned int rawlen = 0;
-    char rnd[WSG_B64_LEN(16) + 1], evid[48], ts[32];
+    char rnd[WSG_B64_LEN(16) + 1], evid[48];
     if (bus_event_last_seq(a->bus, c->id, &seq) != 0)
         return WSG_EBUS;
     /* The id derives from the connection: every API that finds the edge
@@ -308,22 +309,20 @@ int api_registry_lose(api_t *a, const store_conn_t *c)
         return WSG_EBUS;
     wsg_b64url_encode(raw, 16, rnd);
     snprintf(evid, sizeof evid, "evt_%s", rnd);
-    int64_t ms = wsg_wall_ms();
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(ms % 1000));
-    json_t *ctx = json_loads(c->context_json ? c->context_json : "{}", 0, NULL);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:i,s:s,s:s}", "id", evid, "type",
-                          "disconnect", "connection_id", c->id, "route", c->route, "user",
-                          c->user ? json_string(c->user) : json_null(), "context",
-                          ctx ? ctx : json_object(), "seq", (json_int_t)(seq + 1), "timestamp", ts,
-                          "code", WSG_CLOSE_ABNORMAL, "reason", "", "initiator", "edge_lost");
-    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!body)
-        return WSG_ENOMEM;
+    /* the same envelope as the edge's own disconnects (common/envelope.c) */
+    wsg_envelope_t env = {.id = evid,
+                          .type = "disconnect",
+                          .conn_id = c->id,
+                          .route = c->route,
+                          .user = c->user,
+                          .context_json = c->context_json,
+                          .seq = seq + 1,
+                          .ts_ms = wsg_wall_ms()};
+    wsg_sbuf_t b = {0};
+    wsg_envelope_open(&b, &env, NULL);
+    wsg_envelope_disconnect(&b, WSG_CLOSE_ABNORMAL, "", "edge_lost");
+    wsg_sb_puts(&b, "}");
+    char *body = b.p;
     bus_event_t ev = {.id = evid,
                       .type = BUS_EV_DISCONNECT,
                       .conn_id = c->id,

@@ -7,8 +7,10 @@
  * Envelope: id "evt_<base64url of 128 bits>" (a random per-edge prefix and a
  * counter), type, connection_id, route, user (null when anonymous), context,
  * seq (per connection from 1), timestamp (RFC 3339, milliseconds, UTC) and
- * the type's own members, written as text (edge_json.c), not as a jansson
- * tree: this runs for every client frame.
+ * the type's own members, written as text by common/envelope.c (the same
+ * builder the control API uses for edge_lost disconnects) into a
+ * common/jtext.c buffer, not as a jansson tree: this runs for every client
+ * frame.
  *
  * Overload: each loop keeps the events the bus has taken and not yet acked
  * within its share of bus_event_capacity(), so the bus never has to refuse
@@ -71,21 +73,6 @@ static void ack_cb(void *ud, int status)
         edge_q_free(q);
 }
 
-/* RFC 3339 UTC with milliseconds; the date and time part is formatted once
- * per second per loop. */
-static void timestamp(edge_loop_t *e, char out[32])
-{
-    int64_t ms = wsg_wall_ms(), sec = ms / 1000;
-    if (!e->ts_head[0] || sec != e->ts_sec) {
-        struct tm tm;
-        time_t t = (time_t)sec;
-        gmtime_r(&t, &tm);
-        strftime(e->ts_head, sizeof e->ts_head, "%Y-%m-%dT%H:%M:%S", &tm);
-        e->ts_sec = sec;
-    }
-    snprintf(out, 32, "%.23s.%03dZ", e->ts_head, (int)(ms % 1000));
-}
-
 /* "evt_" and 128 bits: this edge's random 64-bit prefix (drawn at start)
  * and a counter, base64url. Unique without a call into the random source
  * per event; ids need to be unique, not secret. */
@@ -103,40 +90,31 @@ static void event_id(edge_loop_t *e, char out[48])
 
 /* A string member's value, or null when s cannot go into JSON text (a
  * subprotocol or close reason a client sent that is not UTF-8). */
-static void str_or_null(edge_sbuf_t *b, const char *s)
+static void str_or_null(wsg_sbuf_t *b, const char *s)
 {
-    if (s && edge_json_ok(s))
-        edge_sb_str(b, s);
+    if (s && wsg_json_ok(s))
+        wsg_sb_str(b, s);
     else
-        edge_sb_puts(b, "null");
+        wsg_sb_puts(b, "null");
 }
 
 /* The members every event has, written into b (no closing brace):
- * id, type, connection_id, route, user, context, seq, timestamp. */
-static void envelope(edge_loop_t *e, edge_sbuf_t *b, const edge_conn_t *c, const char *type,
+ * id, type, connection_id, route, user, context, seq, timestamp
+ * (common/envelope.c). The user comes from jansson (token claims,
+ * authorizer answer): UTF-8 already. */
+static void envelope(edge_loop_t *e, wsg_sbuf_t *b, const edge_conn_t *c, const char *type,
                      char evid[48])
 {
-    char ts[32], num[96];
     event_id(e, evid);
-    timestamp(e, ts);
-    edge_sb_puts(b, "{\"id\":\"");
-    edge_sb_puts(b, evid);
-    edge_sb_puts(b, "\",\"type\":\"");
-    edge_sb_puts(b, type);
-    edge_sb_puts(b, "\",\"connection_id\":\"");
-    edge_sb_puts(b, c->id);
-    edge_sb_puts(b, "\",\"route\":");
-    edge_sb_str(b, c->route->path);
-    edge_sb_puts(b, ",\"user\":");
-    if (c->user) /* from jansson (token claims, authorizer answer): UTF-8 already */
-        edge_sb_str(b, c->user);
-    else
-        edge_sb_puts(b, "null");
-    edge_sb_puts(b, ",\"context\":");
-    edge_sb_puts(b, c->context_json ? c->context_json : "{}");
-    int n = snprintf(num, sizeof num, ",\"seq\":%llu,\"timestamp\":\"%s\"",
-                     (unsigned long long)(c->seq + 1), ts);
-    edge_sb_put(b, num, (size_t)n);
+    wsg_envelope_t env = {.id = evid,
+                          .type = type,
+                          .conn_id = c->id,
+                          .route = c->route->path,
+                          .user = c->user,
+                          .context_json = c->context_json,
+                          .seq = c->seq + 1,
+                          .ts_ms = wsg_wall_ms()};
+    wsg_envelope_open(b, &env, &e->ts);
 }
 
 /* 1 when the loop may hand the bus one more event. With nothing
@@ -210,10 +188,10 @@ static void park(edge_loop_t *e, edge_conn_t *c, edge_parked_t *p)
 }
 
 /* Publishes the event in b (taken) as c's next one, or parks it. */
-static int publish(edge_loop_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *evid,
+static int publish(edge_loop_t *e, edge_conn_t *c, wsg_sbuf_t *b, const char *evid,
                    bus_event_type_t t, size_t bytes)
 {
-    edge_sb_puts(b, "}");
+    wsg_sb_puts(b, "}");
     edge_parked_t p = {.type = t,
                        .seq = ++c->seq, /* made now, whenever the bus takes it */
                        .bytes = bytes,
@@ -289,28 +267,28 @@ void edge_events_budget(edge_t *E)
 int edge_event_connect(edge_loop_t *e, edge_conn_t *c)
 {
     char evid[48];
-    edge_sbuf_t b = {0};
+    wsg_sbuf_t b = {0};
     envelope(e, &b, c, "connect", evid);
-    edge_sb_member(&b, "remote_addr", c->remote);
+    wsg_sb_member(&b, "remote_addr", c->remote);
     if (c->connect_extra) { /* "headers" and "query" members, written at the handshake */
-        edge_sb_puts(&b, ",");
-        edge_sb_puts(&b, c->connect_extra);
+        wsg_sb_puts(&b, ",");
+        wsg_sb_puts(&b, c->connect_extra);
         free(c->connect_extra); /* only the connect event needs it */
         c->connect_extra = NULL;
     }
-    edge_sb_puts(&b, ",\"subprotocol\":");
+    wsg_sb_puts(&b, ",\"subprotocol\":");
     str_or_null(&b, c->subprotocol);
-    edge_sb_puts(&b, ",\"channels\":[");
+    wsg_sb_puts(&b, ",\"channels\":[");
     int first = 1;
     for (size_t i = 0; i < c->n_channels; i++) {
-        if (!edge_json_ok(c->channels[i]))
+        if (!wsg_json_ok(c->channels[i]))
             continue;
         if (!first)
-            edge_sb_puts(&b, ",");
-        edge_sb_str(&b, c->channels[i]);
+            wsg_sb_puts(&b, ",");
+        wsg_sb_str(&b, c->channels[i]);
         first = 0;
     }
-    edge_sb_puts(&b, "]");
+    wsg_sb_puts(&b, "]");
     return publish(e, c, &b, evid, BUS_EV_CONNECT, 0);
 }
 
@@ -318,24 +296,24 @@ int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data
                        int binary)
 {
     char evid[48];
-    edge_sbuf_t b = {0};
+    wsg_sbuf_t b = {0};
     /* the envelope's members (~300 bytes plus the context) and the data,
      * with room for a few escapes: one allocation for most events */
-    edge_sb_reserve(&b, 384 + (c->context_json ? strlen(c->context_json) : 0) +
-                            (binary ? WSG_B64_LEN(len) : len + len / 8));
+    wsg_sb_reserve(&b, 384 + (c->context_json ? strlen(c->context_json) : 0) +
+                           (binary ? WSG_B64_LEN(len) : len + len / 8));
     envelope(e, &b, c, "message", evid);
     if (binary) {
         char *b64 = malloc(WSG_B64_LEN(len) + 1);
         if (!b64)
             abort();
         size_t n = wsg_b64_encode(data, len, b64);
-        edge_sb_puts(&b, ",\"data_base64\":\"");
-        edge_sb_put(&b, b64, n);
-        edge_sb_puts(&b, "\",\"binary\":true");
+        wsg_sb_puts(&b, ",\"data_base64\":\"");
+        wsg_sb_put(&b, b64, n);
+        wsg_sb_puts(&b, "\",\"binary\":true");
         free(b64);
     } else { /* the service thread checked it is UTF-8 (else 1007) */
-        edge_sb_puts(&b, ",\"data\":");
-        edge_sb_strn(&b, (const char *)data, len);
+        wsg_sb_puts(&b, ",\"data\":");
+        wsg_sb_strn(&b, (const char *)data, len);
     }
     return publish(e, c, &b, evid, BUS_EV_MESSAGE, len + 256);
 }
@@ -343,12 +321,9 @@ int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data
 int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                           const char *initiator)
 {
-    char evid[48], num[32];
-    edge_sbuf_t b = {0};
+    char evid[48];
+    wsg_sbuf_t b = {0};
     envelope(e, &b, c, "disconnect", evid);
-    int n = snprintf(num, sizeof num, ",\"code\":%d,\"reason\":", code);
-    edge_sb_put(&b, num, (size_t)n);
-    edge_sb_str(&b, reason && edge_json_ok(reason) ? reason : "");
-    edge_sb_member(&b, "initiator", initiator ? initiator : "server");
+    wsg_envelope_disconnect(&b, code, reason, initiator);
     return publish(e, c, &b, evid, BUS_EV_DISCONNECT, 0);
 }

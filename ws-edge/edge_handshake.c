@@ -449,28 +449,28 @@ void edge_hs_refuse(edge_loop_t *e, edge_conn_t *c, int status, const char *why)
  * Strings that are not valid UTF-8 are left out, as json_string() would. */
 static char *authz_body(const edge_conn_t *c)
 {
-    edge_sbuf_t b = {0};
-    edge_sb_put(&b, "{\"connection_id\":", 17);
-    edge_sb_str(&b, c->id);
-    if (edge_json_ok(c->route->path))
-        edge_sb_member(&b, "path", c->route->path);
-    edge_sb_put(&b, ",", 1);
-    edge_sb_put(&b, c->connect_extra, strlen(c->connect_extra));
-    edge_sb_member(&b, "remote_addr", c->remote);
-    edge_sb_put(&b, ",\"subprotocols\":[", 17);
+    wsg_sbuf_t b = {0};
+    wsg_sb_put(&b, "{\"connection_id\":", 17);
+    wsg_sb_str(&b, c->id);
+    if (wsg_json_ok(c->route->path))
+        wsg_sb_member(&b, "path", c->route->path);
+    wsg_sb_put(&b, ",", 1);
+    wsg_sb_put(&b, c->connect_extra, strlen(c->connect_extra));
+    wsg_sb_member(&b, "remote_addr", c->remote);
+    wsg_sb_put(&b, ",\"subprotocols\":[", 17);
     int first = 1;
     for (size_t i = 0; i < c->n_offered; i++) {
-        if (!edge_json_ok(c->offered[i]))
+        if (!wsg_json_ok(c->offered[i]))
             continue;
         if (!first)
-            edge_sb_put(&b, ",", 1);
-        edge_sb_str(&b, c->offered[i]);
+            wsg_sb_put(&b, ",", 1);
+        wsg_sb_str(&b, c->offered[i]);
         first = 0;
     }
-    edge_sb_put(&b, "]", 1);
-    if (c->user && edge_json_ok(c->user))
-        edge_sb_member(&b, "user", c->user);
-    edge_sb_put(&b, "}", 1);
+    wsg_sb_put(&b, "]", 1);
+    if (c->user && wsg_json_ok(c->user))
+        wsg_sb_member(&b, "user", c->user);
+    wsg_sb_put(&b, "}", 1);
     return b.p;
 }
 

@@ -41,6 +41,8 @@
 #include "bus/bus.h"
 #include "common/close.h"
 #include "common/config.h"
+#include "common/envelope.h"
+#include "common/jtext.h"
 #include "common/listen.h"
 #include "ws-edge/edge.h"
 #include "ws-edge/edge_request.h"
@@ -66,26 +68,6 @@ void *edge_map_del(edge_map_t *m, const char *key);
 void edge_map_free(edge_map_t *m);
 /* Calls fn for each entry; fn must not modify the map. */
 void edge_map_each(const edge_map_t *m, void (*fn)(void *ud, const char *key, void *val), void *ud);
-
-/* ---- JSON text written directly (edge_json.c; any thread, a buffer per caller) */
-typedef struct {
-    char *p; /* NUL-terminated; the caller frees it */
-    size_t len, cap;
-} edge_sbuf_t;
-void edge_sb_put(edge_sbuf_t *b, const char *s, size_t n);
-static inline void edge_sb_puts(edge_sbuf_t *b, const char *s)
-{
-    edge_sb_put(b, s, strlen(s)); /* strlen of a literal is folded */
-}
-/* Makes room for n more bytes at once (one allocation for what follows). */
-void edge_sb_reserve(edge_sbuf_t *b, size_t n);
-/* Appends s (valid UTF-8, n bytes, NULs allowed) as a JSON string. */
-void edge_sb_strn(edge_sbuf_t *b, const char *s, size_t n);
-void edge_sb_str(edge_sbuf_t *b, const char *s);
-/* Appends ,"name":"val" */
-void edge_sb_member(edge_sbuf_t *b, const char *name, const char *val);
-/* 1 when s may go into JSON text: ASCII, or valid UTF-8 (what json_string takes). */
-int edge_json_ok(const char *s);
 
 /* ---- shared outbound payload (refcounted, LWS_PRE headroom) ------------- */
 typedef struct {
@@ -317,8 +299,7 @@ struct edge_loop {
     edge_conn_t **fan_conns; /* publish scratch: members writable now */
     size_t fan_cap;
     lws_sorted_usec_list_t sul_tick;
-    char ts_head[24]; /* event timestamps: the date and time part of ts_sec */
-    int64_t ts_sec;
+    wsg_ts_cache_t ts; /* event timestamps: the date and time of one second */
 };
 
 /* edge.c */

@@ -1,0 +1,55 @@
+/*
+ * envelope.c — the event envelope as JSON text (envelope.h). Any thread.
+ */
+#include <stdio.h>
+#include <time.h>
+
+#include "common/envelope.h"
+
+void wsg_ts_format(wsg_ts_cache_t *cache, int64_t ms, char out[32])
+{
+    wsg_ts_cache_t own = {0};
+    wsg_ts_cache_t *c = cache ? cache : &own;
+    int64_t sec = ms / 1000;
+    if (!c->head[0] || sec != c->sec) {
+        struct tm tm;
+        time_t t = (time_t)sec;
+        gmtime_r(&t, &tm);
+        strftime(c->head, sizeof c->head, "%Y-%m-%dT%H:%M:%S", &tm);
+        c->sec = sec;
+    }
+    snprintf(out, 32, "%.23s.%03dZ", c->head, (int)(ms % 1000));
+}
+
+void wsg_envelope_open(wsg_sbuf_t *b, const wsg_envelope_t *env, wsg_ts_cache_t *cache)
+{
+    char ts[32], num[96];
+    wsg_ts_format(cache, env->ts_ms, ts);
+    wsg_sb_puts(b, "{\"id\":");
+    wsg_sb_str(b, env->id);
+    wsg_sb_puts(b, ",\"type\":");
+    wsg_sb_str(b, env->type);
+    wsg_sb_puts(b, ",\"connection_id\":");
+    wsg_sb_str(b, env->conn_id);
+    wsg_sb_puts(b, ",\"route\":");
+    wsg_sb_str(b, env->route);
+    wsg_sb_puts(b, ",\"user\":");
+    if (env->user)
+        wsg_sb_str(b, env->user);
+    else
+        wsg_sb_puts(b, "null");
+    wsg_sb_puts(b, ",\"context\":");
+    wsg_sb_puts(b, env->context_json ? env->context_json : "{}");
+    int n = snprintf(num, sizeof num, ",\"seq\":%llu,\"timestamp\":\"%s\"",
+                     (unsigned long long)env->seq, ts);
+    wsg_sb_put(b, num, (size_t)n);
+}
+
+void wsg_envelope_disconnect(wsg_sbuf_t *b, int code, const char *reason, const char *initiator)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, ",\"code\":%d,\"reason\":", code);
+    wsg_sb_put(b, num, (size_t)n);
+    wsg_sb_str(b, reason && wsg_json_ok(reason) ? reason : "");
+    wsg_sb_member(b, "initiator", initiator ? initiator : "server");
+}
