@@ -11,9 +11,9 @@
  * with jansson. Reasons written to err are fixed phrases and claim names,
  * never any part of the token.
  */
-#include "common/clock.h"
 #include "common/jwt.h"
 #include "common/b64.h"
+#include "common/clock.h"
 #include "common/err.h"
 
 #include <errno.h>

@@ -36,9 +36,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/close.h"
 #include "common/clock.h"
 #include "common/b64.h"
+#include "common/close.h"
 #include "common/envelope.h"
 #include "common/err.h"
 #include "common/log.h"

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/close.h"
 #include "common/b64.h"
+#include "common/close.h"
 #include "common/err.h"
 #include "common/text.h"
 #include "dispatcher/disp_internal.h"

@@ -31,8 +31,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/clock.h"
 #include "common/b64.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "ws-edge/edge_int.h"
