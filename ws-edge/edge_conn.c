@@ -323,8 +323,8 @@ static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len
 int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
 {
     c->last_rx_ms = edge_now_ms();
-    if (c->close_code)
-        return 0; /* closing: ignore what still arrives */
+    if (c->close_code || c->peer_code)
+        return 0; /* closing, or after the client's close frame (RFC 6455 §5.5.1): ignored */
     int rc = reassemble(e, c, in, len);
     if (rc == 0 && c->rxc.unmasked && !c->close_code && !lws_remaining_packet_payload(c->wsi) &&
         edge_rxcheck_frame_done(c)) /* the last frame before an unmasked one */
