@@ -171,7 +171,7 @@ class ChartTest(unittest.TestCase):
                                             grace + prestop, d["metadata"]["name"])
                     self.assertEqual(c["lifecycle"]["preStop"]["exec"]["command"][-1],
                                      str(prestop))
-                    self.assertEqual(c["readinessProbe"]["httpGet"]["port"], "ops")
+                    self.assertEqual(c["readinessProbe"]["httpGet"]["port"], 9090)
                     cmname = [v for v in spec["volumes"] if v["name"] == "config"][0]
                     cfg = dt.named(objs, "ConfigMap", cmname["configMap"]["name"])
                     self.assertIn("shutdown_grace: %ds" % grace, cfg["data"]["wsgate.yaml"])
