@@ -10,6 +10,8 @@
 #   make bench     run the benchmark suite (bench/README.md)
 #   make reliability  build (release and ASan/UBSan), run tests/reliability, write
 #                  docs/reliability.md; non-zero if any case fails (docs/testing.md)
+#   make image     build the container images with podman from Debian packages, no registry
+#                  (scripts/image.sh; deploy/docker/, deploy/helm/wsgate/README.md)
 #   make fuzz      build the libFuzzer targets with clang ($(BUILD)-fuzz) and run each for
 #                  FUZZ_SECONDS (default 60); any finding fails it (docs/testing.md)
 # After each ctest run, a test that was skipped fails `make test` unless
@@ -19,7 +21,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= examples/standalone.yaml
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test unit format format-check sanitize fuzz bench reliability clean
+.PHONY: all deps build run test unit format format-check sanitize fuzz bench reliability clean image
 
 all: build
 
@@ -62,6 +64,10 @@ fuzz:
 	cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DWSGATE_FUZZ=ON
 	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_targets
 	scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_SECONDS)
+
+image:
+	@scripts/deps.sh --deploy
+	@scripts/image.sh
 
 format:
 	@git ls-files '*.c' '*.h' | xargs -r clang-format -i

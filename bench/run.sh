@@ -220,6 +220,7 @@ start_wsgate-cluster() {
     "$here/wsgate-bench.yaml" >"$d/wsgate.yaml"
   CLUSTER_POINTER="$d/pointer" STATE_DIR="$d/state" CONFIG="$d/wsgate.yaml" WSGATE_BIN="$build/wsgate" \
     EDGE_PORTS="$CEP0 $CEP1" API_PORTS="$CAP0 $CAP1" NATS_PORT=$(free_port) PG_PORT=$(free_port) \
+    OPS_PORTS="$(free_port) $(free_port) $(free_port) $(free_port)" \
     PG_BIN="$PG_BIN" KEEP_STATE=1 "$root/deploy/local/cluster.sh" start >"$d/cluster.log" 2>&1 &
   CLUSTER_PID=$!
   for _ in $(seq 1800); do

@@ -8,6 +8,9 @@
  * (malloc_trim): a burst of handshakes leaves freed buffers spread over the
  * malloc arenas of the threads that made them, which glibc keeps resident
  * (docs/performance.md, "Design notes", has the figures).
+ * The edge and dispatch roles also serve /healthz, /readyz and /metrics on
+ * ops.listen (ops/ops.h) from before start-up until the process ends, so a
+ * probe sees "starting" and "draining" as 503 while the process answers.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -26,8 +29,11 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
+#include "common/metrics.h"
+#include "common/thread.h"
 #include "control-api/api.h"
 #include "dispatcher/dispatch.h"
+#include "ops/ops.h"
 #include "store/store.h"
 #include "ws-edge/edge.h"
 
@@ -47,6 +53,9 @@ typedef struct {
     int64_t
         stop_deadline_ms; /* wsg_mono_ms() by which the process exits: signal + shutdown_grace */
     int edge_running;     /* set under mu once start-up is complete */
+    int serving;          /* under mu: every role started; readyz may say ready */
+    ops_t *ops;           /* ops.listen of the edge and dispatch roles */
+    store_t *ops_st;      /* the dispatcher's store handle of the ops thread (readyz) */
     pthread_t hb_tid;
     int hb_started;
 } run_t;
@@ -125,6 +134,40 @@ static char *queue_path_for(const char *store_url)
     return q;
 }
 
+/* readyz of the edge and dispatch roles, on the ops thread: 503 while
+ * starting or draining (the edge then refuses new clients but still serves
+ * the ones it drains) and while the bus (NATS) is down; the dispatcher also
+ * needs its store, where dead letters go. */
+static int role_ready(void *ud, char *why, size_t whylen)
+{
+    run_t *r = ud;
+    pthread_mutex_lock(&r->mu);
+    int serving = r->serving, stopping = r->stopping;
+    pthread_mutex_unlock(&r->mu);
+    int bus_ok = serving && bus_healthy(r->bus) == 1;
+    if (serving)
+        wsg_gauge_set(WSG_G_BUS_UP, bus_ok);
+    int store_ok = 1;
+    if (serving && (r->roles & ROLE_DISPATCH)) {
+        char err[256];
+        if (!r->ops_st && store_open(&r->ops_st, r->cfg->store, err, sizeof err) != 0) {
+            store_free(r->ops_st);
+            r->ops_st = NULL;
+        }
+        store_ok = r->ops_st && store_ping(r->ops_st) == 0;
+        wsg_gauge_set(WSG_G_STORE_UP, store_ok);
+    }
+    if (stopping)
+        snprintf(why, whylen, "draining");
+    else if (!serving)
+        snprintf(why, whylen, "starting");
+    else if (!bus_ok || !store_ok)
+        snprintf(why, whylen, "bus %s, store %s", bus_ok ? "ok" : "down", store_ok ? "ok" : "down");
+    else
+        return 1;
+    return 0;
+}
+
 static int migrate_store(const char *url)
 {
     char err[512] = "";
@@ -189,15 +232,19 @@ static int start_roles(run_t *r, char *err, size_t errlen)
 
 static void announce(const run_t *r, const char *role)
 {
-    char edge[64] = "", api[64] = "";
+    char edge[64] = "", api[64] = "", ops[64] = "";
+    if (r->ops)
+        snprintf(ops, sizeof ops, "%d", ops_port(r->ops));
     if (r->edge)
         snprintf(edge, sizeof edge, "%d", edge_port(r->edge));
     if (r->api)
         snprintf(api, sizeof api, "%d", api_port(r->api));
     WSG_LOG(WSG_LOG_INFO, "wsgate ready",
-            "role=%s edge_listen=%s edge_port=%s api_listen=%s api_port=%s", role,
-            r->edge ? r->cfg->edge.listen : NULL, r->edge ? edge : NULL,
-            r->api ? r->cfg->api.listen : NULL, r->api ? api : NULL);
+            "role=%s edge_listen=%s edge_port=%s api_listen=%s api_port=%s ops_listen=%s "
+            "ops_port=%s",
+            role, r->edge ? r->cfg->edge.listen : NULL, r->edge ? edge : NULL,
+            r->api ? r->cfg->api.listen : NULL, r->api ? api : NULL,
+            r->ops ? r->cfg->ops.listen : NULL, r->ops ? ops : NULL);
 }
 
 static void wait_for_signal(run_t *r)
@@ -244,6 +291,12 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     pthread_create(&sig_tid, NULL, signal_thread, &r);
     pthread_detach(sig_tid);
 
+    /* the api role serves the ops paths on api.listen; standalone too */
+    if ((roles == ROLE_EDGE || roles == ROLE_DISPATCH) &&
+        (rc = ops_start(&r.ops, r.cfg->ops.listen, role_ready, &r, err, sizeof err)) != 0) {
+        WSG_LOG(WSG_LOG_ERROR, "start-up failed", "error=%s code=%s", err, wsg_err_name(rc));
+        goto out;
+    }
     if ((roles & (ROLE_API | ROLE_DISPATCH)) && migrate_store(r.cfg->store) != 0)
         goto out;
 
@@ -274,6 +327,7 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     announce(&r, role);
     pthread_mutex_lock(&r.mu);
     r.edge_running = 1;
+    r.serving = 1;
     if (r.stopping && r.edge) /* a signal came during start-up */
         edge_stop(r.edge);
     pthread_mutex_unlock(&r.mu);
@@ -301,6 +355,10 @@ out:
      * roles, and only then free the roles. */
     api_stop(r.api);
     disp_stop(r.disp, grace_left); /* what is in flight stays queued: delivered after restart */
+    ops_stop(r.ops); /* answered "draining" until here; its ready callback reads the bus */
+    r.ops = NULL;
+    store_free(r.ops_st);
+    r.ops_st = NULL;
     edge_free(r.edge);
     r.edge = NULL;
     bus_free(r.bus);

@@ -141,6 +141,9 @@ typedef struct {
     char *file; /* path it was loaded from */
     wsg_edge_conf_t edge;
     wsg_api_conf_t api;
+    struct {
+        char *listen; /* /healthz /readyz /metrics of edge and dispatch; default 127.0.0.1:9090 */
+    } ops;
     char *store; /* sqlite:///path or postgres://... */
     char *nats;  /* "" = in-process bus */
     struct {

@@ -42,6 +42,7 @@
 #include "common/metrics.h"
 #include "control-api/api_deadline.h"
 #include "control-api/api_int.h"
+#include "ops/ops.h"
 
 enum { ST_RUNNING = 0, ST_SUSPENDED = 1, ST_DONE = 2 };
 
@@ -507,17 +508,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 /* libmicrohttpd's own messages go through the JSON log, not raw stderr. */
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = 0;
-    WSG_LOG(WSG_LOG_WARN, "api http server", "detail=%s", line);
-}
-
 /* MHD would decode %2F to '/' in the path; routing decodes each segment. */
 static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 {
@@ -579,9 +569,10 @@ int api_start(api_t *a, char *err, size_t errlen)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | (addr.sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     a->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr.sa, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(c->max_connections ? c->max_connections : 10000),
+        flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, ops_mhd_log,
+        (void *)"api http server", MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr.sa,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(c->max_connections ? c->max_connections : 10000),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((c->connection_timeout_ms + 999) / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
@@ -590,8 +581,7 @@ int api_start(api_t *a, char *err, size_t errlen)
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
     if (!a->mhd)
         return wsg_errf(err, errlen, WSG_EIO, "api: cannot listen on %s", c->listen);
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    a->port = di ? di->port : 0;
+    a->port = ops_mhd_port(a->mhd);
     return 0;
 }
 

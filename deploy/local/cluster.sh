@@ -281,14 +281,17 @@ cmd_start() {
     local p
     read -r -a EDGE_PORTS <<<"${EDGE_PORTS:-$BASE_PORT $((BASE_PORT + 1))}"
     read -r -a API_PORTS <<<"${API_PORTS:-$((BASE_PORT + 10)) $((BASE_PORT + 11))}"
+    # ops.listen (/healthz /readyz /metrics): dispatch0 dispatch1 edge0 edge1
+    read -r -a OPS_PORTS <<<"${OPS_PORTS:-$((BASE_PORT + 30)) $((BASE_PORT + 31)) $((BASE_PORT + 32)) $((BASE_PORT + 33))}"
     NATS_PORT="${NATS_PORT:-$((BASE_PORT + 20))}"
     PG_PORT="${PG_PORT:-$((BASE_PORT + 21))}"
     [[ ${#EDGE_PORTS[@]} -eq 2 && ${#API_PORTS[@]} -eq 2 ]] ||
         die "EDGE_PORTS and API_PORTS take two ports each (\"P0 P1\")"
-    for p in "${EDGE_PORTS[@]}" "${API_PORTS[@]}" "$NATS_PORT" "$PG_PORT"; do
+    [[ ${#OPS_PORTS[@]} -eq 4 ]] || die "OPS_PORTS takes four ports (\"D0 D1 E0 E1\")"
+    for p in "${EDGE_PORTS[@]}" "${API_PORTS[@]}" "${OPS_PORTS[@]}" "$NATS_PORT" "$PG_PORT"; do
         [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || die "bad port '$p'"
     done
-    for p in "${EDGE_PORTS[@]}" "${API_PORTS[@]}" "$NATS_PORT" "$PG_PORT"; do
+    for p in "${EDGE_PORTS[@]}" "${API_PORTS[@]}" "${OPS_PORTS[@]}" "$NATS_PORT" "$PG_PORT"; do
         port_busy "$p" && die "port $p is in use (set BASE_PORT)"
     done
     STATE="${STATE_DIR:-$(mktemp -d /tmp/wsgate-local-XXXXXX)}"
@@ -319,14 +322,15 @@ cmd_start() {
     # drains the edges while the others still run
     local i
     for i in 0 1; do
-        start_node "dispatch$i" dispatch -
+        start_node "dispatch$i" dispatch "${OPS_PORTS[$i]}" WSGATE_OPS_LISTEN="127.0.0.1:${OPS_PORTS[$i]}"
     done
     for i in 0 1; do
         start_node "api$i" api "${API_PORTS[$i]}" WSGATE_API_LISTEN="127.0.0.1:${API_PORTS[$i]}"
     done
     for i in 0 1; do
         start_node "edge$i" edge "${EDGE_PORTS[$i]}" \
-            WSGATE_EDGE_LISTEN="127.0.0.1:${EDGE_PORTS[$i]}" WSGATE_EDGE_ID="local-edge-$i"
+            WSGATE_EDGE_LISTEN="127.0.0.1:${EDGE_PORTS[$i]}" WSGATE_EDGE_ID="local-edge-$i" \
+            WSGATE_OPS_LISTEN="127.0.0.1:${OPS_PORTS[$((i + 2))]}"
     done
     trap - EXIT
     print_addresses | tee "$STATE/addresses"
@@ -355,6 +359,7 @@ wsgate local cluster is up (state and logs: $STATE)
   edges (WebSocket):   ws://127.0.0.1:${EDGE_PORTS[0]}${ROUTE_PATH}   ws://127.0.0.1:${EDGE_PORTS[1]}${ROUTE_PATH}
   control APIs:        http://127.0.0.1:${API_PORTS[0]}   http://127.0.0.1:${API_PORTS[1]}
   dispatchers:         2, posting webhooks to the routes' backends ($ROUTES_NOTE)
+  ops (/healthz /readyz /metrics): dispatchers http://127.0.0.1:${OPS_PORTS[0]} http://127.0.0.1:${OPS_PORTS[1]}, edges http://127.0.0.1:${OPS_PORTS[2]} http://127.0.0.1:${OPS_PORTS[3]}
   NATS:                $NATS_URL (JetStream store $STATE/nats)
   PostgreSQL:          $STORE_URL
   config:              $CONFIG

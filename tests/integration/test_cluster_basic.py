@@ -47,8 +47,12 @@ class Node(w.WatchedProcess):
         self.cluster = cluster
         self.name = name
         self.role = role
-        self.env = env
+        self.env = dict(env)
         self.port = port
+        self.ops_port = None
+        if role in ("edge", "dispatch"):  # /healthz /readyz /metrics on ops.listen
+            self.ops_port = w.free_port()
+            self.env.setdefault("WSGATE_OPS_LISTEN", "127.0.0.1:%d" % self.ops_port)
         self.proc = None
         self.log_path = cluster.tmp.join(name + ".log")
         self._offset = 0
@@ -80,7 +84,8 @@ class Node(w.WatchedProcess):
                 raise AssertionError("%s exited with %s during start-up:\n%s"
                                      % (self.name, self.proc.returncode, self.tail()))
             if '"wsgate ready"' in self.text(since_start=True) and \
-                    (self.port is None or w.port_open(self.port)):
+                    (self.port is None or w.port_open(self.port)) and \
+                    (self.ops_port is None or w.port_open(self.ops_port)):
                 return
             time.sleep(0.05)
         raise AssertionError("%s not ready within %.0fs:\n%s" % (self.name, timeout, self.tail()))
