@@ -68,7 +68,11 @@ wsgate_status wsgate_batch_add(wsgate_batch *b, const char *method, const char *
         bad |= json_object_set_new(it, "body", json_string(body));
     if (it && body && content_type)
         bad |= json_object_set_new(it, "content_type", json_string(content_type));
-    if (bad || json_array_append_new(b->requests, it) != 0)
+    if (bad) {
+        json_decref(it);
+        return sdk_fail(WSGATE_ENOMEM, "out of memory");
+    }
+    if (json_array_append_new(b->requests, it) != 0) /* takes it even when it fails */
         return sdk_fail(WSGATE_ENOMEM, "out of memory");
     return WSGATE_OK;
 }
@@ -124,10 +128,10 @@ static wsgate_status take_results(wsgate_batch *b, json_t *j)
     if (!json_is_array(res) || json_array_size(res) != json_array_size(b->requests))
         return sdk_fail(WSGATE_EPROTO, "batch answer without one result per request");
     b->results = json_incref(res);
-    b->n_bodies = json_array_size(res);
-    b->bodies = calloc(b->n_bodies + 1, sizeof *b->bodies);
+    b->bodies = calloc(json_array_size(res) + 1, sizeof *b->bodies);
     if (!b->bodies)
         return sdk_fail(WSGATE_ENOMEM, "out of memory");
+    b->n_bodies = json_array_size(res);
     for (size_t i = 0; i < b->n_bodies; i++) {
         json_t *body = json_object_get(json_array_get(res, i), "body");
         if (body && !(b->bodies[i] = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)))

@@ -7,7 +7,7 @@
  * Threads: a wsgate_client is shared. Its mutex guards only the pool and
  * the token; no lock is held during a request, so calls on many threads
  * run in parallel, each on its own easy handle. curl_global_init() runs
- * once (pthread_once).
+ * once per process (curl_init()).
  */
 #include <curl/curl.h>
 #include <pthread.h>
@@ -250,12 +250,21 @@ static wsgate_status options_copy(wsgate_options *d, const wsgate_options *s)
     return oom ? sdk_fail(WSGATE_ENOMEM, "out of memory") : WSGATE_OK;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+/* curl_global_init() once per process; a failed one (out of memory) is
+ * tried again by the next wsgate_client_new(), so not pthread_once. */
+static pthread_mutex_t curl_init_mu = PTHREAD_MUTEX_INITIALIZER;
+static int curl_inited;
 
-static void curl_init(void)
+static CURLcode curl_init(void)
 {
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURLcode rc = CURLE_OK;
+    pthread_mutex_lock(&curl_init_mu);
+    if (!curl_inited) {
+        rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        curl_inited = rc == CURLE_OK;
+    }
+    pthread_mutex_unlock(&curl_init_mu);
+    return rc;
 }
 
 wsgate_status wsgate_client_new(wsgate_client **out, const wsgate_options *o)
@@ -265,9 +274,9 @@ wsgate_status wsgate_client_new(wsgate_client **out, const wsgate_options *o)
     *out = NULL;
     if (!o->url || (!o->token && !o->key))
         return sdk_fail(WSGATE_EINVAL, "options need a url and a token or a signing key");
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return sdk_fail(curl_init_rc == CURLE_OUT_OF_MEMORY ? WSGATE_ENOMEM : WSGATE_ETRANSPORT,
+    CURLcode cc = curl_init();
+    if (cc != CURLE_OK)
+        return sdk_fail(cc == CURLE_OUT_OF_MEMORY ? WSGATE_ENOMEM : WSGATE_ETRANSPORT,
                         "curl_global_init failed");
     wsgate_client *c = calloc(1, sizeof *c);
     if (!c)

@@ -20,6 +20,8 @@ import tempfile
 import wsgate_test as w
 
 CHECK = os.environ.get("SDK_CLIENT_CHECK", "")
+# sdk_alloc_check replaces malloc, as ASan does: "none" in a sanitizer build
+ALLOC_CHECK = os.environ.get("SDK_ALLOC_CHECK", "")
 
 
 class SdkClient(w.GatewayTestCase):
@@ -77,6 +79,24 @@ class SdkClient(w.GatewayTestCase):
         # the replay delivered the same event (same id) once more
         be.wait_for(lambda rs: [r for r in rs for e in r.events() if e["id"] == dead["id"]][1:],
                     10, "the replayed dead letter")
+
+    def test_allocation_failures_of_client_calls(self):
+        """Every control-API call with its 1st, 2nd, ... allocation failed
+        (libcurl's and jansson's included): a status, never a crash or a
+        leak (sdk_alloc_check.c)."""
+        if ALLOC_CHECK == "none":
+            self.assertIn("ASAN_OPTIONS", os.environ, "SDK_ALLOC_CHECK=none outside ASan")
+            return  # ASan's allocator and the malloc hook exclude each other
+        self.assertTrue(os.access(ALLOC_CHECK, os.X_OK), "SDK_ALLOC_CHECK: %r" % ALLOC_CHECK)
+        gw = self.gateway([w.route("/chat", self.backend().url)])
+        tok_ws = self.client(gw.edge_url + "/chat")  # one connection for the iteration
+        src = os.environ.get("WSGATE_SOURCE_DIR", ".")
+        p = subprocess.run([ALLOC_CHECK, os.path.join(src, "tests", "data"), gw.api_url,
+                            gw.api_secret], capture_output=True, text=True,
+                           timeout=w.scaled(240))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("ALL OK", p.stdout)
+        tok_ws.close()
 
 
 if __name__ == "__main__":
