@@ -73,6 +73,7 @@ typedef struct {
     uint64_t idle_timeout_ms;      /* default 60000 */
     uint64_t max_lifetime_ms;      /* default 0 = none */
     uint64_t handshake_timeout_ms; /* default 10000 */
+    bool close_on_token_expiry;    /* default true: close 1008 when the token's expiry passes */
 } wsg_limits_conf_t;
 
 typedef struct {
@@ -102,6 +103,8 @@ typedef struct {
     } auth;
     char **allowed_origins;
     size_t n_allowed_origins;
+    char **subprotocols; /* accepted application subprotocols; none: any offered */
+    size_t n_subprotocols;
     wsg_one_conn_t one_connection_per_user;
     char **allowed_backends; /* URL prefixes; backend is implied */
     size_t n_allowed_backends;

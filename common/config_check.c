@@ -301,12 +301,29 @@ int cfg_check_edge_id(const char *v, char *why, size_t n)
     return 0;
 }
 
-int cfg_check_token(const char *v, char *why, size_t n)
+/* An HTTP token's characters (RFC 9110 §5.6.2). */
+static int is_http_token(const char *v)
 {
     size_t len = strlen(v);
-    if (len == 0 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                              "0123456789!#$%&'*+-.^_`|~") != len)
+    return len && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            "0123456789!#$%&'*+-.^_`|~") == len;
+}
+
+int cfg_check_token(const char *v, char *why, size_t n)
+{
+    if (!is_http_token(v))
         return fail(why, n, "'%s' is not an HTTP header name", v);
+    return 0;
+}
+
+/* A Sec-WebSocket-Protocol value is an HTTP token (RFC 6455 §4.1); "bearer."
+ * entries carry client tokens and are never an application protocol. */
+int cfg_check_subprotocol(const char *v, char *why, size_t n)
+{
+    if (!is_http_token(v))
+        return fail(why, n, "'%s' is not a subprotocol name (an HTTP token)", v);
+    if (strncmp(v, "bearer.", 7) == 0)
+        return fail(why, n, "'%s': bearer.* entries carry tokens, not a subprotocol", v);
     return 0;
 }
 

@@ -85,6 +85,7 @@ int cfg_check_regex(const char *v, char *why, size_t n);
 int cfg_check_whsec(const char *v, char *why, size_t n);
 int cfg_check_edge_id(const char *v, char *why, size_t n);
 int cfg_check_token(const char *v, char *why, size_t n);
+int cfg_check_subprotocol(const char *v, char *why, size_t n);
 int cfg_check_nonempty(const char *v, char *why, size_t n);
 int cfg_check_log_level(const char *v, char *why, size_t n);
 int cfg_check_log_format(const char *v, char *why, size_t n);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every build, test and run dependency of wsgate from Debian bookworm's
-# archive. Idempotent: when everything is present it checks with dpkg-query and
+# archive (headless Chromium and Node.js for tests/e2e/test_conformance_*). Idempotent: when everything is present it checks with dpkg-query and
 # returns in well under a second without touching the network.
 #
 # Usage: scripts/deps.sh [--bench | --fuzz]
@@ -14,7 +14,12 @@ pkgs=(
   libcurl4-openssl-dev libnats-dev libjansson-dev libjwt-dev libyaml-dev
   libpcre2-dev libcmocka-dev libssl-dev
   nats-server postgresql sqlite3 curl python3 procps
+  chromium
 )
+# The conformance tests drive Node's `ws` (npm installs it at test time) and
+# headless Chromium. A Node.js that is already there (e.g. the machine's own
+# 20.x) is kept; Debian's is installed only when there is none.
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 case "${1:-}" in
   --bench) pkgs+=(wrk gnuplot-nox pushpin) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev llvm) ;;

@@ -620,6 +620,13 @@ static int answer_fields(json_t *o, edge_authz_answer_t *out)
         abort();
     if (json_is_string(sp))
         out->subprotocol = dup_or_die(json_string_value(sp));
+    json_t *exp = json_object_get(o, "expires_at");
+    if (exp && !json_is_null(exp)) { /* Unix seconds, like a JWT's exp */
+        double v = json_number_value(exp);
+        if (!json_is_number(exp) || !(v >= 1 && v < 1e15))
+            return WSG_EPROTO;
+        out->expires_at = (long long)v;
+    }
     return chans ? answer_channels(chans, out) : 0;
 }
 

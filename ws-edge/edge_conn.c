@@ -2,9 +2,9 @@
  * edge_conn.c — an open connection: reassembling messages across fragments
  * under max_message_bytes (1009), the token-bucket rate limit (1008), the
  * bounded outbound queue (1008 "slow consumer"), ping / idle / lifetime
- * timers (1001), closing with a code, pausing reads while its events wait
- * for the bus (overload slows a client down, never disconnects it), and
- * 1013 when the bus reports that one could not be made durable.
+ * timers (1001), the token's expiry (1008 "token expired"), closing with a code, pausing reads
+ * while its events wait for the bus (overload slows a client down, never disconnects it), and 1013
+ * when the bus reports that one could not be made durable.
  *
  * Service thread only. Invalid UTF-8 in a text message closes with 1007
  * (checked here on the whole message rather than by lws, so that the
@@ -52,6 +52,7 @@ void edge_conn_free(edge_conn_t *c)
     free(c->close_reason);
     free(c->peer_reason);
     free(c->subprotocol);
+    free(c->bearer_offer);
     free(c->connect_extra);
     free(c->hs_req);
     free(c->rx);
@@ -69,6 +70,8 @@ static void schedule_timer(edge_loop_t *e, edge_conn_t *c, int64_t now)
         next = c->last_rx_ms + (int64_t)l->idle_timeout_ms;
     if (l->max_lifetime_ms && c->opened_ms + (int64_t)l->max_lifetime_ms < next)
         next = c->opened_ms + (int64_t)l->max_lifetime_ms;
+    if (c->expires_ms && c->expires_ms < next)
+        next = c->expires_ms;
     if (next == INT64_MAX)
         return;
     edge_timer_arm(e, c, next > now ? next : now);
@@ -122,7 +125,10 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot)
         free(initial[i]);
     }
     free(initial);
-    if (edge_event_connect(e, c) != 0) {
+    int rc = edge_event_connect(e, c);
+    free(c->subprotocol); /* answered in the 101 and told in the connect event: done */
+    c->subprotocol = NULL;
+    if (rc != 0) {
         edge_conn_close(e, c, 1011, "internal error", "server");
         return 0;
     }
@@ -317,8 +323,8 @@ static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len
 int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
 {
     c->last_rx_ms = edge_now_ms();
-    if (c->close_code)
-        return 0; /* closing: ignore what still arrives */
+    if (c->close_code || c->peer_code)
+        return 0; /* closing, or after the client's close frame (RFC 6455 §5.5.1): ignored */
     int rc = reassemble(e, c, in, len);
     if (rc == 0 && c->rxc.unmasked && !c->close_code && !lws_remaining_packet_payload(c->wsi) &&
         edge_rxcheck_frame_done(c)) /* the last frame before an unmasked one */
@@ -433,6 +439,12 @@ int edge_on_timer(edge_loop_t *e, edge_conn_t *c)
     int64_t now = edge_now_ms();
     if (c->close_code)
         return 0;
+    if (c->expires_ms && now >= c->expires_ms) {
+        WSG_LOG(WSG_LOG_INFO, "token expired", "conn=%s route=%s user=%s", c->id, c->route->path,
+                c->user);
+        edge_conn_close(e, c, 1008, "token expired", "server");
+        return 0;
+    }
     if (l->max_lifetime_ms && now - c->opened_ms >= (int64_t)l->max_lifetime_ms) {
         edge_conn_close(e, c, 1001, "max lifetime reached", "timeout");
         return 0;

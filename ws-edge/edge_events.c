@@ -297,8 +297,9 @@ int edge_event_connect(edge_loop_t *e, edge_conn_t *c)
         free(c->connect_extra); /* only the connect event needs it */
         c->connect_extra = NULL;
     }
-    edge_sb_puts(&b, ",\"subprotocol\":");
-    str_or_null(&b, c->subprotocol);
+    edge_sb_puts(&b, ",\"subprotocol\":"); /* an echoed bearer.<token> is no protocol */
+    str_or_null(&b, c->subprotocol && strncmp(c->subprotocol, "bearer.", 7) != 0 ? c->subprotocol
+                                                                                 : NULL);
     edge_sb_puts(&b, ",\"channels\":[");
     int first = 1;
     for (size_t i = 0; i < c->n_channels; i++) {

@@ -3,8 +3,10 @@
  * a repeated Host, Origin, Sec-WebSocket-Key, Sec-WebSocket-Version or
  * Authorization header (400), exact-path routing (404), not a version-13
  * upgrade (426), a bad Sec-WebSocket-Key (400), origin (403), connection
- * limits (503 per edge, 429 per IP), JWT (401), one connection per user
- * with `reject` (409), and the authorizer webhook (its 401/403, or 503).
+ * limits (503 per edge, 429 per IP), the subprotocol (400 when the route
+ * lists others only; an offer of bearer.<token> alone is echoed), JWT (401)
+ * and its expiry, one connection per user with `reject` (409), and the
+ * authorizer webhook (its 401/403, or 503).
  *
  * The request arrives here complete and parsed (edge_request.c), before lws
  * has seen any of it: lws 4.1 cannot hold an upgrade open
@@ -38,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/text.h"
 #include "common/jwt.h"
@@ -211,6 +214,8 @@ static void parse_protocols(const edge_req_t *req, edge_conn_t *c, char **token)
             abort();
         for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
             if (strncmp(t, "bearer.", 7) == 0) {
+                if (!c->bearer_offer && !(c->bearer_offer = strdup(t)))
+                    abort();
                 if (!*token)
                     *token = strdup(t + 7);
                 continue;
@@ -304,6 +309,8 @@ static int check_jwt(edge_loop_t *e, edge_conn_t *c, const char *token, char *wh
             wsg_claims_clear(&cl);
             return WSG_EAUTH;
         }
+    if (cl.exp)
+        edge_conn_set_expiry(c, cl.exp + r->auth.jwt.leeway_s); /* accepted until then */
     if (cl.sub)
         c->user = strdup(cl.sub);
     edge_conn_set_context(c, cl.context_json);
@@ -316,6 +323,17 @@ static int check_jwt(edge_loop_t *e, edge_conn_t *c, const char *token, char *wh
     }
     wsg_claims_clear(&cl);
     return 0;
+}
+
+void edge_conn_set_expiry(edge_conn_t *c, int64_t unix_s)
+{
+    c->expires_ms = 0;
+    if (!c->route->limits.close_on_token_expiry)
+        return;
+    int64_t left = unix_s * 1000 - wsg_wall_ms(); /* the wheel runs on the monotonic clock */
+    c->expires_ms = edge_now_ms() + (left > 0 ? left : 0);
+    if (!c->expires_ms)
+        c->expires_ms = 1;
 }
 
 /* Keeps a copy of txt (a JSON object) as c's context; "{}" or NULL: none. */
@@ -563,15 +581,51 @@ static void hold_fd(edge_loop_t *e, edge_conn_t *c, int fd)
     edge_map_put(&e->by_fd, k, c);
 }
 
-static void choose_subprotocol(edge_conn_t *c, const char *wanted)
+static int list_holds(char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0) /* subprotocol names are case-sensitive */
+            return 1;
+    return 0;
+}
+
+static void set_subprotocol(edge_conn_t *c, const char *sp)
 {
     free(c->subprotocol);
     c->subprotocol = NULL;
-    for (size_t i = 0; i < c->n_offered; i++)
-        if (!wanted || strcmp(wanted, c->offered[i]) == 0) {
-            c->subprotocol = strdup(c->offered[i]);
-            return;
-        }
+    if (sp && !(c->subprotocol = strdup(sp)))
+        abort();
+}
+
+/* "subprotocol not offered; accepted: a, b" in why, cut to fit. */
+static void accepted_list(const wsg_route_conf_t *r, char *why, size_t whylen)
+{
+    size_t n = (size_t)snprintf(why, whylen, "subprotocol not accepted; accepted:");
+    for (size_t i = 0; i < r->n_subprotocols && n < whylen; i++)
+        n += (size_t)snprintf(why + n, whylen - n, "%s %s", i ? "," : "", r->subprotocols[i]);
+}
+
+/* The subprotocol of the 101 (SPEC.md §2): the first the client offered
+ * that the route lists (the first offered when it lists none); a client
+ * that offered only bearer.<token> entries gets the first of them back, as
+ * a browser fails a 101 that names none of its offers. Returns 0, or 400
+ * with the accepted list in why when the route lists protocols and the
+ * client offered others only. An authorizer may choose another offer. */
+static int select_subprotocol(edge_conn_t *c, char *why, size_t whylen)
+{
+    const wsg_route_conf_t *r = c->route;
+    const char *pick = NULL;
+    for (size_t i = 0; i < c->n_offered && !pick; i++)
+        if (!r->n_subprotocols || list_holds(r->subprotocols, r->n_subprotocols, c->offered[i]))
+            pick = c->offered[i];
+    if (!pick && c->n_offered) {
+        accepted_list(r, why, whylen);
+        return 400;
+    }
+    set_subprotocol(c, pick ? pick : c->bearer_offer);
+    free(c->bearer_offer); /* an authorizer only chooses among c->offered */
+    c->bearer_offer = NULL;
+    return 0;
 }
 
 void edge_hs_drop_orphan(edge_loop_t *e)
@@ -709,14 +763,18 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
     }
     edge_conn_t *c = conn_new(e, r, req->remote);
     c->counted = 1;
-    char jwhy[256] = "";
+    char jwhy[512] = "";
     char *token = find_token(req, c);
-    int rc = check_jwt(e, c, token, jwhy, sizeof jwhy);
+    st = select_subprotocol(c, jwhy, sizeof jwhy);
+    if (st == 0 && check_jwt(e, c, token, jwhy, sizeof jwhy) != 0)
+        st = 401;
+    if (st == 0 && edge_user_reserve(e, c) != 0)
+        st = 409, snprintf(jwhy, sizeof jwhy, "user already connected");
     free(token);
-    if (rc != 0 || edge_user_reserve(e, c) != 0) {
+    if (st) {
         edge_admit_release(e, c->remote);
         edge_conn_free(c);
-        refuse_fd(fd, rc ? 401 : 409, rc ? jwhy : "user already connected", r->path, NULL);
+        refuse_fd(fd, st, jwhy, r->path, NULL);
         return;
     }
     c->connect_extra = connect_extra(r, req);
@@ -735,7 +793,8 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
         hold_for_authz(e, c);
 }
 
-/* Applies a 2xx authorizer answer. Returns 0 (admit), 403 (allow false), 503 (garbage). */
+/* Applies a 2xx authorizer answer. Returns 0 (admit), 401 (its expires_at has
+ * passed), 403 (allow false), 503 (garbage, a subprotocol not offered). */
 static int apply_authz_answer(edge_conn_t *c, const char *body)
 {
     edge_authz_answer_t a;
@@ -761,9 +820,21 @@ static int apply_authz_answer(edge_conn_t *c, const char *body)
         c->n_channels += a.n_channels;
         a.n_channels = 0; /* the strings are c's now */
     }
-    choose_subprotocol(c, a.subprotocol);
+    int st = 0;
+    if (a.expires_at) { /* replaces the JWT's, like user and context */
+        if (a.expires_at <= (int64_t)time(NULL))
+            st = 401;
+        edge_conn_set_expiry(c, a.expires_at);
+    }
+    if (st == 0 && a.subprotocol && !list_holds(c->offered, c->n_offered, a.subprotocol)) {
+        WSG_LOG(WSG_LOG_WARN, "authorizer chose a subprotocol the client did not offer",
+                "conn=%s route=%s", c->id, c->route->path);
+        st = 503; /* the 101 may only name an offer (RFC 6455 §4.2.2) */
+    } else if (st == 0 && a.subprotocol) {
+        set_subprotocol(c, a.subprotocol);
+    }
     edge_authz_answer_clear(&a);
-    return 0;
+    return st;
 }
 
 /* A claim thread's verdict on c's user (c NULL: the handshake is gone). */
@@ -799,8 +870,7 @@ void edge_on_authz_result(edge_loop_t *e, edge_q_t *q)
     if (!c || !c->pending || c->hs_fd < 0 || c->admitted || c->claiming)
         return; /* timed out meanwhile */
     int st = q->u.authz.status;
-    if (st == -1) {
-        choose_subprotocol(c, NULL);
+    if (st == -1) { /* no authorizer: the subprotocol was chosen with the request */
         st = 0;
     } else if (st == 401 || st == 403) {
         edge_hs_refuse(e, c, st, "refused by the authorizer");
@@ -812,7 +882,10 @@ void edge_on_authz_result(edge_loop_t *e, edge_q_t *q)
         st = 503;
     }
     if (st != 0) {
-        edge_hs_refuse(e, c, st, st == 403 ? "refused by the authorizer" : "authorizer failed");
+        edge_hs_refuse(e, c, st,
+                       st == 403   ? "refused by the authorizer"
+                       : st == 401 ? "token expired"
+                                   : "authorizer failed");
         return;
     }
     if (edge_user_reserve(e, c) != 0) {

@@ -134,11 +134,12 @@ typedef struct edge_conn {
     char **channels;    /* channels from the token/authorizer, then subscriptions */
     size_t n_channels, cap_channels;
     char remote[48];
-    char *subprotocol;   /* chosen subprotocol or NULL */
+    char *subprotocol;   /* chosen subprotocol (maybe a bearer.* entry: see select_subprotocol) */
     char *connect_extra; /* JSON members for the connect event ("headers":..,"query":..) */
     uint64_t seq;
     int64_t opened_ms, last_rx_ms, last_ping_ms;
-    int64_t t_at; /* armed deadline (edge_timer.c); t_pprev != NULL while armed */
+    int64_t expires_ms; /* the token's expiry (edge clock), 0: none; closes 1008 then */
+    int64_t t_at;       /* armed deadline (edge_timer.c); t_pprev != NULL while armed */
     struct edge_conn *t_next, **t_pprev;
     double tokens; /* rate limit bucket */
     int64_t tokens_ms;
@@ -168,7 +169,8 @@ typedef struct edge_conn {
     size_t hs_req_len;
     char **offered; /* offered subprotocols, bearer.* removed */
     size_t n_offered;
-    int admitted; /* decided: the replayed request is let through */
+    char *bearer_offer; /* the first offered bearer.<token> entry, echoed if nothing else is */
+    int admitted;       /* decided: the replayed request is let through */
 } edge_conn_t;
 
 /* ---- the hand-over queue (any thread -> service thread) ---------------- */
@@ -368,6 +370,10 @@ void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on);
  * gives it to lws rebuilt, or holds it for the authorizer or a user claim.
  * Takes r->fd (sets it to -1). */
 void edge_hs_decide(edge_loop_t *e, edge_req_t *r);
+
+/* Sets c's expiry to Unix second unix_s (closes 1008 "token expired" then)
+ * when its route has limits.close_on_token_expiry; else none. */
+void edge_conn_set_expiry(edge_conn_t *c, int64_t unix_s);
 
 /* edge_conn.c */
 int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot);

@@ -121,6 +121,22 @@ class CheckConfig(unittest.TestCase):
         self.assertEqual(r.stderr, path + ":16: routes[1].limits.ping_interval: invalid duration"
                          " 'fast' (use 25s, 1500ms, 2m)\n")
 
+    def test_bad_subprotocols(self):
+        for bad, why in (("bearer.x", "'bearer.x': bearer.* entries carry tokens, not a "
+                          "subprotocol"),
+                         ("'a b'", "'a b' is not a subprotocol name (an HTTP token)")):
+            with self.subTest(bad):
+                path = self.write("bad.yaml", GOOD.replace(
+                    "path: /public", "path: /public\n    subprotocols: [chat.v1, %s]" % bad))
+                r = run(["--config", path])
+                self.assertEqual(r.returncode, 2)
+                self.assertIn(":16: routes[1].subprotocols", r.stderr)
+                self.assertIn(why, r.stderr)
+        path = self.write("good.yaml", GOOD.replace(
+            "path: /public", "path: /public\n    subprotocols: [chat.v1, mqtt]\n"
+            "    limits: {close_on_token_expiry: false}"))
+        self.assertEqual(run(["--config", path]).returncode, 0)
+
     def test_error_never_echoes_a_store_password(self):
         path = self.write("bad.yaml", GOOD.replace("postgres://", "mysql://"))
         r = run(["--config", path])

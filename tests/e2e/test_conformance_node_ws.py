@@ -1,0 +1,140 @@
+"""test_conformance_node_ws.py — Node's `ws` package (a client nobody here
+wrote; installed by npm into tests/conformance/node_modules at test time)
+against the real binary, each case checked from both ends (what the client
+saw, what the backend got, what the control API made the client see):
+
+- text and binary messages both ways;
+- a fragmented message from the client arrives whole;
+- ping/pong both ways: the client's ping is answered with its payload, the
+  edge's pings reach the client (ws answers them itself);
+- close codes both ways: the client's 4001 "bye" reaches the disconnect
+  event (initiator client), the API's 4002 "kicked" reaches the client;
+- a browser-style token: protocols ["bearer.<jwt>"] opens (ws, like
+  browsers, fails a 101 that names none of its offers), the user is the
+  token's; a route listing subprotocols answers the listed one, and one
+  offered only others is refused 400;
+- permessage-deflate: ws offers it by default; a route without compression
+  declines it (`extensions` is ""). check_compression() is the hook for the
+  "on" case (routes[].compression).
+
+npm missing, or the install failing, fails the test (no skip).
+
+Env: WSGATE_BIN, PYTHONPATH=tests/lib.
+"""
+
+import base64
+import time
+
+import wsgate_test as w
+from wsgate_clients import NodeWs
+
+JWT = {"alg": "HS256", "secret": w.DEFAULT_CLIENT_SECRET}
+
+
+class NodeWsConformance(w.GatewayTestCase):
+    # The scheme and the routes' extra keys: a TLS or compression variant of
+    # this suite overrides these (edge.tls, routes[].compression).
+    ROUTE_EXTRA = {}
+    GATEWAY_CONFIG = {}
+
+    def setUp(self):
+        super().setUp()
+        self.be = self.backend()
+        pings = {"ping_interval": "300ms", "idle_timeout": "10s"}
+        self.gw = self.gateway([
+            w.route("/chat", self.be.url, limits=pings, **self.ROUTE_EXTRA),
+            w.route("/jwt", self.be.url, jwt=JWT, **self.ROUTE_EXTRA),
+            w.route("/listed", self.be.url, jwt=JWT, subprotocols=["chat.v1"],
+                    **self.ROUTE_EXTRA),
+        ], config=self.GATEWAY_CONFIG)
+        self.node = NodeWs()
+        self.addCleanup(self.node.close)
+        self.url = self.gw.edge_url
+
+    def open(self, cid, path, protocols=None, **kw):
+        self.node.open(cid, self.url + path + "?tag=" + cid, protocols, **kw)
+        opened = self.node.wait(cid, "open")
+        ev = self.be.wait_event(lambda e: e["type"] == "connect" and e["query"].get("tag") == cid)
+        return opened, ev["connection_id"], ev
+
+    def message_events(self, cid, n):
+        return self.be.wait_events(lambda e: e["type"] == "message" and e["connection_id"] == cid,
+                                   n)
+
+    def test_text_and_binary_both_ways(self):
+        _, cid, _ = self.open("c1", "/chat")
+        blob = bytes([0, 1, 2, 254, 255]) * 20
+        self.node.cmd(op="send", id="c1", text="héllo")
+        self.node.cmd(op="send", id="c1", b64=base64.b64encode(blob).decode())
+        evs = self.message_events(cid, 2)
+        self.assertEqual(evs[0]["data"], "héllo")
+        self.assertEqual((evs[1].get("binary"), base64.b64decode(evs[1]["data_base64"])),
+                         (True, blob))
+        api = self.gw.control()
+        self.assertEqual(api.send(cid, "to node", content_type="text/plain").status, 200)
+        self.assertEqual(api.send(cid, blob, content_type="application/octet-stream").status, 200)
+        self.assertEqual(self.node.wait("c1", "message")["text"], "to node")
+        got = self.node.wait("c1", "message", lambda e: "b64" in e)
+        self.assertEqual(base64.b64decode(got["b64"]), blob)
+
+    def test_fragmented_message_arrives_whole(self):
+        _, cid, _ = self.open("f1", "/chat")
+        for part, fin in (("frag", False), ("men", False), ("ted", True)):
+            self.node.cmd(op="send", id="f1", text=part, fin=fin)
+        self.assertEqual(self.message_events(cid, 1)[0]["data"], "fragmented")
+
+    def test_ping_pong_both_ways(self):
+        self.open("p1", "/chat")
+        self.node.cmd(op="ping", id="p1", data="are you there")
+        self.assertEqual(self.node.wait("p1", "pong")["data"], "are you there")
+        self.node.wait("p1", "ping", timeout=5)  # the edge's, every 300 ms
+        self.node.drain(1.0)  # ws answered those pings: the idle timer never fires
+        self.assertEqual([e for e in self.node.events("p1") if e["ev"] == "close"], [])
+
+    def test_close_codes_both_ways(self):
+        _, cid, _ = self.open("k1", "/chat")
+        self.node.cmd(op="close", id="k1", code=4001, reason="bye")
+        closed = self.node.wait("k1", "close")
+        self.assertEqual((closed["code"], closed["reason"]), (4001, "bye"), "echoed")
+        d = self.be.wait_event(lambda e: e["type"] == "disconnect" and e["connection_id"] == cid)
+        self.assertEqual((d["code"], d["reason"], d["initiator"]), (4001, "bye", "client"))
+
+        _, cid2, _ = self.open("k2", "/chat")
+        r = self.gw.control().delete("/v1/connections/%s?code=4002&reason=kicked" % cid2)
+        self.assertEqual(r.status, 204, r)
+        closed = self.node.wait("k2", "close")
+        self.assertEqual((closed["code"], closed["reason"]), (4002, "kicked"))
+
+    def test_bearer_subprotocol_token(self):
+        tok = w.mint_jwt(w.client_claims("node-user"))
+        opened, _, ev = self.open("b1", "/jwt", ["bearer." + tok])
+        self.assertEqual(opened["protocol"], "bearer." + tok)
+        self.assertEqual(ev["user"], "node-user")
+        self.assertIsNone(ev["subprotocol"])
+        opened, _, ev = self.open("b2", "/listed", ["bearer." + tok, "chat.v1"])
+        self.assertEqual((opened["protocol"], ev["subprotocol"]), ("chat.v1", "chat.v1"))
+        self.node.open("b3", self.url + "/listed", ["bearer." + tok, "chat.v2"])
+        bad = self.node.wait("b3", "unexpected-response")
+        self.assertEqual(bad["status"], 400)
+        self.assertIn("chat.v1", bad["body"])
+        self.assertNotIn(tok, self.gw.logs())
+
+    def check_compression(self, path, expect_extensions):
+        """ws offers permessage-deflate by default; the 101 answers
+        expect_extensions, and a message larger than any threshold goes
+        through both ways intact."""
+        _, cid, _ = self.open("z-" + path.strip("/"), path)
+        cl = "z-" + path.strip("/")
+        self.assertEqual(self.node.wait(cl, "open")["extensions"], expect_extensions)
+        big = "compressible " * 2000
+        self.node.cmd(op="send", id=cl, text=big)
+        self.assertEqual(self.message_events(cid, 1)[0]["data"], big)
+        self.assertEqual(self.gw.control().send(cid, big, content_type="text/plain").status, 200)
+        self.assertEqual(self.node.wait(cl, "message")["text"], big)
+
+    def test_permessage_deflate_declined_without_compression(self):
+        self.check_compression("/chat", "")
+
+
+if __name__ == "__main__":
+    w.main()
