@@ -7,6 +7,9 @@
  *
  * usage: sdk_client_check API_URL API_SECRET CONN_A CONN_B
  *        sdk_client_check verify WHSEC ID TIMESTAMP SIGNATURE BODY_FILE
+ *        sdk_client_check refresh URL SECRET
+ * (refresh: a client with a 10 s token lists channels at 0, 4 and 9 s, so
+ * that the test's server sees which token each call carried.)
  * (the second verifies and parses one webhook the gateway really sent and
  * prints "<type> <connection_id> <user> <data>").
  * Prints one line per step; exits 1 at the first failed check.
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wsgate/wsgate.h"
 
@@ -232,8 +236,32 @@ static int verify_webhook(char **argv)
     return 0;
 }
 
+static int refresh(char **argv)
+{
+    wsgate_options *o = NULL;
+    wsgate_client *c = NULL;
+    OK(wsgate_options_new(&o));
+    OK(wsgate_options_set_url(o, argv[2]));
+    OK(wsgate_options_set_signing_key(o, WSGATE_HS256, argv[3], 0, "read"));
+    OK(wsgate_options_set_token_ttl(o, 10));
+    OK(wsgate_client_new(&c, o));
+    wsgate_options_free(o);
+    for (int i = 0; i < 3; i++) {
+        wsgate_page *p = NULL;
+        OK(wsgate_channels(c, NULL, 0, NULL, &p));
+        wsgate_page_free(p);
+        if (i < 2)
+            sleep(i == 0 ? 4 : 5);
+    }
+    wsgate_client_free(c);
+    puts("ALL OK");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "refresh") == 0)
+        return refresh(argv);
     if (argc == 7 && strcmp(argv[1], "verify") == 0)
         return verify_webhook(argv);
     if (argc != 5) {

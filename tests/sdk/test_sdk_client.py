@@ -80,6 +80,23 @@ class SdkClient(w.GatewayTestCase):
         be.wait_for(lambda rs: [r for r in rs for e in r.events() if e["id"] == dead["id"]][1:],
                     10, "the replayed dead letter")
 
+    def test_token_renewed_before_exp(self):
+        """A client with a 10 s token (renewed when under 2 s are left)
+        calls at 0, 4 and 9 s: the first two carry one token, the third a
+        new one that expires later; every token verifies with the secret."""
+        be = self.backend()
+        be.respond(200, b'{"items":[],"next_cursor":null}',
+                   {"Content-Type": "application/json"})
+        self.run_check("refresh", "http://127.0.0.1:%d" % be.port, w.DEFAULT_API_SECRET,
+                       timeout=60)
+        toks = [r.headers["authorization"].split(" ", 1)[1] for r in be.snapshot()]
+        self.assertEqual(len(toks), 3)
+        claims = [w.verify_jwt(t, "HS256", w.DEFAULT_API_SECRET) for t in toks]
+        self.assertEqual(toks[0], toks[1])
+        self.assertNotEqual(toks[1], toks[2])
+        self.assertGreater(claims[2]["exp"], claims[0]["exp"])
+        self.assertEqual(claims[0]["scope"], "read")
+
     def test_allocation_failures_of_client_calls(self):
         """Every control-API call with its 1st, 2nd, ... allocation failed
         (libcurl's and jansson's included): a status, never a crash or a
