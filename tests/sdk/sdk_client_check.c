@@ -8,6 +8,7 @@
  * usage: sdk_client_check API_URL API_SECRET CONN_A CONN_B
  *        sdk_client_check verify WHSEC ID TIMESTAMP SIGNATURE BODY_FILE
  *        sdk_client_check refresh URL SECRET
+ *        sdk_client_check replay URL SECRET
  * (refresh: a client with a 10 s token lists channels at 0, 4 and 9 s, so
  * that the test's server sees which token each call carried.)
  * (the second verifies and parses one webhook the gateway really sent and
@@ -258,8 +259,26 @@ static int refresh(char **argv)
     return 0;
 }
 
+/* replay: replays the first dead letter (test_sdk_cluster.py). */
+static int replay_first(char **argv)
+{
+    wsgate_options *o = NULL;
+    wsgate_client *c = NULL;
+    OK(wsgate_options_new(&o));
+    OK(wsgate_options_set_url(o, argv[2]));
+    OK(wsgate_options_set_signing_key(o, WSGATE_HS256, argv[3], 0, NULL));
+    OK(wsgate_client_new(&c, o));
+    wsgate_options_free(o);
+    dead_letters(c);
+    wsgate_client_free(c);
+    puts("ALL OK");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "replay") == 0)
+        return replay_first(argv);
     if (argc == 4 && strcmp(argv[1], "refresh") == 0)
         return refresh(argv);
     if (argc == 7 && strcmp(argv[1], "verify") == 0)

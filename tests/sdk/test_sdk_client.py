@@ -24,61 +24,81 @@ CHECK = os.environ.get("SDK_CLIENT_CHECK", "")
 ALLOC_CHECK = os.environ.get("SDK_ALLOC_CHECK", "")
 
 
+def run_check(tc, *args, timeout=120):
+    p = subprocess.run([CHECK] + list(args), capture_output=True, text=True,
+                       timeout=w.scaled(timeout))
+    if p.returncode != 0:
+        tc.fail("sdk_client_check %s failed (%d):\n%s\n%s"
+                % (args[0], p.returncode, p.stdout, p.stderr))
+    return p.stdout
+
+
+def exercise(tc, be, api_url, api_secret, edge_urls, wait_dead_letter, ordered,
+             check_replay=True):
+    """alice on edge_urls[0] and bob on edge_urls[1] (route /chat, JWT);
+    one dead letter; then sdk_client_check calls everything through
+    api_url and the clients must have received what it sent. ordered:
+    False in cluster mode, where a channel publish and a broadcast travel
+    on different NATS subjects and may overtake each other."""
+    tc.assertTrue(os.access(CHECK, os.X_OK), "SDK_CLIENT_CHECK not built: %r" % CHECK)
+    be.handler = lambda req: (400 if any(e.get("data") == "dlq" for e in req.events())
+                              else None)
+    ids, clients = {}, {}
+    for user, url in zip(("alice", "bob"), edge_urls):
+        tok = w.mint_jwt(w.client_claims(user), "HS256", w.DEFAULT_CLIENT_SECRET)
+        ws = w.WsClient.connect(url + "/chat", query={"token": tok})
+        tc.addCleanup(ws.abort)
+        clients[user] = ws
+        ev = be.wait_event(lambda e, u=user: e["type"] == "connect" and e["user"] == u, 20)
+        ids[user] = ev["connection_id"]
+    a, b = clients["alice"], clients["bob"]
+
+    # the SDK verifies and parses a webhook the gateway really sent
+    req = [r for r in be.snapshot() if r.json and r.json.get("type") == "connect"][0]
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(req.body)
+        f.flush()
+        out = run_check(tc, "verify", w.DEFAULT_WHSEC, req.headers["webhook-id"],
+                        req.headers["webhook-timestamp"], req.headers["webhook-signature"],
+                        f.name)
+    tc.assertEqual(out.split()[0], "1")
+    tc.assertIn(out.split()[1], ids.values())
+
+    a.send_text("dlq")  # the backend answers 400: a dead letter
+    dead = be.wait_event(lambda e: e.get("data") == "dlq", 20)
+    wait_dead_letter()
+
+    out = run_check(tc, api_url, api_secret, ids["alice"], ids["bob"])
+    tc.assertIn("ALL OK", out)
+
+    got_a = [a.recv(10)[1] for _ in range(2 + 100 + 4)]
+    tc.assertEqual(got_a[:2], ["t1", b"\x00\x01\xff"])
+    tc.assertEqual(got_a[2:102], ["par"] * 100)
+    if ordered:
+        tc.assertEqual(got_a[102:], ["p1", "b1", "bt", "bp"])
+    else:
+        tc.assertEqual(sorted(got_a[102:]), ["b1", "bp", "bt", "p1"])
+    tc.assertEqual(a.wait_closed(10), (4000, "bye"))
+    got_b = [b.recv(10)[1] for _ in range(2)]
+    tc.assertEqual(got_b if ordered else sorted(got_b), ["b1", "u1"])
+    tc.assertEqual(b.wait_closed(10), (4001, "bye bob"))
+    if check_replay:
+        wait_replayed(be, dead)
+
+
+def wait_replayed(be, dead):
+    """The replay delivered the same event (same id) once more."""
+    be.wait_for(lambda rs: [r for r in rs for e in r.events() if e["id"] == dead["id"]][1:],
+                20, "the replayed dead letter")
+
+
 class SdkClient(w.GatewayTestCase):
-    def setUp(self):
-        super().setUp()
-        self.assertTrue(os.access(CHECK, os.X_OK), "SDK_CLIENT_CHECK not built: %r" % CHECK)
-
-    def run_check(self, *args, timeout=120):
-        p = subprocess.run([CHECK] + list(args), capture_output=True, text=True,
-                           timeout=w.scaled(timeout))
-        if p.returncode != 0:
-            self.fail("sdk_client_check %s failed (%d):\n%s\n%s"
-                      % (args[0], p.returncode, p.stdout, p.stderr))
-        return p.stdout
-
     def test_every_call(self):
         be = self.backend()
-        be.handler = lambda req: (400 if any(e.get("data") == "dlq" for e in req.events())
-                                  else None)
         jwt = {"alg": "HS256", "secret": w.DEFAULT_CLIENT_SECRET}
         gw = self.gateway([w.route("/chat", be.url, jwt=jwt)])
-        ids = {}
-        clients = {}
-        for user in ("alice", "bob"):
-            tok = w.mint_jwt(w.client_claims(user), "HS256", w.DEFAULT_CLIENT_SECRET)
-            clients[user] = self.client(gw.edge_url + "/chat", query={"token": tok})
-            ev = be.wait_event(lambda e, u=user: e["type"] == "connect" and e["user"] == u)
-            ids[user] = ev["connection_id"]
-        a, b = clients["alice"], clients["bob"]
-
-        # the SDK verifies and parses the webhook the gateway really sent
-        req = [r for r in be.snapshot() if r.json and r.json.get("type") == "connect"][0]
-        with tempfile.NamedTemporaryFile() as f:
-            f.write(req.body)
-            f.flush()
-            out = self.run_check("verify", w.DEFAULT_WHSEC, req.headers["webhook-id"],
-                                 req.headers["webhook-timestamp"],
-                                 req.headers["webhook-signature"], f.name)
-        self.assertEqual(out.split(), ["1", ids["alice"], "alice", "-"])
-
-        a.send_text("dlq")  # the backend answers 400: a dead letter
-        dead = be.wait_event(lambda e: e.get("data") == "dlq")
-        gw.wait_log("event dead-lettered")
-
-        out = self.run_check(gw.api_url, gw.api_secret, ids["alice"], ids["bob"])
-        self.assertIn("ALL OK", out)
-
-        got_a = [a.recv(10)[1] for _ in range(2 + 100 + 4)]
-        self.assertEqual(got_a[:2], ["t1", b"\x00\x01\xff"])
-        self.assertEqual(got_a[2:102], ["par"] * 100)
-        self.assertEqual(got_a[102:], ["p1", "b1", "bt", "bp"])
-        self.assertEqual(a.wait_closed(10), (4000, "bye"))
-        self.assertEqual([b.recv(10)[1] for _ in range(2)], ["b1", "u1"])
-        self.assertEqual(b.wait_closed(10), (4001, "bye bob"))
-        # the replay delivered the same event (same id) once more
-        be.wait_for(lambda rs: [r for r in rs for e in r.events() if e["id"] == dead["id"]][1:],
-                    10, "the replayed dead letter")
+        exercise(self, be, gw.api_url, gw.api_secret, [gw.edge_url, gw.edge_url],
+                 lambda: gw.wait_log("event dead-lettered"), ordered=True)
 
     def test_token_renewed_before_exp(self):
         """A client with a 10 s token (renewed when under 2 s are left)
@@ -87,7 +107,7 @@ class SdkClient(w.GatewayTestCase):
         be = self.backend()
         be.respond(200, b'{"items":[],"next_cursor":null}',
                    {"Content-Type": "application/json"})
-        self.run_check("refresh", "http://127.0.0.1:%d" % be.port, w.DEFAULT_API_SECRET,
+        run_check(self, "refresh", "http://127.0.0.1:%d" % be.port, w.DEFAULT_API_SECRET,
                        timeout=60)
         toks = [r.headers["authorization"].split(" ", 1)[1] for r in be.snapshot()]
         self.assertEqual(len(toks), 3)
