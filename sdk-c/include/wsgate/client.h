@@ -217,7 +217,7 @@ WSGATE_API wsgate_status wsgate_batch_new(wsgate_batch **out);
 WSGATE_API void wsgate_batch_free(wsgate_batch *b);
 
 /* Adds any request: method ("GET", "POST", "PUT", "DELETE"), path with an
- * optional query (e.g. "/v1/channels/room/messages?exclude=ID"; put-your
+ * optional query (e.g. "/v1/channels/room/messages?exclude=ID"; put your
  * own percent-escapes in names), and a body (NULL: none) sent as
  * content_type (NULL: text/plain). Binary bodies are not possible in a
  * batch item except as application/octet-stream of UTF-8 bytes. */
