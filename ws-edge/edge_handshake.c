@@ -597,7 +597,7 @@ static void set_subprotocol(edge_conn_t *c, const char *sp)
         abort();
 }
 
-/* "subprotocol not offered; accepted: a, b" in why, cut to fit. */
+/* "subprotocol not accepted; accepted: a, b" in why, cut to fit. */
 static void accepted_list(const wsg_route_conf_t *r, char *why, size_t whylen)
 {
     size_t n = (size_t)snprintf(why, whylen, "subprotocol not accepted; accepted:");
@@ -768,8 +768,10 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
     st = select_subprotocol(c, jwhy, sizeof jwhy);
     if (st == 0 && check_jwt(e, c, token, jwhy, sizeof jwhy) != 0)
         st = 401;
-    if (st == 0 && edge_user_reserve(e, c) != 0)
-        st = 409, snprintf(jwhy, sizeof jwhy, "user already connected");
+    if (st == 0 && edge_user_reserve(e, c) != 0) {
+        st = 409;
+        snprintf(jwhy, sizeof jwhy, "user already connected");
+    }
     free(token);
     if (st) {
         edge_admit_release(e, c->remote);

@@ -76,6 +76,11 @@ class ChromiumConformance(w.GatewayTestCase):
         self.start_gateway()
         self.run_page(self.gw.edge_url)
 
+    # The wss:// run goes here: start_gateway({"edge": {"tls": {...}}}) with a
+    # test CA's certificate, then run_page("wss://127.0.0.1:%d" % port, flags)
+    # with flags that make Chromium trust that CA (e.g.
+    # --ignore-certificate-errors-spki-list=<base64 SHA-256 of the key>).
+
 
 if __name__ == "__main__":
     w.main()

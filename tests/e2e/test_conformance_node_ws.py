@@ -32,10 +32,16 @@ JWT = {"alg": "HS256", "secret": w.DEFAULT_CLIENT_SECRET}
 
 
 class NodeWsConformance(w.GatewayTestCase):
-    # The scheme and the routes' extra keys: a TLS or compression variant of
-    # this suite overrides these (edge.tls, routes[].compression).
+    # Hooks for a TLS or compression variant of this suite (a subclass):
+    # ROUTE_EXTRA is merged into every route (routes[].compression),
+    # GATEWAY_CONFIG into the config (edge.tls); edge_url() gives the URL
+    # the clients use (wss://...) and CA (PEM text) is the test CA they trust.
     ROUTE_EXTRA = {}
+    CA = None
     GATEWAY_CONFIG = {}
+
+    def edge_url(self):
+        return self.gw.edge_url
 
     def setUp(self):
         super().setUp()
@@ -49,10 +55,10 @@ class NodeWsConformance(w.GatewayTestCase):
         ], config=self.GATEWAY_CONFIG)
         self.node = NodeWs()
         self.addCleanup(self.node.close)
-        self.url = self.gw.edge_url
+        self.url = self.edge_url()
 
     def open(self, cid, path, protocols=None, **kw):
-        self.node.open(cid, self.url + path + "?tag=" + cid, protocols, **kw)
+        self.node.open(cid, self.url + path + "?tag=" + cid, protocols, ca=self.CA, **kw)
         opened = self.node.wait(cid, "open")
         ev = self.be.wait_event(lambda e: e["type"] == "connect" and e["query"].get("tag") == cid)
         return opened, ev["connection_id"], ev
@@ -113,7 +119,7 @@ class NodeWsConformance(w.GatewayTestCase):
         self.assertIsNone(ev["subprotocol"])
         opened, _, ev = self.open("b2", "/listed", ["bearer." + tok, "chat.v1"])
         self.assertEqual((opened["protocol"], ev["subprotocol"]), ("chat.v1", "chat.v1"))
-        self.node.open("b3", self.url + "/listed", ["bearer." + tok, "chat.v2"])
+        self.node.open("b3", self.url + "/listed", ["bearer." + tok, "chat.v2"], ca=self.CA)
         bad = self.node.wait("b3", "unexpected-response")
         self.assertEqual(bad["status"], 400)
         self.assertIn("chat.v1", bad["body"])
