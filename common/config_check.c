@@ -109,24 +109,6 @@ int cfg_parse_bool(const char *s, bool *out)
     return WSG_EINVAL;
 }
 
-static const char *const alg_table[] = {"none",  "HS256", "HS384", "HS512", "RS256",
-                                        "RS384", "RS512", "ES256", "ES384", "ES512"};
-
-wsg_alg_t wsg_alg_from_name(const char *name)
-{
-    for (int i = 1; name && i < (int)(sizeof alg_table / sizeof alg_table[0]); i++)
-        if (strcmp(name, alg_table[i]) == 0)
-            return (wsg_alg_t)i;
-    return WSG_ALG_NONE;
-}
-
-const char *wsg_alg_name(wsg_alg_t alg)
-{
-    if ((int)alg < 0 || (size_t)alg >= sizeof alg_table / sizeof alg_table[0])
-        return "none";
-    return alg_table[alg];
-}
-
 /* Reads a secret file (at most 64 KiB); one trailing newline is dropped. */
 int cfg_read_secret_file(const char *path, char **out, size_t *len, char *why, size_t n)
 {

@@ -32,6 +32,26 @@ _Static_assert((int)WSG_ALG_HS256 == (int)JWT_ALG_HS256 &&
                    (int)WSG_ALG_ES512 == (int)JWT_ALG_ES512,
                "wsg_alg_t mirrors libjwt's jwt_alg_t");
 
+/* Names of wsg_alg_t (config.h), here rather than with the config so that
+ * the C SDK, which compiles this file without the config, has them too. */
+static const char *const alg_table[] = {"none",  "HS256", "HS384", "HS512", "RS256",
+                                        "RS384", "RS512", "ES256", "ES384", "ES512"};
+
+wsg_alg_t wsg_alg_from_name(const char *name)
+{
+    for (int i = 1; name && i < (int)(sizeof alg_table / sizeof alg_table[0]); i++)
+        if (strcmp(name, alg_table[i]) == 0)
+            return (wsg_alg_t)i;
+    return WSG_ALG_NONE;
+}
+
+const char *wsg_alg_name(wsg_alg_t alg)
+{
+    if ((int)alg < 0 || (size_t)alg >= sizeof alg_table / sizeof alg_table[0])
+        return "none";
+    return alg_table[alg];
+}
+
 #define REFUSE(...) wsg_errf(err, errlen, WSG_EAUTH, __VA_ARGS__)
 
 /* base64url (unpadded, strict) -> bytes, NUL-terminated. Returns a new buffer or NULL. */

@@ -8,7 +8,8 @@
  * "exp" is required; "nbf", "iss" and "aud" are checked when configured;
  * leeway from the config applies to exp and nbf.
  *
- * Threads: every function is reentrant; any thread.
+ * Threads: every function is reentrant; any thread. Besides the gateway, the
+ * C SDK (sdk-c/) compiles this file, with b64.c, err.c and text.c.
  * Ownership: wsg_claims_t fields are owned by the claims and freed by
  * wsg_claims_clear(); wsg_jwt_mint() returns a new string the caller frees.
  */
