@@ -214,6 +214,10 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
             }
             return; /* EAGAIN, or a connection that went away before accept */
         }
+        if (edge_tls_enabled() && edge_tls_adopt(fd) != 0) {
+            close(fd); /* an fd beyond the table (RLIMIT_NOFILE raised later), or no memory */
+            continue;
+        }
         edge_req_accept(e, fd, &sa); /* its request is read before lws sees it */
     }
 }
@@ -547,6 +551,13 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     pthread_mutex_init(&E->mu, NULL);
     E->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
     E->n_loops = loop_count(cfg);
+    int trc = edge_tls_init(cfg, err, errlen); /* before any socket is accepted */
+    if (trc != 0) {
+        free(E->edge_id);
+        pthread_mutex_destroy(&E->mu);
+        free(E);
+        return trc;
+    }
     E->loops = calloc(E->n_loops, sizeof *E->loops);
     E->threads = calloc(E->n_loops, sizeof *E->threads);
     if (!E->edge_id || !E->loops || !E->threads)
@@ -584,7 +595,8 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         edge_free(E);
         return rc;
     }
-    WSG_LOG(WSG_LOG_INFO, "edge listening", "port=%d threads=%zu", E->port, E->n_loops);
+    WSG_LOG(WSG_LOG_INFO, "edge listening", "port=%d threads=%zu tls=%s", E->port, E->n_loops,
+            edge_tls_enabled() ? "on" : "off");
     *out = E;
     return 0;
 }
@@ -737,4 +749,5 @@ void edge_free(edge_t *E)
     free(E->threads);
     free(E->edge_id);
     free(E);
+    edge_tls_free();
 }

@@ -535,6 +535,7 @@ void edge_conn_rx_check(edge_loop_t *e, edge_conn_t *c)
         c->rx_paused = 0;
         c->last_rx_ms = edge_now_ms(); /* the idle timer starts again from here */
         lws_rx_flow_control(c->wsi, 1);
+        edge_tls_kick(e, lws_get_socket_fd(c->wsi)); /* wss://: plaintext OpenSSL holds */
         if (!c->close_code)
             schedule_timer(e, c, c->last_rx_ms);
     }

@@ -611,7 +611,9 @@ static void hs_admit(edge_loop_t *e, edge_conn_t *c)
                 c->route->path);
         conn_unregister(e, c);
         edge_conn_free(c);
+        return;
     }
+    edge_tls_kick(e, c->hs_fd); /* wss://: what OpenSSL read past the request */
 }
 
 /* Asks the authorizer for c (or, for subprotocols or a user claim alone,

@@ -12,6 +12,8 @@
  *   edge_events.c     event envelopes (SPEC.md §3) and their acks
  *   edge_rxcheck.c    the frame headers lws reads from clients: refuses
  *                     unmasked frames (RFC 6455 §5.1), which lws 4.1 accepts
+ *   edge_tls.c        wss://: the TLS session of each client socket, under
+ *                     lws, at recv()/send()/shutdown()/close()
  *   edge_map.c        a small string-keyed hash map
  *
  * The edge (edge_t, one per process) runs one or more service threads
@@ -470,6 +472,20 @@ static inline int edge_rxcheck_frame_done(edge_conn_t *c)
     return c->rxc.unmasked && c->rxc.wait && --c->rxc.wait == 0;
 }
 #define EDGE_UNMASKED_REASON "client frame not masked"
+
+/* edge_tls.c (wss://; see there for the threads) */
+/* Loads edge.tls; no-op without cert_file. */
+int edge_tls_init(const wsg_config_t *cfg, char *err, size_t errlen);
+void edge_tls_free(void);
+int edge_tls_enabled(void);
+/* fd (just accepted) speaks TLS from now on; its session ends at close(). */
+int edge_tls_adopt(int fd);
+int edge_tls_is(int fd);
+/* recv() of fd: SSL_read for a TLS socket, recvfrom() otherwise. */
+ssize_t edge_tls_read(int fd, void *buf, size_t len, int flags);
+/* Feeds e's loop a read event for fd when OpenSSL holds plaintext of it
+ * that was not read yet (no readiness event would come for it). */
+void edge_tls_kick(edge_loop_t *e, int fd);
 
 /* edge_authz.c */
 typedef struct {

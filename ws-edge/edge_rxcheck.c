@@ -128,7 +128,9 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     edge_conn_t *c = e && fd >= 0 && (size_t)fd < e->rx_conns_cap ? e->rx_conns[fd] : NULL;
     if (c && c->rxc.unmasked) /* lws parsed what came before the frame */
         return refuse(c);
-    ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
+    ssize_t n = edge_tls_read(fd, buf, len, flags); /* recvfrom() unless the socket is TLS */
+    if (e && n > 0)
+        edge_tls_kick(e, fd); /* plaintext left inside OpenSSL: read again */
     if (!c || n <= 0 || (flags & MSG_PEEK))
         return n;
     size_t ok = edge_rxcheck_scan(&c->rxc, buf, (size_t)n);

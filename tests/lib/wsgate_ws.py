@@ -113,9 +113,14 @@ class WsClient:
     @classmethod
     def handshake(cls, url, query=None, headers=None, subprotocols=None, origin=None,
                   timeout=10.0, rcvbuf=None, auto_pong=True, key=None, version="13",
-                  extra_request_lines=None):
+                  extra_request_lines=None, ssl_context=None):
+        """wss:// URLs need ssl_context (an ssl.SSLContext trusting the
+        gateway's CA); the socket is then that context's SSLSocket."""
         u = urllib.parse.urlsplit(url)
-        host, port = u.hostname, u.port or 80
+        tls = u.scheme == "wss"
+        if tls and ssl_context is None:
+            raise ValueError("wss:// needs ssl_context")
+        host, port = u.hostname, u.port or (443 if tls else 80)
         path = u.path or "/"
         q = u.query
         if query:
@@ -132,6 +137,8 @@ class WsClient:
         try:
             sock.connect((host, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                sock = ssl_context.wrap_socket(sock, server_hostname=host)
             key = key or base64.b64encode(os.urandom(16)).decode()
             lines = ["GET %s HTTP/1.1" % path,
                      "Host: %s:%d" % ("[%s]" % host if v6 else host, port),
