@@ -103,6 +103,7 @@ typedef struct {
     char **allowed_origins;
     size_t n_allowed_origins;
     wsg_one_conn_t one_connection_per_user;
+    int compression;         /* 1 (on): clients that offer permessage-deflate get it (edge_pmd.c) */
     char **allowed_backends; /* URL prefixes; backend is implied */
     size_t n_allowed_backends;
     wsg_rule_conf_t *rules;

@@ -24,6 +24,7 @@
 static const char *const alg_names[] = {"none",  "HS256", "HS384", "HS512", "RS256", "RS384",
                                         "RS512", "ES256", "ES384", "ES512", NULL};
 static const char *const one_conn_names[] = {"off", "replace", "reject", NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 
 /* Named initialisers keep each row readable; unnamed fields are zero. */
 #define J(f) offsetof(wsg_jwt_conf_t, f)
@@ -171,6 +172,17 @@ static const cfg_key_t route_keys[] = {
      .off2 = T(n_allowed_origins),
      .check = cfg_check_nonempty,
      .doc = "accepted `Origin` headers (403 otherwise); empty: any"},
+    {.path = "compression",
+     .type = CFG_ENUM,
+     .off = T(compression),
+     .off2 = NOOFF,
+     .def = "off",
+     .max = 1,
+     .flags = CFG_F_OFF_BOOL,
+     .names = off_on_names,
+     .doc = "`on`: negotiate RFC 7692 permessage-deflate with clients that offer it (no context "
+            "takeover; messages under 256 bytes go uncompressed; inflated size capped at "
+            "`limits.max_message_bytes`, 1009 past it)"},
     {.path = "one_connection_per_user",
      .type = CFG_ENUM,
      .off = T(one_connection_per_user),

@@ -140,16 +140,21 @@ edge_msg_t *edge_msg_new(const unsigned char *data, size_t len, int binary)
         abort();
     m->refs = 1;
     m->binary = binary ? 1 : 0;
+    m->raw = 0;
+    m->z_tried = 0;
+    m->z = NULL;
     m->len = len;
-    if (len)
+    if (len && data)
         memcpy(m->buf + LWS_PRE, data, len);
     return m;
 }
 
 void edge_msg_unref(edge_msg_t *m)
 {
-    if (m && --m->refs == 0)
+    if (m && --m->refs == 0) {
+        edge_msg_unref(m->z);
         free(m);
+    }
 }
 
 /* ---- the listening sockets ----------------------------------------------
@@ -551,6 +556,8 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     pthread_mutex_init(&E->mu, NULL);
     E->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
     E->n_loops = loop_count(cfg);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        E->any_pmd |= cfg->routes[i].compression;
     int trc = edge_tls_init(cfg, err, errlen); /* before any socket is accepted */
     if (trc != 0) {
         free(E->edge_id);
@@ -714,6 +721,7 @@ static void loop_free(edge_loop_t *e)
     edge_events_drop_parked(e); /* grace expired: counted in its warning */
     edge_map_free(&e->by_fd);
     edge_map_free(&e->channels);
+    edge_pmd_free(e->pmd); /* after the context: its last publishes may deflate */
     free(e->rx_conns);
     edge_q_t *q = e->q_head;
     while (q) {

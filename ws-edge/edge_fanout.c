@@ -138,10 +138,11 @@ static void *grow(void *p, size_t *cap, size_t want, size_t size)
     return q;
 }
 
-/* RFC 6455 §5.2 server frame: FIN, text or binary, unmasked. */
-static size_t frame_header(unsigned char *h, size_t len, int binary)
+/* RFC 6455 §5.2 server frame: FIN, text or binary, unmasked; RSV1 marks a
+ * permessage-deflate message (RFC 7692). */
+size_t edge_frame_header(unsigned char *h, size_t len, int binary, int rsv1)
 {
-    h[0] = 0x80 | (binary ? 0x2 : 0x1);
+    h[0] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | (binary ? 0x2 : 0x1));
     if (len < 126) {
         h[1] = (unsigned char)len;
         return 2;
@@ -182,12 +183,14 @@ static void finish(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m, const unsigned
     free(b);
 }
 
-/* May c's frames be send(2)ed by the helper, past lws? Only a plain socket:
- * a TLS one needs its bytes sealed by its session and a record the kernel
- * half took finished with the same bytes, which lws's retry guarantees. */
-static int direct_ok(int fd)
+/* May c's frames be send(2)ed by the helper, past lws? Only a plain socket
+ * without compression: a TLS one needs its bytes sealed by its session and a
+ * record the kernel half took finished with the same bytes, which lws's
+ * retry guarantees; a compressed one gets the shared deflated frame
+ * (edge_conn_queue), not the helper's plain one. */
+static int direct_ok(const edge_conn_t *c, int fd)
 {
-    return fd >= 0 && !edge_tls_is(fd);
+    return fd >= 0 && !c->rxc.pmd && !edge_tls_is(fd);
 }
 
 size_t edge_fanout_write(edge_loop_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m)
@@ -197,15 +200,15 @@ size_t edge_fanout_write(edge_loop_t *e, edge_conn_t **conns, size_t n, edge_msg
     if (f && n >= EDGE_FANOUT_MIN) {
         mine = n / 2;
         f->fbuf = grow(f->fbuf, &f->fcap, m->len + 10, 1);
-        size_t hl = frame_header(f->fbuf, m->len, (int)m->binary);
+        size_t hl = edge_frame_header(f->fbuf, m->len, (int)m->binary, 0);
         memcpy(f->fbuf + hl, m->buf + LWS_PRE, m->len);
         f->fdv = grow(f->fdv, &f->fdcap, n - mine, sizeof *f->fdv);
         f->sentv = grow(f->sentv, &f->sentcap, n - mine, sizeof *f->sentv);
         /* the helper's half, plain sockets moved to its end of conns; the
          * others stay with the service thread, which writes through lws */
-        for (size_t i = mine; i < n && edge_tls_enabled(); i++) {
+        for (size_t i = mine; i < n && (edge_tls_enabled() || e->edge->any_pmd); i++) {
             edge_conn_t *c = conns[i];
-            if (!direct_ok(lws_get_socket_fd(c->wsi))) {
+            if (!direct_ok(c, lws_get_socket_fd(c->wsi))) {
                 conns[i] = conns[mine];
                 conns[mine++] = c;
             }

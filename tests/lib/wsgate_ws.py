@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import zlib
 
 from wsgate_util import scaled
 
@@ -90,6 +91,11 @@ class WsClient:
         self.status = status
         self.headers = headers or {}
         self.subprotocol = self.headers.get("sec-websocket-protocol")
+        # permessage-deflate accepted by the server (RFC 7692): compressed
+        # messages it sends are inflated (and counted), send_deflated() works
+        self.extensions = self.headers.get("sec-websocket-extensions")
+        self.deflate = bool(self.extensions and "permessage-deflate" in self.extensions)
+        self.compressed_received = 0
         self.auto_pong = auto_pong
         self._buf = bytearray(rest)
         self._msgs = queue.Queue()
@@ -219,6 +225,21 @@ class WsClient:
 
     def send_frame(self, opcode, payload=b"", fin=True, mask=True, rsv=0):
         self.send_raw(self.frame(opcode, payload, fin, mask, rsv))
+
+    @staticmethod
+    def deflate_payload(data):
+        """RFC 7692 §7.2.1: raw DEFLATE, sync flush, the 00 00 ff ff tail
+        taken off; a fresh compressor per message (no context takeover)."""
+        if isinstance(data, str):
+            data = data.encode()
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def send_deflated(self, opcode, data):
+        """One compressed message (RSV1) in one frame."""
+        self.send_frame(opcode, self.deflate_payload(data), rsv=4)
 
     def send_text(self, text):
         """text: str, or bytes sent as-is in a text frame (e.g. bad UTF-8)."""
@@ -359,7 +380,11 @@ class WsClient:
         if masked:
             self.protocol_errors.append("server sent a masked frame")
             payload = _mask(payload, mk)
-        if rsv:
+        if rsv == 4 and self.deflate and fin and op in (OP_TEXT, OP_BINARY):
+            d = zlib.decompressobj(-15)  # the server takes no context over
+            payload = d.decompress(payload + b"\x00\x00\xff\xff")
+            self.compressed_received += 1
+        elif rsv:
             self.protocol_errors.append("server set RSV bits %d" % rsv)
         return fin, op, payload
 
