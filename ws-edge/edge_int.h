@@ -14,6 +14,7 @@
  *                     unmasked frames (RFC 6455 §5.1), which lws 4.1 accepts
  *   edge_tls.c        wss://: the TLS session of each client socket, under
  *                     lws, at recv()/send()/shutdown()/close()
+ *   edge_pmd.c        permessage-deflate (RFC 7692) without context takeover
  *   edge_map.c        a small string-keyed hash map
  *
  * The edge (edge_t, one per process) runs one or more service threads

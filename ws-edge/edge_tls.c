@@ -96,6 +96,9 @@ static SSL_CTX *ctx_new(const char *cert, const char *key, char *err, size_t err
      * released buffers: an idle connection holds no 34 KiB of record space */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* no server-side session cache: it would hold a session per client
+     * (kilobytes each) for resumption; TLS 1.3 tickets resume statelessly */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     int rc = 0;
     if (SSL_CTX_set_cipher_list(ctx, EDGE_TLS12_CIPHERS) != 1)
         rc = ssl_fail(err, errlen, "cipher list", EDGE_TLS12_CIPHERS);
