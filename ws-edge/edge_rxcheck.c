@@ -24,6 +24,12 @@
  * data frames lws has yet to finish (edge_rxcheck_frame_done, from
  * LWS_CALLBACK_RECEIVE).
  *
+ * The same walk serves permessage-deflate (edge_pmd.c): on a connection that
+ * negotiated it, RSV1 of each data message's first frame is noted and
+ * cleared in the bytes before lws parses them.
+ *
+ * On wss:// the read is SSL_read (edge_tls.c): the walk sees plaintext.
+ *
  * Service thread only (the table and the connections are the loop's); the
  * recv() definition may be called from any thread and touches nothing
  * unless its thread serves a loop.
