@@ -142,8 +142,8 @@ static void parse_url(const char *url)
     url_t *u = &opt.urls[opt.n_urls];
     u->tls = strncmp(url, "wss://", 6) == 0;
     const char *rest = u->tls ? url + 6 : strncmp(url, "ws://", 5) == 0 ? url + 5 : NULL;
-    if (!rest || sscanf(rest, "%63[^:/]:%d%1023s", u->host, &u->port, u->path) < 2 ||
-        u->port < 1 || u->port > 65535) {
+    if (!rest || sscanf(rest, "%63[^:/]:%d%1023s", u->host, &u->port, u->path) < 2 || u->port < 1 ||
+        u->port > 65535) {
         fprintf(stderr, "wsload: bad --url %s (want ws[s]://host:port/path)\n", url);
         exit(2);
     }
