@@ -122,7 +122,7 @@ def ratio(a, b):
     return ""
 
 
-SERVERS = ("wsgate", "wsgate-cluster", "pushpin")
+SERVERS = ("wsgate", "wsgate-cluster", "pushpin", "wsgate-tls")
 
 
 def main():
@@ -134,16 +134,18 @@ def main():
         if os.path.exists(one):
             rows += [json.loads(l) for l in open(one)]
     summ = {srv: summarize(rows, srv) for srv in SERVERS}
-    ws, cl, pp = (summ[srv] for srv in SERVERS)
+    ws, cl, pp, tl = (summ[srv] for srv in SERVERS)
     keys = [k for srv in SERVERS for k in summ[srv] if len(k) > 1]
     keys = sorted(dict.fromkeys(keys), key=lambda k: k[0])
     w = max([len(k) for k in keys] + [20])
-    fmt = "%-*s  %14s  %14s  %14s  %8s  %8s"
-    lines = [fmt % (w, "measurement", "wsgate", "wsgate-cluster", "pushpin", "cl/ws", "ws/pp"), "-" * (w + 70)]
+    fmt = "%-*s  %14s  %14s  %14s  %14s  %8s  %8s  %8s"
+    lines = [fmt % (w, "measurement", "wsgate", "wsgate-cluster", "pushpin", "wsgate-tls", "cl/ws",
+                    "ws/pp", "tls/ws"), "-" * (w + 96)]
     for k in keys:
-        a, c, b = ws.get(k, ""), cl.get(k, ""), pp.get(k, "")
-        lines.append(fmt % (w, k, a, c, b, ratio(c, a), ratio(a, b)))
-    lines.append("cl/ws: cluster / standalone; ws/pp: standalone / Pushpin")
+        a, c, b, t = ws.get(k, ""), cl.get(k, ""), pp.get(k, ""), tl.get(k, "")
+        lines.append(fmt % (w, k, a, c, b, t, ratio(c, a), ratio(a, b), ratio(t, a)))
+    lines.append("cl/ws: cluster / standalone; ws/pp: standalone / Pushpin; "
+                 "tls/ws: standalone over wss:// / over ws://")
     for srv in SERVERS:
         for wl in "abcde":
             if wl in summ[srv]:
@@ -201,7 +203,7 @@ set logscale y
 set yrange [1:*]
 set grid ytics
 set key top right
-plot '%s' using 2:xtic(1) title 'wsgate', '' using 3 title 'wsgate-cluster', '' using 4 title 'pushpin'
+plot '%s' using 2:xtic(1) title 'wsgate', '' using 3 title 'wsgate-cluster', '' using 4 title 'pushpin', '' using 5 title 'wsgate-tls'
 """ % (base, dat)
     p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     if p.returncode != 0:

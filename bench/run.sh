@@ -6,9 +6,10 @@
 # Usage: bench/run.sh [BUILD_DIR]
 # Knobs (environment):
 #   BENCH_QUICK=1        small N and short durations (a trial in a few minutes)
-#   BENCH_SERVERS="wsgate wsgate-cluster pushpin"   which servers to measure
-#                        (wsgate-cluster is in the default only when
-#                        nats-server and PostgreSQL are installed)
+#   BENCH_SERVERS="wsgate wsgate-cluster pushpin wsgate-tls"   which servers to
+#                        measure (wsgate-cluster is in the default only when
+#                        nats-server and PostgreSQL are installed; wsgate-tls
+#                        is standalone with edge.tls: the workloads over wss://)
 #   BENCH_WORKLOADS="a b c d e"      which workloads to run
 #   BENCH_FAN="1000 10000 18000"     (b) subscriber counts
 #   BENCH_FAN_RATES="10000 ..."      (b) deliveries/s asked for at each step
@@ -29,7 +30,7 @@ build=$(cd "${1:-$root/build}" && pwd)
 out_dir=${BENCH_OUT:-$here/results}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 have_cluster_deps() { { command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; } && [ -x "$PG_BIN/postgres" ]; }
-if have_cluster_deps; then default_servers="wsgate wsgate-cluster pushpin"; else default_servers="wsgate pushpin"; fi
+if have_cluster_deps; then default_servers="wsgate wsgate-cluster pushpin wsgate-tls"; else default_servers="wsgate pushpin wsgate-tls"; fi
 servers=${BENCH_SERVERS:-$default_servers}
 workloads=${BENCH_WORKLOADS:-"a b c d e"}
 quick=${BENCH_QUICK:-0}
@@ -148,19 +149,29 @@ bstats() { curl -s "http://127.0.0.1:$BP/stats"; }
 breset() { curl -s -X POST "http://127.0.0.1:$BP/reset" >/dev/null; }
 
 # --- servers --------------------------------------------------------------------
-start_wsgate() {
+start_wsgate() { start_standalone wsgate; }
+# The same over wss:// (edge.tls with a throw-away certificate; wsload does
+# not verify it). The control API stays plain http.
+start_wsgate-tls() { start_standalone wsgate-tls tls; }
+start_standalone() { # name [tls]
+  local d="$tmp/$1" v=${1//-/_}
   EP=$(free_port) AP=$(free_port)
-  mkdir -p "$tmp/wsgate"
-  sed -e "s|@EDGE_PORT@|$EP|; s|@API_PORT@|$AP|; s|@RUNDIR@|$tmp/wsgate|; s|@BACKEND_PORT@|$BP|g" \
-    "$here/wsgate-bench.yaml" >"$tmp/wsgate/wsgate.yaml"
+  mkdir -p "$d"
+  sed -e "s|@EDGE_PORT@|$EP|; s|@API_PORT@|$AP|; s|@RUNDIR@|$d|; s|@BACKEND_PORT@|$BP|g" \
+    "$here/wsgate-bench.yaml" >"$d/wsgate.yaml"
+  if [ "${2:-}" = tls ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+      -keyout "$d/key.pem" -out "$d/cert.pem" 2>/dev/null || { WSGATE_WHY="openssl req failed"; return 1; }
+    sed -i "s|^  listen: 127.0.0.1:$EP\$|&\n  tls: {cert_file: $d/cert.pem, key_file: $d/key.pem}|" "$d/wsgate.yaml"
+  fi
   [ -x "$build/wsgate" ] || { WSGATE_WHY="wsgate binary did not build"; return 1; }
-  setsid "$build/wsgate" standalone --config "$tmp/wsgate/wsgate.yaml" >"$tmp/wsgate/out.log" 2>&1 &
+  setsid "$build/wsgate" standalone --config "$d/wsgate.yaml" >"$d/out.log" 2>&1 &
   local p=$!
   sessions+=("$p")
-  SID_wsgate=$p
-  if ! wait_port "$EP" 15; then WSGATE_WHY="wsgate did not listen: $(tail -c 300 "$tmp/wsgate/out.log" | tr '\n' ' ')"; return 1; fi
-  TARGET_wsgate="sid:$p"
-  mint_tokens "$tmp/wsgate"
+  eval "SID_$v=$p"
+  if ! wait_port "$EP" 15; then WSGATE_WHY="wsgate did not listen: $(tail -c 300 "$d/out.log" | tr '\n' ' ')"; return 1; fi
+  eval "TARGET_$v=sid:$p"
+  mint_tokens "$d"
 }
 # Tokens for a wsgate config in DIR (DIR/tok-idle, DIR/tok-fan, API_TOKEN):
 # `wsgate token` where it can; mint.py (stdlib HS256) for the channels claim,
@@ -258,7 +269,7 @@ stop_server() { # server
     wsgate-cluster) stop_cluster ;;
     *)
       local sid
-      sid=$(eval echo "\${SID_$1:-}")
+      sid=$(eval echo "\${SID_${1//-/_}:-}")
       [ -n "$sid" ] || return 0
       stop_session "$sid" TERM
       for _ in $(seq 300); do [ -z "$(pgrep -s "$sid")" ] && break; sleep 0.1; done

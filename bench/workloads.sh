@@ -8,17 +8,18 @@ url_args() { # server [path] [query] -> wsload --url options (the cluster: both 
   local path=${2:-/bench} q=${3:+?$3}
   case $1 in
     wsgate) echo "--url ws://127.0.0.1:$EP$path$q" ;;
+    wsgate-tls) echo "--url wss://127.0.0.1:$EP$path$q" ;;
     wsgate-cluster) echo "--url ws://127.0.0.1:$CEP0$path$q --url ws://127.0.0.1:$CEP1$path$q" ;;
     pushpin) echo "--url ws://127.0.0.1:$HP$path$q" ;;
   esac
 }
-is_wsgate() { [ "$1" = wsgate ] || [ "$1" = wsgate-cluster ]; }
+is_wsgate() { [ "$1" = wsgate ] || [ "$1" = wsgate-cluster ] || [ "$1" = wsgate-tls ]; }
 tok_args() { # server kind -> wsload token options
   if is_wsgate "$1"; then echo "--tokens $tmp/$1/tok-$2 --token-mode query"; fi
 }
 api_port() { # server [index] -> a control-API port (the cluster has two)
   case $1 in
-    wsgate) echo "$AP" ;;
+    wsgate | wsgate-tls) echo "$AP" ;;
     wsgate-cluster) [ "${2:-0}" = 1 ] && echo "$CAP1" || echo "$CAP0" ;;
   esac
 }

@@ -17,6 +17,8 @@
  * interval since the previous SIGUSR1 and resets them (stepped workloads);
  * SIGUSR2 prints the same line without resetting.
  * --ready-file F is written (with the number open) once connecting is done.
+ * wss:// URLs: TLS through OpenSSL (the server's certificate is not
+ * verified: loopback benchmarks with a throw-away certificate).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +26,8 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,7 +40,7 @@
 
 #include "hist.h"
 
-enum { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
+enum { ST_CONNECTING, ST_TLS, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
 
 typedef struct {
     int fd;
@@ -48,6 +52,7 @@ typedef struct {
     unsigned char *rbuf; /* allocated on demand; small frames only */
     uint32_t rcap;
     int close_code;
+    SSL *ssl; /* wss:// only */
 } conn_t;
 
 enum { MAX_URLS = 8 };
@@ -56,6 +61,7 @@ typedef struct {
     char host[64];
     int port;
     char path[1024];
+    int tls;
 } url_t;
 
 static struct {
@@ -134,9 +140,11 @@ static void parse_url(const char *url)
         exit(2);
     }
     url_t *u = &opt.urls[opt.n_urls];
-    if (sscanf(url, "ws://%63[^:/]:%d%1023s", u->host, &u->port, u->path) < 2 || u->port < 1 ||
+    u->tls = strncmp(url, "wss://", 6) == 0;
+    const char *rest = u->tls ? url + 6 : strncmp(url, "ws://", 5) == 0 ? url + 5 : NULL;
+    if (!rest || sscanf(rest, "%63[^:/]:%d%1023s", u->host, &u->port, u->path) < 2 || u->port < 1 ||
         u->port > 65535) {
-        fprintf(stderr, "wsload: bad --url %s (want ws://host:port/path)\n", url);
+        fprintf(stderr, "wsload: bad --url %s (want ws[s]://host:port/path)\n", url);
         exit(2);
     }
     if (!u->path[0])
@@ -195,6 +203,38 @@ static int start_connect(conn_t *c)
 
 static void conn_fail(conn_t *c, int was_open);
 
+static SSL_CTX *tls_ctx;
+
+/* write()/read() of c, through its TLS session on wss://; -1 with EAGAIN
+ * when the session needs the socket first. */
+static ssize_t io_write(conn_t *c, const void *p, size_t n)
+{
+    if (!c->ssl)
+        return write(c->fd, p, n);
+    int r = SSL_write(c->ssl, p, (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EIO;
+    ERR_clear_error();
+    return -1;
+}
+
+static ssize_t io_read(conn_t *c, void *p, size_t n)
+{
+    if (!c->ssl)
+        return read(c->fd, p, n);
+    int r = SSL_read(c->ssl, p, (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EIO;
+    return -1;
+}
+
 static void send_handshake(conn_t *c)
 {
     char req[8192];
@@ -216,7 +256,7 @@ static void send_handshake(conn_t *c)
         n +=
             snprintf(req + n, sizeof req - (size_t)n, "Sec-WebSocket-Protocol: bearer.%s\r\n", tok);
     n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
-    if (write(c->fd, req, (size_t)n) != n)
+    if (io_write(c, req, (size_t)n) != n)
         conn_fail(c, 0); /* reset before the request went out: a failed connect */
     else
         c->state = ST_HANDSHAKE;
@@ -227,6 +267,9 @@ static void conn_fail(conn_t *c, int was_open)
     if (c->state == ST_CLOSED)
         return;
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    c->ssl = NULL;
     close(c->fd);
     c->state = ST_CLOSED;
     if (was_open)
@@ -253,7 +296,7 @@ static int send_frame(conn_t *c, int opcode, const unsigned char *p, size_t len)
     memset(f + h, 0, 4); /* zero mask: valid and cheap; the payload stays readable */
     h += 4;
     memcpy(f + h, p, len);
-    ssize_t w = write(c->fd, f, h + len);
+    ssize_t w = io_write(c, f, h + len);
     return w == (ssize_t)(h + len) ? 0 : -1;
 }
 
@@ -321,7 +364,7 @@ static void on_readable(conn_t *c)
             c->rcap = c->rcap ? c->rcap * 2 : 4096;
             c->rbuf = realloc(c->rbuf, c->rcap);
         }
-        ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        ssize_t n = io_read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n == 0 || (n < 0 && errno != EAGAIN)) {
             conn_fail(c, c->state == ST_OPEN);
             return;
@@ -366,6 +409,30 @@ static void on_event(conn_t *c, uint32_t events)
             conn_fail(c, 0);
             return;
         }
+        if (url_of(c)->tls) {
+            c->ssl = SSL_new(tls_ctx);
+            SSL_set_fd(c->ssl, c->fd);
+            SSL_set_connect_state(c->ssl);
+            c->state = ST_TLS;
+        }
+    }
+    if (c->state == ST_TLS) {
+        int r = SSL_do_handshake(c->ssl);
+        int e = r == 1 ? 0 : SSL_get_error(c->ssl, r);
+        if (e && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            ERR_clear_error();
+            conn_fail(c, 0);
+            return;
+        }
+        struct epoll_event ev = {.events = e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN,
+                                 .data.ptr = c};
+        epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        if (e)
+            return;
+        send_handshake(c);
+        return;
+    }
+    if (c->state == ST_CONNECTING) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
         send_handshake(c);
@@ -380,7 +447,8 @@ static int in_progress(int started)
 {
     int n = 0;
     for (int i = 0; i < started; i++)
-        n += conns[i].state == ST_CONNECTING || conns[i].state == ST_HANDSHAKE;
+        n += conns[i].state == ST_CONNECTING || conns[i].state == ST_TLS ||
+             conns[i].state == ST_HANDSHAKE;
     return n;
 }
 
@@ -567,6 +635,9 @@ int main(int argc, char **argv)
     signal(SIGUSR1, on_usr1);
     signal(SIGUSR2, on_usr2);
     conns = calloc((size_t)opt.conns, sizeof *conns);
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     uint64_t t0 = hist_now_ns();
     connect_all(opt.duration + 60);

@@ -2,8 +2,8 @@
  * cmd_run.c — the long-running roles: standalone (every role in one process)
  * and the cluster roles edge, api and dispatch. Loads the config, opens the
  * bus and the store, starts the roles, and turns SIGTERM/SIGINT into a
- * graceful shutdown. Signals are blocked in every thread and taken by one
- * sigwait() thread, so no handler ever runs inside library code. That
+ * graceful shutdown and SIGHUP into a reload of the TLS certificates. Signals are blocked in every
+ * thread and taken by one sigwait() thread, so no handler ever runs inside library code. That
  * thread also hands free heap memory back to the OS every TRIM_INTERVAL_S
  * (malloc_trim): a burst of handshakes leaves freed buffers spread over the
  * malloc arenas of the threads that made them, which glibc keeps resident
@@ -98,6 +98,11 @@ static void *signal_thread(void *arg)
             if (err == EAGAIN || err == EINTR)
                 continue;
             break;
+        }
+        if (sig == SIGHUP) { /* certificates renewed on disk: load them, keep running */
+            edge_tls_reload();
+            api_tls_reload();
+            continue;
         }
         WSG_LOG(WSG_LOG_INFO, "shutting down", "signal=%d", sig);
         pthread_mutex_lock(&r->mu);
@@ -284,6 +289,7 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     sigemptyset(&r.sigs);
     sigaddset(&r.sigs, SIGTERM);
     sigaddset(&r.sigs, SIGINT);
+    sigaddset(&r.sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &r.sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a file that may not grow fails the write (EFBIG) */

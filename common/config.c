@@ -788,11 +788,43 @@ static int check_ack_wait(ld_t *ld, wsg_config_t *cfg)
     return at_field(ld, &cfg->routes[i].delivery.timeout_ms, cfg->routes[i].line, dkey, "%s", why);
 }
 
+/* Both files or neither; each readable now (its contents are checked when
+ * the role starts: a bad PEM stops start-up with OpenSSL's or GnuTLS's reason). */
+static int check_tls(ld_t *ld, wsg_tls_conf_t *t, const char *dpfx)
+{
+    char dkey[DKEY];
+    char **files[] = {&t->cert_file, &t->key_file, &t->client_ca_file};
+    const char *names[] = {"cert_file", "key_file", "client_ca_file"};
+    bool cert = *t->cert_file, key = *t->key_file;
+    if (cert != key) {
+        cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, cert ? "key_file" : "cert_file");
+        return at_field(ld, cert ? &t->cert_file : &t->key_file, 0, dkey,
+                        "required with %s%s (both or neither)", dpfx,
+                        cert ? "cert_file" : "key_file");
+    }
+    if (t->client_ca_file && *t->client_ca_file && !cert) {
+        cfg_keyf(dkey, sizeof dkey, "%sclient_ca_file", dpfx);
+        return at_field(ld, &t->client_ca_file, 0, dkey, "needs cert_file and key_file");
+    }
+    for (size_t i = 0; i < 3; i++) {
+        const char *f = *files[i];
+        if (!f || !*f || access(f, R_OK) == 0)
+            continue;
+        cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, names[i]);
+        return at_field(ld, files[i], 0, dkey, "cannot read '%s': %s", f, strerror(errno));
+    }
+    return 0;
+}
+
 static int check_all(ld_t *ld, wsg_config_t *cfg)
 {
     int rc = check_required(ld, &cfg_root_scope, cfg, "", 0);
     if (rc == 0)
         rc = check_jwt(ld, &cfg->api.jwt, "api.auth.jwt.");
+    if (rc == 0)
+        rc = check_tls(ld, &cfg->edge.tls, "edge.tls.");
+    if (rc == 0)
+        rc = check_tls(ld, &cfg->api.tls, "api.tls.");
     for (size_t i = 0; i < cfg->n_routes && rc == 0; i++)
         rc = check_route(ld, cfg, i);
     if (rc == 0)

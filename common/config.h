@@ -106,6 +106,7 @@ typedef struct {
     char **subprotocols; /* accepted application subprotocols; none: any offered */
     size_t n_subprotocols;
     wsg_one_conn_t one_connection_per_user;
+    int compression;         /* 1 (on): clients that offer permessage-deflate get it (edge_pmd.c) */
     char **allowed_backends; /* URL prefixes; backend is implied */
     size_t n_allowed_backends;
     wsg_rule_conf_t *rules;
@@ -116,6 +117,13 @@ typedef struct {
     int line;
 } wsg_route_conf_t;
 
+/* edge.tls / api.tls: all empty = plain ws:// / http:// */
+typedef struct {
+    char *cert_file;      /* PEM certificate chain, leaf first */
+    char *key_file;       /* PEM private key of the leaf */
+    char *client_ca_file; /* api only: PEM CAs a client certificate must chain to; "" = none */
+} wsg_tls_conf_t;
+
 typedef struct {
     char *id;                        /* edge id; default "<hostname>-<pid>" */
     char *listen;                    /* host:port; default 127.0.0.1:8080 */
@@ -124,6 +132,7 @@ typedef struct {
     uint64_t shutdown_grace_ms;      /* default 20000 */
     uint64_t heartbeat_interval_ms;  /* default 5000 */
     uint32_t threads;                /* service threads; default 0 = one per CPU */
+    wsg_tls_conf_t tls;              /* wss:// when cert_file is set */
 } wsg_edge_conf_t;
 
 typedef struct {
@@ -135,6 +144,7 @@ typedef struct {
     uint64_t request_timeout_ms;     /* default 10000 */
     uint32_t max_body_bytes;         /* default 1048576 */
     uint32_t threads;                /* default 2 */
+    wsg_tls_conf_t tls;              /* https:// when cert_file is set */
 } wsg_api_conf_t;
 
 typedef struct {

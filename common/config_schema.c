@@ -24,6 +24,7 @@
 static const char *const alg_names[] = {"none",  "HS256", "HS384", "HS512", "RS256", "RS384",
                                         "RS512", "ES256", "ES384", "ES512", NULL};
 static const char *const one_conn_names[] = {"off", "replace", "reject", NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 
 /* Named initialisers keep each row readable; unnamed fields are zero. */
 #define J(f) offsetof(wsg_jwt_conf_t, f)
@@ -178,6 +179,17 @@ static const cfg_key_t route_keys[] = {
      .check = cfg_check_subprotocol,
      .doc = "accepted `Sec-WebSocket-Protocol` values: the first the client offered is chosen, "
             "none of them offered is 400; empty: the first offered"},
+    {.path = "compression",
+     .type = CFG_ENUM,
+     .off = T(compression),
+     .off2 = NOOFF,
+     .def = "off",
+     .max = 1,
+     .flags = CFG_F_OFF_BOOL,
+     .names = off_on_names,
+     .doc = "`on`: negotiate RFC 7692 permessage-deflate with clients that offer it (no context "
+            "takeover; messages under 256 bytes go uncompressed; inflated size capped at "
+            "`limits.max_message_bytes`, 1009 past it)"},
     {.path = "one_connection_per_user",
      .type = CFG_ENUM,
      .off = T(one_connection_per_user),
@@ -400,6 +412,19 @@ static const cfg_key_t root_keys[] = {
      .min = 100,
      .max = MIN,
      .doc = "how often the edge says it is alive"},
+    {.path = "edge.tls.cert_file",
+     .type = CFG_STR,
+     .off = C(edge.tls.cert_file),
+     .off2 = NOOFF,
+     .def = "",
+     .doc = "PEM certificate chain (leaf first); set with `edge.tls.key_file` to serve wss:// "
+            "(TLS 1.2+), reloaded on SIGHUP; empty: plain ws://"},
+    {.path = "edge.tls.key_file",
+     .type = CFG_STR,
+     .off = C(edge.tls.key_file),
+     .off2 = NOOFF,
+     .def = "",
+     .doc = "PEM private key of `edge.tls.cert_file`"},
     {.path = "api.listen",
      .type = CFG_STR,
      .off = C(api.listen),
@@ -473,6 +498,26 @@ static const cfg_key_t root_keys[] = {
      .check = cfg_check_listen,
      .doc = "`/healthz`, `/readyz` and `/metrics` of the edge and dispatch roles (the api role "
             "serves them on `api.listen`); port 0: any free port"},
+    {.path = "api.tls.cert_file",
+     .type = CFG_STR,
+     .off = C(api.tls.cert_file),
+     .off2 = NOOFF,
+     .def = "",
+     .doc = "PEM certificate chain (leaf first); set with `api.tls.key_file` to serve https:// "
+            "(TLS 1.2+), reloaded on SIGHUP; empty: plain http://"},
+    {.path = "api.tls.key_file",
+     .type = CFG_STR,
+     .off = C(api.tls.key_file),
+     .off2 = NOOFF,
+     .def = "",
+     .doc = "PEM private key of `api.tls.cert_file`"},
+    {.path = "api.tls.client_ca_file",
+     .type = CFG_STR,
+     .off = C(api.tls.client_ca_file),
+     .off2 = NOOFF,
+     .def = "",
+     .doc = "PEM CA certificates: when set, a client must present a certificate signed by one "
+            "of them (mutual TLS); empty: no client certificate asked for"},
     {.path = "store",
      .type = CFG_STR,
      .off = C(store),

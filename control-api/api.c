@@ -566,21 +566,30 @@ int api_start(api_t *a, char *err, size_t errlen)
         if (a->queued_resp)
             MHD_add_response_header(a->queued_resp, "Content-Type", "application/json");
     }
+    unsigned tls_flags;
+    struct MHD_OptionItem tls_opts[API_TLS_MAX_OPTS];
+    if ((rc = api_tls_start(&c->tls, &tls_flags, tls_opts, err, errlen)) != 0)
+        return rc;
+    a->tls = tls_flags != 0;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | (addr.sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | (addr.sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+                     tls_flags;
     a->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, ops_mhd_log,
-        (void *)"api http server", MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr.sa,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(c->max_connections ? c->max_connections : 10000),
+        (void *)"api http server", MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr.sa, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(c->max_connections ? c->max_connections : 10000),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((c->connection_timeout_ms + 999) / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, a,
         MHD_OPTION_NOTIFY_CONNECTION, api_deadline_notify, a->deadlines,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
-    if (!a->mhd)
+    if (!a->mhd) {
+        api_tls_stop();
+        a->tls = 0;
         return wsg_errf(err, errlen, WSG_EIO, "api: cannot listen on %s", c->listen);
+    }
     a->port = ops_mhd_port(a->mhd);
     return 0;
 }
@@ -607,6 +616,9 @@ void api_stop(api_t *a)
         api_deadlines_stop(a->deadlines); /* no shutdown() while MHD closes sockets */
         MHD_stop_daemon(a->mhd);
         a->mhd = NULL;
+        if (a->tls)
+            api_tls_stop();
+        a->tls = 0;
     }
     api_deadlines_free(a->deadlines); /* every socket was unregistered by now */
     a->deadlines = NULL;

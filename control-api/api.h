@@ -29,6 +29,11 @@ int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t 
  * Call after bus_start(). Returns 0, WSG_ECONFIG, WSG_EIO. */
 int api_start(api_t *a, char *err, size_t errlen);
 
+/* Reloads api.tls's certificate, key and client CAs (SIGHUP; any thread):
+ * handshakes from now on use them, open connections keep theirs. On a bad
+ * file the old ones stay and the error is logged. No-op without TLS. */
+int api_tls_reload(void);
+
 /* The port actually bound (useful with port 0). */
 int api_port(const api_t *a);
 

@@ -124,6 +124,7 @@ struct api {
     int cluster;                  /* cfg->nats not empty */
     api_edge_cache_t *edge_cache; /* cluster only */
     struct MHD_Daemon *mhd;
+    int tls;                          /* api.tls is on (api_tls.c) */
     struct api_deadlines *deadlines;  /* api_deadline.h: total request deadlines */
     struct MHD_Response *queued_resp; /* 200 {"queued":true}, shared */
     int port;
@@ -262,6 +263,16 @@ int api_registry_start(api_t *a);
 void api_registry_stop(api_t *a);
 void api_registry_free(api_t *a);
 int api_registry_lose(api_t *a, const store_conn_t *c);
+
+/* api_tls.c: api.tls on libmicrohttpd's GnuTLS (threads: see there) */
+#define API_TLS_MAX_OPTS 4
+struct MHD_OptionItem;
+/* Loads api.tls: *flags gets MHD_USE_TLS (0 without cert_file) and o (at
+ * least API_TLS_MAX_OPTS items) the options for MHD_OPTION_ARRAY, ended by
+ * MHD_OPTION_END. Returns 0 or WSG_ECONFIG with err set. */
+int api_tls_start(const wsg_tls_conf_t *t, unsigned *flags, struct MHD_OptionItem *o, char *err,
+                  size_t errlen);
+void api_tls_stop(void); /* after the daemon stopped */
 
 extern const char api_openapi_json[];
 extern const size_t api_openapi_json_len;

@@ -14,7 +14,7 @@ pkgs=(
   build-essential cmake pkg-config clang-format
   libwebsockets-dev libwebsockets-evlib-ev libev-dev libhttp-parser-dev libmicrohttpd-dev libpq-dev libsqlite3-dev
   libcurl4-openssl-dev libnats-dev libjansson-dev libjwt-dev libyaml-dev
-  libpcre2-dev libcmocka-dev libssl-dev
+  libpcre2-dev libcmocka-dev libssl-dev libgnutls28-dev zlib1g-dev openssl
   nats-server postgresql sqlite3 curl python3 procps
   chromium
 )

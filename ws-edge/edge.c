@@ -140,16 +140,21 @@ edge_msg_t *edge_msg_new(const unsigned char *data, size_t len, int binary)
         abort();
     m->refs = 1;
     m->binary = binary ? 1 : 0;
+    m->raw = 0;
+    m->z_tried = 0;
+    m->z = NULL;
     m->len = len;
-    if (len)
+    if (len && data)
         memcpy(m->buf + LWS_PRE, data, len);
     return m;
 }
 
 void edge_msg_unref(edge_msg_t *m)
 {
-    if (m && --m->refs == 0)
+    if (m && --m->refs == 0) {
+        edge_msg_unref(m->z);
         free(m);
+    }
 }
 
 /* ---- the listening sockets ----------------------------------------------
@@ -213,6 +218,10 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
                         strerror(errno));
             }
             return; /* EAGAIN, or a connection that went away before accept */
+        }
+        if (edge_tls_enabled() && edge_tls_adopt(fd) != 0) {
+            close(fd); /* an fd beyond the table (RLIMIT_NOFILE raised later), or no memory */
+            continue;
         }
         edge_req_accept(e, fd, &sa); /* its request is read before lws sees it */
     }
@@ -547,6 +556,15 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     pthread_mutex_init(&E->mu, NULL);
     E->edge_id = strdup(cfg->edge.id && *cfg->edge.id ? cfg->edge.id : "edge");
     E->n_loops = loop_count(cfg);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        E->any_pmd |= cfg->routes[i].compression;
+    int trc = edge_tls_init(cfg, err, errlen); /* before any socket is accepted */
+    if (trc != 0) {
+        free(E->edge_id);
+        pthread_mutex_destroy(&E->mu);
+        free(E);
+        return trc;
+    }
     E->loops = calloc(E->n_loops, sizeof *E->loops);
     E->threads = calloc(E->n_loops, sizeof *E->threads);
     if (!E->edge_id || !E->loops || !E->threads)
@@ -584,7 +602,8 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         edge_free(E);
         return rc;
     }
-    WSG_LOG(WSG_LOG_INFO, "edge listening", "port=%d threads=%zu", E->port, E->n_loops);
+    WSG_LOG(WSG_LOG_INFO, "edge listening", "port=%d threads=%zu tls=%s", E->port, E->n_loops,
+            edge_tls_enabled() ? "on" : "off");
     *out = E;
     return 0;
 }
@@ -702,6 +721,7 @@ static void loop_free(edge_loop_t *e)
     edge_events_drop_parked(e); /* grace expired: counted in its warning */
     edge_map_free(&e->by_fd);
     edge_map_free(&e->channels);
+    edge_pmd_free(e->pmd); /* after the context: its last publishes may deflate */
     free(e->rx_conns);
     edge_q_t *q = e->q_head;
     while (q) {
@@ -737,4 +757,5 @@ void edge_free(edge_t *E)
     free(E->threads);
     free(E->edge_id);
     free(E);
+    edge_tls_free();
 }

@@ -33,6 +33,11 @@ int edge_run(edge_t *e);
 /* Begins graceful shutdown: stop accepting, close sockets with 1001, flush. */
 void edge_stop(edge_t *e);
 
+/* Reloads edge.tls's certificate and key (SIGHUP; any thread): new
+ * connections get them, open ones keep theirs. On a bad file the old ones
+ * stay and the error is logged; returns 0 or WSG_ECONFIG. No-op without TLS. */
+int edge_tls_reload(void);
+
 /* The port actually bound (useful with port 0). */
 int edge_port(const edge_t *e);
 

@@ -37,6 +37,7 @@ void edge_conn_free(edge_conn_t *c)
     if (!c)
         return;
     edge_timer_disarm(c);
+    free(c->rxc.zbits);
     while (c->out_head) {
         edge_out_t *o = c->out_head;
         c->out_head = o->next;
@@ -277,7 +278,20 @@ static int reassemble(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len
     default:
         break;
     }
-    int rc = deliver(e, c, msg, n, lws_frame_is_binary(wsi));
+    int binary = lws_frame_is_binary(wsi);
+    if (c->rxc.pmd && edge_rxcheck_zpop(&c->rxc)) { /* permessage-deflate (edge_pmd.c) */
+        size_t max = c->route->limits.max_message_bytes;
+        int zr = edge_pmd_inflate(e, msg, n, max, &msg, &n);
+        if (zr != 0) {
+            edge_rx_reset(c);
+            if (zr == WSG_ETOOBIG)
+                edge_conn_close(e, c, 1009, "message too big", "server");
+            else
+                edge_conn_close(e, c, 1007, "bad compressed data", "server");
+            return close_now(c);
+        }
+    }
+    int rc = deliver(e, c, msg, n, binary);
     edge_rx_reset(c);
     return rc;
 }
@@ -295,11 +309,14 @@ int edge_on_receive(edge_loop_t *e, edge_conn_t *c, const void *in, size_t len)
 }
 
 /* Writes one frame of the shared buffer (lws puts the frame header in its
- * LWS_PRE headroom: the same bytes for every connection). */
+ * LWS_PRE headroom: the same bytes for every connection; a deflated frame
+ * (m->raw) has its header already). */
 static int write_msg(edge_conn_t *c, const edge_msg_t *m)
 {
-    if (lws_write(c->wsi, (unsigned char *)m->buf + LWS_PRE, m->len,
-                  m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < (int)m->len)
+    enum lws_write_protocol wp = m->raw      ? LWS_WRITE_RAW
+                                 : m->binary ? LWS_WRITE_BINARY
+                                             : LWS_WRITE_TEXT;
+    if (lws_write(c->wsi, (unsigned char *)m->buf + LWS_PRE, m->len, wp) < (int)m->len)
         return -1;
     edge_conn_count_out(m);
     return 0;
@@ -321,6 +338,9 @@ int edge_conn_queue(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m)
 {
     if (!c->wsi || c->close_code)
         return WSG_EGONE;
+    edge_msg_t *z = c->rxc.pmd ? edge_pmd_frame(e, m) : NULL;
+    if (z) /* deflated once per message, shared by every compressed member */
+        m = z;
     if (c->out_bytes + m->len > c->route->limits.max_outbound_bytes) {
         wsg_count(WSG_M_SLOW_CONSUMER_CLOSES, 1);
         WSG_LOG(WSG_LOG_WARN, "slow consumer", "conn=%s route=%s user=%s queued=%zu", c->id,
@@ -499,6 +519,7 @@ void edge_conn_rx_check(edge_loop_t *e, edge_conn_t *c)
         c->rx_paused = 0;
         c->last_rx_ms = edge_now_ms(); /* the idle timer starts again from here */
         lws_rx_flow_control(c->wsi, 1);
+        edge_tls_kick(e, lws_get_socket_fd(c->wsi)); /* wss://: plaintext OpenSSL holds */
         if (!c->close_code)
             schedule_timer(e, c, c->last_rx_ms);
     }

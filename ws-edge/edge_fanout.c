@@ -8,9 +8,11 @@
  * nothing back), the service thread hands half of them to a helper thread,
  * writes the other half itself through lws, and waits for the helper before
  * it goes on (fork-join). The helper send(2)s the finished frame (header +
- * payload: the same bytes for every connection, as the edge negotiates no
- * extension and speaks no TLS) to the file descriptors it was given and
- * touches nothing else. While it writes, the service thread runs no lws
+ * payload: the same bytes for every connection) to the file descriptors it
+ * was given and touches nothing else. Only plain sockets are given to it
+ * (direct_ok, checked per connection): a wss:// connection's frames are
+ * sealed by its TLS session (edge_tls.c) and go through lws on the service
+ * thread. While it writes, the service thread runs no lws
  * callback, so no connection of the helper's half can be written, closed or
  * freed under it.
  *
@@ -136,10 +138,11 @@ static void *grow(void *p, size_t *cap, size_t want, size_t size)
     return q;
 }
 
-/* RFC 6455 §5.2 server frame: FIN, text or binary, unmasked. */
-static size_t frame_header(unsigned char *h, size_t len, int binary)
+/* RFC 6455 §5.2 server frame: FIN, text or binary, unmasked; RSV1 marks a
+ * permessage-deflate message (RFC 7692). */
+size_t edge_frame_header(unsigned char *h, size_t len, int binary, int rsv1)
 {
-    h[0] = 0x80 | (binary ? 0x2 : 0x1);
+    h[0] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | (binary ? 0x2 : 0x1));
     if (len < 126) {
         h[1] = (unsigned char)len;
         return 2;
@@ -180,40 +183,60 @@ static void finish(edge_loop_t *e, edge_conn_t *c, edge_msg_t *m, const unsigned
     free(b);
 }
 
+/* May c's frames be send(2)ed by the helper, past lws? Only a plain socket
+ * without compression: a TLS one needs its bytes sealed by its session and a
+ * record the kernel half took finished with the same bytes, which lws's
+ * retry guarantees; a compressed one gets the shared deflated frame
+ * (edge_conn_queue), not the helper's plain one. */
+static int direct_ok(const edge_conn_t *c, int fd)
+{
+    return fd >= 0 && !c->rxc.pmd && !edge_tls_is(fd);
+}
+
 size_t edge_fanout_write(edge_loop_t *e, edge_conn_t **conns, size_t n, edge_msg_t *m)
 {
     edge_fanout_t *f = e->fanout;
-    size_t mine = n, done = 0;
+    size_t mine = n, done = 0, theirs = 0;
     if (f && n >= EDGE_FANOUT_MIN) {
         mine = n / 2;
-        size_t theirs = n - mine;
         f->fbuf = grow(f->fbuf, &f->fcap, m->len + 10, 1);
-        size_t hl = frame_header(f->fbuf, m->len, (int)m->binary);
+        size_t hl = edge_frame_header(f->fbuf, m->len, (int)m->binary, 0);
         memcpy(f->fbuf + hl, m->buf + LWS_PRE, m->len);
-        f->fdv = grow(f->fdv, &f->fdcap, theirs, sizeof *f->fdv);
-        f->sentv = grow(f->sentv, &f->sentcap, theirs, sizeof *f->sentv);
-        for (size_t i = 0; i < theirs; i++)
-            f->fdv[i] = lws_get_socket_fd(conns[mine + i]->wsi);
-        pthread_mutex_lock(&f->mu);
-        f->frame = f->fbuf;
-        f->flen = hl + m->len;
-        f->fds = f->fdv;
-        f->sent = f->sentv;
-        f->n = theirs;
-        f->busy = 1;
-        pthread_cond_signal(&f->cv);
-        pthread_mutex_unlock(&f->mu);
+        f->fdv = grow(f->fdv, &f->fdcap, n - mine, sizeof *f->fdv);
+        f->sentv = grow(f->sentv, &f->sentcap, n - mine, sizeof *f->sentv);
+        /* the helper's half, plain sockets moved to its end of conns; the
+         * others stay with the service thread, which writes through lws */
+        for (size_t i = mine; i < n && (edge_tls_enabled() || e->edge->any_pmd); i++) {
+            edge_conn_t *c = conns[i];
+            if (!direct_ok(c, lws_get_socket_fd(c->wsi))) {
+                conns[i] = conns[mine];
+                conns[mine++] = c;
+            }
+        }
+        for (size_t i = mine; i < n; i++)
+            f->fdv[theirs++] = lws_get_socket_fd(conns[i]->wsi);
+        if (theirs) {
+            pthread_mutex_lock(&f->mu);
+            f->frame = f->fbuf;
+            f->flen = hl + m->len;
+            f->fds = f->fdv;
+            f->sent = f->sentv;
+            f->n = theirs;
+            f->busy = 1;
+            pthread_cond_signal(&f->cv);
+            pthread_mutex_unlock(&f->mu);
+        }
     }
     for (size_t i = 0; i < mine; i++)
         if (edge_conn_queue(e, conns[i], m) == 0)
             done++;
-    if (mine == n)
+    if (!theirs)
         return done;
     pthread_mutex_lock(&f->mu);
     while (f->busy)
         pthread_cond_wait(&f->cv, &f->mu);
     pthread_mutex_unlock(&f->mu);
-    for (size_t i = 0; i < n - mine; i++) {
+    for (size_t i = 0; i < theirs; i++) {
         if (f->sentv[i] == (ssize_t)f->flen)
             edge_conn_count_out(m);
         else

@@ -500,7 +500,7 @@ static int build_resume(edge_conn_t *c, const edge_req_t *req)
     const char *host = edge_req_header(req, "host");
     if (!host || !*host || strpbrk(host, "\r\n"))
         host = "localhost";
-    size_t rest = edge_rxcheck_scan(&c->rxc, (const unsigned char *)req->buf + req->body_off,
+    size_t rest = edge_rxcheck_scan(&c->rxc, (unsigned char *)req->buf + req->body_off,
                                     req->len - req->body_off);
     size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + rest;
     c->hs_req = malloc(cap);
@@ -638,7 +638,9 @@ static void hs_admit(edge_loop_t *e, edge_conn_t *c)
                 c->route->path);
         conn_unregister(e, c);
         edge_conn_free(c);
+        return;
     }
+    edge_tls_kick(e, c->hs_fd); /* wss://: what OpenSSL read past the request */
 }
 
 /* Asks the authorizer for c (or, for subprotocols or a user claim alone,
@@ -753,6 +755,7 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
         return;
     }
     c->connect_extra = connect_extra(r, req);
+    c->rxc.pmd = r->compression && edge_pmd_offered(req); /* before the scan of build_resume */
     if (build_resume(c, req) != 0) {
         edge_admit_release(e, c->remote);
         edge_user_index(e, c, 0);
@@ -880,11 +883,17 @@ int edge_on_add_headers(edge_loop_t *e, struct lws *wsi, void *in)
 {
     struct lws_process_html_args *a = in;
     edge_conn_t *c = e->upgrading;
-    if (!c || e->upgrading_wsi != wsi || !c->subprotocol)
+    if (!c || e->upgrading_wsi != wsi || (!c->subprotocol && !c->rxc.pmd))
         return 0;
     unsigned char *p = (unsigned char *)a->p, *end = p + a->max_len;
-    if (lws_add_http_header_by_token(wsi, WSI_TOKEN_PROTOCOL, (unsigned char *)c->subprotocol,
+    if (c->subprotocol &&
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_PROTOCOL, (unsigned char *)c->subprotocol,
                                      (int)strlen(c->subprotocol), &p, end))
+        return -1;
+    if (c->rxc.pmd &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"sec-websocket-extensions:",
+                                    (const unsigned char *)EDGE_PMD_ANSWER,
+                                    (int)strlen(EDGE_PMD_ANSWER), &p, end))
         return -1;
     a->max_len -= (int)(p - (unsigned char *)a->p);
     a->p = (char *)p;

@@ -12,6 +12,9 @@
  *   edge_events.c     event envelopes (SPEC.md §3) and their acks
  *   edge_rxcheck.c    the frame headers lws reads from clients: refuses
  *                     unmasked frames (RFC 6455 §5.1), which lws 4.1 accepts
+ *   edge_tls.c        wss://: the TLS session of each client socket, under
+ *                     lws, at recv()/send()/shutdown()/close()
+ *   edge_pmd.c        permessage-deflate (RFC 7692) without context takeover
  *   edge_map.c        a small string-keyed hash map
  *
  * The edge (edge_t, one per process) runs one or more service threads
@@ -70,9 +73,12 @@ void edge_map_free(edge_map_t *m);
 void edge_map_each(const edge_map_t *m, void (*fn)(void *ud, const char *key, void *val), void *ud);
 
 /* ---- shared outbound payload (refcounted, LWS_PRE headroom) ------------- */
-typedef struct {
+typedef struct edge_msg {
     uint32_t refs;
-    uint32_t binary;
+    uint8_t binary;
+    uint8_t raw;        /* buf holds a whole frame (header included): LWS_WRITE_RAW */
+    uint8_t z_tried;    /* edge_pmd_frame looked at it (z NULL: sent plain) */
+    struct edge_msg *z; /* its permessage-deflate frame, made once (edge_pmd.c) */
     size_t len;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then the payload */
 } edge_msg_t;
@@ -97,12 +103,21 @@ typedef struct {
     uint8_t data;     /* the current frame is a data frame (lws gives it to the protocol) */
     uint8_t unmasked; /* an unmasked frame was seen: the connection is refused with 1002 */
     uint32_t wait;    /* with unmasked: data frames before it that lws has yet to deliver */
+    uint8_t pmd;      /* permessage-deflate: RSV1 of data messages is taken off here */
+    uint8_t *zbits;   /* pmd: a ring of bits, one per data message read and not yet
+                       * delivered: was it compressed */
+    uint32_t zhead, zn, zcap; /* the ring's first bit, bits in it, capacity in bits */
 } edge_rxcheck_t;
 
 /* Follows the frames in p[0..n) (what lws gets next from the client) and
  * returns how many of these bytes may reach lws: n, or the offset where an
- * unmasked frame starts (then s->unmasked is set; 0 from then on). Pure. */
-size_t edge_rxcheck_scan(edge_rxcheck_t *s, const unsigned char *p, size_t n);
+ * unmasked frame starts (then s->unmasked is set; 0 from then on). With
+ * s->pmd, RSV1 is cleared in p on the first frame of each data message and
+ * noted (edge_rxcheck_zpop). Touches nothing but s and p. */
+size_t edge_rxcheck_scan(edge_rxcheck_t *s, unsigned char *p, size_t n);
+/* Whether the oldest data message noted by the scan was compressed (RSV1);
+ * called once per data message lws delivered. */
+int edge_rxcheck_zpop(edge_rxcheck_t *s);
 
 /* ---- a connection (open or handshake in flight) -------------------------- */
 #define EDGE_REASON_MAX WSG_CLOSE_REASON_MAX /* a close frame's reason, in bytes */
@@ -214,6 +229,7 @@ void edge_req_accept(edge_loop_t *e, int fd, const struct sockaddr_storage *sa);
 /* Answers 408 to requests incomplete after the header timeout (all: 503). */
 void edge_req_reap(edge_loop_t *e, int64_t now, int all);
 typedef struct edge_fanout edge_fanout_t;
+typedef struct edge_pmd edge_pmd_t;
 
 /* ---- connection timers (edge_timer.c; service thread only) ---------------
  * One hashed timing wheel instead of an lws timer per connection: lws keeps
@@ -239,6 +255,7 @@ struct edge {
     bus_t *bus;
     char *edge_id;
     wsg_listen_addr_t addr; /* edge.listen, with the bound port once loop 0 listens */
+    int any_pmd;            /* a route has compression on */
     int port;
     edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops;
                             NULL once stopped (edge_free) */
@@ -298,6 +315,7 @@ struct edge_loop {
     unsigned char evid_prefix[8]; /* event ids: this prefix and a counter */
     uint64_t evid_next;
     edge_fanout_t *fanout;   /* NULL: fan-out on the service thread alone */
+    edge_pmd_t *pmd;         /* permessage-deflate streams, made on first use (edge_pmd.c) */
     edge_conn_t **fan_conns; /* publish scratch: members writable now */
     size_t fan_cap;
     lws_sorted_usec_list_t sul_tick;
@@ -458,6 +476,41 @@ static inline int edge_rxcheck_frame_done(edge_conn_t *c)
     return c->rxc.unmasked && c->rxc.wait && --c->rxc.wait == 0;
 }
 #define EDGE_UNMASKED_REASON "client frame not masked"
+
+/* edge_fanout.c: an RFC 6455 server frame header (FIN, text or binary,
+ * RSV1 when rsv1) for len bytes into h (10 bytes); returns its length. */
+size_t edge_frame_header(unsigned char *h, size_t len, int binary, int rsv1);
+
+/* edge_pmd.c: permessage-deflate (service thread) */
+/* Messages shorter than this go uncompressed: at 64 and 128 bytes deflate
+ * saves little or nothing on JSON and costs a deflate per publish
+ * (docs/edge.md "Compression"). */
+#define EDGE_PMD_MIN 256
+#define EDGE_PMD_ANSWER "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+/* 1 when the request offers permessage-deflate in a form the edge accepts. */
+int edge_pmd_offered(const edge_req_t *req);
+/* Inflates one message (RSV1 frames, the trailer added here) into a loop
+ * buffer (*out, valid until the next call); WSG_ETOOBIG past max bytes,
+ * WSG_EPROTO for bad data. */
+int edge_pmd_inflate(edge_loop_t *e, const unsigned char *in, size_t n, size_t max,
+                     const unsigned char **out, size_t *out_len);
+/* m's compressed frame (made once, owned by m), or NULL: send m plain. */
+edge_msg_t *edge_pmd_frame(edge_loop_t *e, edge_msg_t *m);
+void edge_pmd_free(edge_pmd_t *z);
+
+/* edge_tls.c (wss://; see there for the threads) */
+/* Loads edge.tls; no-op without cert_file. */
+int edge_tls_init(const wsg_config_t *cfg, char *err, size_t errlen);
+void edge_tls_free(void);
+int edge_tls_enabled(void);
+/* fd (just accepted) speaks TLS from now on; its session ends at close(). */
+int edge_tls_adopt(int fd);
+int edge_tls_is(int fd);
+/* recv() of fd: SSL_read for a TLS socket, recvfrom() otherwise. */
+ssize_t edge_tls_read(int fd, void *buf, size_t len, int flags);
+/* Feeds e's loop a read event for fd when OpenSSL holds plaintext of it
+ * that was not read yet (no readiness event would come for it). */
+void edge_tls_kick(edge_loop_t *e, int fd);
 
 /* edge_authz.c */
 typedef struct {

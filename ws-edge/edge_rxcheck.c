@@ -24,6 +24,12 @@
  * data frames lws has yet to finish (edge_rxcheck_frame_done, from
  * LWS_CALLBACK_RECEIVE).
  *
+ * The same walk serves permessage-deflate (edge_pmd.c): on a connection that
+ * negotiated it, RSV1 of each data message's first frame is noted and
+ * cleared in the bytes before lws parses them.
+ *
+ * On wss:// the read is SSL_read (edge_tls.c): the walk sees plaintext.
+ *
  * Service thread only (the table and the connections are the loop's); the
  * recv() definition may be called from any thread and touches nothing
  * unless its thread serves a loop.
@@ -36,7 +42,48 @@
 
 #include "ws-edge/edge_int.h"
 
-size_t edge_rxcheck_scan(edge_rxcheck_t *s, const unsigned char *p, size_t n)
+/* permessage-deflate: RSV1 of a data message's first frame (lws 4.1 would
+ * refuse it: it negotiated no extension) is noted and taken off. RSV1 on a
+ * continuation or control frame is left for lws to refuse (1002). */
+static void note_rsv1(edge_rxcheck_t *s, unsigned char *b)
+{
+    unsigned op = *b & 0x0f;
+    if (op != 0x1 && op != 0x2)
+        return;
+    if (s->zn == s->zcap) { /* grow, the ring laid out from 0 again */
+        uint32_t cap = s->zcap ? s->zcap * 2 : 64;
+        uint8_t *t = calloc(cap / 8, 1);
+        if (!t)
+            abort();
+        for (uint32_t k = 0; k < s->zn; k++) {
+            uint32_t at = (s->zhead + k) % s->zcap;
+            if (s->zbits[at / 8] >> (at % 8) & 1)
+                t[k / 8] |= (uint8_t)(1u << (k % 8));
+        }
+        free(s->zbits);
+        s->zbits = t;
+        s->zcap = cap;
+        s->zhead = 0;
+    }
+    uint32_t at = (s->zhead + s->zn++) % s->zcap;
+    if (*b & 0x40)
+        s->zbits[at / 8] |= (uint8_t)(1u << (at % 8));
+    else
+        s->zbits[at / 8] &= (uint8_t) ~(1u << (at % 8));
+    *b &= (unsigned char)~0x40;
+}
+
+int edge_rxcheck_zpop(edge_rxcheck_t *s)
+{
+    if (!s->zn)
+        return 0;
+    int bit = s->zbits[s->zhead / 8] >> (s->zhead % 8) & 1;
+    s->zhead = (s->zhead + 1) % s->zcap;
+    s->zn--;
+    return bit;
+}
+
+size_t edge_rxcheck_scan(edge_rxcheck_t *s, unsigned char *p, size_t n)
 {
     if (s->unmasked)
         return 0;
@@ -51,6 +98,8 @@ size_t edge_rxcheck_scan(edge_rxcheck_t *s, const unsigned char *p, size_t n)
             i += take;
             continue;
         }
+        if (!s->hdr_len && s->pmd)
+            note_rsv1(s, &p[i]);
         s->hdr[s->hdr_len++] = p[i++];
         if (s->hdr_len < 2)
             continue;
@@ -128,7 +177,9 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     edge_conn_t *c = e && fd >= 0 && (size_t)fd < e->rx_conns_cap ? e->rx_conns[fd] : NULL;
     if (c && c->rxc.unmasked) /* lws parsed what came before the frame */
         return refuse(c);
-    ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
+    ssize_t n = edge_tls_read(fd, buf, len, flags); /* recvfrom() unless the socket is TLS */
+    if (e && n > 0)
+        edge_tls_kick(e, fd); /* plaintext left inside OpenSSL: read again */
     if (!c || n <= 0 || (flags & MSG_PEEK))
         return n;
     size_t ok = edge_rxcheck_scan(&c->rxc, buf, (size_t)n);

@@ -477,10 +477,11 @@ class ControlApi:
     """A small control-API client. Every call returns an ApiResponse (.status,
     .headers, .body, .json) and never raises on HTTP error statuses."""
 
-    def __init__(self, base_url, token=None, timeout=10.0):
+    def __init__(self, base_url, token=None, timeout=10.0, ssl_context=None):
         self.base = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.ssl_context = ssl_context  # https:// base URLs
 
     def request(self, method, path, body=None, content_type=None, headers=None, token=None):
         h = dict(headers or {})
@@ -497,7 +498,8 @@ class ControlApi:
             h["Content-Type"] = content_type or "text/plain"
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=h)
         try:
-            with urllib.request.urlopen(req, timeout=scaled(self.timeout)) as r:
+            with urllib.request.urlopen(req, timeout=scaled(self.timeout),
+                                        context=self.ssl_context) as r:
                 return ApiResponse(r.status, r.getheaders(), r.read())
         except urllib.error.HTTPError as e:
             return ApiResponse(e.code, e.headers.items(), e.read())

@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import zlib
 
 from wsgate_util import scaled
 
@@ -90,6 +91,11 @@ class WsClient:
         self.status = status
         self.headers = headers or {}
         self.subprotocol = self.headers.get("sec-websocket-protocol")
+        # permessage-deflate accepted by the server (RFC 7692): compressed
+        # messages it sends are inflated (and counted), send_deflated() works
+        self.extensions = self.headers.get("sec-websocket-extensions")
+        self.deflate = bool(self.extensions and "permessage-deflate" in self.extensions)
+        self.compressed_received = 0
         self.auto_pong = auto_pong
         self._buf = bytearray(rest)
         self._msgs = queue.Queue()
@@ -113,9 +119,14 @@ class WsClient:
     @classmethod
     def handshake(cls, url, query=None, headers=None, subprotocols=None, origin=None,
                   timeout=10.0, rcvbuf=None, auto_pong=True, key=None, version="13",
-                  extra_request_lines=None):
+                  extra_request_lines=None, ssl_context=None):
+        """wss:// URLs need ssl_context (an ssl.SSLContext trusting the
+        gateway's CA); the socket is then that context's SSLSocket."""
         u = urllib.parse.urlsplit(url)
-        host, port = u.hostname, u.port or 80
+        tls = u.scheme == "wss"
+        if tls and ssl_context is None:
+            raise ValueError("wss:// needs ssl_context")
+        host, port = u.hostname, u.port or (443 if tls else 80)
         path = u.path or "/"
         q = u.query
         if query:
@@ -132,6 +143,8 @@ class WsClient:
         try:
             sock.connect((host, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                sock = ssl_context.wrap_socket(sock, server_hostname=host)
             key = key or base64.b64encode(os.urandom(16)).decode()
             lines = ["GET %s HTTP/1.1" % path,
                      "Host: %s:%d" % ("[%s]" % host if v6 else host, port),
@@ -212,6 +225,21 @@ class WsClient:
 
     def send_frame(self, opcode, payload=b"", fin=True, mask=True, rsv=0):
         self.send_raw(self.frame(opcode, payload, fin, mask, rsv))
+
+    @staticmethod
+    def deflate_payload(data):
+        """RFC 7692 §7.2.1: raw DEFLATE, sync flush, the 00 00 ff ff tail
+        taken off; a fresh compressor per message (no context takeover)."""
+        if isinstance(data, str):
+            data = data.encode()
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def send_deflated(self, opcode, data):
+        """One compressed message (RSV1) in one frame."""
+        self.send_frame(opcode, self.deflate_payload(data), rsv=4)
 
     def send_text(self, text):
         """text: str, or bytes sent as-is in a text frame (e.g. bad UTF-8)."""
@@ -352,7 +380,11 @@ class WsClient:
         if masked:
             self.protocol_errors.append("server sent a masked frame")
             payload = _mask(payload, mk)
-        if rsv:
+        if rsv == 4 and self.deflate and fin and op in (OP_TEXT, OP_BINARY):
+            d = zlib.decompressobj(-15)  # the server takes no context over
+            payload = d.decompress(payload + b"\x00\x00\xff\xff")
+            self.compressed_received += 1
+        elif rsv:
             self.protocol_errors.append("server set RSV bits %d" % rsv)
         return fin, op, payload
 

@@ -4,12 +4,16 @@
  * (7-bit, 16-bit, 64-bit) passes whole however it is cut into reads; an
  * unmasked frame stops it where that frame starts, also when its header is
  * cut across reads, and nothing passes after it; `wait` counts the data
- * frames before it that are not finished before the read that found it.
+ * frames before it that are not finished before the read that found it;
+ * with permessage-deflate, RSV1 is taken off each data message's first
+ * frame (not off control or continuation frames) and noted in order, also
+ * for more messages than the ring first holds and across every cut.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -139,6 +143,42 @@ static void huge_length_never_wraps(void **state)
     assert_int_equal(edge_rxcheck_scan(&s, stream, 1000), 1000); /* still payload */
 }
 
+static void rsv1_noted_in_order_and_cleared(void **state)
+{
+    (void)state;
+    for (size_t step = 1; step <= 64; step += 9) {
+        size_t n = 0;
+        int want[200];
+        for (int k = 0; k < 200; k++) { /* data messages: RSV1 on every third */
+            size_t at = n;
+            put_frame(stream, &n, k % 2 ? 0x2 : 0x1, (size_t)(k % 7) * 50, 1);
+            want[k] = k % 3 == 0;
+            if (want[k])
+                stream[at] |= 0x40;
+            put_frame(stream, &n, 0x9, 3, 1); /* a ping between: not a message */
+        }
+        size_t cont = n;
+        put_frame(stream, &n, 0x0, 5, 1); /* a continuation with RSV1: left alone */
+        stream[cont] |= 0x40;
+        edge_rxcheck_t s = {0};
+        s.pmd = 1;
+        assert_int_equal(feed(&s, n, step), n);
+        assert_int_equal(s.zn, 200);
+        for (int k = 0; k < 200; k++)
+            assert_int_equal(edge_rxcheck_zpop(&s), want[k]);
+        assert_int_equal(edge_rxcheck_zpop(&s), 0); /* empty */
+        for (size_t i = 0, left = 0; i < cont; i += left) {
+            assert_int_equal(stream[i] & 0x40, 0); /* every header byte cleared */
+            size_t len = stream[i + 1] & 0x7f, hl = len == 126 ? 4 : 2;
+            if (len == 126)
+                len = (size_t)stream[i + 2] << 8 | stream[i + 3];
+            left = hl + 4 + len;
+        }
+        assert_int_equal(stream[cont] & 0x40, 0x40);
+        free(s.zbits);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +186,7 @@ int main(void)
         cmocka_unit_test(unmasked_stops_where_it_starts),
         cmocka_unit_test(wait_counts_undelivered_data_frames),
         cmocka_unit_test(huge_length_never_wraps),
+        cmocka_unit_test(rsv1_noted_in_order_and_cleared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
