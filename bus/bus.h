@@ -98,11 +98,20 @@ typedef enum {
     BUS_EV_CONNECT = 1,
     BUS_EV_MESSAGE = 2,
     BUS_EV_DISCONNECT = 3,
+    /* Internal, never a webhook: a subscription change the edge holding the
+     * connection applied to its channel index, in the connection's order
+     * (body {"op":"subscribe"|"unsubscribe","channel":"..."}; seq is the
+     * connection's last webhook event's, not a new one). The registry
+     * records it: it is the one writer of the store's subscriptions. */
+    BUS_EV_SUBSCRIPTION = 4,
 } bus_event_type_t;
 
 #define BUS_EV_MASK(t) (1u << (t))
+/* The webhook events (what the dispatcher consumes). */
 #define BUS_EV_ALL                                                                                 \
     (BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_MESSAGE) | BUS_EV_MASK(BUS_EV_DISCONNECT))
+/* Every type a consumer group may ask for. */
+#define BUS_EV_KNOWN (BUS_EV_ALL | BUS_EV_MASK(BUS_EV_SUBSCRIPTION))
 
 /* A client event. body is the complete webhook JSON envelope of SPEC.md §3
  * (built once by the edge; the dispatcher posts it as-is). */

@@ -214,7 +214,9 @@ static int publish(edge_loop_t *e, edge_conn_t *c, edge_sbuf_t *b, const char *e
 {
     edge_sb_puts(b, "}");
     edge_parked_t p = {.type = t,
-                       .seq = ++c->seq, /* made now, whenever the bus takes it */
+                       /* made now, whenever the bus takes it; a subscription
+                        * record is no webhook and takes no number of its own */
+                       .seq = t == BUS_EV_SUBSCRIPTION ? c->seq : ++c->seq,
                        .bytes = bytes,
                        .route = c->route->path,
                        .body = b->p,
@@ -350,4 +352,21 @@ int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *
     edge_sb_str(&b, reason && edge_json_ok(reason) ? reason : "");
     edge_sb_member(&b, "initiator", initiator ? initiator : "server");
     return publish(e, c, &b, evid, BUS_EV_DISCONNECT, 0);
+}
+
+int edge_event_subscription(edge_loop_t *e, edge_conn_t *c, bus_cmd_op_t op, const char *channel)
+{
+    char evid[48];
+    edge_sbuf_t b = {0};
+    if (!c->seq || !edge_json_ok(channel))
+        return WSG_EINVAL; /* before its connect event; a name the API refused */
+    event_id(e, evid);
+    edge_sb_puts(&b, "{\"id\":\"");
+    edge_sb_puts(&b, evid);
+    edge_sb_puts(&b, "\",\"connection_id\":\"");
+    edge_sb_puts(&b, c->id);
+    edge_sb_puts(&b,
+                 op == BUS_CMD_SUBSCRIBE ? "\",\"op\":\"subscribe\"" : "\",\"op\":\"unsubscribe\"");
+    edge_sb_member(&b, "channel", channel);
+    return publish(e, c, &b, evid, BUS_EV_SUBSCRIPTION, 0);
 }

@@ -18,100 +18,13 @@ and channel publish delivery must agree (tests/lib/subs_agree.py):
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
-import itertools
 import threading
 import time
 
 import subs_agree as sa
 import wsgate_test as w
 
-SUB = {"action": "subscribe", "channel": "room9"}
-UNSUB = {"action": "unsubscribe", "channel": "room9"}
-LISTS = {"sub_unsub": ([SUB, UNSUB], False),
-         "unsub_sub": ([UNSUB, SUB], True),
-         "sub_unsub_sub": ([SUB, UNSUB, SUB], True),
-         "sub_sub_unsub": ([SUB, SUB, UNSUB], False),
-         "unsub_unsub_sub": ([UNSUB, UNSUB, SUB], True),
-         "warm_sub_unsub": ([dict(SUB, channel="warm"), SUB, UNSUB], False)}
-
-
-class SubsOrderBase:
-    """Mixin: self.be (a Backend whose handler is self.answer), self.api(),
-    self.open(tag) -> (ws, connection id)."""
-
-    _tags = itertools.count(1)
-
-    def answer(self, req):
-        for e in req.events():
-            key = None
-            if e.get("type") == "connect":
-                key = "connect:" + str(e.get("query", {}).get("tag"))
-            elif e.get("type") == "message":
-                key = "message:" + str(e.get("data"))
-            if key in self.answers:
-                return w.Response(200, {"actions": self.answers[key]})
-        return None
-
-    settle = 0.3
-
-    def ready(self, acts, word):
-        return list(acts) + [{"action": "send", "data": word}]
-
-    def check_connect_actions(self, name, edge=0):
-        acts, member = LISTS[name]
-        tag = "c%d" % next(self._tags)
-        self.answers["connect:" + tag] = self.ready(acts, "ready-" + tag)
-        ws, cid = self.open(tag, edge)
-        self.assertEqual(ws.recv_text(15), "ready-" + tag)
-        sa.agree(self.api(), ws, cid, "room9", member, settle=self.settle)
-
-    def check_message_actions(self, name, edge=0):
-        acts, member = LISTS[name]
-        tag = "m%d" % next(self._tags)
-        self.answers["message:go-" + tag] = self.ready(acts, "ready-" + tag)
-        ws, cid = self.open(tag, edge)
-        ws.send_text("go-" + tag)
-        self.assertEqual(ws.recv_text(15), "ready-" + tag)
-        sa.agree(self.api(), ws, cid, "room9", member, settle=self.settle)
-
-    def check_api_back_to_back(self, edge=0, other_api=None):
-        ws, cid = self.open("a%d" % next(self._tags), edge)
-        api = self.api()
-        api2 = other_api or api
-        path = "/v1/channels/room9/connections/" + sa.q(cid)
-        for _ in range(3):
-            r = api.put(path)
-            self.assertEqual(r.status, 204, r.body)
-            sa.agree(api2, ws, cid, "room9", True, now=True, settle=0)
-            r = api.delete(path)
-            self.assertEqual(r.status, 204, r.body)
-            sa.agree(api2, ws, cid, "room9", False, now=True, settle=0)
-            r = api.put(path)
-            r2 = api.delete(path)
-            self.assertEqual((r.status, r2.status), (204, 204), (r.body, r2.body))
-            sa.agree(api2, ws, cid, "room9", False, now=True, settle=0)
-
-    def check_api_concurrent(self, rounds=15, edge=0):
-        ws, cid = self.open("p%d" % next(self._tags), edge)
-        path = "/v1/channels/room9/connections/" + sa.q(cid)
-        for i in range(rounds):
-            res = {}
-
-            def call(m):
-                res[m] = self.api().request(m, path).status
-
-            ts = [threading.Thread(target=call, args=(m,)) for m in ("PUT", "DELETE")]
-            if i % 2:
-                ts.reverse()
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join(30)
-            self.assertEqual(res, {"PUT": 204, "DELETE": 204})
-            sa.consistent(self.api(), ws, cid, "room9")
-
-
-class SubsOrderStandalone(SubsOrderBase, w.GatewayTestCase):
+class SubsOrderStandalone(sa.SubsOrderBase, w.GatewayTestCase):
     def setUp(self):
         super().setUp()
         self.answers = {}
@@ -153,7 +66,7 @@ class SubsOrderStandalone(SubsOrderBase, w.GatewayTestCase):
         self.check_api_concurrent()
 
 
-class SubsOrderSlowStore(SubsOrderBase, w.GatewayTestCase):
+class SubsOrderSlowStore(sa.SubsOrderBase, w.GatewayTestCase):
     """A store made slow on purpose (WSGATE_TEST_STORE_DELAY_MS, test-only:
     every subscription write sleeps first), one edge loop."""
 
