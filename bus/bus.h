@@ -11,12 +11,12 @@
  *
  * Five kinds of traffic:
  *   1. Client events (edge -> dispatcher, registry): durable, at-least-once,
- *      in order per connection. The edge calls bus_event_publish() and treats
- *      the event as accepted only when its ack callback reports 0. The bus
- *      holds a bounded number of events waiting for that ack: a full bus
- *      answers WSG_EFULL and takes nothing (the caller keeps the event and
- *      offers it again later); bus_event_capacity() says how much one
- *      publisher may keep waiting without ever seeing that.
+ *      in order per connection; with them, in the same order, the edge's
+ *      records of subscription changes (BUS_EV_SUBSCRIPTION, registry only). The edge calls
+ * bus_event_publish() and treats the event as accepted only when its ack callback reports 0. The
+ * bus holds a bounded number of events waiting for that ack: a full bus answers WSG_EFULL and takes
+ * nothing (the caller keeps the event and offers it again later); bus_event_capacity() says how
+ * much one publisher may keep waiting without ever seeing that.
  *   2. Edge commands (api/dispatcher -> the edge holding a connection):
  *      request/reply; the reply says the edge queued it (0) or does not hold
  *      the connection (WSG_EGONE).

@@ -1,8 +1,10 @@
 /*
- * api_registry.c — keeps the store's connections and subscriptions current
- * from bus events (consumer group "registry": connect -> store_conn_put and
- * the event's "channels"; disconnect -> store_conn_delete), records edge
- * heartbeats, and makes sure every connect gets exactly one disconnect:
+ * api_registry.c — the one writer of the store's connections and
+ * subscriptions, fed by the edges' ordered event streams (consumer group
+ * "registry": connect -> store_conn_put and the event's "channels";
+ * subscription -> store_sub_add/remove, then the API request waiting for it
+ * is answered (api_subwait.c); disconnect -> store_conn_delete); records
+ * edge heartbeats, and makes sure every connect gets exactly one disconnect:
  *
  *   - standalone restart: connections found in the store at api_new() belong
  *     to the previous run's edge; shortly after start (once the registry has

@@ -2,9 +2,10 @@
  * disp_deliver.c — the per-connection delivery state machine on the
  * dispatcher thread: pick the head event's backend (rules, routing service,
  * default), wait for a slot at that backend (max_concurrency), send one event
- * or a batch, then acknowledge, retry later, or dead-letter; apply response
- * actions through the bus. Event N+1 of a connection starts only once N is
- * acknowledged or dead-lettered.
+ * or a batch, then acknowledge, retry later, or dead-letter; send response
+ * actions to the holding edge, in their order (the edge records subscription
+ * changes for the registry: the dispatcher never writes them). Event N+1 of a connection starts
+ * only once N is acknowledged or dead-lettered.
  */
 #include <stdio.h>
 #include <stdlib.h>

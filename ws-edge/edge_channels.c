@@ -1,7 +1,10 @@
 /*
  * edge_channels.c — the local channel -> members index, bus commands
  * (send, close, subscribe, unsubscribe, and "do you hold this connection",
- * asked by another edge's user claim) and publish fan-out.
+ * asked by another edge's user claim) and publish fan-out. The index is the
+ * authority on a connection's channels: subscribe/unsubscribe apply here in
+ * command order and are recorded in the connection's event stream for the
+ * registry, the store's one writer (docs/architecture.md, "Subscriptions").
  *
  * Bus callbacks (edge_bus_cmd, edge_bus_publish) run on any thread, often
  * inline on the caller's: they copy what they need into one queue item and
