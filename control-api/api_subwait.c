@@ -12,8 +12,8 @@
  * In a cluster with several API processes the event may be recorded by
  * another process's registry: api_subwait_check() (the maintenance thread)
  * then finds the store already showing the change and completes the
- * request; a connection the store no longer knows answers WSG_EGONE, and
- * API_SUBWAIT_MAX_MS without either WSG_ETIMEOUT.
+ * request (a store error answers with that error, API_SUBWAIT_MAX_MS
+ * without the change WSG_ETIMEOUT).
  *
  * A waiter is one of the request's two api_req_reply() shares (the other
  * is the edge's reply). Whoever unlinks it under sw_mu — the registry, the
@@ -29,6 +29,7 @@
 
 #define API_SUBWAIT_MAX_MS 10000
 #define API_SUBWAIT_POLL_AFTER_MS 100 /* the local registry usually answers first */
+#define API_SUBWAIT_GONE_MS 2000
 
 struct api_subwait {
     struct api_subwait *next;
@@ -111,9 +112,12 @@ void api_subwait_applied(api_t *a, const char *conn_id, const char *channel, bus
         finish_one(w, status);
 }
 
-/* 0 when the store shows w's change, 1 when not yet, or an error
- * (WSG_EGONE: the connection is no longer recorded). */
-static int store_shows(api_t *a, const api_subwait_t *w)
+/* 0 when the store shows w's change, 1 when not yet, or an error. A
+ * connection the store does not know may not be recorded yet (its connect
+ * is on its way to a registry) or be gone already: it is waited for
+ * API_SUBWAIT_GONE_MS, then a subscribe answers WSG_EGONE and an
+ * unsubscribe is done. */
+static int store_shows(api_t *a, const api_subwait_t *w, int64_t now)
 {
     store_t *st = api_store_get(a);
     store_str_list_t l = {0};
@@ -123,6 +127,8 @@ static int store_shows(api_t *a, const api_subwait_t *w)
     if (rc == 0)
         rc = store_sub_channels(st, w->conn_id, &l);
     api_store_put(a, st);
+    if (rc == WSG_ENOTFOUND && now - w->since_ms < API_SUBWAIT_GONE_MS)
+        return 1;
     if (rc == WSG_ENOTFOUND)
         return w->op == BUS_CMD_UNSUBSCRIBE ? 0 : WSG_EGONE;
     if (rc != 0)
@@ -157,7 +163,7 @@ int api_subwait_check(api_t *a)
             continue;
         snap.conn_id = conn;
         snap.channel = ch;
-        int rc = store_shows(a, &snap);
+        int rc = store_shows(a, &snap, now);
         free(conn);
         free(ch);
         if (rc == 1 && now - snap.since_ms < API_SUBWAIT_MAX_MS)
