@@ -112,32 +112,29 @@ void api_subwait_applied(api_t *a, const char *conn_id, const char *channel, bus
         finish_one(w, status);
 }
 
-/* 0 when the store shows w's change, 1 when not yet, or an error. A
- * connection the store does not know may not be recorded yet (its connect
- * is on its way to a registry) or be gone already: it is waited for
- * API_SUBWAIT_GONE_MS, then a subscribe answers WSG_EGONE and an
- * unsubscribe is done. */
+/* 0 when the store shows w's change, 1 when not yet, or an error. The
+ * subscription row alone decides (the registry writes it whether or not the
+ * connection's row is there yet). A subscribe not shown while the store
+ * does not know the connection for API_SUBWAIT_GONE_MS answers WSG_EGONE:
+ * it closed, and its disconnect removed the row before anyone looked. */
 static int store_shows(api_t *a, const api_subwait_t *w, int64_t now)
 {
     store_t *st = api_store_get(a);
     store_str_list_t l = {0};
     store_conn_t c = {0};
-    int rc = store_conn_get(st, w->conn_id, &c);
-    store_conn_clear(&c);
-    if (rc == 0)
-        rc = store_sub_channels(st, w->conn_id, &l);
-    api_store_put(a, st);
-    if (rc == WSG_ENOTFOUND && now - w->since_ms < API_SUBWAIT_GONE_MS)
-        return 1;
-    if (rc == WSG_ENOTFOUND)
-        return w->op == BUS_CMD_UNSUBSCRIBE ? 0 : WSG_EGONE;
-    if (rc != 0)
-        return rc;
-    int member = 0;
-    for (size_t i = 0; i < l.n && !member; i++)
+    int rc = store_sub_channels(st, w->conn_id, &l), member = 0;
+    for (size_t i = 0; rc == 0 && i < l.n && !member; i++)
         member = strcmp(l.items[i], w->channel) == 0;
     store_str_list_free(&l);
-    return member == (w->op == BUS_CMD_SUBSCRIBE) ? 0 : 1;
+    if (rc == 0 && member != (w->op == BUS_CMD_SUBSCRIBE)) {
+        rc = 1;
+        if (w->op == BUS_CMD_SUBSCRIBE && now - w->since_ms >= API_SUBWAIT_GONE_MS &&
+            store_conn_get(st, w->conn_id, &c) == WSG_ENOTFOUND)
+            rc = WSG_EGONE;
+        store_conn_clear(&c);
+    }
+    api_store_put(a, st);
+    return rc;
 }
 
 int api_subwait_check(api_t *a)
