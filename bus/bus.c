@@ -71,7 +71,7 @@ int bus_check_event(const bus_event_t *ev)
 {
     if (!ev || !ev->id || !*ev->id || !ev->conn_id || !*ev->conn_id)
         return WSG_EINVAL;
-    if (ev->type < BUS_EV_CONNECT || ev->type > BUS_EV_DISCONNECT || ev->seq == 0)
+    if (ev->type < BUS_EV_CONNECT || ev->type > BUS_EV_SUBSCRIPTION || ev->seq == 0)
         return WSG_EINVAL;
     if (!ev->body && ev->body_len)
         return WSG_EINVAL;

@@ -11,12 +11,12 @@
  *
  * Five kinds of traffic:
  *   1. Client events (edge -> dispatcher, registry): durable, at-least-once,
- *      in order per connection. The edge calls bus_event_publish() and treats
- *      the event as accepted only when its ack callback reports 0. The bus
- *      holds a bounded number of events waiting for that ack: a full bus
- *      answers WSG_EFULL and takes nothing (the caller keeps the event and
- *      offers it again later); bus_event_capacity() says how much one
- *      publisher may keep waiting without ever seeing that.
+ *      in order per connection; with them, in the same order, the edge's
+ *      records of subscription changes (BUS_EV_SUBSCRIPTION, registry only). The edge calls
+ * bus_event_publish() and treats the event as accepted only when its ack callback reports 0. The
+ * bus holds a bounded number of events waiting for that ack: a full bus answers WSG_EFULL and takes
+ * nothing (the caller keeps the event and offers it again later); bus_event_capacity() says how
+ * much one publisher may keep waiting without ever seeing that.
  *   2. Edge commands (api/dispatcher -> the edge holding a connection):
  *      request/reply; the reply says the edge queued it (0) or does not hold
  *      the connection (WSG_EGONE).
@@ -98,11 +98,20 @@ typedef enum {
     BUS_EV_CONNECT = 1,
     BUS_EV_MESSAGE = 2,
     BUS_EV_DISCONNECT = 3,
+    /* Internal, never a webhook: a subscription change the edge holding the
+     * connection applied to its channel index, in the connection's order
+     * (body {"op":"subscribe"|"unsubscribe","channel":"..."}; seq is the
+     * connection's last webhook event's, not a new one). The registry
+     * records it: it is the one writer of the store's subscriptions. */
+    BUS_EV_SUBSCRIPTION = 4,
 } bus_event_type_t;
 
 #define BUS_EV_MASK(t) (1u << (t))
+/* The webhook events (what the dispatcher consumes). */
 #define BUS_EV_ALL                                                                                 \
     (BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_MESSAGE) | BUS_EV_MASK(BUS_EV_DISCONNECT))
+/* Every type a consumer group may ask for. */
+#define BUS_EV_KNOWN (BUS_EV_ALL | BUS_EV_MASK(BUS_EV_SUBSCRIPTION))
 
 /* A client event. body is the complete webhook JSON envelope of SPEC.md §3
  * (built once by the edge; the dispatcher posts it as-is). */

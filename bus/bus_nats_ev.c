@@ -396,7 +396,7 @@ int nb_ev_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn)
 int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (!group || !*group || !fn || !type_mask || (type_mask & ~(uint32_t)BUS_EV_ALL) ||
+    if (!group || !*group || !fn || !type_mask || (type_mask & ~(uint32_t)BUS_EV_KNOWN) ||
         atomic_load(&b->started))
         return WSG_EINVAL;
     for (nb_group_t *g = b->groups; g; g = g->next)
@@ -423,7 +423,8 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
 /* The <k> token of the subjects a group consumes: "m", "s" or both. */
 static const char *group_kind(const nb_group_t *g)
 {
-    uint32_t s = BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT);
+    uint32_t s = BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT) |
+                 BUS_EV_MASK(BUS_EV_SUBSCRIPTION);
     return !(g->mask & s) ? "m" : !(g->mask & BUS_EV_MASK(BUS_EV_MESSAGE)) ? "s" : "*";
 }
 

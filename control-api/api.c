@@ -533,6 +533,7 @@ int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t 
     }
     pthread_mutex_init(&a->resume_mu, NULL);
     api_auth_init(a);
+    api_subwait_init(a);
     size_t n = (cfg->api.threads ? cfg->api.threads : 2) + 2;
     int rc = pool_init(&a->pool, cfg->store, n, err, errlen);
     if (rc == 0)

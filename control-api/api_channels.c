@@ -1,7 +1,9 @@
 /*
  * api_channels.c — /v1/channels and /v1/broadcast: subscribe and
- * unsubscribe a connection (the holding edge is told first; the store row
- * follows its answer), list members and channels from the store, publish and
+ * unsubscribe a connection (a command to the holding edge, answered once
+ * the edge applied it and the registry recorded it: api_subwait.c; the API
+ * never writes subscriptions itself), list members and channels from the
+ * store, publish and
  * broadcast through the bus (one bus message; edges fan out; the store is
  * never read for members on this path).
  */
@@ -22,23 +24,37 @@ static int channel_ok(api_req_t *r, const char *ch)
     return api_require_channel(r, ch);
 }
 
-static void finish_sub(api_req_t *r)
+/* Both shares given (the edge's reply, the registry's record): the answer.
+ * An unsubscribe of a connection the edge no longer holds is done: its
+ * subscriptions went with it. */
+static void finish_channel_cmd(api_req_t *r)
 {
     int st = atomic_load(&r->first_err);
-    if (st == 0) {
-        store_t *s = api_store_get(r->a);
-        st = store_sub_add(s, r->segs[2], r->segs[4]);
-        api_store_put(r->a, s);
-    }
+    if (st == WSG_EGONE && r->method == API_DELETE)
+        st = 0;
     if (st == 0)
         api_empty(r, 204);
     else
-        api_from_err(r, st, "subscribe");
+        api_from_err(r, st, r->method == API_DELETE ? "unsubscribe" : "subscribe");
 }
 
-static int channel_cmd(api_req_t *r, bus_cmd_op_t op, api_req_fn finish)
+/* The edge's share. One that did not apply the change records nothing:
+ * the registry's share is given here too. */
+static void channel_reply(void *ud, int status)
+{
+    api_req_t *r = ud;
+    if (status != 0)
+        api_subwait_cancel(r->a, r, 0);
+    api_req_reply(r, status);
+}
+
+/* The holding edge applies the change (it is the authority on its channel
+ * index) and records it in the connection's ordered event stream; the
+ * registry writes the store from there. The answer waits for both. */
+static int channel_cmd(api_req_t *r, bus_cmd_op_t op)
 {
     const char *ch = r->segs[2], *id = r->segs[4];
+    const char *what = op == BUS_CMD_SUBSCRIBE ? "subscribe" : "unsubscribe";
     char eb[128];
     int rc;
     if (channel_ok(r, ch) != 0)
@@ -47,36 +63,25 @@ static int channel_cmd(api_req_t *r, bus_cmd_op_t op, api_req_fn finish)
     if (rc != 0) {
         if (op == BUS_CMD_UNSUBSCRIBE)
             return api_empty(r, 204); /* idempotent: nothing to undo */
-        return api_from_err(r, rc, "subscribe");
+        return api_from_err(r, rc, what);
     }
     bus_cmd_t cmd = {.op = op, .conn_id = id, .channel = ch};
-    api_req_start(r, 1, finish);
-    rc = bus_cmd_request(r->a->bus, edge, &cmd, api_reply_cb, r);
-    return rc != 0 ? api_from_err(r, rc, "subscribe") : API_ASYNC;
+    api_req_start(r, 2, finish_channel_cmd);
+    api_subwait_add(r->a, r, id, ch, op);
+    rc = bus_cmd_request(r->a->bus, edge, &cmd, channel_reply, r);
+    if (rc != 0) /* not sent: answered like an edge's refusal (inline, as replies may be) */
+        channel_reply(r, rc);
+    return API_ASYNC;
 }
 
 int api_h_subscribe(api_req_t *r)
 {
-    return channel_cmd(r, BUS_CMD_SUBSCRIBE, finish_sub);
-}
-
-static void finish_unsub(api_req_t *r)
-{
-    int st = atomic_load(&r->first_err);
-    if (st == 0 || st == WSG_EGONE) { /* gone: the subscription is gone with it */
-        store_t *s = api_store_get(r->a);
-        st = store_sub_remove(s, r->segs[2], r->segs[4]);
-        api_store_put(r->a, s);
-    }
-    if (st == 0)
-        api_empty(r, 204);
-    else
-        api_from_err(r, st, "unsubscribe");
+    return channel_cmd(r, BUS_CMD_SUBSCRIBE);
 }
 
 int api_h_unsubscribe(api_req_t *r)
 {
-    return channel_cmd(r, BUS_CMD_UNSUBSCRIBE, finish_unsub);
+    return channel_cmd(r, BUS_CMD_UNSUBSCRIBE);
 }
 
 int api_h_members(api_req_t *r)

@@ -99,6 +99,8 @@ typedef struct api_held {
     bus_delivery_t *d;
 } api_held_t;
 
+typedef struct api_subwait api_subwait_t;
+
 typedef struct {
     store_t **h;
     size_t n, free_n;
@@ -155,6 +157,10 @@ struct api {
     api_held_t *run_head, *run_tail;
     int run_locked, run_open, run_bad;
     int64_t sweep_from_ms;
+    /* subscribe/unsubscribe requests waiting for the registry (api_subwait.c) */
+    pthread_mutex_t sw_mu;
+    api_subwait_t *sw_head; /* oldest first */
+    atomic_size_t n_sw;
 };
 
 /* api_routes.c */
@@ -256,6 +262,21 @@ const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t le
 /* store pool (api.c) */
 store_t *api_store_get(api_t *a);
 void api_store_put(api_t *a, store_t *st);
+
+/* api_subwait.c: a subscribe/unsubscribe request answered once the store
+ * shows it. add: r waits (one of its api_req_reply shares) for the record
+ * of (conn, channel, op); cancel: gives r's share with status if it still
+ * waits (returns 1); applied: the registry recorded one; check: the
+ * maintenance thread's pass (store lookups, timeouts), returns 1 while
+ * requests wait; stop: gives every share WSG_EUNAVAILABLE. */
+void api_subwait_init(api_t *a);
+int api_subwait_add(api_t *a, api_req_t *r, const char *conn_id, const char *channel,
+                    bus_cmd_op_t op);
+int api_subwait_cancel(api_t *a, api_req_t *r, int status);
+void api_subwait_applied(api_t *a, const char *conn_id, const char *channel, bus_cmd_op_t op,
+                         int status);
+int api_subwait_check(api_t *a);
+void api_subwait_stop(api_t *a);
 
 /* api_registry.c */
 int api_registry_init(api_t *a, char *err, size_t errlen);

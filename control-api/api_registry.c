@@ -1,8 +1,10 @@
 /*
- * api_registry.c — keeps the store's connections and subscriptions current
- * from bus events (consumer group "registry": connect -> store_conn_put and
- * the event's "channels"; disconnect -> store_conn_delete), records edge
- * heartbeats, and makes sure every connect gets exactly one disconnect:
+ * api_registry.c — the one writer of the store's connections and
+ * subscriptions, fed by the edges' ordered event streams (consumer group
+ * "registry": connect -> store_conn_put and the event's "channels";
+ * subscription -> store_sub_add/remove, then the API request waiting for it
+ * is answered (api_subwait.c); disconnect -> store_conn_delete); records
+ * edge heartbeats, and makes sure every connect gets exactly one disconnect:
  *
  *   - standalone restart: connections found in the store at api_new() belong
  *     to the previous run's edge; shortly after start (once the registry has
@@ -48,6 +50,7 @@
 
 #define GC_INTERVAL_MS 60000
 #define LOST_GRACE_MS 2000
+#define SUBWAIT_POLL_MS 50
 
 static int64_t parse_ts(const char *s)
 {
@@ -132,11 +135,56 @@ static void hold_sweep(api_t *a)
     a->sweep_from_ms = wsg_wall_ms() + (int64_t)a->cfg->cluster.edge_timeout_ms;
 }
 
-/* Applies one connect/disconnect to the store. Caller holds reg_mu. */
+/* The change a BUS_EV_SUBSCRIPTION event records: *op and *channel (valid
+ * while the returned tree lives; NULL when malformed). */
+static json_t *sub_change(const bus_event_t *ev, bus_cmd_op_t *op, const char **channel)
+{
+    json_t *o = json_loadb(ev->body, ev->body_len, 0, NULL);
+    const char *s = json_string_value(json_object_get(o, "op"));
+    *channel = json_string_value(json_object_get(o, "channel"));
+    if (!s || !*channel || (strcmp(s, "subscribe") != 0 && strcmp(s, "unsubscribe") != 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    *op = strcmp(s, "subscribe") == 0 ? BUS_CMD_SUBSCRIBE : BUS_CMD_UNSUBSCRIBE;
+    return o;
+}
+
+static int apply_subscription(api_t *a, const bus_event_t *ev)
+{
+    bus_cmd_op_t op;
+    const char *ch;
+    json_t *o = sub_change(ev, &op, &ch);
+    if (!o)
+        return WSG_EINVAL;
+    int rc = op == BUS_CMD_SUBSCRIBE ? store_sub_add(a->reg_st, ch, ev->conn_id)
+                                     : store_sub_remove(a->reg_st, ch, ev->conn_id);
+    json_decref(o);
+    return rc;
+}
+
+/* ev is in the store now (rc 0), or failed for good: a request of the
+ * control API waiting for that change gets its answer (api_subwait.c). */
+static void recorded(api_t *a, const bus_event_t *ev, int rc)
+{
+    bus_cmd_op_t op;
+    const char *ch;
+    if (ev->type != BUS_EV_SUBSCRIPTION || !a->n_sw)
+        return;
+    json_t *o = sub_change(ev, &op, &ch);
+    if (o)
+        api_subwait_applied(a, ev->conn_id, ch, op, rc);
+    json_decref(o);
+}
+
+/* Applies one connect/disconnect/subscription change to the store. Caller
+ * holds reg_mu. */
 static int apply_event(api_t *a, const bus_event_t *ev)
 {
     if (ev->type == BUS_EV_DISCONNECT)
         return store_conn_delete(a->reg_st, ev->conn_id);
+    if (ev->type == BUS_EV_SUBSCRIPTION)
+        return apply_subscription(a, ev);
     if (ev->type != BUS_EV_CONNECT)
         return 0;
     json_t *o = json_loadb(ev->body, ev->body_len, 0, NULL);
@@ -191,6 +239,7 @@ static void retry_held(api_t *a)
         }
         if (rc != 0)
             log_failed(a, h->ev, rc);
+        recorded(a, h->ev, rc);
         a->held_head = h->next;
         if (!a->held_head)
             a->held_tail = NULL;
@@ -223,6 +272,7 @@ static void apply_one(api_t *a, const bus_event_t *ev, bus_delivery_t *d)
     }
     if (rc != 0)
         log_failed(a, ev, rc);
+    recorded(a, ev, rc);
     bus_event_done(a->bus, d);
 }
 
@@ -267,10 +317,12 @@ static void run_end(void *ud)
     a->run_open = a->run_bad = 0;
     for (api_held_t *r = l, *next; r; r = next) {
         next = r->next;
-        if (bad)
+        if (bad) {
             apply_one(a, r->ev, r->d);
-        else
+        } else {
+            recorded(a, r->ev, 0);
             bus_event_done(a->bus, r->d);
+        }
         free(r);
     }
     a->run_locked = 0;
@@ -420,13 +472,23 @@ static void *maint_main(void *arg)
     uint64_t every = a->cfg->log.report_interval_ms;
     if (every)
         next_report = wsg_wall_ms() + (int64_t)every;
+    int64_t next_tick = wsg_wall_ms() + 1000;
     pthread_mutex_lock(&a->maint_mu);
     while (!a->stopping) {
-        struct timespec ts = wsg_deadline_in(1000);
+        /* requests waiting for a record another process may make are
+         * looked up in the store every SUBWAIT_POLL_MS (api_subwait.c) */
+        struct timespec ts = wsg_deadline_in(a->n_sw ? SUBWAIT_POLL_MS : 1000);
         pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &ts);
         if (a->stopping)
             break;
         pthread_mutex_unlock(&a->maint_mu);
+        if (a->n_sw)
+            api_subwait_check(a);
+        if (wsg_wall_ms() < next_tick) {
+            pthread_mutex_lock(&a->maint_mu);
+            continue;
+        }
+        next_tick = wsg_wall_ms() + 1000;
         pthread_mutex_lock(&a->reg_mu);
         int64_t now = wsg_wall_ms();
         int store_up = store_ping(a->reg_st) == 0, bus_up = bus_healthy(a->bus) == 1;
@@ -493,7 +555,8 @@ int api_registry_init(api_t *a, char *err, size_t errlen)
         wsg_errf(err, errlen, rc, "registry: %s", store_errmsg(a->reg_st));
     if (rc == 0)
         rc = bus_event_subscribe(a->bus, "registry",
-                                 BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT),
+                                 BUS_EV_MASK(BUS_EV_CONNECT) | BUS_EV_MASK(BUS_EV_DISCONNECT) |
+                                     BUS_EV_MASK(BUS_EV_SUBSCRIPTION),
                                  on_event, a);
     if (rc == 0)
         rc = bus_event_on_run_end(a->bus, "registry", run_end);
@@ -523,6 +586,7 @@ void api_registry_stop(api_t *a)
     pthread_mutex_unlock(&a->maint_mu);
     pthread_join(a->maint, NULL);
     a->maint_running = 0;
+    api_subwait_stop(a);
 }
 
 /* Forgets the held events without acking them: the bus hands them out again

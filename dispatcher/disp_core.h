@@ -4,7 +4,7 @@
  * state machine, dead letters, actions) and disp_http.c (libcurl requests).
  *
  * Threads: everything here belongs to the delivery thread, except the
- * fields under `mu` (inbox, held, stopping, subq, replies) which the bus
+ * fields under `mu` (inbox, held, stopping) which the bus
  * callbacks also touch.
  */
 #ifndef WSG_DISP_CORE_H
@@ -96,14 +96,6 @@ struct disp_conn {
     disp_req_t req;
 };
 
-typedef struct disp_subop {
-    struct disp_subop *next;
-    disp_t *d;
-    bus_cmd_op_t op;
-    char *channel;
-    char *conn_id;
-} disp_subop_t;
-
 struct disp {
     const wsg_config_t *cfg;
     bus_t *bus;
@@ -125,8 +117,6 @@ struct disp {
     bool held_wait; /* a bus callback waits for held to drop */
     bool stopping;
     int64_t stop_grace_ms; /* set with stopping: how long requests in flight may finish */
-    disp_subop_t *subq;
-    int replies; /* subscribe/unsubscribe commands awaiting the edge's reply */
 
     disp_rt_t *rts;
     size_t n_rts;
@@ -156,7 +146,6 @@ void disp_kick(disp_t *d, disp_conn_t *c);
 void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res);
 void disp_fire_timers(disp_t *d, int64_t now, int64_t *next_ms);
 void disp_backend_pump(disp_t *d, disp_backend_t *be);
-void disp_store_subops(disp_t *d, disp_subop_t *ops);
 
 /* disp_http.c: starts c's request; on failure c->last_err says why. */
 int disp_http_start(disp_t *d, disp_conn_t *c, const char *url, const char *id,

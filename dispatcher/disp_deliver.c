@@ -2,9 +2,10 @@
  * disp_deliver.c — the per-connection delivery state machine on the
  * dispatcher thread: pick the head event's backend (rules, routing service,
  * default), wait for a slot at that backend (max_concurrency), send one event
- * or a batch, then acknowledge, retry later, or dead-letter; apply response
- * actions through the bus. Event N+1 of a connection starts only once N is
- * acknowledged or dead-lettered.
+ * or a batch, then acknowledge, retry later, or dead-letter; send response
+ * actions to the holding edge, in their order (the edge records subscription
+ * changes for the registry: the dispatcher never writes them). Event N+1 of a connection starts
+ * only once N is acknowledged or dead-lettered.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,37 +360,6 @@ void disp_backend_pump(disp_t *d, disp_backend_t *be)
     }
 }
 
-static void free_subop(disp_subop_t *op)
-{
-    free(op->channel);
-    free(op->conn_id);
-    free(op);
-}
-
-static void on_sub_reply(void *ud, int status)
-{
-    disp_subop_t *op = ud;
-    disp_t *d = op->d;
-    if (!disp_live_enter(d)) { /* the dispatcher is gone */
-        free_subop(op);
-        return;
-    }
-    pthread_mutex_lock(&d->mu);
-    if (status == 0) {
-        op->next = d->subq;
-        d->subq = op;
-        op = NULL;
-    }
-    d->replies--;
-    pthread_cond_broadcast(&d->cv);
-    pthread_mutex_unlock(&d->mu);
-    if (op)
-        free_subop(op);
-    else
-        curl_multi_wakeup(d->multi);
-    disp_live_leave(d);
-}
-
 static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a)
 {
     bus_cmd_t cmd = {.op = a->op,
@@ -401,28 +371,13 @@ static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_
                      .reason = a->reason,
                      .initiator = "server",
                      .channel = a->channel};
-    disp_subop_t *op = NULL;
-    if (a->op == BUS_CMD_SUBSCRIBE || a->op == BUS_CMD_UNSUBSCRIBE) {
-        if (!(op = calloc(1, sizeof *op)) || !(op->channel = strdup(a->channel)) ||
-            !(op->conn_id = strdup(c->id))) {
-            if (op)
-                free(op->channel);
-            free(op);
-            return;
-        }
-        op->d = d;
-        op->op = a->op;
-        pthread_mutex_lock(&d->mu);
-        d->replies++;
-        pthread_mutex_unlock(&d->mu);
-    }
-    int rc = bus_cmd_request(d->bus, edge, &cmd, op ? on_sub_reply : NULL, op);
-    if (rc != 0) {
+    /* fire-and-forget, in order: commands from one caller to one edge
+     * arrive in the order sent, and the edge applies them in that order;
+     * it records subscription changes itself (BUS_EV_SUBSCRIPTION) */
+    int rc = bus_cmd_request(d->bus, edge, &cmd, NULL, NULL);
+    if (rc != 0)
         WSG_LOG(WSG_LOG_WARN, "response action refused by the bus", "conn=%s code=%s", c->id,
                 wsg_err_name(rc));
-        if (op)
-            on_sub_reply(op, rc);
-    }
 }
 
 static void apply_actions(disp_t *d, disp_conn_t *c, const char *edge)
@@ -447,24 +402,6 @@ static void apply_actions(disp_t *d, disp_conn_t *c, const char *edge)
     for (size_t i = 0; i < n && edge && edge[0]; i++)
         send_action(d, c, edge, &acts[i]);
     disp_actions_free(acts, n);
-}
-
-void disp_store_subops(disp_t *d, disp_subop_t *ops)
-{
-    while (ops) {
-        disp_subop_t *op = ops;
-        ops = op->next;
-        int rc = store_ready(d);
-        if (rc == 0)
-            rc = op->op == BUS_CMD_SUBSCRIBE ? store_sub_add(d->st, op->channel, op->conn_id)
-                                             : store_sub_remove(d->st, op->channel, op->conn_id);
-        if (rc != 0)
-            WSG_LOG(WSG_LOG_WARN, "subscription not recorded", "conn=%s channel=%s error=%s",
-                    op->conn_id, op->channel, d->st ? store_errmsg(d->st) : wsg_strerror(rc));
-        free(op->channel);
-        free(op->conn_id);
-        free(op);
-    }
 }
 
 static void on_route_answer(disp_t *d, disp_conn_t *c, long status, const char *retry_after)

@@ -237,9 +237,7 @@ static bool turn(disp_t *d, int64_t *stop_deadline)
 {
     pthread_mutex_lock(&d->mu);
     disp_item_t *items = d->in_head;
-    disp_subop_t *subs = d->subq;
     d->in_head = d->in_tail = NULL;
-    d->subq = NULL;
     bool stopping = d->stopping;
     pthread_mutex_unlock(&d->mu);
     int64_t now = disp_now_ms(), next = -1;
@@ -248,7 +246,6 @@ static bool turn(disp_t *d, int64_t *stop_deadline)
         *stop_deadline = now + d->stop_grace_ms;
     }
     take_inbox(d, items);
-    disp_store_subops(d, subs);
     if (d->halt && (d->inflight == 0 || now >= *stop_deadline))
         return false;
     if (!d->halt)
@@ -367,22 +364,14 @@ void disp_stop(disp_t *d, int64_t grace_ms)
         pthread_join(d->th, NULL);
         d->started = false;
     }
-    /* Subscribe replies still owed by the bus point at d: wait for them
-     * (the bus answers every request within 5 s). */
-    struct timespec until = wsg_deadline_in(7000);
-    pthread_mutex_lock(&d->mu);
-    while (d->replies > 0 && pthread_cond_timedwait(&d->cv, &d->mu, &until) == 0)
-        ;
-    pthread_mutex_unlock(&d->mu);
 }
 
 void disp_free(disp_t *d)
 {
     if (!d)
         return;
-    disp_stop(d, 0);               /* no-op when the owner stopped it already */
-    live_remove(d);                /* later bus callbacks find d gone and leave it alone */
-    disp_store_subops(d, d->subq); /* recorded late rather than never */
+    disp_stop(d, 0); /* no-op when the owner stopped it already */
+    live_remove(d);  /* later bus callbacks find d gone and leave it alone */
     for (disp_item_t *it = d->in_head; it;) {
         disp_item_t *n = it->next;
         free(it);

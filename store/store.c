@@ -35,6 +35,8 @@ int store_open(store_t **out, const char *url, char *err, size_t errlen)
     if (!st)
         return wsg_errf(err, errlen, WSG_ENOMEM, "store: out of memory");
     st->ops = ops;
+    const char *d = getenv("WSGATE_TEST_STORE_DELAY_MS");
+    st->test_delay_ms = d ? (unsigned)strtoul(d, NULL, 10) : 0;
     int rc = ops->open(&st->impl, url, err, errlen);
     if (rc != 0) {
         free(st);
@@ -42,6 +44,16 @@ int store_open(store_t **out, const char *url, char *err, size_t errlen)
     }
     *out = st;
     return 0;
+}
+
+void store_test_delay(store_t *st)
+{
+    if (!st->test_delay_ms)
+        return;
+    struct timespec ts = {.tv_sec = st->test_delay_ms / 1000,
+                          .tv_nsec = (long)(st->test_delay_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
 }
 
 void store_free(store_t *st)

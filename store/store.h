@@ -121,9 +121,11 @@ typedef struct {
 } store_str_list_t;
 
 /* Idempotent. store_sub_add does not require the connection row to exist
- * yet: the registry may record a connect after a webhook's subscribe action
- * was applied by the edge. store_sub_gc() removes subscriptions whose
- * connection is gone; the registry runs it periodically. */
+ * (the registry, their one writer, records them in each connection's event
+ * order, after its connect; a row whose connection is gone can still be
+ * left by a registry that died mid-way). store_sub_gc() removes
+ * subscriptions whose connection is gone; the registry runs it
+ * periodically. */
 int store_sub_add(store_t *st, const char *channel, const char *conn_id);
 int store_sub_remove(store_t *st, const char *channel, const char *conn_id);
 int store_sub_gc(store_t *st, uint64_t *removed);

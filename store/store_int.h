@@ -125,10 +125,16 @@ struct store {
     const store_ops_t *ops;
     void *impl;
     char err[STORE_ERRLEN];
-    char *list_sql[16]; /* composed SQL of store_conn_list's filter variants */
-    int batch;          /* inside store_batch_begin/end: store_tx_* are no-ops */
-    int batch_failed;   /* a statement failed inside the batch: it cannot commit */
+    char *list_sql[16];     /* composed SQL of store_conn_list's filter variants */
+    int batch;              /* inside store_batch_begin/end: store_tx_* are no-ops */
+    int batch_failed;       /* a statement failed inside the batch: it cannot commit */
+    unsigned test_delay_ms; /* WSGATE_TEST_STORE_DELAY_MS (store_test_delay) */
 };
+
+/* Test-only: a subscription write first sleeps WSGATE_TEST_STORE_DELAY_MS
+ * (read when the handle is opened, at start-up; 0 or unset = none), so a
+ * test can prove no latency-sensitive thread waits for the store. */
+void store_test_delay(store_t *st);
 
 /* Runs one statement on st (see store_ops_t.query); checks every text
  * parameter is valid UTF-8 first (WSG_EINVAL otherwise) so that both

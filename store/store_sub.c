@@ -25,6 +25,7 @@ int store_sub_add(store_t *st, const char *channel, const char *conn_id)
     int rc = check_pair(st, channel, conn_id);
     if (rc != 0)
         return rc;
+    store_test_delay(st);
     store_param_t p[] = {SP_T(channel), SP_T(conn_id), SP_I(wsg_wall_ms())};
     return store_q(st, SQ_SUB_ADD,
                    "INSERT INTO subscriptions (channel, connection_id, created_at) "
@@ -37,6 +38,7 @@ int store_sub_remove(store_t *st, const char *channel, const char *conn_id)
     int rc = check_pair(st, channel, conn_id);
     if (rc != 0)
         return rc;
+    store_test_delay(st);
     store_param_t p[] = {SP_T(channel), SP_T(conn_id)};
     return store_q(st, SQ_SUB_REMOVE,
                    "DELETE FROM subscriptions WHERE channel = $1 AND connection_id = $2", p, 2,

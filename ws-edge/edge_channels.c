@@ -1,7 +1,10 @@
 /*
  * edge_channels.c — the local channel -> members index, bus commands
  * (send, close, subscribe, unsubscribe, and "do you hold this connection",
- * asked by another edge's user claim) and publish fan-out.
+ * asked by another edge's user claim) and publish fan-out. The index is the
+ * authority on a connection's channels: subscribe/unsubscribe apply here in
+ * command order and are recorded in the connection's event stream for the
+ * registry, the store's one writer (docs/architecture.md, "Subscriptions").
  *
  * Bus callbacks (edge_bus_cmd, edge_bus_publish) run on any thread, often
  * inline on the caller's: they copy what they need into one queue item and
@@ -177,6 +180,27 @@ static const char *initiator_name(const char *s)
     return "api";
 }
 
+/* This loop's index is the authority on c's channels: the change applies
+ * here, in command order, and is recorded after it in c's ordered event
+ * stream, where the registry (the one writer of the store's subscriptions)
+ * takes it. Recorded even when nothing changed, so every change a caller
+ * asked for has its record, which the API waits for. A record the bus
+ * refuses ends the connection (as an event would): its disconnect then
+ * clears the store. */
+static int apply_subscription(edge_loop_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
+{
+    if (!cmd->channel)
+        return WSG_EINVAL;
+    if (cmd->op == BUS_CMD_SUBSCRIBE)
+        edge_chan_join(e, c, cmd->channel);
+    else
+        edge_chan_leave(e, c, cmd->channel);
+    int rc = edge_event_subscription(e, c, cmd->op, cmd->channel);
+    if (rc != 0 && rc != WSG_EINVAL)
+        edge_conn_close(e, c, WSG_CLOSE_INTERNAL, "internal error", "server");
+    return rc;
+}
+
 static int apply_open(edge_loop_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
 {
     switch (cmd->op) {
@@ -195,11 +219,8 @@ static int apply_open(edge_loop_t *e, edge_conn_t *c, const bus_cmd_t *cmd)
                 c->route->path, c->user, cmd->code);
         return 0;
     case BUS_CMD_SUBSCRIBE:
-        return cmd->channel ? edge_chan_join(e, c, cmd->channel) : WSG_EINVAL;
     case BUS_CMD_UNSUBSCRIBE:
-        if (cmd->channel)
-            edge_chan_leave(e, c, cmd->channel);
-        return cmd->channel ? 0 : WSG_EINVAL;
+        return apply_subscription(e, c, cmd);
     case BUS_CMD_HOLDS:
         return 0;
     }

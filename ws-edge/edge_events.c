@@ -193,7 +193,9 @@ static int publish(edge_loop_t *e, edge_conn_t *c, wsg_sbuf_t *b, const char *ev
 {
     wsg_sb_puts(b, "}");
     edge_parked_t p = {.type = t,
-                       .seq = ++c->seq, /* made now, whenever the bus takes it */
+                       /* made now, whenever the bus takes it; a subscription
+                        * record is no webhook and takes no number of its own */
+                       .seq = t == BUS_EV_SUBSCRIPTION ? c->seq : ++c->seq,
                        .bytes = bytes,
                        .route = c->route->path,
                        .body = b->p,
@@ -327,4 +329,21 @@ int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *
     envelope(e, &b, c, "disconnect", evid);
     wsg_envelope_disconnect(&b, code, reason, initiator);
     return publish(e, c, &b, evid, BUS_EV_DISCONNECT, 0);
+}
+
+int edge_event_subscription(edge_loop_t *e, edge_conn_t *c, bus_cmd_op_t op, const char *channel)
+{
+    char evid[48];
+    wsg_sbuf_t b = {0};
+    if (!c->seq || !wsg_json_ok(channel))
+        return WSG_EINVAL; /* before its connect event; a name the API refused */
+    event_id(e, evid);
+    wsg_sb_puts(&b, "{\"id\":\"");
+    wsg_sb_puts(&b, evid);
+    wsg_sb_puts(&b, "\",\"connection_id\":\"");
+    wsg_sb_puts(&b, c->id);
+    wsg_sb_puts(&b,
+                op == BUS_CMD_SUBSCRIBE ? "\",\"op\":\"subscribe\"" : "\",\"op\":\"unsubscribe\"");
+    wsg_sb_member(&b, "channel", channel);
+    return publish(e, c, &b, evid, BUS_EV_SUBSCRIPTION, 0);
 }

@@ -450,6 +450,10 @@ void edge_bus_publish(void *ud, const bus_publish_t *p);           /* any thread
 int edge_event_connect(edge_loop_t *e, edge_conn_t *c);
 int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data, size_t len,
                        int binary);
+/* Records a subscription change this loop applied to c's channels
+ * (op BUS_CMD_SUBSCRIBE or BUS_CMD_UNSUBSCRIBE) as c's next item in the
+ * ordered event stream (BUS_EV_SUBSCRIPTION, for the registry). */
+int edge_event_subscription(edge_loop_t *e, edge_conn_t *c, bus_cmd_op_t op, const char *channel);
 int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *reason,
                           const char *initiator);
 /* Sets every loop's budget: its share of bus_event_capacity(). */

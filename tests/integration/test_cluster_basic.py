@@ -124,12 +124,13 @@ class Cluster:
     edge_url(i), api(i) (a ControlApi with an admin token)."""
 
     def __init__(self, routes, n_edges=2, n_apis=2, n_dispatchers=2, config=None,
-                 log_level="info"):
+                 log_level="info", env=None):
         w.require_binary()
         self.tmp = w.TempDir(prefix="wsgate-cluster-")
         self.routes = routes
         self.extra = config or {}
         self.log_level = log_level
+        self.env = dict(env or {})  # WSGATE_* given to every node (e.g. test-only knobs)
         self.counts = (n_edges, n_apis, n_dispatchers)
         self.nats = self.pg = None
         self.edges, self.apis, self.dispatchers = [], [], []
@@ -177,9 +178,9 @@ class Cluster:
         for i in range(n_apis):
             port = w.free_port()
             self.apis.append(Node(self, "api%d" % i, "api",
-                                  {"WSGATE_API_LISTEN": "127.0.0.1:%d" % port}, port))
+                                  dict(self.env, WSGATE_API_LISTEN="127.0.0.1:%d" % port), port))
         for i in range(n_disp):
-            self.dispatchers.append(Node(self, "dispatch%d" % i, "dispatch", {}))
+            self.dispatchers.append(Node(self, "dispatch%d" % i, "dispatch", dict(self.env)))
         for n in self.apis:
             n.start()
         for n in self.dispatchers:  # one by one: the first takes every partition
@@ -192,7 +193,7 @@ class Cluster:
         """Starts edge number len(edges) (id edge-N); start=True waits until ready."""
         i = len(self.edges)
         port = w.free_port()
-        e = {"WSGATE_EDGE_LISTEN": "127.0.0.1:%d" % port, "WSGATE_EDGE_ID": "edge-%d" % i}
+        e = dict(self.env, WSGATE_EDGE_LISTEN="127.0.0.1:%d" % port, WSGATE_EDGE_ID="edge-%d" % i)
         e.update(env or {})
         n = Node(self, "edge%d" % i, "edge", e, port)
         self.edges.append(n)
@@ -269,6 +270,7 @@ class ClusterTestCase(unittest.TestCase):
 
     n_edges = n_apis = n_dispatchers = 2
     extra_config = None
+    node_env = None  # WSGATE_* for every node
     route_options = {}  # merged into every route (e.g. delivery={...})
 
     @classmethod
@@ -279,7 +281,8 @@ class ClusterTestCase(unittest.TestCase):
                   w.route("/solo", cls.be.url, jwt={"alg": "HS256", "secret":
                                                     w.DEFAULT_CLIENT_SECRET},
                           one_connection_per_user="replace", **cls.route_options)]
-        cls.cl = Cluster(routes, cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config)
+        cls.cl = Cluster(routes, cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config,
+                         env=cls.node_env)
         try:
             cls.cl.start()
         except BaseException:
