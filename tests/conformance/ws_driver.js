@@ -2,7 +2,8 @@
 // drive line by line (tests/e2e/test_conformance_node_ws.py).
 //
 // stdin: one JSON command per line, stdout: one JSON event per line.
-//   {"op":"open","id":"c1","url":"ws://..","protocols":[..],"perMessageDeflate":true}
+//   {"op":"open","id":"c1","url":"ws://..","protocols":[..],"perMessageDeflate":true|false|{..},
+//    "ca":"PEM"}
 //   {"op":"send","id":"c1","text":"..."} | {"op":"send","id":"c1","b64":"..."}
 //       optional "fin": false sends a fragment (the next send continues it)
 //   {"op":"ping","id":"c1","data":"x"}
@@ -20,7 +21,10 @@ const conns = new Map();
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 function open(cmd) {
-  const opts = { perMessageDeflate: cmd.perMessageDeflate !== false, handshakeTimeout: 10000 };
+  // perMessageDeflate: false, true (ws's defaults) or ws's options object
+  // (e.g. {"threshold": 0}: compress every message, fragments included)
+  const pmd = cmd.perMessageDeflate === undefined ? true : cmd.perMessageDeflate;
+  const opts = { perMessageDeflate: pmd, handshakeTimeout: 10000 };
   if (cmd.ca) opts.ca = cmd.ca; // PEM text, for wss:// with a test CA
   const ws = new WebSocket(cmd.url, cmd.protocols || [], opts);
   const id = cmd.id;

@@ -6,11 +6,14 @@ ssl contexts that trust it.
     cert, key = ca.issue("server")       # leaf for 127.0.0.1 and localhost
     ccert, ckey = ca.issue("client", client=True)
     ctx = ca.client_context()            # trusts ca.pem, TLS 1.2+
+    pin = spki_sha256_b64(cert)          # for Chromium's SPKI allow-list
 
 Keys are EC P-256 (fast to make and to use). A missing openssl binary is a
 failure (FileNotFoundError), never a skip.
 """
 
+import base64
+import hashlib
 import os
 import ssl
 import subprocess
@@ -74,3 +77,14 @@ def peer_cn(sock):
             if k == "commonName":
                 return v
     return None
+
+
+def spki_sha256_b64(cert):
+    """base64(SHA-256(DER SubjectPublicKeyInfo)) of a PEM certificate, read
+    with the openssl CLI: what Chromium's --ignore-certificate-errors-spki-list
+    takes to accept exactly that key."""
+    pub = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-pubkey"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=True)
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub.stdout,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=True)
+    return base64.b64encode(hashlib.sha256(der.stdout).digest()).decode()
