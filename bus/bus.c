@@ -298,17 +298,8 @@ void bus_core_cmd_in(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_
 static void fan_out(bus_core_t *c, int kind, void (*call)(bus_reg_t *r, const void *arg),
                     const void *arg)
 {
-    bus_reg_t *local[8], **hs = local;
-    size_t n = bus_reg_enter(c, kind, NULL, hs, 8);
-    while (n > 8 && hs == local) {
-        hs = bus_xcalloc(n * sizeof *hs);
-        size_t m = bus_reg_enter(c, kind, NULL, hs, n);
-        if (m > n) { /* grew meanwhile */
-            free(hs);
-            hs = local;
-        }
-        n = m;
-    }
+    bus_reg_t *local[BUS_REG_LOCAL], **hs;
+    size_t n = bus_reg_enter_all(c, kind, NULL, local, &hs);
     for (size_t i = 0; i < n; i++) {
         bus_reg_t *prev = bus_reg_running(hs[i]);
         call(hs[i], arg);
@@ -344,6 +335,8 @@ static void call_heartbeat(bus_reg_t *r, const void *arg)
 void bus_core_heartbeat_in(bus_t *bus, const char *edge_id, int64_t at_ms, int leaving)
 {
     hb_arg_t h = {.edge_id = edge_id, .at_ms = at_ms, .leaving = leaving};
+    if (bus->ops->cmd_send) /* the any-edge rule counts remote edges by their beats */
+        bus_req_edge_beat(bus->core, edge_id, leaving);
     fan_out(bus->core, BUS_REG_HB, call_heartbeat, &h);
 }
 

@@ -245,9 +245,12 @@ typedef void (*bus_reply_fn)(void *ud, int status);
  *     WSG_ETIMEOUT when it did not answer within the command timeout (5 s);
  *   - to any edge (the one any-edge rule, both transports): 0 as soon as
  *     one edge answers 0; else WSG_EGONE as soon as every edge the bus
- *     knows received it has answered (in-process: every registered edge;
- *     NATS: known only when no edge listens at all), or when the any-edge
- *     window (1 s) ends, whichever comes first. Never WSG_ETIMEOUT.
+ *     knows has answered (in-process: every registered edge; NATS: every
+ *     edge whose heartbeats this bus receives and that is live by them, and
+ *     at once when no edge listens at all), or at the command timeout
+ *     (5 s), whichever comes first. Never WSG_ETIMEOUT. An edge may hold a
+ *     command for a connection still in its handshake until it ends, so a
+ *     shorter wait would answer WSG_EGONE for a connection about to open.
  * A reply after the verdict is ignored (safely). Returns 0 when sent (cb is
  * then called exactly once), WSG_EINVAL for a bad command (cb not called),
  * or a transport error (NATS unreachable: WSG_EUNAVAILABLE; cb not called). */

@@ -34,6 +34,7 @@ struct bus_reg {
 };
 
 typedef struct bus_chan bus_chan_t;
+typedef struct bus_edge_seen bus_edge_seen_t;
 
 #define BUS_REQ_BUCKETS 4096
 
@@ -54,6 +55,7 @@ struct bus_core {
     bus_req_t *lists[2][2]; /* [any][head, tail], each in deadline order */
     uint64_t next_id;
     uint32_t cmd_timeout_ms, any_window_ms;
+    bus_edge_seen_t *edges_seen; /* from heartbeats, under req_mu */
     int timer_stop, timer_idle, timer_running;
     pthread_t timer;
 };
@@ -73,6 +75,11 @@ void bus_reg_drop(bus_core_t *c, int kind, bus_reg_t *r);
 /* Enters up to cap entries of kind matching key (NULL: all) into out;
  * returns how many matched (more than cap: call again with a larger out). */
 size_t bus_reg_enter(bus_core_t *c, int kind, const char *key, bus_reg_t **out, size_t cap);
+/* Enters every entry of kind matching key: *out is local (BUS_REG_LOCAL
+ * slots) when they fit, else a heap array the caller frees. */
+#define BUS_REG_LOCAL 8
+size_t bus_reg_enter_all(bus_core_t *c, int kind, const char *key, bus_reg_t **local,
+                         bus_reg_t ***out);
 /* Enters r unless it was unregistered: 1 entered, 0 not. */
 int bus_reg_enter_one(bus_reg_t *r);
 void bus_reg_leave(bus_reg_t *r);
@@ -92,5 +99,10 @@ void bus_req_free(bus_core_t *c);
 int bus_req_cmd(bus_core_t *c, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
                 void *ud);
 void bus_req_local_reply(bus_reply_t *r, int status);
+/* A heartbeat of edge_id arrived (leaving: it stops). */
+void bus_req_edge_beat(bus_core_t *c, const char *edge_id, int leaving);
+/* Edges live by their heartbeats (0: none known). */
+int bus_req_edges_live(bus_core_t *c);
+void bus_req_edges_free(bus_core_t *c);
 
 #endif

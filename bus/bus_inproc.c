@@ -205,7 +205,7 @@ void bus_inproc_tune(bus_t *bus, uint32_t queue_max, uint32_t window, uint32_t c
         return;
     inproc_t *b = (inproc_t *)bus;
     bq_tune(b->q, queue_max, window);
-    bus_core_tune(bus, cmd_timeout_ms, 0);
+    bus_core_tune(bus, cmd_timeout_ms, cmd_timeout_ms);
 }
 
 /* One process holds every connection: the edge's own index is the whole

@@ -124,7 +124,8 @@ int bus_check_user(const bus_user_t *u);
 /* Tuning knobs of the in-process bus, for tests and the benchmark only:
  * queue_max events waiting for the writer (default 65536), window events
  * handed to one group and not yet done (default 16384), cmd_timeout_ms
- * (default 5000). 0 keeps a value. Call before bus_start(). */
+ * (default 5000; also the any-edge deadline). 0 keeps a value. Call before
+ * bus_start(). */
 void bus_inproc_tune(bus_t *bus, uint32_t queue_max, uint32_t window, uint32_t cmd_timeout_ms);
 
 #endif

@@ -250,7 +250,7 @@ static void fill_defaults(bus_nats_tune_t *t)
     if (!t->cmd_timeout_ms)
         t->cmd_timeout_ms = 5000;
     if (!t->any_window_ms)
-        t->any_window_ms = 1000;
+        t->any_window_ms = t->cmd_timeout_ms;
     if (!t->ack_wait_ms)
         t->ack_wait_ms = 30000;
     if (!t->lease_ttl_ms)

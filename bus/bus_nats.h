@@ -33,7 +33,8 @@ typedef struct {
     const char *prefix;       /* subject prefix and name stem, [A-Za-z0-9_-]+;
                                  default "wsgate" (stream WSGATE_EVENTS) */
     uint32_t cmd_timeout_ms;  /* 5000: no reply -> WSG_ETIMEOUT (bus.c's table) */
-    uint32_t any_window_ms;   /* 1000: NULL edge, how long to wait for a 0 */
+    uint32_t any_window_ms;   /* cmd_timeout_ms: NULL edge, the longest wait for
+                                 a 0 when not every known edge has answered */
     uint32_t ack_wait_ms;     /* 30000: JetStream AckWait of group consumers */
     uint32_t lease_ttl_ms;    /* 45000: partition lease lifetime (> ack_wait) */
     uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL

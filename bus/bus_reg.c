@@ -148,6 +148,23 @@ size_t bus_reg_enter(bus_core_t *c, int kind, const char *key, bus_reg_t **out, 
     return n;
 }
 
+size_t bus_reg_enter_all(bus_core_t *c, int kind, const char *key, bus_reg_t **local,
+                         bus_reg_t ***out)
+{
+    *out = local;
+    size_t n = bus_reg_enter(c, kind, key, local, BUS_REG_LOCAL);
+    while (n > BUS_REG_LOCAL && *out == local) {
+        *out = bus_xcalloc(n * sizeof **out);
+        size_t m = bus_reg_enter(c, kind, key, *out, n);
+        if (m > n) { /* grew meanwhile: try again */
+            free(*out);
+            *out = local;
+        }
+        n = m;
+    }
+    return n;
+}
+
 int bus_reg_enter_one(bus_reg_t *r)
 {
     pthread_mutex_lock(&r->core->reg_mu);

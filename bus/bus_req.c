@@ -8,9 +8,14 @@
  * the edges it went to. refs counts the reply objects not yet used plus one
  * while the request is unsettled, so a reply arriving after the timeout
  * only drops its reference. Unsettled requests sit in a hash by id and on
- * one of two lists (one edge: cmd_timeout_ms; any edge: any_window_ms),
- * each in deadline order because each has one timeout; a timer thread
- * settles the heads as they fall due.
+ * one of two lists (one edge: cmd_timeout_ms; any edge: any_window_ms,
+ * by default the same), each in deadline order because each has one
+ * timeout; a timer thread settles the heads as they fall due.
+ *
+ * The any-edge rule needs the number of edges that can answer: in-process
+ * the registered ones; on NATS the edges whose heartbeats this bus has
+ * received, live while their last beat is younger than three of their own
+ * intervals (bus_req_edges_*).
  *
  * Threads: any. req_mu is a leaf: callbacks run after it is dropped.
  */
@@ -164,17 +169,8 @@ static void req_open(bus_core_t *c, bus_req_t *q)
 static int local_cmd(bus_core_t *c, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
                      void *ud)
 {
-    bus_reg_t *local[8], **to = local;
-    size_t n = bus_reg_enter(c, BUS_REG_CMD, edge_id, to, 8);
-    while (n > 8 && to == local) {
-        to = bus_xcalloc(n * sizeof *to);
-        size_t m = bus_reg_enter(c, BUS_REG_CMD, edge_id, to, n);
-        if (m > n) { /* grew meanwhile */
-            free(to);
-            to = local;
-        }
-        n = m;
-    }
+    bus_reg_t *local[BUS_REG_LOCAL], **to;
+    size_t n = bus_reg_enter_all(c, BUS_REG_CMD, edge_id, local, &to);
     if (n == 0) {
         if (cb)
             cb(ud, WSG_EGONE);
@@ -202,7 +198,7 @@ int bus_req_cmd(bus_core_t *c, const char *edge_id, const bus_cmd_t *cmd, bus_re
     if (!cb)
         return bus->ops->cmd_send(bus, edge_id, cmd, 0);
     bus_req_t *q = req_new(c, 0, edge_id == NULL, cb, ud);
-    q->expected = edge_id ? 1 : 0;
+    q->expected = edge_id ? 1 : bus_req_edges_live(c);
     req_open(c, q);
     uint64_t id = q->id;
     int rc = bus->ops->cmd_send(bus, edge_id, cmd, id);
@@ -275,7 +271,7 @@ int bus_req_init(bus_core_t *c)
     pthread_mutex_init(&c->req_mu, NULL);
     pthread_cond_init(&c->req_cv, NULL);
     c->cmd_timeout_ms = 5000;
-    c->any_window_ms = 1000;
+    c->any_window_ms = 5000;
     if (pthread_create(&c->timer, NULL, timer_main, c) != 0)
         return WSG_EBUS;
     c->timer_running = 1;
@@ -304,6 +300,7 @@ void bus_req_free(bus_core_t *c)
                 q->cb(q->ud, WSG_EUNAVAILABLE);
             free(q);
         }
+    bus_req_edges_free(c);
     pthread_mutex_destroy(&c->req_mu);
     pthread_cond_destroy(&c->req_cv);
 }
@@ -317,4 +314,57 @@ void bus_core_tune(bus_t *bus, uint32_t cmd_timeout_ms, uint32_t any_window_ms)
     if (any_window_ms)
         c->any_window_ms = any_window_ms;
     pthread_mutex_unlock(&c->req_mu);
+}
+
+/* ---- edges known from heartbeats (NATS any-edge counts) ---------------------- */
+
+struct bus_edge_seen {
+    bus_edge_seen_t *next;
+    int64_t last_ms, every_ms; /* receipt time, interval between the last two */
+    int leaving;
+    char id[];
+};
+
+#define BUS_EDGE_FIRST_EVERY_MS 5000 /* until a second beat shows the interval */
+
+void bus_req_edge_beat(bus_core_t *c, const char *edge_id, int leaving)
+{
+    int64_t now = wsg_mono_ms();
+    pthread_mutex_lock(&c->req_mu);
+    bus_edge_seen_t **pp = &c->edges_seen;
+    while (*pp && strcmp((*pp)->id, edge_id) != 0)
+        pp = &(*pp)->next;
+    bus_edge_seen_t *e = *pp;
+    if (!e) {
+        size_t n = strlen(edge_id) + 1;
+        e = bus_xcalloc(sizeof *e + n);
+        memcpy(e->id, edge_id, n);
+        e->every_ms = BUS_EDGE_FIRST_EVERY_MS;
+        *pp = e;
+    } else if (now > e->last_ms) {
+        e->every_ms = now - e->last_ms;
+    }
+    e->last_ms = now;
+    e->leaving = leaving;
+    pthread_mutex_unlock(&c->req_mu);
+}
+
+int bus_req_edges_live(bus_core_t *c)
+{
+    int64_t now = wsg_mono_ms();
+    int n = 0;
+    pthread_mutex_lock(&c->req_mu);
+    for (bus_edge_seen_t *e = c->edges_seen; e; e = e->next)
+        n += !e->leaving && now - e->last_ms < 3 * e->every_ms;
+    pthread_mutex_unlock(&c->req_mu);
+    return n;
+}
+
+void bus_req_edges_free(bus_core_t *c)
+{
+    for (bus_edge_seen_t *e = c->edges_seen, *next; e; e = next) {
+        next = e->next;
+        free(e);
+    }
+    c->edges_seen = NULL;
 }

@@ -60,10 +60,10 @@ static bus_t *open_one(const transport_t *t, const char *prefix, const char *que
     if (bus_open(&bus, &o, err, sizeof err) != 0)
         fail_msg("bus_open(%s): %s", t->name, err);
     if (t->nats) {
-        bus_nats_tune_t tu = {.prefix = prefix, .cmd_timeout_ms = 400, .any_window_ms = 400};
+        bus_nats_tune_t tu = {.prefix = prefix, .cmd_timeout_ms = 1500};
         assert_int_equal(bus_nats_tune(bus, &tu), 0);
     } else {
-        bus_inproc_tune(bus, 0, 0, 400);
+        bus_inproc_tune(bus, 0, 0, 1500);
     }
     return bus;
 }
