@@ -369,25 +369,22 @@ static void free_subop(disp_subop_t *op)
 static void on_sub_reply(void *ud, int status)
 {
     disp_subop_t *op = ud;
-    disp_t *d = op->d;
-    if (!disp_live_enter(d)) { /* the dispatcher is gone */
-        free_subop(op);
-        return;
-    }
+    disp_t *d = op->d; /* disp_free waits for d->replies to reach 0 */
     pthread_mutex_lock(&d->mu);
     if (status == 0) {
         op->next = d->subq;
         d->subq = op;
         op = NULL;
     }
-    d->replies--;
-    pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     if (op)
         free_subop(op);
     else
         curl_multi_wakeup(d->multi);
-    disp_live_leave(d);
+    pthread_mutex_lock(&d->mu); /* last touch of d: disp_free may free it next */
+    d->replies--;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
 }
 
 static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a)
