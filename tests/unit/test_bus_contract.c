@@ -273,6 +273,48 @@ static void test_any_edge_rule(void **state)
     free_buses(&b);
 }
 
+static int wait_atomic(atomic_int *v, int want);
+
+static void count_beat(void *ud, const char *edge_id, int64_t at_ms, int leaving)
+{
+    (void)edge_id;
+    (void)at_ms;
+    (void)leaving;
+    atomic_fetch_add((atomic_int *)ud, 1);
+}
+
+/* Every edge the bus knows answered WSG_EGONE: the verdict comes then, not
+ * at the any-edge deadline (set to 20 s here; the wait below is 10 s).
+ * In-process the bus knows its registered edges; on NATS the edges whose
+ * heartbeats it receives. */
+static void test_any_edge_settles_when_all_known_answered(void **state)
+{
+    buses_t b;
+    open_buses(&b, *state);
+    bus_core_tune(b.api, 0, 20000);
+    atomic_int beats = 0;
+    assert_int_equal(bus_heartbeat_serve(b.api, count_beat, &beats), 0);
+    edge_t e1, e2;
+    edge_init(&e1, WSG_EGONE);
+    edge_init(&e2, WSG_EGONE);
+    assert_int_equal(bus_cmd_serve(b.e1, "e1", on_cmd, &e1), 0);
+    assert_int_equal(bus_cmd_serve(b.e2, "e2", on_cmd, &e2), 0);
+    start_buses(&b);
+    usleep(100 * 1000);
+    assert_int_equal(bus_heartbeat(b.e1, "e1", 0), 0);
+    assert_int_equal(bus_heartbeat(b.e2, "e2", 0), 0);
+    assert_int_equal(wait_atomic(&beats, 2), 2);
+    replies_t r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    bus_cmd_t c = send_cmd("x");
+    assert_int_equal(bus_cmd_request(b.api, NULL, &c, on_reply, &r), 0);
+    for (int i = 0; i < 1000 && count_of(&r) < 1; i++)
+        usleep(10000);
+    assert_int_equal(count_of(&r), 1);
+    assert_int_equal(r.status[0], WSG_EGONE);
+    assert_int_equal(atomic_load(&e1.calls) + atomic_load(&e2.calls), 2);
+    free_buses(&b);
+}
+
 static void test_cmd_timeout(void **state)
 {
     buses_t b;
@@ -771,6 +813,7 @@ int main(void)
         BOTH(test_cmd_order),
         BOTH(test_cmd_bad_input),
         BOTH(test_any_edge_rule),
+        BOTH(test_any_edge_settles_when_all_known_answered),
         BOTH(test_cmd_timeout),
         BOTH(test_unserve_waits_for_callback),
         BOTH(test_unserve_from_own_callback),
