@@ -823,6 +823,8 @@ int main(void)
         BOTH(test_events_order_and_redelivery),
         BOTH(test_event_unsubscribe_waits),
     };
+    if (getenv("WSGATE_TEST_FILTER")) /* e.g. "nats:*" */
+        cmocka_set_test_filter(getenv("WSGATE_TEST_FILTER"));
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     stop_nats();
     char cmd[128];
