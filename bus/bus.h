@@ -30,28 +30,42 @@
  * call; the bus copies what it keeps. Every pointer passed to a callback is
  * borrowed for the duration of the callback.
  *
- * Threads: every function may be called from any thread. Callbacks run on a
- * bus-owned thread and must not block for long: hand work to your own thread
- * (the edge uses its queue + lws_cancel_service()). Handlers must be
- * registered before bus_start().
+ * bus.c implements the semantics below once for both transports
+ * (validation, handler registry, interest counts, command requests and
+ * their deadlines); bus_inproc.c and bus_nats*.c only make events durable
+ * and move bytes.
  *
- * In-process (standalone), some callbacks run inline on the caller's thread
- * instead, because that is the fastest path; so no callback may call back
- * into a lock its own caller holds:
- *   - bus_cmd_fn runs inline in bus_cmd_request(), on the caller's thread
- *     (commands from one caller thus reach the edge in the order sent);
- *   - bus_reply_fn runs inline in bus_cmd_reply(), on whichever thread
- *     replies (often inline inside bus_cmd_request()); inline in
- *     bus_cmd_request() with WSG_EGONE when no edge is registered; on the
- *     bus service thread with WSG_ETIMEOUT; in bus_free() with
- *     WSG_EUNAVAILABLE for requests still unanswered;
- *   - bus_publish_fn runs inline in bus_publish();
- *   - bus_event_ack_fn runs inline in bus_event_publish() when the event
- *     is refused at once (the bus is stopping; NATS: a connection whose
- *     earlier event failed, bus_nats_ev.c), else on the bus writer thread
- *     (NATS: the PubAck thread);
- *   - bus_event_fn runs on its group's bus delivery thread (one per group),
- *     bus_heartbeat_fn on the bus service thread (never inline).
+ * Threads: every function may be called from any thread. Handlers may be
+ * registered and unregistered before or after bus_start(), except event
+ * groups and their run-end hooks (before bus_start()). An unregistration
+ * (bus_cmd_unserve, bus_publish_unserve, bus_heartbeat_unserve,
+ * bus_event_unsubscribe) returns only once no callback of that handler is
+ * running, and none starts afterwards; called from inside one of that
+ * handler's own callbacks it waits for the others only.
+ *
+ * Which thread runs a callback:
+ *   - bus_event_fn, bus_run_end_fn: the group's delivery thread (one per
+ *     group; NATS: one per group and bus);
+ *   - bus_event_ack_fn: in-process, the queue's writer thread, or inline in
+ *     bus_event_publish() when the event is refused at once (the bus is
+ *     stopping); NATS: the PubAck thread, or inline for a connection whose
+ *     earlier event failed (bus_nats_ev.c);
+ *   - bus_cmd_fn: in-process, inline in bus_cmd_request() on the caller's
+ *     thread (so one caller's commands reach an edge in the order sent);
+ *     NATS: a NATS subscription thread;
+ *   - bus_reply_fn: on whichever thread calls the deciding bus_cmd_reply()
+ *     (in-process; often inline inside bus_cmd_request()) or the NATS
+ *     reply-inbox thread; inline in bus_cmd_request() with WSG_EGONE when
+ *     no edge is registered in-process; on the bus timer thread at a
+ *     deadline; in bus_free() with WSG_EUNAVAILABLE for requests still
+ *     open;
+ *   - bus_publish_fn: in-process, inline in bus_publish(); NATS: a NATS
+ *     subscription thread;
+ *   - bus_heartbeat_fn: a bus thread, never the caller's (in-process: the
+ *     heartbeat thread; NATS: a subscription thread).
+ * So a callback must not block for long (hand work to your own thread, as
+ * the edge does with its queue + lws_cancel_service()) and must not call
+ * back into a lock its own caller may hold.
  */
 #ifndef WSG_BUS_H
 #define WSG_BUS_H
@@ -75,8 +89,8 @@ typedef struct {
 } bus_opts_t;
 
 /* Opens a bus. Returns 0, WSG_EINVAL (unknown URL scheme), WSG_EBUS (the
- * queue file cannot be opened or is in use by another bus), WSG_ENOTSUP
- * (nats://: cluster mode is not built yet); detail in err. */
+ * queue file cannot be opened or is in use by another bus, NATS cannot be
+ * reached, a bus thread cannot be started); detail in err. */
 int bus_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen);
 
 /* Starts delivering to the handlers registered so far; in-process, events
@@ -170,9 +184,9 @@ typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d,
 
 /* Registers a consumer group (e.g. "dispatch", "registry") receiving events
  * whose type is in type_mask. Each group gets every such event once;
- * in-process there is one consumer per group. */
-/* Returns 0, WSG_EINVAL (empty name, bad mask, NULL fn, after bus_start),
- * WSG_EEXISTS (group registered twice). */
+ * in-process there is one consumer per group. Returns 0, WSG_EINVAL (empty
+ * name, bad mask, NULL fn, after bus_start), WSG_EEXISTS (group registered
+ * twice on this bus). */
 int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
                         void *ud);
 
@@ -184,6 +198,16 @@ int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_e
  * bus_start). */
 typedef void (*bus_run_end_fn)(void *ud);
 int bus_event_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn);
+
+/* Unregisters group's handler: no bus_event_fn / bus_run_end_fn of it
+ * starts after this is called, and it returns once the running ones have
+ * returned (from inside one, it waits for the others), so ud may be freed.
+ * Events of the group delivered from then on are left undone: they come
+ * back after a restart (NATS: after AckWait, to another member). The group
+ * cannot be subscribed again on this bus (WSG_EEXISTS). Deliveries handed
+ * out earlier stay valid until bus_event_done(). Returns 0, WSG_EINVAL,
+ * WSG_ENOTFOUND. */
+int bus_event_unsubscribe(bus_t *bus, const char *group);
 
 /* Acknowledges (consumed or dead-lettered). Frees d. */
 void bus_event_done(bus_t *bus, bus_delivery_t *d);
@@ -223,14 +247,22 @@ typedef struct {
  * WSG_ETIMEOUT no answer, WSG_EFULL (slow consumer). */
 typedef void (*bus_reply_fn)(void *ud, int status);
 
-/* Sends cmd to edge_id; edge_id NULL = every live edge, and the reply is 0
- * if any edge answered 0. Commands from one caller to one edge arrive in the
- * order sent. cb may be NULL (fire-and-forget). With edge_id NULL the reply
- * is 0 as soon as one edge answers 0, else (all answered, or no edge at all)
- * WSG_EGONE; to one edge it is that edge's answer. No answer within 5 s:
- * WSG_ETIMEOUT, and
- * a reply after that is ignored (safely). Returns 0 when sent (cb is then
- * called exactly once), WSG_EINVAL for a bad command (cb not called). */
+/* Sends cmd to edge_id, or with edge_id NULL to every edge. Commands from
+ * one caller to one edge arrive in the order sent. cb may be NULL
+ * (fire-and-forget). The reply:
+ *   - to one edge: that edge's answer; WSG_EGONE when no such edge serves;
+ *     WSG_ETIMEOUT when it did not answer within the command timeout (5 s);
+ *   - to any edge (the one any-edge rule, both transports): 0 as soon as
+ *     one edge answers 0; else WSG_EGONE as soon as every edge the bus
+ *     knows has answered (in-process: every registered edge; NATS: every
+ *     edge whose heartbeats this bus receives and that is live by them, and
+ *     at once when no edge listens at all), or at the command timeout
+ *     (5 s), whichever comes first. Never WSG_ETIMEOUT. An edge may hold a
+ *     command for a connection still in its handshake until it ends, so a
+ *     shorter wait would answer WSG_EGONE for a connection about to open.
+ * A reply after the verdict is ignored (safely). Returns 0 when sent (cb is
+ * then called exactly once), WSG_EINVAL for a bad command (cb not called),
+ * or a transport error (NATS unreachable: WSG_EUNAVAILABLE; cb not called). */
 int bus_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
                     void *ud);
 
@@ -240,8 +272,15 @@ typedef struct bus_reply bus_reply_t;
  * once (from any thread). */
 typedef void (*bus_cmd_fn)(void *ud, const bus_cmd_t *cmd, bus_reply_t *r);
 
-/* Returns 0, WSG_EINVAL, WSG_EEXISTS (edge_id already served). */
+/* Returns 0, WSG_EINVAL, WSG_EEXISTS (edge_id already served). Allowed
+ * before and after bus_start(). */
 int bus_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud);
+/* Stops serving edge_id: no bus_cmd_fn of it starts after this is called,
+ * and it returns only once the ones running have returned (from inside
+ * one, it waits for the others), so ud may be freed then. Commands for
+ * edge_id are answered WSG_EGONE from then on. Reply objects already handed
+ * out stay valid until replied. Returns 0, WSG_EINVAL, WSG_ENOTFOUND. */
+int bus_cmd_unserve(bus_t *bus, const char *edge_id);
 void bus_cmd_reply(bus_reply_t *r, int status);
 
 /* ---- 3. channels and broadcast --------------------------------------------- */
@@ -264,8 +303,12 @@ int bus_publish(bus_t *bus, const bus_publish_t *p);
 
 typedef void (*bus_publish_fn)(void *ud, const bus_publish_t *p);
 
-/* Registers the edge's handler for publishes and broadcasts. */
+/* Registers a handler for publishes and broadcasts (any number, called in
+ * registration order). Returns 0 or WSG_EINVAL; allowed after bus_start(). */
 int bus_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud);
+/* Unregisters the handler registered with fn and ud; waits like
+ * bus_cmd_unserve(). Returns 0, WSG_EINVAL, WSG_ENOTFOUND. */
+int bus_publish_unserve(bus_t *bus, bus_publish_fn fn, void *ud);
 
 /* The edge declares (on=1) or withdraws (on=0) interest in a channel; the
  * bus only delivers publishes for channels with interest. Reference counting
@@ -281,7 +324,9 @@ typedef void (*bus_heartbeat_fn)(void *ud, const char *edge_id, int64_t at_ms, i
  * is the sender's wall clock. Returns 0, WSG_EINVAL, WSG_EFULL (in-process:
  * 4096 heartbeats waiting for the service thread). */
 int bus_heartbeat(bus_t *bus, const char *edge_id, int leaving);
+/* Like bus_publish_serve() / bus_publish_unserve(), for heartbeats. */
 int bus_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud);
+int bus_heartbeat_unserve(bus_t *bus, bus_heartbeat_fn fn, void *ud);
 
 /* ---- 5. user claims ------------------------------------------------------------ */
 

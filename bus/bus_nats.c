@@ -1,8 +1,10 @@
 /*
  * bus_nats.c — the cluster implementation of bus.h over NATS (libnats 3.4):
  * the connection and its health, bus lifecycle, the service thread, channel
- * publishes (one core subject per channel, subscribed while the edge has
- * interest), broadcasts, heartbeats, and the ops table. Client events live
+ * publishes (one core subject per channel, subscribed while bus.c counts
+ * interest in it), broadcasts, heartbeats, and the ops table. Handlers,
+ * interest counts and command requests are bus.c's: what arrives here is
+ * handed to bus_core_*_in(). Client events live
  * in bus_nats_ev.c, commands in bus_nats_cmd.c; docs/bus-nats.md has the
  * subjects and guarantees.
  *
@@ -28,7 +30,6 @@
 struct nb_chan {
     nb_chan_t *next;
     natsSubscription *sub;
-    uint32_t count;
     char name[]; /* the channel as given */
 };
 
@@ -249,7 +250,7 @@ static void fill_defaults(bus_nats_tune_t *t)
     if (!t->cmd_timeout_ms)
         t->cmd_timeout_ms = 5000;
     if (!t->any_window_ms)
-        t->any_window_ms = 1000;
+        t->any_window_ms = t->cmd_timeout_ms;
     if (!t->ack_wait_ms)
         t->ack_wait_ms = 30000;
     if (!t->lease_ttl_ms)
@@ -351,6 +352,7 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
 #undef NB_KEEP
     if (t->ack_wait_ms && !t->lease_ttl_ms)
         b->tune.lease_ttl_ms = t->ack_wait_ms + t->ack_wait_ms / 2;
+    bus_core_tune(bus, t->cmd_timeout_ms, t->any_window_ms);
     return 0;
 }
 
@@ -362,7 +364,6 @@ static void *service_main(void *arg)
     wsg_thread_name("nats-service");
     while (!atomic_load(&b->stopping)) {
         int64_t now = wsg_mono_ms();
-        nb_cmd_tick(b, now);
         nb_ev_tick(b, now);
         pthread_mutex_lock(&b->mu);
         if (!atomic_load(&b->stopping)) {
@@ -453,27 +454,6 @@ static void nats_free(bus_t *bus)
 
 /* ---- channels and broadcasts ---------------------------------------------------- */
 
-static int add_handler(nats_bus_t *b, nb_handler_t *arr, int *n, void (*fn)(void), void *ud)
-{
-    int rc = 0;
-    pthread_mutex_lock(&b->hmu);
-    if (*n >= NB_HANDLERS_MAX)
-        rc = WSG_EFULL;
-    else
-        arr[(*n)++] = (nb_handler_t){.fn = fn, .ud = ud};
-    pthread_mutex_unlock(&b->hmu);
-    return rc;
-}
-
-static int snapshot(nats_bus_t *b, const nb_handler_t *arr, const int *n, nb_handler_t *out)
-{
-    pthread_mutex_lock(&b->hmu);
-    int k = *n;
-    memcpy(out, arr, (size_t)k * sizeof *out);
-    pthread_mutex_unlock(&b->hmu);
-    return k;
-}
-
 static void on_publish(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *ud)
 {
     nats_bus_t *b = ud;
@@ -494,10 +474,8 @@ static void on_publish(natsConnection *nc, natsSubscription *sub, natsMsg *m, vo
                        .data = (const unsigned char *)natsMsg_GetData(m),
                        .len = (size_t)natsMsg_GetDataLength(m),
                        .binary = bin && strcmp(bin, "1") == 0};
-    nb_handler_t hs[NB_HANDLERS_MAX];
-    int k = ok ? snapshot(b, b->pubh, &b->npubh, hs) : 0;
-    for (int i = 0; i < k; i++)
-        ((bus_publish_fn)hs[i].fn)(hs[i].ud, &p);
+    if (ok)
+        bus_core_publish_in(&b->base, &p);
     free(channel);
     free(route);
     free(exclude);
@@ -517,7 +495,7 @@ static char *channel_subject(nats_bus_t *b, const char *channel)
 static int nats_publish(bus_t *bus, const bus_publish_t *p)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (bus_check_publish(p) != 0 || p->len > (size_t)INT32_MAX)
+    if (p->len > (size_t)INT32_MAX)
         return WSG_EINVAL;
     char bsubj[NB_PREFIX_MAX + 8];
     snprintf(bsubj, sizeof bsubj, "%s.bcast", b->prefix);
@@ -538,15 +516,13 @@ static int nats_publish(bus_t *bus, const bus_publish_t *p)
     return nb_status_to_err(s);
 }
 
-static int nats_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud)
+static int nats_listen_publishes(bus_t *bus)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (!fn)
-        return WSG_EINVAL;
     atomic_store(&b->subscribed, 1);
-    int rc = add_handler(b, b->pubh, &b->npubh, (void (*)(void))fn, ud);
+    int rc = 0;
     pthread_mutex_lock(&b->hmu);
-    if (rc == 0 && !b->bcast_sub) {
+    if (!b->bcast_sub) {
         char subj[NB_PREFIX_MAX + 8];
         snprintf(subj, sizeof subj, "%s.bcast", b->prefix);
         rc = nb_status_to_err(natsConnection_Subscribe(&b->bcast_sub, b->nc, subj, on_publish, b));
@@ -565,10 +541,6 @@ static nb_chan_t **chan_slot(nats_bus_t *b, const char *channel)
 
 static int interest_on(nats_bus_t *b, nb_chan_t **pp, const char *channel)
 {
-    if (*pp) {
-        (*pp)->count++;
-        return 0;
-    }
     atomic_store(&b->subscribed, 1);
     size_t n = strlen(channel) + 1;
     nb_chan_t *c = bus_xcalloc(sizeof *c + n);
@@ -584,24 +556,20 @@ static int interest_on(nats_bus_t *b, nb_chan_t **pp, const char *channel)
         free(c);
         return nb_status_to_err(s);
     }
-    c->count = 1;
     *pp = c;
     return 0;
 }
 
-static int nats_channel_interest(bus_t *bus, const char *channel, int on)
+/* bus.c calls this on a channel's 0 -> 1 and 1 -> 0 only. */
+static int nats_interest(bus_t *bus, const char *channel, int on)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (!channel || !*channel)
-        return WSG_EINVAL;
     int rc = 0;
     pthread_mutex_lock(&b->hmu);
     nb_chan_t **pp = chan_slot(b, channel);
-    if (on) {
+    if (on && !*pp) {
         rc = interest_on(b, pp, channel);
-    } else if (!*pp) {
-        rc = WSG_ENOTFOUND;
-    } else if (--(*pp)->count == 0) {
+    } else if (!on && *pp) {
         nb_chan_t *c = *pp;
         *pp = c->next;
         natsSubscription_Unsubscribe(c->sub);
@@ -621,11 +589,9 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
     const char *at = NULL, *leaving = NULL;
     natsMsgHeader_Get(m, "Wsg-At", &at);
     natsMsgHeader_Get(m, "Wsg-Leaving", &leaving);
-    nb_handler_t hs[NB_HANDLERS_MAX];
-    int k = edge && *edge && at ? snapshot(b, b->hbh, &b->nhbh, hs) : 0;
-    for (int i = 0; i < k; i++)
-        ((bus_heartbeat_fn)hs[i].fn)(hs[i].ud, edge, strtoll(at, NULL, 10),
-                                     leaving && strcmp(leaving, "1") == 0);
+    if (edge && *edge && at)
+        bus_core_heartbeat_in(&b->base, edge, strtoll(at, NULL, 10),
+                              leaving && strcmp(leaving, "1") == 0);
     free(edge);
     natsMsg_Destroy(m);
 }
@@ -633,8 +599,6 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
 static int nats_heartbeat(bus_t *bus, const char *edge_id, int leaving)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (!edge_id || !*edge_id)
-        return WSG_EINVAL;
     char subj[NB_PREFIX_MAX + 8], at[32];
     snprintf(subj, sizeof subj, "%s.hb", b->prefix);
     snprintf(at, sizeof at, "%lld", (long long)wsg_wall_ms());
@@ -652,15 +616,13 @@ static int nats_heartbeat(bus_t *bus, const char *edge_id, int leaving)
     return nb_status_to_err(s);
 }
 
-static int nats_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud)
+static int nats_listen_heartbeats(bus_t *bus)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (!fn)
-        return WSG_EINVAL;
     atomic_store(&b->subscribed, 1);
-    int rc = add_handler(b, b->hbh, &b->nhbh, (void (*)(void))fn, ud);
+    int rc = 0;
     pthread_mutex_lock(&b->hmu);
-    if (rc == 0 && !b->hb_sub) {
+    if (!b->hb_sub) {
         char subj[NB_PREFIX_MAX + 8];
         snprintf(subj, sizeof subj, "%s.hb", b->prefix);
         rc = nb_status_to_err(natsConnection_Subscribe(&b->hb_sub, b->nc, subj, on_heartbeat, b));
@@ -681,14 +643,14 @@ const bus_ops_t bus_nats_ops = {
     .event_on_run_end = nb_ev_on_run_end,
     .event_done = nb_ev_done,
     .event_last_seq = nb_ev_last_seq,
-    .cmd_request = nb_cmd_request,
-    .cmd_serve = nb_cmd_serve,
+    .cmd_send = nb_cmd_send,
     .cmd_reply = nb_cmd_reply,
+    .serve = nb_cmd_serve,
     .publish = nats_publish,
-    .publish_serve = nats_publish_serve,
-    .channel_interest = nats_channel_interest,
+    .listen_publishes = nats_listen_publishes,
+    .listen_heartbeats = nats_listen_heartbeats,
+    .interest = nats_interest,
     .heartbeat = nats_heartbeat,
-    .heartbeat_serve = nats_heartbeat_serve,
     .user_shared = nb_user_shared,
     .user_claim = nb_user_claim,
     .user_release = nb_user_release,

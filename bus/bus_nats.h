@@ -10,8 +10,9 @@
  *
  * Threads: the public entry points are callable from any thread. NATS
  * library threads run subscription callbacks (commands, publishes,
- * heartbeats, replies) and PubAck callbacks; one bus service thread renews
- * leases, keeps undone deliveries in progress and times out commands; one
+ * heartbeats, replies: each handed to bus.c's bus_core_*_in) and PubAck
+ * callbacks; one bus service thread renews leases and keeps undone
+ * deliveries in progress (bus.c's timer times out commands); one
  * delivery thread per consumer group fetches and calls its bus_event_fn.
  * Ownership: the bus owns everything it allocates; callers' pointers are
  * borrowed for the call (bus.h).
@@ -31,8 +32,9 @@
 typedef struct {
     const char *prefix;       /* subject prefix and name stem, [A-Za-z0-9_-]+;
                                  default "wsgate" (stream WSGATE_EVENTS) */
-    uint32_t cmd_timeout_ms;  /* 5000: no reply -> WSG_ETIMEOUT */
-    uint32_t any_window_ms;   /* 1000: NULL edge, how long to wait for a 0 */
+    uint32_t cmd_timeout_ms;  /* 5000: no reply -> WSG_ETIMEOUT (bus.c's table) */
+    uint32_t any_window_ms;   /* cmd_timeout_ms: NULL edge, the longest wait for
+                                 a 0 when not every known edge has answered */
     uint32_t ack_wait_ms;     /* 30000: JetStream AckWait of group consumers */
     uint32_t lease_ttl_ms;    /* 45000: partition lease lifetime (> ack_wait) */
     uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL
@@ -57,20 +59,13 @@ void bus_nats_vanish(bus_t *bus);
 
 #define NB_PREFIX_MAX 48
 #define NB_BUCKETS 4096
-#define NB_HANDLERS_MAX 8
 
 typedef struct nb_pub nb_pub_t;
 typedef struct nb_poison nb_poison_t;
-typedef struct nb_req nb_req_t;
 typedef struct nb_chan nb_chan_t;
 typedef struct nb_serve nb_serve_t;
 typedef struct nb_group nb_group_t;
 typedef struct nb_delivery nb_delivery_t;
-
-typedef struct {
-    void (*fn)(void);
-    void *ud;
-} nb_handler_t;
 
 typedef struct nats_bus {
     struct bus base;
@@ -108,17 +103,11 @@ typedef struct nats_bus {
     /* commands (bus_nats_cmd.c) */
     natsSubscription *inbox_sub;
     char *inbox;
-    uint64_t next_req;
-    nb_req_t *reqs[NB_BUCKETS];
     nb_serve_t *serves;
 
     /* channels, broadcasts, heartbeats (bus_nats.c) */
     pthread_mutex_t hmu;
     nb_chan_t *chans[NB_BUCKETS];
-    nb_handler_t pubh[NB_HANDLERS_MAX];
-    int npubh;
-    nb_handler_t hbh[NB_HANDLERS_MAX];
-    int nhbh;
     natsSubscription *bcast_sub;
     natsSubscription *hb_sub;
 
@@ -156,10 +145,8 @@ int nb_ev_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq);
 /* bus_nats_cmd.c */
 int nb_cmd_open(nats_bus_t *b);
 void nb_cmd_free(nats_bus_t *b);
-void nb_cmd_tick(nats_bus_t *b, int64_t now);
-int nb_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
-                   void *ud);
-int nb_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud);
+int nb_cmd_send(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, uint64_t req_id);
+int nb_cmd_serve(bus_t *bus, const char *edge_id, int on);
 void nb_cmd_reply(bus_reply_t *r, int status);
 
 /* bus_nats_users.c */

@@ -5,12 +5,11 @@
  * travels in headers (op, connection, code, and tokenised strings) with the
  * raw data as the payload, so it is binary-safe. Replies come back on one
  * wildcard inbox subscription per bus, <inbox>.<request id>, and are matched
- * in a pending table; the service thread times requests out. No thread
- * blocks waiting for a reply.
+ * by bus.c's request table (bus_req.c), which also times them out and
+ * applies the any-edge rule. No thread blocks waiting for a reply.
  *
- * Threads: bus_cmd_fn and bus_reply_fn run on NATS subscription threads,
- * except WSG_ETIMEOUT / the any-edge verdict (service thread) and
- * WSG_EUNAVAILABLE at bus_free (the freeing thread).
+ * Threads: commands and replies arrive on NATS subscription threads and
+ * go straight to bus_core_cmd_in() / bus_core_reply_in().
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,47 +19,20 @@
 #include "bus/bus_nats.h"
 #include "common/err.h"
 
-struct nb_req {
-    nb_req_t *next;
-    uint64_t id;
-    bus_reply_fn cb;
-    void *ud;
-    int64_t deadline;
-    int any;
-};
-
+/* Listening for one edge id. Kept until bus_free() once unserved: a NATS
+ * thread may still be inside on_cmd with it. */
 struct nb_serve {
     nb_serve_t *next;
     char *edge_id;
     natsSubscription *one, *all;
-    bus_cmd_fn fn;
-    void *ud;
     nats_bus_t *b;
+    int off;
 };
 
 typedef struct {
     struct bus_reply base;
     char *reply; /* NULL: fire-and-forget */
 } nb_reply_t;
-
-/* Takes request id out of the table; NULL when already answered. Locked. */
-static nb_req_t *req_take(nats_bus_t *b, uint64_t id)
-{
-    nb_req_t **pp = &b->reqs[id % NB_BUCKETS];
-    while (*pp && (*pp)->id != id)
-        pp = &(*pp)->next;
-    nb_req_t *r = *pp;
-    if (r)
-        *pp = r->next;
-    return r;
-}
-
-static void finish(nb_req_t *r, int status)
-{
-    if (r->cb)
-        r->cb(r->ud, status);
-    free(r);
-}
 
 static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *ud)
 {
@@ -74,20 +46,9 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void
         memcpy(buf, natsMsg_GetData(m), n > 15 ? 15 : (size_t)(n < 0 ? 0 : n));
         status = (int)strtol(buf, NULL, 10);
     }
-    pthread_mutex_lock(&b->mu);
-    nb_req_t **pp = &b->reqs[id % NB_BUCKETS];
-    while (*pp && (*pp)->id != id)
-        pp = &(*pp)->next;
-    nb_req_t *r = *pp;
-    /* any edge: only a 0 (or "nobody listens at all") settles it early */
-    if (r && r->any && status != 0 && !natsMsg_IsNoResponders(m))
-        r = NULL;
-    if (r)
-        *pp = r->next;
-    pthread_mutex_unlock(&b->mu);
+    int final = natsMsg_IsNoResponders(m);
     natsMsg_Destroy(m);
-    if (r)
-        finish(r, status);
+    bus_core_reply_in(&b->base, id, status, final);
 }
 
 int nb_cmd_open(nats_bus_t *b)
@@ -105,40 +66,8 @@ int nb_cmd_open(nats_bus_t *b)
     return nb_status_to_err(s);
 }
 
-void nb_cmd_tick(nats_bus_t *b, int64_t now)
-{
-    nb_req_t *due = NULL;
-    pthread_mutex_lock(&b->mu);
-    for (size_t i = 0; i < NB_BUCKETS; i++) {
-        nb_req_t **pp = &b->reqs[i];
-        while (*pp) {
-            nb_req_t *r = *pp;
-            if (r->deadline > now) {
-                pp = &r->next;
-                continue;
-            }
-            *pp = r->next;
-            r->next = due;
-            due = r;
-        }
-    }
-    pthread_mutex_unlock(&b->mu);
-    while (due) {
-        nb_req_t *r = due;
-        due = r->next;
-        finish(r, r->any ? WSG_EGONE : WSG_ETIMEOUT);
-    }
-}
-
 void nb_cmd_free(nats_bus_t *b)
 {
-    for (size_t i = 0; i < NB_BUCKETS; i++) {
-        while (b->reqs[i]) {
-            nb_req_t *r = b->reqs[i];
-            b->reqs[i] = r->next;
-            finish(r, WSG_EUNAVAILABLE);
-        }
-    }
     while (b->serves) {
         nb_serve_t *s = b->serves;
         b->serves = s->next;
@@ -197,36 +126,15 @@ static natsStatus send_cmd(nats_bus_t *b, const char *edge_id, const bus_cmd_t *
     return s;
 }
 
-int nb_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb, void *ud)
+int nb_cmd_send(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, uint64_t req_id)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (bus_check_cmd(cmd) != 0 || cmd->len > (size_t)INT32_MAX || (edge_id && !*edge_id))
+    if (cmd->len > (size_t)INT32_MAX)
         return WSG_EINVAL;
-    if (!cb)
-        return nb_status_to_err(send_cmd(b, edge_id, cmd, NULL));
-    nb_req_t *r = bus_xcalloc(sizeof *r);
-    r->cb = cb;
-    r->ud = ud;
-    r->any = edge_id == NULL;
-    r->deadline = wsg_mono_ms() + (r->any ? b->tune.any_window_ms : b->tune.cmd_timeout_ms);
     char reply[128];
-    pthread_mutex_lock(&b->mu);
-    r->id = ++b->next_req;
-    r->next = b->reqs[r->id % NB_BUCKETS];
-    b->reqs[r->id % NB_BUCKETS] = r;
-    pthread_mutex_unlock(&b->mu);
-    snprintf(reply, sizeof reply, "%s.%llu", b->inbox, (unsigned long long)r->id);
-    uint64_t id = r->id;
-    natsStatus s = send_cmd(b, edge_id, cmd, reply);
-    if (s == NATS_OK)
-        return 0;
-    pthread_mutex_lock(&b->mu);
-    r = req_take(b, id);
-    pthread_mutex_unlock(&b->mu);
-    if (!r) /* already settled by the timer: cb was called */
-        return 0;
-    free(r);
-    return nb_status_to_err(s);
+    if (req_id)
+        snprintf(reply, sizeof reply, "%s.%llu", b->inbox, (unsigned long long)req_id);
+    return nb_status_to_err(send_cmd(b, edge_id, cmd, req_id ? reply : NULL));
 }
 
 /* Decodes the command in m into c (strings owned by *strs). 0 or WSG_EINVAL. */
@@ -259,7 +167,7 @@ static void on_cmd(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
     r->base.bus = &b->base;
     r->reply = natsMsg_GetReply(m) ? bus_xstrdup(natsMsg_GetReply(m)) : NULL;
     if (decode_cmd(m, &c, strs) == 0)
-        sv->fn(sv->ud, &c, &r->base);
+        bus_core_cmd_in(&b->base, sv->edge_id, &c, &r->base);
     else
         nb_cmd_reply(&r->base, WSG_EINVAL);
     for (int i = 0; i < 4; i++)
@@ -280,33 +188,38 @@ void nb_cmd_reply(bus_reply_t *rr, int status)
     free(r);
 }
 
-int nb_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud)
+static int serve_on(nats_bus_t *b, const char *edge_id)
+{
+    nb_serve_t *sv = bus_xcalloc(sizeof *sv);
+    sv->b = b;
+    sv->edge_id = bus_xstrdup(edge_id);
+    char *one = edge_subject(b, edge_id), *all = edge_subject(b, NULL);
+    natsStatus s = natsConnection_Subscribe(&sv->one, b->nc, one, on_cmd, sv);
+    if (s == NATS_OK)
+        s = natsConnection_Subscribe(&sv->all, b->nc, all, on_cmd, sv);
+    free(one);
+    free(all);
+    sv->off = s != NATS_OK;
+    sv->next = b->serves;
+    b->serves = sv; /* kept even on failure: freed with the bus */
+    return nb_status_to_err(s);
+}
+
+int nb_cmd_serve(bus_t *bus, const char *edge_id, int on)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (!edge_id || !*edge_id || !fn)
-        return WSG_EINVAL;
     atomic_store(&b->subscribed, 1);
     pthread_mutex_lock(&b->mu);
     int rc = 0;
-    for (nb_serve_t *s = b->serves; s; s = s->next)
-        if (strcmp(s->edge_id, edge_id) == 0)
-            rc = WSG_EEXISTS;
-    nb_serve_t *sv = NULL;
-    if (rc == 0) {
-        sv = bus_xcalloc(sizeof *sv);
-        sv->b = b;
-        sv->edge_id = bus_xstrdup(edge_id);
-        sv->fn = fn;
-        sv->ud = ud;
-        char *one = edge_subject(b, edge_id), *all = edge_subject(b, NULL);
-        natsStatus s = natsConnection_Subscribe(&sv->one, b->nc, one, on_cmd, sv);
-        if (s == NATS_OK)
-            s = natsConnection_Subscribe(&sv->all, b->nc, all, on_cmd, sv);
-        free(one);
-        free(all);
-        rc = nb_status_to_err(s);
-        sv->next = b->serves;
-        b->serves = sv; /* kept even on failure: freed with the bus */
+    if (on) {
+        rc = serve_on(b, edge_id);
+    } else {
+        for (nb_serve_t *sv = b->serves; sv; sv = sv->next)
+            if (!sv->off && strcmp(sv->edge_id, edge_id) == 0) {
+                sv->off = 1; /* its on_cmd calls find no handler: WSG_EGONE */
+                natsSubscription_Unsubscribe(sv->one);
+                natsSubscription_Unsubscribe(sv->all);
+            }
     }
     pthread_mutex_unlock(&b->mu);
     return rc;

@@ -219,7 +219,7 @@ static int probe_holder(nats_bus_t *b, const char *edge_id, const char *conn_id)
     pthread_cond_init(&p->cv, NULL);
     p->refs = 2;
     bus_cmd_t cmd = {.op = BUS_CMD_HOLDS, .conn_id = conn_id};
-    int rc = nb_cmd_request(&b->base, edge_id, &cmd, on_probe_reply, p);
+    int rc = bus_cmd_request(&b->base, edge_id, &cmd, on_probe_reply, p);
     if (rc != 0) {
         p->refs = 1; /* the callback will not run */
         probe_unref(p);
@@ -274,9 +274,7 @@ static int contest(nats_bus_t *b, kvStore *kv, const char *key, const bus_user_t
 int nb_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    *rev = 0;
-    if (bus_check_user(u) != 0)
-        return WSG_EINVAL;
+    *rev = 0; /* u was checked by bus.c */
     kvStore *kv = NULL;
     int rc = users_kv(b, &kv);
     if (rc != 0)
@@ -311,7 +309,7 @@ int nb_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev)
 int nb_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (bus_check_user(u) != 0 || rev == 0)
+    if (rev == 0) /* u was checked by bus.c */
         return WSG_EINVAL;
     kvStore *kv = NULL;
     int rc = users_kv(b, &kv);

@@ -322,9 +322,7 @@ void bq_tune(bq_t *q, uint32_t queue_max, uint32_t window)
 
 int bq_publish(bq_t *q, const bus_event_t *ev, bus_event_ack_fn cb, void *ud)
 {
-    int rc = bus_check_event(ev);
-    if (rc != 0)
-        return rc;
+    int rc = 0; /* ev was checked by bus.c */
     qev_t *e = qev_new(ev);
     e->cb = cb;
     e->ud = ud;
@@ -393,8 +391,6 @@ int bq_healthy(bq_t *q)
 
 int bq_last_seq(bq_t *q, const char *conn_id, uint64_t *seq)
 {
-    if (!conn_id || !*conn_id || !seq)
-        return WSG_EINVAL;
     uint64_t best = 0;
     int rc = 0;
     pthread_mutex_lock(&q->dbmu); /* holds off the writer: no batch is in flight */
@@ -882,11 +878,31 @@ int bq_start(bq_t *q)
     pthread_mutex_unlock(&q->dbmu);
     if (!ok)
         return WSG_EBUS;
-    q->started = 1;
-    for (int g = 0; g < q->ngroups; g++)
-        pthread_create(&q->groups[g].thread, NULL, deliver_main, &q->groups[g]);
-    pthread_create(&q->writer, NULL, writer_main, q);
-    return 0;
+    if (pthread_create(&q->writer, NULL, writer_main, q) != 0)
+        return WSG_EBUS;
+    int g = 0;
+    while (g < q->ngroups &&
+           pthread_create(&q->groups[g].thread, NULL, deliver_main, &q->groups[g]) == 0)
+        g++;
+    if (g == q->ngroups) {
+        q->started = 1;
+        return 0;
+    }
+    while (g-- > 0) { /* the ones started stop again: the bus stays unstarted */
+        group_t *grp = &q->groups[g];
+        pthread_mutex_lock(&grp->dmu);
+        grp->dstop = 1;
+        pthread_cond_signal(&grp->dcv);
+        pthread_mutex_unlock(&grp->dmu);
+        pthread_join(grp->thread, NULL);
+        grp->dstop = 0;
+    }
+    pthread_mutex_lock(&q->mu);
+    q->stopping = 1;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    pthread_join(q->writer, NULL);
+    return WSG_EBUS;
 }
 
 static void stop_threads(bq_t *q)

@@ -357,8 +357,9 @@ out:
     }
     /* The edge has drained. Stop the threads that could still send it
      * commands (API requests, webhook actions), free it (it answers what it
-     * still holds), stop the bus threads whose callbacks point into the
-     * roles, and only then free the roles. */
+     * still holds and unregisters from the bus), free the dispatcher (it
+     * unsubscribes, waiting for its callbacks), then the bus, whose
+     * remaining callbacks point into the API, and only then the API. */
     api_stop(r.api);
     disp_stop(r.disp, grace_left); /* what is in flight stays queued: delivered after restart */
     ops_stop(r.ops); /* answered "draining" until here; its ready callback reads the bus */
@@ -367,9 +368,9 @@ out:
     r.ops_st = NULL;
     edge_free(r.edge);
     r.edge = NULL;
+    disp_free(r.disp);
     bus_free(r.bus);
     api_free(r.api);
-    disp_free(r.disp);
     wsg_config_free(r.cfg);
     WSG_LOG(WSG_LOG_INFO, "stopped", "status=%d", status);
     return status;

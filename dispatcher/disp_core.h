@@ -106,9 +106,7 @@ struct disp {
     bool halt; /* delivery thread: stopping, start nothing new */
     char user_agent[48];
 
-    disp_t *live_next; /* registry of live dispatchers, under the live lock */
-    int in_callback;   /* bus callbacks running on d, under the live lock */
-    bool dying;        /* disp_free() waits for in_callback to reach 0 */
+    bool subscribed; /* to the bus's "dispatch" group (disp_free unsubscribes) */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -134,10 +132,6 @@ int64_t disp_now_ns(void);
 uint64_t disp_rand(disp_t *d);
 
 /* dispatch.c */
-/* Bus callbacks may run after disp_free() (the bus is freed after the roles):
- * they enter through disp_live_enter(), which fails once d is gone. */
-bool disp_live_enter(disp_t *d);
-void disp_live_leave(disp_t *d);
 void disp_conn_release(disp_t *d, disp_conn_t *c); /* frees c if it holds nothing */
 const disp_rt_t *disp_rt_find(const disp_t *d, const char *path);
 

@@ -47,54 +47,6 @@ uint64_t disp_rand(disp_t *d)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t live_cv = PTHREAD_COND_INITIALIZER;
-static disp_t *live_head;
-
-bool disp_live_enter(disp_t *d)
-{
-    bool found = false;
-    pthread_mutex_lock(&live_mu);
-    for (disp_t *x = live_head; x && !found; x = x->live_next)
-        found = x == d;
-    if (found)
-        d->in_callback++;
-    pthread_mutex_unlock(&live_mu);
-    return found;
-}
-
-void disp_live_leave(disp_t *d)
-{
-    pthread_mutex_lock(&live_mu);
-    d->in_callback--;
-    if (d->dying)
-        pthread_cond_broadcast(&live_cv);
-    pthread_mutex_unlock(&live_mu);
-}
-
-static void live_add(disp_t *d)
-{
-    pthread_mutex_lock(&live_mu);
-    d->live_next = live_head;
-    live_head = d;
-    pthread_mutex_unlock(&live_mu);
-}
-
-/* Unregisters d and waits for the bus callbacks running on it. */
-static void live_remove(disp_t *d)
-{
-    pthread_mutex_lock(&live_mu);
-    for (disp_t **p = &live_head; *p; p = &(*p)->live_next)
-        if (*p == d) {
-            *p = d->live_next;
-            break;
-        }
-    d->dying = true;
-    while (d->in_callback > 0)
-        pthread_cond_wait(&live_cv, &live_mu);
-    pthread_mutex_unlock(&live_mu);
-}
-
 static uint32_t hash_id(const char *s)
 {
     return (uint32_t)(wsg_hash(s) % DISP_BUCKETS);
@@ -155,11 +107,7 @@ static void enqueue(disp_t *d, const bus_event_t *ev, bus_delivery_t *dl, uint32
 
 static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *dl, uint32_t attempt)
 {
-    disp_t *d = ud;
-    if (!disp_live_enter(d))
-        return; /* after disp_free(): not done, redelivered after a restart */
-    enqueue(d, ev, dl, attempt);
-    disp_live_leave(d);
+    enqueue(ud, ev, dl, attempt); /* d is valid until bus_event_unsubscribe */
 }
 
 static void enqueue(disp_t *d, const bus_event_t *ev, bus_delivery_t *dl, uint32_t attempt)
@@ -324,8 +272,8 @@ int disp_new(disp_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, 1024L);
     if ((rc = routes_new(d, err, errlen)) != 0)
         goto out;
-    live_add(d); /* before subscribing: bus_free() may come after disp_free() */
     rc = bus_event_subscribe(bus, "dispatch", BUS_EV_ALL, on_event, d);
+    d->subscribed = rc == 0;
     if (rc != 0) {
         wsg_errf(err, errlen, rc, "dispatcher: cannot subscribe to client events");
         goto out;
@@ -370,8 +318,9 @@ void disp_free(disp_t *d)
 {
     if (!d)
         return;
-    disp_stop(d, 0); /* no-op when the owner stopped it already */
-    live_remove(d);  /* later bus callbacks find d gone and leave it alone */
+    disp_stop(d, 0);   /* no-op when the owner stopped it already */
+    if (d->subscribed) /* waits for on_event calls running; later events stay undone */
+        bus_event_unsubscribe(d->bus, "dispatch");
     for (disp_item_t *it = d->in_head; it;) {
         disp_item_t *n = it->next;
         free(it);

@@ -14,10 +14,12 @@
  * Threads: edge_new/edge_free on the owner; edge_run on the thread that
  * serves loop 0 (it starts and joins the others); edge_stop, edge_post and
  * edge_post_conn from any thread (they only take a loop's qmu and call
- * lws_cancel_service, which is thread-safe).
+ * lws_cancel_service, which is thread-safe). Nothing is process-wide: any
+ * number of edges may share a process and a bus (edge ids differ).
  */
 #include <errno.h>
 #include <ev.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <openssl/rand.h>
 #include <netinet/in.h>
@@ -88,31 +90,51 @@ void edge_q_free(edge_q_t *q)
     free(q);
 }
 
-/* The live edge of this process, for callbacks that may outlive it (bus
- * commands, publishes and event acks keep arriving until bus_free()). A
- * read-write lock: posters (API threads, bus threads) only read it and must
- * not queue behind each other's wake-up write; edge_new/edge_free write. */
-static pthread_rwlock_t live_mu = PTHREAD_RWLOCK_INITIALIZER;
-static edge_t *live_edge;
+struct edge_life {
+    pthread_rwlock_t mu; /* posters read, edge_free writes once */
+    edge_t *E;           /* NULL once the edge is freed */
+    atomic_long refs;    /* the edge's own + one per event waiting for its ack */
+};
 
-int edge_post_conn(const char *conn_id, edge_q_t *q)
+static edge_life_t *life_new(edge_t *E)
 {
-    pthread_rwlock_rdlock(&live_mu);
-    edge_t *E = live_edge;
-    if (E)
-        edge_post(edge_loop_of(E, conn_id), q);
-    pthread_rwlock_unlock(&live_mu);
-    return E ? 0 : WSG_EGONE;
+    edge_life_t *l = calloc(1, sizeof *l);
+    if (!l)
+        abort();
+    pthread_rwlock_init(&l->mu, NULL);
+    l->E = E;
+    atomic_init(&l->refs, 1);
+    return l;
 }
 
-int edge_live_loops(void (*fn)(edge_loop_t *l, void *ud), void *ud)
+void edge_life_unref(edge_life_t *l)
 {
-    pthread_rwlock_rdlock(&live_mu);
-    edge_t *E = live_edge;
-    for (size_t i = 0; E && i < E->n_loops; i++)
-        fn(E->loops[i], ud);
-    pthread_rwlock_unlock(&live_mu);
-    return E ? 0 : WSG_EGONE;
+    if (atomic_fetch_sub(&l->refs, 1) == 1) {
+        pthread_rwlock_destroy(&l->mu);
+        free(l);
+    }
+}
+
+edge_life_t *edge_life_ref(edge_t *E)
+{
+    atomic_fetch_add(&E->life->refs, 1);
+    return E->life;
+}
+
+int edge_life_post(edge_life_t *l, edge_loop_t *e, edge_q_t *q)
+{
+    pthread_rwlock_rdlock(&l->mu);
+    int live = l->E != NULL;
+    if (live)
+        edge_post(e, q);
+    pthread_rwlock_unlock(&l->mu);
+    edge_life_unref(l);
+    return live;
+}
+
+void edge_post_conn(edge_t *E, const char *conn_id, edge_q_t *q)
+{
+    edge_post(edge_loop_of(E, conn_id), q);
 }
 
 /* Wakes the service thread only when the queue was empty: drain_queue()
@@ -569,15 +591,8 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     E->threads = calloc(E->n_loops, sizeof *E->threads);
     if (!E->edge_id || !E->loops || !E->threads)
         abort();
-    pthread_rwlock_wrlock(&live_mu);
-    int rc = live_edge ? WSG_EEXISTS : 0;
-    if (rc == 0)
-        live_edge = E;
-    pthread_rwlock_unlock(&live_mu);
-    if (rc != 0) {
-        edge_free(E);
-        return wsg_errf(err, errlen, rc, "edge: one edge per process");
-    }
+    E->life = life_new(E);
+    int rc = 0;
     /* lws 4.1 formats every log line into one static buffer: with several
      * loops logging at once the lines would be garbled (a data race), so its
      * own lines are only passed on with one loop. wsgate logs what matters. */
@@ -596,8 +611,10 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     }
     if (rc == 0 && (rc = bus_cmd_serve(bus, E->edge_id, edge_bus_cmd, E)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", E->edge_id);
+    E->serving_cmd = rc == 0;
     if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, E)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot serve publishes");
+    E->serving_pub = rc == 0;
     if (rc != 0) {
         edge_free(E);
         return rc;
@@ -739,10 +756,18 @@ void edge_free(edge_t *E)
 {
     if (!E)
         return;
-    pthread_rwlock_wrlock(&live_mu);
-    if (live_edge == E)
-        live_edge = NULL; /* bus callbacks from now on answer WSG_EGONE */
-    pthread_rwlock_unlock(&live_mu);
+    /* From here on no command or publish reaches E (the bus answers
+     * commands WSG_EGONE), and the ones running have returned. */
+    if (E->serving_cmd)
+        bus_cmd_unserve(E->bus, E->edge_id);
+    if (E->serving_pub)
+        bus_publish_unserve(E->bus, edge_bus_publish, E);
+    if (E->life) { /* acks still owed by the bus find the edge gone */
+        pthread_rwlock_wrlock(&E->life->mu);
+        E->life->E = NULL;
+        pthread_rwlock_unlock(&E->life->mu);
+        edge_life_unref(E->life);
+    }
     edge_authz_t *authz = E->authz;
     E->authz = NULL;        /* connections closed from now on release nothing */
     edge_authz_free(authz); /* no more results posted after this */

@@ -140,8 +140,7 @@ static void job_done(edge_authz_t *a, authz_job_t *j, int status)
     q->u.authz.body = j->resp;
     j->resp = NULL;
     job_free(j);
-    if (edge_post_conn(q->u.authz.conn_id, q) != 0) /* the edge is being freed */
-        edge_q_free(q);
+    edge_post_conn(a->e, q->u.authz.conn_id, q); /* before edge_authz_free returns */
 }
 
 /* Takes h out of the multi handle and keeps it for the next request. */
@@ -538,8 +537,7 @@ static void claim_run(edge_authz_t *a, claim_job_t *j)
     q->u.authz.body = j->user;
     j->user = NULL;
     memcpy(q->store, j->route, rl + 1);
-    if (edge_post_conn(q->u.authz.conn_id, q) != 0) /* the edge is being freed */
-        edge_q_free(q);
+    edge_post_conn(e, q->u.authz.conn_id, q); /* before edge_authz_free returns */
 }
 
 /* Each claim thread takes the oldest job. Jobs of one user may overlap

@@ -40,7 +40,7 @@ static char *stash(char **cursor, const char *s, size_t n)
 
 void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
 {
-    (void)ud; /* the edge: commands go to the connection's loop */
+    edge_t *E = ud; /* commands go to the connection's loop */
     size_t idl = cmd->conn_id ? strlen(cmd->conn_id) : 0;
     size_t rl = cmd->reason ? strlen(cmd->reason) : 0;
     size_t il = cmd->initiator ? strlen(cmd->initiator) : 0;
@@ -55,10 +55,7 @@ void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
     q->u.cmd.cmd.data =
         cmd->len ? (unsigned char *)stash(&cur, (const char *)cmd->data, cmd->len) : NULL;
     q->u.cmd.reply = r;
-    if (edge_post_conn(q->u.cmd.cmd.conn_id, q) != 0) {
-        bus_cmd_reply(r, WSG_EGONE);
-        edge_q_free(q);
-    }
+    edge_post_conn(E, q->u.cmd.cmd.conn_id, q); /* E stays until bus_cmd_unserve */
 }
 
 /* Each loop gets its own copy: a payload's reference count is touched by
@@ -80,9 +77,10 @@ static void post_publish(edge_loop_t *l, void *ud)
 
 void edge_bus_publish(void *ud, const bus_publish_t *p)
 {
-    (void)ud;
-    if (edge_live_loops(post_publish, (void *)p) == 0) /* none once the edge is gone */
-        wsg_count(WSG_M_PUBLISHES, 1);                 /* once, not once per loop */
+    edge_t *E = ud; /* valid until bus_publish_unserve in edge_free */
+    for (size_t i = 0; i < E->n_loops; i++)
+        post_publish(E->loops[i], (void *)p);
+    wsg_count(WSG_M_PUBLISHES, 1); /* once, not once per loop */
 }
 
 static int conn_has(const edge_conn_t *c, const char *channel)

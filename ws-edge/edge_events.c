@@ -39,6 +39,7 @@
 
 typedef struct {
     edge_loop_t *e;
+    edge_life_t *life; /* the ack may come after edge_free */
     char conn_id[EDGE_ID_LEN + 1];
     size_t bytes, body_len;
     int type;
@@ -67,9 +68,10 @@ static void ack_cb(void *ud, int status)
     q->u.ack.bytes = a->bytes;
     q->u.ack.body_len = a->body_len;
     q->u.ack.type = a->type;
+    edge_loop_t *e = a->e;
+    edge_life_t *life = a->life;
     free(a);
-    if (edge_post_conn(q->u.ack.conn_id, q) !=
-        0) /* the edge is gone; the event itself is durable */
+    if (!edge_life_post(life, e, q)) /* the edge is gone; the event itself is durable */
         edge_q_free(q);
 }
 
@@ -143,6 +145,7 @@ static int offer(edge_loop_t *e, const edge_parked_t *p)
     if (!a)
         abort();
     a->e = e;
+    a->life = edge_life_ref(e->edge);
     memcpy(a->conn_id, p->conn_id, sizeof a->conn_id);
     a->bytes = p->bytes;
     a->body_len = p->body_len;
@@ -153,6 +156,7 @@ static int offer(edge_loop_t *e, const edge_parked_t *p)
     if (rc != 0) {
         e->acks_outstanding--;
         e->bytes_outstanding -= p->body_len;
+        edge_life_unref(a->life);
         free(a);
     }
     if (rc != 0 && rc != WSG_EFULL)

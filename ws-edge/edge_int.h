@@ -250,12 +250,16 @@ void edge_timer_disarm(struct edge_conn *c);
 void edge_timer_run(edge_loop_t *e, int64_t now);
 
 /* The process's edge: what its loops share. */
+typedef struct edge_life edge_life_t;
+
 struct edge {
     const wsg_config_t *cfg;
     bus_t *bus;
     char *edge_id;
-    wsg_listen_addr_t addr; /* edge.listen, with the bound port once loop 0 listens */
-    int any_pmd;            /* a route has compression on */
+    struct edge_life *life;       /* for event acks that outlive the edge */
+    int serving_cmd, serving_pub; /* registered with the bus (edge_free undoes) */
+    wsg_listen_addr_t addr;       /* edge.listen, with the bound port once loop 0 listens */
+    int any_pmd;                  /* a route has compression on */
     int port;
     edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops;
                             NULL once stopped (edge_free) */
@@ -330,12 +334,18 @@ uint64_t edge_header_timeout_ms(const wsg_config_t *cfg);
 void edge_post(edge_loop_t *e, edge_q_t *q); /* any thread */
 /* The loop that owns (or would own) connection id. */
 edge_loop_t *edge_loop_of(const edge_t *E, const char *conn_id);
-/* Posts q to the loop of the process's live edge that owns conn_id; WSG_EGONE
- * (q not taken) once the edge is freed. Any thread. */
-int edge_post_conn(const char *conn_id, edge_q_t *q);
-/* Calls fn for every loop of the process's live edge (under its lock, so
- * fn only posts); WSG_EGONE once the edge is freed. Any thread. */
-int edge_live_loops(void (*fn)(edge_loop_t *l, void *ud), void *ud);
+/* Posts q to E's loop that owns conn_id. Any thread that holds E alive: a
+ * bus command or publish callback (edge_free unserves and waits for them),
+ * an authorizer thread (stopped before the loops are freed). */
+void edge_post_conn(edge_t *E, const char *conn_id, edge_q_t *q);
+/* Event acks may come after edge_free (the bus calls them until
+ * bus_free): each holds a reference on its edge's edge_life_t, which says
+ * whether the edge is still there. */
+edge_life_t *edge_life_ref(edge_t *E);
+/* Posts q to loop e if the edge is still there (1), else 0 (q not taken);
+ * drops the reference either way. Any thread. */
+int edge_life_post(edge_life_t *life, edge_loop_t *e, edge_q_t *q);
+void edge_life_unref(edge_life_t *life);
 edge_q_t *edge_q_new(edge_q_kind_t kind, size_t extra);
 void edge_q_free(edge_q_t *q);
 /* A new connection id owned by loop e (edge_loop_of). */
