@@ -48,10 +48,16 @@ static api_t *api;
 static bus_t *bus;
 static wsg_config_t *cfg;
 
+/* The fake edge holds every connection whose id starts with 'c'. A
+ * subscription change it applies is what the registry would record next
+ * (api_registry.c): the API's waiter for it is completed here. */
 static void on_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
 {
     (void)ud;
-    bus_cmd_reply(r, cmd->conn_id && cmd->conn_id[0] == 'c' ? 0 : WSG_EGONE);
+    int held = cmd->conn_id && cmd->conn_id[0] == 'c';
+    if (held && (cmd->op == BUS_CMD_SUBSCRIBE || cmd->op == BUS_CMD_UNSUBSCRIBE))
+        api_subwait_applied(api, cmd->conn_id, cmd->channel, cmd->op, 0);
+    bus_cmd_reply(r, held ? 0 : WSG_EGONE);
 }
 
 static void on_done(api_req_t *r)
