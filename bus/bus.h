@@ -138,6 +138,8 @@ typedef struct {
     uint64_t seq; /* per-connection, from 1 */
     const char *body;
     size_t body_len;
+    int replay; /* 1: a replay of an event published before (a dead letter): delivered again
+                   with the same id, never dropped as a duplicate of the first publish */
 } bus_event_t;
 
 /* Called once per taken event: status 0 = durable (accepted). Anything else

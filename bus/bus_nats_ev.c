@@ -5,7 +5,8 @@
  * byte bound, Discard New: a full stream refuses new events instead of
  * dropping old ones) holds subjects <prefix>.ev.<k>.<p>.<tok(conn_id)>,
  * k = "s" (connect/disconnect) or "m" (message), p = FNV-1a(conn_id) %
- * partitions. Nats-Msg-Id = the event id (server-side dedup); the other
+ * partitions. Nats-Msg-Id = the event id (server-side dedup; a replay gets
+ * "<id>.replay.<ms>" and carries its id in Wsg-Id); the other
  * fields of bus_event_t travel in Wsg-* headers, the body is the payload.
  *
  * Publishing is js_PublishMsgAsync; the PubAck handler (a NATS thread) maps
@@ -236,8 +237,16 @@ void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 
 static natsStatus ev_headers(natsMsg *m, const bus_event_t *ev)
 {
-    char num[32];
-    natsStatus s = nb_hdr_set_tok(m, "Nats-Msg-Id", ev->id);
+    char num[32], dedup[160];
+    natsStatus s;
+    if (ev->replay) { /* JetStream would drop the id it saw within its window */
+        snprintf(dedup, sizeof dedup, "%s.replay.%lld", ev->id, (long long)wsg_wall_ms());
+        s = nb_hdr_set_tok(m, "Nats-Msg-Id", dedup);
+        if (s == NATS_OK)
+            s = nb_hdr_set_tok(m, "Wsg-Id", ev->id);
+    } else {
+        s = nb_hdr_set_tok(m, "Nats-Msg-Id", ev->id);
+    }
     snprintf(num, sizeof num, "%d", (int)ev->type);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, "Wsg-Type", num);
@@ -500,7 +509,9 @@ static nb_delivery_t *make_delivery(nb_group_t *g, natsMsg *m)
     d->msg = m;
     d->ev.type = (bus_event_type_t)atoi(t);
     d->ev.seq = strtoull(q, NULL, 10);
-    d->ev.id = d->strs[0] = nb_hdr_get_tok(m, "Nats-Msg-Id");
+    const char *replayed = NULL; /* a replay's own id is in Wsg-Id (ev_headers) */
+    d->ev.id = d->strs[0] = nb_hdr_get_tok(
+        m, natsMsgHeader_Get(m, "Wsg-Id", &replayed) == NATS_OK ? "Wsg-Id" : "Nats-Msg-Id");
     d->ev.conn_id = d->strs[1] = nb_hdr_get_tok(m, "Wsg-Conn");
     d->ev.edge_id = d->strs[2] = nb_hdr_get_tok(m, "Wsg-Edge");
     d->ev.route = d->strs[3] = nb_hdr_get_tok(m, "Wsg-Route");

@@ -96,6 +96,7 @@ int api_h_dead_replay(api_req_t *r)
         .seq = (uint64_t)json_integer_value(json_object_get(ev, "seq")),
         .body = d.event_json,
         .body_len = d.event_json ? strlen(d.event_json) : 0,
+        .replay = 1,
     };
     json_decref(ev);
     api_req_start(r, 1, finish_replay);
