@@ -40,7 +40,11 @@ class EdgeFanout(w.GatewayTestCase):
         self.be = self.backend()
         # one loop: the helper only exists when CPUs outnumber the loops
         self.gw = self.gateway([w.route("/a", self.be.url, jwt=JWT,
-                                        limits={"max_outbound_bytes": 16 << 20})],
+                                        # idle_timeout 0: clients read one after
+                                        # another, and answer pings only when read
+                                        # (past 60 s on a loaded machine)
+                                        limits={"max_outbound_bytes": 16 << 20,
+                                                "idle_timeout": 0})],
                                config={"edge": {"threads": 1}})
         self.api = self.gw.control()
 
