@@ -72,6 +72,16 @@ static void finish_one(api_subwait_t *w, int status)
     api_req_reply(r, status);
 }
 
+/* 1 when w is the waiter of r (r set), else of (conn_id, channel, op). */
+static int matches(const api_subwait_t *w, const api_req_t *r, const char *conn_id,
+                   const char *channel, bus_cmd_op_t op)
+{
+    if (r)
+        return w->r == r;
+    return w->op == op && conn_id && channel && strcmp(w->conn_id, conn_id) == 0 &&
+           strcmp(w->channel, channel) == 0;
+}
+
 /* Unlinks the first waiter matching (r) or (conn, channel, op). Caller
  * holds sw_mu. */
 static api_subwait_t *take(api_t *a, const api_req_t *r, const char *conn_id, const char *channel,
@@ -79,9 +89,7 @@ static api_subwait_t *take(api_t *a, const api_req_t *r, const char *conn_id, co
 {
     for (api_subwait_t **pp = &a->sw_head; *pp; pp = &(*pp)->next) {
         api_subwait_t *w = *pp;
-        if (r ? w->r != r
-              : (w->op != op || strcmp(w->conn_id, conn_id) != 0 ||
-                 strcmp(w->channel, channel) != 0))
+        if (!matches(w, r, conn_id, channel, op))
             continue;
         *pp = w->next;
         a->n_sw--;
