@@ -553,6 +553,21 @@ static void deliver(nb_group_t *g, natsMsg *m)
 
 static int partition_held(nb_group_t *g, uint32_t p);
 
+/* The batch of the next fetch on sub. Messages of an earlier fetch that
+ * arrived after it returned wait in the subscription; libnats 3.4.1's fetch
+ * takes those first and then collects until its count equals the batch it
+ * asks the server for (the batch minus those taken), so with more than half
+ * a batch waiting the count passes that mark and the fetch writes past its
+ * array (an ASan heap-buffer-overflow in test_cluster_overload). A batch
+ * well above twice what is waiting keeps the count below the mark. */
+static int fetch_batch(natsSubscription *sub)
+{
+    int msgs = 0, bytes = 0;
+    if (natsSubscription_GetPending(sub, &msgs, &bytes) != NATS_OK || msgs <= 0)
+        return NB_FETCH_BATCH;
+    return 2 * NB_FETCH_BATCH + 2 * msgs;
+}
+
 /* A fetch that was out when the connection to NATS broke may have been
  * answered with events that never reached us. The server hands them out
  * again only when their AckWait runs out, and anything fetched from the
@@ -567,7 +582,7 @@ static int fetch_partition(nb_group_t *g, uint32_t p)
         return 0;
     jsFetchRequest fr;
     jsFetchRequest_Init(&fr);
-    fr.Batch = NB_FETCH_BATCH;
+    fr.Batch = fetch_batch(g->subs[p]);
     fr.NoWait = true;
     natsMsgList list = {0};
     unsigned breaks = atomic_load(&b->disconnects);
