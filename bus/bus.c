@@ -110,6 +110,11 @@ int bus_check_event(const bus_event_t *ev)
     return 0;
 }
 
+int bus_check_type_mask(uint32_t type_mask)
+{
+    return type_mask && !(type_mask & ~(uint32_t)BUS_EV_KNOWN) ? 0 : WSG_EINVAL;
+}
+
 int bus_check_cmd(const bus_cmd_t *cmd)
 {
     if (!cmd || !cmd->conn_id || !*cmd->conn_id)
@@ -189,7 +194,7 @@ static void run_end_tramp(void *ud)
 int bus_event_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn,
                         void *ud)
 {
-    if (!bus || !group || !*group || !fn || !type_mask || (type_mask & ~(uint32_t)BUS_EV_KNOWN))
+    if (!bus || !group || !*group || !fn || bus_check_type_mask(type_mask) != 0)
         return WSG_EINVAL;
     bus_reg_t *r = NULL;
     int rc = bus_reg_add(bus->core, BUS_REG_EV, group, (void (*)(void))fn, ud, &r);

@@ -115,6 +115,8 @@ int bus_check_event(const bus_event_t *ev);
 int bus_check_cmd(const bus_cmd_t *cmd);
 int bus_check_publish(const bus_publish_t *p);
 int bus_check_user(const bus_user_t *u);
+/* A consumer group's mask: not empty, only types in BUS_EV_KNOWN. */
+int bus_check_type_mask(uint32_t type_mask);
 
 /* What bus_event_capacity() gives one publisher of an implementation's
  * bound n on events waiting for their ack: all but 1/16, which is left to

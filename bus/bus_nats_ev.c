@@ -405,8 +405,7 @@ int nb_ev_on_run_end(bus_t *bus, const char *group, bus_run_end_fn fn)
 int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud)
 {
     nats_bus_t *b = (nats_bus_t *)bus;
-    if (!group || !*group || !fn || !type_mask || (type_mask & ~(uint32_t)BUS_EV_KNOWN) ||
-        atomic_load(&b->started))
+    if (!group || !*group || !fn || bus_check_type_mask(type_mask) != 0 || atomic_load(&b->started))
         return WSG_EINVAL;
     for (nb_group_t *g = b->groups; g; g = g->next)
         if (strcmp(g->name, group) == 0)

@@ -281,8 +281,7 @@ int bq_open(bq_t **out, bus_t *owner, const char *path, char *err, size_t errlen
 
 int bq_subscribe(bq_t *q, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud)
 {
-    if (!group || !*group || !fn || !type_mask || (type_mask & ~(uint32_t)BUS_EV_KNOWN) ||
-        q->started)
+    if (!group || !*group || !fn || bus_check_type_mask(type_mask) != 0 || q->started)
         return WSG_EINVAL;
     for (int i = 0; i < q->ngroups; i++)
         if (strcmp(q->groups[i].name, group) == 0)
