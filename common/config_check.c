@@ -322,7 +322,7 @@ int cfg_check_subprotocol(const char *v, char *why, size_t n)
 {
     if (!is_http_token(v))
         return fail(why, n, "'%s' is not a subprotocol name (an HTTP token)", v);
-    if (strncmp(v, "bearer.", 7) == 0)
+    if (wsg_is_bearer_protocol(v))
         return fail(why, n, "'%s': bearer.* entries carry tokens, not a subprotocol", v);
     return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 /* true if s holds a space or a control character (<= 0x20 or 0x7f): not
  * allowed in URLs, listen addresses and paths taken from config. */
@@ -28,5 +29,14 @@ int wsg_utf8_valid_nonul(const char *s, size_t n);
  * UTF-8 without control characters; else WSG_EINVAL with why in err (which
  * may be NULL). */
 int wsg_channel_valid(const char *ch, char *err, size_t errlen);
+
+/* 1 when a Sec-WebSocket-Protocol entry is "bearer.<token>": a client token
+ * offered where browsers cannot set headers, never an application protocol. */
+#define WSG_BEARER_PREFIX "bearer."
+#define WSG_BEARER_PREFIX_LEN (sizeof WSG_BEARER_PREFIX - 1)
+static inline int wsg_is_bearer_protocol(const char *p)
+{
+    return p && strncmp(p, WSG_BEARER_PREFIX, WSG_BEARER_PREFIX_LEN) == 0;
+}
 
 #endif

@@ -35,6 +35,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "ws-edge/edge_int.h"
 
 typedef struct {
@@ -283,8 +284,7 @@ int edge_event_connect(edge_loop_t *e, edge_conn_t *c)
         c->connect_extra = NULL;
     }
     wsg_sb_puts(&b, ",\"subprotocol\":"); /* an echoed bearer.<token> is no protocol */
-    str_or_null(&b, c->subprotocol && strncmp(c->subprotocol, "bearer.", 7) != 0 ? c->subprotocol
-                                                                                 : NULL);
+    str_or_null(&b, wsg_is_bearer_protocol(c->subprotocol) ? NULL : c->subprotocol);
     wsg_sb_puts(&b, ",\"channels\":[");
     int first = 1;
     for (size_t i = 0; i < c->n_channels; i++) {

@@ -186,11 +186,11 @@ static void parse_protocols(const edge_req_t *req, edge_conn_t *c, char **token)
         if (!buf)
             abort();
         for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
-            if (strncmp(t, "bearer.", 7) == 0) {
+            if (wsg_is_bearer_protocol(t)) {
                 if (!c->bearer_offer && !(c->bearer_offer = strdup(t)))
                     abort();
                 if (!*token)
-                    *token = strdup(t + 7);
+                    *token = strdup(t + WSG_BEARER_PREFIX_LEN);
                 continue;
             }
             if (c->n_offered == EDGE_MAX_OFFERED)
