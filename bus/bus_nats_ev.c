@@ -84,7 +84,6 @@ struct nb_group {
     atomic_int kicked;        /* an event of a leased partition arrived since the last round */
 };
 
-#define NB_FETCH_BATCH 256
 #define NB_MAX_ACK_PENDING 4096
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
@@ -552,19 +551,23 @@ static void deliver(nb_group_t *g, natsMsg *m)
 
 static int partition_held(nb_group_t *g, uint32_t p);
 
-/* The batch of the next fetch on sub. Messages of an earlier fetch that
- * arrived after it returned wait in the subscription; libnats 3.4.1's fetch
- * takes those first and then collects until its count equals the batch it
- * asks the server for (the batch minus those taken), so with more than half
- * a batch waiting the count passes that mark and the fetch writes past its
- * array (an ASan heap-buffer-overflow in test_cluster_overload). A batch
- * well above twice what is waiting keeps the count below the mark. */
+/* The batch of the next fetch on sub. A no-wait fetch without an expiry
+ * returns as soon as the subscription is momentarily empty (libnats 3.4.1,
+ * natsSub_nextMsg with timeout 0), so its server's answer lands after it and
+ * waits in the subscription for the next fetch. That fetch takes the waiting
+ * messages first (c of them) and then collects until its count equals the
+ * batch it asks the server for, batch - c: with c above half the batch the
+ * count is already past that mark and the fetch writes past its array (an
+ * ASan heap-buffer-overflow in fetch_partition, seen in CI). An expiry does
+ * not help: nats-server 2.9 then holds a no-wait pull until it expires. So
+ * the batch is at least twice anything that can be waiting: what waits now
+ * plus all the consumer may still have out (MaxAckPending bounds it). */
 static int fetch_batch(natsSubscription *sub)
 {
     int msgs = 0, bytes = 0;
-    if (natsSubscription_GetPending(sub, &msgs, &bytes) != NATS_OK || msgs <= 0)
-        return NB_FETCH_BATCH;
-    return 2 * NB_FETCH_BATCH + 2 * msgs;
+    if (natsSubscription_GetPending(sub, &msgs, &bytes) != NATS_OK || msgs < 0)
+        msgs = 0;
+    return 2 * (NB_MAX_ACK_PENDING + msgs);
 }
 
 /* A fetch that was out when the connection to NATS broke may have been
