@@ -6,7 +6,9 @@
  * limits (503 per edge, 429 per IP), the subprotocol (400 when the route
  * lists others only; an offer of bearer.<token> alone is echoed), JWT (401)
  * and its expiry, one connection per user with `reject` (409), and the
- * authorizer webhook (its 401/403, or 503).
+ * authorizer webhook (its 401/403, or 503). The client's address — for
+ * remote_addr, the authorizer, logs and the per-IP limit — is the peer's,
+ * or X-Forwarded-For's when the peer is in edge.trusted_proxies.
  *
  * The request arrives here complete and parsed (edge_request.c), before lws
  * has seen any of it: lws 4.1 cannot hold an upgrade open
@@ -712,6 +714,25 @@ static int request_checks(edge_loop_t *e, const edge_req_t *req, const wsg_route
     return 0;
 }
 
+_Static_assert(sizeof(((edge_conn_t *)0)->remote) >= WSG_ADDR_TEXT_MAX,
+               "edge_conn_t.remote holds any address inet_ntop writes");
+
+/* The client's address (SPEC.md §2): the peer's, or the one X-Forwarded-For
+ * gives when the peer is a trusted proxy (edge.trusted_proxies; the rule is
+ * wsg_forwarded_client's). */
+static void client_addr(const edge_loop_t *e, const edge_req_t *req, char *out, size_t outlen)
+{
+    const char *xff[EDGE_REQ_MAX_HEADERS];
+    size_t n = 0, from = 0;
+    const char *v;
+    while (e->edge->trusted.n && n < EDGE_REQ_MAX_HEADERS &&
+           (v = edge_req_header_from(req, "x-forwarded-for", &from)))
+        xff[n++] = v;
+    if (wsg_forwarded_client(&e->edge->trusted, req->remote, xff, n, out, outlen) < 0)
+        WSG_LOG(WSG_LOG_INFO, "X-Forwarded-For ignored: not a list of addresses", "remote=%s",
+                req->remote);
+}
+
 void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
 {
     int fd = req->fd;
@@ -729,14 +750,16 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
         refuse_fd(fd, 404, "not found", req->path, NULL);
         return;
     }
+    char client[sizeof((edge_conn_t *)0)->remote];
+    client_addr(e, req, client, sizeof client);
     int st = request_checks(e, req, r, &why, &extra);
-    if (st == 0 && (st = edge_admit_take(e, req->remote)) != 0) /* held by c from here */
+    if (st == 0 && (st = edge_admit_take(e, client)) != 0) /* held by c from here */
         why = st == 429 ? "too many connections from this address" : "too many connections";
     if (st) {
         refuse_fd(fd, st, why, r->path, extra);
         return;
     }
-    edge_conn_t *c = conn_new(e, r, req->remote);
+    edge_conn_t *c = conn_new(e, r, client);
     c->counted = 1;
     char jwhy[512] = "";
     char *token = find_token(req, c);
