@@ -4,9 +4,10 @@ only when the TCP peer is a trusted proxy. Through the real binary, with a
 raw client on 127.0.0.1 playing the proxy:
 
 - trusted peer: the header's address is the connect event's remote_addr,
-  the authorizer request's and the "client connected" log's, and the key of
-  edge.max_connections_per_ip (two forwarded addresses are not limited
-  together, one forwarded address is, and a close frees its slot);
+  the authorizer request's, the `remote` of the "client connected" and
+  "handshake refused" log lines, and the key of edge.max_connections_per_ip
+  (two forwarded addresses are not limited together, one forwarded address
+  is, and a close frees its slot);
 - the walk from the right skips trusted hops and ignores what the client
   wrote to their left; several headers are one list, in order;
 - a malformed header from a trusted peer: the peer's address, still
@@ -101,6 +102,7 @@ class TrustedProxy(w.GatewayTestCase):
         a = [self.client(self.url, headers={XFF: "198.51.100.1"}) for _ in range(2)]
         st, body = refused_status(self.url, headers={XFF: "198.51.100.1"})
         self.assertEqual(st, 429, body)
+        self.assertTrue(self.gw.wait_log("handshake refused", remote="198.51.100.1"))
         # the same address reached through another trusted hop is the same client
         st, body = refused_status(self.url, headers={XFF: "198.51.100.1, 10.0.0.7"})
         self.assertEqual(st, 429, body)
