@@ -18,6 +18,7 @@
 #include "bus/bus.h"
 #include "common/config.h"
 #include "dispatcher/disp_internal.h"
+#include "dispatcher/disp_proto.h"
 #include "dispatcher/dispatch.h"
 #include "store/store.h"
 
@@ -64,6 +65,7 @@ typedef struct {
 typedef struct {
     const wsg_route_conf_t *conf;
     disp_rules_t *rules;
+    const disp_proto_t *proto; /* what the route's backend speaks */
 } disp_rt_t;
 
 typedef enum {

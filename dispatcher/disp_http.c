@@ -88,13 +88,17 @@ void disp_http_pool_free(disp_t *d)
     d->n_pool = d->cap_pool = 0;
 }
 
-/* The signed headers, then the routing-service headers of a webhook. */
+/* The signed headers (with the route protocol's Content-Type and own
+ * headers for a webhook), then the routing-service headers of a webhook. */
 static int build_headers(disp_conn_t *c, const char *id, const char *event_name, const char *body,
                          size_t len, struct curl_slist **out)
 {
     const wsg_route_conf_t *rc = c->rt->conf;
-    int err = wsg_webhook_headers(rc->webhook_key, rc->webhook_key_len, id, c->id, event_name, body,
-                                  len, out);
+    const disp_proto_t *p = c->req.routing ? &disp_proto_wsgate : c->rt->proto;
+    int err = wsg_webhook_headers_ct(rc->webhook_key, rc->webhook_key_len, id, c->id, event_name,
+                                     p->content_type, body, len, out);
+    if (err == 0 && p->headers)
+        err = p->headers(rc, c->id, out);
     for (size_t i = 0; err == 0 && !c->req.routing && i < c->n_xh; i++)
         err = wsg_header_add(out, "%s: %s", c->xh[i].name, c->xh[i].value);
     return err;

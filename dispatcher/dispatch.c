@@ -241,6 +241,9 @@ static int routes_new(disp_t *d, char *err, size_t errlen)
         return WSG_ENOMEM;
     for (size_t i = 0; i < d->n_rts; i++) {
         d->rts[i].conf = &d->cfg->routes[i];
+        if (!(d->rts[i].proto = disp_proto_for(d->rts[i].conf->protocol)))
+            return wsg_errf(err, errlen, WSG_ECONFIG, "route %s: protocol not built",
+                            d->rts[i].conf->path);
         int rc = disp_rules_new(&d->rts[i].rules, d->rts[i].conf, err, errlen);
         if (rc != 0)
             return rc;
