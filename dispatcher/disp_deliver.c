@@ -82,6 +82,10 @@ static void done_items(disp_t *d, disp_conn_t *c, size_t n)
         if (!(c->head = it->next))
             c->tail = NULL;
         c->n--;
+        if (it->ev->type == BUS_EV_DISCONNECT) { /* the connection is over */
+            curl_slist_free_all(c->meta);
+            c->meta = NULL;
+        }
         bus_event_done(d->bus, it->d);
         free(it);
     }
@@ -429,6 +433,9 @@ static int apply_actions(disp_t *d, disp_conn_t *c, const char *edge)
     for (size_t i = 0; i < ans.n && edge && edge[0]; i++)
         send_action(d, c, edge, &ans.acts[i]);
     disp_actions_free(ans.acts, ans.n);
+    if (p->keeps_meta && (rc = disp_meta_merge(&c->meta, c->req.set_meta)) != 0)
+        WSG_LOG(WSG_LOG_WARN, "Set-Meta headers not kept", "conn=%s route=%s error=%s", c->id,
+                c->rt->conf->path, rc == WSG_ENOMEM ? "out of memory" : "over 8 KiB of meta");
     return 0;
 }
 

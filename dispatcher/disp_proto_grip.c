@@ -125,7 +125,8 @@ static int grip_body(const bus_event_t *const *evs, size_t n, const char **body,
 
 /* Grip-Sig: what Pushpin sends so that a backend can tell the request came
  * through its proxy. */
-static int grip_headers(const wsg_route_conf_t *r, const char *conn_id, struct curl_slist **l)
+static int grip_headers(const wsg_route_conf_t *r, const char *conn_id,
+                        const struct curl_slist *meta, struct curl_slist **l)
 {
     char *sig = NULL, err[128];
     wsg_mint_t m = {.alg = WSG_ALG_HS256,
@@ -143,6 +144,8 @@ static int grip_headers(const wsg_route_conf_t *r, const char *conn_id, struct c
         rc = wsg_header_add(l, "Sec-WebSocket-Extensions: grip");
     if (rc == 0)
         rc = wsg_header_add(l, "Accept: application/websocket-events");
+    for (; rc == 0 && meta; meta = meta->next)
+        rc = wsg_header_add(l, "%s", meta->data);
     return rc;
 }
 
@@ -151,6 +154,7 @@ const disp_proto_t disp_proto_grip = {
     .content_type = "application/websocket-events",
     .strict_answer = true,
     .dead_connect_closes = true,
+    .keeps_meta = true,
     .body = grip_body,
     .headers = grip_headers,
     .parse = disp_grip_parse,

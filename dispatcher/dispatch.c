@@ -86,6 +86,8 @@ static void conn_free(disp_conn_t *c)
     }
     free(c->dyn_backend);
     disp_headers_free(c->xh, c->n_xh);
+    curl_slist_free_all(c->meta);
+    curl_slist_free_all(c->req.set_meta);
     free(c->req.resp);
     free(c->id);
     free(c);
@@ -93,7 +95,7 @@ static void conn_free(disp_conn_t *c)
 
 void disp_conn_release(disp_t *d, disp_conn_t *c)
 {
-    if (c->head || c->state != DISP_C_IDLE)
+    if (c->head || c->state != DISP_C_IDLE || c->meta)
         return;
     for (disp_conn_t **p = &d->buckets[hash_id(c->id)]; *p; p = &(*p)->hnext)
         if (*p == c) {

@@ -11,6 +11,8 @@ publishes through Pushpin's `POST /publish/` API.
 - OPEN -> OPEN + c:subscribe; TEXT echoed; a /publish/ item (text and
   content-bin) reaches the subscribed client; Connection-Id is the same on
   every request of a connection; Grip-Sig verifies.
+- Set-Meta-* on an answer comes back as Meta-* on the connection's later
+  requests; an empty value removes it.
 - BINARY frames both ways.
 - the client's close -> the backend sees CLOSE with the code and reason.
 - the backend's CLOSE closes the client with its code and reason.
@@ -155,9 +157,13 @@ class PushpinBackend:
         for typ, content in rec["events"]:
             if typ == "OPEN":
                 hdrs["Sec-WebSocket-Extensions"] = "grip"
+                hdrs["Set-Meta-User"] = "alice"
                 out += [("OPEN", None), control({"type": "subscribe", "channel": "room"})]
             elif typ == "TEXT" and content in self.garbage_for:
                 return 200, hdrs, b"this is not websocket-events"
+            elif typ == "TEXT" and content == b"forget":
+                hdrs["Set-Meta-User"] = ""  # Pushpin: an empty value unsets it
+                out.append((typ, content))
             elif typ == "TEXT" and content.startswith(b"close-me"):
                 out.append(("CLOSE", struct.pack("!H", 4002) + b"done"))
             elif typ in ("TEXT", "BINARY"):
@@ -228,6 +234,19 @@ class GripCompat(w.GatewayTestCase):
             "ws-message": {"content-bin": base64.b64encode(b"\x00\xffbin").decode()}}}]})
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(ws.recv(), (2, b"\x00\xffbin"))
+
+    def test_meta_set_by_backend_comes_back(self):
+        ws = self.open()
+        rec, _ = self.be.wait_event("OPEN")
+        self.assertNotIn("meta-user", rec["headers"])
+        rec, _ = self.be.wait_event("TEXT", b"sync")
+        self.assertEqual(rec["headers"].get("meta-user"), "alice")
+        ws.send_text("forget")
+        self.assertEqual(ws.recv_text(), "forget")
+        ws.send_text("after")
+        self.assertEqual(ws.recv_text(), "after")
+        rec, _ = self.be.wait_event("TEXT", b"after")
+        self.assertNotIn("meta-user", rec["headers"])
 
     def test_binary_both_ways(self):
         ws = self.open()
