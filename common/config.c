@@ -27,6 +27,7 @@
 
 _Static_assert(sizeof(wsg_alg_t) == sizeof(int), "CFG_ENUM stores int-sized enums");
 _Static_assert(sizeof(wsg_one_conn_t) == sizeof(int), "CFG_ENUM stores int-sized enums");
+_Static_assert(sizeof(wsg_protocol_t) == sizeof(int), "CFG_ENUM stores int-sized enums");
 
 #define DKEY 256 /* longest display key, e.g. routes[12].limits.rate_limit.burst */
 
@@ -757,6 +758,11 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
         if ((rc = check_rule(ld, r, &r->rules[j], dp)) != 0)
             return rc;
     }
+    cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
+    if (r->protocol == WSG_PROTO_AWS || r->protocol == WSG_PROTO_WSAAS)
+        return at_field(ld, &r->protocol, r->line, dkey,
+                        "'%s' is not built yet in this version (use wsgate or grip)",
+                        r->protocol == WSG_PROTO_AWS ? "aws" : "wsaas");
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
     if (r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
         return at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,

@@ -55,6 +55,14 @@ typedef enum {
     WSG_ONE_CONN_REJECT,
 } wsg_one_conn_t;
 
+/* What the route's backend speaks (issue 21's compatibility modes). */
+typedef enum {
+    WSG_PROTO_WSGATE = 0, /* wsgate's JSON envelope and response actions */
+    WSG_PROTO_AWS,        /* AWS API Gateway WebSocket events: not built yet, refused */
+    WSG_PROTO_GRIP,       /* Pushpin's WebSocket-over-HTTP with GRIP control messages */
+    WSG_PROTO_WSAAS,      /* "Web Socket as a Service": not built yet, refused */
+} wsg_protocol_t;
+
 /* One routing rule: exactly one of json_field+equals or regex is set. */
 typedef struct {
     char *json_field; /* top-level field of a JSON text message */
@@ -111,7 +119,8 @@ typedef struct {
     size_t n_allowed_backends;
     wsg_rule_conf_t *rules;
     size_t n_rules;
-    char *routing_service; /* URL or "" */
+    char *routing_service;   /* URL or "" */
+    wsg_protocol_t protocol; /* default wsgate */
     wsg_limits_conf_t limits;
     wsg_delivery_conf_t delivery;
     int line;

@@ -25,6 +25,7 @@ static const char *const alg_names[] = {"none",  "HS256", "HS384", "HS512", "RS2
                                         "RS512", "ES256", "ES384", "ES512", NULL};
 static const char *const one_conn_names[] = {"off", "replace", "reject", NULL};
 static const char *const off_on_names[] = {"off", "on", NULL};
+static const char *const protocol_names[] = {"wsgate", "aws", "grip", "wsaas", NULL};
 
 /* Named initialisers keep each row readable; unnamed fields are zero. */
 #define J(f) offsetof(wsg_jwt_conf_t, f)
@@ -219,6 +220,16 @@ static const cfg_key_t route_keys[] = {
      .def = "",
      .check = cfg_check_http_url_or_empty,
      .doc = "URL asked for a backend per message; empty: none"},
+    {.path = "protocol",
+     .type = CFG_ENUM,
+     .off = T(protocol),
+     .off2 = NOOFF,
+     .def = "wsgate",
+     .max = WSG_PROTO_WSAAS,
+     .names = protocol_names,
+     .doc = "what the backend speaks: `wsgate` (JSON envelope, response actions) or `grip` "
+            "(Pushpin's WebSocket-over-HTTP with GRIP control messages, docs/compat.md); `aws` "
+            "and `wsaas` are refused: not built yet"},
     {.path = "limits.max_message_bytes",
      .type = CFG_U32,
      .off = T(limits.max_message_bytes),

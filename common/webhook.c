@@ -42,13 +42,21 @@ int wsg_webhook_headers(const unsigned char *key, size_t key_len, const char *id
                         const char *conn_id, const char *event, const char *body, size_t len,
                         struct curl_slist **out)
 {
+    return wsg_webhook_headers_ct(key, key_len, id, conn_id, event, "application/json", body, len,
+                                  out);
+}
+
+int wsg_webhook_headers_ct(const unsigned char *key, size_t key_len, const char *id,
+                           const char *conn_id, const char *event, const char *content_type,
+                           const char *body, size_t len, struct curl_slist **out)
+{
     char sig[WSG_WHSIG_LEN];
     long long ts = wsg_wall_s();
     struct curl_slist *l = NULL;
     *out = NULL;
     int rc = wsg_whsig_sign(key, key_len, id, ts, body, len, sig, sizeof sig);
     if (rc == 0)
-        rc = wsg_header_add(&l, "Content-Type: application/json");
+        rc = wsg_header_add(&l, "Content-Type: %s", content_type);
     if (rc == 0)
         rc = wsg_header_add(&l, "Expect:");
     if (rc == 0)

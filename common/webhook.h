@@ -27,4 +27,10 @@ int wsg_webhook_headers(const unsigned char *key, size_t key_len, const char *id
                         const char *conn_id, const char *event, const char *body, size_t len,
                         struct curl_slist **out);
 
+/* The same with another Content-Type (a route speaking another protocol,
+ * dispatcher/disp_proto.h). */
+int wsg_webhook_headers_ct(const unsigned char *key, size_t key_len, const char *id,
+                           const char *conn_id, const char *event, const char *content_type,
+                           const char *body, size_t len, struct curl_slist **out);
+
 #endif

@@ -239,6 +239,8 @@ int api_h_members(api_req_t *r);
 int api_h_publish(api_req_t *r);
 int api_h_channels(api_req_t *r);
 int api_h_broadcast(api_req_t *r);
+/* api_grip.c: Pushpin's POST /publish/ (scope publish) */
+int api_h_grip_publish(api_req_t *r);
 int api_h_user_send(api_req_t *r);
 int api_h_user_delete(api_req_t *r);
 int api_h_batch(api_req_t *r);

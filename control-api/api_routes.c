@@ -37,6 +37,7 @@ static const api_route_t routes[] = {
     {API_DELETE, "v1/channels/*/connections/*", "subscribe", api_h_unsubscribe},
     {API_POST, "v1/channels/*/messages", "publish", api_h_publish},
     {API_POST, "v1/broadcast", "publish", api_h_broadcast},
+    {API_POST, "publish", "publish", api_h_grip_publish},
     {API_POST, "v1/users/*/messages", "send", api_h_user_send},
     {API_DELETE, "v1/users/*", "disconnect", api_h_user_delete},
     {API_POST, "v1/batch", "", api_h_batch},

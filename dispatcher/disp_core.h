@@ -18,6 +18,7 @@
 #include "bus/bus.h"
 #include "common/config.h"
 #include "dispatcher/disp_internal.h"
+#include "dispatcher/disp_proto.h"
 #include "dispatcher/dispatch.h"
 #include "store/store.h"
 
@@ -58,12 +59,15 @@ typedef struct {
     bool truncated;
     bool routing; /* a routing-service call, not a webhook */
     char retry_after[64];
+    struct curl_slist *set_meta; /* the answer's Set-Meta-* as "Meta-*: v" lines */
+    size_t set_meta_bytes;
     int64_t t0_ns;
 } disp_req_t;
 
 typedef struct {
     const wsg_route_conf_t *conf;
     disp_rules_t *rules;
+    const disp_proto_t *proto; /* what the route's backend speaks */
 } disp_rt_t;
 
 typedef enum {
@@ -93,6 +97,9 @@ struct disp_conn {
     size_t n_xh;
     disp_backend_t *be;
     size_t batch_n; /* events in the request in flight (fixed across retries) */
+    /* "Meta-*: v" lines the backend set (protocols with keeps_meta); kept
+     * until the connection's disconnect is done, so c outlives empty queues */
+    struct curl_slist *meta;
     disp_req_t req;
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/close.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -81,6 +82,10 @@ static void done_items(disp_t *d, disp_conn_t *c, size_t n)
         if (!(c->head = it->next))
             c->tail = NULL;
         c->n--;
+        if (it->ev->type == BUS_EV_DISCONNECT) { /* the connection is over */
+            curl_slist_free_all(c->meta);
+            c->meta = NULL;
+        }
         bus_event_done(d->bus, it->d);
         free(it);
     }
@@ -133,6 +138,24 @@ static int dead_one(disp_t *d, disp_conn_t *c, const bus_event_t *ev)
     return 0;
 }
 
+static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a);
+
+/* A connect the backend never accepted closes the connection when the
+ * route's protocol refuses such connections: 1008 when the backend said no
+ * (4xx), 1011 when it failed (5xx, no answer, bad answers). An answer
+ * that refuses outright is a close action of its own (disp_proto_grip). */
+static void close_unaccepted(disp_t *d, disp_conn_t *c, const bus_event_t *ev)
+{
+    if (!c->rt || !c->rt->proto->dead_connect_closes || ev->type != BUS_EV_CONNECT ||
+        !ev->edge_id || !ev->edge_id[0])
+        return;
+    bool refused = c->last_status >= 400 && c->last_status < 500;
+    disp_action_t a = {.op = BUS_CMD_CLOSE,
+                       .code = refused ? WSG_CLOSE_POLICY : WSG_CLOSE_INTERNAL,
+                       .reason = (char *)(refused ? "refused by backend" : "backend unavailable")};
+    send_action(d, c, ev->edge_id, &a);
+}
+
 /* Dead-letters the head batch; 0 when every event is stored (and done). */
 static int dead_letter(disp_t *d, disp_conn_t *c)
 {
@@ -142,6 +165,7 @@ static int dead_letter(disp_t *d, disp_conn_t *c)
         rc = dead_one(d, c, it->ev);
     if (rc != 0)
         return rc;
+    close_unaccepted(d, c, c->head->ev);
     done_items(d, c, k);
     reset_head(c);
     return 0;
@@ -302,48 +326,46 @@ static size_t batch_size(const disp_conn_t *c)
     return n;
 }
 
-static int start_batch(disp_t *d, disp_conn_t *c, const char *url, uint64_t timeout_ms)
+/* Builds the head's request in the route's protocol and starts it. */
+static int start_request(disp_t *d, disp_conn_t *c, uint64_t timeout_ms)
 {
-    const char *bodies[c->batch_n];
-    size_t lens[c->batch_n], k = 0, len = 0;
-    const char *first = c->head->ev->id, *last = first;
-    char id[DISP_BATCH_ID_LEN + 1], *body = NULL;
-    for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next, k++) {
-        bodies[k] = it->ev->body ? it->ev->body : "";
-        lens[k] = it->ev->body_len;
-        last = it->ev->id;
+    const bus_event_t *evs[c->batch_n];
+    size_t k = 0, len = 0;
+    for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next)
+        evs[k++] = it->ev;
+    const char *body = NULL, *id = evs[0]->id, *name = ev_name(evs[0]->type);
+    char bid[DISP_BATCH_ID_LEN + 1], *owned = NULL;
+    int rc = c->rt->proto->body(evs, k, &body, &len, &owned, c->last_err, sizeof c->last_err);
+    if (rc != 0) {
+        if (rc == WSG_ENOMEM)
+            snprintf(c->last_err, sizeof c->last_err, "out of memory");
+        return rc;
     }
-    if (disp_batch_body(bodies, lens, k, &body, &len) != 0) {
-        snprintf(c->last_err, sizeof c->last_err, "out of memory");
-        return WSG_ENOMEM;
+    if (k > 1) {
+        disp_batch_id(evs[0]->id, evs[k - 1]->id, bid);
+        id = bid;
+        name = "batch";
     }
-    disp_batch_id(first, last, id);
-    int rc = disp_http_start(d, c, url, id, "batch", body, len, timeout_ms);
+    rc = disp_http_start(d, c, c->backend, id, name, body, len, timeout_ms);
     if (rc == 0)
-        c->req.body_owned = body;
+        c->req.body_owned = owned;
     else
-        free(body);
+        free(owned);
     return rc;
 }
 
 static void start_webhook(disp_t *d, disp_conn_t *c)
 {
-    const bus_event_t *ev = c->head->ev;
-    uint64_t timeout = c->rt->conf->delivery.timeout_ms;
-    int rc;
     c->state = DISP_C_INFLIGHT;
     c->req.routing = false;
     c->be->inflight++;
     if (c->batch_n == 0)
         c->batch_n = batch_size(c);
-    if (c->batch_n == 1)
-        rc = disp_http_start(d, c, c->backend, ev->id, ev_name(ev->type), ev->body, ev->body_len,
-                             timeout);
-    else
-        rc = start_batch(d, c, c->backend, timeout);
+    int rc = start_request(d, c, c->rt->conf->delivery.timeout_ms);
     if (rc != 0) {
         c->be->inflight--;
-        fail_attempt(d, c, false, NULL);
+        /* an envelope the protocol cannot express never will be */
+        fail_attempt(d, c, rc == WSG_EPROTO, NULL);
         return;
     }
     wsg_count(WSG_M_WEBHOOK_REQUESTS, 1);
@@ -380,28 +402,41 @@ static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_
                 wsg_err_name(rc));
 }
 
-static void apply_actions(disp_t *d, disp_conn_t *c, const char *edge)
+/* Applies a 2xx answer's actions, in order, through the holding edge.
+ * Returns 0, or WSG_EPROTO when the answer is bad and the route's protocol
+ * says that fails the attempt (c->last_err says why). */
+static int apply_actions(disp_t *d, disp_conn_t *c, const char *edge)
 {
-    disp_action_t *acts = NULL;
-    size_t n = 0, skipped = 0;
-    char err[256] = "";
-    if (c->req.truncated) {
-        WSG_LOG(WSG_LOG_WARN, "webhook response too large; actions ignored", "conn=%s route=%s",
-                c->id, c->rt->conf->path);
-        return;
-    }
-    int rc = disp_actions_parse(c->req.resp, c->req.resp_len, &acts, &n, &skipped, err, sizeof err);
+    const disp_proto_t *p = c->rt->proto;
+    disp_answer_t ans = {0};
+    char err[160] = "response too large";
+    bool opening = c->head->ev->type == BUS_EV_CONNECT;
+    int rc = c->req.truncated
+                 ? WSG_EPROTO
+                 : p->parse(c->req.resp, c->req.resp_len, opening, &ans, err, sizeof err);
     if (rc != 0) {
+        if (p->strict_answer && rc != WSG_ENOMEM) {
+            snprintf(c->last_err, sizeof c->last_err, "bad %s answer: %s", p->name, err);
+            return rc;
+        }
         WSG_LOG(WSG_LOG_WARN, "webhook response actions ignored", "conn=%s route=%s error=%s",
                 c->id, c->rt->conf->path, rc == WSG_ENOMEM ? "out of memory" : err);
-        return;
+        return 0;
     }
-    if (skipped)
+    if (ans.skipped)
         WSG_LOG(WSG_LOG_WARN, "malformed response actions skipped", "conn=%s route=%s skipped=%zu",
-                c->id, c->rt->conf->path, skipped);
-    for (size_t i = 0; i < n && edge && edge[0]; i++)
-        send_action(d, c, edge, &acts[i]);
-    disp_actions_free(acts, n);
+                c->id, c->rt->conf->path, ans.skipped);
+    if (ans.ignored)
+        WSG_LOG(WSG_LOG_DEBUG, "response events without an action ignored",
+                "conn=%s route=%s protocol=%s ignored=%zu", c->id, c->rt->conf->path, p->name,
+                ans.ignored);
+    for (size_t i = 0; i < ans.n && edge && edge[0]; i++)
+        send_action(d, c, edge, &ans.acts[i]);
+    disp_actions_free(ans.acts, ans.n);
+    if (p->keeps_meta && (rc = disp_meta_merge(&c->meta, c->req.set_meta)) != 0)
+        WSG_LOG(WSG_LOG_WARN, "Set-Meta headers not kept", "conn=%s route=%s error=%s", c->id,
+                c->rt->conf->path, rc == WSG_ENOMEM ? "out of memory" : "over 8 KiB of meta");
+    return 0;
 }
 
 static void on_route_answer(disp_t *d, disp_conn_t *c, long status, const char *retry_after)
@@ -448,7 +483,10 @@ static void on_webhook_answer(disp_t *d, disp_conn_t *c, long status, const char
         size_t k = 0;
         for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next, k++)
             edge = it->ev->edge_id;
-        apply_actions(d, c, edge);
+        if (apply_actions(d, c, edge) != 0) {
+            fail_attempt(d, c, false, NULL);
+            return;
+        }
         done_items(d, c, c->batch_n);
         reset_head(c);
         disp_kick(d, c);

@@ -50,7 +50,10 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
         memcpy(r->retry_after, p + sizeof name - 1, v);
         r->retry_after[v] = '\0';
         r->retry_after[strcspn(r->retry_after, "\r\n")] = '\0';
+        return n;
     }
+    if (disp_meta_header(p, n, &r->set_meta, &r->set_meta_bytes) != 0)
+        return 0; /* out of memory: abort the request, it is retried */
     return n;
 }
 
@@ -88,13 +91,17 @@ void disp_http_pool_free(disp_t *d)
     d->n_pool = d->cap_pool = 0;
 }
 
-/* The signed headers, then the routing-service headers of a webhook. */
+/* The signed headers (with the route protocol's Content-Type and own
+ * headers for a webhook), then the routing-service headers of a webhook. */
 static int build_headers(disp_conn_t *c, const char *id, const char *event_name, const char *body,
                          size_t len, struct curl_slist **out)
 {
     const wsg_route_conf_t *rc = c->rt->conf;
-    int err = wsg_webhook_headers(rc->webhook_key, rc->webhook_key_len, id, c->id, event_name, body,
-                                  len, out);
+    const disp_proto_t *p = c->req.routing ? &disp_proto_wsgate : c->rt->proto;
+    int err = wsg_webhook_headers_ct(rc->webhook_key, rc->webhook_key_len, id, c->id, event_name,
+                                     p->content_type, body, len, out);
+    if (err == 0 && p->headers)
+        err = p->headers(rc, c->id, c->meta, out);
     for (size_t i = 0; err == 0 && !c->req.routing && i < c->n_xh; i++)
         err = wsg_header_add(out, "%s: %s", c->xh[i].name, c->xh[i].value);
     return err;
@@ -130,6 +137,9 @@ int disp_http_start(disp_t *d, disp_conn_t *c, const char *url, const char *id,
     r->resp_len = 0;
     r->truncated = false;
     r->retry_after[0] = '\0';
+    curl_slist_free_all(r->set_meta);
+    r->set_meta = NULL;
+    r->set_meta_bytes = 0;
     r->resp_max = c->rt->conf->delivery.max_response_bytes;
     if (!(r->easy = easy_get(d))) {
         snprintf(c->last_err, sizeof c->last_err, "curl_easy_init failed");

@@ -86,6 +86,8 @@ static void conn_free(disp_conn_t *c)
     }
     free(c->dyn_backend);
     disp_headers_free(c->xh, c->n_xh);
+    curl_slist_free_all(c->meta);
+    curl_slist_free_all(c->req.set_meta);
     free(c->req.resp);
     free(c->id);
     free(c);
@@ -93,7 +95,7 @@ static void conn_free(disp_conn_t *c)
 
 void disp_conn_release(disp_t *d, disp_conn_t *c)
 {
-    if (c->head || c->state != DISP_C_IDLE)
+    if (c->head || c->state != DISP_C_IDLE || c->meta)
         return;
     for (disp_conn_t **p = &d->buckets[hash_id(c->id)]; *p; p = &(*p)->hnext)
         if (*p == c) {
@@ -241,6 +243,9 @@ static int routes_new(disp_t *d, char *err, size_t errlen)
         return WSG_ENOMEM;
     for (size_t i = 0; i < d->n_rts; i++) {
         d->rts[i].conf = &d->cfg->routes[i];
+        if (!(d->rts[i].proto = disp_proto_for(d->rts[i].conf->protocol)))
+            return wsg_errf(err, errlen, WSG_ECONFIG, "route %s: protocol not built",
+                            d->rts[i].conf->path);
         int rc = disp_rules_new(&d->rts[i].rules, d->rts[i].conf, err, errlen);
         if (rc != 0)
             return rc;

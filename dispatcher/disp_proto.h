@@ -1,0 +1,103 @@
+/*
+ * disp_proto.h — what a route's backend speaks (route key `protocol`): the
+ * one place where a protocol differs from another. A protocol turns a
+ * connection's events (the stored JSON envelopes, in order) into the body
+ * and extra headers of one request, and a 2xx answer into response actions.
+ * Everything else (backend choice, concurrency, order, retries, dead
+ * letters, signing with the Standard Webhooks headers) is the dispatcher's
+ * and the same for every protocol. Adding a protocol is one
+ * disp_proto_<name>.c file plus a line in disp_proto_for().
+ *
+ * Threads: the tables are constant; every function is reentrant (the
+ * dispatcher calls them on its delivery thread, unit tests anywhere).
+ * Ownership: inputs are borrowed; outputs documented per member.
+ */
+#ifndef WSG_DISP_PROTO_H
+#define WSG_DISP_PROTO_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bus/bus.h"
+#include "common/config.h"
+#include "common/jtext.h"
+#include "dispatcher/disp_internal.h"
+
+/* What one 2xx answer says. */
+typedef struct {
+    disp_action_t *acts; /* new: free with disp_actions_free(acts, n) */
+    size_t n;
+    size_t skipped; /* entries that were malformed or not allowed, left out */
+    size_t ignored; /* entries the protocol defines but wsgate does not act on */
+} disp_answer_t;
+
+typedef struct {
+    const char *name;
+    /* Content-Type of the request body. */
+    const char *content_type;
+    /* true: an answer parse() refuses fails the attempt (retried, then
+     * dead-lettered); false: it is logged and the events are acknowledged. */
+    bool strict_answer;
+    /* true: a connect event that is dead-lettered closes its connection
+     * (the original refuses a connection its backend did not accept). */
+    bool dead_connect_closes;
+    /* true: Set-Meta-* answer headers are kept per connection and sent back
+     * as Meta-* request headers (disp_meta_merge). */
+    bool keeps_meta;
+    /* Body of one request for evs[0..n) of one connection (n >= 1). *body
+     * is either borrowed from evs (then *owned is NULL) or equal to *owned,
+     * a new buffer the caller frees. Returns 0, WSG_EPROTO (an envelope it
+     * cannot read; detail in err), WSG_ENOMEM. */
+    int (*body)(const bus_event_t *const *evs, size_t n, const char **body, size_t *len,
+                char **owned, char *err, size_t errlen);
+    /* Appends the protocol's own request headers for connection conn_id of
+     * route r to *l; meta: the connection's kept "Meta-*: v" lines (may be
+     * NULL). NULL: none. Returns 0, WSG_ENOMEM, WSG_EINVAL. */
+    int (*headers)(const wsg_route_conf_t *r, const char *conn_id, const struct curl_slist *meta,
+                   struct curl_slist **l);
+    /* Parses a 2xx answer body. opening: the request's first event was a
+     * connect. Returns 0 (out filled), WSG_EPROTO (detail in err; out
+     * empty), WSG_ENOMEM. */
+    int (*parse)(const char *body, size_t len, bool opening, disp_answer_t *out, char *err,
+                 size_t errlen);
+} disp_proto_t;
+
+/* The table of protocol p; NULL for a protocol this build does not have
+ * (the config loader refuses those before the dispatcher starts). */
+const disp_proto_t *disp_proto_for(wsg_protocol_t p);
+
+extern const disp_proto_t disp_proto_wsgate;
+extern const disp_proto_t disp_proto_grip;
+
+/* ---- disp_proto_grip.c: pure pieces, exposed for unit tests ---------------- */
+
+/* Grip-Sig lifetime in seconds (Pushpin signs for one hour). */
+#define DISP_GRIP_SIG_TTL_S 3600
+
+/* Appends one WebSocket-over-HTTP event ("TYPE\r\n" or
+ * "TYPE <hex len>\r\n<content>\r\n") to b. */
+void disp_grip_event(wsg_sbuf_t *b, const char *type, const void *content, size_t len,
+                     bool has_content);
+
+/* Most bytes of "Meta-*" lines kept per connection; Set-Meta-* beyond it
+ * are dropped (a backend cannot grow the dispatcher's memory unbounded). */
+#define DISP_META_MAX_BYTES 8192
+
+/* Reads one answer header line; a "Set-Meta-<name>: <value>" line with a
+ * token name and a value without control characters is appended to *set
+ * as "Meta-<name>: <value>" (an empty value: "Meta-<name>:", a removal)
+ * while *bytes stays within DISP_META_MAX_BYTES. Returns 0 (also for other
+ * lines) or WSG_ENOMEM. */
+int disp_meta_header(const char *line, size_t n, struct curl_slist **set, size_t *bytes);
+
+/* Applies set (in order) to *meta: each line replaces the line of the same
+ * name, an empty value removes it. Returns 0, WSG_EINVAL (the result would
+ * pass DISP_META_MAX_BYTES) or WSG_ENOMEM; on error *meta is unchanged. */
+int disp_meta_merge(struct curl_slist **meta, const struct curl_slist *set);
+
+/* The parse member of disp_proto_grip (disp_proto_grip_answer.c). */
+int disp_grip_parse(const char *body, size_t len, bool opening, disp_answer_t *out, char *err,
+                    size_t errlen);
+
+#endif
