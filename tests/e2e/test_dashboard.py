@@ -13,7 +13,9 @@ and `wsgate top`, through the binary, with a real backend and real clients.
   GET /v1/stats answers 401 problem+json without a token and 403 for a
   token without the admin scope (the page itself loads without one);
 - `wsgate top --once` prints the connection count, the route, the message
-  rate in while a client sends, and refuses a read-only token (exit 1).
+  rate in while a client sends, and refuses a read-only token (exit 1);
+- `wsgate top` on a terminal (a pty) redraws every second and exits 0 on
+  `q`, and on Ctrl-C.
 
 Chromium missing fails the test (scripts/deps.sh installs it), no skip.
 
@@ -22,7 +24,9 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import threading
 import time
@@ -91,6 +95,38 @@ def top(gw, *args, token=None, env_token=None):
         env["WSGATE_TOKEN"] = env_token
     cmd = ["top", "--api", gw.api_url] + list(args) + (["--token", token] if token else [])
     return w.run_wsgate(cmd, timeout=60, text=True, env=env, stdin=subprocess.DEVNULL)
+
+
+def top_on_a_terminal(gw, key, seconds=2.5):
+    """`wsgate top` in a pty for `seconds`, then `key` typed; returns (exit
+    status, output). The child is killed if it does not exit."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: nothing but exec
+        os.execv(w.WSGATE_BIN, ["wsgate", "top", "--api", gw.api_url, "--token", gw.api_token()])
+    out, status = b"", None
+    try:
+        end, typed = time.monotonic() + w.scaled(seconds), False
+        stop_by = end + w.scaled(10)
+        while time.monotonic() < stop_by:
+            if not typed and time.monotonic() >= end:
+                os.write(fd, key)
+                typed = True
+            if typed:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                status = None
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:  # the child closed the pty
+                    pass
+    finally:
+        if status is None:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    return status, out.decode("utf-8", "replace")
 
 
 class Dashboard(w.GatewayTestCase):
@@ -200,6 +236,16 @@ class Dashboard(w.GatewayTestCase):
         self.assertIn("403", refused.stderr)
         self.assertIn("lacks the 'admin' scope", refused.stderr)
         self.assertEqual(top(self.gw, "--once").returncode, 2)  # no token at all
+
+    def test_top_on_a_terminal_quits_on_q_and_ctrl_c(self):
+        self.client(self.gw.edge_url + "/chat")
+        for key in (b"q", b"\x03"):
+            status, out = top_on_a_terminal(self.gw, key)
+            self.assertIsNotNone(status, "top did not exit on %r:\n%s" % (key, out[-2000:]))
+            self.assertTrue(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
+                            (key, status, out[-2000:]))
+            self.assertGreaterEqual(out.count("\033[H\033[2J"), 2, out[-2000:])  # redrawn
+            self.assertRegex(out, r"connections\s+1 total")
 
 
 if __name__ == "__main__":
