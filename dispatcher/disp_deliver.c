@@ -464,20 +464,17 @@ static void on_webhook_answer(disp_t *d, disp_conn_t *c, long status, const char
 
 /* The dashboard's live tail (common/recent.h): one line per webhook
  * request, naming its (first) event. */
-static void tail_webhook(const disp_conn_t *c, long status, double ms)
+static void tail_webhook(const disp_conn_t *c, double ms)
 {
     const bus_event_t *ev = c->head ? c->head->ev : NULL;
     if (!ev)
         return;
-    const char *type = ev->type == BUS_EV_CONNECT      ? "connect"
-                       : ev->type == BUS_EV_MESSAGE    ? "message"
-                       : ev->type == BUS_EV_DISCONNECT ? "disconnect"
-                                                       : "event";
     char more[32] = "";
     if (c->batch_n > 1)
         snprintf(more, sizeof more, " (+%zu more)", c->batch_n - 1);
-    wsg_recent_add("webhook", "%s %s%s conn=%s route=%s -> %s in %.1f ms, attempt %u", type, ev->id,
-                   more, ev->conn_id, ev->route ? ev->route : "", c->last_err, ms, c->attempts + 1);
+    wsg_recent_add("webhook", "%s %s%s conn=%s route=%s -> %s in %.1f ms, attempt %u",
+                   ev_name(ev->type), ev->id, more, ev->conn_id, ev->route ? ev->route : "",
+                   c->last_err, ms, c->attempts + 1);
 }
 
 /* A request of c completed (or failed) with res. */
@@ -500,7 +497,7 @@ void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
     }
     c->last_status = status;
     if (!routing)
-        tail_webhook(c, status, (double)(disp_now_ns() - c->req.t0_ns) / 1e6);
+        tail_webhook(c, (double)(disp_now_ns() - c->req.t0_ns) / 1e6);
     memcpy(retry_after, c->req.retry_after, sizeof retry_after);
     disp_http_end(d, c);
     if (be)
