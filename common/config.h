@@ -133,6 +133,8 @@ typedef struct {
     uint64_t heartbeat_interval_ms;  /* default 5000 */
     uint32_t threads;                /* service threads; default 0 = one per CPU */
     wsg_tls_conf_t tls;              /* wss:// when cert_file is set */
+    char **trusted_proxies;          /* CIDRs whose X-Forwarded-For is believed */
+    size_t n_trusted_proxies;
 } wsg_edge_conf_t;
 
 typedef struct {
@@ -145,6 +147,8 @@ typedef struct {
     uint32_t max_body_bytes;         /* default 1048576 */
     uint32_t threads;                /* default 2 */
     wsg_tls_conf_t tls;              /* https:// when cert_file is set */
+    char **trusted_proxies;          /* CIDRs whose X-Forwarded-For is believed */
+    size_t n_trusted_proxies;
 } wsg_api_conf_t;
 
 typedef struct {

@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/config_schema.h"
 #include "common/err.h"
+#include "common/netaddr.h"
 #include "common/text.h"
 #include "common/url.h"
 #include "common/whsig.h"
@@ -325,6 +326,12 @@ int cfg_check_subprotocol(const char *v, char *why, size_t n)
     if (wsg_is_bearer_protocol(v))
         return fail(why, n, "'%s': bearer.* entries carry tokens, not a subprotocol", v);
     return 0;
+}
+
+int cfg_check_cidr(const char *v, char *why, size_t n)
+{
+    wsg_cidr_t c;
+    return wsg_cidr_parse(v, &c, why, n) != 0;
 }
 
 int cfg_check_nonempty(const char *v, char *why, size_t n)

@@ -425,6 +425,15 @@ static const cfg_key_t root_keys[] = {
      .off2 = NOOFF,
      .def = "",
      .doc = "PEM private key of `edge.tls.cert_file`"},
+    {.path = "edge.trusted_proxies",
+     .type = CFG_LIST,
+     .off = C(edge.trusted_proxies),
+     .off2 = C(edge.n_trusted_proxies),
+     .check = cfg_check_cidr,
+     .doc = "CIDR blocks (IPv4 or IPv6; a bare address is one host) of the proxies in front of "
+            "the edge: only a peer in one of them has its `X-Forwarded-For` believed, walked from "
+            "the right past trusted hops, for `remote_addr`, the authorizer, logs and "
+            "`edge.max_connections_per_ip` (docs/tls.md); empty: the TCP peer is the client"},
     {.path = "api.listen",
      .type = CFG_STR,
      .off = C(api.listen),
@@ -518,6 +527,15 @@ static const cfg_key_t root_keys[] = {
      .def = "",
      .doc = "PEM CA certificates: when set, a client must present a certificate signed by one "
             "of them (mutual TLS); empty: no client certificate asked for"},
+    {.path = "api.trusted_proxies",
+     .type = CFG_LIST,
+     .off = C(api.trusted_proxies),
+     .off2 = C(api.n_trusted_proxies),
+     .check = cfg_check_cidr,
+     .doc = "CIDR blocks of the proxies in front of the control API, checked like "
+            "`edge.trusted_proxies`. The control API uses no client address a proxy could "
+            "supply (it logs none, and `api.max_connections_per_ip` counts TCP connections, the "
+            "proxy's, before any header is read), so today it changes nothing (docs/api.md)"},
     {.path = "store",
      .type = CFG_STR,
      .off = C(store),

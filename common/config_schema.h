@@ -89,6 +89,7 @@ int cfg_check_subprotocol(const char *v, char *why, size_t n);
 int cfg_check_nonempty(const char *v, char *why, size_t n);
 int cfg_check_log_level(const char *v, char *why, size_t n);
 int cfg_check_log_format(const char *v, char *why, size_t n);
+int cfg_check_cidr(const char *v, char *why, size_t n);
 
 /* Cluster mode (nats set): every route's webhook attempt (delivery.timeout,
  * plus the routing-service call when the route has one) must end within

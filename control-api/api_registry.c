@@ -97,7 +97,9 @@ static void replace_elsewhere(api_t *a, const store_conn_t *c)
 static int on_connect(api_t *a, const bus_event_t *ev, json_t *o)
 {
     json_t *ctx = json_object_get(o, "context");
-    char *ctxs = json_dumps(json_is_object(ctx) ? ctx : json_object(), JSON_COMPACT);
+    char *ctxs = json_is_object(ctx) ? json_dumps(ctx, JSON_COMPACT) : strdup("{}");
+    if (!ctxs)
+        return WSG_ENOMEM;
     int64_t at = parse_ts(json_string_value(json_object_get(o, "timestamp")));
     store_conn_t c = {.id = (char *)ev->conn_id,
                       .route = (char *)(ev->route ? ev->route : ""),

@@ -572,6 +572,11 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     edge_t *E = calloc(1, sizeof *E);
     if (!E)
         return wsg_errf(err, errlen, WSG_ENOMEM, "edge: out of memory");
+    if (wsg_cidrs_parse(cfg->edge.trusted_proxies, cfg->edge.n_trusted_proxies, &E->trusted, why,
+                        sizeof why) != 0) {
+        free(E);
+        return wsg_errf(err, errlen, WSG_ECONFIG, "edge.trusted_proxies: %s", why);
+    }
     E->addr = addr;
     E->cfg = cfg;
     E->bus = bus;
@@ -582,6 +587,7 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         E->any_pmd |= cfg->routes[i].compression;
     int trc = edge_tls_init(cfg, err, errlen); /* before any socket is accepted */
     if (trc != 0) {
+        wsg_cidrs_free(&E->trusted);
         free(E->edge_id);
         pthread_mutex_destroy(&E->mu);
         free(E);
@@ -777,6 +783,7 @@ void edge_free(edge_t *E)
     }
     edge_map_free(&E->per_ip);
     edge_map_free(&E->users);
+    wsg_cidrs_free(&E->trusted);
     pthread_mutex_destroy(&E->mu);
     free(E->loops);
     free(E->threads);

@@ -6,7 +6,9 @@
  * limits (503 per edge, 429 per IP), the subprotocol (400 when the route
  * lists others only; an offer of bearer.<token> alone is echoed), JWT (401)
  * and its expiry, one connection per user with `reject` (409), and the
- * authorizer webhook (its 401/403, or 503).
+ * authorizer webhook (its 401/403, or 503). The client's address — for
+ * remote_addr, the authorizer, logs and the per-IP limit — is the peer's,
+ * or X-Forwarded-For's when the peer is in edge.trusted_proxies.
  *
  * The request arrives here complete and parsed (edge_request.c), before lws
  * has seen any of it: lws 4.1 cannot hold an upgrade open
@@ -106,10 +108,12 @@ void edge_admit_release(edge_loop_t *e, const char *ip)
 }
 
 /* A request refused before it became a connection: answered on fd, closed. */
-static void refuse_fd(int fd, int status, const char *why, const char *path, const char *extra)
+static void refuse_fd(int fd, int status, const char *why, const char *path, const char *extra,
+                      const char *remote)
 {
     wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
-    WSG_LOG(WSG_LOG_INFO, "handshake refused", "status=%d reason=%s route=%s", status, why, path);
+    WSG_LOG(WSG_LOG_INFO, "handshake refused", "status=%d reason=%s route=%s remote=%s", status,
+            why, path, remote);
     edge_send_http_status(fd, status, extra, why);
     close(fd);
 }
@@ -450,8 +454,9 @@ static void conn_unregister(edge_loop_t *e, edge_conn_t *c)
 void edge_hs_refuse(edge_loop_t *e, edge_conn_t *c, int status, const char *why)
 {
     wsg_count(WSG_M_HANDSHAKE_REJECTED, 1);
-    WSG_LOG(WSG_LOG_INFO, "handshake refused", "conn=%s route=%s user=%s status=%d reason=%s",
-            c->id, c->route->path, c->user, status, why);
+    WSG_LOG(WSG_LOG_INFO, "handshake refused",
+            "conn=%s route=%s user=%s status=%d reason=%s remote=%s", c->id, c->route->path,
+            c->user, status, why, c->remote);
     if (c->hs_fd >= 0) {
         edge_send_http_status(c->hs_fd, status, NULL, why);
         close(c->hs_fd);
@@ -712,31 +717,52 @@ static int request_checks(edge_loop_t *e, const edge_req_t *req, const wsg_route
     return 0;
 }
 
+_Static_assert(sizeof(((edge_conn_t *)0)->remote) >= WSG_ADDR_TEXT_MAX,
+               "edge_conn_t.remote holds any address inet_ntop writes");
+
+/* The client's address (SPEC.md §2): the peer's, or the one X-Forwarded-For
+ * gives when the peer is a trusted proxy (edge.trusted_proxies; the rule is
+ * wsg_forwarded_client's). */
+static void client_addr(const edge_loop_t *e, const edge_req_t *req, char *out, size_t outlen)
+{
+    const char *xff[EDGE_REQ_MAX_HEADERS];
+    size_t n = 0, from = 0;
+    const char *v;
+    while (e->edge->trusted.n && n < EDGE_REQ_MAX_HEADERS &&
+           (v = edge_req_header_from(req, "x-forwarded-for", &from)))
+        xff[n++] = v;
+    if (wsg_forwarded_client(&e->edge->trusted, req->remote, xff, n, out, outlen) < 0)
+        WSG_LOG(WSG_LOG_INFO, "X-Forwarded-For ignored: not a list of addresses", "remote=%s",
+                req->remote);
+}
+
 void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
 {
     int fd = req->fd;
     req->fd = -1;
     const char *why = NULL, *extra = NULL;
+    char client[sizeof((edge_conn_t *)0)->remote];
+    client_addr(e, req, client, sizeof client);
     const char *twice = repeated_header(req);
     if (twice) { /* malformed, whatever the route */
         char msg[64];
         snprintf(msg, sizeof msg, "repeated %s header", twice);
-        refuse_fd(fd, 400, msg, req->path, NULL);
+        refuse_fd(fd, 400, msg, req->path, NULL, client);
         return;
     }
     const wsg_route_conf_t *r = wsg_config_route(e->edge->cfg, req->path);
     if (!r) {
-        refuse_fd(fd, 404, "not found", req->path, NULL);
+        refuse_fd(fd, 404, "not found", req->path, NULL, client);
         return;
     }
     int st = request_checks(e, req, r, &why, &extra);
-    if (st == 0 && (st = edge_admit_take(e, req->remote)) != 0) /* held by c from here */
+    if (st == 0 && (st = edge_admit_take(e, client)) != 0) /* held by c from here */
         why = st == 429 ? "too many connections from this address" : "too many connections";
     if (st) {
-        refuse_fd(fd, st, why, r->path, extra);
+        refuse_fd(fd, st, why, r->path, extra, client);
         return;
     }
-    edge_conn_t *c = conn_new(e, r, req->remote);
+    edge_conn_t *c = conn_new(e, r, client);
     c->counted = 1;
     char jwhy[512] = "";
     char *token = find_token(req, c);
@@ -751,7 +777,7 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
     if (st) {
         edge_admit_release(e, c->remote);
         edge_conn_free(c);
-        refuse_fd(fd, st, jwhy, r->path, NULL);
+        refuse_fd(fd, st, jwhy, r->path, NULL, client);
         return;
     }
     c->connect_extra = connect_extra(r, req);
@@ -760,7 +786,7 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
         edge_admit_release(e, c->remote);
         edge_user_index(e, c, 0);
         edge_conn_free(c);
-        refuse_fd(fd, 431, "request headers too large", r->path, NULL);
+        refuse_fd(fd, 431, "request headers too large", r->path, NULL, client);
         return;
     }
     conn_register(e, c);

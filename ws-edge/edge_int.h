@@ -47,6 +47,7 @@
 #include "common/envelope.h"
 #include "common/jtext.h"
 #include "common/listen.h"
+#include "common/netaddr.h"
 #include "ws-edge/edge.h"
 #include "ws-edge/edge_request.h"
 
@@ -260,6 +261,7 @@ struct edge {
     int serving_cmd, serving_pub; /* registered with the bus (edge_free undoes) */
     wsg_listen_addr_t addr;       /* edge.listen, with the bound port once loop 0 listens */
     int any_pmd;                  /* a route has compression on */
+    wsg_cidrs_t trusted;          /* edge.trusted_proxies, parsed; read-only */
     int port;
     edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops;
                             NULL once stopped (edge_free) */

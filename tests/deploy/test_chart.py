@@ -135,8 +135,12 @@ class ChartTest(unittest.TestCase):
                 for c in dt.pod_spec(w)["containers"]:
                     if not c["image"].split(":")[0].endswith("/wsgate"):
                         continue
-                    rc, out, _ = check_config(objs, w, c)
+                    rc, out, cfg = check_config(objs, w, c)
                     self.assertEqual(rc, 0, "%s %s: %s" % (s, w["metadata"]["name"], out))
+                    if s == "production" and "-edge-" in w["metadata"]["name"]:
+                        # edge.trustedProxies reaches every edge's config
+                        self.assertRegex(cfg, r"trusted_proxies:\s*- 10\.0\.0\.0/8\s*- "
+                                         r"['\"]?fd00::/8")
                     n += 1
             self.assertGreaterEqual(n, 4, s)  # edge(s), api, dispatcher(s), migrate
 

@@ -44,7 +44,9 @@ import deploytools as dt  # noqa: E402
 import wsgate_test as w  # noqa: E402
 
 CONF = os.path.join(dt.SRC, "deploy", "docker", "containers.conf")
-RELEASE = "wsgkp"
+# One release name per run, so two runs at once (two checkouts, two CI jobs
+# on one host) never touch each other's pods, secrets or volumes.
+RELEASE = "wsgkp%d" % (os.getpid() % 1000000)
 FULL = RELEASE + "-wsgate"
 API_SECRET = "kube-play-api-secret-0123456789abcdef"
 ENV = dict(os.environ, CONTAINERS_CONF=CONF)
@@ -149,7 +151,7 @@ class KubePlayTest(unittest.TestCase):
                     vols.append(v["secret"]["secretName"])  # and of each Secret mounted
                 elif "emptyDir" in v:
                     cls.volumes.append(v["name"])  # some become named volumes: removed at the end
-        for p in pods:  # left by an interrupted run of this test (same names)
+        for p in pods:  # a pod of this run's names left by an earlier play in it
             podman("pod", "rm", "-f", p, check=False)
         for v in vols:  # not -f: a volume in use (a shared Secret's) is kept
             podman("volume", "rm", v, check=False)

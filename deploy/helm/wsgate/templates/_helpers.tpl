@@ -59,6 +59,7 @@ wsgate.io/group: {{ .group }}
 {{- $host := $root.Values.listenHost -}}
 {{- $edge := merge (dict "listen" (printf "%s:%v" $host $root.Values.ports.edge) "shutdown_grace" (printf "%vs" $root.Values.edge.shutdownGraceSeconds) "heartbeat_interval" $root.Values.edge.heartbeatInterval) (default dict $cfg.edge) -}}
 {{- if .edge }}{{- $_ := set $edge "max_connections" .edge.maxConnections -}}{{- end -}}
+{{- with $root.Values.edge.trustedProxies }}{{- $_ := set $edge "trusted_proxies" . -}}{{- end -}}
 {{- $_ := set $cfg "edge" $edge -}}
 {{- $api := deepCopy (default dict $cfg.api) -}}
 {{- $_ := set $api "listen" (printf "%s:%v" $host $root.Values.ports.api) -}}
