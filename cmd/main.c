@@ -18,6 +18,7 @@ static const struct {
     {"migrate", cmd_migrate, "apply migrations/ to the configured store"},
     {"token", cmd_token, "mint a signed JWT for clients or the control API"},
     {"check-config", cmd_check_config, "validate a config file and explain errors"},
+    {"top", cmd_top, "live numbers of a running gateway in a terminal"},
 };
 
 static void usage(FILE *f)

@@ -2,6 +2,7 @@
 #include "common/metrics.h"
 #include "common/err.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -73,6 +74,32 @@ void wsg_observe(int h, double s)
     atomic_fetch_add_explicit(&hists[h].buckets[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&hists[h].sum_us, (uint64_t)(s * 1e6), memory_order_relaxed);
     atomic_fetch_add_explicit(&hists[h].count, 1, memory_order_relaxed);
+}
+
+void wsg_histogram_read(int h, const double *q, double *q_le, size_t nq, uint64_t *count,
+                        double *sum)
+{
+    uint64_t b[N_BUCKETS + 1], total = 0;
+    for (size_t i = 0; i <= N_BUCKETS; i++)
+        total += b[i] = atomic_load_explicit(&hists[h].buckets[i], memory_order_relaxed);
+    *count = total; /* the buckets' sum, so the quantiles agree with it */
+    *sum = (double)atomic_load_explicit(&hists[h].sum_us, memory_order_relaxed) / 1e6;
+    for (size_t k = 0; k < nq; k++) {
+        q_le[k] = -1;
+        if (!total)
+            continue;
+        double x = q[k] * (double)total;
+        uint64_t want = (uint64_t)x, cum = 0;
+        if ((double)want < x) /* ceil, without libm */
+            want++;
+        for (size_t i = 0; i <= N_BUCKETS; i++) {
+            cum += b[i];
+            if (cum >= want && cum > 0) {
+                q_le[k] = i < N_BUCKETS ? bucket_le[i] : HUGE_VAL;
+                break;
+            }
+        }
+    }
 }
 
 uint64_t wsg_counter_value(int c)

@@ -97,6 +97,11 @@ void wsg_observe(int histogram, double seconds);
 
 uint64_t wsg_counter_value(int counter);
 int64_t wsg_gauge_value(int gauge);
+/* A histogram so far: *count observations summing to *sum seconds; q_le[i]
+ * gets the upper bound of the bucket holding quantile q[i] (0 < q <= 1),
+ * -1 with no observation, +Inf (HUGE_VAL) past the last bound. */
+void wsg_histogram_read(int histogram, const double *q, double *q_le, size_t nq, uint64_t *count,
+                        double *sum);
 
 /* Renders every metric in Prometheus text format 0.0.4 into a new buffer
  * (caller frees). Returns 0 or WSG_ENOMEM. */

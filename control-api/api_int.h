@@ -228,7 +228,8 @@ int api_media_is(const char *ctype, const char *want);
 int api_query_channel(api_req_t *r, const char *key, const char **out);
 int api_parse_limit(api_req_t *r, size_t *limit);
 
-/* api_conn.c / api_channels.c / api_users.c / api_batch.c / api_dead.c / api_ops.c */
+/* api_conn.c / api_channels.c / api_users.c / api_batch.c / api_dead.c / api_ops.c /
+ * api_dash.c */
 int api_h_send(api_req_t *r);
 int api_h_conn_get(api_req_t *r);
 int api_h_conn_delete(api_req_t *r);
@@ -250,6 +251,10 @@ int api_h_healthz(api_req_t *r);
 int api_h_readyz(api_req_t *r);
 int api_h_metrics(api_req_t *r);
 int api_h_openapi(api_req_t *r);
+int api_h_dashboard(api_req_t *r);
+/* api_ops.c: answers 200 with a copy of len bytes of data as ctype. */
+int api_raw_copy(api_req_t *r, const char *data, size_t len, const char *ctype);
+int api_h_stats(api_req_t *r);
 
 /* async helpers (api.c) */
 void api_req_start(api_req_t *r, int n, api_req_fn finish);
@@ -299,5 +304,7 @@ void api_tls_stop(void); /* after the daemon stopped */
 
 extern const char api_openapi_json[];
 extern const size_t api_openapi_json_len;
+extern const char api_dashboard_html[];
+extern const size_t api_dashboard_html_len;
 
 #endif

@@ -47,14 +47,19 @@ int api_h_metrics(api_req_t *r)
     return API_DONE;
 }
 
-int api_h_openapi(api_req_t *r)
+int api_raw_copy(api_req_t *r, const char *data, size_t len, const char *ctype)
 {
-    r->raw = malloc(api_openapi_json_len);
+    r->raw = malloc(len ? len : 1);
     if (!r->raw)
         abort();
-    memcpy(r->raw, api_openapi_json, api_openapi_json_len);
-    r->raw_len = api_openapi_json_len;
-    r->raw_ctype = "application/json";
+    memcpy(r->raw, data, len);
+    r->raw_len = len;
+    r->raw_ctype = ctype;
     r->status = 200;
     return API_DONE;
+}
+
+int api_h_openapi(api_req_t *r)
+{
+    return api_raw_copy(r, api_openapi_json, api_openapi_json_len, "application/json");
 }

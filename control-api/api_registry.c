@@ -34,6 +34,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,6 +46,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/recent.h"
 #include "common/thread.h"
 #include "control-api/api_int.h"
 
@@ -165,12 +167,33 @@ static int apply_subscription(api_t *a, const bus_event_t *ev)
     return rc;
 }
 
+/* The dashboard's live tail (common/recent.h): each change the registry
+ * recorded, or could not. */
+static void tail_event(const bus_event_t *ev, int rc)
+{
+    char what[160] = "";
+    const char *kind = ev->type == BUS_EV_CONNECT      ? "connect"
+                       : ev->type == BUS_EV_DISCONNECT ? "disconnect"
+                                                       : "subscription";
+    bus_cmd_op_t op;
+    const char *ch;
+    json_t *o = ev->type == BUS_EV_SUBSCRIPTION ? sub_change(ev, &op, &ch) : NULL;
+    if (o)
+        snprintf(what, sizeof what, "%s %s ", op == BUS_CMD_SUBSCRIBE ? "subscribe" : "unsubscribe",
+                 ch);
+    wsg_recent_add(kind, "%sconn=%s route=%s edge=%s%s%s", what, ev->conn_id,
+                   ev->route ? ev->route : "", ev->edge_id ? ev->edge_id : "",
+                   rc ? " not recorded: " : "", rc ? wsg_err_name(rc) : "");
+    json_decref(o);
+}
+
 /* ev is in the store now (rc 0), or failed for good: a request of the
  * control API waiting for that change gets its answer (api_subwait.c). */
 static void recorded(api_t *a, const bus_event_t *ev, int rc)
 {
     bus_cmd_op_t op;
     const char *ch;
+    tail_event(ev, rc);
     if (ev->type != BUS_EV_SUBSCRIPTION || !a->n_sw)
         return;
     json_t *o = sub_change(ev, &op, &ch);

@@ -27,6 +27,8 @@ static const api_route_t routes[] = {
     {API_GET, "readyz", NULL, api_h_readyz},
     {API_GET, "metrics", NULL, api_h_metrics},
     {API_GET, "v1/openapi.json", NULL, api_h_openapi},
+    {API_GET, "dashboard", NULL, api_h_dashboard}, /* the page asks for a token */
+    {API_GET, "v1/stats", "admin", api_h_stats},
     {API_GET, "v1/connections", "read", api_h_conn_list},
     {API_GET, "v1/connections/*", "read", api_h_conn_get},
     {API_DELETE, "v1/connections/*", "disconnect", api_h_conn_delete},

@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/recent.h"
 #include "dispatcher/disp_core.h"
 
 static const char *ev_name(bus_event_type_t t)
@@ -132,6 +133,8 @@ static int dead_one(disp_t *d, disp_conn_t *c, const bus_event_t *ev)
         return rc;
     }
     wsg_count(WSG_M_DEAD_LETTERS, 1);
+    wsg_recent_add("dead_letter", "%s conn=%s route=%s after %u attempts: %s", ev->id, ev->conn_id,
+                   ev->route ? ev->route : "", c->attempts, c->last_err);
     WSG_LOG(WSG_LOG_WARN, "event dead-lettered",
             "conn=%s route=%s event=%s status=%ld attempts=%u error=%s", ev->conn_id, ev->route,
             ev->id, c->last_status, c->attempts, c->last_err);
@@ -497,6 +500,21 @@ static void on_webhook_answer(disp_t *d, disp_conn_t *c, long status, const char
     fail_attempt(d, c, out == DISP_OUT_DEAD, retry_after);
 }
 
+/* The dashboard's live tail (common/recent.h): one line per webhook
+ * request, naming its (first) event. */
+static void tail_webhook(const disp_conn_t *c, double ms)
+{
+    const bus_event_t *ev = c->head ? c->head->ev : NULL;
+    if (!ev)
+        return;
+    char more[32] = "";
+    if (c->batch_n > 1)
+        snprintf(more, sizeof more, " (+%zu more)", c->batch_n - 1);
+    wsg_recent_add("webhook", "%s %s%s conn=%s route=%s -> %s in %.1f ms, attempt %u",
+                   ev_name(ev->type), ev->id, more, ev->conn_id, ev->route ? ev->route : "",
+                   c->last_err, ms, c->attempts + 1);
+}
+
 /* A request of c completed (or failed) with res. */
 void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
 {
@@ -516,6 +534,8 @@ void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
         snprintf(c->last_err, sizeof c->last_err, "HTTP %ld", status);
     }
     c->last_status = status;
+    if (!routing)
+        tail_webhook(c, (double)(disp_now_ns() - c->req.t0_ns) / 1e6);
     memcpy(retry_after, c->req.retry_after, sizeof retry_after);
     disp_http_end(d, c);
     if (be)

@@ -112,6 +112,22 @@ typedef struct {
 int store_conn_list(store_t *st, const store_conn_query_t *q, store_conn_list_t *out);
 void store_conn_list_free(store_conn_list_t *l);
 
+typedef struct {
+    char *route;
+    char *edge_id;
+    uint64_t n;
+} store_conn_count_t;
+
+typedef struct {
+    store_conn_count_t *items;
+    size_t n;
+} store_conn_counts_t;
+
+/* Open connections grouped by (route, edge), largest groups first, at most
+ * limit (1..1000) groups: one aggregate query, for the dashboard. */
+int store_conn_counts(store_t *st, size_t limit, store_conn_counts_t *out);
+void store_conn_counts_free(store_conn_counts_t *l);
+
 /* ---- subscriptions --------------------------------------------------------- */
 
 typedef struct {

@@ -220,3 +220,55 @@ void store_conn_list_free(store_conn_list_t *l)
     free(l->next_cursor);
     memset(l, 0, sizeof *l);
 }
+
+/* ---- counts ------------------------------------------------------------------ */
+
+typedef struct {
+    store_conn_counts_t *out;
+    size_t cap;
+} count_acc_t;
+
+static int count_row_append(void *ud, const store_row_t *r)
+{
+    count_acc_t *a = ud;
+    if (a->out->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 16;
+        a->out->items = realloc(a->out->items, a->cap * sizeof *a->out->items);
+        if (!a->out->items)
+            abort();
+    }
+    store_conn_count_t *c = &a->out->items[a->out->n++];
+    c->route = store_col_dup(r, 0);
+    c->edge_id = store_col_dup(r, 1);
+    c->n = (uint64_t)store_col_int(r, 2);
+    return 0;
+}
+
+int store_conn_counts(store_t *st, size_t limit, store_conn_counts_t *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = store_check_limit(st, limit);
+    if (rc != 0)
+        return rc;
+    store_param_t p[] = {SP_I(limit)};
+    count_acc_t acc = {.out = out};
+    rc = store_q(st, SQ_CONN_COUNTS,
+                 "SELECT route, edge_id, COUNT(*) FROM connections GROUP BY route, edge_id "
+                 "ORDER BY COUNT(*) DESC, route, edge_id LIMIT $1",
+                 p, 1, count_row_append, &acc, NULL);
+    if (rc != 0)
+        store_conn_counts_free(out);
+    return rc;
+}
+
+void store_conn_counts_free(store_conn_counts_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].route);
+        free(l->items[i].edge_id);
+    }
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}

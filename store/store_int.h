@@ -59,6 +59,7 @@ enum {
     SQ_DEAD_DELETE,
     SQ_DEAD_LIST,
     SQ_DEAD_LIST_ROUTE,
+    SQ_CONN_COUNTS,
     SQ_CONN_LIST, /* + a bitmask of filters, see store_conn.c */
     SQ__N = SQ_CONN_LIST + 16
 };

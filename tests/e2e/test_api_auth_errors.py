@@ -25,6 +25,7 @@ SCOPE_OF = [  # (method, path template, body, scope that allows it)
     ("DELETE", "/v1/users/u", None, "disconnect"),
     ("GET", "/v1/dead-letters", None, "read"),
     ("POST", "/v1/dead-letters/{id}/replay", None, "admin"),
+    ("GET", "/v1/stats", None, "admin"),
 ]
 
 

@@ -16,7 +16,11 @@ dispatcher):
   goes on, and the backend gets one disconnect event;
 - with NATS down, the edge's and the dispatcher's /readyz answer 503 "bus
   down" (and /healthz 200); back to 200 once NATS is back (last: the
-  cluster's event delivery takes a while to resume after that).
+  cluster's event delivery takes a while to resume after that);
+- the API role's GET /v1/stats (the dashboard's summary, docs/dashboard.md)
+  counts the edge's connection from PostgreSQL under that edge's id, its
+  live tail has the registry's connect, and its own process counters stay
+  at 0 frames and 0 webhooks (the API process handles neither).
 """
 
 import os
@@ -103,6 +107,29 @@ class ClusterOpsTest(ClusterTestCase):
         for name in ("wsgate_webhook_retries_total", "wsgate_dead_letters_total",
                      "wsgate_webhook_responses_5xx_total", "wsgate_webhook_errors_total"):
             self.assertIsNotNone(metric(text, name), name)
+        ws.close()
+
+    def test_b2_stats_of_the_api_role(self):
+        ws, cid = self.client(0)
+        api = self.cl.api(0)
+        edge_id = w.wait_until(lambda: self.cl.conn_row(cid), 20, 0.1, "the connection's row")
+
+        def counted():
+            r = api.get("/v1/stats")
+            self.assertEqual(r.status, 200, r)
+            return r.json["connections"]["total"] == 1 and r.json
+        s = w.wait_until(counted, 20, 0.1, "/v1/stats counting the connection")
+        self.assertEqual(s["mode"], "cluster")
+        self.assertEqual(s["connections"]["by_route_edge"],
+                         [{"route": "/chat", "edge": edge_id, "connections": 1}])
+        self.assertTrue(any(e["kind"] == "connect" and cid in e["text"] for e in s["events"]),
+                        s["events"])
+        ws.send_text("hello stats")
+        self.be.wait_event(lambda e: e["type"] == "message" and e["connection_id"] == cid)
+        c = api.get("/v1/stats?events_after=%d" % s["events_last"]).json["process"]
+        self.assertEqual((c["gauges"]["connections"], c["counters"]["frames_in_total"],
+                          c["counters"]["webhook_requests_total"]), (0, 0, 0))
+        self.assertEqual(api.get("/v1/stats", token=self.cl.token("read")).status, 403)
         ws.close()
 
     def test_c_edge_drain_answers_503_while_serving(self):

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "common/metrics.h"
+#include "common/recent.h"
 
 /* The value on the line that starts with "name " (or name{...} when given). */
 static double metric(const char *text, const char *name)
@@ -76,6 +77,58 @@ static void bad_durations_do_not_wrap_the_sum(void **state)
 }
 
 /* A labelled family: one HELP and TYPE, then one line per label value. */
+/* The quantile bounds the dashboard shows are bucket upper bounds. */
+static void histogram_read_gives_bucket_bounds(void **state)
+{
+    (void)state;
+    static const double q[] = {0.5, 0.99, 1.0};
+    double le[3], sum;
+    uint64_t before, count;
+    wsg_histogram_read(WSG_H_EVENT_SECONDS, q, le, 3, &before, &sum);
+    assert_true(before <= 3); /* what bad_durations_do_not_wrap_the_sum observed */
+    for (int i = 0; i < 1000; i++)
+        wsg_observe(WSG_H_EVENT_SECONDS, 0.0007); /* bucket le=0.001 */
+    for (int i = 0; i < 20; i++)
+        wsg_observe(WSG_H_EVENT_SECONDS, 0.02); /* le=0.025 */
+    wsg_observe(WSG_H_EVENT_SECONDS, 1e6);      /* past the last bound */
+    wsg_histogram_read(WSG_H_EVENT_SECONDS, q, le, 3, &count, &sum);
+    assert_int_equal(count, before + 1021);
+    assert_true(le[0] == 0.001);
+    assert_true(le[1] == 0.025);
+    assert_true(isinf(le[2]));
+}
+
+/* The ring keeps the newest WSG_RECENT_N; a reader gets what is newer than
+ * its last seq, at most max, oldest first. */
+static void recent_ring_wraps_and_pages(void **state)
+{
+    (void)state;
+    wsg_recent_t out[8];
+    uint64_t last = 99;
+    assert_int_equal(wsg_recent_since(0, out, 8, &last), 0);
+    assert_int_equal(last, 0);
+    for (int i = 1; i <= WSG_RECENT_N + 10; i++)
+        wsg_recent_add("test", "event %d %s", i, i == 3 ? "with a long tail that is cut" : "");
+    assert_int_equal(wsg_recent_since(0, out, 8, &last), 8); /* the newest 8 */
+    assert_int_equal(last, WSG_RECENT_N + 10);
+    assert_int_equal(out[0].seq, WSG_RECENT_N + 3);
+    assert_int_equal(out[7].seq, WSG_RECENT_N + 10);
+    assert_string_equal(out[7].kind, "test");
+    char want[32];
+    snprintf(want, sizeof want, "event %d ", WSG_RECENT_N + 10);
+    assert_string_equal(out[7].text, want);
+    assert_int_equal(wsg_recent_since(WSG_RECENT_N + 8, out, 8, &last), 2);
+    assert_int_equal(out[0].seq, WSG_RECENT_N + 9);
+    assert_int_equal(wsg_recent_since(WSG_RECENT_N + 10, out, 8, &last), 0);
+    assert_int_equal(wsg_recent_since(1000000, out, 8, &last), 0); /* another run's seq */
+    static wsg_recent_t all[2 * WSG_RECENT_N];
+    size_t n = wsg_recent_since(0, all, 2 * WSG_RECENT_N, &last);
+    assert_int_equal(n, WSG_RECENT_N); /* overwritten ones are gone */
+    assert_int_equal(all[0].seq, 11);
+    for (size_t i = 1; i < n; i++)
+        assert_int_equal(all[i].seq, all[i - 1].seq + 1);
+}
+
 static void labelled_counters_form_one_family(void **state)
 {
     wsg_count(WSG_M_UNDURABLE_CLOSES_NOSPC, 2);
@@ -102,6 +155,8 @@ int main(void)
         cmocka_unit_test(counters_gauges_and_buckets),
         cmocka_unit_test(labelled_counters_form_one_family),
         cmocka_unit_test(bad_durations_do_not_wrap_the_sum),
+        cmocka_unit_test(recent_ring_wraps_and_pages),
+        cmocka_unit_test(histogram_read_gives_bucket_bounds), /* after bad_durations_... */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -382,6 +382,32 @@ static void test_conn_list_filters(void **state)
     assert_int_equal(list_all(ST, (store_conn_query_t){.channel = "none", .limit = 5}, p_all), 0);
 }
 
+/* The dashboard's connections per (route, edge): largest groups first. */
+static void test_conn_counts(void **state)
+{
+    seed_30(ST); /* ten (route, edge) groups of three */
+    put_conn(ST, "c30", "/r0", "e0", "u0");
+    store_conn_counts_t l;
+    OK(store_conn_counts(ST, 1000, &l));
+    assert_int_equal(l.n, 10);
+    assert_string_equal(l.items[0].route, "/r0");
+    assert_string_equal(l.items[0].edge_id, "e0");
+    assert_int_equal(l.items[0].n, 4);
+    uint64_t total = 0;
+    for (size_t i = 0; i < l.n; i++)
+        total += l.items[i].n;
+    assert_int_equal(total, 31);
+    assert_string_equal(l.items[1].route, "/r0"); /* ties by route, then edge */
+    assert_string_equal(l.items[1].edge_id, "e1");
+    assert_int_equal(l.items[1].n, 3);
+    store_conn_counts_free(&l);
+    OK(store_conn_counts(ST, 3, &l));
+    assert_int_equal(l.n, 3);
+    store_conn_counts_free(&l);
+    assert_int_equal(store_conn_counts(ST, 0, &l), WSG_EINVAL);
+    assert_int_equal(l.n, 0);
+}
+
 static void test_conn_list_pages(void **state)
 {
     seed_30(ST);
@@ -916,6 +942,7 @@ static void test_random_cursors(void **state)
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),                              \
         cmocka_unit_test_setup_teardown(test_conn_list_filters, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_conn_list_pages, setup, teardown),                    \
+        cmocka_unit_test_setup_teardown(test_conn_counts, setup, teardown),                        \
         cmocka_unit_test_setup_teardown(test_bad_cursor_and_limit, setup, teardown),               \
         cmocka_unit_test_setup_teardown(test_sub_both_ways, setup, teardown),                      \
         cmocka_unit_test_setup_teardown(test_sub_gc, setup, teardown),                             \
