@@ -45,6 +45,8 @@ static void channel_reply(void *ud, int status)
     api_req_t *r = ud;
     if (status != 0)
         api_subwait_cancel(r->a, r, 0);
+    else
+        api_subwait_replied(r->a, r, r->segs[4], r->segs[2]);
     api_req_reply(r, status);
 }
 

@@ -161,6 +161,7 @@ struct api {
     pthread_mutex_t sw_mu;
     api_subwait_t *sw_head; /* oldest first */
     atomic_size_t n_sw;
+    uint64_t sw_replies; /* edge replies counted in arrival order (under sw_mu) */
 };
 
 /* api_routes.c */
@@ -273,13 +274,15 @@ void api_store_put(api_t *a, store_t *st);
 /* api_subwait.c: a subscribe/unsubscribe request answered once the store
  * shows it. add: r waits (one of its api_req_reply shares) for the record
  * of (conn, channel, op); cancel: gives r's share with status if it still
- * waits (returns 1); applied: the registry recorded one; check: the
+ * waits (returns 1); replied: the edge applied r's change (status 0);
+ * applied: the registry recorded one; check: the
  * maintenance thread's pass (store lookups, timeouts), returns 1 while
  * requests wait; stop: gives every share WSG_EUNAVAILABLE. */
 void api_subwait_init(api_t *a);
 int api_subwait_add(api_t *a, api_req_t *r, const char *conn_id, const char *channel,
                     bus_cmd_op_t op);
 int api_subwait_cancel(api_t *a, api_req_t *r, int status);
+void api_subwait_replied(api_t *a, api_req_t *r, const char *conn_id, const char *channel);
 void api_subwait_applied(api_t *a, const char *conn_id, const char *channel, bus_cmd_op_t op,
                          int status);
 int api_subwait_check(api_t *a);

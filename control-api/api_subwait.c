@@ -13,7 +13,14 @@
  * another process's registry: api_subwait_check() (the maintenance thread)
  * then finds the store already showing the change and completes the
  * request (a store error answers with that error, API_SUBWAIT_MAX_MS
- * without the change WSG_ETIMEOUT).
+ * without the change WSG_ETIMEOUT). The store shows only the latest state:
+ * a PUT and a DELETE of one membership at once leave it showing one of
+ * them. So the edge's replies are numbered as they arrive (one edge holds
+ * the connection and applies its commands in order, and its replies come
+ * back in that order), and a change seen in the store completes every
+ * waiter of the same membership whose change the edge applied before it:
+ * the registry wrote those first. Two API processes changing one
+ * membership at once are not ordered that way (docs/api.md).
  *
  * A waiter is one of the request's two api_req_reply() shares (the other
  * is the edge's reply). Whoever unlinks it under sw_mu — the registry, the
@@ -37,6 +44,7 @@ struct api_subwait {
     char *conn_id, *channel;
     bus_cmd_op_t op;
     int64_t since_ms;
+    uint64_t replied; /* the edge's reply's number (sw_replies), 0 before it */
 };
 
 void api_subwait_init(api_t *a)
@@ -98,6 +106,63 @@ static api_subwait_t *take(api_t *a, const api_req_t *r, const char *conn_id, co
     return NULL;
 }
 
+/* Unlinks the waiters of (conn_id, channel) whose edge replied before
+ * reply number n into *out (a list). Caller holds sw_mu. */
+static void take_older(api_t *a, const char *conn_id, const char *channel, uint64_t n,
+                       api_subwait_t **out)
+{
+    for (api_subwait_t **pp = &a->sw_head; *pp;) {
+        api_subwait_t *w = *pp;
+        if (w->replied && w->replied < n && strcmp(w->conn_id, conn_id) == 0 &&
+            strcmp(w->channel, channel) == 0) {
+            *pp = w->next;
+            a->n_sw--;
+            w->next = *out;
+            *out = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+/* Completes w (unlinked) with status and, when it succeeded after its edge
+ * replied, the older waiters of its membership. Caller does not hold sw_mu. */
+static void finish_with_older(api_t *a, api_subwait_t *w, int status)
+{
+    api_subwait_t *older = NULL;
+    if (status == 0 && w->replied) {
+        pthread_mutex_lock(&a->sw_mu);
+        take_older(a, w->conn_id, w->channel, w->replied, &older);
+        pthread_mutex_unlock(&a->sw_mu);
+    }
+    finish_one(w, status);
+    while (older) {
+        api_subwait_t *next = older->next;
+        finish_one(older, 0);
+        older = next;
+    }
+}
+
+void api_subwait_replied(api_t *a, api_req_t *r, const char *conn_id, const char *channel)
+{
+    api_subwait_t *older = NULL;
+    pthread_mutex_lock(&a->sw_mu);
+    uint64_t n = ++a->sw_replies;
+    api_subwait_t *w = a->sw_head;
+    while (w && w->r != r)
+        w = w->next;
+    if (w)
+        w->replied = n;
+    else /* already seen in the store: so are the changes applied before it */
+        take_older(a, conn_id, channel, n, &older);
+    pthread_mutex_unlock(&a->sw_mu);
+    while (older) {
+        api_subwait_t *next = older->next;
+        finish_one(older, 0);
+        older = next;
+    }
+}
+
 int api_subwait_cancel(api_t *a, api_req_t *r, int status)
 {
     pthread_mutex_lock(&a->sw_mu);
@@ -117,7 +182,7 @@ void api_subwait_applied(api_t *a, const char *conn_id, const char *channel, bus
     api_subwait_t *w = take(a, NULL, conn_id, channel, op);
     pthread_mutex_unlock(&a->sw_mu);
     if (w)
-        finish_one(w, status);
+        finish_with_older(a, w, status);
 }
 
 /* 0 when the store shows w's change, 1 when not yet, or an error. The
@@ -145,27 +210,35 @@ static int store_shows(api_t *a, const api_subwait_t *w, int64_t now)
     return rc;
 }
 
+/* One pass over the waiters old enough, each looked up again by its
+ * request when its turn comes (another thread, or a cascade of this pass,
+ * may have completed it meanwhile). */
 int api_subwait_check(api_t *a)
 {
     int64_t now = wsg_mono_ms();
-    size_t n = 0;
+    size_t n = 0, cap = 0;
+    api_req_t **due = NULL;
     pthread_mutex_lock(&a->sw_mu);
     for (api_subwait_t *w = a->sw_head; w; w = w->next)
-        n += now - w->since_ms >= API_SUBWAIT_POLL_AFTER_MS;
+        cap++;
+    if (cap && !(due = malloc(cap * sizeof *due)))
+        abort();
+    for (api_subwait_t *w = a->sw_head; w; w = w->next)
+        if (now - w->since_ms >= API_SUBWAIT_POLL_AFTER_MS)
+            due[n++] = w->r;
     pthread_mutex_unlock(&a->sw_mu);
-    /* one pass over the waiters old enough, each looked up again by its
-     * request (another thread may have completed it meanwhile) */
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&a->sw_mu);
         api_subwait_t *w = a->sw_head;
-        for (size_t k = 0; w && k < i; k++)
+        while (w && w->r != due[i])
             w = w->next;
-        api_req_t *r = w && now - w->since_ms >= API_SUBWAIT_POLL_AFTER_MS ? w->r : NULL;
-        api_subwait_t snap = r ? *w : (api_subwait_t){0};
-        char *conn = r ? strdup(w->conn_id) : NULL, *ch = r ? strdup(w->channel) : NULL;
+        api_subwait_t snap = w ? *w : (api_subwait_t){0};
+        char *conn = w ? strdup(w->conn_id) : NULL, *ch = w ? strdup(w->channel) : NULL;
         pthread_mutex_unlock(&a->sw_mu);
-        if (!r)
+        if (!w)
             continue;
+        if (!conn || !ch)
+            abort();
         snap.conn_id = conn;
         snap.channel = ch;
         int rc = store_shows(a, &snap, now);
@@ -173,9 +246,13 @@ int api_subwait_check(api_t *a)
         free(ch);
         if (rc == 1 && now - snap.since_ms < API_SUBWAIT_MAX_MS)
             continue;
-        if (api_subwait_cancel(a, r, rc == 1 ? WSG_ETIMEOUT : rc))
-            i--, n--; /* the list moved up by one */
+        pthread_mutex_lock(&a->sw_mu);
+        api_subwait_t *done = take(a, due[i], NULL, NULL, 0);
+        pthread_mutex_unlock(&a->sw_mu);
+        if (done)
+            finish_with_older(a, done, rc == 1 ? WSG_ETIMEOUT : rc);
     }
+    free(due);
     return a->n_sw != 0;
 }
 
