@@ -157,6 +157,10 @@ struct api {
      * reg_mu, which that thread holds from a run's first event to its end) */
     api_held_t *run_head, *run_tail;
     int run_locked, run_open, run_bad;
+    /* the run's disconnects not yet applied: deleted STORE_DELETE_MAX at a
+     * time, and before any other event of the run (their order holds) */
+    const char *gone[STORE_DELETE_MAX];
+    size_t n_gone;
     int64_t sweep_from_ms;
     /* subscribe/unsubscribe requests waiting for the registry (api_subwait.c) */
     pthread_mutex_t sw_mu;
