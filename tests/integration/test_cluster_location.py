@@ -143,7 +143,10 @@ class ClusterLocationTest(ClusterTestCase):
         self.assertEqual(sample(self.metrics(k), reads), 2)
         w.wait_until(lambda: self.conn_reads_since(mark) >= 2, 10, 0.05, "reads logged")
         self.assertEqual(self.conn_reads_since(mark), 2)
-        # no row: the any-edge command finds the edge holding it
+        # no row: the any-edge command finds the edge holding it. It asks
+        # the edges this API knows by their heartbeats (every 500 ms here):
+        # give a new API three beats to know both
+        time.sleep(w.scaled(1.5))
         r = self.cl.api(k).send(idc, "any edge")
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(wc.recv_text(10), "any edge")
