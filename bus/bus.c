@@ -406,6 +406,42 @@ int bus_heartbeat_unserve(bus_t *bus, bus_heartbeat_fn fn, void *ud)
     return bus_reg_remove(bus->core, BUS_REG_HB, NULL, (void (*)(void))fn, ud);
 }
 
+/* ---- where connections live (bus_event_watch) -------------------------------------- */
+
+typedef struct {
+    bus_event_type_t type;
+    const char *conn_id, *edge_id;
+} watch_arg_t;
+
+static void call_watch(bus_reg_t *r, const void *arg)
+{
+    const watch_arg_t *w = arg;
+    ((bus_watch_fn)r->fn)(r->ud, w->type, w->conn_id, w->edge_id);
+}
+
+void bus_core_watch_in(bus_t *bus, bus_event_type_t type, const char *conn_id, const char *edge_id)
+{
+    if (type != BUS_EV_CONNECT && type != BUS_EV_DISCONNECT)
+        return;
+    watch_arg_t w = {.type = type, .conn_id = conn_id, .edge_id = edge_id ? edge_id : ""};
+    fan_out(bus->core, BUS_REG_WATCH, call_watch, &w);
+}
+
+int bus_event_watch(bus_t *bus, bus_watch_fn fn, void *ud)
+{
+    if (bus && !bus->ops->listen_watch)
+        return WSG_ENOTSUP;
+    return serve_kind(bus, BUS_REG_WATCH, (void (*)(void))fn, ud,
+                      bus ? bus->ops->listen_watch : NULL);
+}
+
+int bus_event_unwatch(bus_t *bus, bus_watch_fn fn, void *ud)
+{
+    if (!bus || !fn)
+        return WSG_EINVAL;
+    return bus_reg_remove(bus->core, BUS_REG_WATCH, NULL, (void (*)(void))fn, ud);
+}
+
 /* ---- user claims ---------------------------------------------------------------- */
 
 int bus_user_shared(bus_t *bus)

@@ -221,6 +221,22 @@ void bus_event_done(bus_t *bus, bus_delivery_t *d);
  * WSG_EBUS. */
 int bus_event_last_seq(bus_t *bus, const char *conn_id, uint64_t *seq);
 
+/* Where connections live, best effort: fn(ud, type, conn_id, edge_id) is
+ * called for each connect and disconnect event as it is published anywhere
+ * in the cluster (edge_id: the edge named in the event, "" when it names
+ * none). Nothing is acked or redelivered: an event published while this
+ * process is cut off from NATS is never seen here, so a watcher keeps a
+ * cache with a slower authoritative source behind it (the control API's
+ * location cache in front of the store's connections). NATS: a core
+ * subscription on the events' subjects, fn on a NATS subscription thread.
+ * In-process: WSG_ENOTSUP (a command reaches this process's edges without
+ * locating them). Returns 0, WSG_EINVAL, WSG_ENOTSUP. bus_event_unwatch()
+ * unregisters it and waits like bus_publish_unserve(). */
+typedef void (*bus_watch_fn)(void *ud, bus_event_type_t type, const char *conn_id,
+                             const char *edge_id);
+int bus_event_watch(bus_t *bus, bus_watch_fn fn, void *ud);
+int bus_event_unwatch(bus_t *bus, bus_watch_fn fn, void *ud);
+
 /* ---- 2. edge commands --------------------------------------------------- */
 
 typedef enum {

@@ -17,7 +17,7 @@
 
 #include "bus/bus_int.h"
 
-enum { BUS_REG_CMD, BUS_REG_PUB, BUS_REG_HB, BUS_REG_EV, BUS_REG_KINDS };
+enum { BUS_REG_CMD, BUS_REG_PUB, BUS_REG_HB, BUS_REG_EV, BUS_REG_WATCH, BUS_REG_KINDS };
 
 typedef struct bus_reg bus_reg_t;
 struct bus_reg {

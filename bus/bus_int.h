@@ -75,6 +75,9 @@ struct bus_ops {
     /* The first publish (heartbeat) handler was registered: listen. */
     int (*listen_publishes)(bus_t *bus);
     int (*listen_heartbeats)(bus_t *bus);
+    /* The first bus_event_watch() handler was registered: listen. NULL: not
+     * supported (WSG_ENOTSUP). */
+    int (*listen_watch)(bus_t *bus);
     /* A channel's interest went 0 -> 1 (on=1) or 1 -> 0; called under the
      * interest lock, so on/off of one channel arrive in order. NULL: none. */
     int (*interest)(bus_t *bus, const char *channel, int on);
@@ -99,6 +102,7 @@ void bus_core_cmd_in(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_
 void bus_core_reply_in(bus_t *bus, uint64_t req_id, int status, int final);
 void bus_core_publish_in(bus_t *bus, const bus_publish_t *p);
 void bus_core_heartbeat_in(bus_t *bus, const char *edge_id, int64_t at_ms, int leaving);
+void bus_core_watch_in(bus_t *bus, bus_event_type_t type, const char *conn_id, const char *edge_id);
 
 /* Timeouts of commands (one edge) and of the any-edge window; 0 keeps a
  * value. For the transports' tuning calls (tests, benchmark). */

@@ -447,6 +447,8 @@ static void nats_free(bus_t *bus)
         natsSubscription_Destroy(b->bcast_sub);
     if (b->hb_sub)
         natsSubscription_Destroy(b->hb_sub);
+    if (b->watch_sub)
+        natsSubscription_Destroy(b->watch_sub);
     free_handle(b);
 }
 
@@ -629,6 +631,43 @@ static int nats_listen_heartbeats(bus_t *bus)
     return rc;
 }
 
+/* ---- where connections live (bus_event_watch) ------------------------------------ */
+
+/* A NATS thread: the stream's subjects are plain subjects too, so a core
+ * subscription on <prefix>.ev.s.> gets a copy of every connect, disconnect
+ * and subscription event as it is published (bus_nats_ev.c), unacked. */
+static void on_watch(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *ud)
+{
+    nats_bus_t *b = ud;
+    (void)nc;
+    (void)sub;
+    const char *t = NULL;
+    if (natsMsgHeader_Get(m, "Wsg-Type", &t) == NATS_OK && t) {
+        int type = atoi(t);
+        char *conn = nb_hdr_get_tok(m, "Wsg-Conn"), *edge = nb_hdr_get_tok(m, "Wsg-Edge");
+        if (conn && *conn)
+            bus_core_watch_in(&b->base, (bus_event_type_t)type, conn, edge);
+        free(conn);
+        free(edge);
+    }
+    natsMsg_Destroy(m);
+}
+
+static int nats_listen_watch(bus_t *bus)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    atomic_store(&b->subscribed, 1);
+    int rc = 0;
+    pthread_mutex_lock(&b->hmu);
+    if (!b->watch_sub) {
+        char subj[NB_PREFIX_MAX + 16];
+        snprintf(subj, sizeof subj, "%s.ev.s.>", b->prefix);
+        rc = nb_status_to_err(natsConnection_Subscribe(&b->watch_sub, b->nc, subj, on_watch, b));
+    }
+    pthread_mutex_unlock(&b->hmu);
+    return rc;
+}
+
 const bus_ops_t bus_nats_ops = {
     .name = "nats",
     .open = nats_open,
@@ -647,6 +686,7 @@ const bus_ops_t bus_nats_ops = {
     .publish = nats_publish,
     .listen_publishes = nats_listen_publishes,
     .listen_heartbeats = nats_listen_heartbeats,
+    .listen_watch = nats_listen_watch,
     .interest = nats_interest,
     .heartbeat = nats_heartbeat,
     .user_shared = nb_user_shared,

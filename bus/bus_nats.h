@@ -112,6 +112,7 @@ typedef struct nats_bus {
     nb_chan_t *chans[NB_BUCKETS];
     natsSubscription *bcast_sub;
     natsSubscription *hb_sub;
+    natsSubscription *watch_sub; /* copies of connect/disconnect events */
 
     struct nb_users *users; /* user claims (bus_nats_users.c) */
 } nats_bus_t;

@@ -45,7 +45,11 @@
     X(API_REQUESTS, "wsgate_api_requests_total", "Control API requests")                           \
     X(API_ERRORS, "wsgate_api_errors_total", "Control API requests answered 4xx/5xx")              \
     X(API_DEADLINE_CLOSES, "wsgate_api_deadline_closes_total",                                     \
-      "Control API connections closed because a request was not received in time")
+      "Control API connections closed because a request was not received in time")                 \
+    X(API_LOCATION_EVICTIONS, "wsgate_api_location_cache_evictions_total",                         \
+      "Connections the control API's location cache forgot to make room (cluster)")                \
+    X(API_LOCATION_STORE_READS, "wsgate_api_location_store_reads_total",                           \
+      "Store reads of a connection's edge after a location cache miss (cluster)")
 
 /* X(ENUM, name, labels, help) — counters with labels; consecutive entries of
  * one name are one family. Counted with wsg_count like the others. */
@@ -57,7 +61,10 @@
       "Clients closed with 1013 because one of their events could not be made durable")            \
     X(UNDURABLE_CLOSES_UNAVAILABLE, "wsgate_undurable_closes_total", "cause=\"bus_unavailable\"",  \
       NULL)                                                                                        \
-    X(UNDURABLE_CLOSES_BUS, "wsgate_undurable_closes_total", "cause=\"bus_error\"", NULL)
+    X(UNDURABLE_CLOSES_BUS, "wsgate_undurable_closes_total", "cause=\"bus_error\"", NULL)          \
+    X(API_LOCATION_HITS, "wsgate_api_location_cache_lookups_total", "result=\"hit\"",              \
+      "Control API lookups of the edge holding a connection in its location cache (cluster)")      \
+    X(API_LOCATION_MISSES, "wsgate_api_location_cache_lookups_total", "result=\"miss\"", NULL)
 
 /* X(ENUM, name, help) — gauges. */
 #define WSG_GAUGES(X)                                                                              \

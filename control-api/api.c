@@ -169,6 +169,10 @@ const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t le
         r->edge_conn = conn_id;
         return buf;
     }
+    /* a miss: the connection opened before this process watched, its
+     * connect event was missed (NATS reconnect) or evicted, or it is gone;
+     * the store's row is the authority, and its answer is remembered */
+    wsg_count(WSG_M_API_LOCATION_STORE_READS, 1);
     store_t *st = api_store_get(r->a);
     store_conn_t c = {0};
     *rc = store_conn_get(st, conn_id, &c);
@@ -186,6 +190,17 @@ const char *api_edge_for(api_req_t *r, const char *conn_id, char *buf, size_t le
         return NULL;
     }
     return *rc == 0 ? buf : NULL;
+}
+
+/* A connect or disconnect published anywhere in the cluster (a NATS
+ * thread): where connections live, without asking the store. */
+static void on_location(void *ud, bus_event_type_t type, const char *conn_id, const char *edge_id)
+{
+    api_t *a = ud;
+    if (type == BUS_EV_CONNECT)
+        api_edge_cache_put(a->edge_cache, conn_id, edge_id);
+    else
+        api_edge_cache_drop(a->edge_cache, conn_id);
 }
 
 /* A suspended request was answered (any thread): the first of a burst is
@@ -535,7 +550,12 @@ int api_new(api_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_t 
     api_auth_init(a);
     api_subwait_init(a);
     size_t n = (cfg->api.threads ? cfg->api.threads : 2) + 2;
-    int rc = pool_init(&a->pool, cfg->store, n, err, errlen);
+    int rc = 0;
+    if (a->cluster && (rc = bus_event_watch(bus, on_location, a)) != 0)
+        wsg_errf(err, errlen, rc, "api: cannot watch where connections live");
+    a->watching = rc == 0 && a->cluster;
+    if (rc == 0)
+        rc = pool_init(&a->pool, cfg->store, n, err, errlen);
     if (rc == 0)
         rc = api_registry_init(a, err, errlen);
     if (rc != 0) {
@@ -604,6 +624,9 @@ void api_stop(api_t *a)
 {
     if (!a)
         return;
+    if (a->watching) /* here: the bus is freed before api_free() */
+        bus_event_unwatch(a->bus, on_location, a);
+    a->watching = 0;
     api_registry_stop(a);
     if (a->mhd) {
         MHD_quiesce_daemon(a->mhd);

@@ -42,11 +42,11 @@ typedef struct {
     char *val;
 } api_kv_t;
 
-/* api_edge_cache.c: connection -> edge, remembered for the cluster's
- * commands (any thread). get returns 1 on a hit; put ignores ids that do not
- * fit; drop forgets a connection whose edge did not answer 0. */
+/* api_edge_cache.c: connection -> edge for the cluster's commands, fed by
+ * connect/disconnect events and store reads (any thread). get returns 1 on
+ * a hit; put ignores ids that do not fit; drop forgets a connection (its
+ * disconnect, or its edge did not answer 0). */
 typedef struct api_edge_cache api_edge_cache_t;
-#define API_EDGE_CACHE_TTL_MS 10000
 api_edge_cache_t *api_edge_cache_new(void);
 void api_edge_cache_free(api_edge_cache_t *c);
 int api_edge_cache_get(api_edge_cache_t *c, const char *conn_id, char *edge, size_t len);
@@ -125,6 +125,7 @@ struct api {
     bus_t *bus;
     int cluster;                  /* cfg->nats not empty */
     api_edge_cache_t *edge_cache; /* cluster only */
+    int watching;                 /* bus_event_watch() feeds edge_cache */
     struct MHD_Daemon *mhd;
     int tls;                          /* api.tls is on (api_tls.c) */
     struct api_deadlines *deadlines;  /* api_deadline.h: total request deadlines */
@@ -156,6 +157,10 @@ struct api {
      * reg_mu, which that thread holds from a run's first event to its end) */
     api_held_t *run_head, *run_tail;
     int run_locked, run_open, run_bad;
+    /* the run's disconnects not yet applied: deleted STORE_DELETE_MAX at a
+     * time, and before any other event of the run (their order holds) */
+    const char *gone[STORE_DELETE_MAX];
+    size_t n_gone;
     int64_t sweep_from_ms;
     /* subscribe/unsubscribe requests waiting for the registry (api_subwait.c) */
     pthread_mutex_t sw_mu;

@@ -22,8 +22,9 @@
  * bus_event_on_run_end) is applied in one store transaction and acked after
  * its commit: under a burst of connects one commit serves many, instead of
  * one SQLite commit (WAL append, file locks) or one PostgreSQL round trip
- * per event. If anything in the run fails, the transaction is rolled back
- * and the run applied again event by event, so a bad event or a store
+ * per event; a burst of disconnects is deleted STORE_DELETE_MAX at a time
+ * in one statement per table (store_conn_delete_many). If anything in the run fails, the
+ * transaction is rolled back and the run applied again event by event, so a bad event or a store
  * outage is handled exactly as without batching.
  *
  * Threads: the event callbacks run on the group's bus thread, heartbeats on
@@ -301,6 +302,16 @@ static void apply_one(api_t *a, const bus_event_t *ev, bus_delivery_t *d)
     bus_event_done(a->bus, d);
 }
 
+/* Deletes the run's disconnected connections gathered so far in one
+ * statement per table (a mass disconnect: one round trip per
+ * STORE_DELETE_MAX). Caller holds reg_mu. */
+static int flush_gone(api_t *a)
+{
+    int rc = store_conn_delete_many(a->reg_st, a->gone, a->n_gone);
+    a->n_gone = 0;
+    return rc;
+}
+
 /* Connect and disconnect events in stream order, gathered into the current
  * run; run_end() commits them. */
 static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt)
@@ -325,7 +336,13 @@ static void on_event(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_
         }
         a->run_open = 1;
     }
-    if (apply_event(a, ev) != 0)
+    if (ev->type == BUS_EV_DISCONNECT) {
+        a->gone[a->n_gone++] = ev->conn_id; /* valid until its bus_event_done() */
+        if (a->n_gone == STORE_DELETE_MAX && flush_gone(a) != 0)
+            a->run_bad = 1;
+        return;
+    }
+    if (flush_gone(a) != 0 || apply_event(a, ev) != 0)
         a->run_bad = 1;
 }
 
@@ -337,6 +354,9 @@ static void run_end(void *ud)
     api_held_t *l = a->run_head;
     a->run_head = a->run_tail = NULL;
     int bad = a->run_bad;
+    if (!bad && a->n_gone && flush_gone(a) != 0)
+        bad = 1;
+    a->n_gone = 0; /* a bad run is applied again one by one */
     if (a->run_open && store_batch_end(a->reg_st, !bad) != 0)
         bad = 1;
     a->run_open = a->run_bad = 0;

@@ -89,6 +89,11 @@ int store_conn_put(store_t *st, const store_conn_t *c);
 int store_conn_get(store_t *st, const char *id, store_conn_t *out);
 /* Deletes the connection and all its subscriptions. Idempotent. */
 int store_conn_delete(store_t *st, const char *id);
+/* store_conn_delete() of up to STORE_DELETE_MAX ids in one statement per
+ * table (the registry after a mass disconnect: one round trip for many).
+ * Idempotent; WSG_EINVAL for more ids or a bad one (nothing deleted). */
+#define STORE_DELETE_MAX 16
+int store_conn_delete_many(store_t *st, const char *const *ids, size_t n);
 /* Moves last_active_at forward (never back); WSG_ENOTFOUND for an unknown id. */
 int store_conn_touch(store_t *st, const char *id, int64_t last_active_at_ms);
 void store_conn_clear(store_conn_t *c);

@@ -95,6 +95,33 @@ int store_conn_delete(store_t *st, const char *id)
     return store_tx_end(st, rc);
 }
 
+/* The parameter list "$1,...,$16" of the statements below. */
+#define IDS16 "$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16"
+
+int store_conn_delete_many(store_t *st, const char *const *ids, size_t n)
+{
+    _Static_assert(STORE_DELETE_MAX == 16, "IDS16 names STORE_DELETE_MAX parameters");
+    if (n > STORE_DELETE_MAX)
+        return store_fail(st, WSG_EINVAL, "store: more than %d ids", STORE_DELETE_MAX);
+    store_param_t p[STORE_DELETE_MAX];
+    for (size_t i = 0; i < STORE_DELETE_MAX; i++) {
+        int rc = i < n ? check_id(st, "connection id", ids[i]) : 0;
+        if (rc != 0)
+            return rc;
+        p[i] = SP_T(i < n ? ids[i] : NULL); /* NULL matches no row */
+    }
+    int rc = n ? store_tx_begin(st) : 0;
+    if (rc != 0 || !n)
+        return rc;
+    rc = store_q(st, SQ_CONN_DELETE_SUBS_MANY,
+                 "DELETE FROM subscriptions WHERE connection_id IN (" IDS16 ")", p,
+                 STORE_DELETE_MAX, NULL, NULL, NULL);
+    if (rc == 0)
+        rc = store_q(st, SQ_CONN_DELETE_MANY, "DELETE FROM connections WHERE id IN (" IDS16 ")", p,
+                     STORE_DELETE_MAX, NULL, NULL, NULL);
+    return store_tx_end(st, rc);
+}
+
 /* Moves last_active_at forward only: touches may arrive out of order. */
 int store_conn_touch(store_t *st, const char *id, int64_t last_active_at_ms)
 {

@@ -8,8 +8,8 @@ Checked here:
 - a publish through either API reaches members on both edges (subscribed
   through either API, whichever edge holds the connection);
 - a send through either API reaches a connection on either edge (the API
-  resolves the edge from the store's `connections` row written by the
-  registry from connect events);
+  knows the edge from the connect event, or else from the store's
+  `connections` row written by the registry);
 - a forced disconnect through one API closes a connection on the other
   edge, with the code and reason asked for and one `api` disconnect event;
 - webhooks for messages from clients on both edges arrive complete and in

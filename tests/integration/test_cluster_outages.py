@@ -4,7 +4,8 @@ the same port with the same data / JetStream store dir) under a running
 Cluster of test_cluster_basic.py (2 edges, 2 APIs, 2 dispatchers).
 
 - PostgreSQL restart: while it is down, control-API calls that need the
-  store answer 503 with `Retry-After` and an RFC 9457 problem body, /readyz
+  store answer 503 with `Retry-After` and an RFC 9457 problem body (a send
+  to a connection the API knows does not need it: 200), /readyz
   answers 503 with "store": false, /healthz stays 200, no process exits;
   connects and disconnects that happen meanwhile reach the registry once the
   store is back (held and retried, not dropped); the APIs recover by
@@ -249,12 +250,19 @@ class PostgresRestartTest(ClusterTestCase):
             for i in (0, 1):
                 api = self.cl.api(i)
                 self.assert_unavailable(api.get("/v1/connections/%s" % q(ida)), "GET connection")
-                self.assert_unavailable(api.send(ida, "during"), "send")
+                # a send to a connection the API knows (its connect event
+                # was watched) needs no store; to one it does not, it does
+                r = api.send(ida, "during %d" % i)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(wa.recv_text(10), "during %d" % i)
+                self.assert_unavailable(api.send("NoSuchConnectionId0000", "during"),
+                                        "send to an unknown connection")
+                # the edge applies it, the store cannot show it: 503, retry
                 self.assert_unavailable(api.put("/v1/channels/pg/connections/%s" % q(ida)),
                                         "subscribe")
                 self.assert_unavailable(api.get("/v1/channels/pg/connections"), "members")
                 # a publish needs the bus only
-                self.assertEqual(api.post("/v1/channels/pg/messages", "x").status, 202)
+                self.assertEqual(api.post("/v1/channels/pg-other/messages", "x").status, 202)
                 r = api.get("/readyz")
                 self.assert_unavailable(r, "readyz")
                 self.assertIs(r.json.get("store"), False, r.body)

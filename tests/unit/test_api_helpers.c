@@ -1,17 +1,22 @@
 /*
  * test_api_helpers.c — the control API's pure helpers: channel-name rules,
  * channels-claim glob matching, RFC 9457 problem documents, message-body
- * parsing by media type, path and query decoding.
+ * parsing by media type, path and query decoding; the location cache
+ * (api_edge_cache.c): hits, drops, LRU eviction within a set, and an edge
+ * table that starts over.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "common/err.h"
+#include "common/hash.h"
+#include "common/metrics.h"
 #include "control-api/api_int.h"
 
 static void test_channel_valid(void **state)
@@ -143,12 +148,75 @@ static void test_paths(void **state)
     assert_false(api_route_known("GET", "/v2/connections"));
 }
 
+/* n ids (22 characters, like an edge's) that fall into one set of the
+ * cache: its index is bits 20.. of the hash (api_edge_cache.c). */
+static void same_set_ids(char ids[][24], int n)
+{
+    uint64_t want = 0;
+    int got = 0;
+    for (unsigned long i = 0; got < n; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "id%020lu", i);
+        uint64_t set = (wsg_hash(id) >> 20) & 65535;
+        if (got == 0)
+            want = set;
+        if (set == want)
+            memcpy(ids[got++], id, sizeof id);
+    }
+}
+
+static void test_edge_cache(void **state)
+{
+    (void)state;
+    api_edge_cache_t *c = api_edge_cache_new();
+    char edge[80], ids[5][24];
+    assert_non_null(c);
+    assert_int_equal(api_edge_cache_get(c, "nobody", edge, sizeof edge), 0);
+    api_edge_cache_put(c, "conn-a", "edge-1");
+    assert_int_equal(api_edge_cache_get(c, "conn-a", edge, sizeof edge), 1);
+    assert_string_equal(edge, "edge-1");
+    assert_int_equal(api_edge_cache_get(c, "conn-a", edge, 4), 0); /* does not fit */
+    api_edge_cache_drop(c, "conn-a");
+    assert_int_equal(api_edge_cache_get(c, "conn-a", edge, sizeof edge), 0);
+    api_edge_cache_put(c, "an-id-longer-than-the-cache-keeps-at-all", "edge-1");
+    assert_int_equal(
+        api_edge_cache_get(c, "an-id-longer-than-the-cache-keeps-at-all", edge, sizeof edge), 0);
+
+    /* 4 ways: a fifth id of a set evicts the least recently used */
+    same_set_ids(ids, 5);
+    uint64_t ev0 = wsg_counter_value(WSG_M_API_LOCATION_EVICTIONS);
+    for (int i = 0; i < 4; i++)
+        api_edge_cache_put(c, ids[i], i % 2 ? "edge-1" : "edge-2");
+    assert_int_equal(api_edge_cache_get(c, ids[0], edge, sizeof edge), 1); /* used again */
+    api_edge_cache_put(c, ids[4], "edge-3");
+    assert_int_equal(wsg_counter_value(WSG_M_API_LOCATION_EVICTIONS) - ev0, 1);
+    assert_int_equal(api_edge_cache_get(c, ids[1], edge, sizeof edge), 0);
+    for (int i = 0; i < 5; i++)
+        if (i != 1)
+            assert_int_equal(api_edge_cache_get(c, ids[i], edge, sizeof edge), 1);
+    assert_string_equal(edge, "edge-3");
+
+    /* a full edge table starts over: entries naming the old ones miss,
+     * never another edge */
+    api_edge_cache_put(c, "conn-b", "edge-old");
+    for (int i = 0; i < 1024; i++) {
+        char id[24], e[24];
+        snprintf(id, sizeof id, "x%d", i);
+        snprintf(e, sizeof e, "edge-n%d", i);
+        api_edge_cache_put(c, id, e);
+    }
+    assert_int_equal(api_edge_cache_get(c, "conn-b", edge, sizeof edge), 0);
+    assert_int_equal(api_edge_cache_get(c, "x1023", edge, sizeof edge), 1);
+    assert_string_equal(edge, "edge-n1023");
+    api_edge_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_channel_valid), cmocka_unit_test(test_glob),
         cmocka_unit_test(test_problem_json),  cmocka_unit_test(test_parse_message),
-        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_paths),         cmocka_unit_test(test_edge_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -294,6 +294,38 @@ static void test_conn_delete_drops_subscriptions(void **state)
     store_str_list_free(&l);
 }
 
+/* Many at once: only the ids given go, with their subscriptions; a bad id
+ * or too many change nothing. */
+static void test_conn_delete_many(void **state)
+{
+    char ids[STORE_DELETE_MAX + 2][8];
+    const char *p[STORE_DELETE_MAX + 1];
+    for (int i = 0; i < STORE_DELETE_MAX + 2; i++) {
+        snprintf(ids[i], sizeof ids[i], "m%02d", i);
+        put_conn(ST, ids[i], "/chat", "e1", "alice");
+        OK(store_sub_add(ST, "room", ids[i]));
+    }
+    for (int i = 0; i <= STORE_DELETE_MAX; i++)
+        p[i] = ids[i];
+    assert_int_equal(store_conn_delete_many(ST, p, STORE_DELETE_MAX + 1), WSG_EINVAL);
+    const char *bad[2] = {ids[0], ""};
+    assert_int_equal(store_conn_delete_many(ST, bad, 2), WSG_EINVAL);
+    OK(store_conn_delete_many(ST, p, 0));
+    OK(store_conn_delete_many(ST, p + 1, 3)); /* m01..m03 */
+    OK(store_conn_delete_many(ST, p + 1, 3)); /* idempotent */
+    store_conn_t c;
+    for (int i = 0; i < STORE_DELETE_MAX + 2; i++) {
+        int gone = i >= 1 && i <= 3;
+        assert_int_equal(store_conn_get(ST, ids[i], &c), gone ? WSG_ENOTFOUND : 0);
+        store_conn_clear(&c);
+    }
+    OK(store_conn_delete_many(ST, p, STORE_DELETE_MAX)); /* a full statement */
+    store_str_list_t l;
+    OK(store_sub_members(ST, "room", NULL, 100, &l));
+    assert_int_equal(l.n, 2); /* m16, m17 */
+    store_str_list_free(&l);
+}
+
 /* 30 connections: c00..c29; user u<i%3>, route /r<i%2>, edge e<i%5>; every
  * 4th subscribed to "ch". */
 static void seed_30(store_t *st)
@@ -939,6 +971,7 @@ static void test_random_cursors(void **state)
         cmocka_unit_test_setup_teardown(test_migrate_concurrent, setup, teardown),                 \
         cmocka_unit_test_setup_teardown(test_conn_crud, setup, teardown),                          \
         cmocka_unit_test_setup_teardown(test_conn_delete_drops_subscriptions, setup, teardown),    \
+        cmocka_unit_test_setup_teardown(test_conn_delete_many, setup, teardown),                   \
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),                              \
         cmocka_unit_test_setup_teardown(test_conn_list_filters, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_conn_list_pages, setup, teardown),                    \
