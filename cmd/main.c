@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "wsgate/version.h" /* generated from project(VERSION) */
 
 static const struct {
     const char *name;
@@ -61,7 +62,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
-        printf("wsgate %s\n", WSGATE_VERSION);
+        printf("wsgate %s\n", WSGATE_VERSION_STRING);
         return 0;
     }
     if (argc < 2 || argv[1][0] == '-')
