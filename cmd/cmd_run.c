@@ -260,6 +260,58 @@ static void wait_for_signal(run_t *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+static void usage(FILE *f, const char *role)
+{
+    static const char *const what[][2] = {
+        {"standalone", "Runs every role in one process: edge, control API and dispatcher, with a\n"
+                       "SQLite store and an in-process bus (its queue file beside the store).\n"},
+        {"edge", "Holds client WebSockets and publishes their events on NATS (cluster mode);\n"
+                 "serves /healthz, /readyz and /metrics on ops.listen.\n"},
+        {"api", "Serves the control API and keeps the connection registry (cluster mode).\n"},
+        {"dispatch", "Delivers client events from NATS as signed webhooks (cluster mode);\n"
+                     "serves /healthz, /readyz and /metrics on ops.listen.\n"},
+    };
+    fprintf(f, "usage: wsgate %s --config FILE\n\n", role);
+    for (size_t i = 0; i < sizeof what / sizeof what[0]; i++)
+        if (strcmp(what[i][0], role) == 0)
+            fputs(what[i][1], f);
+    fprintf(f, "\n"
+               "  -c, --config FILE  the configuration file (default: $WSGATE_CONFIG);\n"
+               "                     WSGATE_* variables override its keys\n"
+               "  -h, --help         this help\n"
+               "\n"
+               "SIGTERM or SIGINT drains and stops (a second one exits at once); SIGHUP\n"
+               "reloads the TLS certificates. LOG_LEVEL and LOG_FORMAT override log.*.\n"
+               "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or config error.\n");
+}
+
+/* Only --config/-c and --help/-h exist; anything else is refused rather than
+ * ignored, so a mistyped flag never starts a server the user did not ask for.
+ * Options are taken in order: the first --help or bad argument decides.
+ * Returns 0 to run, else the exit status (help printed: 0; bad usage: 2). */
+static int parse_run_args(int argc, char **argv, const char *role)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout, role);
+            return -1;
+        }
+        if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) {
+            if (++i < argc)
+                continue;
+            fprintf(stderr, "wsgate %s: %s needs a FILE\n", role, a);
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            continue;
+        } else {
+            fprintf(stderr, "wsgate %s: %s '%s' (see wsgate %s --help)\n", role,
+                    a[0] == '-' ? "unknown option" : "unexpected argument", a, role);
+        }
+        return 2;
+    }
+    return 0;
+}
+
 static int run_roles(int argc, char **argv, int roles, const char *role)
 {
     /* Static: the detached signal thread uses r until the process ends,
@@ -268,6 +320,8 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     r.roles = roles;
     char err[1024] = "";
     int rc, status = 1;
+    if ((rc = parse_run_args(argc, argv, role)) != 0)
+        return rc < 0 ? 0 : rc;
     const char *path = cmd_config_path(argc, argv);
 
     if (wsg_log_setup_env() != 0) {
@@ -323,8 +377,7 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     if (rc != 0) {
         WSG_LOG(WSG_LOG_ERROR, "bus open failed", "error=%s code=%s", err, wsg_err_name(rc));
         goto out;
-    }
-    if ((rc = start_roles(&r, err, sizeof err)) != 0) {
+    }    if ((rc = start_roles(&r, err, sizeof err)) != 0) {
         WSG_LOG(WSG_LOG_ERROR, "start-up failed", "error=%s code=%s", err, wsg_err_name(rc));
         goto out;
     }

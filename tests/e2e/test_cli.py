@@ -1,6 +1,9 @@
 """test_cli.py — the wsgate command line as an operator meets it.
 
-- `wsgate --help` lists every sub-command and exits 0;
+- `wsgate --help` lists every sub-command and exits 0, and so does
+  `wsgate COMMAND --help` for each, with its usage, even with other flags after it;
+- the run roles refuse an unknown flag or argument (exit 2, naming it)
+  instead of ignoring it and starting a server;
 - an unknown command exits 2 and names the command on stderr;
 - `check-config` accepts a good file (exit 0) and refuses a bad one with
   exit 2 and "FILE:LINE: key" naming the offending key and its line;
@@ -35,6 +38,8 @@ routes:
       jwt: {alg: HS256, secret: "%s"}
 """ % (API_SECRET, CLIENT_SECRET)
 
+COMMANDS = ("standalone", "edge", "api", "dispatch", "migrate", "token", "check-config")
+
 
 def run(args, timeout=30):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSGATE_")}
@@ -51,7 +56,7 @@ class Cli(unittest.TestCase):
     def test_help_lists_commands(self):
         p = run(["--help"])
         self.assertEqual(p.returncode, 0, p.stderr)
-        for cmd in ("standalone", "edge", "api", "dispatch", "migrate", "token", "check-config"):
+        for cmd in COMMANDS:
             self.assertIn(cmd, p.stdout)
 
     def test_unknown_command_exits_2(self):
@@ -59,6 +64,38 @@ class Cli(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("frobnicate", p.stderr)
         self.assertEqual(p.stdout, "")
+
+    def test_every_command_has_help(self):
+        # each answers --help with its usage on stdout, exit 0, whatever follows
+        for cmd in COMMANDS:
+            for extra in ([], ["--port", "9999"]):
+                p = run([cmd, "--help"] + extra, timeout=20)
+                self.assertEqual(p.returncode, 0, "%s: %s" % (cmd, p.stderr))
+                self.assertTrue(p.stdout.startswith("usage: wsgate %s" % cmd), p.stdout)
+                self.assertEqual(p.stderr, "", cmd)
+
+    def free_config(self):
+        """A config on free ports with its store in the temp dir: if a run
+        role ever starts from it, it conflicts with nothing."""
+        text = GOOD.replace("127.0.0.1:18080", "127.0.0.1:%d" % w.free_port())
+        text = text.replace("127.0.0.1:18081", "127.0.0.1:%d" % w.free_port())
+        text = text.replace("sqlite://wsgate.db", "sqlite://" + self.tmp.join("run.db"))
+        return self.tmp.write("run.yaml", text)
+
+    def test_run_roles_refuse_unknown_flags(self):
+        cfg = self.free_config()
+        for cmd in ("standalone", "edge", "api", "dispatch"):
+            for args, bad in ((["--port", "9999"], "--port"), (["--verbose"], "--verbose"),
+                              (["extra"], "extra"), (["--port=1", "--help"], "--port=1")):
+                p = run([cmd, "--config", cfg] + args, timeout=20)
+                self.assertEqual(p.returncode, 2, "%s %s: %s" % (cmd, args, p.stderr))
+                self.assertIn("'%s'" % bad, p.stderr)
+                self.assertEqual(p.stdout, "")
+        # without a command wsgate runs standalone: the same rule applies
+        p = run(["--config", cfg, "--port", "9999"], timeout=20)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("'--port'", p.stderr)
+        self.assertFalse(os.path.exists(self.tmp.join("run.db")), "a server was started")
 
     def test_check_config_good(self):
         p = run(["check-config", "--config", self.good])
