@@ -9,7 +9,9 @@
   exit 2 and "FILE:LINE: key" naming the offending key and its line;
 - `wsgate token` mints client and control-API tokens whose signature, alg,
   sub, scope and exp are checked by the independent Python verifier of
-  tests/lib/wsgate_test.py (and fail against a wrong secret).
+  tests/lib/wsgate_test.py (and fail against a wrong secret);
+- `wsgate token --scope` refuses a scope the control API does not know
+  ("read,send", a typo) with exit 2 and no token.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
@@ -179,6 +181,21 @@ class Cli(unittest.TestCase):
         p = run(["token", "--alg", "XX999", "--secret", CLIENT_SECRET])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stdout, "")
+
+    def test_token_refuses_unknown_scopes(self):
+        for scope, bad in (("read,send", "read,send"), ("send bogus", "bogus"),
+                           ("Admin", "Admin"), ("send  publsh read", "publsh")):
+            p = run(["token", "--config", self.good, "--api", "--scope", scope])
+            self.assertEqual(p.returncode, 2, "%r: %s" % (scope, p.stdout))
+            self.assertEqual(p.stdout, "")
+            self.assertIn("unknown scope '%s'" % bad, p.stderr)
+        p = run(["token", "--config", self.good, "--api", "--scope", "read,send"])
+        self.assertIn("not commas", p.stderr)
+        # every scope the API knows is accepted, each alone and all together
+        known = ["send", "publish", "subscribe", "disconnect", "read", "admin"]
+        for scope in known + [" ".join(known)]:
+            claims = w.verify_jwt(self.token(["--api", "--scope", scope]), "HS256", API_SECRET)
+            self.assertEqual(claims["scope"], scope)
 
     def test_token_unknown_route(self):
         p = run(["token", "--config", self.good, "--route", "/nope", "--sub", "x"])
