@@ -19,6 +19,7 @@ static const struct {
     {"migrate", cmd_migrate, "apply migrations/ to the configured store"},
     {"token", cmd_token, "mint a signed JWT for clients or the control API"},
     {"check-config", cmd_check_config, "validate a config file and explain errors"},
+    {"secret", cmd_secret, "print a new random whsec_ webhook secret"},
 };
 
 static void usage(FILE *f)

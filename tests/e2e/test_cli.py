@@ -10,13 +10,17 @@
 - `wsgate token` mints client and control-API tokens whose signature, alg,
   sub, scope and exp are checked by the independent Python verifier of
   tests/lib/wsgate_test.py (and fail against a wrong secret);
+- `wsgate secret` prints a fresh whsec_ secret (base64 of 32 random bytes,
+  or --bytes N) that check-config accepts as a webhook_secret;
 - `wsgate token --scope` refuses a scope the control API does not know
   ("read,send", a typo) with exit 2 and no token.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
+import base64
 import os
+import re
 import time
 import unittest
 
@@ -40,7 +44,8 @@ routes:
       jwt: {alg: HS256, secret: "%s"}
 """ % (API_SECRET, CLIENT_SECRET)
 
-COMMANDS = ("standalone", "edge", "api", "dispatch", "migrate", "token", "check-config")
+COMMANDS = ("standalone", "edge", "api", "dispatch", "migrate", "token", "check-config",
+            "secret")
 
 
 def run(args, timeout=30):
@@ -196,6 +201,28 @@ class Cli(unittest.TestCase):
         for scope in known + [" ".join(known)]:
             claims = w.verify_jwt(self.token(["--api", "--scope", scope]), "HS256", API_SECRET)
             self.assertEqual(claims["scope"], scope)
+
+    def test_secret(self):
+        seen = set()
+        for args, n in (([], 32), (["--bytes", "24"], 24), (["--bytes=64"], 64)):
+            p = run(["secret"] + args)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            m = re.fullmatch(r"whsec_([A-Za-z0-9+/=]+)\n", p.stdout)
+            self.assertTrue(m, repr(p.stdout))
+            self.assertEqual(len(base64.b64decode(m.group(1), validate=True)), n)
+            seen.add(m.group(1))
+        self.assertEqual(len(seen), 3, "secrets repeat")
+        for bad in (["--bytes", "8"], ["--bytes", "65"], ["--bytes", "x"], ["--bytes"],
+                    ["--frob"]):
+            p = run(["secret"] + bad)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertEqual(p.stdout, "")
+        # the gateway takes it as a route's webhook_secret
+        secret = run(["secret"]).stdout.strip()
+        cfg = self.tmp.write("s.yaml", GOOD.replace("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                                                    secret))
+        p = run(["check-config", "--config", cfg])
+        self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_token_unknown_route(self):
         p = run(["token", "--config", self.good, "--route", "/nope", "--sub", "x"])
