@@ -13,6 +13,7 @@
  * probe sees "starting" and "draining" as 503 while the process answers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -137,6 +138,33 @@ static char *queue_path_for(const char *store_url)
     memcpy(q, p, n);
     memcpy(q + n, ".queue", 7);
     return q;
+}
+
+/* After the queue file could not be opened: which process holds its lock
+ * (SQLite takes POSIX record locks, which F_GETLK reports with their PID),
+ * so the log can name the file and the process instead of "another bus". */
+static void log_queue_holder(const char *qpath)
+{
+    char cmd[256] = "", proc[64];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET}; /* the whole file */
+    int fd = open(qpath, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type == F_UNLCK) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    snprintf(proc, sizeof proc, "/proc/%ld/cmdline", (long)fl.l_pid);
+    FILE *f = fopen(proc, "rb");
+    size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+    if (f)
+        fclose(f);
+    for (size_t i = 0; i < n; i++) /* NUL-separated arguments, shown with spaces */
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    cmd[n && cmd[n - 1] == ' ' ? n - 1 : n] = '\0';
+    WSG_LOG(WSG_LOG_ERROR, "the queue file is held by another process (stop it first)",
+            "queue_file=%s pid=%ld command=%s", qpath, (long)fl.l_pid, cmd);
 }
 
 /* readyz of the edge and dispatch roles, on the ops thread: 503 while
@@ -373,11 +401,16 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
         goto out;
     }
     rc = bus_open(&r.bus, &bo, err, sizeof err);
-    free(qpath);
     if (rc != 0) {
-        WSG_LOG(WSG_LOG_ERROR, "bus open failed", "error=%s code=%s", err, wsg_err_name(rc));
+        WSG_LOG(WSG_LOG_ERROR, "bus open failed", "error=%s code=%s queue_file=%s", err,
+                wsg_err_name(rc), qpath);
+        if (qpath)
+            log_queue_holder(qpath);
+    }
+    free(qpath);
+    if (rc != 0)
         goto out;
-    }    if ((rc = start_roles(&r, err, sizeof err)) != 0) {
+    if ((rc = start_roles(&r, err, sizeof err)) != 0) {
         WSG_LOG(WSG_LOG_ERROR, "start-up failed", "error=%s code=%s", err, wsg_err_name(rc));
         goto out;
     }
