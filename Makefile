@@ -1,6 +1,8 @@
 # The README's commands. Everything real lives in CMake; this file only chains
 # "install what is missing -> configure -> build -> run/test".
 #   make run       install deps, build, start `wsgate standalone` with examples/standalone.yaml
+#   make install   build, then install under PREFIX (default /usr/local) into DESTDIR: the
+#                  binary, libwsgate, wsgate.1, SYSCONFDIR/wsgate/wsgate.yaml, wsgate.service
 #   make test      install deps, check formatting, build with -Werror, run every ctest
 #                  (unit, integration, e2e, selftest, fuzz replay), then `make sanitize`.
 #                  This is what CI runs (.ci/run).
@@ -21,7 +23,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= examples/standalone.yaml
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test unit format format-check sanitize fuzz bench reliability clean image
+.PHONY: all deps build run install test unit format format-check sanitize fuzz bench reliability clean image
 
 all: build
 
@@ -36,6 +38,12 @@ build: deps $(BUILD)/CMakeCache.txt
 
 run: build
 	@scripts/run-example.sh $(BUILD)/wsgate $(CONFIG)
+
+# PREFIX (default /usr/local) and DESTDIR (a staging root) as usual; files
+# listed in docs/install.md. The build's CMAKE_INSTALL_PREFIX is not used.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 # $(call ctest_all,DIR): every ctest in DIR, then no skip outside the allowlist
 define ctest_all

@@ -14,6 +14,7 @@ int cmd_migrate(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_check_config(int argc, char **argv);
 int cmd_top(int argc, char **argv);
+int cmd_secret(int argc, char **argv);
 
 /* Finds "--config FILE" / "-c FILE" / "--config=FILE" in argv; falls back to
  * $WSGATE_CONFIG, then to NULL. Borrowed string. */

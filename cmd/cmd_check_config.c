@@ -1,9 +1,10 @@
 /*
  * cmd_check_config.c — `wsgate check-config`: loads a config file exactly
  * as the roles would (file, then WSGATE_* environment, then every check)
- * and either prints a short summary (exit 0) or the "FILE:LINE: key: reason"
- * line on stderr (exit 2). The summary never shows secrets: store and NATS
- * URLs appear as their kind only and userinfo in backend URLs is masked.
+ * and either prints a short summary (exit 0) or every error on stderr, a
+ * "FILE:LINE: key: reason" line each, with "did you mean KEY?" for a
+ * misspelt key, then their count when there are several (exit 2). The summary never shows secrets:
+ * store and NATS URLs appear as their kind only and userinfo in backend URLs is masked.
  * --print-schema writes the markdown key reference (docs/configuration.md).
  */
 #include <stdio.h>
@@ -20,7 +21,8 @@ static void usage(FILE *f)
                "       wsgate check-config --print-schema\n"
                "\n"
                "Validates a configuration file with its WSGATE_* environment overrides and\n"
-               "prints a summary; on error prints FILE:LINE: key: reason and exits 2.\n"
+               "prints a summary; on errors prints each as FILE:LINE: key: reason (with\n"
+               "\"did you mean KEY?\" for a misspelt key) and exits 2.\n"
                "\n"
                "  -c, --config FILE  the file to check (default: $WSGATE_CONFIG)\n"
                "  -v, --verbose      also print every effective value (secrets as lengths)\n"
@@ -89,10 +91,13 @@ int cmd_check_config(int argc, char **argv)
         fprintf(stderr, "wsgate check-config: give --config FILE (or set WSGATE_CONFIG)\n");
         return 2;
     }
-    char err[1024] = "";
+    static char err[65536]; /* every error, a line each */
+    unsigned n_errs = 0;
     wsg_config_t *cfg = NULL;
-    if (wsg_config_load(&cfg, path, err, sizeof err) != 0) {
+    if (wsg_config_check_file(&cfg, path, err, sizeof err, &n_errs) != 0) {
         fprintf(stderr, "%s\n", err);
+        if (n_errs > 1)
+            fprintf(stderr, "%s: %u errors\n", path, n_errs);
         return 2;
     }
     summary(cfg);

@@ -13,6 +13,7 @@
  * probe sees "starting" and "draining" as 503 while the process answers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -139,6 +140,33 @@ static char *queue_path_for(const char *store_url)
     return q;
 }
 
+/* After the queue file could not be opened: which process holds its lock
+ * (SQLite takes POSIX record locks, which F_GETLK reports with their PID),
+ * so the log can name the file and the process instead of "another bus". */
+static void log_queue_holder(const char *qpath)
+{
+    char cmd[256] = "", proc[64];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET}; /* the whole file */
+    int fd = open(qpath, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type == F_UNLCK) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    snprintf(proc, sizeof proc, "/proc/%ld/cmdline", (long)fl.l_pid);
+    FILE *f = fopen(proc, "rb");
+    size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+    if (f)
+        fclose(f);
+    for (size_t i = 0; i < n; i++) /* NUL-separated arguments, shown with spaces */
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    cmd[n && cmd[n - 1] == ' ' ? n - 1 : n] = '\0';
+    WSG_LOG(WSG_LOG_ERROR, "the queue file is held by another process (stop it first)",
+            "queue_file=%s pid=%ld command=%s", qpath, (long)fl.l_pid, cmd);
+}
+
 /* readyz of the edge and dispatch roles, on the ops thread: 503 while
  * starting or draining (the edge then refuses new clients but still serves
  * the ones it drains) and while the bus (NATS) is down; the dispatcher also
@@ -260,6 +288,58 @@ static void wait_for_signal(run_t *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+static void usage(FILE *f, const char *role)
+{
+    static const char *const what[][2] = {
+        {"standalone", "Runs every role in one process: edge, control API and dispatcher, with a\n"
+                       "SQLite store and an in-process bus (its queue file beside the store).\n"},
+        {"edge", "Holds client WebSockets and publishes their events on NATS (cluster mode);\n"
+                 "serves /healthz, /readyz and /metrics on ops.listen.\n"},
+        {"api", "Serves the control API and keeps the connection registry (cluster mode).\n"},
+        {"dispatch", "Delivers client events from NATS as signed webhooks (cluster mode);\n"
+                     "serves /healthz, /readyz and /metrics on ops.listen.\n"},
+    };
+    fprintf(f, "usage: wsgate %s --config FILE\n\n", role);
+    for (size_t i = 0; i < sizeof what / sizeof what[0]; i++)
+        if (strcmp(what[i][0], role) == 0)
+            fputs(what[i][1], f);
+    fprintf(f, "\n"
+               "  -c, --config FILE  the configuration file (default: $WSGATE_CONFIG);\n"
+               "                     WSGATE_* variables override its keys\n"
+               "  -h, --help         this help\n"
+               "\n"
+               "SIGTERM or SIGINT drains and stops (a second one exits at once); SIGHUP\n"
+               "reloads the TLS certificates. LOG_LEVEL and LOG_FORMAT override log.*.\n"
+               "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or config error.\n");
+}
+
+/* Only --config/-c and --help/-h exist; anything else is refused rather than
+ * ignored, so a mistyped flag never starts a server the user did not ask for.
+ * Options are taken in order: the first --help or bad argument decides.
+ * Returns 0 to run, else the exit status (help printed: 0; bad usage: 2). */
+static int parse_run_args(int argc, char **argv, const char *role)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout, role);
+            return -1;
+        }
+        if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) {
+            if (++i < argc)
+                continue;
+            fprintf(stderr, "wsgate %s: %s needs a FILE\n", role, a);
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            continue;
+        } else {
+            fprintf(stderr, "wsgate %s: %s '%s' (see wsgate %s --help)\n", role,
+                    a[0] == '-' ? "unknown option" : "unexpected argument", a, role);
+        }
+        return 2;
+    }
+    return 0;
+}
+
 static int run_roles(int argc, char **argv, int roles, const char *role)
 {
     /* Static: the detached signal thread uses r until the process ends,
@@ -268,6 +348,8 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     r.roles = roles;
     char err[1024] = "";
     int rc, status = 1;
+    if ((rc = parse_run_args(argc, argv, role)) != 0)
+        return rc < 0 ? 0 : rc;
     const char *path = cmd_config_path(argc, argv);
 
     if (wsg_log_setup_env() != 0) {
@@ -319,11 +401,15 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
         goto out;
     }
     rc = bus_open(&r.bus, &bo, err, sizeof err);
-    free(qpath);
     if (rc != 0) {
-        WSG_LOG(WSG_LOG_ERROR, "bus open failed", "error=%s code=%s", err, wsg_err_name(rc));
-        goto out;
+        WSG_LOG(WSG_LOG_ERROR, "bus open failed", "error=%s code=%s queue_file=%s", err,
+                wsg_err_name(rc), qpath);
+        if (qpath)
+            log_queue_holder(qpath);
     }
+    free(qpath);
+    if (rc != 0)
+        goto out;
     if ((rc = start_roles(&r, err, sizeof err)) != 0) {
         WSG_LOG(WSG_LOG_ERROR, "start-up failed", "error=%s code=%s", err, wsg_err_name(rc));
         goto out;

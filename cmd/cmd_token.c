@@ -51,7 +51,7 @@ static void usage(FILE *f)
         "  --route PATH       ... from routes[path].auth.jwt (client tokens)\n"
         "claims:\n"
         "  --sub USER         subject (the connection's user)\n"
-        "  --scope \"S ...\"    space-separated: send publish subscribe disconnect read admin\n"
+        "  --scope \"S ...\"    space-separated, of: " WSG_SCOPES "\n"
         "  --channels A,B     channels claim (comma-separated; globs allowed for the API)\n"
         "  --ttl DURATION     lifetime, e.g. 30s, 15m, 1h, 7d (default 1h)\n"
         "  --iss X, --aud Y   issuer and audience\n"
@@ -140,6 +140,19 @@ static int parse_args(int argc, char **argv, token_opts_t *o)
         return -1;
     }
     return 0;
+}
+
+/* --scope holds only scopes the control API knows (common/jwt.h): a typo or
+ * "read,send" would mint a token the API then refuses. */
+static int check_scopes(const char *scope)
+{
+    const char *bad = wsg_scope_unknown(scope);
+    if (!bad)
+        return 0;
+    fprintf(stderr, "wsgate token: unknown scope '%.*s'%s; --scope takes space-separated: %s\n",
+            (int)strcspn(bad, " "), bad,
+            strchr(scope, ',') ? " (separate scopes with spaces, not commas)" : "", WSG_SCOPES);
+    return -1;
 }
 
 /* How to sign, resolved from flags and the optional config block. */
@@ -342,7 +355,7 @@ int cmd_token(int argc, char **argv)
         rc = p > 0 ? 0 : 2;
         goto out;
     }
-    if (resolve_signer(&o, &s) != 0)
+    if (check_scopes(o.scope) != 0 || resolve_signer(&o, &s) != 0)
         goto out;
     int m = mint_and_print(&o, &s);
     rc = m < 0 ? 2 : m;

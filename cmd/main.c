@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "wsgate/version.h" /* generated from project(VERSION) */
 
 static const struct {
     const char *name;
@@ -19,6 +20,7 @@ static const struct {
     {"token", cmd_token, "mint a signed JWT for clients or the control API"},
     {"check-config", cmd_check_config, "validate a config file and explain errors"},
     {"top", cmd_top, "live numbers of a running gateway in a terminal"},
+    {"secret", cmd_secret, "print a new random whsec_ webhook secret"},
 };
 
 static void usage(FILE *f)
@@ -62,7 +64,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
-        printf("wsgate %s\n", WSGATE_VERSION);
+        printf("wsgate %s\n", WSGATE_VERSION_STRING);
         return 0;
     }
     if (argc < 2 || argv[1][0] == '-')

@@ -2,8 +2,12 @@
  * config.c — loads wsgate's configuration by walking the schema table of
  * config_schema.c: defaults first, then the YAML file (libyaml's document
  * API, so every node knows its line), then WSGATE_* environment overrides,
- * then the checks that involve several keys. Every error stops the load and
- * says where: "FILE:LINE: key.path: reason" or "env WSGATE_X: reason".
+ * then the checks that involve several keys. Every error says where:
+ * "FILE:LINE: key.path: reason" or "env WSGATE_X: reason". The roles stop at
+ * the first; check-config (wsg_config_check_file) collects them all, one per
+ * line: the file and the environment are walked whole, then the checks
+ * across keys run if those had no error (a bad value would leave its
+ * default behind and make them report what is not there).
  *
  * The loader remembers where each value came from (file line or variable
  * name), so a check made after the environment is applied still points at
@@ -44,6 +48,9 @@ typedef struct {
     yaml_document_t *doc;
     origin_t *orig;
     size_t n_orig, cap_orig;
+    bool all;        /* collect every error instead of stopping at the first */
+    unsigned n_errs; /* errors reported so far */
+    size_t err_used; /* bytes of err written, with all */
 } ld_t;
 
 #define FIELD(base, k, type) ((type *)((char *)(base) + (k)->off))
@@ -79,6 +86,36 @@ static int origin_note(ld_t *ld, const void *field, int line, const char *env)
     return 0;
 }
 
+/* One error: it replaces err, or with ld->all is appended to it as a line
+ * (what does not fit is dropped; the count still says how many). */
+static int report(ld_t *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int report(ld_t *ld, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ld->n_errs++;
+    if (!ld->all)
+        return wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "%s", msg);
+    if (ld->err && ld->err_used + 1 < ld->errlen) {
+        int w = snprintf(ld->err + ld->err_used, ld->errlen - ld->err_used, "%s%s",
+                         ld->err_used ? "\n" : "", msg);
+        if (w > 0)
+            ld->err_used +=
+                (size_t)w < ld->errlen - ld->err_used ? (size_t)w : ld->errlen - ld->err_used - 1;
+    }
+    return WSG_ECONFIG;
+}
+
+/* rc of a step that may have reported an error: 0 (go on) when collecting
+ * every error and it was a config error; else rc (stop). */
+static int keep_going(const ld_t *ld, int rc)
+{
+    return ld->all && rc == WSG_ECONFIG ? 0 : rc;
+}
+
 static int at_line(ld_t *ld, int line, const char *dkey, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int at_line(ld_t *ld, int line, const char *dkey, const char *fmt, ...)
@@ -89,14 +126,13 @@ static int at_line(ld_t *ld, int line, const char *dkey, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     if (line > 0)
-        return wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "%s:%d: %s: %s", ld->file, line, dkey,
-                        why);
-    return wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "%s: %s: %s", ld->file, dkey, why);
+        return report(ld, "%s:%d: %s: %s", ld->file, line, dkey, why);
+    return report(ld, "%s: %s: %s", ld->file, dkey, why);
 }
 
 static int at_env(ld_t *ld, const char *name, const char *why)
 {
-    return wsg_errf(ld->err, ld->errlen, WSG_ECONFIG, "env %s: %s", name, why);
+    return report(ld, "env %s: %s", name, why);
 }
 
 /* Reports a problem with a field wherever its value came from; line is the
@@ -443,9 +479,11 @@ static int set_items_node(ld_t *ld, const cfg_key_t *k, void *base, yaml_node_t 
             *(int *)((char *)item + k->sub->line_off) = node_line(e);
         if (e->type != YAML_MAPPING_NODE) {
             dp[strlen(dp) - 1] = '\0';
-            return at_line(ld, node_line(e), dp, "expected a mapping, got %s", node_kind(e));
+            rc = at_line(ld, node_line(e), dp, "expected a mapping, got %s", node_kind(e));
+        } else {
+            rc = walk_map(ld, k->sub, item, e, "", dp);
         }
-        if ((rc = walk_map(ld, k->sub, item, e, "", dp)) != 0)
+        if ((rc = keep_going(ld, rc)) != 0)
             return rc;
     }
     return 0;
@@ -491,29 +529,37 @@ static int walk_map(ld_t *ld, const cfg_scope_t *sc, void *base, yaml_node_t *ma
          p++) {
         yaml_node_t *kn = yaml_document_get_node(ld->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(ld->doc, p->value);
-        char path[DKEY], dkey[DKEY];
-        if (kn->type != YAML_SCALAR_NODE)
-            return at_line(ld, node_line(kn), *dpfx || *rel ? dpfx : "(top level)",
-                           "keys must be plain names, got %s", node_kind(kn));
+        char path[DKEY], dkey[DKEY], hint[DKEY + 32] = "";
+        int rc;
+        if (kn->type != YAML_SCALAR_NODE) {
+            rc = at_line(ld, node_line(kn), *dpfx || *rel ? dpfx : "(top level)",
+                         "keys must be plain names, got %s", node_kind(kn));
+            if ((rc = keep_going(ld, rc)) != 0)
+                return rc;
+            continue;
+        }
         const char *key = (const char *)kn->data.scalar.value;
         cfg_keyf(path, sizeof path, "%s%s", rel, key);
         cfg_keyf(dkey, sizeof dkey, "%s%s", dpfx, path);
-        if (seen_before(ld, map, p, key))
-            return at_line(ld, node_line(kn), dkey, "duplicate key");
         const cfg_key_t *k = find_key(sc, path);
-        int rc;
-        if (k) {
+        if (seen_before(ld, map, p, key)) {
+            rc = at_line(ld, node_line(kn), dkey, "duplicate key");
+        } else if (k) {
             rc = set_node(ld, k, base, vn, dpfx);
         } else if (is_group(sc, path)) {
-            if (vn->type != YAML_MAPPING_NODE)
-                return at_line(ld, node_line(vn), dkey, "expected a mapping, got %s",
-                               node_kind(vn));
-            strcat(path, ".");
-            rc = walk_map(ld, sc, base, vn, path, dpfx);
+            if (vn->type != YAML_MAPPING_NODE) {
+                rc = at_line(ld, node_line(vn), dkey, "expected a mapping, got %s", node_kind(vn));
+            } else {
+                strcat(path, ".");
+                rc = walk_map(ld, sc, base, vn, path, dpfx);
+            }
         } else {
-            return at_line(ld, node_line(kn), dkey, "unknown key");
+            char near[DKEY];
+            if (cfg_nearest_key(sc, path, near, sizeof near))
+                cfg_keyf(hint, sizeof hint, "; did you mean %s%s?", dpfx, near);
+            rc = at_line(ld, node_line(kn), dkey, "unknown key%s", hint);
         }
-        if (rc)
+        if ((rc = keep_going(ld, rc)) != 0)
             return rc;
     }
     return 0;
@@ -603,7 +649,7 @@ static int env_scope(ld_t *ld, const cfg_scope_t *sc, void *base, const char *dp
             bool sub_hit = false;
             cfg_keyf(dp, sizeof dp, "%s.", dkey);
             void *sub = (char *)base + k->off;
-            rc = env_scope(ld, k->sub, sub, dp, &sub_hit);
+            rc = keep_going(ld, env_scope(ld, k->sub, sub, dp, &sub_hit));
             if (sub_hit && k->sub->present_off != SIZE_MAX)
                 *(bool *)((char *)sub + k->sub->present_off) = true;
             *hit = *hit || sub_hit;
@@ -612,11 +658,12 @@ static int env_scope(ld_t *ld, const cfg_scope_t *sc, void *base, const char *dp
             for (size_t j = 0; j < n && rc == 0; j++) {
                 cfg_keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
                 rc = env_scope(ld, k->sub, *FIELD(base, k, char *) + j * k->sub->size, dp, hit);
+                rc = keep_going(ld, rc);
             }
             if (rc == 0)
-                rc = env_stray_items(ld, dkey, n);
+                rc = keep_going(ld, env_stray_items(ld, dkey, n));
         } else {
-            rc = env_key(ld, k, base, dkey, hit);
+            rc = keep_going(ld, env_key(ld, k, base, dkey, hit));
         }
     }
     return rc;
@@ -637,7 +684,7 @@ static int check_required(ld_t *ld, const cfg_scope_t *sc, void *base, const cha
                 int il =
                     k->sub->line_off != SIZE_MAX ? *(int *)((char *)item + k->sub->line_off) : line;
                 cfg_keyf(dp, sizeof dp, "%s[%zu].", dkey, j);
-                int rc = check_required(ld, k->sub, item, dp, il);
+                int rc = keep_going(ld, check_required(ld, k->sub, item, dp, il));
                 if (rc)
                     return rc;
             }
@@ -645,10 +692,13 @@ static int check_required(ld_t *ld, const cfg_scope_t *sc, void *base, const cha
         if (!(k->flags & CFG_F_REQUIRED) || k->type != CFG_STR)
             continue;
         const char *s = *FIELD(base, k, char *);
+        int rc = 0;
         if (!s)
-            return at_line(ld, line, dkey, "required key missing");
-        if (!*s)
-            return at_field(ld, FIELD(base, k, char), line, dkey, "must not be empty");
+            rc = at_line(ld, line, dkey, "required key missing");
+        else if (!*s)
+            rc = at_field(ld, FIELD(base, k, char), line, dkey, "must not be empty");
+        if ((rc = keep_going(ld, rc)) != 0)
+            return rc;
     }
     return 0;
 }
@@ -698,18 +748,6 @@ static int check_jwt(ld_t *ld, wsg_jwt_conf_t *j, const char *dpfx)
 #undef KEY
 }
 
-bool wsg_config_backend_allowed(const wsg_route_conf_t *r, const char *url)
-{
-    if (!r || !url)
-        return false;
-    if (wsg_url_within(url, r->backend))
-        return true;
-    for (size_t i = 0; i < r->n_allowed_backends; i++)
-        if (wsg_url_within(url, r->allowed_backends[i]))
-            return true;
-    return false;
-}
-
 static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, const char *dp)
 {
     bool js = u->json_field != NULL, eq = u->equals != NULL, re = u->regex != NULL;
@@ -731,32 +769,36 @@ static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, c
     return 0;
 }
 
+/* Each check of a route reports on its own: with ld->all every one runs. */
 static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
 {
     wsg_route_conf_t *r = &cfg->routes[i];
     char dp[DKEY], dkey[DKEY];
-    int rc;
-    for (size_t j = 0; j < i; j++)
+    int rc = 0;
+    for (size_t j = 0; j < i && rc == 0; j++)
         if (strcmp(cfg->routes[j].path, r->path) == 0) {
             cfg_keyf(dkey, sizeof dkey, "routes[%zu].path", i);
-            return at_field(ld, &r->path, r->line, dkey, "'%s' is already routes[%zu].path",
-                            r->path, j);
+            rc = keep_going(ld, at_field(ld, &r->path, r->line, dkey,
+                                         "'%s' is already routes[%zu].path", r->path, j));
+            break;
         }
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].webhook_secret", i);
-    if ((rc = wsg_whsig_key_decode(r->webhook_secret, &r->webhook_key, &r->webhook_key_len)))
-        return rc == WSG_ENOMEM ? rc : at_field(ld, &r->webhook_secret, r->line, dkey, "bad key");
+    int k = rc ? 0 : wsg_whsig_key_decode(r->webhook_secret, &r->webhook_key, &r->webhook_key_len);
+    if (k)
+        rc = k == WSG_ENOMEM
+                 ? k
+                 : keep_going(ld, at_field(ld, &r->webhook_secret, r->line, dkey, "bad key"));
     cfg_keyf(dp, sizeof dp, "routes[%zu].auth.jwt.", i);
-    if ((rc = check_jwt(ld, &r->auth.jwt, dp)) != 0)
-        return rc;
+    if (rc == 0)
+        rc = keep_going(ld, check_jwt(ld, &r->auth.jwt, dp));
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].auth.required", i);
-    if (r->auth.required && !r->auth.jwt.enabled && !*r->auth.authorizer)
-        return at_field(ld, &r->auth.required, r->line, dkey,
-                        "true needs auth.jwt or auth.authorizer (or required: false for "
-                        "anonymous clients)");
-    for (size_t j = 0; j < r->n_rules; j++) {
+    if (rc == 0 && r->auth.required && !r->auth.jwt.enabled && !*r->auth.authorizer)
+        rc = keep_going(ld, at_field(ld, &r->auth.required, r->line, dkey,
+                                     "true needs auth.jwt or auth.authorizer (or required: "
+                                     "false for anonymous clients)"));
+    for (size_t j = 0; j < r->n_rules && rc == 0; j++) {
         cfg_keyf(dp, sizeof dp, "routes[%zu].rules[%zu]", i, j);
-        if ((rc = check_rule(ld, r, &r->rules[j], dp)) != 0)
-            return rc;
+        rc = keep_going(ld, check_rule(ld, r, &r->rules[j], dp));
     }
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
     if (r->protocol == WSG_PROTO_AWS || r->protocol == WSG_PROTO_WSAAS)
@@ -764,10 +806,10 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
                         "'%s' is not built yet in this version (use wsgate or grip)",
                         r->protocol == WSG_PROTO_AWS ? "aws" : "wsaas");
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
-    if (r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
-        return at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,
-                        "is below delivery.backoff_initial");
-    return 0;
+    if (rc == 0 && r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
+        rc = at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,
+                      "is below delivery.backoff_initial");
+    return rc;
 }
 
 static int default_edge_id(wsg_config_t *cfg)
@@ -824,17 +866,19 @@ static int check_tls(ld_t *ld, wsg_tls_conf_t *t, const char *dpfx)
 
 static int check_all(ld_t *ld, wsg_config_t *cfg)
 {
-    int rc = check_required(ld, &cfg_root_scope, cfg, "", 0);
+    int rc = keep_going(ld, check_required(ld, &cfg_root_scope, cfg, "", 0));
     if (rc == 0)
-        rc = check_jwt(ld, &cfg->api.jwt, "api.auth.jwt.");
+        rc = keep_going(ld, check_jwt(ld, &cfg->api.jwt, "api.auth.jwt."));
     if (rc == 0)
-        rc = check_tls(ld, &cfg->edge.tls, "edge.tls.");
+        rc = keep_going(ld, check_tls(ld, &cfg->edge.tls, "edge.tls."));
     if (rc == 0)
-        rc = check_tls(ld, &cfg->api.tls, "api.tls.");
+        rc = keep_going(ld, check_tls(ld, &cfg->api.tls, "api.tls."));
     for (size_t i = 0; i < cfg->n_routes && rc == 0; i++)
-        rc = check_route(ld, cfg, i);
-    if (rc == 0)
+        rc = keep_going(ld, check_route(ld, cfg, i));
+    if (rc == 0 && ld->n_errs == 0) /* it compares routes checked above */
         rc = check_ack_wait(ld, cfg);
+    if (rc == 0 && ld->n_errs)
+        rc = WSG_ECONFIG;
     return rc ? rc : default_edge_id(cfg);
 }
 
@@ -877,10 +921,12 @@ out_parser:
     return rc;
 }
 
-int wsg_config_load_string(wsg_config_t **out, const char *yaml, const char *name, char *err,
-                           size_t errlen)
+/* The loader of both modes: all collects every error (check-config), one
+ * per line of err, and counts them in *n_errs when given. */
+static int load_string(wsg_config_t **out, const char *yaml, const char *name, char *err,
+                       size_t errlen, bool all, unsigned *n_errs)
 {
-    ld_t ld = {.file = name ? name : "(config)", .err = err, .errlen = errlen};
+    ld_t ld = {.file = name ? name : "(config)", .err = err, .errlen = errlen, .all = all};
     wsg_config_t *cfg = calloc(1, sizeof *cfg);
     bool hit = false;
     int rc = WSG_ENOMEM;
@@ -891,17 +937,22 @@ int wsg_config_load_string(wsg_config_t **out, const char *yaml, const char *nam
         goto out;
     if ((rc = init_scope(&cfg_root_scope, cfg)) != 0)
         goto out;
-    if ((rc = parse_yaml(&ld, cfg, yaml)) != 0)
+    if ((rc = parse_yaml(&ld, cfg, yaml)) != 0 && rc != WSG_ECONFIG)
         goto out;
-    if ((rc = env_scope(&ld, &cfg_root_scope, cfg, "", &hit)) != 0)
-        goto out;
-    rc = check_all(&ld, cfg);
+    if (rc == 0 || ld.all) /* the environment's errors too, beside the file's */
+        rc = keep_going(&ld, env_scope(&ld, &cfg_root_scope, cfg, "", &hit));
+    if (rc == 0 && ld.n_errs)
+        rc = WSG_ECONFIG;
+    if (rc == 0)
+        rc = check_all(&ld, cfg);
 out:
     for (size_t i = 0; i < ld.n_orig; i++)
         free(ld.orig[i].env);
     free(ld.orig);
     if (rc == WSG_ENOMEM)
         wsg_errf(err, errlen, rc, "%s: out of memory", ld.file);
+    if (n_errs)
+        *n_errs = rc == 0 ? 0 : ld.n_errs ? ld.n_errs : 1;
     if (rc != 0) {
         wsg_config_free(cfg);
         return rc;
@@ -910,44 +961,35 @@ out:
     return 0;
 }
 
-int wsg_config_load(wsg_config_t **out, const char *path, char *err, size_t errlen)
+int wsg_config_load_string(wsg_config_t **out, const char *yaml, const char *name, char *err,
+                           size_t errlen)
 {
-    enum { MAX_FILE = 16 << 20 };
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return wsg_errf(err, errlen, WSG_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 0, len = 0;
+    return load_string(out, yaml, name, err, errlen, false, NULL);
+}
+
+static int load_file(wsg_config_t **out, const char *path, char *err, size_t errlen, bool all,
+                     unsigned *n_errs)
+{
     char *buf = NULL;
-    int rc = 0;
-    while (!feof(f) && !ferror(f)) {
-        if (cap - len < 4097) {
-            char *n = cap < MAX_FILE ? realloc(buf, cap + 65536) : NULL;
-            if (!n) {
-                rc = cap < MAX_FILE ? WSG_ENOMEM : WSG_ECONFIG;
-                rc = wsg_errf(err, errlen, rc, "%s: %s", path,
-                              rc == WSG_ENOMEM ? "out of memory" : "larger than 16 MiB");
-                goto out;
-            }
-            buf = n;
-            cap += 65536;
-        }
-        len += fread(buf + len, 1, cap - len - 1, f);
-    }
-    if (ferror(f)) {
-        rc = wsg_errf(err, errlen, WSG_EIO, "%s: cannot read: %s", path, strerror(errno));
-        goto out;
-    }
-    buf[len] = '\0';
-    if (memchr(buf, '\0', len)) {
-        rc = wsg_errf(err, errlen, WSG_ECONFIG, "%s: contains a NUL byte", path);
-        goto out;
-    }
-    rc = wsg_config_load_string(out, buf, path, err, errlen);
-out:
-    fclose(f);
+    *out = NULL;
+    if (n_errs)
+        *n_errs = 1;
+    int rc = cfg_read_config_file(path, &buf, err, errlen);
+    if (rc == 0)
+        rc = load_string(out, buf, path, err, errlen, all, n_errs);
     free(buf);
     return rc;
+}
+
+int wsg_config_load(wsg_config_t **out, const char *path, char *err, size_t errlen)
+{
+    return load_file(out, path, err, errlen, false, NULL);
+}
+
+int wsg_config_check_file(wsg_config_t **out, const char *path, char *err, size_t errlen,
+                          unsigned *n_errs)
+{
+    return load_file(out, path, err, errlen, true, n_errs);
 }
 
 const wsg_route_conf_t *wsg_config_route(const wsg_config_t *cfg, const char *path)

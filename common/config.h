@@ -187,7 +187,15 @@ typedef struct {
  * "file:line: key: reason" into err. */
 int wsg_config_load(wsg_config_t **out, const char *path, char *err, size_t errlen);
 
-/* Same, from YAML text in memory; name is used in error messages. */
+/* The same, for check-config: does not stop at the first error but writes
+ * every one into err, a line each ("FILE:LINE: key: reason", an unknown key
+ * with "; did you mean KEY?" when a known one is close), and their number
+ * into *n_errs (may be NULL). The checks across keys run once the file and
+ * the environment have no error. */
+int wsg_config_check_file(wsg_config_t **out, const char *path, char *err, size_t errlen,
+                          unsigned *n_errs);
+
+/* Same as wsg_config_load, from YAML text in memory; name is used in error messages. */
 int wsg_config_load_string(wsg_config_t **out, const char *yaml, const char *name, char *err,
                            size_t errlen);
 

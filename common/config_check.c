@@ -139,6 +139,97 @@ int cfg_read_secret_file(const char *path, char **out, size_t *len, char *why, s
     return 0;
 }
 
+int cfg_read_config_file(const char *path, char **out, char *err, size_t errlen)
+{
+    enum { MAX_FILE = 16 << 20 };
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return wsg_errf(err, errlen, WSG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    int rc = 0;
+    while (!feof(f) && !ferror(f)) {
+        if (cap - len < 4097) {
+            char *n = cap < MAX_FILE ? realloc(buf, cap + 65536) : NULL;
+            if (!n) {
+                rc = cap < MAX_FILE ? WSG_ENOMEM : WSG_ECONFIG;
+                rc = wsg_errf(err, errlen, rc, "%s: %s", path,
+                              rc == WSG_ENOMEM ? "out of memory" : "larger than 16 MiB");
+                goto out;
+            }
+            buf = n;
+            cap += 65536;
+        }
+        len += fread(buf + len, 1, cap - len - 1, f);
+    }
+    if (ferror(f)) {
+        rc = wsg_errf(err, errlen, WSG_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    buf[len] = '\0';
+    if (memchr(buf, '\0', len))
+        rc = wsg_errf(err, errlen, WSG_ECONFIG, "%s: contains a NUL byte", path);
+out:
+    fclose(f);
+    if (rc == 0)
+        *out = buf;
+    else
+        free(buf);
+    return rc;
+}
+
+/* Levenshtein distance of a[0..an) and b[0..bn), both at most DIST_MAX long
+ * (longer: DIST_MAX, i.e. never close). */
+#define DIST_MAX 64
+static size_t edit_distance(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t row[DIST_MAX + 1];
+    if (an > DIST_MAX || bn > DIST_MAX)
+        return DIST_MAX;
+    for (size_t j = 0; j <= bn; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= an; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= bn; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[bn];
+}
+
+int cfg_nearest_key(const cfg_scope_t *sc, const char *path, char *out, size_t n)
+{
+    const char *last = strrchr(path, '.');
+    size_t depth = 0, plen = strlen(path), best = DIST_MAX;
+    size_t limit = strlen(last ? last + 1 : path) / 3; /* of the misspelt name alone */
+    if (limit == 0)
+        limit = 1;
+    for (const char *c = path; *c; c++)
+        depth += *c == '.';
+    for (size_t i = 0; i < sc->n_keys; i++) {
+        /* the key, or its group, cut to path's depth: "delivery.max_attempts"
+         * is a candidate for "delivery.max_atempts", "delivery" for "delivry" */
+        const char *k = sc->keys[i].path, *end = k;
+        for (size_t d = 0; *end && (d < depth || *end != '.'); end++)
+            d += *end == '.';
+        size_t d = edit_distance(path, plen, k, (size_t)(end - k));
+        if (d > 0 && d <= limit && d < best) {
+            best = d;
+            snprintf(out, n, "%.*s", (int)(end - k), k);
+        }
+    }
+    return best < DIST_MAX;
+}
+
 void cfg_format_duration(uint64_t ms, char *buf, size_t n)
 {
     static const struct {
@@ -461,4 +552,16 @@ void cfg_env_name(const char *dkey, const char *suffix, char *out, size_t n)
     out[o] = '\0';
     if (suffix)
         snprintf(out + o, n - o, "%s", suffix);
+}
+
+bool wsg_config_backend_allowed(const wsg_route_conf_t *r, const char *url)
+{
+    if (!r || !url)
+        return false;
+    if (wsg_url_within(url, r->backend))
+        return true;
+    for (size_t i = 0; i < r->n_allowed_backends; i++)
+        if (wsg_url_within(url, r->allowed_backends[i]))
+            return true;
+    return false;
 }

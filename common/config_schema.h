@@ -106,6 +106,15 @@ int cfg_load_public_key(const char *file, int alg, char **pem, size_t *len, char
 int cfg_parse_bool(const char *s, bool *out);
 int cfg_parse_int(const char *s, uint64_t *out);
 
+/* Reads a whole config file (at most 16 MiB, no NUL) into a new string. On
+ * error returns WSG_EIO/WSG_ECONFIG/WSG_ENOMEM with "FILE: reason" in err. */
+int cfg_read_config_file(const char *path, char **out, char *err, size_t errlen);
+
+/* For an unknown key path of scope sc: the known key (or group of keys)
+ * nearest to it by edit distance, within a third of its length, cut to its
+ * depth, into out. Returns 1 if there is one, else 0. */
+int cfg_nearest_key(const cfg_scope_t *sc, const char *path, char *out, size_t n);
+
 /* Reads a secret file (at most 64 KiB) into a new NUL-terminated buffer,
  * dropping one trailing newline. Returns 0, WSG_ENOMEM, or WSG_ECONFIG with
  * the reason in why. */

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/envelope.h"
+#include "common/err.h"
 
 void wsg_ts_format(wsg_ts_cache_t *cache, int64_t ms, char out[32])
 {
@@ -19,6 +20,19 @@ void wsg_ts_format(wsg_ts_cache_t *cache, int64_t ms, char out[32])
         c->sec = sec;
     }
     snprintf(out, 32, "%.23s.%03dZ", c->head, (int)(ms % 1000));
+}
+
+int wsg_ts_parse(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    int frac = 0;
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec, &frac) < 6)
+        return WSG_EINVAL;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    *ms = (int64_t)timegm(&tm) * 1000 + frac;
+    return 0;
 }
 
 void wsg_envelope_open(wsg_sbuf_t *b, const wsg_envelope_t *env, wsg_ts_cache_t *cache)

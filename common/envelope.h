@@ -35,6 +35,10 @@ typedef struct {
  * into out; cache may be NULL. */
 void wsg_ts_format(wsg_ts_cache_t *cache, int64_t ms, char out[32]);
 
+/* Parses what wsg_ts_format writes ("2026-12-06T19:43:15.123Z"; the
+ * milliseconds may be absent) into Unix ms. Returns 0, or WSG_EINVAL. */
+int wsg_ts_parse(const char *s, int64_t *ms);
+
 /* Writes into b the opening brace and the members every event has: id,
  * type, connection_id, route, user, context, seq, timestamp. The caller
  * adds the type's members, then "}". */

@@ -289,23 +289,42 @@ void wsg_claims_clear(wsg_claims_t *c)
     memset(c, 0, sizeof *c);
 }
 
-int wsg_scope_has(const char *scopes, const char *want)
+/* The space-separated entry of list equal to the n bytes at want, or NULL. */
+static const char *scope_find(const char *list, const char *want, size_t wn)
 {
-    if (!scopes || !want || !*want)
-        return 0;
-    size_t wn = strlen(want);
-    const char *p = scopes;
+    const char *p = list;
     while (*p) {
         while (*p == ' ')
             p++;
         size_t n = strcspn(p, " ");
         if (n == 0)
             break;
-        if ((n == wn && memcmp(p, want, n) == 0) || (n == 5 && memcmp(p, "admin", 5) == 0))
-            return 1;
+        if (n == wn && memcmp(p, want, n) == 0)
+            return p;
         p += n;
     }
-    return 0;
+    return NULL;
+}
+
+int wsg_scope_has(const char *scopes, const char *want)
+{
+    if (!scopes || !want || !*want)
+        return 0;
+    return scope_find(scopes, want, strlen(want)) ||
+           scope_find(scopes, WSG_SCOPE_ADMIN, strlen(WSG_SCOPE_ADMIN));
+}
+
+const char *wsg_scope_unknown(const char *scopes)
+{
+    for (const char *p = scopes ? scopes : ""; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n && !scope_find(WSG_SCOPES, p, n))
+            return p;
+        p += n;
+    }
+    return NULL;
 }
 
 /* The claims object of a mint request: extra_json, then the named claims over it. */

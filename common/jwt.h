@@ -38,8 +38,24 @@ int wsg_jwt_verify(const wsg_jwt_conf_t *conf, const char *token, int64_t now_s,
 
 void wsg_claims_clear(wsg_claims_t *c);
 
+/* The control API's scopes, the one list: the API's routing table names
+ * them by these macros and `wsgate token` refuses any other. */
+#define WSG_SCOPE_SEND "send"
+#define WSG_SCOPE_PUBLISH "publish"
+#define WSG_SCOPE_SUBSCRIBE "subscribe"
+#define WSG_SCOPE_DISCONNECT "disconnect"
+#define WSG_SCOPE_READ "read"
+#define WSG_SCOPE_ADMIN "admin" /* implies every other */
+#define WSG_SCOPES                                                                                 \
+    WSG_SCOPE_SEND " " WSG_SCOPE_PUBLISH " " WSG_SCOPE_SUBSCRIBE " " WSG_SCOPE_DISCONNECT          \
+                   " " WSG_SCOPE_READ " " WSG_SCOPE_ADMIN
+
 /* 1 if the space-separated scope list contains want (or "admin"). */
 int wsg_scope_has(const char *scopes, const char *want);
+
+/* The first entry of the space-separated list scopes that is not one of
+ * WSG_SCOPES (its length is strcspn(p, " ")), or NULL if all are known. */
+const char *wsg_scope_unknown(const char *scopes);
 
 typedef struct {
     wsg_alg_t alg;

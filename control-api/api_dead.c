@@ -10,22 +10,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/envelope.h"
 #include "common/err.h"
 #include "control-api/api_int.h"
 
+/* created_at is Unix ms, but rows written by wsgate 0.1.0 hold
+ * CLOCK_MONOTONIC ms (time since boot), which read as 1970. No Unix time
+ * wsgate writes is that small, so such a row answers with its event's
+ * timestamp: when the client event happened, shortly before it was
+ * dead-lettered. No migration: the column's meaning is unchanged. */
+#define DEAD_WALL_MIN_MS 946684800000LL /* 2000-01-01T00:00:00Z */
+
+static json_int_t dead_created_ms(const store_dead_t *d, const json_t *ev)
+{
+    int64_t ms = d->created_at_ms;
+    if (ms < DEAD_WALL_MIN_MS &&
+        wsg_ts_parse(json_string_value(json_object_get(ev, "timestamp")), &ms) != 0)
+        ms = d->created_at_ms;
+    return (json_int_t)ms;
+}
+
 static json_t *dead_json(const store_dead_t *d, int full)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:I}", "id", d->id, "connection_id",
-                          d->conn_id, "route", d->route, "backend", d->backend ? d->backend : "",
-                          "attempts", d->attempts, "last_status", d->last_status, "last_error",
-                          d->last_error ? d->last_error : "", "created_at_ms",
-                          (json_int_t)d->created_at_ms);
+    json_t *ev = json_loads(d->event_json ? d->event_json : "null", 0, NULL);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:I}", "id", d->id, "connection_id", d->conn_id,
+                  "route", d->route, "backend", d->backend ? d->backend : "", "attempts",
+                  d->attempts, "last_status", d->last_status, "last_error",
+                  d->last_error ? d->last_error : "", "created_at_ms", dead_created_ms(d, ev));
     if (!o)
         abort();
-    if (full) {
-        json_t *ev = json_loads(d->event_json ? d->event_json : "null", 0, NULL);
+    if (full)
         json_object_set_new(o, "event", ev ? ev : json_null());
-    }
+    else
+        json_decref(ev);
     return o;
 }
 

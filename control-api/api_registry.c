@@ -57,14 +57,8 @@
 
 static int64_t parse_ts(const char *s)
 {
-    struct tm tm = {0};
-    int ms = 0;
-    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                     &tm.tm_min, &tm.tm_sec, &ms) < 6)
-        return wsg_wall_ms();
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
+    int64_t ms;
+    return wsg_ts_parse(s, &ms) == 0 ? ms : wsg_wall_ms();
 }
 
 /* Cluster, one_connection_per_user: replace: the edge closes the user's

@@ -13,12 +13,13 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/jwt.h"
 #include "control-api/api_int.h"
 
 typedef struct {
     int method;
     const char *pattern; /* segments; "*" matches one */
-    const char *scope;   /* NULL: no token needed; "" any valid token */
+    const char *scope;   /* WSG_SCOPE_*; NULL: no token needed; "" any valid token */
     int (*fn)(api_req_t *r);
 } api_route_t;
 
@@ -28,23 +29,23 @@ static const api_route_t routes[] = {
     {API_GET, "metrics", NULL, api_h_metrics},
     {API_GET, "v1/openapi.json", NULL, api_h_openapi},
     {API_GET, "dashboard", NULL, api_h_dashboard}, /* the page asks for a token */
-    {API_GET, "v1/stats", "admin", api_h_stats},
-    {API_GET, "v1/connections", "read", api_h_conn_list},
-    {API_GET, "v1/connections/*", "read", api_h_conn_get},
-    {API_DELETE, "v1/connections/*", "disconnect", api_h_conn_delete},
-    {API_POST, "v1/connections/*/messages", "send", api_h_send},
-    {API_GET, "v1/channels", "read", api_h_channels},
-    {API_GET, "v1/channels/*/connections", "read", api_h_members},
-    {API_PUT, "v1/channels/*/connections/*", "subscribe", api_h_subscribe},
-    {API_DELETE, "v1/channels/*/connections/*", "subscribe", api_h_unsubscribe},
-    {API_POST, "v1/channels/*/messages", "publish", api_h_publish},
-    {API_POST, "v1/broadcast", "publish", api_h_broadcast},
-    {API_POST, "publish", "publish", api_h_grip_publish},
-    {API_POST, "v1/users/*/messages", "send", api_h_user_send},
-    {API_DELETE, "v1/users/*", "disconnect", api_h_user_delete},
+    {API_GET, "v1/stats", WSG_SCOPE_ADMIN, api_h_stats},
+    {API_GET, "v1/connections", WSG_SCOPE_READ, api_h_conn_list},
+    {API_GET, "v1/connections/*", WSG_SCOPE_READ, api_h_conn_get},
+    {API_DELETE, "v1/connections/*", WSG_SCOPE_DISCONNECT, api_h_conn_delete},
+    {API_POST, "v1/connections/*/messages", WSG_SCOPE_SEND, api_h_send},
+    {API_GET, "v1/channels", WSG_SCOPE_READ, api_h_channels},
+    {API_GET, "v1/channels/*/connections", WSG_SCOPE_READ, api_h_members},
+    {API_PUT, "v1/channels/*/connections/*", WSG_SCOPE_SUBSCRIBE, api_h_subscribe},
+    {API_DELETE, "v1/channels/*/connections/*", WSG_SCOPE_SUBSCRIBE, api_h_unsubscribe},
+    {API_POST, "v1/channels/*/messages", WSG_SCOPE_PUBLISH, api_h_publish},
+    {API_POST, "v1/broadcast", WSG_SCOPE_PUBLISH, api_h_broadcast},
+    {API_POST, "publish", WSG_SCOPE_PUBLISH, api_h_grip_publish},
+    {API_POST, "v1/users/*/messages", WSG_SCOPE_SEND, api_h_user_send},
+    {API_DELETE, "v1/users/*", WSG_SCOPE_DISCONNECT, api_h_user_delete},
     {API_POST, "v1/batch", "", api_h_batch},
-    {API_GET, "v1/dead-letters", "read", api_h_dead_list},
-    {API_POST, "v1/dead-letters/*/replay", "admin", api_h_dead_replay},
+    {API_GET, "v1/dead-letters", WSG_SCOPE_READ, api_h_dead_list},
+    {API_POST, "v1/dead-letters/*/replay", WSG_SCOPE_ADMIN, api_h_dead_replay},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

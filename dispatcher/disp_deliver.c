@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/close.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -124,7 +125,7 @@ static int dead_one(disp_t *d, disp_conn_t *c, const bus_event_t *ev)
                        .attempts = (int)c->attempts,
                        .last_status = (int)c->last_status,
                        .last_error = c->last_err,
-                       .created_at_ms = disp_now_ms()};
+                       .created_at_ms = wsg_wall_ms()}; /* Unix ms, as connections' times */
     int rc = body ? store_dead_put(d->st, &dl) : WSG_ENOMEM;
     free(body);
     if (rc != 0) {

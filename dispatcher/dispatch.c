@@ -21,10 +21,7 @@
 #include "common/metrics.h"
 #include "common/thread.h"
 #include "dispatcher/disp_core.h"
-
-#ifndef WSGATE_VERSION
-#define WSGATE_VERSION "0.1.0"
-#endif
+#include "wsgate/version.h" /* generated from project(VERSION) */
 
 int64_t disp_now_ns(void)
 {
@@ -265,7 +262,7 @@ int disp_new(disp_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
     d->rng = (uint64_t)disp_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)d;
     if (!d->rng)
         d->rng = 1;
-    snprintf(d->user_agent, sizeof d->user_agent, "wsgate/%s", WSGATE_VERSION);
+    snprintf(d->user_agent, sizeof d->user_agent, "wsgate/%s", WSGATE_VERSION_STRING);
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);

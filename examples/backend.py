@@ -2,8 +2,12 @@
 """A minimal wsgate backend for trying things out (`make run` starts it).
 
 Verifies each webhook's Standard Webhooks signature, prints the event, and
-answers messages with an action that echoes the text back to the client.
-Python standard library only.
+answers messages with an action that echoes them back to the client: text as
+"echo: <text>", binary frames byte for byte. A webhook whose signature does
+not verify is answered 401 and says so on stderr (WEBHOOK_SECRET must be the
+route's webhook_secret). Python standard library only.
+
+usage: backend.py [PORT]   (default 9000; WEBHOOK_SECRET=whsec_... to change the secret)
 """
 import base64
 import hashlib
@@ -29,6 +33,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if not verify(self.headers, body):
+            print("401: webhook signature does not verify: this backend's WEBHOOK_SECRET is "
+                  "not the route's webhook_secret", file=sys.stderr, flush=True)
             self.send_response(401)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -37,10 +43,14 @@ class Handler(BaseHTTPRequestHandler):
         events = event.get("events", [event])
         actions = []
         for ev in events:
+            data = ev.get("data", ev.get("data_base64", ""))
             print(f"{ev['type']:10} conn={ev['connection_id']} user={ev.get('user')} "
-                  f"seq={ev['seq']} data={ev.get('data', '')!r}", flush=True)
+                  f"seq={ev['seq']} {'data_base64' if 'data_base64' in ev else 'data'}={data!r}",
+                  flush=True)
             if ev["type"] == "message" and "data" in ev:
                 actions.append({"action": "send", "data": "echo: " + ev["data"]})
+            elif ev["type"] == "message" and "data_base64" in ev:  # a binary frame
+                actions.append({"action": "send", "data_base64": ev["data_base64"]})
         out = json.dumps({"actions": actions}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")

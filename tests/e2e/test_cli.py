@@ -1,17 +1,26 @@
 """test_cli.py — the wsgate command line as an operator meets it.
 
-- `wsgate --help` lists every sub-command and exits 0;
+- `wsgate --help` lists every sub-command and exits 0, and so does
+  `wsgate COMMAND --help` for each, with its usage, even with other flags after it;
+- the run roles refuse an unknown flag or argument (exit 2, naming it)
+  instead of ignoring it and starting a server;
 - an unknown command exits 2 and names the command on stderr;
 - `check-config` accepts a good file (exit 0) and refuses a bad one with
   exit 2 and "FILE:LINE: key" naming the offending key and its line;
 - `wsgate token` mints client and control-API tokens whose signature, alg,
   sub, scope and exp are checked by the independent Python verifier of
-  tests/lib/wsgate_test.py (and fail against a wrong secret).
+  tests/lib/wsgate_test.py (and fail against a wrong secret);
+- `wsgate secret` prints a fresh whsec_ secret (base64 of 32 random bytes,
+  or --bytes N) that check-config accepts as a webhook_secret;
+- `wsgate token --scope` refuses a scope the control API does not know
+  ("read,send", a typo) with exit 2 and no token.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
 
+import base64
 import os
+import re
 import time
 import unittest
 
@@ -35,6 +44,9 @@ routes:
       jwt: {alg: HS256, secret: "%s"}
 """ % (API_SECRET, CLIENT_SECRET)
 
+COMMANDS = ("standalone", "edge", "api", "dispatch", "migrate", "token", "check-config",
+            "secret")
+
 
 def run(args, timeout=30):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSGATE_")}
@@ -51,7 +63,7 @@ class Cli(unittest.TestCase):
     def test_help_lists_commands(self):
         p = run(["--help"])
         self.assertEqual(p.returncode, 0, p.stderr)
-        for cmd in ("standalone", "edge", "api", "dispatch", "migrate", "token", "check-config"):
+        for cmd in COMMANDS:
             self.assertIn(cmd, p.stdout)
 
     def test_unknown_command_exits_2(self):
@@ -59,6 +71,38 @@ class Cli(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("frobnicate", p.stderr)
         self.assertEqual(p.stdout, "")
+
+    def test_every_command_has_help(self):
+        # each answers --help with its usage on stdout, exit 0, whatever follows
+        for cmd in COMMANDS:
+            for extra in ([], ["--port", "9999"]):
+                p = run([cmd, "--help"] + extra, timeout=20)
+                self.assertEqual(p.returncode, 0, "%s: %s" % (cmd, p.stderr))
+                self.assertTrue(p.stdout.startswith("usage: wsgate %s" % cmd), p.stdout)
+                self.assertEqual(p.stderr, "", cmd)
+
+    def free_config(self):
+        """A config on free ports with its store in the temp dir: if a run
+        role ever starts from it, it conflicts with nothing."""
+        text = GOOD.replace("127.0.0.1:18080", "127.0.0.1:%d" % w.free_port())
+        text = text.replace("127.0.0.1:18081", "127.0.0.1:%d" % w.free_port())
+        text = text.replace("sqlite://wsgate.db", "sqlite://" + self.tmp.join("run.db"))
+        return self.tmp.write("run.yaml", text)
+
+    def test_run_roles_refuse_unknown_flags(self):
+        cfg = self.free_config()
+        for cmd in ("standalone", "edge", "api", "dispatch"):
+            for args, bad in ((["--port", "9999"], "--port"), (["--verbose"], "--verbose"),
+                              (["extra"], "extra"), (["--port=1", "--help"], "--port=1")):
+                p = run([cmd, "--config", cfg] + args, timeout=20)
+                self.assertEqual(p.returncode, 2, "%s %s: %s" % (cmd, args, p.stderr))
+                self.assertIn("'%s'" % bad, p.stderr)
+                self.assertEqual(p.stdout, "")
+        # without a command wsgate runs standalone: the same rule applies
+        p = run(["--config", cfg, "--port", "9999"], timeout=20)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("'--port'", p.stderr)
+        self.assertFalse(os.path.exists(self.tmp.join("run.db")), "a server was started")
 
     def test_check_config_good(self):
         p = run(["check-config", "--config", self.good])
@@ -142,6 +186,43 @@ class Cli(unittest.TestCase):
         p = run(["token", "--alg", "XX999", "--secret", CLIENT_SECRET])
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stdout, "")
+
+    def test_token_refuses_unknown_scopes(self):
+        for scope, bad in (("read,send", "read,send"), ("send bogus", "bogus"),
+                           ("Admin", "Admin"), ("send  publsh read", "publsh")):
+            p = run(["token", "--config", self.good, "--api", "--scope", scope])
+            self.assertEqual(p.returncode, 2, "%r: %s" % (scope, p.stdout))
+            self.assertEqual(p.stdout, "")
+            self.assertIn("unknown scope '%s'" % bad, p.stderr)
+        p = run(["token", "--config", self.good, "--api", "--scope", "read,send"])
+        self.assertIn("not commas", p.stderr)
+        # every scope the API knows is accepted, each alone and all together
+        known = ["send", "publish", "subscribe", "disconnect", "read", "admin"]
+        for scope in known + [" ".join(known)]:
+            claims = w.verify_jwt(self.token(["--api", "--scope", scope]), "HS256", API_SECRET)
+            self.assertEqual(claims["scope"], scope)
+
+    def test_secret(self):
+        seen = set()
+        for args, n in (([], 32), (["--bytes", "24"], 24), (["--bytes=64"], 64)):
+            p = run(["secret"] + args)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            m = re.fullmatch(r"whsec_([A-Za-z0-9+/=]+)\n", p.stdout)
+            self.assertTrue(m, repr(p.stdout))
+            self.assertEqual(len(base64.b64decode(m.group(1), validate=True)), n)
+            seen.add(m.group(1))
+        self.assertEqual(len(seen), 3, "secrets repeat")
+        for bad in (["--bytes", "8"], ["--bytes", "65"], ["--bytes", "x"], ["--bytes"],
+                    ["--frob"]):
+            p = run(["secret"] + bad)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertEqual(p.stdout, "")
+        # the gateway takes it as a route's webhook_secret
+        secret = run(["secret"]).stdout.strip()
+        cfg = self.tmp.write("s.yaml", GOOD.replace("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                                                    secret))
+        p = run(["check-config", "--config", cfg])
+        self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_token_unknown_route(self):
         p = run(["token", "--config", self.good, "--route", "/nope", "--sub", "x"])

@@ -6,6 +6,9 @@
   environment or *_FILE;
 - a bad file: exit 2 and exactly one "FILE:LINE: key: reason" line on
   stderr; a bad environment value: "env WSGATE_X: reason";
+- several errors: every one, in file order then the environment's, each on
+  its line, misspelt keys with "did you mean KEY?", then "FILE: N errors";
+  the checks across keys likewise, once the file itself has no error;
 - WSGATE_CONFIG stands in for --config; --help; usage errors exit 2;
 - --print-schema is docs/configuration.md byte for byte.
 
@@ -120,6 +123,49 @@ class CheckConfig(unittest.TestCase):
         self.assertEqual(r.stdout, "")
         self.assertEqual(r.stderr, path + ":16: routes[1].limits.ping_interval: invalid duration"
                          " 'fast' (use 25s, 1500ms, 2m)\n")
+
+    def test_every_error_with_did_you_mean(self):
+        bad = GOOD.replace("nats: nats", "storage: sqlite://x.db\nnats: nats")
+        bad = bad.replace("    auth: {required: false}",
+                          "    auth: {required: false}\n"
+                          "    delivery: {max_atempts: 3, timeout: soon}\n"
+                          "    limits: {idle_timeout: 5 parsecs, max_mesage_bytes: 10}\n"
+                          "    compresion: false")
+        path = self.write("bad.yaml", bad)
+        r = run(["--config", path], env={"WSGATE_ROUTES_0_DELIVERY_MAX_ATTEMPTS": "0"})
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stdout, "")
+        want = [
+            path + ":8: storage: unknown key; did you mean store?",
+            path + ":20: routes[1].delivery.max_atempts: unknown key; "
+            "did you mean routes[1].delivery.max_attempts?",
+            path + ":20: routes[1].delivery.timeout: invalid duration 'soon' "
+            "(use 25s, 1500ms, 2m)",
+            path + ":21: routes[1].limits.idle_timeout: invalid duration '5 parsecs' "
+            "(use 25s, 1500ms, 2m)",
+            path + ":21: routes[1].limits.max_mesage_bytes: unknown key; "
+            "did you mean routes[1].limits.max_message_bytes?",
+            path + ":22: routes[1].compresion: unknown key; did you mean routes[1].compression?",
+            "env WSGATE_ROUTES_0_DELIVERY_MAX_ATTEMPTS: '0' is out of range (1..1000)",
+            path + ": 7 errors",
+        ]
+        self.assertEqual(r.stderr.splitlines(), want)
+
+    def test_every_error_across_keys(self):
+        # the file parses; the checks across keys each report, not only the first
+        bad = GOOD.replace("path: /public", "path: /chat") + \
+            "    delivery: {backoff_initial: 5s, backoff_max: 1s}\n"
+        bad = bad.replace(API_SECRET, "short")
+        path = self.write("bad.yaml", bad)
+        r = run(["--config", path])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 4, r.stderr)
+        self.assertIn("api.auth.jwt.secret: HS256 secret must be at least 32 bytes", lines[0])
+        self.assertIn("routes[1].path: '/chat' is already routes[0].path", lines[1])
+        self.assertIn("routes[1].delivery.backoff_max: is below delivery.backoff_initial",
+                      lines[2])
+        self.assertEqual(lines[3], path + ": 3 errors")
 
     def test_bad_subprotocols(self):
         for bad, why in (("bearer.x", "'bearer.x': bearer.* entries carry tokens, not a "
