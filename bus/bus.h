@@ -127,7 +127,7 @@ typedef enum {
 /* Every type a consumer group may ask for. */
 #define BUS_EV_KNOWN (BUS_EV_ALL | BUS_EV_MASK(BUS_EV_SUBSCRIPTION))
 
-/* A client event. body is the complete webhook JSON envelope of SPEC.md §3
+/* A client event. body is the complete webhook JSON envelope of docs/contract.md §3
  * (built once by the edge; the dispatcher posts it as-is). */
 typedef struct {
     const char *id; /* "evt_..." stable across retries */

@@ -85,7 +85,7 @@ static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
  * leave a gap in its seqs. So every later event of such a connection is
  * refused with the status of that first failure (WSG_ENOSPC, WSG_EBUS, else
  * WSG_EUNAVAILABLE: the edge closes the client with 1013) except
- * its disconnect, the last one, which ends the record (SPEC.md: every
+ * its disconnect, the last one, which ends the record (docs/contract.md: every
  * connect gets one disconnect). Bounded by NB_POISON_MAX entries; each
  * leaves with its connection's disconnect. Under b->mu. */
 

@@ -1,6 +1,6 @@
 /*
  * bus_nats_users.c — user claims of the cluster bus: route option
- * `one_connection_per_user: reject` held across edges (SPEC.md §2).
+ * `one_connection_per_user: reject` held across edges (docs/contract.md §2).
  *
  * A claim is one key of the JetStream KeyValue bucket <prefix>_users
  * (History 1, file storage, no TTL, created on the first claim). The key is

@@ -1,5 +1,5 @@
 /*
- * config.h — wsgate's configuration (SPEC.md §6), loaded from one YAML file
+ * config.h — wsgate's configuration (docs/contract.md §6), loaded from one YAML file
  * (JSON is YAML too) with WSGATE_* environment overrides and *_FILE secrets.
  *
  * Loading is strict: an unknown key, a value of the wrong type or out of

@@ -1,5 +1,5 @@
 /*
- * config_schema.c — the table of every configuration key (SPEC.md §6 plus
+ * config_schema.c — the table of every configuration key (docs/contract.md §6 plus
  * the operational keys of config.h): path, type, default, bounds, field
  * offset, validator and one line of documentation. config.c walks it to
  * parse YAML, apply defaults and WSGATE_* overrides, validate and free;

@@ -1,5 +1,5 @@
 /*
- * envelope.h — the webhook envelope of a client event (SPEC.md §3), written
+ * envelope.h — the webhook envelope of a client event (docs/contract.md §3), written
  * as JSON text: the members every event has, then a type's own. Built by
  * the edge for every event (ws-edge/edge_events.c) and by the control API
  * for the "edge_lost" disconnects it publishes on a lost edge's behalf

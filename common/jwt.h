@@ -1,5 +1,5 @@
 /*
- * jwt.h — JSON Web Tokens for client handshakes (SPEC.md §2) and the
+ * jwt.h — JSON Web Tokens for client handshakes (docs/contract.md §2) and the
  * control API (§4), on libjwt 1.10.
  *
  * Verification pins the algorithm: a token whose header "alg" differs from

@@ -1,5 +1,5 @@
 /*
- * metrics.h — process-wide Prometheus metrics (SPEC.md §7).
+ * metrics.h — process-wide Prometheus metrics (docs/contract.md §7).
  *
  * Every metric is declared once in the X-macro lists below; there is no
  * registration at run time. Counters and gauges are relaxed atomics, so

@@ -1,7 +1,7 @@
 /*
  * netaddr.h — IP addresses, CIDR blocks and the client address of a request
  * that came through trusted proxies (edge.trusted_proxies,
- * api.trusted_proxies; SPEC.md §2, §6). One rule, used by config validation
+ * api.trusted_proxies; docs/contract.md §2, §6). One rule, used by config validation
  * and by the roles: addresses are parsed with inet_pton only, and an IPv4
  * address written as IPv4-mapped IPv6 (::ffff:a.b.c.d, what a dual-stack
  * socket reports for an IPv4 peer) is that IPv4 address.

@@ -14,7 +14,7 @@
  * allowed in URLs, listen addresses and paths taken from config. */
 bool wsg_has_ctl_or_space(const char *s);
 
-/* Longest channel name, in bytes (SPEC.md §4). */
+/* Longest channel name, in bytes (docs/contract.md §4). */
 #define WSG_CHANNEL_MAX 255
 
 /* 1 if s[0..n) is valid UTF-8 (RFC 3629: no overlongs, no surrogates,

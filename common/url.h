@@ -1,5 +1,5 @@
 /*
- * url.h — which http(s) URLs a route may send its events to (SPEC.md §3
+ * url.h — which http(s) URLs a route may send its events to (docs/contract.md §3
  * "Routing": no SSRF). Both a backend URL and each allowed prefix are parsed
  * with libcurl's URL API, the parser that later sends the request, so what
  * is checked is what is sent: dot segments resolved, scheme and host

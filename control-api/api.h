@@ -1,5 +1,5 @@
 /*
- * api.h — the control API (SPEC.md §4) on libmicrohttpd, and the registry
+ * api.h — the control API (docs/contract.md §4) on libmicrohttpd, and the registry
  * that keeps the store's connections/subscriptions current from bus events.
  *
  * Threads: api_new/api_start/api_stop/api_free from the owning thread;

@@ -1,5 +1,5 @@
 /*
- * disp_actions.c — request bodies and response actions (SPEC.md §3):
+ * disp_actions.c — request bodies and response actions (docs/contract.md §3):
  * batch bodies built by concatenating the stored envelopes, a batch's stable
  * webhook-id, and the parsing of a 2xx answer's {"actions":[...]} into edge
  * commands. Applying them is dispatch.c's job (it owns the bus).

@@ -1,5 +1,5 @@
 /*
- * disp_proto_wsgate.c — wsgate's own protocol (SPEC.md §3): the stored JSON
+ * disp_proto_wsgate.c — wsgate's own protocol (docs/contract.md §3): the stored JSON
  * envelope posted as-is (no copy), several as {"events":[...]}, and a 2xx
  * answer's {"actions":[...]}. A malformed answer is logged and the events
  * acknowledged: the backend took them. Also disp_proto_for(), the table of

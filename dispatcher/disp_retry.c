@@ -1,7 +1,7 @@
 /*
  * disp_retry.c — when to try again: exponential backoff with full jitter,
  * Retry-After parsing (seconds or HTTP date), and which HTTP outcomes are
- * retried (SPEC.md §3).
+ * retried (docs/contract.md §3).
  */
 #include <ctype.h>
 #include <curl/curl.h>

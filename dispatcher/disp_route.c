@@ -1,5 +1,5 @@
 /*
- * disp_route.c — picking a message's backend (SPEC.md §3 "Routing"): the
+ * disp_route.c — picking a message's backend (docs/contract.md §3 "Routing"): the
  * route's ordered rules (a top-level JSON field equal to a string, or a PCRE2
  * regex on the payload, compiled once at start-up with JIT when available),
  * and parsing a routing service's {"backend","headers"} answer. Whether a

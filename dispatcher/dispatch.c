@@ -1,6 +1,6 @@
 /*
  * dispatch.c — the dispatcher's lifecycle and its one delivery thread
- * (SPEC.md §3). The bus's "dispatch" group callback hands each event to the
+ * (docs/contract.md §3). The bus's "dispatch" group callback hands each event to the
  * thread through one locked inbox plus curl_multi_wakeup(); the thread runs
  * the curl multi loop, keeps a per-connection queue (hash table by
  * connection id) and retry timers, and acknowledges events to the bus once

@@ -1,6 +1,6 @@
 /*
  * dispatch.h — turns client events from the bus into signed webhooks
- * (SPEC.md §3) with libcurl multi: per-connection order, retries with
+ * (docs/contract.md §3) with libcurl multi: per-connection order, retries with
  * backoff, dead letters, batching, routing, response actions.
  *
  * Threads: disp_new/disp_start/disp_stop/disp_free from the owning thread;

@@ -3,7 +3,7 @@
  * server of their own (edge, dispatch): GET /healthz (the process answers),
  * GET /readyz (200 when the role's ready callback says so, else 503 with the
  * reason) and GET /metrics (Prometheus text of common/metrics.h), on
- * ops.listen (SPEC.md §7). The API role serves the same paths on api.listen.
+ * ops.listen (docs/contract.md §7). The API role serves the same paths on api.listen.
  *
  * One libmicrohttpd thread answers every request, so the ready callback is
  * only ever called from that thread (it may keep a store handle of its own).

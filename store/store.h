@@ -1,5 +1,5 @@
 /*
- * store.h — wsgate's state (SPEC.md §5): connections, subscriptions, edges,
+ * store.h — wsgate's state (docs/contract.md §5): connections, subscriptions, edges,
  * dead letters, schema migrations.
  *
  * Two implementations behind this interface, picked by URL in store_open():

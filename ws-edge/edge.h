@@ -1,5 +1,5 @@
 /*
- * edge.h — the client side (SPEC.md §2): holds WebSocket connections with
+ * edge.h — the client side (docs/contract.md §2): holds WebSocket connections with
  * libwebsockets, authenticates handshakes, enforces limits, turns client
  * events into bus events and applies bus commands and publishes to sockets.
  *

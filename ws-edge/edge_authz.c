@@ -2,7 +2,7 @@
  * edge_authz.c — the workers of a held handshake (edge_handshake.c), so
  * the lws service thread never waits on the network:
  *
- * - the authorizer webhook (SPEC.md §2): a POST signed per Standard
+ * - the authorizer webhook (docs/contract.md §2): a POST signed per Standard
  *   Webhooks with the route's key, sent by libcurl's multi interface on one
  *   edge-owned thread. Every request ends in exactly one EDGE_Q_AUTHZ item
  *   posted to the edge: the HTTP status (0 for a transport error or

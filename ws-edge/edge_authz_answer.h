@@ -1,5 +1,5 @@
 /*
- * edge_authz_answer.h — reading an authorizer's 2xx answer (SPEC.md §2):
+ * edge_authz_answer.h — reading an authorizer's 2xx answer (docs/contract.md §2):
  *   {"allow": true, "user": "u1", "context": {...}, "channels": ["a"],
  *    "subprotocol": "v2", "expires_at": 1767225600}
  * Pure (edge_authz.c): no lws, no connection, any thread; the handshake

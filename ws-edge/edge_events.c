@@ -1,5 +1,5 @@
 /*
- * edge_events.c — builds each client event's webhook envelope (SPEC.md §3)
+ * edge_events.c — builds each client event's webhook envelope (docs/contract.md §3)
  * once and publishes it on the bus; the bus carries it as bus_event_t.body
  * and the dispatcher posts it as-is. Acks come back on bus threads and are
  * handed to the service thread through the edge queue.

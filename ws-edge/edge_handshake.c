@@ -1,5 +1,5 @@
 /*
- * edge_handshake.c — everything decided before the 101 (SPEC.md §2):
+ * edge_handshake.c — everything decided before the 101 (docs/contract.md §2):
  * a repeated Host, Origin, Sec-WebSocket-Key, Sec-WebSocket-Version or
  * Authorization header (400), exact-path routing (404), not a version-13
  * upgrade (426), a bad Sec-WebSocket-Key (400), origin (403), connection
@@ -583,7 +583,7 @@ static void accepted_list(const wsg_route_conf_t *r, char *why, size_t whylen)
         n += (size_t)snprintf(why + n, whylen - n, "%s %s", i ? "," : "", r->subprotocols[i]);
 }
 
-/* The subprotocol of the 101 (SPEC.md §2): the first the client offered
+/* The subprotocol of the 101 (docs/contract.md §2): the first the client offered
  * that the route lists (the first offered when it lists none); a client
  * that offered only bearer.<token> entries gets the first of them back, as
  * a browser fails a 101 that names none of its offers. Returns 0, or 400
@@ -720,7 +720,7 @@ static int request_checks(edge_loop_t *e, const edge_req_t *req, const wsg_route
 _Static_assert(sizeof(((edge_conn_t *)0)->remote) >= WSG_ADDR_TEXT_MAX,
                "edge_conn_t.remote holds any address inet_ntop writes");
 
-/* The client's address (SPEC.md §2): the peer's, or the one X-Forwarded-For
+/* The client's address (docs/contract.md §2): the peer's, or the one X-Forwarded-For
  * gives when the peer is a trusted proxy (edge.trusted_proxies; the rule is
  * wsg_forwarded_client's). */
 static void client_addr(const edge_loop_t *e, const edge_req_t *req, char *out, size_t outlen)

@@ -9,7 +9,7 @@
  *   edge_authz.c      the workers of a held handshake: the authorizer
  *                     webhook (libcurl multi on its own thread) and cluster
  *                     user claims (bus_user_claim on a few threads)
- *   edge_events.c     event envelopes (SPEC.md §3) and their acks
+ *   edge_events.c     event envelopes (docs/contract.md §3) and their acks
  *   edge_rxcheck.c    the frame headers lws reads from clients: refuses
  *                     unmasked frames (RFC 6455 §5.1), which lws 4.1 accepts
  *   edge_tls.c        wss://: the TLS session of each client socket, under

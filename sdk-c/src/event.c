@@ -1,6 +1,6 @@
 /*
  * event.c — parses a webhook body (one event envelope, or {"events":[…]}
- * of a batch) into wsgate_event structs (SPEC.md §3). Strings point into
+ * of a batch) into wsgate_event structs (docs/contract.md §3). Strings point into
  * the parsed JSON document, which the wsgate_events keeps alive; only what
  * has no string of its own (decoded binary data, the context's text, the
  * header/query/channel arrays) is allocated per event.

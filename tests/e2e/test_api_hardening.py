@@ -127,7 +127,7 @@ class BatchContentType(ApiCase):
 
 
 class ChannelsClaim(ApiCase):
-    """SPEC §4: a channels claim limits publish and subscribe to matching
+    """contract §4: a channels claim limits publish and subscribe to matching
     channels. A broadcast reaches every connection, in any channel or
     none, so a token with the claim (any claim, even ["*"]) cannot
     broadcast. Connection- and user-addressed operations are governed by

@@ -1,7 +1,7 @@
 """test_durability_kill9.py — accepted client messages survive kill -9 of
 wsgate standalone and are delivered after restart, in order per connection,
 and every connection that died with the process gets exactly one
-disconnect event (SPEC.md §1, §3).
+disconnect event (docs/contract.md §1, §3).
 
 1. The backend is down (connections refused). 20 clients connect and send
    50 messages each, then a ping each: the pong proves the edge has read

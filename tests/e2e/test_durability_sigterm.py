@@ -1,4 +1,4 @@
-"""test_durability_sigterm.py — graceful shutdown (SPEC.md §2) keeps every
+"""test_durability_sigterm.py — graceful shutdown (docs/contract.md §2) keeps every
 message and publishes every disconnect, even while the backend is down.
 
 1. The backend is down. 10 clients connect and send 30 messages each, then

@@ -1,4 +1,4 @@
-"""test_edge_authorizer.py — the authorizer webhook before the 101 (SPEC.md §2):
+"""test_edge_authorizer.py — the authorizer webhook before the 101 (docs/contract.md §2):
 
 - a signed (Standard Webhooks, route secret) POST with connection_id, path,
   query without token, the configured headers (never Cookie/Authorization),

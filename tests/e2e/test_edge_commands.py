@@ -1,5 +1,5 @@
 """test_edge_commands.py — what reaches an open connection from the control
-API through the bus and the edge (SPEC.md §2, §4):
+API through the bus and the edge (docs/contract.md §2, §4):
 
 - a send arrives as a text or binary frame, in order; to an unknown
   connection it is 410;

@@ -1,5 +1,5 @@
 """test_edge_frames.py — limits and close codes on open connections
-(SPEC.md §2, §6), through the real binary:
+(docs/contract.md §2, §6), through the real binary:
 
 - text and binary messages become message events (data / data_base64 +
   binary:true) with seq counting from 1; large ones are reassembled intact;

@@ -1,11 +1,11 @@
 """test_edge_gaps_bus.py — what the edge does when the bus cannot keep up or
-cannot make a client's message durable (SPEC.md §2, docs/edge.md), through
+cannot make a client's message durable (docs/contract.md §2, docs/edge.md), through
 the real binary with the in-process bus (SQLite queue file):
 
 - disk full: the running gateway's RLIMIT_FSIZE is lowered (prlimit(2) on
   its PID; it ignores SIGXFSZ) so the queue file cannot grow and commits
   fail. The client gets close 1013 "try again later" (a true durability
-  failure, the only reason for 1013: SPEC.md §2), logged at warn and counted
+  failure, the only reason for 1013: docs/contract.md §2), logged at warn and counted
   with its cause (wsgate_undurable_closes_total{cause="storage_full"}); once
   the limit is lifted, every event the edge counted as accepted reaches the
   backend and nothing else does (accepted metric == distinct events

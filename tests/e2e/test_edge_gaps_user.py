@@ -1,5 +1,5 @@
 """test_edge_gaps_user.py — one_connection_per_user under concurrency
-(SPEC.md §2), through the real binary:
+(docs/contract.md §2), through the real binary:
 
 - `reject`: N handshakes of one user started at the same moment get exactly
   one 101 and N-1 409s — on the direct path, on the path that holds the

@@ -1,4 +1,4 @@
-"""test_edge_handshake.py — what the edge decides before the 101 (SPEC.md §2),
+"""test_edge_handshake.py — what the edge decides before the 101 (docs/contract.md §2),
 through the real binary with a raw RFC 6455 client:
 
 - unknown path 404, plain GET on a route 426 with Upgrade: websocket;

@@ -1,4 +1,4 @@
-"""test_edge_proxies.py — edge.trusted_proxies (SPEC.md §2 TLS, §6): behind
+"""test_edge_proxies.py — edge.trusted_proxies (docs/contract.md §2 TLS, §6): behind
 a TLS-terminating proxy the client address comes from X-Forwarded-For, and
 only when the TCP peer is a trusted proxy. Through the real binary, with a
 raw client on 127.0.0.1 playing the proxy:

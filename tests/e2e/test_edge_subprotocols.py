@@ -1,4 +1,4 @@
-"""test_edge_subprotocols.py — Sec-WebSocket-Protocol negotiation (SPEC.md §2,
+"""test_edge_subprotocols.py — Sec-WebSocket-Protocol negotiation (docs/contract.md §2,
 docs/edge.md "Subprotocols"), through the real binary with raw-socket clients:
 
 - a route with `subprotocols: [..]` answers the first protocol the client

@@ -1,5 +1,5 @@
 """test_edge_token_expiry.py — an open connection ends when its token does
-(SPEC.md §2, §6; docs/edge.md "Token expiry"), through the real binary:
+(docs/contract.md §2, §6; docs/edge.md "Token expiry"), through the real binary:
 
 - a JWT with exp 2 s ahead: the client is closed with 1008 "token expired"
   (initiator server) and the backend gets a disconnect event saying so;

@@ -1,5 +1,5 @@
 """test_overload.py — overload slows clients down and never disconnects them
-(SPEC.md §2 "Overload"), standalone, through the real binary:
+(docs/contract.md §2 "Overload"), standalone, through the real binary:
 
 100 clients write 64-byte text frames as fast as their sockets take them
 for 30 s or 20,000 frames each, whichever comes first (the route's rate

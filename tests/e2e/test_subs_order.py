@@ -1,6 +1,6 @@
 """test_subs_order.py — one ordered writer of subscriptions (standalone).
 
-SPEC.md §3: response actions apply in order; §4: the control API's
+docs/contract.md §3: response actions apply in order; §4: the control API's
 membership listings. After any mix of subscribe/unsubscribe — actions in
 one connect or message reply, API calls back to back or at the same time —
 `GET /v1/channels/{ch}/connections`, `GET /v1/connections/{id}` channels

@@ -1,4 +1,4 @@
-"""test_webhook_actions.py — response actions (SPEC.md §3): a 2xx JSON body
+"""test_webhook_actions.py — response actions (docs/contract.md §3): a 2xx JSON body
 {"actions": [...]} is applied to the event's connection, in order.
 
 - send (text, and binary via data_base64) reaches the client in order;

@@ -1,5 +1,5 @@
 """test_webhook_basic.py — connect, message and disconnect events reach the
-backend with the envelope, headers and signature of SPEC.md §3.
+backend with the envelope, headers and signature of docs/contract.md §3.
 
 One client (JWT in the query string, a context claim, extra query and
 header) connects, sends a text and a binary message and closes with 1000.

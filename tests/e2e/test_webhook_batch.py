@@ -1,4 +1,4 @@
-"""test_webhook_batch.py — delivery.batch_max (SPEC.md §3 "Batching").
+"""test_webhook_batch.py — delivery.batch_max (docs/contract.md §3 "Batching").
 
 While the backend refuses (503) a connection's first event, the client
 sends 20 more messages. Once the backend accepts, the queued events arrive

@@ -1,5 +1,5 @@
 """test_webhook_retry.py — at-least-once delivery in order per connection,
-retries and dead letters (SPEC.md §3).
+retries and dead letters (docs/contract.md §3).
 
 - 503 several times: every retry carries the same webhook-id and body id;
   the connection's next event arrives only after the retried one was

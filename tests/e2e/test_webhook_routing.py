@@ -1,4 +1,4 @@
-"""test_webhook_routing.py — picking a backend per message (SPEC.md §3).
+"""test_webhook_routing.py — picking a backend per message (docs/contract.md §3).
 
 - rules, first match wins: {"json": "action", "equals": "join"} and
   {"regex": "^PING"}; anything else goes to the route's default backend;

@@ -1,5 +1,5 @@
 """test_webhook_routing_ssrf.py — a routing service cannot steer events
-outside allowed_backends (SPEC.md §3 "Routing": no SSRF).
+outside allowed_backends (docs/contract.md §3 "Routing": no SSRF).
 
 The route allows the prefix http://127.0.0.1:P/events (no trailing slash).
 The backend on P has two handlers: /events and below it take events; any

@@ -3,7 +3,7 @@
  * disp_actions_parse() (dispatcher/disp_actions.c) reads the body of every
  * 2xx response into edge commands. The whole input is the body. Beyond
  * memory safety it checks what dispatch.c relies on: every action it keeps
- * is complete and within the limits SPEC.md §3 gives (a close code of 1000
+ * is complete and within the limits docs/contract.md §3 gives (a close code of 1000
  * or 4000-4999 with a reason that fits a close frame, a channel name of
  * 1-255 bytes without control characters), and a refusal keeps nothing.
  */

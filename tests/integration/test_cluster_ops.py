@@ -1,5 +1,5 @@
 """test_cluster_ops.py — the ops listener of the edge and dispatch roles
-(SPEC.md §7: /healthz, /readyz, /metrics on ops.listen), through the binary
+(docs/contract.md §7: /healthz, /readyz, /metrics on ops.listen), through the binary
 in cluster mode (nats-server + PostgreSQL + one edge, one API, one
 dispatcher):
 

@@ -381,7 +381,7 @@ class NatsRestartTest(ClusterTestCase):
 
     def test_nats_restart_long(self):
         # longer than the PubAck timeout: the edges must refuse (1013): the
-        # one reason for 1013 (SPEC.md §2), told at warn with its cause
+        # one reason for 1013 (docs/contract.md §2), told at warn with its cause
         closed = self.restart_under_load(7)
         self.assertGreater(closed, 0, "nobody closed with 1013 after 7 s without NATS")
         for e in self.cl.edges:

@@ -1,5 +1,5 @@
 """test_cluster_reject.py — one_connection_per_user: reject across edges
-(SPEC.md §2, "works across edges in cluster mode"), with a real nats-server
+(docs/contract.md §2, "works across edges in cluster mode"), with a real nats-server
 and PostgreSQL and two edges (the Cluster of test_cluster_basic.py).
 
 - a user connected on edge 0 is refused 409 on edge 1; the refused attempt

@@ -1,4 +1,4 @@
-"""cases_api.py — bad input on the control API (SPEC.md §4, RFC 9110/9112,
+"""cases_api.py — bad input on the control API (docs/contract.md §4, RFC 9110/9112,
 issue 13 items 1, 2, 3, 5, 6): one standalone gateway with one connected
 client; each case sends a request (through urllib, or byte for byte on a
 raw socket where urllib would not send it), observes the status and
@@ -54,7 +54,7 @@ def fixture_check(fx):
     return problems
 
 
-G = group("api", "Bad input on the control API (SPEC §4)",
+G = group("api", "Bad input on the control API (contract §4)",
           "One `wsgate standalone` (api.max_connections %d, api.connection_timeout %d s, "
           "default 1 MiB body limit) with one connected client; requests through urllib or "
           "byte for byte on a raw socket." % (CONN_LIMIT, IDLE_TIMEOUT_S),

@@ -1,4 +1,4 @@
-"""cases_cluster.py — kill -9 and SIGTERM of each cluster role (SPEC.md §1-§3):
+"""cases_cluster.py — kill -9 and SIGTERM of each cluster role (docs/contract.md §1-§3):
 one Cluster of tests/integration/test_cluster_basic.py (a real nats-server
 with JetStream, a real PostgreSQL, `wsgate migrate`, 2 edges, 2 APIs, 2
 dispatchers on loopback ports; cluster.edge_timeout 3 s, cluster.ack_wait

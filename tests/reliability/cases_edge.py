@@ -1,4 +1,4 @@
-"""cases_edge.py — bad input on the client side (SPEC.md §2, RFC 6455,
+"""cases_edge.py — bad input on the client side (docs/contract.md §2, RFC 6455,
 issue 13 item 6): one standalone gateway with a route per limit, raw-socket
 WebSocket clients, a recording backend. Each case observes the HTTP status
 of the handshake or the close frame the client got, and what reached the
@@ -40,7 +40,7 @@ def setup(opts):
     return fx
 
 
-G = group("edge", "Bad input on the edge (SPEC §2)",
+G = group("edge", "Bad input on the edge (contract §2)",
           "One `wsgate standalone` with a route per limit (`/small`: max_message_bytes 1000, "
           "`/rate`: 5 messages/s burst 5, `/slow`: max_outbound_bytes 64 KiB, `/jwt`: HS256, "
           "`/origin`: allowed_origins, handshake_timeout 1 s); raw-socket clients.", setup,

@@ -1,4 +1,4 @@
-"""cases_faults.py — faults around a standalone gateway (SPEC.md §1-§3,
+"""cases_faults.py — faults around a standalone gateway (docs/contract.md §1-§3,
 issue 13): kill -9 and SIGTERM of the process, a backend that is down,
 failing, slow or hanging, an authorizer that is down, failing or slow, and
 a full disk under the SQLite store (a small tmpfs mounted for the case, as

@@ -1,5 +1,5 @@
 """cases_security.py — attacks on authentication and on backend selection
-(SPEC.md §2-§4, issue 13 item 4): JWT algorithm confusion and `none` on the
+(docs/contract.md §2-§4, issue 13 item 4): JWT algorithm confusion and `none` on the
 edge and on the control API (both pinned to RS256 here), and SSRF through
 routing-service answers and backend redirects. A routing service answers
 per message with the attack URL; the case then checks what every target

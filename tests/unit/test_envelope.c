@@ -1,7 +1,7 @@
 /*
  * test_envelope.c — common/envelope.c, the one builder of an event's
  * envelope (the edge's events and the control API's edge_lost disconnects):
- * the exact JSON text of SPEC.md §3's members, null user and empty context,
+ * the exact JSON text of docs/contract.md §3's members, null user and empty context,
  * strings escaped, a disconnect's members, and RFC 3339 timestamps with
  * milliseconds, with or without the per-second cache.
  */
