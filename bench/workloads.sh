@@ -226,18 +226,21 @@ wl_c() {
   local s=$1 t rate
   t=$(target "$s")
   for rate in $C_RATES; do
-    local out="$tmp/c-$s-$rate.json" ready="$tmp/c-$s-$rate.ready" per
+    local out="$tmp/c-$s-$rate.json" ready="$tmp/c-$s-$rate.ready" go="$tmp/c-$s-$rate.go" per
     per=$(python3 -c "print(max(1, $rate * $STEP_S // $C_CONNS))")
     breset
     # shellcheck disable=SC2046
     "$B/wsload" $(url_args "$s") $(tok_args "$s" idle) --conns "$C_CONNS" --inflight 200 \
       --sources "$sources" --mode send --rate "$rate" --count "$per" --size "$(payload "$s")" \
-      --duration $((STEP_S * 4)) --ready-file "$ready" >"$out" &
+      --duration $((STEP_S * 4)) --ready-file "$ready" --start-file "$go" >"$out" &
     local lp=$!
     pids+=("$lp")
     wait_file "$ready" 120 || { kill "$lp"; return 1; }
     local c0 c1 st sent failed got p0 p1 last=-1 same=0 sz
+    # the "before" sample, then the senders start (sampling takes seconds on
+    # a loaded machine: taken while they sent, it missed part of the step)
     c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
+    : >"$go"
     wait "$lp" || true
     sent=$(jget "$(cat "$out")" sent) failed=$(jget "$(cat "$out")" failed)
     sz=$(jget "$(cat "$out")" deflate.sent_compressed)

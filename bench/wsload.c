@@ -16,7 +16,9 @@
  * delivery latency percentiles. SIGUSR1 prints the receive statistics of the
  * interval since the previous SIGUSR1 and resets them (stepped workloads);
  * SIGUSR2 prints the same line without resetting.
- * --ready-file F is written (with the number open) once connecting is done.
+ * --ready-file F is written (with the number open) once connecting is done;
+ * with --start-file G, send mode then waits (at most 60 s) until G exists,
+ * so the caller can take its "before" samples before any message is sent.
  * wss:// URLs: TLS through OpenSSL (the server's certificate is not
  * verified: loopback benchmarks with a throw-away certificate).
  * --deflate: offers RFC 7692 permessage-deflate with no context takeover
@@ -93,6 +95,7 @@ static struct {
     const char *token_mode; /* query | header | protocol */
     int conn_query;         /* append c=<index> to the query (Pushpin: per-connection channel) */
     const char *ready_file; /* created once every connection is open or failed */
+    const char *start_file; /* send mode: wait for it after the ready file */
     int deflate, deflate_min;
 } opt = {.conns = 1,
          .inflight = 200,
@@ -706,29 +709,19 @@ static void usage(void)
                     "              [--conns N] [--inflight N] [--sources 127.0.0.1,127.0.0.2]\n"
                     "              [--mode idle|send|recv] [--count N] [--rate R] [--size B]\n"
                     "              [--duration S] [--expect N] [--conn-query] [--ready-file F]\n"
-                    "              [--deflate] [--deflate-min B]\n");
+                    "              [--deflate] [--deflate-min B] [--start-file F]\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv)
 {
-    static const struct option lo[] = {{"url", 1, 0, 'u'},
-                                       {"tokens", 1, 0, 't'},
-                                       {"token-mode", 1, 0, 'T'},
-                                       {"conns", 1, 0, 'c'},
-                                       {"inflight", 1, 0, 'i'},
-                                       {"sources", 1, 0, 's'},
-                                       {"mode", 1, 0, 'm'},
-                                       {"count", 1, 0, 'n'},
-                                       {"rate", 1, 0, 'r'},
-                                       {"size", 1, 0, 'b'},
-                                       {"duration", 1, 0, 'd'},
-                                       {"expect", 1, 0, 'e'},
-                                       {"conn-query", 0, 0, 'Q'},
-                                       {"ready-file", 1, 0, 'R'},
-                                       {"deflate", 0, 0, 'D'},
-                                       {"deflate-min", 1, 0, 'M'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"url", 1, 0, 'u'},         {"tokens", 1, 0, 't'},     {"token-mode", 1, 0, 'T'},
+        {"conns", 1, 0, 'c'},       {"inflight", 1, 0, 'i'},   {"sources", 1, 0, 's'},
+        {"mode", 1, 0, 'm'},        {"count", 1, 0, 'n'},      {"rate", 1, 0, 'r'},
+        {"size", 1, 0, 'b'},        {"duration", 1, 0, 'd'},   {"expect", 1, 0, 'e'},
+        {"conn-query", 0, 0, 'Q'},  {"ready-file", 1, 0, 'R'}, {"deflate", 0, 0, 'D'},
+        {"deflate-min", 1, 0, 'M'}, {"start-file", 1, 0, 'S'}, {0, 0, 0, 0}};
     int ch;
     int have_url = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -783,6 +776,9 @@ static void parse_args(int argc, char **argv)
         case 'M':
             opt.deflate_min = atoi(optarg);
             break;
+        case 'S':
+            opt.start_file = optarg;
+            break;
         default:
             usage();
         }
@@ -828,9 +824,13 @@ int main(int argc, char **argv)
             fclose(rf);
         }
     }
-    if (strcmp(opt.mode, "send") == 0)
+    if (strcmp(opt.mode, "send") == 0) {
+        uint64_t give_up = hist_now_ns() + 60000000000ull;
+        while (opt.start_file && access(opt.start_file, F_OK) != 0 && !stop_flag &&
+               hist_now_ns() < give_up)
+            poll_once(10); /* answers pings meanwhile */
         run_send();
-    else
+    } else
         run_wait();
     print_result(connect_s);
     return 0;
