@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """bench/report.py — turns bench/run.sh's results.jsonl into the printed table
-(wsgate standalone, wsgate cluster, Pushpin, ratios), <date>.json (machine,
+(wsgate standalone, wsgate cluster, Pushpin, wsgate over wss:// and with
+permessage-deflate, ratios), <date>.json (machine,
 versions, load averages, every measurement) and <date>.png (gnuplot).
 Usage: report.py RESULTS.jsonl[,MORE.jsonl] OUT_DIR QUICK N HOLD
 """
@@ -57,6 +58,17 @@ def summarize(rows, server):
         why = nr(w)
         if why:
             out[w] = {"not_run": why}
+    sizes = sorted({r["payload_bytes"] for r in rs if "payload_bytes" in r})
+    if sizes:
+        out["b c d: payload bytes per message"] = "/".join(map(str, sizes))
+    def zcount(w, key):  # messages that travelled compressed / all of them
+        got = [r for r in rs if r["workload"] == w and key in r]
+        return "%d / %d" % (sum(r[key] for r in got), sum(r.get("sent" if key == "sent_compressed" else "received", 0)
+                                                       for r in got)) if got else None
+    if server == "wsgate-deflate":
+        for w, key in (("b", "received_compressed"), ("c", "sent_compressed"), ("d", "received_compressed")):
+            if zcount(w, key):
+                out["%s: messages compressed / all" % w] = zcount(w, key)
     a = [r for r in rs if r["workload"] == "a" and "not_run" not in r]
     if a:
         r = a[0]
@@ -122,7 +134,7 @@ def ratio(a, b):
     return ""
 
 
-SERVERS = ("wsgate", "wsgate-cluster", "pushpin", "wsgate-tls")
+SERVERS = ("wsgate", "wsgate-cluster", "pushpin", "wsgate-tls", "wsgate-deflate")
 
 
 def main():
@@ -134,18 +146,22 @@ def main():
         if os.path.exists(one):
             rows += [json.loads(l) for l in open(one)]
     summ = {srv: summarize(rows, srv) for srv in SERVERS}
-    ws, cl, pp, tl = (summ[srv] for srv in SERVERS)
+    ws, cl, pp, tl, df = (summ[srv] for srv in SERVERS)
     keys = [k for srv in SERVERS for k in summ[srv] if len(k) > 1]
     keys = sorted(dict.fromkeys(keys), key=lambda k: k[0])
     w = max([len(k) for k in keys] + [20])
-    fmt = "%-*s  %14s  %14s  %14s  %14s  %8s  %8s  %8s"
-    lines = [fmt % (w, "measurement", "wsgate", "wsgate-cluster", "pushpin", "wsgate-tls", "cl/ws",
-                    "ws/pp", "tls/ws"), "-" * (w + 96)]
+    fmt = "%-*s  %14s  %14s  %14s  %14s  %14s  %8s  %8s  %8s  %8s"
+    lines = [fmt % (w, "measurement", "wsgate", "wsgate-cluster", "pushpin", "wsgate-tls", "wsgate-deflate",
+                    "cl/ws", "ws/pp", "tls/ws", "df/ws"), "-" * (w + 122)]
+    # deflate against plain only where both carried the same payload size
+    same = df.get("b c d: payload bytes per message") == ws.get("b c d: payload bytes per message")
     for k in keys:
-        a, c, b, t = ws.get(k, ""), cl.get(k, ""), pp.get(k, ""), tl.get(k, "")
-        lines.append(fmt % (w, k, a, c, b, t, ratio(c, a), ratio(a, b), ratio(t, a)))
+        a, c, b, t, z = ws.get(k, ""), cl.get(k, ""), pp.get(k, ""), tl.get(k, ""), df.get(k, "")
+        lines.append(fmt % (w, k, a, c, b, t, z, ratio(c, a), ratio(a, b), ratio(t, a),
+                            ratio(z, a) if same or k[0] in "ae" else ""))
     lines.append("cl/ws: cluster / standalone; ws/pp: standalone / Pushpin; "
-                 "tls/ws: standalone over wss:// / over ws://")
+                 "tls/ws: standalone over wss:// / over ws://; df/ws: standalone with "
+                 "compression: on / off (b, c, d only at equal payload sizes)")
     for srv in SERVERS:
         for wl in "abcde":
             if wl in summ[srv]:
@@ -195,7 +211,7 @@ def chart(rows, base):
             f.write('"%s" %s\n' % (label, " ".join(vals)))
     script = """set terminal pngcairo size 900,500 noenhanced
 set output '%s.png'
-set title "best zero-loss rate per workload (log scale; no bar = no run without loss)"
+set title "best zero-loss rate per workload (log scale; no bar = no run without loss; wsgate-deflate: BENCH_DEFLATE_PAYLOAD)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -203,7 +219,7 @@ set logscale y
 set yrange [1:*]
 set grid ytics
 set key top right
-plot '%s' using 2:xtic(1) title 'wsgate', '' using 3 title 'wsgate-cluster', '' using 4 title 'pushpin', '' using 5 title 'wsgate-tls'
+plot '%s' using 2:xtic(1) title 'wsgate', '' using 3 title 'wsgate-cluster', '' using 4 title 'pushpin', '' using 5 title 'wsgate-tls', '' using 6 title 'wsgate-deflate'
 """ % (base, dat)
     p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     if p.returncode != 0:

@@ -6,10 +6,16 @@
 # Usage: bench/run.sh [BUILD_DIR]
 # Knobs (environment):
 #   BENCH_QUICK=1        small N and short durations (a trial in a few minutes)
-#   BENCH_SERVERS="wsgate wsgate-cluster pushpin wsgate-tls"   which servers to
-#                        measure (wsgate-cluster is in the default only when
-#                        nats-server and PostgreSQL are installed; wsgate-tls
-#                        is standalone with edge.tls: the workloads over wss://)
+#   BENCH_SERVERS="wsgate wsgate-cluster pushpin wsgate-tls wsgate-deflate"
+#                        which servers to measure (wsgate-cluster is in the
+#                        default only when nats-server and PostgreSQL are
+#                        installed; wsgate-tls is standalone with edge.tls:
+#                        the workloads over wss://; wsgate-deflate is
+#                        standalone with `compression: on` on its routes,
+#                        wsload negotiating permessage-deflate)
+#   BENCH_PAYLOAD=64     bytes of each message in b, c, d
+#   BENCH_DEFLATE_PAYLOAD=1024   the same for wsgate-deflate (the edge does
+#                        not compress messages under 256 bytes)
 #   BENCH_WORKLOADS="a b c d e"      which workloads to run
 #   BENCH_FAN="1000 10000 18000"     (b) subscriber counts
 #   BENCH_FAN_RATES="10000 ..."      (b) deliveries/s asked for at each step
@@ -30,7 +36,7 @@ build=$(cd "${1:-$root/build}" && pwd)
 out_dir=${BENCH_OUT:-$here/results}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 have_cluster_deps() { { command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; } && [ -x "$PG_BIN/postgres" ]; }
-if have_cluster_deps; then default_servers="wsgate wsgate-cluster pushpin wsgate-tls"; else default_servers="wsgate pushpin wsgate-tls"; fi
+if have_cluster_deps; then default_servers="wsgate wsgate-cluster pushpin wsgate-tls wsgate-deflate"; else default_servers="wsgate pushpin wsgate-tls wsgate-deflate"; fi
 servers=${BENCH_SERVERS:-$default_servers}
 workloads=${BENCH_WORKLOADS:-"a b c d e"}
 quick=${BENCH_QUICK:-0}
@@ -46,6 +52,12 @@ HOLD=${BENCH_HOLD:-$HOLD} # (a) seconds held
 FAN=${BENCH_FAN:-$FAN} # subscriber counts
 C_RATES=${BENCH_C_RATES:-$C_RATES}
 FAN_RATES=${BENCH_FAN_RATES:-"10000 40000 80000 120000 160000"} # target deliveries/s per step
+PAYLOAD=${BENCH_PAYLOAD:-64}                 # bytes per message in b, c, d
+DEFLATE_PAYLOAD=${BENCH_DEFLATE_PAYLOAD:-1024} # the same for wsgate-deflate
+for v in "$PAYLOAD" "$DEFLATE_PAYLOAD"; do # benchpub builds a body of at most 4 KiB
+  [[ $v =~ ^[0-9]+$ ]] && [ "$v" -ge 40 ] && [ "$v" -le 3000 ] ||
+    { echo "bench: BENCH_PAYLOAD / BENCH_DEFLATE_PAYLOAD must be 40..3000 bytes, not '$v'" >&2; exit 2; }
+done
 
 # The hard limit here is 20,000 open files per process: raise the soft limit
 # and size every run below it (one server process holds N client sockets).
@@ -153,7 +165,9 @@ start_wsgate() { start_standalone wsgate; }
 # The same over wss:// (edge.tls with a throw-away certificate; wsload does
 # not verify it). The control API stays plain http.
 start_wsgate-tls() { start_standalone wsgate-tls tls; }
-start_standalone() { # name [tls]
+# compression: on for both routes (permessage-deflate; wsload offers it)
+start_wsgate-deflate() { start_standalone wsgate-deflate deflate; }
+start_standalone() { # name [tls|deflate]
   local d="$tmp/$1" v=${1//-/_}
   EP=$(free_port) AP=$(free_port)
   mkdir -p "$d"
@@ -163,6 +177,10 @@ start_standalone() { # name [tls]
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
       -keyout "$d/key.pem" -out "$d/cert.pem" 2>/dev/null || { WSGATE_WHY="openssl req failed"; return 1; }
     sed -i "s|^  listen: 127.0.0.1:$EP\$|&\n  tls: {cert_file: $d/cert.pem, key_file: $d/key.pem}|" "$d/wsgate.yaml"
+  fi
+  if [ "${2:-}" = deflate ]; then
+    sed -i 's|^  - path: .*$|&\n    compression: on|' "$d/wsgate.yaml"
+    [ "$(grep -c '^    compression: on$' "$d/wsgate.yaml")" = 2 ] || { WSGATE_WHY="could not set compression: on"; return 1; }
   fi
   [ -x "$build/wsgate" ] || { WSGATE_WHY="wsgate binary did not build"; return 1; }
   setsid "$build/wsgate" standalone --config "$d/wsgate.yaml" >"$d/out.log" 2>&1 &

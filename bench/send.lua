@@ -1,8 +1,10 @@
 -- bench/send.lua — wrk script for workload (d): each request sends one
 -- timestamped message to a random connection.
---   wsgate, wsgate-cluster:  POST /v1/connections/{id}/messages (text/plain), ids from BENCH_IDS
+--   wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate:
+--            POST /v1/connections/{id}/messages (text/plain), ids from BENCH_IDS
 --   pushpin: POST /publish/ to channel "c<i>" (each connection subscribed to its own)
--- The payload "t=<CLOCK_MONOTONIC ns> c=0 n=1" lets wsload measure delivery.
+-- The payload "t=<CLOCK_MONOTONIC ns> c=0 n=1" lets wsload measure delivery;
+-- BENCH_FILL (JSON-escaped for Pushpin) follows it, to the run's payload size.
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } bench_ts;
@@ -10,7 +12,8 @@ int clock_gettime(int clk, bench_ts *ts);
 ]]
 local ts = ffi.new("bench_ts")
 local target = os.getenv("BENCH_TARGET") or "pushpin"
-local wsgate = target == "wsgate" or target == "wsgate-cluster"
+local wsgate = target:sub(1, 6) == "wsgate"
+local fill = os.getenv("BENCH_FILL") or ""
 local n = tonumber(os.getenv("BENCH_N") or "1")
 local token = os.getenv("BENCH_TOKEN") or ""
 local ids = {}
@@ -29,9 +32,9 @@ end
 local function build(i, s)
   if wsgate then
     return wrk.format("POST", "/v1/connections/" .. ids[i + 1] .. "/messages",
-      {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "text/plain"}, s), ""
+      {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "text/plain"}, s .. fill), fill
   end
-  local tail = '"}}}]}'
+  local tail = fill .. '"}}}]}'
   local body = '{"items":[{"channel":"c' .. i ..
     '","formats":{"ws-message":{"content":"' .. s .. tail
   return wrk.format("POST", "/publish/", {["Content-Type"] = "application/json"}, body), tail

@@ -1,6 +1,7 @@
 # bench/workloads.sh — the five workloads, sourced by bench/run.sh (which
 # defines the servers, ports, sampling helpers and record()). Each wl_<x> takes
-# a server name (wsgate | wsgate-cluster | pushpin) and records one JSON line
+# a server name (wsgate | wsgate-cluster | pushpin | wsgate-tls |
+# wsgate-deflate) and records one JSON line
 # per measurement. Nothing here asserts on time: it measures, and "pass" is
 # only zero loss.
 
@@ -8,18 +9,20 @@ url_args() { # server [path] [query] -> wsload --url options (the cluster: both 
   local path=${2:-/bench} q=${3:+?$3}
   case $1 in
     wsgate) echo "--url ws://127.0.0.1:$EP$path$q" ;;
+    # a 101 without permessage-deflate fails the connection (wsload --deflate)
+    wsgate-deflate) echo "--url ws://127.0.0.1:$EP$path$q --deflate" ;;
     wsgate-tls) echo "--url wss://127.0.0.1:$EP$path$q" ;;
     wsgate-cluster) echo "--url ws://127.0.0.1:$CEP0$path$q --url ws://127.0.0.1:$CEP1$path$q" ;;
     pushpin) echo "--url ws://127.0.0.1:$HP$path$q" ;;
   esac
 }
-is_wsgate() { [ "$1" = wsgate ] || [ "$1" = wsgate-cluster ] || [ "$1" = wsgate-tls ]; }
+is_wsgate() { [ "${1#wsgate}" != "$1" ]; } # wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate
 tok_args() { # server kind -> wsload token options
   if is_wsgate "$1"; then echo "--tokens $tmp/$1/tok-$2 --token-mode query"; fi
 }
 api_port() { # server [index] -> a control-API port (the cluster has two)
   case $1 in
-    wsgate | wsgate-tls) echo "$AP" ;;
+    wsgate | wsgate-tls | wsgate-deflate) echo "$AP" ;;
     wsgate-cluster) [ "${2:-0}" = 1 ] && echo "$CAP1" || echo "$CAP0" ;;
   esac
 }
@@ -28,6 +31,30 @@ wait_file() { # file seconds
   return 1
 }
 fcalc() { python3 -c "print(round($1, 3))"; }
+payload() { # server -> bytes per message in b, c, d
+  [ "$1" = wsgate-deflate ] && echo "$DEFLATE_PAYLOAD" || echo "$PAYLOAD"
+}
+# JSON-like padding (chat records, as wsload's) that makes a message whose
+# stamp "t=<19 digits> c=0 n=<k> " comes first about `bytes` long;
+# JSON-escaped (json=1) for a JSON body, raw otherwise.
+filler() { # bytes json
+  python3 - "$1" "$2" <<'EOF'
+import json, random, sys
+n, esc = int(sys.argv[1]) - 30, sys.argv[2] == "1"
+r, words, out = random.Random(12345), "hello world meeting at noon the build passed deploy queue room ok".split(), ""
+while len(out) < n:
+    out += '{"id":%d,"user":"u-%04d","type":"chat.message","text":"%s","ts":%d},' % (
+        r.randrange(10**6), r.randrange(9973), " ".join(r.choice(words) for _ in range(3)), 1700000000 + r.randrange(10**6))
+out = out[:max(n, 0)]
+print(json.dumps(out)[1:-1] if esc else out, end="")
+EOF
+}
+# wsgate-deflate: every message of at least 256 bytes must have travelled
+# compressed (the edge skips smaller ones): wsload's count of compressed
+# messages against all of them; true for the other servers
+deflate_ok() { # server payload compressed all
+  [ "$1" != wsgate-deflate ] || [ "$2" -lt 256 ] || [ "$3" = "$4" ]
+}
 target() { local v="TARGET_${1//-/_}"; echo "${!v}"; }
 
 # CPU seconds per process of the server as a JSON object: for the cluster
@@ -50,15 +77,17 @@ print(json.dumps({k: round(b[k]-a.get(k,0),3) for k in b}))' "$1" "$2"
 
 # Publishes through the server's API: server channel benchpub-args...
 # (The cluster: through its first API; the fan-out work is on the edges.)
+# Each message is "t=<ns> c=0 n=<k> " and JSON-like text, payload() bytes.
 publish() {
-  local s=$1 ch=$2
+  local s=$1 ch=$2 f
   shift 2
+  f=" $(filler "$(payload "$s")" 1)"
   if is_wsgate "$s"; then
     "$B/benchpub" --port "$(api_port "$s")" --path "/v1/channels/$ch/messages" \
-      --header "Authorization: Bearer $API_TOKEN" --body '{"data":"@T@"}' "$@"
+      --header "Authorization: Bearer $API_TOKEN" --body "{\"data\":\"@T@$f\"}" "$@"
   else
     "$B/benchpub" --port "$PP" --path /publish/ \
-      --body "{\"items\":[{\"channel\":\"$ch\",\"formats\":{\"ws-message\":{\"content\":\"@T@\"}}}]}" "$@"
+      --body "{\"items\":[{\"channel\":\"$ch\",\"formats\":{\"ws-message\":{\"content\":\"@T@$f\"}}}]}" "$@"
   fi
 }
 
@@ -129,6 +158,7 @@ d=json.loads(sys.argv[1]);print(json.dumps({k: round(v/float(sys.argv[2])*100,2)
     \"rss_kib_per_conn\":$(fcalc "$rss / max($open,1)"),
     \"rss_kib_per_conn_above_start\":$(fcalc "($rss - $rss_before) / max($open,1)"),
     \"idle_cpu_pct\":$(fcalc "($c1 - $c0) / ($t1 - $t0) * 100"),\"infra\":$infra,
+    \"deflate_negotiated\":$(jget "$r" deflate.negotiated),
     \"pass\":$([ "$open" = "$N_IDLE" ] && [ "$closed" = 0 ] && echo true || echo false)}"
 }
 
@@ -156,12 +186,13 @@ wl_b() {
     drain "$lp" "$out" "$opened"
     r=$(interval "$lp" "$out")
     record "{\"workload\":\"b\",\"server\":\"$s\",\"subscribers\":$subs,\"step\":\"one\",
+      \"payload_bytes\":$(payload "$s"),\"received_compressed\":$(jget "$r" received_compressed),
       \"open\":$opened,\"published\":$(jget "$p" ok),\"received\":$(jget "$r" received),
       \"lost\":$(($(jget "$p" ok) * opened - $(jget "$r" received))),
       \"all_reached_ms\":$(jget "$r" latency_ms.max)}"
     local goal
     for goal in $FAN_RATES; do
-      local rate c0 c1 ok rx lost p0 p1
+      local rate c0 c1 ok rx lost p0 p1 rz
       rate=$(fcalc "max($goal / $subs, 1)")
       interval "$lp" "$out" >/dev/null
       c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
@@ -169,7 +200,7 @@ wl_b() {
       drain "$lp" "$out" $(($(jget "$p" ok) * opened))
       r=$(interval "$lp" "$out")
       c1=$(cpu_s "$t") p1=$(cpu_snap "$s")
-      ok=$(jget "$p" ok) rx=$(jget "$r" received)
+      ok=$(jget "$p" ok) rx=$(jget "$r" received) rz=$(jget "$r" received_compressed)
       lost=$((ok * opened - rx))
       [ "$lost" -lt 0 ] && lost=0
       record "{\"workload\":\"b\",\"server\":\"$s\",\"subscribers\":$subs,\"open\":$opened,\"step\":\"rate\",
@@ -179,8 +210,9 @@ wl_b() {
         \"deliveries_per_s\":$(fcalc "$rx / max($(jget "$r" last_rx_s), 0.001)"),
         \"latency_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["latency_ms"]))' "$r"),
         \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($rx, 1) * 1000"),\"cpu_s_by_process\":$(cpu_delta "$p0" "$p1"),
-        \"pass\":$([ "$lost" = 0 ] && echo true || echo false)}"
-      [ "$lost" = 0 ] || break
+        \"payload_bytes\":$(payload "$s"),\"received_compressed\":$rz,
+        \"pass\":$([ "$lost" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$rz" "$rx" && echo true || echo false)}"
+      [ "$lost" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$rz" "$rx" || break
       python3 -c "import json,sys;sys.exit(json.loads(sys.argv[1])['latency_ms']['p99'] > 5000)" "$r" || break
     done
     kill "$lp" 2>/dev/null || true
@@ -194,20 +226,24 @@ wl_c() {
   local s=$1 t rate
   t=$(target "$s")
   for rate in $C_RATES; do
-    local out="$tmp/c-$s-$rate.json" ready="$tmp/c-$s-$rate.ready" per
+    local out="$tmp/c-$s-$rate.json" ready="$tmp/c-$s-$rate.ready" go="$tmp/c-$s-$rate.go" per
     per=$(python3 -c "print(max(1, $rate * $STEP_S // $C_CONNS))")
     breset
     # shellcheck disable=SC2046
     "$B/wsload" $(url_args "$s") $(tok_args "$s" idle) --conns "$C_CONNS" --inflight 200 \
-      --sources "$sources" --mode send --rate "$rate" --count "$per" --size 64 \
-      --duration $((STEP_S * 4)) --ready-file "$ready" >"$out" &
+      --sources "$sources" --mode send --rate "$rate" --count "$per" --size "$(payload "$s")" \
+      --duration $((STEP_S * 4)) --ready-file "$ready" --start-file "$go" >"$out" &
     local lp=$!
     pids+=("$lp")
     wait_file "$ready" 120 || { kill "$lp"; return 1; }
-    local c0 c1 st sent failed got p0 p1 last=-1 same=0
+    local c0 c1 st sent failed got p0 p1 last=-1 same=0 sz
+    # the "before" sample, then the senders start (sampling takes seconds on
+    # a loaded machine: taken while they sent, it missed part of the step)
     c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
+    : >"$go"
     wait "$lp" || true
     sent=$(jget "$(cat "$out")" sent) failed=$(jget "$(cat "$out")" failed)
+    sz=$(jget "$(cat "$out")" deflate.sent_compressed)
     # wait for the backlog: until every frame arrived, or none arrived for
     # 5 s (what is missing then is lost), at most 120 s
     for _ in $(seq 1200); do
@@ -229,8 +265,9 @@ wl_c() {
       \"frames_per_s\":$(fcalc "$got / max($(jget "$st" span_s), 0.001)"),
       \"latency_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["latency_ms"]))' "$st"),
       \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($got, 1) * 1000"),\"cpu_s_by_process\":$(cpu_delta "$p0" "$p1"),
-      \"pass\":$([ "$lost" = 0 ] && [ "$failed" = 0 ] && echo true || echo false)}"
-    [ "$lost" = 0 ] && [ "$failed" = 0 ] || break
+      \"payload_bytes\":$(payload "$s"),\"sent_compressed\":$sz,
+      \"pass\":$([ "$lost" = 0 ] && [ "$failed" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$sz" "$sent" && echo true || echo false)}"
+    [ "$lost" = 0 ] && [ "$failed" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$sz" "$sent" || break
     python3 -c "import json,sys;sys.exit(json.loads(sys.argv[1])['latency_ms']['p99'] > 5000)" "$st" || break
   done
 }
@@ -300,10 +337,11 @@ wl_d() {
   sleep 1
   interval "$lp" "$out" >/dev/null
   local c0 c1 p0 p1 r i wp=() files=() done=0
-  local per=$((32 / ${#urls[@]}))
+  local per=$((32 / ${#urls[@]})) j=0
+  is_wsgate "$s" || j=1 # wsgate's send takes text/plain; Pushpin's publish JSON
   c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
   for i in "${!urls[@]}"; do
-    BENCH_SEED=$((i * 7919)) BENCH_TARGET=$s BENCH_N=$D_CONNS BENCH_IDS="$tmp/d-ids" BENCH_TOKEN="${API_TOKEN:-}" \
+    BENCH_SEED=$((i * 7919)) BENCH_TARGET=$s BENCH_N=$D_CONNS BENCH_FILL=" $(filler "$(payload "$s")" "$j")" BENCH_IDS="$tmp/d-ids" BENCH_TOKEN="${API_TOKEN:-}" \
       wrk -t1 -c"$per" -d"${D_SECS}s" --latency -s "$here/send.lua" "${urls[$i]}" >"$tmp/d-$s-$i.wrk" &
     wp+=($!)
     files+=("$tmp/d-$s-$i.wrk")
@@ -318,16 +356,19 @@ wl_d() {
   c1=$(cpu_s "$t") p1=$(cpu_snap "$s")
   kill "$lp" 2>/dev/null || true
   wait "$lp" 2>/dev/null || true
-  record "$(python3 - "$r" "$s" "$c0" "$c1" "$(cpu_delta "$p0" "$p1")" "${files[@]}" <<'EOF'
+  record "$(python3 - "$r" "$s" "$c0" "$c1" "$(cpu_delta "$p0" "$p1")" "$(payload "$s")" "${files[@]}" <<'EOF'
 import json, re, sys
 r, s, c0, c1, by = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), json.loads(sys.argv[5])
+size = int(sys.argv[6])
+# wsgate-deflate: every message >= 256 bytes must have arrived compressed
+zok = s != "wsgate-deflate" or size < 256 or r["received_compressed"] == r["received"]
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s)", v)
     return round(float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[m.group(2)], 3)
 done = bad = 0
 rps = p99 = 0.0
 errs = []
-for f in sys.argv[6:]:
+for f in sys.argv[7:]:
     w = open(f).read()
     done += int(re.search(r"(\d+) requests in", w).group(1))
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", w)
@@ -338,11 +379,12 @@ for f in sys.argv[6:]:
     rps += float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
     p99 = max(p99, ms(re.search(r"\s99%\s+(\S+)", w).group(1)))
 ok = done - bad
-print(json.dumps({"workload": "d", "server": s, "apis": len(sys.argv) - 6, "requests": done, "non_2xx": bad,
+print(json.dumps({"workload": "d", "server": s, "apis": len(sys.argv) - 7, "requests": done, "non_2xx": bad,
+    "payload_bytes": size, "received_compressed": r["received_compressed"],
     "socket_errors": "; ".join(errs), "req_per_s": round(rps, 1), "api_p99_ms": p99,
     "received": r["received"], "lost": max(0, ok - r["received"]), "delivery_ms": r["latency_ms"],
     "cpu_s_per_1000": round((c1 - c0) / max(r["received"], 1) * 1000, 3), "cpu_s_by_process": by,
-    "pass": bad == 0 and ok <= r["received"]}))
+    "pass": bad == 0 and ok <= r["received"] and zok}))
 EOF
 )"
 }
@@ -368,6 +410,7 @@ wl_e() {
     \"connects_per_s\":$(jget "$r" connects_per_s),
     \"handshake_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["handshake_ms"]))' "$r"),
     \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($open, 1) * 1000"),
+    \"deflate_negotiated\":$(jget "$r" deflate.negotiated),
     \"pass\":$([ "$failed" = 0 ] && echo true || echo false)}"
   sleep 3
 }

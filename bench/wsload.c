@@ -16,9 +16,21 @@
  * delivery latency percentiles. SIGUSR1 prints the receive statistics of the
  * interval since the previous SIGUSR1 and resets them (stepped workloads);
  * SIGUSR2 prints the same line without resetting.
- * --ready-file F is written (with the number open) once connecting is done.
+ * --ready-file F is written (with the number open) once connecting is done;
+ * with --start-file G, send mode then waits (at most 60 s) until G exists,
+ * so the caller can take its "before" samples before any message is sent.
  * wss:// URLs: TLS through OpenSSL (the server's certificate is not
  * verified: loopback benchmarks with a throw-away certificate).
+ * --deflate: offers RFC 7692 permessage-deflate with no context takeover
+ * either way; a 101 without it counts as a failed connection. Sent messages
+ * of at least --deflate-min bytes (default 256, the edge's own threshold)
+ * are deflated on their own (RSV1); received RSV1 messages are inflated
+ * before they are counted. The counts of both go into the JSON.
+ * Payloads: "t=<ns> c=<i> n=<k> " then JSON-like text (chat records with
+ * varying ids and words, about 3:1 under deflate) up to --size bytes.
+ * A frame the socket does not take at once waits in a per-connection
+ * buffer (written on EPOLLOUT; a TLS write is retried with the same bytes);
+ * that connection sends nothing new meanwhile.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +49,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "hist.h"
 
@@ -52,7 +65,10 @@ typedef struct {
     unsigned char *rbuf; /* allocated on demand; small frames only */
     uint32_t rcap;
     int close_code;
-    SSL *ssl; /* wss:// only */
+    SSL *ssl;            /* wss:// only */
+    int pmd;             /* permessage-deflate negotiated */
+    unsigned char *wbuf; /* a frame (or its rest) the socket did not take yet */
+    uint32_t wlen;
 } conn_t;
 
 enum { MAX_URLS = 8 };
@@ -79,18 +95,22 @@ static struct {
     const char *token_mode; /* query | header | protocol */
     int conn_query;         /* append c=<index> to the query (Pushpin: per-connection channel) */
     const char *ready_file; /* created once every connection is open or failed */
+    const char *start_file; /* send mode: wait for it after the ready file */
+    int deflate, deflate_min;
 } opt = {.conns = 1,
          .inflight = 200,
          .size = 64,
          .count = 100,
          .duration = 10,
          .mode = "idle",
-         .token_mode = "query"};
+         .token_mode = "query",
+         .deflate_min = 256};
 
 static conn_t *conns;
 static int epfd;
 static hist_t hs_hist, rx_hist;
 static long n_open, n_failed, n_closed_early, n_received, n_sent;
+static long n_pmd, n_no_pmd, n_rx_z, n_tx_z; /* permessage-deflate counts */
 static volatile sig_atomic_t stop_flag, dump_flag, peek_flag;
 static uint64_t t_dump;  /* start of the current SIGUSR1 interval */
 static uint64_t last_rx; /* when the last message arrived */
@@ -117,18 +137,19 @@ static void dump_interval(int reset)
 {
     uint64_t now = hist_now_ns();
     printf("{\"interval_s\":%.3f,\"last_rx_s\":%.3f,\"open\":%ld,\"closed_early\":%ld,\"received\":"
-           "%ld,"
+           "%ld,\"received_compressed\":%ld,"
            "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
            t_dump ? (double)(now - t_dump) / 1e9 : 0,
            last_rx > t_dump ? (double)(last_rx - t_dump) / 1e9 : 0, n_open, n_closed_early,
-           n_received, hist_quantile(&rx_hist, .5) / 1e6, hist_quantile(&rx_hist, .99) / 1e6,
-           rx_hist.max_ns / 1e6);
+           n_received, n_rx_z, hist_quantile(&rx_hist, .5) / 1e6,
+           hist_quantile(&rx_hist, .99) / 1e6, rx_hist.max_ns / 1e6);
     fflush(stdout);
     peek_flag = 0;
     if (!reset)
         return;
     memset(&rx_hist, 0, sizeof rx_hist);
     n_received = 0;
+    n_rx_z = 0;
     t_dump = now;
     dump_flag = 0;
 }
@@ -255,6 +276,10 @@ static void send_handshake(conn_t *c)
     if (tok && strcmp(opt.token_mode, "protocol") == 0)
         n +=
             snprintf(req + n, sizeof req - (size_t)n, "Sec-WebSocket-Protocol: bearer.%s\r\n", tok);
+    if (opt.deflate)
+        n += snprintf(req + n, sizeof req - (size_t)n,
+                      "Sec-WebSocket-Extensions: permessage-deflate; "
+                      "client_no_context_takeover; server_no_context_takeover\r\n");
     n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
     if (io_write(c, req, (size_t)n) != n)
         conn_fail(c, 0); /* reset before the request went out: a failed connect */
@@ -270,6 +295,9 @@ static void conn_fail(conn_t *c, int was_open)
     if (c->ssl)
         SSL_free(c->ssl);
     c->ssl = NULL;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wlen = 0;
     close(c->fd);
     c->state = ST_CLOSED;
     if (was_open)
@@ -278,14 +306,49 @@ static void conn_fail(conn_t *c, int was_open)
         n_failed++;
 }
 
-/* Writes one masked client frame (text, pong or close). */
-static int send_frame(conn_t *c, int opcode, const unsigned char *p, size_t len)
+/* Writes what waits in c->wbuf; 0 once it is all out (or on an error,
+ * which the next read reports), -1 while the socket still refuses. */
+static int flush_pending(conn_t *c)
+{
+    if (!c->wlen)
+        return 0;
+    ssize_t w = io_write(c, c->wbuf, c->wlen);
+    if (w < 0 && errno == EAGAIN)
+        return -1;
+    if (w > 0 && !c->ssl && (uint32_t)w < c->wlen) { /* plain: keep the rest */
+        memmove(c->wbuf, c->wbuf + w, c->wlen - (size_t)w);
+        c->wlen -= (uint32_t)w;
+        return -1;
+    }
+    c->wlen = 0;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    return 0;
+}
+
+/* Keeps the unwritten part of a frame for EPOLLOUT: its rest on a plain
+ * socket, all of it under TLS (SSL_write must be retried with the same
+ * bytes). */
+static void keep_pending(conn_t *c, const unsigned char *f, size_t len)
+{
+    c->wbuf = realloc(c->wbuf, len);
+    if (!c->wbuf)
+        abort();
+    memcpy(c->wbuf, f, len);
+    c->wlen = (uint32_t)len;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Writes one masked client frame (text, pong or close); rsv1 marks a
+ * permessage-deflate message. 0 when written or queued, -1 when not. */
+static int send_frame(conn_t *c, int opcode, const unsigned char *p, size_t len, int rsv1)
 {
     unsigned char f[16 + 65536];
     size_t h = 0;
-    if (len > 65535)
+    if (len > 65535 || c->wlen)
         return -1;
-    f[h++] = (unsigned char)(0x80 | opcode);
+    f[h++] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | opcode);
     if (len < 126) {
         f[h++] = (unsigned char)(0x80 | len);
     } else {
@@ -297,7 +360,53 @@ static int send_frame(conn_t *c, int opcode, const unsigned char *p, size_t len)
     h += 4;
     memcpy(f + h, p, len);
     ssize_t w = io_write(c, f, h + len);
-    return w == (ssize_t)(h + len) ? 0 : -1;
+    if (w == (ssize_t)(h + len))
+        return 0;
+    if (w < 0 && errno != EAGAIN)
+        return -1;
+    if (c->ssl)
+        keep_pending(c, f, h + len);
+    else
+        keep_pending(c, f + (w > 0 ? w : 0), h + len - (size_t)(w > 0 ? w : 0));
+    return 0;
+}
+
+static z_stream zin, zout; /* raw (windowBits -15), reset per message: no context takeover */
+static unsigned char zbuf[1 << 20];
+
+/* Inflates one permessage-deflate message into zbuf; its length or -1. */
+static long pmd_inflate(const unsigned char *p, size_t len)
+{
+    static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+    inflateReset(&zin);
+    zin.next_out = zbuf;
+    zin.avail_out = sizeof zbuf;
+    zin.next_in = (unsigned char *)p;
+    zin.avail_in = (uInt)len;
+    int r = inflate(&zin, Z_SYNC_FLUSH);
+    if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
+        return -1;
+    zin.next_in = (unsigned char *)tail;
+    zin.avail_in = 4;
+    r = inflate(&zin, Z_SYNC_FLUSH);
+    if ((r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR) || zin.avail_out == 0)
+        return -1;
+    return (long)(sizeof zbuf - zin.avail_out);
+}
+
+/* Deflates one message on its own into zbuf (RFC 7692 §7.2.1: the
+ * trailing 00 00 ff ff taken off); its length or -1. */
+static long pmd_deflate(const unsigned char *p, size_t len)
+{
+    deflateReset(&zout);
+    zout.next_in = (unsigned char *)p;
+    zout.avail_in = (uInt)len;
+    zout.next_out = zbuf;
+    zout.avail_out = 65535 + 4;
+    if (deflate(&zout, Z_SYNC_FLUSH) != Z_OK || zout.avail_in || zout.avail_out == 0)
+        return -1;
+    long n = (long)(65535 + 4 - zout.avail_out);
+    return n >= 4 ? n - 4 : -1;
 }
 
 static void on_text(conn_t *c, const unsigned char *p, size_t len)
@@ -342,10 +451,18 @@ static int parse_frames(conn_t *c)
             }
             break;
         }
-        if (op == 1 || op == 2)
+        if ((f[0] & 0x40) && (!c->pmd || (op != 1 && op != 2)))
+            return -1; /* RSV1 that nothing negotiated */
+        if ((op == 1 || op == 2) && (f[0] & 0x40)) {
+            long zn = pmd_inflate(f + h, (size_t)len);
+            if (zn < 0)
+                return -1;
+            n_rx_z++;
+            on_text(c, zbuf, (size_t)zn);
+        } else if (op == 1 || op == 2)
             on_text(c, f + h, (size_t)len);
         else if (op == 9)
-            send_frame(c, 10, f + h, (size_t)len);
+            send_frame(c, 10, f + h, (size_t)len, 0);
         else if (op == 8) {
             c->close_code = len >= 2 ? (f[h] << 8) | f[h + 1] : 1005;
             return -1;
@@ -379,6 +496,17 @@ static void on_readable(conn_t *c)
             if (c->rlen < 12 || memcmp(c->rbuf + 9, "101", 3) != 0) {
                 conn_fail(c, 0);
                 return;
+            }
+            if (opt.deflate) { /* asked for: a 101 without it is a failure */
+                *e = 0;
+                c->pmd = strcasestr((char *)c->rbuf,
+                                    "\nSec-WebSocket-Extensions: permessage-deflate") != NULL;
+                if (!c->pmd) {
+                    n_no_pmd++;
+                    conn_fail(c, 0);
+                    return;
+                }
+                n_pmd++;
             }
             hist_add(&hs_hist, hist_now_ns() - c->t_start);
             c->state = ST_OPEN;
@@ -438,6 +566,8 @@ static void on_event(conn_t *c, uint32_t events)
         send_handshake(c);
         return;
     }
+    if ((events & EPOLLOUT) && c->state == ST_OPEN)
+        flush_pending(c);
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         on_readable(c);
 }
@@ -482,6 +612,30 @@ static void connect_all(double deadline_s)
     }
 }
 
+/* JSON-like text to pad payloads with: chat records with varying ids,
+ * users and words (made once; deflate shrinks 1 KiB of it to ~30%, about
+ * what it does with real chat JSON, where 'x' padding would shrink to
+ * nothing). */
+static char fill[65536];
+
+static void make_fill(void)
+{
+    static const char *words[] = {"hello", "world",  "meeting", "at",    "noon",   "the",
+                                  "build", "passed", "deploy",  "queue", "room",   "ok",
+                                  "see",   "you",    "later",   "ping",  "thanks", "lunch"};
+    unsigned x = 12345, n = 0;
+    while (n < sizeof fill - 256) {
+        x = x * 1103515245u + 12345u;
+        int k = snprintf(
+            fill + n, sizeof fill - n,
+            "{\"id\":%u,\"user\":\"u-%04u\",\"type\":\"chat.message\",\"text\":\"%s %s %s\","
+            "\"ts\":%u},",
+            (x >> 8) % 1000000, (x >> 4) % 9973, words[(x >> 3) % 18], words[(x >> 11) % 18],
+            words[(x >> 19) % 18], 1700000000u + (x >> 12));
+        n += (unsigned)k;
+    }
+}
+
 static void send_one(conn_t *c)
 {
     unsigned char p[65536];
@@ -490,10 +644,13 @@ static void send_one(conn_t *c)
     size_t len = (size_t)opt.size > (size_t)n ? (size_t)opt.size : (size_t)n;
     if (len > sizeof p)
         len = sizeof p;
-    memset(p + n, 'x', len - (size_t)n);
-    if (send_frame(c, 1, p, len) == 0) {
+    memcpy(p + n, fill, len - (size_t)n);
+    int z = c->pmd && len >= (size_t)opt.deflate_min;
+    long zn = z ? pmd_deflate(p, len) : -1;
+    if (zn >= 0 ? send_frame(c, 1, zbuf, (size_t)zn, 1) == 0 : send_frame(c, 1, p, len, 0) == 0) {
         c->sent++;
         n_sent++;
+        n_tx_z += zn >= 0;
     }
 }
 
@@ -533,12 +690,14 @@ static void print_result(double connect_s)
            "\"connect_seconds\":%.3f,\"connects_per_s\":%.1f,"
            "\"handshake_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
            "\"sent\":%ld,\"received\":%ld,"
+           "\"deflate\":{\"negotiated\":%ld,\"refused\":%ld,\"sent_compressed\":%ld,"
+           "\"received_compressed\":%ld},"
            "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
            opt.mode, opt.conns, n_open, n_failed, n_closed_early, connect_s,
            connect_s > 0 ? (double)(n_open) / connect_s : 0, hist_quantile(&hs_hist, .5) / 1e6,
-           hist_quantile(&hs_hist, .99) / 1e6, hs_hist.max_ns / 1e6, n_sent, n_received,
-           hist_quantile(&rx_hist, .5) / 1e6, hist_quantile(&rx_hist, .99) / 1e6,
-           rx_hist.max_ns / 1e6);
+           hist_quantile(&hs_hist, .99) / 1e6, hs_hist.max_ns / 1e6, n_sent, n_received, n_pmd,
+           n_no_pmd, n_tx_z, n_rx_z, hist_quantile(&rx_hist, .5) / 1e6,
+           hist_quantile(&rx_hist, .99) / 1e6, rx_hist.max_ns / 1e6);
     fflush(stdout);
 }
 
@@ -549,18 +708,20 @@ static void usage(void)
                     "query|header|protocol]\n"
                     "              [--conns N] [--inflight N] [--sources 127.0.0.1,127.0.0.2]\n"
                     "              [--mode idle|send|recv] [--count N] [--rate R] [--size B]\n"
-                    "              [--duration S] [--expect N] [--conn-query] [--ready-file F]\n");
+                    "              [--duration S] [--expect N] [--conn-query] [--ready-file F]\n"
+                    "              [--deflate] [--deflate-min B] [--start-file F]\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"url", 1, 0, 'u'},        {"tokens", 1, 0, 't'},     {"token-mode", 1, 0, 'T'},
-        {"conns", 1, 0, 'c'},      {"inflight", 1, 0, 'i'},   {"sources", 1, 0, 's'},
-        {"mode", 1, 0, 'm'},       {"count", 1, 0, 'n'},      {"rate", 1, 0, 'r'},
-        {"size", 1, 0, 'b'},       {"duration", 1, 0, 'd'},   {"expect", 1, 0, 'e'},
-        {"conn-query", 0, 0, 'Q'}, {"ready-file", 1, 0, 'R'}, {0, 0, 0, 0}};
+        {"url", 1, 0, 'u'},         {"tokens", 1, 0, 't'},     {"token-mode", 1, 0, 'T'},
+        {"conns", 1, 0, 'c'},       {"inflight", 1, 0, 'i'},   {"sources", 1, 0, 's'},
+        {"mode", 1, 0, 'm'},        {"count", 1, 0, 'n'},      {"rate", 1, 0, 'r'},
+        {"size", 1, 0, 'b'},        {"duration", 1, 0, 'd'},   {"expect", 1, 0, 'e'},
+        {"conn-query", 0, 0, 'Q'},  {"ready-file", 1, 0, 'R'}, {"deflate", 0, 0, 'D'},
+        {"deflate-min", 1, 0, 'M'}, {"start-file", 1, 0, 'S'}, {0, 0, 0, 0}};
     int ch;
     int have_url = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -609,6 +770,15 @@ static void parse_args(int argc, char **argv)
         case 'R':
             opt.ready_file = optarg;
             break;
+        case 'D':
+            opt.deflate = 1;
+            break;
+        case 'M':
+            opt.deflate_min = atoi(optarg);
+            break;
+        case 'S':
+            opt.start_file = optarg;
+            break;
         default:
             usage();
         }
@@ -639,6 +809,10 @@ int main(int argc, char **argv)
     SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
     epfd = epoll_create1(EPOLL_CLOEXEC);
+    make_fill();
+    if (inflateInit2(&zin, -15) != Z_OK ||
+        deflateInit2(&zout, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        abort();
     uint64_t t0 = hist_now_ns();
     connect_all(opt.duration + 60);
     double connect_s = (double)(hist_now_ns() - t0) / 1e9;
@@ -650,9 +824,13 @@ int main(int argc, char **argv)
             fclose(rf);
         }
     }
-    if (strcmp(opt.mode, "send") == 0)
+    if (strcmp(opt.mode, "send") == 0) {
+        uint64_t give_up = hist_now_ns() + 60000000000ull;
+        while (opt.start_file && access(opt.start_file, F_OK) != 0 && !stop_flag &&
+               hist_now_ns() < give_up)
+            poll_once(10); /* answers pings meanwhile */
         run_send();
-    else
+    } else
         run_wait();
     print_result(connect_s);
     return 0;
