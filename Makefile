@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The README's commands. Everything real lives in CMake; this file only chains
 # "install what is missing -> configure -> build -> run/test".
 #   make run       install deps, build, start `wsgate standalone` with examples/standalone.yaml

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench-backend — a fast webhook backend for the benchmarks, on libmicrohttpd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_inproc_bench — throughput and latency of the in-process bus's durable
  * event path: publish -> group commit to SQLite (WAL) -> ack -> delivery to

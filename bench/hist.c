@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hist.c — see hist.h. */
 #include "hist.h"
 

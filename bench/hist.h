@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hist.h — a log-bucket latency histogram for the benchmarks: 16 buckets per
  * power of two from 1 µs to ~1000 s, so any percentile is within ~4%.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """bench/mint.py — mints an HS256 JWT (stdlib only) for bench/run.sh when
 `wsgate token` is not available or cannot express a claim the benchmark needs
 (the `channels` claim that subscribes a connection on connect).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * benchpub — HTTP publisher for the benchmarks: POSTs a JSON body to wsgate's
  * control API (/v1/channels/{ch}/messages) or Pushpin's publish API

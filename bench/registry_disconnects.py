@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """registry_disconnects.py — how long the cluster's registry takes to record
 a mass disconnect (issue: 18,000 disconnects in under 5 s).
 

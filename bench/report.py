@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """bench/report.py — turns bench/run.sh's results.jsonl into the printed table
 (wsgate standalone, wsgate cluster, Pushpin, wsgate over wss:// and with
 permessage-deflate, ratios), <date>.json (machine,

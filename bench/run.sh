@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/run.sh — runs wsgate's benchmark suite, standalone and as a cluster,
 # and, in the same run, Pushpin as the reference peer (bench/README.md).
 # Called by `make bench`.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- bench/send.lua — wrk script for workload (d): each request sends one
 -- timestamped message to a random connection.
 --   wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate:

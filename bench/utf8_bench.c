@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * utf8_bench.c — the edge's per-message UTF-8 check (common/text.c
  * wsg_utf8_valid, run on every text message a client sends) against a

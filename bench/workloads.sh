@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bench/workloads.sh — the five workloads, sourced by bench/run.sh (which
 # defines the servers, ports, sampling helpers and record()). Each wl_<x> takes
 # a server name (wsgate | wsgate-cluster | pushpin | wsgate-tls |

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wsload — WebSocket load generator for wsgate's benchmarks (and Pushpin's).
  *

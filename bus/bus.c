@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus.c — the front of bus.h and the half of its semantics that does not
  * depend on the transport: bus_open() picks a transport by URL ("" or

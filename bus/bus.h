@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus.h — the one way wsgate's roles reach each other.
  *

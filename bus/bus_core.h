@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_core.h — bus.c's private state, shared by the files that implement
  * the semantics of bus.h once for every transport: bus.c (entry points,

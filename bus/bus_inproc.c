@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_inproc.c — the standalone transport of bus.h: every role in one
  * process, so there are no bytes to move. Client events go through the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_int.h — the split between bus.c (the semantics of bus.h, written once)
  * and a transport (bus_inproc.c, bus_nats*.c). Nothing outside bus/ and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_nats.c — the cluster implementation of bus.h over NATS (libnats 3.4):
  * the connection and its health, bus lifecycle, the service thread, channel

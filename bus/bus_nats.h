@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_nats.h — internals of the cluster bus (bus_nats*.c) and its tuning
  * knob for tests. Nothing outside bus/ and tests includes this file.

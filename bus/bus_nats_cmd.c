@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_nats_cmd.c — edge commands of the cluster bus: core NATS
  * request/reply on <prefix>.edge.<tok(edge_id)>.cmd (every edge also

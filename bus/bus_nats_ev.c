@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_nats_ev.c — client events of the cluster bus on JetStream.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_nats_grp.h — consumer groups of the NATS bus, shared by
  * bus_nats_ev.c (consumers, fetching, delivery) and bus_nats_lease.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_nats_lease.c — who consumes which partition of a consumer group.
  *

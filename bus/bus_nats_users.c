@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_nats_users.c — user claims of the cluster bus: route option
  * `one_connection_per_user: reject` held across edges (docs/contract.md §2).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_queue.c — the in-process bus's durable client-event queue.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_queue.h — the durable client-event queue of the in-process bus: a
  * bounded in-memory hand-off, one writer thread that group-commits events

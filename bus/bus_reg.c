@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_reg.c — the one registry of bus handlers (command serves per edge id,
  * publish and heartbeat handlers, event groups) and the channel-interest

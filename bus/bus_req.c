@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_req.c — edge commands for every transport: the table of requests
  * waiting for replies, their deadlines, the any-edge rule of bus.h, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd.h — the sub-commands of the one wsgate binary. Each takes the
  * arguments after its own name (argv[0] is the sub-command) and returns the

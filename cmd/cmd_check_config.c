@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_check_config.c — `wsgate check-config`: loads a config file exactly
  * as the roles would (file, then WSGATE_* environment, then every check)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_migrate.c — `wsgate migrate`: applies the migrations embedded in this
  * binary (the .sql files of migrations/, at build time) to the store named by the config

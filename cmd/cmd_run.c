@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_run.c — the long-running roles: standalone (every role in one process)
  * and the cluster roles edge, api and dispatch. Loads the config, opens the

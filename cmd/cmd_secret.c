@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_secret.c — `wsgate secret`: prints a fresh webhook signing secret,
  * "whsec_" + base64 of random bytes from OpenSSL's RAND_bytes (the format

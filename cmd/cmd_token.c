@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_token.c — `wsgate token`: mints a signed JWT for a client handshake or
  * for the control API and prints it alone on stdout (a dev and ops tool).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_top.c — `wsgate top`: the operator dashboard's numbers in a terminal
  * (docs/dashboard.md). Polls the control API's GET /v1/stats (admin token)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c — the wsgate binary: picks a sub-command. See cmd.h and README.md. */
 #include <malloc.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* b64.c — base64 on OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock. See b64.h. */
 #include "common/b64.h"
 #include "common/err.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * b64.h — base64 (RFC 4648 §4, padded) and base64url (§5, unpadded), on
  * OpenSSL's EVP block coders. Reentrant; any thread.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * clock.h — the two clocks wsgate reads, in milliseconds, and a deadline
  * for pthread_cond_timedwait (which waits on CLOCK_REALTIME by default).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * close.c — which close codes and reasons are accepted from outside
  * (close.h). Pure functions, any thread.

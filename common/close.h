@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * close.h — WebSocket close codes by name (RFC 6455 §7.4.1 and the IANA
  * registry) and the one rule for a close that comes from outside: a code

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c — loads wsgate's configuration by walking the schema table of
  * config_schema.c: defaults first, then the YAML file (libyaml's document

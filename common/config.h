@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.h — wsgate's configuration (docs/contract.md §6), loaded from one YAML file
  * (JSON is YAML too) with WSGATE_* environment overrides and *_FILE secrets.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config_check.c — the pieces of the configuration loader that look at one
  * value alone: scalar parsers (durations, byte sizes, booleans), the string

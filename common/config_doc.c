@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config_doc.c — the two readers of the schema table that print: the
  * markdown key reference committed as docs/configuration.md (so the docs are

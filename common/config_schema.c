@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config_schema.c — the table of every configuration key (docs/contract.md §6 plus
  * the operational keys of config.h): path, type, default, bounds, field

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config_schema.h — private to common/config*.c: the one table that drives
  * parsing, defaults, environment overrides, validation, freeing, the

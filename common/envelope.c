@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * envelope.c — the event envelope as JSON text (envelope.h). Any thread.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * envelope.h — the webhook envelope of a client event (docs/contract.md §3), written
  * as JSON text: the members every event has, then a type's own. Built by

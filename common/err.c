@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* err.c — tables behind err.h, generated from WSG_ERRNO_MAP. */
 #include "common/err.h"
 

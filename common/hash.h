@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hash.h — the one string hash wsgate uses for its tables and for the NATS
  * partition of a connection (64-bit FNV-1a). The partition depends on it:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http.c — the one table of HTTP reason phrases (http.h). Any thread.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http.h — HTTP reason phrases (RFC 9110 §15), for the status lines and
  * problem titles wsgate writes itself: the edge's handshake refusals and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * jtext.c — JSON text written straight into a growing buffer (jtext.h).
  * A jansson tree costs a dozen allocations per event (docs/performance.md,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * jtext.h — JSON text written straight into a growing buffer, for hot
  * paths: every client event's envelope (ws-edge/edge_events.c, envelope.h)

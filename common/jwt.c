@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * jwt.c — JWT verification and minting on libjwt 1.10 and jansson. See jwt.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * jwt.h — JSON Web Tokens for client handshakes (docs/contract.md §2) and the
  * control API (§4), on libjwt 1.10.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * listen.c — see listen.h. getaddrinfo() resolves the host (numeric
  * addresses and names alike); the family follows the written host: IPv6

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * listen.h — the socket address of a listen key (edge.listen, api.listen):
  * "host:port", where host is an IPv4 address or a name ("localhost"),

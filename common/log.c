@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.c — one formatted line per call, one write(2) per line. See log.h. */
 #include "common/log.h"
 #include "common/clock.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.h — structured logging: JSON lines (default) or text for terminals.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.c — storage and Prometheus rendering for metrics.h. */
 #include "common/metrics.h"
 #include "common/err.h"

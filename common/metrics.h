@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * metrics.h — process-wide Prometheus metrics (docs/contract.md §7).
  *

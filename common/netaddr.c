@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * netaddr.c — IP addresses and CIDR blocks (inet_pton / inet_ntop do all
  * the address parsing), and the X-Forwarded-For walk of trusted proxies

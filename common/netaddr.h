@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * netaddr.h — IP addresses, CIDR blocks and the client address of a request
  * that came through trusted proxies (edge.trusted_proxies,

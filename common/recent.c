@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * recent.c — the ring of recent events (recent.h). A process-wide ring
  * under one mutex: adding costs a lock and a vsnprintf into a fixed slot.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * recent.h — a bounded ring of this process's recent events, for the
  * operator dashboard's live tail (GET /v1/stats, docs/dashboard.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * text.c — the rules for text that comes from outside and is kept or
  * passed on: UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * text.h — one rule each for text from outside (control API, webhook
  * answers, tokens, authorizer answers): valid UTF-8, valid channel names.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread.h — names the calling thread so `top -H`, `ps -L` and perf show
  * which of wsgate's threads is busy (edge, authorizer, bq-writer, ...).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * url.c — backend URL checks on libcurl's URL API (url.h). Thread: any.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * url.h — which http(s) URLs a route may send its events to (docs/contract.md §3
  * "Routing": no SSRF). Both a backend URL and each allowed prefix are parsed

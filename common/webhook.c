@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * webhook.c — the signed request's headers (webhook.h). Any thread.
  */

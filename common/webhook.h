@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * webhook.h — the headers of a request wsgate signs for a backend (event
  * webhooks from the dispatcher, the edge's authorizer call): JSON body,

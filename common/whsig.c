@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* whsig.c — Standard Webhooks signing and verification on OpenSSL HMAC. See whsig.h. */
 #include "common/whsig.h"
 #include "common/b64.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * whsig.h — Standard Webhooks signatures (https://www.standardwebhooks.com):
  * webhook-signature = "v1," base64(HMAC-SHA256(key, id "." timestamp "." body)).

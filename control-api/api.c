@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api.c — the control API's HTTP server on libmicrohttpd: daemon setup and
  * hardening (connection limits, per-IP limit, timeout, memory limit, a fixed

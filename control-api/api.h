@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api.h — the control API (docs/contract.md §4) on libmicrohttpd, and the registry
  * that keeps the store's connections/subscriptions current from bus events.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_auth.c — control-API authentication and authorization.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_batch.c — POST /v1/batch: up to 100 control-API requests in one body,
  *   {"requests":[{"method":"POST","path":"/v1/connections/ID/messages",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_body.c — parsing of request bodies and names: a message body by its
  * media type (text/plain -> text frame, application/octet-stream -> binary,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_channels.c — /v1/channels and /v1/broadcast: subscribe and
  * unsubscribe a connection (a command to the holding edge, answered once

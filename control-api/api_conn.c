@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_conn.c — /v1/connections: send one frame to a connection (the hot
  * path: in-process no store read, no thread blocked — the request waits

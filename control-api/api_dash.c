@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_dash.c — the operator dashboard: GET /dashboard (the page, embedded
  * from control-api/dashboard.html, no token: it asks for one) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_dead.c — /v1/dead-letters: list events the dispatcher gave up on, and
  * replay one. A replay re-publishes the stored envelope to the bus as the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_deadline.c — the registry of open control-API sockets with their
  * deadlines, and the watchdog thread that shuts down the sockets whose

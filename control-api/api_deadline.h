@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_deadline.h — total (not idle) deadlines for control-API connections,
  * so that a client sending a byte every few seconds cannot hold a

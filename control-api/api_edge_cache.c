@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_edge_cache.c — which edge holds a connection (cluster mode), so that
  * a send, disconnect or subscribe goes straight to that edge without a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_grip.c — Pushpin's GRIP publish API on the control API (routes with
  * `protocol: grip`, docs/compat.md): POST /publish/ with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_http.c — the HTTP/1.1 message-framing rules (RFC 9112 §2.2, §3, §6)
  * that libmicrohttpd 0.9.75 does not enforce, checked on a request's head

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_int.h — internals of the control API shared by its files.
  *

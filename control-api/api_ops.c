@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_ops.c — operations endpoints: /healthz (the process answers),
  * /readyz (store and bus both healthy, else 503), /metrics (Prometheus text

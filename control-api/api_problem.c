@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_problem.c — the control API's answers: RFC 9457 problem documents
  * (application/problem+json with type, title, status, detail), plain JSON

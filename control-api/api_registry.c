@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_registry.c — the one writer of the store's connections and
  * subscriptions, fed by the edges' ordered event streams (consumer group

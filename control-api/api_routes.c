@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_routes.c — the control API's routing table: which method and path
  * pattern runs which handler under which scope, path and query decoding, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_subwait.c — read-your-writes for PUT/DELETE
  * /v1/channels/{ch}/connections/{id}: such a request is answered once the

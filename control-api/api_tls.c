@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_tls.c — https:// on the control API (api.tls): libmicrohttpd's TLS is
  * GnuTLS, so the certificate, key and client CAs are GnuTLS objects here.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_users.c — /v1/users/{user}: send to or disconnect every connection of
  * a user. The user's connections are listed from the store (page by page);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Embeds a source file into the binary as a NUL-terminated const char
 # NAME[] and size_t NAME_len (control-api/openapi.json is served at
 # GET /v1/openapi.json, control-api/dashboard.html at GET /dashboard).

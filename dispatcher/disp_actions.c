@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_actions.c — request bodies and response actions (docs/contract.md §3):
  * batch bodies built by concatenating the stored envelopes, a batch's stable

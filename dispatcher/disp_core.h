@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_core.h — the dispatcher's private state, shared by dispatch.c (thread,
  * loop, queues, connection table), disp_deliver.c (per-connection delivery

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_deliver.c — the per-connection delivery state machine on the
  * dispatcher thread: pick the head event's backend (rules, routing service,

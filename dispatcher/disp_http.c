@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_http.c — one webhook or routing-service request on the dispatcher's
  * curl multi handle: a pooled easy handle (connection reuse through the multi

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_internal.h — the dispatcher's pure building blocks, shared by its
  * source files and exposed to tests/unit/test_dispatch_*.c: backoff and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_meta.c — per-connection metadata a backend sets with Set-Meta-*
  * answer headers and gets back as Meta-* request headers (Pushpin's

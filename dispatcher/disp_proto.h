@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_proto.h — what a route's backend speaks (route key `protocol`): the
  * one place where a protocol differs from another. A protocol turns a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_proto_grip.c — Pushpin's WebSocket-over-HTTP protocol with GRIP
  * control messages (route `protocol: grip`; docs/compat.md says field by

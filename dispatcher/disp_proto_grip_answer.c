@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_proto_grip_answer.c — reads a grip backend's answer
  * (application/websocket-events) into wsgate's response actions, in order:

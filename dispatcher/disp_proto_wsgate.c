@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_proto_wsgate.c — wsgate's own protocol (docs/contract.md §3): the stored JSON
  * envelope posted as-is (no copy), several as {"events":[...]}, and a 2xx

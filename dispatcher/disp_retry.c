@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_retry.c — when to try again: exponential backoff with full jitter,
  * Retry-After parsing (seconds or HTTP date), and which HTTP outcomes are

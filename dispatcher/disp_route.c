@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disp_route.c — picking a message's backend (docs/contract.md §3 "Routing"): the
  * route's ordered rules (a top-level JSON field equal to a string, or a PCRE2

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dispatch.c — the dispatcher's lifecycle and its one delivery thread
  * (docs/contract.md §3). The bus's "dispatch" group callback hands each event to the

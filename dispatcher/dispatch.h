@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dispatch.h — turns client events from the bus into signed webhooks
  * (docs/contract.md §3) with libcurl multi: per-connection order, retries with

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A minimal wsgate backend for trying things out (`make run` starts it).
 
 Verifies each webhook's Standard Webhooks signature, prints the event, and

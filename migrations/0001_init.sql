@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- 0001_init.sql — wsgate's first schema (SPEC.md §5).
 --
 -- This text runs unchanged on SQLite 3.40 and PostgreSQL 15: only TEXT,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ops.c — /healthz, /readyz and /metrics of the edge and dispatch roles on a
  * one-thread libmicrohttpd daemon (see ops.h). Answers are small and built

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ops.h — the operations listener of the cluster roles that have no HTTP
  * server of their own (edge, dispatch): GET /healthz (the process answers),

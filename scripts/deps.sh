@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs every build, test and run dependency of wsgate from Debian bookworm's
 # archive (headless Chromium and Node.js for tests/e2e/test_conformance_*). Idempotent: when everything is present it checks with dpkg-query and
 # returns in well under a second without touching the network.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs libFuzzer targets of a -DWSGATE_FUZZ=ON build (`make fuzz` builds it):
 # each tests/fuzz/fuzz_<name> for SECONDS, seeded with its committed corpus
 # tests/fuzz/corpus/fuzz_<name>/, up to FUZZ_JOBS (default: nproc) at once.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds wsgate's container images with podman, without any registry (`make image`):
 #
 #   localhost/debian:bookworm        Debian bookworm minbase, made by mmdebstrap from the

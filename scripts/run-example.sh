@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # `make run`: starts the example backend (examples/backend.py) and wsgate
 # standalone with examples/standalone.yaml, prints how to connect, and stops
 # both on Ctrl-C or SIGTERM (forwarded to each, then waited for: nothing is

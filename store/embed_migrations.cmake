@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # embed_migrations.cmake — turns migrations/*.sql into one C file so that a
 # deployed wsgate binary carries its schema and needs no source tree.
 #   cmake -DSRC_DIR=<repo>/migrations -DOUT=<file.c> -P embed_migrations.cmake

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.c — the store's front door: picks the backend by URL scheme, runs
  * statements and transactions through its ops table, applies the embedded

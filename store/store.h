@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.h — wsgate's state (docs/contract.md §5): connections, subscriptions, edges,
  * dead letters, schema migrations.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store_conn.c — the connection registry (table connections): put, get,
  * delete (with the connection's subscriptions), touch, and the filtered,

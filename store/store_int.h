@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store_int.h — inside the store: the ops table (vtable) that the two
  * backends implement, the statement runner that store_*.c use, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store_misc.c — edges (table edges: heartbeats, stale detection) and dead
  * letters (table dead_letters: events whose delivery gave up, kept for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store_pg.c — the PostgreSQL backend of the store ops table (store_int.h),
  * for "postgres://..." and "postgresql://..." URLs (libpq connection URIs).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store_sqlite.c — the SQLite backend of the store ops table (store_int.h),
  * for "sqlite:///abs/path.db", "sqlite://relative.db" and "sqlite://:memory:".

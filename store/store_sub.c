@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store_sub.c — subscriptions (table subscriptions, keyed both ways): add and
  * remove (idempotent), garbage collection of orphans, channel members,

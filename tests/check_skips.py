@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """check_skips.py — fails a test run that skipped a test the allowlist does
 not name, so that a skip is never a silent pass (`make test` runs it after
 each ctest run).

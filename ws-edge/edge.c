@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge.c — the edge's lifecycle: creates its loops (edge.threads; each an
  * lws context and vhost on the shared port, SO_REUSEPORT when there are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge.h — the client side (docs/contract.md §2): holds WebSocket connections with
  * libwebsockets, authenticates handshakes, enforces limits, turns client

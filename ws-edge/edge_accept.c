@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_accept.c — an accepted client socket until its HTTP request line and
  * headers are complete, before lws sees anything of it.

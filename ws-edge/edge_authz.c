@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_authz.c — the workers of a held handshake (edge_handshake.c), so
  * the lws service thread never waits on the network:

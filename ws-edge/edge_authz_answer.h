@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_authz_answer.h — reading an authorizer's 2xx answer (docs/contract.md §2):
  *   {"allow": true, "user": "u1", "context": {...}, "channels": ["a"],

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_channels.c — the local channel -> members index, bus commands
  * (send, close, subscribe, unsubscribe, and "do you hold this connection",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_conn.c — an open connection: reassembling messages across fragments
  * under max_message_bytes (1009), the token-bucket rate limit (1008), the

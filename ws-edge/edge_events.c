@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_events.c — builds each client event's webhook envelope (docs/contract.md §3)
  * once and publishes it on the bus; the bus carries it as bus_event_t.body

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_fanout.c — writes one message to many connections with two threads.
  *

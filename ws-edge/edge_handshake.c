@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_handshake.c — everything decided before the 101 (docs/contract.md §2):
  * a repeated Host, Origin, Sec-WebSocket-Key, Sec-WebSocket-Version or

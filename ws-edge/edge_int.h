@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_int.h — the edge's private types, shared by its files:
  *   edge.c            lws context, lifecycle, service loop, the hand-over queue

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_map.c — a small chained hash map from strings to pointers, used by
  * the edge for its connection, channel, per-IP and per-user indexes. Grows

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_pmd.c — RFC 7692 permessage-deflate for routes with `compression:
  * on`, without lws's extension (which deflates per connection inside

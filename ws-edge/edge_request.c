@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_request.c — a client's HTTP request line and headers, parsed with
  * http-parser (see edge_request.h). Pieces of one element arrive from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_request.h — a client's HTTP request (line and headers), parsed from
  * bytes fed in pieces with http-parser (edge_request.c). Pure: no sockets,

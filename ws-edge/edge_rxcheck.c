@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_rxcheck.c — refuses client frames without the mask bit (RFC 6455
  * §5.1: "The server MUST close the connection upon receiving a frame that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_timer.c — the deadlines of open connections (next ping, idle timeout,
  * max lifetime) on one hashed timing wheel.

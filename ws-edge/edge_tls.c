@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edge_tls.c — wss:// on the edge: OpenSSL under lws, at the socket calls.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # nats-server from Debian's package, for the chart's optional bundled NATS
 # (trials: JetStream on a PVC at /data). Built by scripts/image.sh on the
 # localhost/ Debian base; tini is PID 1 so SIGTERM reaches nats-server.

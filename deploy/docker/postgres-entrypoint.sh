@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Entrypoint of the bundled PostgreSQL image (postgres.Dockerfile): initdb on
 # first start, then postgres in the foreground. Environment:
 #   PGDATA                  data directory (default /var/lib/postgresql/data/pgdata)

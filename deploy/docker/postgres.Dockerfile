@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # PostgreSQL 15 from Debian's packages, for the chart's optional bundled
 # PostgreSQL (trials; data on a PVC at /var/lib/postgresql/data). Built by
 # scripts/image.sh on the localhost/ Debian base. The entrypoint initialises

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # cluster.sh — a whole wsgate cluster as plain processes on this machine:
 # nats-server (JetStream, file storage), PostgreSQL, `wsgate migrate`, then
 # 2 edges, 2 control APIs and 2 dispatchers. Everything lives in one state

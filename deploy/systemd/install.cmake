@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # install.cmake — run by `cmake --install` (install(CODE) in CMakeLists.txt)
 # with WSGATE_SOURCE_DIR and WSGATE_BINARY_DIR set: installs the systemd unit
 # and the example configuration for the prefix given AT INSTALL TIME

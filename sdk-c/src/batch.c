@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * batch.c — POST /v1/batch: up to 100 control-API requests in one HTTP
  * request, run by the gateway in order; per-item status and body.

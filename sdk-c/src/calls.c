@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * calls.c — the control-API endpoints that answer with a status only (send,
  * disconnect, subscribe, publish, broadcast, per-user calls, replay,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.c — the control-API client handle: options (copied into the
  * client), the pool of libcurl easy handles that keeps HTTP connections

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * event.c — parses a webhook body (one event envelope, or {"events":[…]}
  * of a batch) into wsgate_event structs (docs/contract.md §3). Strings point into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * page.c — the control-API reads: one connection, and the paginated lists
  * (connections, channel members, channels, dead letters) with a cursor

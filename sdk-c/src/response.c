@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * response.c — the body a backend answers a webhook with: {"actions":[…]}
  * (send, subscribe, unsubscribe, close), checked here with the gateway's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sdk.h — libwsgate's internals shared by its source files (never
  * installed): the thread-local problem, a growable byte buffer, and the

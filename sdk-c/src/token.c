@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * token.c — mints tokens with the gateway's own code (common/jwt.c on
  * libjwt), so a token from the SDK is one the gateway's verifier accepts.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * util.c — small helpers of the SDK: the growable buffer, strdup of
  * optional strings, wsgate_free(). Threads: any; a buffer has one owner.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * webhook.c — Standard Webhooks verification and signing for backends, on
  * the gateway's own implementation (common/whsig.c, compiled into the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """rfc6455_table.py — runs tests/e2e/test_conformance_rfc6455.py against a
 wsgate binary and writes its results as the "Conformance" table of
 docs/edge.md (between the rfc6455-conformance markers), the way

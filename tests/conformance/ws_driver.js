@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ws_driver.js — Node's `ws` package as a WebSocket client the e2e tests
 // drive line by line (tests/e2e/test_conformance_node_ws.py).
 //

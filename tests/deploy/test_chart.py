@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_chart.py — the Helm chart deploy/helm/wsgate, offline (label deploy):
 
 for three value sets (tests/deploy/values: trial with bundled NATS and

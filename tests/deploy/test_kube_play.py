@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_kube_play.py — what the Helm chart renders runs (label deploy):
 
 builds the images (scripts/image.sh: localhost/debian:bookworm from

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // validate.mjs — validates rendered Kubernetes objects offline against the
 // Kubernetes (and Prometheus Operator) OpenAPI schemas of the npm packages
 // kubernetes-models and @kubernetes-models/prometheus-operator.

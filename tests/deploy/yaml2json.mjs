@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // yaml2json.mjs — multi-document YAML on stdin (helm template's output) to
 // a JSON array of the non-empty documents on stdout, with the npm package
 // yaml, so that the Python tests need no YAML library.

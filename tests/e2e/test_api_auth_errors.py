@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_api_auth_errors.py — control-API authentication (401 with
 WWW-Authenticate, 403 per scope and per channels-claim glob), bad input
 (400/413/415/404/405) that changes nothing, healthz/readyz/metrics, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_api_connections.py — the control API against the real binary with
 real WebSocket clients: sends (text, binary, JSON; 410 for unknown; held
 while a slow authorizer still holds the handshake), connection read/list

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_api_hardening.py — the control API against an attacker, through the
 binary: batch items with a content_type (once a use-after-free), slow-drip
 clients cut at a total deadline and one address unable to take every

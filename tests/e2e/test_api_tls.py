@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_api_tls.py — https:// on the control API (api.tls), through the real
 binary, with CAs made by the openssl CLI at test time:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cli.py — the wsgate command line as an operator meets it.
 
 - `wsgate --help` lists every sub-command and exits 0, and so does

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_compat_grip.py — route `protocol: grip` (docs/compat.md): a backend
 written against Pushpin's WebSocket-over-HTTP protocol and GRIP, not
 against wsgate, runs unchanged behind the gateway.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_conformance_chromium.py — a real browser against the real binary:
 Debian's headless Chromium loads a page (tests/conformance/browser_ws.html,
 served by this test on loopback) that does what a web app does, opening

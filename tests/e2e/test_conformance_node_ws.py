@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_conformance_node_ws.py — Node's `ws` package (a client nobody here
 wrote; installed by npm into tests/conformance/node_modules at test time)
 against the real binary, each case checked from both ends (what the client

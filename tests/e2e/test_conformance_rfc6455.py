@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_conformance_rfc6455.py — the protocol cases of Autobahn|Testsuite's
 sections 1-7 and 9 (framing, pings, reserved bits, opcodes, fragmentation,
 UTF-8, close handling, limits), each with the behaviour RFC 6455 asks of a

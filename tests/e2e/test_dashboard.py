@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_dashboard.py — the operator dashboard (GET /dashboard, GET /v1/stats)
 and `wsgate top`, through the binary, with a real backend and real clients.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_dead_letter_time.py — a dead letter's created_at_ms is Unix time.
 
 - an event the backend refuses becomes a dead letter whose created_at_ms,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_durability_kill9.py — accepted client messages survive kill -9 of
 wsgate standalone and are delivered after restart, in order per connection,
 and every connection that died with the process gets exactly one

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_durability_sigterm.py — graceful shutdown (docs/contract.md §2) keeps every
 message and publishes every disconnect, even while the backend is down.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_authorizer.py — the authorizer webhook before the 101 (docs/contract.md §2):
 
 - a signed (Standard Webhooks, route secret) POST with connection_id, path,

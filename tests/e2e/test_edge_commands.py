@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_commands.py — what reaches an open connection from the control
 API through the bus and the edge (docs/contract.md §2, §4):
 

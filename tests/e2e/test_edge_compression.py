@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_compression.py — RFC 7692 permessage-deflate on a route with
 `compression: on` (ws-edge/edge_pmd.c), through the real binary with a
 client that deflates and inflates with Python's zlib (no context takeover):

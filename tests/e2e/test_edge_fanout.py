@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_fanout.py — a channel with more members than the edge writes
 alone (ws-edge/edge_fanout.c: from 512 writable members half of them go out
 on a helper thread), through the real binary with real WebSocket clients:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_frames.py — limits and close codes on open connections
 (docs/contract.md §2, §6), through the real binary:
 

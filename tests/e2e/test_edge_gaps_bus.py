@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_gaps_bus.py — what the edge does when the bus cannot keep up or
 cannot make a client's message durable (docs/contract.md §2, docs/edge.md), through
 the real binary with the in-process bus (SQLite queue file):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_gaps_timeout.py — routes[].limits.handshake_timeout with routes
 that disagree, through the real binary (docs/edge.md, "Handshake timeouts"):
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_gaps_user.py — one_connection_per_user under concurrency
 (docs/contract.md §2), through the real binary:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_handshake.py — what the edge decides before the 101 (docs/contract.md §2),
 through the real binary with a raw RFC 6455 client:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_loops.py — an edge with several service threads (edge.threads:
 each its own lws context on the shared port, SO_REUSEPORT), through the real
 binary with real WebSocket clients and a real backend:

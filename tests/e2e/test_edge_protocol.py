@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_protocol.py — RFC 6455 and HTTP framing rules the edge holds
 clients to, through the real binary with raw sockets and raw frames:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_proxies.py — edge.trusted_proxies (docs/contract.md §2 TLS, §6): behind
 a TLS-terminating proxy the client address comes from X-Forwarded-For, and
 only when the TCP peer is a trusted proxy. Through the real binary, with a

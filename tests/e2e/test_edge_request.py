@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_request.py — the edge reads each client's HTTP request itself
 (ws-edge/edge_accept.c, edge_request.c) before lws sees the socket, through
 the real binary over raw sockets:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_subprotocols.py — Sec-WebSocket-Protocol negotiation (docs/contract.md §2,
 docs/edge.md "Subprotocols"), through the real binary with raw-socket clients:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_tls.py — wss:// on the edge (edge.tls), through the real binary
 with a CA made by the openssl CLI at test time and Python's ssl module:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_edge_token_expiry.py — an open connection ends when its token does
 (docs/contract.md §2, §6; docs/edge.md "Token expiry"), through the real binary:
 

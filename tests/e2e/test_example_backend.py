@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_example_backend.py — examples/backend.py, the backend `make run`
 starts, behind a real gateway with examples/standalone.yaml's webhook secret:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_install.py — `make install` as a packager or an operator runs it,
 into a DESTDIR staging root:
 

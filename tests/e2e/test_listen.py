@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_listen.py — edge.listen and api.listen accept the same address forms
 (common/listen.c), through the real binary:
 

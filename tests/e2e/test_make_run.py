@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_make_run.py — what `make run` (scripts/run-example.sh) leaves behind.
 
 - SIGTERM to the script (what make sends its recipe when it is stopped)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_overload.py — overload slows clients down and never disconnects them
 (docs/contract.md §2 "Overload"), standalone, through the real binary:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_subs_order.py — one ordered writer of subscriptions (standalone).
 
 docs/contract.md §3: response actions apply in order; §4: the control API's

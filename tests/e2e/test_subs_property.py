@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_subs_property.py — property: whatever the interleaving of control
 API subscribe/unsubscribe calls, webhook subscribe/unsubscribe actions and
 client disconnects, once everything is answered the store (the API's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_token.py — `wsgate token` as an operator uses it (docs/tokens.md).
 
 - explicit form: every algorithm (HS/RS/ES 256/384/512) minted with the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_version.py — one version, reported the same everywhere, with a
 licence and a changelog entry beside it.
 

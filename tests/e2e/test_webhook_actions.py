@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_webhook_actions.py — response actions (docs/contract.md §3): a 2xx JSON body
 {"actions": [...]} is applied to the event's connection, in order.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_webhook_basic.py — connect, message and disconnect events reach the
 backend with the envelope, headers and signature of docs/contract.md §3.
 

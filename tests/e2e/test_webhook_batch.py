@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_webhook_batch.py — delivery.batch_max (docs/contract.md §3 "Batching").
 
 While the backend refuses (503) a connection's first event, the client

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_webhook_burst.py — one connection sending faster than one webhook at a
 time can be delivered: every message still arrives, once per id, in order.
 

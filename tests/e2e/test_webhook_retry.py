@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_webhook_retry.py — at-least-once delivery in order per connection,
 retries and dead letters (docs/contract.md §3).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_webhook_routing.py — picking a backend per message (docs/contract.md §3).
 
 - rules, first match wins: {"json": "action", "equals": "join"} and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_webhook_routing_ssrf.py — a routing service cannot steer events
 outside allowed_backends (docs/contract.md §3 "Routing": no SSRF).
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_api_batch.c — libFuzzer target for POST /v1/batch through the
  * control API's own routing (control-api/api_batch.c and, through its

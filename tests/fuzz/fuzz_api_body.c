@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_api_body.c — libFuzzer target for the control API's request parsing:
  * the message-body parser (by media type), path and query decoding, and

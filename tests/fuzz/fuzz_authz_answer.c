@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_authz_answer.c — libFuzzer target for an authorizer's 2xx answer
  * (ws-edge/edge_authz.c edge_authz_answer_parse), read during every held

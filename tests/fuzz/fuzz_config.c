@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_config.c — libFuzzer target for the configuration loader
  * (common/config.c, config_check.c, config_schema.c on libyaml): the whole

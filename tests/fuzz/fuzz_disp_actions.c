@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_disp_actions.c — libFuzzer target for a backend's webhook answer:
  * disp_actions_parse() (dispatcher/disp_actions.c) reads the body of every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_disp_route.c — libFuzzer target for what the dispatcher reads when
  * it picks a backend (dispatcher/disp_route.c, common/url.c). The first

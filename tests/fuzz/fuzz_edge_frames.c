@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_edge_frames.c — libFuzzer target for the WebSocket handling the edge
  * does itself (ws-edge/edge_conn.c, edge_rxcheck.c); lws parses frames,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_edge_request.c — libFuzzer target for the edge's HTTP request parser
  * (ws-edge/edge_request.c), which reads every client handshake before lws.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_jwt.c — libFuzzer target for the pre-authentication path of a JWT
  * (common/jwt.c wsg_jwt_verify): every client handshake and control-API

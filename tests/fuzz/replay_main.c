@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * replay_main.c — runs every file of a fuzz corpus directory through a
  * libFuzzer target's LLVMFuzzerTestOneInput(), so the corpus is an ordinary

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_bus_nats.py — the cluster bus (bus/bus_nats*.c) against a real
 nats-server with JetStream (tests/lib/natsserver.py).
 

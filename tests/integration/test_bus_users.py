@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_bus_users.py — user claims of the cluster bus (bus/bus_nats_users.c)
 against a real nats-server with JetStream (tests/lib/natsserver.py): runs
 the built cmocka suite test_bus_users with WSGATE_TEST_NATS_URL set and

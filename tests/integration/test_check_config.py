@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_check_config.py — `wsgate check-config` as a user runs it.
 
 - a valid file (examples/*.yaml, and one with every kind of secret): exit 0,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_basic.py — cluster mode end to end: a real nats-server
 (JetStream, tests/lib/natsserver.py), a real PostgreSQL (tests/lib/
 pgserver.py), `wsgate migrate`, then two edges, two control APIs and two

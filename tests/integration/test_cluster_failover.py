@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_failover.py — dispatcher fail-over and partition sharing in
 cluster mode, through the real binaries (the Cluster of
 test_cluster_basic.py: nats-server, PostgreSQL, here 1 edge, 1 API and 2

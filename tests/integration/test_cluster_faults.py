@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_faults.py — cluster mode under process crashes (kill -9),
 with a real nats-server and PostgreSQL (the Cluster of
 test_cluster_basic.py: 2 edges, 2 APIs, 2 dispatchers, free loopback ports).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_location.py — in cluster mode the control API knows where
 connections live without asking PostgreSQL on a send (real nats-server,
 PostgreSQL, 2 edges, 2 APIs, 1 dispatcher; test_cluster_basic.Cluster).

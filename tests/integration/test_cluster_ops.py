@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_ops.py — the ops listener of the edge and dispatch roles
 (docs/contract.md §7: /healthz, /readyz, /metrics on ops.listen), through the binary
 in cluster mode (nats-server + PostgreSQL + one edge, one API, one

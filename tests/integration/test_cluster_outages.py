@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_outages.py — cluster mode while its servers go away and come
 back: a real PostgreSQL and a real nats-server restarted (stop, then start on
 the same port with the same data / JetStream store dir) under a running

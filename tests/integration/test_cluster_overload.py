@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_overload.py — overload slows clients down and never
 disconnects them, in cluster mode: the run of tests/e2e/test_overload.py
 (100 clients writing 64-byte frames unthrottled, a slow backend, every

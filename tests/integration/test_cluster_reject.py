@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_reject.py — one_connection_per_user: reject across edges
 (docs/contract.md §2, "works across edges in cluster mode"), with a real nats-server
 and PostgreSQL and two edges (the Cluster of test_cluster_basic.py).

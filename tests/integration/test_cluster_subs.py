@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cluster_subs.py — one ordered writer of subscriptions, cluster mode
 (nats-server, PostgreSQL, two edges, two APIs, two dispatchers: the
 Cluster of test_cluster_basic.py).

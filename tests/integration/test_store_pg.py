@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_store_pg.py — the shared store suite and `wsgate migrate` against a
 real PostgreSQL server (tests/lib/pgserver.py).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """csuite.py — run a built cmocka suite from a Python integration test.
 
 find_build_binary(name, override_env): the unit-test binary `name` from the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """natsserver.py — a throw-away nats-server with JetStream for tests (stdlib only).
 
     from natsserver import NatsServer

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pgserver.py — a throw-away PostgreSQL server for tests (Python stdlib only).
 
     from pgserver import PgServer

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """selftest_wsgate_test.py — checks the e2e test library itself: the
 Standard Webhooks test vector, JWT round trips through the openssl CLI (and
 forgeries failing), the recording Backend's scripting, and WsClient against

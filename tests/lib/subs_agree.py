@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """subs_agree.py — checks shared by the subscription-order tests
 (tests/e2e/test_subs_order.py, tests/integration/test_cluster_subs.py):
 the store's view of a connection's subscriptions (what the control API

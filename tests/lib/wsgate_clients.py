@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_clients.py — third-party WebSocket clients for the conformance
 tests: Node's `ws` package (tests/conformance/ws_driver.js, installed by
 npm into tests/conformance/node_modules at test time) and headless Debian

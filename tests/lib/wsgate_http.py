@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_http.py — the HTTP side of the e2e test library (re-exported by
 wsgate_test.py): Standard Webhooks signing and verification, the recording
 Backend with its scriptable answers (and Authorizer / RoutingService

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_jwt.py — JWTs for the e2e tests (re-exported by wsgate_test.py),
 independent of wsgate's code: HS256/384/512 with hmac, RS*/ES* through the
 openssl CLI (ES signatures converted between DER and raw r||s), key pairs

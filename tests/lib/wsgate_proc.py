@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_proc.py — how every long-running wsgate process a test starts is
 held to account: the standalone Gateway (wsgate_test.py) and each cluster
 role (Node in tests/integration/test_cluster_basic.py) are WatchedProcess

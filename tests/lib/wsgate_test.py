@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_test.py — the end-to-end test library: everything a process-level
 test needs to drive the real wsgate binary from the outside, written with the
 Python 3 standard library only and independent of wsgate's own C code.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_tls.py — a throw-away certificate authority for TLS tests, made
 with the openssl CLI at test time (nothing is checked in), and the Python
 ssl contexts that trust it.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_util.py — shared basics of the e2e test library (see
 wsgate_test.py, which re-exports everything here): the binary's path,
 default secrets, the time scale of every bounded wait, free loopback ports,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wsgate_ws.py — a raw-socket RFC 6455 WebSocket client for the e2e
 tests (re-exported by wsgate_test.py), independent of any WebSocket
 library: handshake refusals visible as HTTP status + headers, raw frames,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cases_api.py — bad input on the control API (docs/contract.md §4, RFC 9110/9112,
 issue 13 items 1, 2, 3, 5, 6): one standalone gateway with one connected
 client; each case sends a request (through urllib, or byte for byte on a

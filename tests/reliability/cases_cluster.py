@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cases_cluster.py — kill -9 and SIGTERM of each cluster role (docs/contract.md §1-§3):
 one Cluster of tests/integration/test_cluster_basic.py (a real nats-server
 with JetStream, a real PostgreSQL, `wsgate migrate`, 2 edges, 2 APIs, 2

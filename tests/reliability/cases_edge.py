@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cases_edge.py — bad input on the client side (docs/contract.md §2, RFC 6455,
 issue 13 item 6): one standalone gateway with a route per limit, raw-socket
 WebSocket clients, a recording backend. Each case observes the HTTP status

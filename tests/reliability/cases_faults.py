@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cases_faults.py — faults around a standalone gateway (docs/contract.md §1-§3,
 issue 13): kill -9 and SIGTERM of the process, a backend that is down,
 failing, slow or hanging, an authorizer that is down, failing or slow, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cases_overload.py — overload (docs/contract.md §2 "Overload slows clients down, it
 never disconnects them", issue 13 item 7): 100 clients send 64-byte text
 frames as fast as the gateway takes them for RELIABILITY_OVERLOAD_SECONDS

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cases_security.py — attacks on authentication and on backend selection
 (docs/contract.md §2-§4, issue 13 item 4): JWT algorithm confusion and `none` on the
 edge and on the control API (both pinned to RS256 here), and SSRF through

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """rel.py — the reliability harness's framework: the case registry, the
 per-case and per-group scopes that own every process and socket a case
 starts, and small raw-socket HTTP helpers.

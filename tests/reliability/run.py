@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """run.py — `make reliability`: runs every case of the reliability tables
 (bad input on the edge and on the control API, security, faults, cluster
 faults, overload) against the real wsgate binary and writes the report

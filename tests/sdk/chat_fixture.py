@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """chat_fixture.py — starts the chat example (sdk-c/examples/chat) with a
 real gateway for test_sdk_chat.py and test_sdk_chat_browser.py.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sdk_alloc_check.c — allocation-failure injection on every public
  * function of libwsgate (jansson's "chaos" test, SQLite's malloc faults).

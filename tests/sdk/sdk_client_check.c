@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sdk_client_check.c — calls every control-API function of libwsgate
  * against a real gateway and checks each answer; run by

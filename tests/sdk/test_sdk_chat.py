@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_sdk_chat.py — the chat example (sdk-c/examples/chat) through the
 real gateway with two raw WebSocket clients: join a room, chat both ways
 (fan-out through channel publish), /who lists the room through the control

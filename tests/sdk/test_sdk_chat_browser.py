@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_sdk_chat_browser.py — two people chat in real browsers through
 wsgate and the C chat example (sdk-c/examples/chat): two headless Chromium
 processes (Debian's chromium, fresh profiles, flags of wsgate_clients.py)

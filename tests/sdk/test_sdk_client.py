@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_sdk_client.py — libwsgate's control-API client against the real
 gateway (standalone): sdk_client_check calls every endpoint through the SDK
 (send text and binary, connection info, 100 sends from four threads on one

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_sdk_cluster.py — the same SDK client run as test_sdk_client.py,
 against a cluster: nats-server, PostgreSQL, two edges, one control API and
 one dispatcher (test_cluster_basic.py's Cluster), with alice on one edge

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_sdk_install.py — libwsgate as a user gets it: `cmake --install`
 into a temporary prefix, then, outside the source tree,
   - the chat example built through pkg-config (its Makefile) and through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_sdk_token.c — tokens minted by libwsgate are accepted by the
  * gateway's own verifier (common/jwt.c linked from wsg_common, the code the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_sdk_webhook.c — libwsgate's webhook side: Standard Webhooks
  * verification on the spec's own test vectors (tests/data/sdk/

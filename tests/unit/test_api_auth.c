@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_api_auth.c — the control API's token cache (control-api/api_auth.c)
  * is per API and keyed by token and key: two APIs in one process with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_api_helpers.c — the control API's pure helpers: channel-name rules,
  * channels-claim glob matching, RFC 9457 problem documents, message-body

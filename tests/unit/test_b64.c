@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_b64.c — common/b64.c against the RFC 4648 §10 test vectors (base64,
  * and base64url without padding), a full byte range round trip, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_bus_cmd.c — the in-process bus's non-durable traffic: edge commands
  * (inline handler, order, any edge, gone, timeout, late reply from another

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_bus_contract.c — the one bus test suite (bus/bus.h): the same test
  * functions run on the in-process bus and on the NATS bus, as test_store.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_bus_inproc.c — the in-process bus's durable client-event queue, with
  * real threads and real SQLite files in a temp dir: publish -> ack ->

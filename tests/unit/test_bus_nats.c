@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_bus_nats.c — the cluster bus (bus_nats*.c) against a real
  * nats-server with JetStream. Runs when WSGATE_TEST_NATS_URL is set

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_bus_users.c — user claims (bus.h section 5): in-process they are not
  * kept (WSG_ENOTSUP); on NATS (bus_nats_users.c) against a real nats-server

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_close.c — common/close.c: which close codes a client may send, and
  * which code and reason an application (control API, dispatcher action)

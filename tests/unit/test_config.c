@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_config.c — the configuration loader, data-driven like jansson's suites:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_dispatch_flow.c — the dispatcher end to end inside one process: an
  * in-process bus (in memory), a SQLite store in a temp dir, and a small

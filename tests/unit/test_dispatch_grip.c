@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_dispatch_grip.c — the grip protocol's pure pieces
  * (dispatcher/disp_proto.h): event bodies built from stored envelopes,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_dispatch_pure.c — the dispatcher's pure functions (dispatcher/
  * disp_internal.h): backoff bounds and jitter, Retry-After parsing, outcome

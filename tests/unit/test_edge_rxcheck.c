@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_edge_rxcheck.c — ws-edge/edge_rxcheck.c's frame-header walk
  * (edge_rxcheck_scan): a stream of masked frames of every length form

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_edges_side_by_side.c — no process-wide edge: two edges (ids "ea" and
  * "eb") run in one process on one in-process bus, each with a real

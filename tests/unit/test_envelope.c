@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_envelope.c — common/envelope.c, the one builder of an event's
  * envelope (the edge's events and the control API's edge_lost disconnects):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_err.c — common/err.c: every code of WSG_ERRNO_MAP has its own name and
  * message, codes are negative and distinct, 0 is success, and anything outside

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_http.c — common/http.c: the registered reason phrases the edge and
  * the control API write, and a phrase by class (never another status's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_jwt.c — common/jwt.c: mint/verify round trips for every algorithm,
  * algorithm pinning (alg mismatch, "none", the HS256-with-the-RSA-public-key

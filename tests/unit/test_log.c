@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_log.c — the JSON-lines logger: valid JSON, escaping, typed fields, level filter. */
 #include <setjmp.h>
 #include <stdarg.h>

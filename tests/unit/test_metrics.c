@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_metrics.c — the Prometheus registry of common/metrics.c: counters,
  * labelled counter families, gauges, histogram buckets and sums in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_netaddr.c — common/netaddr.c: addresses, CIDR blocks (IPv4, IPv6,
  * /0, /32, /128, bad input) and the X-Forwarded-For walk of trusted

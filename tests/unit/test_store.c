@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_store.c — the one shared store test suite (store/store.h). The same
  * test functions run against SQLite (a fresh file in a temp dir per test)

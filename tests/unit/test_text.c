@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_text.c — common/text.c: the one UTF-8 validator (RFC 3629 and the
  * Markus Kuhn stress cases: overlongs, surrogates, past U+10FFFF, cut

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_webhook.c — common/webhook.c, the headers of every signed request
  * (dispatcher webhooks, the edge's authorizer call): all of them present,

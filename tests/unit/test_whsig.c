@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_whsig.c — Standard Webhooks signatures against the spec's published test vector. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chat.c — a chat backend for wsgate on libmicrohttpd and libwsgate.
  *

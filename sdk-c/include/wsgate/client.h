@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.h — the control-API client: every endpoint of the gateway's REST
  * API (send, disconnect, connection info and lists, channels, publish,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * token.h — mint JSON Web Tokens the gateway accepts: control-API tokens
  * (scopes, channel globs) and client tokens for a route's handshake (sub,

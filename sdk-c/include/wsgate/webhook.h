@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * webhook.h — the backend side of wsgate's webhooks: verify a Standard
  * Webhooks signature, parse an event (or a batch of events) into typed

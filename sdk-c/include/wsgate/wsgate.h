@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wsgate.h — libwsgate, the C SDK for backends of the wsgate WebSocket
  * gateway: verify and parse the webhooks the gateway sends (webhook.h),

@@ -1,3 +1,4 @@
+{{/* SPDX-License-Identifier: MIT */}}
 {{/* Names, labels and the pieces every wsgate pod shares. */}}
 {{- define "wsgate.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
