@@ -277,6 +277,10 @@ static void run_item(unsigned char *it, int run)
 static int drain(bus_consumer_t *c, int run)
 {
     pthread_mutex_lock(&c->mu);
+    if (c->in_len == 0) { /* a wake-up for the owner's other work */
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
     unsigned char *buf = c->in;
     size_t len = c->in_len, cap = c->in_cap;
     c->in = c->spare;
