@@ -7,7 +7,9 @@
  * input is refused the same way in standalone and cluster mode; handlers
  * are registered and unregistered in bus_reg.c, commands go through the
  * request table of bus_req.c, and everything the transport receives comes
- * back through bus_core_*_in() to be handed to the registered handlers.
+ * back through bus_core_*_in() to be handed to the registered handlers:
+ * commands, publishes and replies through the queue of the consumer the
+ * handler runs on (bus_consumer.c), never inline.
  *
  * Threads: every function may be called from any thread (bus.h).
  */
@@ -28,7 +30,8 @@ static const bus_ops_t *ops_for_url(const char *url)
 
 static void core_free(bus_core_t *c)
 {
-    bus_req_free(c);
+    bus_req_free(c);                  /* replies still owed go to the own consumer, */
+    bus_consumer_thread_free(c->own); /* which runs them before it stops */
     bus_reg_free(c);
     free(c);
 }
@@ -47,9 +50,9 @@ int bus_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errlen)
     bus_opts_t dflt = {0};
     bus_core_t *c = bus_xcalloc(sizeof *c);
     bus_reg_init(c);
-    if (bus_req_init(c) != 0) {
+    if (bus_consumer_thread_new(c, &c->own) != 0 || bus_req_init(c) != 0) {
         core_free(c);
-        return wsg_errf(err, errlen, WSG_EBUS, "bus: cannot start its timer thread");
+        return wsg_errf(err, errlen, WSG_EBUS, "bus: cannot start its threads");
     }
     bus_t *bus = NULL;
     int rc = ops->open(&bus, opts ? opts : &dflt, err, errlen);
@@ -75,8 +78,14 @@ void bus_free(bus_t *bus)
         return;
     bus_core_t *c = bus->core;
     bus_req_stop(c);
-    bus->ops->free(bus); /* no transport callback after this */
+    bus_consumer_thread_sync(c->own); /* commands it holds reply through the transport */
+    bus->ops->free(bus);              /* no transport callback after this */
     core_free(c);
+}
+
+void bus_core_sync(bus_t *bus)
+{
+    bus_consumer_thread_sync(bus->core->own);
 }
 
 int bus_healthy(bus_t *bus)
@@ -257,9 +266,16 @@ int bus_cmd_request(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_r
 
 int bus_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud)
 {
+    return bus_cmd_serve_on(bus, edge_id, NULL, fn, ud);
+}
+
+int bus_cmd_serve_on(bus_t *bus, const char *edge_id, bus_cmd_route_fn route, bus_cmd_fn fn,
+                     void *ud)
+{
     if (!bus || !edge_id || !*edge_id || !fn)
         return WSG_EINVAL;
-    int rc = bus_reg_add(bus->core, BUS_REG_CMD, edge_id, (void (*)(void))fn, ud, NULL);
+    int rc =
+        bus_reg_add_on(bus->core, BUS_REG_CMD, edge_id, (void (*)(void))fn, ud, NULL, route, NULL);
     if (rc == 0 && bus->ops->serve && (rc = bus->ops->serve(bus, edge_id, 1)) != 0)
         bus_reg_remove(bus->core, BUS_REG_CMD, edge_id, NULL, NULL);
     return rc;
@@ -292,13 +308,29 @@ void bus_core_cmd_in(bus_t *bus, const char *edge_id, const bus_cmd_t *cmd, bus_
         bus_cmd_reply(r, WSG_EGONE);
         return;
     }
-    bus_reg_t *prev = bus_reg_running(h);
-    ((bus_cmd_fn)h->fn)(h->ud, cmd, r);
-    bus_reg_running(prev);
+    if (bus_consumer_push_cmd(bus_reg_consumer(h, cmd), h, cmd, r) != 0)
+        bus_cmd_reply(r, WSG_EFULL);
     bus_reg_leave(h);
 }
 
 /* ---- publishes and heartbeats ----------------------------------------------------- */
+
+/* Queues p for every publish handler: 0, or WSG_EFULL when one's consumer
+ * had no room. */
+static int publish_queue(bus_core_t *c, const bus_publish_t *p)
+{
+    bus_reg_t *local[BUS_REG_LOCAL], **hs;
+    size_t n = bus_reg_enter_all(c, BUS_REG_PUB, NULL, local, &hs);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (bus_consumer_push_pub(bus_reg_consumer(hs[i], NULL), hs[i], p) != 0)
+            rc = WSG_EFULL;
+        bus_reg_leave(hs[i]);
+    }
+    if (hs != local)
+        free(hs);
+    return rc;
+}
 
 /* Calls every handler of kind with call(fn, ud, arg). */
 static void fan_out(bus_core_t *c, int kind, void (*call)(bus_reg_t *r, const void *arg),
@@ -316,14 +348,9 @@ static void fan_out(bus_core_t *c, int kind, void (*call)(bus_reg_t *r, const vo
         free(hs);
 }
 
-static void call_publish(bus_reg_t *r, const void *arg)
-{
-    ((bus_publish_fn)r->fn)(r->ud, arg);
-}
-
 void bus_core_publish_in(bus_t *bus, const bus_publish_t *p)
 {
-    fan_out(bus->core, BUS_REG_PUB, call_publish, p);
+    publish_queue(bus->core, p); /* a full consumer logs its refusal */
 }
 
 typedef struct {
@@ -353,15 +380,16 @@ int bus_publish(bus_t *bus, const bus_publish_t *p)
     if (bus->ops->publish)
         return bus->ops->publish(bus, p);
     if (!p->channel || bus_interest_has(bus->core, p->channel))
-        bus_core_publish_in(bus, p);
+        return publish_queue(bus->core, p);
     return 0;
 }
 
-static int serve_kind(bus_t *bus, int kind, void (*fn)(void), void *ud, int (*listen)(bus_t *bus))
+static int serve_kind(bus_t *bus, int kind, bus_consumer_t *on, void (*fn)(void), void *ud,
+                      int (*listen)(bus_t *bus))
 {
     if (!bus || !fn)
         return WSG_EINVAL;
-    int rc = bus_reg_add(bus->core, kind, NULL, fn, ud, NULL);
+    int rc = bus_reg_add_on(bus->core, kind, NULL, fn, ud, on, NULL, NULL);
     if (rc == 0 && listen && (rc = listen(bus)) != 0)
         bus_reg_remove(bus->core, kind, NULL, fn, ud);
     return rc;
@@ -369,7 +397,12 @@ static int serve_kind(bus_t *bus, int kind, void (*fn)(void), void *ud, int (*li
 
 int bus_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud)
 {
-    return serve_kind(bus, BUS_REG_PUB, (void (*)(void))fn, ud,
+    return bus_publish_serve_on(bus, NULL, fn, ud);
+}
+
+int bus_publish_serve_on(bus_t *bus, bus_consumer_t *c, bus_publish_fn fn, void *ud)
+{
+    return serve_kind(bus, BUS_REG_PUB, c, (void (*)(void))fn, ud,
                       bus ? bus->ops->listen_publishes : NULL);
 }
 
@@ -396,7 +429,7 @@ int bus_heartbeat(bus_t *bus, const char *edge_id, int leaving)
 
 int bus_heartbeat_serve(bus_t *bus, bus_heartbeat_fn fn, void *ud)
 {
-    return serve_kind(bus, BUS_REG_HB, (void (*)(void))fn, ud,
+    return serve_kind(bus, BUS_REG_HB, NULL, (void (*)(void))fn, ud,
                       bus ? bus->ops->listen_heartbeats : NULL);
 }
 

@@ -44,29 +44,29 @@
  * running, and none starts afterwards; called from inside one of that
  * handler's own callbacks it waits for the others only.
  *
- * Which thread runs a callback:
+ * Which thread runs a callback (both transports alike):
+ *   - bus_cmd_fn, bus_publish_fn: the consumer the handler was registered
+ *     on (section 0), when it drains its queue: never inline in the
+ *     bus_cmd_request() / bus_publish() that produced them, nor on a NATS
+ *     library thread (those only queue). Handlers registered without a
+ *     consumer (bus_cmd_serve, bus_publish_serve) run on the bus's own
+ *     consumer thread ("bus-deliver");
+ *   - bus_reply_fn: the bus's own consumer thread, whatever decided the
+ *     reply (the edge's bus_cmd_reply(), a NATS reply, the deadline, no
+ *     edge at all, or bus_free() answering WSG_EUNAVAILABLE for requests
+ *     still open, which drains before it returns); never inline in
+ *     bus_cmd_request() or bus_cmd_reply();
  *   - bus_event_fn, bus_run_end_fn: the group's delivery thread (one per
  *     group; NATS: one per group and bus);
  *   - bus_event_ack_fn: in-process, the queue's writer thread, or inline in
  *     bus_event_publish() when the event is refused at once (the bus is
  *     stopping); NATS: the PubAck thread, or inline for a connection whose
  *     earlier event failed (bus_nats_ev.c);
- *   - bus_cmd_fn: in-process, inline in bus_cmd_request() on the caller's
- *     thread (so one caller's commands reach an edge in the order sent);
- *     NATS: a NATS subscription thread;
- *   - bus_reply_fn: on whichever thread calls the deciding bus_cmd_reply()
- *     (in-process; often inline inside bus_cmd_request()) or the NATS
- *     reply-inbox thread; inline in bus_cmd_request() with WSG_EGONE when
- *     no edge is registered in-process; on the bus timer thread at a
- *     deadline; in bus_free() with WSG_EUNAVAILABLE for requests still
- *     open;
- *   - bus_publish_fn: in-process, inline in bus_publish(); NATS: a NATS
- *     subscription thread;
  *   - bus_heartbeat_fn: a bus thread, never the caller's (in-process: the
  *     heartbeat thread; NATS: a subscription thread).
- * So a callback must not block for long (hand work to your own thread, as
- * the edge does with its queue + lws_cancel_service()) and must not call
- * back into a lock its own caller may hold.
+ * So a callback must not block for long (the bus's own consumer thread
+ * serves every role of the process that registered without a consumer)
+ * and must not call back into a lock its own caller may hold.
  */
 #ifndef WSG_BUS_H
 #define WSG_BUS_H
@@ -106,6 +106,36 @@ void bus_free(bus_t *bus);
 
 /* 1 when the bus can accept work (NATS connected; queue writable). */
 int bus_healthy(bus_t *bus);
+
+/* ---- 0. consumers ------------------------------------------------------------ */
+
+/* A consumer is a thread of the caller's (an edge's service loop) on which
+ * the bus runs the command and publish callbacks of the handlers
+ * registered on it. The bus keeps one queue per consumer: a command or
+ * publish for one of its handlers is copied into it (no allocation per
+ * item once the queue has grown to the traffic's bursts), and wake(ud) is
+ * called, on the producing thread, when the queue goes from empty to
+ * non-empty; the owner then calls bus_consumer_drain() on its thread,
+ * which runs every callback queued when it started (what arrives meanwhile
+ * wakes it again). Items reach a consumer in the order they were produced,
+ * so one caller's commands reach an edge in the order sent. A queue holds
+ * at most 64 MiB: a command that does not fit is answered WSG_EFULL, a
+ * publish that does not fit makes bus_publish() return WSG_EFULL
+ * (in-process) or is dropped with a warning in the log (NATS: it came off
+ * the wire), never silently.
+ *
+ * wake must not block or call the bus (lws_cancel_service() is the kind of
+ * thing it does). Unregister the consumer's handlers before
+ * bus_consumer_free(): what is still queued then is disposed of as for an
+ * unregistered handler (below). Free consumers before bus_free(). */
+typedef struct bus_consumer bus_consumer_t;
+typedef void (*bus_wake_fn)(void *ud);
+/* Returns 0, WSG_EINVAL (NULL bus, wake or out). */
+int bus_consumer_new(bus_t *bus, bus_wake_fn wake, void *ud, bus_consumer_t **out);
+/* Runs what is queued now; on the consumer's own thread only. NULL allowed. */
+void bus_consumer_drain(bus_consumer_t *c);
+/* NULL allowed. */
+void bus_consumer_free(bus_consumer_t *c);
 
 /* ---- 1. client events ----------------------------------------------------- */
 
@@ -292,13 +322,23 @@ typedef struct bus_reply bus_reply_t;
 typedef void (*bus_cmd_fn)(void *ud, const bus_cmd_t *cmd, bus_reply_t *r);
 
 /* Returns 0, WSG_EINVAL, WSG_EEXISTS (edge_id already served). Allowed
- * before and after bus_start(). */
+ * before and after bus_start(). fn runs on the bus's own consumer thread. */
 int bus_cmd_serve(bus_t *bus, const char *edge_id, bus_cmd_fn fn, void *ud);
+/* Picks the consumer a command runs on (an edge: the loop that owns
+ * cmd->conn_id), so every command of one connection goes to one consumer
+ * and keeps its order. Called on the producing thread with the handler's
+ * ud: it must only compute (no lock, no bus call). */
+typedef bus_consumer_t *(*bus_cmd_route_fn)(void *ud, const bus_cmd_t *cmd);
+/* Like bus_cmd_serve(), fn running on the consumer route picks. */
+int bus_cmd_serve_on(bus_t *bus, const char *edge_id, bus_cmd_route_fn route, bus_cmd_fn fn,
+                     void *ud);
 /* Stops serving edge_id: no bus_cmd_fn of it starts after this is called,
  * and it returns only once the ones running have returned (from inside
  * one, it waits for the others), so ud may be freed then. Commands for
- * edge_id are answered WSG_EGONE from then on. Reply objects already handed
- * out stay valid until replied. Returns 0, WSG_EINVAL, WSG_ENOTFOUND. */
+ * edge_id are answered WSG_EGONE from then on, those still queued for it
+ * included (when their consumer drains them, or frees them). Reply objects
+ * already handed out stay valid until replied. Returns 0, WSG_EINVAL,
+ * WSG_ENOTFOUND. */
 int bus_cmd_unserve(bus_t *bus, const char *edge_id);
 void bus_cmd_reply(bus_reply_t *r, int status);
 
@@ -317,16 +357,20 @@ typedef struct {
 } bus_publish_t;
 
 /* Publishes to every edge with members of p->channel (or every edge for a
- * broadcast). Returns 0 once handed to the bus. */
+ * broadcast). Returns 0 once handed to the bus; in-process WSG_EFULL when
+ * the queue of a handler's consumer had no room (the others got it). */
 int bus_publish(bus_t *bus, const bus_publish_t *p);
 
 typedef void (*bus_publish_fn)(void *ud, const bus_publish_t *p);
 
-/* Registers a handler for publishes and broadcasts (any number, called in
- * registration order). Returns 0 or WSG_EINVAL; allowed after bus_start(). */
+/* Registers a handler for publishes and broadcasts (any number, queued in
+ * registration order) on the bus's own consumer thread (bus_publish_serve)
+ * or on consumer c. Returns 0 or WSG_EINVAL; allowed after bus_start(). */
 int bus_publish_serve(bus_t *bus, bus_publish_fn fn, void *ud);
+int bus_publish_serve_on(bus_t *bus, bus_consumer_t *c, bus_publish_fn fn, void *ud);
 /* Unregisters the handler registered with fn and ud; waits like
- * bus_cmd_unserve(). Returns 0, WSG_EINVAL, WSG_ENOTFOUND. */
+ * bus_cmd_unserve(). Publishes still queued for it are dropped. Returns 0,
+ * WSG_EINVAL, WSG_ENOTFOUND. */
 int bus_publish_unserve(bus_t *bus, bus_publish_fn fn, void *ud);
 
 /* The edge declares (on=1) or withdraws (on=0) interest in a channel; the

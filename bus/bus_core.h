@@ -26,12 +26,15 @@ struct bus_reg {
     bus_core_t *core;
     void (*fn)(void);
     void *ud;
-    bus_run_end_fn run_end; /* event groups */
-    int inflight;           /* callbacks running; under reg_mu */
-    int removed;            /* unregistered: no new callback starts */
-    int orphan;             /* unregistered from its own callback: the last
-                               callback to leave frees it */
-    char key[];             /* edge id (commands), group (events), else "" */
+    bus_run_end_fn run_end;   /* event groups */
+    bus_consumer_t *consumer; /* commands, publishes: NULL = the bus's own */
+    bus_cmd_route_fn route;   /* commands: picks the consumer per command */
+    int inflight;             /* callbacks running, and producers queueing; under reg_mu */
+    int queued;               /* items in a consumer's queue; under reg_mu */
+    int removed;              /* unregistered: no new callback starts */
+    int orphan;               /* unregistered while one of its callbacks ran or
+                                 items were queued: the last to go frees it */
+    char key[];               /* edge id (commands), group (events), else "" */
 };
 
 typedef struct bus_chan bus_chan_t;
@@ -41,6 +44,8 @@ typedef struct bus_edge_seen bus_edge_seen_t;
 
 struct bus_core {
     bus_t *bus;
+    bus_consumer_t *own; /* the bus's own consumer thread: replies, and
+                            handlers registered without a consumer */
 
     pthread_mutex_t reg_mu;
     pthread_cond_t reg_cv; /* an unregistration waits here */
@@ -66,6 +71,14 @@ int bus_reg_init(bus_core_t *c);
 void bus_reg_free(bus_core_t *c);
 int bus_reg_add(bus_core_t *c, int kind, const char *key, void (*fn)(void), void *ud,
                 bus_reg_t **out);
+/* Like bus_reg_add(), with where the entry's callbacks run. */
+int bus_reg_add_on(bus_core_t *c, int kind, const char *key, void (*fn)(void), void *ud,
+                   bus_consumer_t *consumer, bus_cmd_route_fn route, bus_reg_t **out);
+/* delta +1: an item of r was queued; -1: it was taken (frees an
+ * unregistered r once nothing refers to it). */
+void bus_reg_queue(bus_reg_t *r, int delta);
+/* The consumer r's callback for cmd (NULL: a publish) runs on. */
+bus_consumer_t *bus_reg_consumer(bus_reg_t *r, const bus_cmd_t *cmd);
 /* Unregisters the entry of kind with key (commands, events) or fn/ud
  * (publishes, heartbeats) and waits for its callbacks in flight (but not
  * for the caller's own, when called from one). WSG_ENOTFOUND if none. */
@@ -90,6 +103,19 @@ int bus_reg_count(bus_core_t *c, int kind);
 
 int bus_interest(bus_core_t *c, const char *channel, int on);
 int bus_interest_has(bus_core_t *c, const char *channel);
+
+/* bus_consumer.c: queueing an item for a consumer; r is entered by the
+ * caller. 0 or WSG_EFULL (nothing queued). */
+int bus_consumer_push_cmd(bus_consumer_t *c, bus_reg_t *r, const bus_cmd_t *cmd, bus_reply_t *rep);
+int bus_consumer_push_pub(bus_consumer_t *c, bus_reg_t *r, const bus_publish_t *p);
+/* Replies are owed to a request already taken: always queued. */
+void bus_consumer_push_reply(bus_consumer_t *c, bus_reply_fn cb, void *ud, int status);
+/* The bus's own consumer, with its thread; freeing it runs what is queued. */
+int bus_consumer_thread_new(bus_core_t *core, bus_consumer_t **out);
+void bus_consumer_thread_free(bus_consumer_t *c);
+/* Returns once what was queued for c before the call has run (bus_free:
+ * transport reply objects are answered while the transport is there). */
+void bus_consumer_thread_sync(bus_consumer_t *c);
 
 /* bus_req.c */
 int bus_req_init(bus_core_t *c);

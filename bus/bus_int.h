@@ -109,6 +109,12 @@ void bus_core_watch_in(bus_t *bus, bus_event_type_t type, const char *conn_id, c
  * value. For the transports' tuning calls (tests, benchmark). */
 void bus_core_tune(bus_t *bus, uint32_t cmd_timeout_ms, uint32_t any_window_ms);
 
+/* Returns once the bus's own consumer thread has run everything queued for
+ * it before the call, and what that queued for it in turn (the reply of a
+ * command its handler answered at once): the in-process bus is then quiet
+ * unless another thread produces. For tests. */
+void bus_core_sync(bus_t *bus);
+
 /* Allocation for the bus's own threads: zeroed, aborts on out-of-memory
  * (servers may, STYLE.md). */
 void *bus_xcalloc(size_t n);

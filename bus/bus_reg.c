@@ -9,6 +9,9 @@
  * starts, and waits until the count drops to zero, so none runs once it has
  * returned. Called from inside one of the entry's own callbacks it waits for
  * the others and leaves the freeing to that callback's bus_reg_leave().
+ * Items queued for a consumer (bus_consumer.c) count in the entry too
+ * (queued): an unregistered entry stays until the last is taken, and the
+ * consumer finds it removed.
  * Event-group entries stay allocated until bus_free(): the transport keeps
  * the group's delivery thread, which may still hold a pointer to them.
  *
@@ -66,6 +69,12 @@ static int keyed(int kind)
 int bus_reg_add(bus_core_t *c, int kind, const char *key, void (*fn)(void), void *ud,
                 bus_reg_t **out)
 {
+    return bus_reg_add_on(c, kind, key, fn, ud, NULL, NULL, out);
+}
+
+int bus_reg_add_on(bus_core_t *c, int kind, const char *key, void (*fn)(void), void *ud,
+                   bus_consumer_t *consumer, bus_cmd_route_fn route, bus_reg_t **out)
+{
     size_t n = strlen(key ? key : "") + 1;
     int rc = 0;
     pthread_mutex_lock(&c->reg_mu);
@@ -77,6 +86,8 @@ int bus_reg_add(bus_core_t *c, int kind, const char *key, void (*fn)(void), void
         r->core = c;
         r->fn = fn;
         r->ud = ud;
+        r->consumer = consumer;
+        r->route = route;
         memcpy(r->key, key ? key : "", n);
         bus_reg_t **tail = &c->regs[kind]; /* registration order = call order */
         while (*tail)
@@ -109,10 +120,11 @@ int bus_reg_remove(bus_core_t *c, int kind, const char *key, void (*fn)(void), v
         self = x == r;
     while (r->inflight > self)
         pthread_cond_wait(&c->reg_cv, &c->reg_mu);
-    if (self && kind != BUS_REG_EV)
+    int keep = self || r->queued > 0; /* the last callback or item frees it */
+    if (keep && kind != BUS_REG_EV)
         r->orphan = 1;
     pthread_mutex_unlock(&c->reg_mu);
-    if (!self && kind != BUS_REG_EV)
+    if (!keep && kind != BUS_REG_EV)
         free(r);
     return 0;
 }
@@ -181,12 +193,29 @@ void bus_reg_leave(bus_reg_t *r)
     bus_core_t *c = r->core;
     pthread_mutex_lock(&c->reg_mu);
     int last = --r->inflight == 0 && r->removed;
-    int free_it = last && r->orphan;
-    if (last && !r->orphan)
+    int free_it = last && r->orphan && r->queued == 0;
+    if (r->removed && !free_it) /* a remover from inside a callback waits for 1, not 0 */
         pthread_cond_broadcast(&c->reg_cv);
     pthread_mutex_unlock(&c->reg_mu);
     if (free_it)
         free(r);
+}
+
+void bus_reg_queue(bus_reg_t *r, int delta)
+{
+    bus_core_t *c = r->core;
+    pthread_mutex_lock(&c->reg_mu);
+    r->queued += delta;
+    int free_it = r->queued == 0 && r->inflight == 0 && r->orphan;
+    pthread_mutex_unlock(&c->reg_mu);
+    if (free_it)
+        free(r);
+}
+
+bus_consumer_t *bus_reg_consumer(bus_reg_t *r, const bus_cmd_t *cmd)
+{
+    bus_consumer_t *to = cmd && r->route ? r->route(r->ud, cmd) : r->consumer;
+    return to ? to : r->core->own;
 }
 
 bus_reg_t *bus_reg_running(bus_reg_t *r)

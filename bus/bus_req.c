@@ -2,7 +2,7 @@
 /*
  * bus_req.c — edge commands for every transport: the table of requests
  * waiting for replies, their deadlines, the any-edge rule of bus.h, and the
- * delivery of commands to local handlers when the transport is in-process.
+ * queueing of commands for local handlers when the transport is in-process.
  *
  * A request is one heap block: its id (the transport's reply address), the
  * caller's callback, and, for in-process delivery, the reply objects of
@@ -18,7 +18,8 @@
  * received, live while their last beat is younger than three of their own
  * intervals (bus_req_edges_*).
  *
- * Threads: any. req_mu is a leaf: callbacks run after it is dropped.
+ * Threads: any. req_mu is a leaf. Every reply callback is queued for the
+ * bus's own consumer (bus_consumer.c), never called here.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +100,7 @@ void bus_core_reply_in(bus_t *bus, uint64_t req_id, int status, int final)
         fire = settle(c, q);
     pthread_mutex_unlock(&c->req_mu);
     if (fire) { /* a transport request has no reply objects: refs was 1 */
-        if (q->cb)
-            q->cb(q->ud, out);
+        bus_consumer_push_reply(c->own, q->cb, q->ud, out);
         free(q);
     }
 }
@@ -118,7 +118,7 @@ void bus_req_local_reply(bus_reply_t *r, int status)
     void *ud = q->ud;
     pthread_mutex_unlock(&c->req_mu);
     if (fire && cb)
-        cb(ud, out);
+        bus_consumer_push_reply(c->own, cb, ud, out);
     if (gone)
         free(q);
 }
@@ -166,7 +166,7 @@ static void req_open(bus_core_t *c, bus_req_t *q)
     pthread_mutex_unlock(&c->req_mu);
 }
 
-/* In-process: calls the handlers of edge_id (NULL: all) inline. */
+/* In-process: queues cmd for the handlers of edge_id (NULL: all). */
 static int local_cmd(bus_core_t *c, const char *edge_id, const bus_cmd_t *cmd, bus_reply_fn cb,
                      void *ud)
 {
@@ -174,16 +174,15 @@ static int local_cmd(bus_core_t *c, const char *edge_id, const bus_cmd_t *cmd, b
     size_t n = bus_reg_enter_all(c, BUS_REG_CMD, edge_id, local, &to);
     if (n == 0) {
         if (cb)
-            cb(ud, WSG_EGONE);
+            bus_consumer_push_reply(c->own, cb, ud, WSG_EGONE);
         return 0;
     }
     bus_req_t *q = req_new(c, n, edge_id == NULL, cb, ud);
     q->expected = (int)n;
     req_open(c, q); /* q stays valid while one of its reply objects is unused */
     for (size_t i = 0; i < n; i++) {
-        bus_reg_t *prev = bus_reg_running(to[i]);
-        ((bus_cmd_fn)to[i]->fn)(to[i]->ud, cmd, &q->reps[i]);
-        bus_reg_running(prev);
+        if (bus_consumer_push_cmd(bus_reg_consumer(to[i], cmd), to[i], cmd, &q->reps[i]) != 0)
+            bus_req_local_reply(&q->reps[i], WSG_EFULL);
         bus_reg_leave(to[i]);
     }
     if (to != local)
@@ -238,7 +237,7 @@ static int64_t expire_one(bus_core_t *c)
     int status = q->any ? WSG_EGONE : WSG_ETIMEOUT;
     pthread_mutex_unlock(&c->req_mu);
     if (cb)
-        cb(ud, status);
+        bus_consumer_push_reply(c->own, cb, ud, status);
     if (gone)
         free(q);
     pthread_mutex_lock(&c->req_mu);
@@ -298,7 +297,7 @@ void bus_req_free(bus_core_t *c)
             bus_req_t *q = c->lists[any][0];
             settle(c, q);
             if (q->cb)
-                q->cb(q->ud, WSG_EUNAVAILABLE);
+                bus_consumer_push_reply(c->own, q->cb, q->ud, WSG_EUNAVAILABLE);
             free(q);
         }
     bus_req_edges_free(c);

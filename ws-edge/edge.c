@@ -321,6 +321,7 @@ static void begin_shutdown(edge_loop_t *e)
 
 static void drain_queue(edge_loop_t *e)
 {
+    bus_consumer_drain(e->bc); /* bus commands and publishes */
     pthread_mutex_lock(&e->qmu);
     edge_q_t *q = e->q_head;
     e->q_head = e->q_tail = NULL;
@@ -505,6 +506,13 @@ static int port_free(const wsg_listen_addr_t *addr)
     return fd >= 0 || why != EADDRINUSE; /* other failures: listen_open reports them */
 }
 
+/* The bus queued a command or publish for the loop: its drain runs it. */
+static void loop_wake(void *ud)
+{
+    edge_loop_t *e = ud;
+    lws_cancel_service(e->ctx);
+}
+
 static int loop_new(edge_t *E, unsigned idx, char *err, size_t errlen)
 {
     edge_loop_t *e = calloc(1, sizeof *e);
@@ -530,6 +538,8 @@ static int loop_new(edge_t *E, unsigned idx, char *err, size_t errlen)
     }
     if (rc == 0 && (rc = edge_fanout_new(&e->fanout, E->n_loops)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot start the fan-out writer");
+    if (rc == 0 && (rc = bus_consumer_new(E->bus, loop_wake, e, &e->bc)) != 0)
+        wsg_errf(err, errlen, rc, "edge: cannot make the loop's bus consumer");
     return rc;
 }
 
@@ -616,12 +626,15 @@ int edge_new(edge_t **out, const wsg_config_t *cfg, bus_t *bus, char *err, size_
         edge_events_budget(E);
         rc = edge_authz_new(&E->authz, E, err, errlen);
     }
-    if (rc == 0 && (rc = bus_cmd_serve(bus, E->edge_id, edge_bus_cmd, E)) != 0)
+    if (rc == 0 && (rc = bus_cmd_serve_on(bus, E->edge_id, edge_bus_route, edge_bus_cmd, E)) != 0)
         wsg_errf(err, errlen, rc, "edge: cannot serve commands for %s", E->edge_id);
     E->serving_cmd = rc == 0;
-    if (rc == 0 && (rc = bus_publish_serve(bus, edge_bus_publish, E)) != 0)
-        wsg_errf(err, errlen, rc, "edge: cannot serve publishes");
-    E->serving_pub = rc == 0;
+    for (size_t i = 0; rc == 0 && i < E->n_loops; i++) {
+        edge_loop_t *l = E->loops[i];
+        if ((rc = bus_publish_serve_on(bus, l->bc, edge_bus_publish, l)) != 0)
+            wsg_errf(err, errlen, rc, "edge: cannot serve publishes");
+        l->serving_pub = rc == 0;
+    }
     if (rc != 0) {
         edge_free(E);
         return rc;
@@ -728,6 +741,8 @@ static void loop_free(edge_loop_t *e)
 {
     if (!e)
         return;
+    bus_consumer_free(e->bc); /* unserved: commands left are answered WSG_EGONE */
+    e->bc = NULL;
     edge_fanout_free(e->fanout);
     e->fanout = NULL; /* a publish drained during the context's destruction writes alone */
     listen_close(e);
@@ -767,8 +782,9 @@ void edge_free(edge_t *E)
      * commands WSG_EGONE), and the ones running have returned. */
     if (E->serving_cmd)
         bus_cmd_unserve(E->bus, E->edge_id);
-    if (E->serving_pub)
-        bus_publish_unserve(E->bus, edge_bus_publish, E);
+    for (size_t i = 0; i < E->n_loops; i++)
+        if (E->loops && E->loops[i] && E->loops[i]->serving_pub)
+            bus_publish_unserve(E->bus, edge_bus_publish, E->loops[i]);
     if (E->life) { /* acks still owed by the bus find the edge gone */
         pthread_rwlock_wrlock(&E->life->mu);
         E->life->E = NULL;

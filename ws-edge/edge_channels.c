@@ -7,11 +7,12 @@
  * command order and are recorded in the connection's event stream for the
  * registry, the store's one writer (docs/architecture.md, "Subscriptions").
  *
- * Bus callbacks (edge_bus_cmd, edge_bus_publish) run on any thread, often
- * inline on the caller's: they copy what they need into one queue item and
- * hand it to a loop's service thread; every lws object is touched only there.
- * A command goes to the loop that owns its connection, a publish to every
- * loop (each keeps its own channel index). A publish's payload is copied once
+ * Bus callbacks (edge_bus_cmd, edge_bus_publish) run on a loop's service
+ * thread: the bus queues them for the loop's consumer (edge_bus_route picks
+ * the loop that owns a command's connection; every loop has its own publish
+ * handler, each keeping its own channel index) and the loop drains them, so
+ * every lws object is touched only there. A command becomes one item the
+ * loop may hold until a handshake ends; a publish's payload is copied once
  * per loop into a refcounted buffer with LWS_PRE headroom that every
  * recipient's outbound queue on that loop shares.
  */
@@ -56,14 +57,20 @@ void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
     q->u.cmd.cmd.data =
         cmd->len ? (unsigned char *)stash(&cur, (const char *)cmd->data, cmd->len) : NULL;
     q->u.cmd.reply = r;
-    edge_post_conn(E, q->u.cmd.cmd.conn_id, q); /* E stays until bus_cmd_unserve */
+    edge_apply_cmd(edge_loop_of(E, q->u.cmd.cmd.conn_id), q); /* the loop we run on */
+}
+
+bus_consumer_t *edge_bus_route(void *ud, const bus_cmd_t *cmd)
+{
+    const edge_t *E = ud; /* valid until bus_cmd_unserve in edge_free */
+    return edge_loop_of(E, cmd->conn_id)->bc;
 }
 
 /* Each loop gets its own copy: a payload's reference count is touched by
  * its loop alone. */
-static void post_publish(edge_loop_t *l, void *ud)
+void edge_bus_publish(void *ud, const bus_publish_t *p)
 {
-    const bus_publish_t *p = ud;
+    edge_loop_t *l = ud; /* valid until bus_publish_unserve in edge_free */
     size_t cl = p->channel ? strlen(p->channel) : 0;
     size_t rl = p->route ? strlen(p->route) : 0;
     size_t xl = p->exclude ? strlen(p->exclude) : 0;
@@ -73,15 +80,10 @@ static void post_publish(edge_loop_t *l, void *ud)
     q->u.pub.route = stash(&cur, p->route, rl);
     q->u.pub.exclude = stash(&cur, p->exclude, xl);
     q->u.pub.m = edge_msg_new(p->data, p->len, p->binary);
-    edge_post(l, q);
-}
-
-void edge_bus_publish(void *ud, const bus_publish_t *p)
-{
-    edge_t *E = ud; /* valid until bus_publish_unserve in edge_free */
-    for (size_t i = 0; i < E->n_loops; i++)
-        post_publish(E->loops[i], (void *)p);
-    wsg_count(WSG_M_PUBLISHES, 1); /* once, not once per loop */
+    edge_apply_publish(l, q);
+    edge_q_free(q);
+    if (l->idx == 0)
+        wsg_count(WSG_M_PUBLISHES, 1); /* once, not once per loop */
 }
 
 static int conn_has(const edge_conn_t *c, const char *channel)

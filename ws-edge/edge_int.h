@@ -26,12 +26,15 @@
  * function of its id (edge_loop_of: ids are drawn until they hash to the loop
  * making them), so commands, acks and authorizer verdicts addressed to a
  * connection id are posted straight to its loop; publishes go to every loop.
+ * Bus commands and publishes come through the loop's bus consumer instead
+ * (bus.h): the bus queues them for the loop, wakes it with
+ * lws_cancel_service(), and the loop runs them when it drains.
  * What spans loops is in edge_t under its mutex: the connection counts
  * (edge.max_connections, per address) and the one-connection-per-user index.
  *
  * Threads: everything here runs on a loop's service thread except what is
- * marked "any thread" (edge_post and the bus callbacks that call it, the
- * edge_t accounting functions) and the worker threads in edge_authz.c, which
+ * marked "any thread" (edge_post, edge_bus_route, the edge_t accounting
+ * functions) and the worker threads in edge_authz.c, which
  * only talk to the loops through edge_post_conn().
  */
 #ifndef WSG_EDGE_INT_H
@@ -258,11 +261,11 @@ struct edge {
     const wsg_config_t *cfg;
     bus_t *bus;
     char *edge_id;
-    struct edge_life *life;       /* for event acks that outlive the edge */
-    int serving_cmd, serving_pub; /* registered with the bus (edge_free undoes) */
-    wsg_listen_addr_t addr;       /* edge.listen, with the bound port once loop 0 listens */
-    int any_pmd;                  /* a route has compression on */
-    wsg_cidrs_t trusted;          /* edge.trusted_proxies, parsed; read-only */
+    struct edge_life *life; /* for event acks that outlive the edge */
+    int serving_cmd;        /* registered with the bus (edge_free undoes) */
+    wsg_listen_addr_t addr; /* edge.listen, with the bound port once loop 0 listens */
+    int any_pmd;            /* a route has compression on */
+    wsg_cidrs_t trusted;    /* edge.trusted_proxies, parsed; read-only */
     int port;
     edge_authz_t *authz; /* the authorizer and claim threads, shared by the loops;
                             NULL once stopped (edge_free) */
@@ -303,6 +306,8 @@ struct edge_loop {
     edge_conn_t *upgrading; /* admitted in CONFIRM_UPGRADE, waiting for ESTABLISHED */
     struct lws *upgrading_wsi;
 
+    bus_consumer_t *bc;  /* bus commands and publishes for this loop */
+    int serving_pub;     /* edge_bus_publish registered on bc */
     pthread_mutex_t qmu; /* guards q_head/q_tail/stopping only */
     edge_q_t *q_head, *q_tail;
     int stop_requested;
@@ -337,9 +342,8 @@ uint64_t edge_header_timeout_ms(const wsg_config_t *cfg);
 void edge_post(edge_loop_t *e, edge_q_t *q); /* any thread */
 /* The loop that owns (or would own) connection id. */
 edge_loop_t *edge_loop_of(const edge_t *E, const char *conn_id);
-/* Posts q to E's loop that owns conn_id. Any thread that holds E alive: a
- * bus command or publish callback (edge_free unserves and waits for them),
- * an authorizer thread (stopped before the loops are freed). */
+/* Posts q to E's loop that owns conn_id. Any thread that holds E alive:
+ * an authorizer thread (stopped before the loops are freed), a loop. */
 void edge_post_conn(edge_t *E, const char *conn_id, edge_q_t *q);
 /* Event acks may come after edge_free (the bus calls them until
  * bus_free): each holds a reference on its edge's edge_life_t, which says
@@ -452,8 +456,12 @@ void edge_apply_publish(edge_loop_t *e, edge_q_t *q);
 int edge_chan_join(edge_loop_t *e, edge_conn_t *c, const char *channel);
 void edge_chan_leave(edge_loop_t *e, edge_conn_t *c, const char *channel);
 void edge_chan_leave_all(edge_loop_t *e, edge_conn_t *c);
-void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r); /* any thread */
-void edge_bus_publish(void *ud, const bus_publish_t *p);           /* any thread */
+/* Bus callbacks, run by the loop's bus consumer on its service thread
+ * (edge_bus_cmd: ud is the edge; edge_bus_publish: ud is the loop). */
+void edge_bus_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r);
+void edge_bus_publish(void *ud, const bus_publish_t *p);
+/* The consumer of the loop that owns cmd's connection; any thread. */
+bus_consumer_t *edge_bus_route(void *ud, const bus_cmd_t *cmd);
 
 /* edge_events.c */
 /* Publishes connect/message/disconnect for c: hands it to the bus now, or

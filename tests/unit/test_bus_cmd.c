@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_bus_cmd.c — the in-process bus's non-durable traffic: edge commands
- * (inline handler, order, any edge, gone, timeout, late reply from another
- * thread), channel publishes gated by interest, broadcasts, heartbeats;
- * and bus_open's choice by URL (nats:// reaches the NATS bus, whose errors
- * never echo the URL's credentials).
+ * (handlers and replies on the bus's own consumer thread, order, any edge,
+ * gone, timeout, late reply from another thread), channel publishes gated by interest, broadcasts,
+ * heartbeats; and bus_open's choice by URL (nats:// reaches the NATS bus, whose errors never echo
+ * the URL's credentials).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -34,7 +34,7 @@ typedef struct {
 } replies_t;
 
 typedef struct {
-    int answer; /* status to reply inline; 1 = keep r for later */
+    int answer; /* status to reply at once; 1 = keep r for later */
     int calls;
     char seen[256]; /* conn ids / data seen, in order */
     bus_reply_t *held;
@@ -107,7 +107,13 @@ static bus_cmd_t send_cmd(const char *text)
                        .len = strlen(text)};
 }
 
-static void test_cmd_inline_in_order(void **state)
+/* Waits until the bus's deliveries of what was sent so far have run. */
+static void settle(bus_t *bus)
+{
+    bus_core_sync(bus);
+}
+
+static void test_cmd_in_order_off_caller(void **state)
 {
     bus_t *bus = open_mem();
     edge_t e1 = {.answer = 0};
@@ -120,14 +126,15 @@ static void test_cmd_inline_in_order(void **state)
     for (int i = 0; i < 4; i++) {
         bus_cmd_t c = send_cmd(msgs[i]);
         assert_int_equal(bus_cmd_request(bus, "e1", &c, on_reply, &r), 0);
-        assert_int_equal(r.calls, i + 1); /* replied before request returned */
     }
-    assert_true(pthread_equal(e1.thread, pthread_self()));
+    assert_int_equal(wait_replies(&r, 4), 4);
+    assert_false(pthread_equal(e1.thread, pthread_self())); /* never inline */
     assert_string_equal(e1.seen, "a,b,c,d,");
     for (int i = 0; i < 4; i++)
         assert_int_equal(r.status[i], 0);
     bus_cmd_t close = {.op = BUS_CMD_CLOSE, .conn_id = "c7", .code = 4000, .reason = "bye"};
     assert_int_equal(bus_cmd_request(bus, "e1", &close, NULL, NULL), 0); /* fire and forget */
+    settle(bus);
     assert_string_equal(e1.seen, "a,b,c,d,2:c7,");
     bus_free(bus);
 }
@@ -140,29 +147,36 @@ static void test_cmd_any_edge_and_gone(void **state)
     replies_init(&r);
     bus_cmd_t c = send_cmd("x");
     assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0); /* no edge at all */
+    settle(bus);
     assert_int_equal(r.status[0], WSG_EGONE);
     assert_int_equal(bus_cmd_serve(bus, "e1", on_cmd, &e1), 0);
     assert_int_equal(bus_cmd_serve(bus, "e2", on_cmd, &e2), 0);
     assert_int_equal(bus_start(bus), 0);
     assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.calls, 2);
     assert_int_equal(r.status[1], 0); /* e2 holds it */
     assert_int_equal(e1.calls + e2.calls, 2);
     assert_int_equal(bus_cmd_request(bus, "e1", &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.status[2], WSG_EGONE);
     assert_int_equal(bus_cmd_request(bus, "nope", &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.status[3], WSG_EGONE);
     assert_int_equal(e1.calls, 2);
     e2.answer = WSG_EGONE;
     assert_int_equal(bus_cmd_serve(bus, "e3", on_cmd, &e3), 0);
     assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.calls, 5);
     assert_int_equal(r.status[4], WSG_EGONE); /* nobody holds it */
     assert_int_equal(e3.calls, 1);
     e1.answer = WSG_EFULL;
     assert_int_equal(bus_cmd_request(bus, "e1", &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.status[5], WSG_EFULL); /* to one edge: its answer */
     assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.status[6], WSG_EGONE); /* to any edge: 0 or gone */
     assert_int_equal(r.calls, 7);
     bus_free(bus);
@@ -210,6 +224,7 @@ static void test_cmd_reply_from_other_thread(void **state)
     assert_int_equal(bus_start(bus), 0);
     bus_cmd_t c = send_cmd("q");
     assert_int_equal(bus_cmd_request(bus, "e1", &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.calls, 0);
     assert_non_null(e1.held);
     late_t l = {.r = e1.held, .status = WSG_EFULL};
@@ -242,6 +257,7 @@ static void test_cmd_timeout_then_late_reply(void **state)
      * deadline, exactly once (bus.h's any-edge rule) */
     assert_int_equal(bus_cmd_serve(bus, "e2", on_cmd, &e2), 0);
     assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0);
+    settle(bus);
     bus_cmd_reply(e1.held, WSG_EGONE);
     assert_int_equal(wait_replies(&r, 2), 2);
     assert_int_equal(r.status[1], WSG_EGONE);
@@ -276,23 +292,28 @@ static void test_publish_interest(void **state)
     assert_int_equal(bus_start(bus), 0);
     bus_publish_t p = {.channel = "room", .data = (const unsigned char *)"hi", .len = 2};
     assert_int_equal(bus_publish(bus, &p), 0);
+    settle(bus);
     assert_int_equal(s.calls, 0); /* no interest yet */
     assert_int_equal(bus_channel_interest(bus, "room", 1), 0);
     assert_int_equal(bus_channel_interest(bus, "room", 1), 0);
     p.exclude = "c3";
     assert_int_equal(bus_publish(bus, &p), 0);
+    settle(bus);
     assert_int_equal(s.calls, 1);
     assert_string_equal(s.last_channel, "room");
     assert_string_equal(s.last_exclude, "c3");
     assert_string_equal(s.last_data, "hi");
     bus_publish_t other = {.channel = "lobby", .data = (const unsigned char *)"x", .len = 1};
     assert_int_equal(bus_publish(bus, &other), 0);
+    settle(bus);
     assert_int_equal(s.calls, 1);
     assert_int_equal(bus_channel_interest(bus, "room", 0), 0);
     assert_int_equal(bus_publish(bus, &p), 0);
+    settle(bus);
     assert_int_equal(s.calls, 2); /* one declaration left */
     assert_int_equal(bus_channel_interest(bus, "room", 0), 0);
     assert_int_equal(bus_publish(bus, &p), 0);
+    settle(bus);
     assert_int_equal(s.calls, 2);
     assert_int_equal(bus_channel_interest(bus, "room", 0), WSG_ENOTFOUND);
     assert_int_equal(bus_channel_interest(bus, "", 1), WSG_EINVAL);
@@ -320,6 +341,7 @@ static void test_interest_many_channels(void **state)
         bus_publish_t p = {.channel = name, .data = (const unsigned char *)"", .len = 0};
         assert_int_equal(bus_publish(bus, &p), 0);
     }
+    settle(bus);
     assert_int_equal(s.calls, 2500);
     bus_free(bus);
 }
@@ -333,6 +355,7 @@ static void test_broadcast_always(void **state)
     bus_publish_t p = {
         .route = "/game", .data = (const unsigned char *)"\x01\x02", .len = 2, .binary = 1};
     assert_int_equal(bus_publish(bus, &p), 0);
+    settle(bus);
     assert_int_equal(s1.calls, 1);
     assert_int_equal(s2.calls, 1);
     assert_string_equal(s1.last_channel, "(bcast)");
@@ -340,6 +363,7 @@ static void test_broadcast_always(void **state)
     assert_int_equal(s1.last_binary, 1);
     p.route = NULL;
     assert_int_equal(bus_publish(bus, &p), 0);
+    settle(bus);
     assert_string_equal(s2.last_route, "(all)");
     bus_free(bus);
 }
@@ -364,15 +388,18 @@ static void test_many_edges_and_handlers(void **state)
     assert_int_equal(bus_start(bus), 0);
     bus_cmd_t c = send_cmd("m");
     assert_int_equal(bus_cmd_request(bus, NULL, &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status[0], 0); /* the last edge holds it */
     for (int i = 0; i < 12; i++)
         assert_int_equal(e[i].calls, 1);
     assert_int_equal(bus_cmd_request(bus, "edge-7", &c, on_reply, &r), 0);
+    settle(bus);
     assert_int_equal(r.status[1], WSG_EGONE);
     assert_int_equal(e[7].calls, 2);
     bus_publish_t p = {.data = (const unsigned char *)"b", .len = 1};
     assert_int_equal(bus_publish(bus, &p), 0);
+    settle(bus);
     for (int i = 0; i < 10; i++)
         assert_int_equal(ps[i].calls, 1);
     bus_free(bus);
@@ -486,7 +513,7 @@ static void test_open_by_url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cmd_inline_in_order),
+        cmocka_unit_test(test_cmd_in_order_off_caller),
         cmocka_unit_test(test_cmd_any_edge_and_gone),
         cmocka_unit_test(test_cmd_bad_input),
         cmocka_unit_test(test_cmd_reply_from_other_thread),

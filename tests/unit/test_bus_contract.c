@@ -425,6 +425,359 @@ static void test_unserve_from_own_callback(void **state)
     free_buses(&b);
 }
 
+/* ---- where callbacks run: consumers ----------------------------------------------------- */
+
+/* A consumer drained by a thread of the test's (as an edge loop drains its
+ * own), or by the test itself when thread is 0. */
+typedef struct {
+    bus_consumer_t *c;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending, stop, threaded;
+    atomic_int wakes;
+    pthread_t th;
+} tcons_t;
+
+static void tcons_wake(void *ud)
+{
+    tcons_t *t = ud;
+    atomic_fetch_add(&t->wakes, 1);
+    pthread_mutex_lock(&t->mu);
+    t->pending = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void *tcons_main(void *arg)
+{
+    tcons_t *t = arg;
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop) {
+        if (!t->pending) {
+            pthread_cond_wait(&t->cv, &t->mu);
+            continue;
+        }
+        t->pending = 0;
+        pthread_mutex_unlock(&t->mu);
+        bus_consumer_drain(t->c);
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+static void tcons_open(tcons_t *t, bus_t *bus, int threaded)
+{
+    memset(t, 0, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    assert_int_equal(bus_consumer_new(bus, tcons_wake, t, &t->c), 0);
+    t->threaded = threaded;
+    if (threaded)
+        assert_int_equal(pthread_create(&t->th, NULL, tcons_main, t), 0);
+}
+
+static void tcons_close(tcons_t *t)
+{
+    if (t->threaded) {
+        pthread_mutex_lock(&t->mu);
+        t->stop = 1;
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->th, NULL);
+    }
+    bus_consumer_free(t->c);
+}
+
+/* Records the thread each kind of callback ran on, and the commands'
+ * data in the order they ran. */
+typedef struct {
+    pthread_mutex_t mu;
+    tcons_t *t; /* commands go to its consumer */
+    pthread_t cmd_th, pub_th, reply_th, replier_th;
+    atomic_int cmds, pubs, replies, reply_status, off_thread;
+    int answer;
+    char seen[8192];
+    int nreplies, status[256];
+} where_t;
+
+/* Set while this thread is inside a bus call whose callbacks must not run
+ * in its stack: a callback that sees it ran inline. */
+static _Thread_local int inside_bus_call;
+static atomic_int ran_inline;
+
+static bus_consumer_t *route_where(void *ud, const bus_cmd_t *cmd)
+{
+    (void)cmd;
+    return ((where_t *)ud)->t->c;
+}
+
+static void where_cmd(void *ud, const bus_cmd_t *cmd, bus_reply_t *r)
+{
+    where_t *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->cmd_th = w->replier_th = pthread_self();
+    if (w->t && w->t->threaded && !pthread_equal(pthread_self(), w->t->th))
+        atomic_fetch_add(&w->off_thread, 1);
+    size_t n = strlen(w->seen);
+    snprintf(w->seen + n, sizeof w->seen - n, "%.*s,", (int)cmd->len, (const char *)cmd->data);
+    pthread_mutex_unlock(&w->mu);
+    atomic_fetch_add(&w->cmds, 1);
+    if (inside_bus_call)
+        atomic_fetch_add(&ran_inline, 1);
+    inside_bus_call = 1;
+    bus_cmd_reply(r, w->answer); /* its callback must not run in here */
+    inside_bus_call = 0;
+}
+
+static void where_pub(void *ud, const bus_publish_t *p)
+{
+    where_t *w = ud;
+    (void)p;
+    pthread_mutex_lock(&w->mu);
+    w->pub_th = pthread_self();
+    if (w->t && w->t->threaded && !pthread_equal(pthread_self(), w->t->th))
+        atomic_fetch_add(&w->off_thread, 1);
+    pthread_mutex_unlock(&w->mu);
+    atomic_fetch_add(&w->pubs, 1);
+    if (inside_bus_call)
+        atomic_fetch_add(&ran_inline, 1);
+}
+
+static void where_reply(void *ud, int status)
+{
+    where_t *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->reply_th = pthread_self();
+    if (w->nreplies < 256)
+        w->status[w->nreplies] = status;
+    w->nreplies++;
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->reply_status, status);
+    atomic_fetch_add(&w->replies, 1);
+    if (inside_bus_call)
+        atomic_fetch_add(&ran_inline, 1);
+}
+
+/* Opens t on edge 1's bus (drained by a thread of its own when threaded),
+ * serves e1 there with w's handlers (publishes too when pubs), starts. */
+static void consumer_setup(buses_t *b, tcons_t *t, where_t *w, int threaded, int pubs)
+{
+    tcons_open(t, b->e1, threaded);
+    assert_int_equal(bus_cmd_serve_on(b->e1, "e1", route_where, where_cmd, w), 0);
+    if (pubs)
+        assert_int_equal(bus_publish_serve_on(b->e1, t->c, where_pub, w), 0);
+    start_buses(b);
+    usleep(100 * 1000);
+}
+
+/* Handlers registered without a consumer: a command, a publish and a reply
+ * never run on the thread that called bus_cmd_request / bus_publish /
+ * bus_cmd_reply (in-process they used to run inline in those calls). */
+static void test_callbacks_never_inline(void **state)
+{
+    buses_t b;
+    open_buses(&b, *state);
+    where_t w = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(bus_cmd_serve(b.e1, "e1", where_cmd, &w), 0);
+    assert_int_equal(bus_publish_serve(b.e1, where_pub, &w), 0);
+    start_buses(&b);
+    usleep(100 * 1000);
+    atomic_store(&ran_inline, 0);
+    bus_cmd_t c = send_cmd("x");
+    bus_publish_t all = {.channel = NULL, .data = (const unsigned char *)"p", .len = 1};
+    inside_bus_call = 1;
+    assert_int_equal(bus_cmd_request(b.api, "e1", &c, where_reply, &w), 0);
+    assert_int_equal(bus_publish(b.api, &all), 0);
+    assert_int_equal(bus_cmd_request(b.api, "nobody", &c, where_reply, &w), 0); /* EGONE */
+    inside_bus_call = 0;
+    assert_int_equal(wait_atomic(&w.replies, 2), 2);
+    assert_int_equal(wait_atomic(&w.pubs, 1), 1);
+    pthread_mutex_lock(&w.mu);
+    assert_int_equal(w.status[0] + w.status[1], WSG_EGONE); /* one 0, one WSG_EGONE */
+    assert_false(pthread_equal(w.cmd_th, pthread_self()));
+    assert_false(pthread_equal(w.pub_th, pthread_self()));
+    assert_false(pthread_equal(w.reply_th, pthread_self()));
+    pthread_mutex_unlock(&w.mu);
+    /* nor inside bus_cmd_reply(), when the handler replies at once */
+    assert_int_equal(atomic_load(&ran_inline), 0);
+    free_buses(&b);
+}
+
+/* Handlers on a consumer run on the thread that drains it and nowhere
+ * else; the reply runs on neither the requester's nor the replier's. */
+static void test_callbacks_on_consumer_thread(void **state)
+{
+    buses_t b;
+    open_buses(&b, *state);
+    bus_consumer_t *bad = NULL;
+    assert_int_equal(bus_consumer_new(b.e1, NULL, NULL, &bad), WSG_EINVAL);
+    assert_int_equal(bus_consumer_new(NULL, tcons_wake, NULL, &bad), WSG_EINVAL);
+    tcons_t t;
+    where_t w = {.mu = PTHREAD_MUTEX_INITIALIZER, .t = &t};
+    consumer_setup(&b, &t, &w, 1, 1);
+    atomic_store(&ran_inline, 0);
+    for (int i = 0; i < 20; i++) {
+        bus_cmd_t c = send_cmd("x");
+        assert_int_equal(bus_cmd_request(b.api, "e1", &c, where_reply, &w), 0);
+        bus_publish_t all = {.channel = NULL, .data = (const unsigned char *)"p", .len = 1};
+        assert_int_equal(bus_publish(b.api, &all), 0);
+    }
+    assert_int_equal(wait_atomic(&w.replies, 20), 20);
+    assert_int_equal(wait_atomic(&w.pubs, 20), 20);
+    assert_int_equal(atomic_load(&w.off_thread), 0);
+    assert_int_equal(atomic_load(&ran_inline), 0);
+    pthread_mutex_lock(&w.mu);
+    assert_true(pthread_equal(w.cmd_th, t.th));
+    assert_true(pthread_equal(w.pub_th, t.th));
+    assert_false(pthread_equal(w.reply_th, pthread_self()));
+    assert_false(pthread_equal(w.reply_th, t.th));
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(w.status[i], 0);
+    pthread_mutex_unlock(&w.mu);
+    assert_int_equal(bus_cmd_unserve(b.e1, "e1"), 0);
+    assert_int_equal(bus_publish_unserve(b.e1, where_pub, &w), 0);
+    tcons_close(&t);
+    free_buses(&b);
+}
+
+/* The wake-up is called when the queue goes from empty to non-empty, not
+ * once per item; a drain runs everything queued. The test drains itself. */
+static void test_consumer_wakes_on_empty_only(void **state)
+{
+    buses_t b;
+    open_buses(&b, *state);
+    tcons_t t;
+    where_t w = {.mu = PTHREAD_MUTEX_INITIALIZER, .t = &t};
+    consumer_setup(&b, &t, &w, 0, 1);
+    bus_consumer_drain(t.c); /* empty: nothing runs */
+    assert_int_equal(atomic_load(&w.cmds) + atomic_load(&w.pubs), 0);
+    bus_cmd_t c = send_cmd("x");
+    bus_publish_t all = {.channel = NULL, .data = (const unsigned char *)"p", .len = 1};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(bus_cmd_request(b.api, "e1", &c, where_reply, &w), 0);
+        assert_int_equal(bus_publish(b.api, &all), 0);
+    }
+    assert_int_equal(wait_atomic(&t.wakes, 1), 1);
+    usleep(300 * 1000); /* NATS: the rest arrives; no further wake-up */
+    assert_int_equal(atomic_load(&t.wakes), 1);
+    assert_int_equal(atomic_load(&w.cmds) + atomic_load(&w.pubs), 0); /* not drained: none ran */
+    bus_consumer_drain(t.c);
+    assert_int_equal(atomic_load(&w.cmds), 5);
+    assert_int_equal(atomic_load(&w.pubs), 5);
+    assert_int_equal(wait_atomic(&w.replies, 5), 5);
+    assert_int_equal(bus_cmd_request(b.api, "e1", &c, where_reply, &w), 0);
+    assert_int_equal(wait_atomic(&t.wakes, 2), 2); /* empty again: woken again */
+    bus_consumer_drain(t.c);
+    assert_int_equal(wait_atomic(&w.replies, 6), 6);
+    assert_int_equal(bus_cmd_unserve(b.e1, "e1"), 0);
+    assert_int_equal(bus_publish_unserve(b.e1, where_pub, &w), 0);
+    tcons_close(&t);
+    free_buses(&b);
+}
+
+typedef struct {
+    bus_t *bus;
+    where_t *w;
+    int k;
+} producer_t;
+
+#define ORDER_PRODUCERS 4
+#define ORDER_EACH 50
+
+static void *produce(void *arg)
+{
+    producer_t *p = arg;
+    char data[16];
+    for (int i = 0; i < ORDER_EACH; i++) {
+        snprintf(data, sizeof data, "%d.%d", p->k, i);
+        bus_cmd_t c = send_cmd(data);
+        assert_int_equal(bus_cmd_request(p->bus, "e1", &c, where_reply, p->w), 0);
+    }
+    return NULL;
+}
+
+/* Several producers at once: each one's commands reach the consumer in the
+ * order that producer sent them. */
+static void test_consumer_order_per_producer(void **state)
+{
+    buses_t b;
+    open_buses(&b, *state);
+    tcons_t t;
+    where_t w = {.mu = PTHREAD_MUTEX_INITIALIZER, .t = &t};
+    consumer_setup(&b, &t, &w, 1, 0);
+    producer_t ps[ORDER_PRODUCERS];
+    pthread_t th[ORDER_PRODUCERS];
+    for (int k = 0; k < ORDER_PRODUCERS; k++) {
+        ps[k] = (producer_t){.bus = b.api, .w = &w, .k = k};
+        assert_int_equal(pthread_create(&th[k], NULL, produce, &ps[k]), 0);
+    }
+    for (int k = 0; k < ORDER_PRODUCERS; k++)
+        pthread_join(th[k], NULL);
+    int total = ORDER_PRODUCERS * ORDER_EACH;
+    assert_int_equal(wait_atomic(&w.replies, total), total);
+    assert_int_equal(atomic_load(&w.cmds), total);
+    int next[ORDER_PRODUCERS] = {0};
+    pthread_mutex_lock(&w.mu);
+    for (char *s = w.seen; *s;) {
+        int k = -1, i = -1, n = 0;
+        assert_int_equal(sscanf(s, "%d.%d,%n", &k, &i, &n), 2);
+        assert_true(k >= 0 && k < ORDER_PRODUCERS);
+        assert_int_equal(i, next[k]); /* in the order its producer sent */
+        next[k]++;
+        s += n;
+    }
+    pthread_mutex_unlock(&w.mu);
+    for (int k = 0; k < ORDER_PRODUCERS; k++)
+        assert_int_equal(next[k], ORDER_EACH);
+    assert_int_equal(atomic_load(&w.off_thread), 0);
+    assert_int_equal(bus_cmd_unserve(b.e1, "e1"), 0);
+    tcons_close(&t);
+    free_buses(&b);
+}
+
+/* Unregistered while items wait in its consumer's queue: the queued
+ * commands are answered WSG_EGONE, the queued publishes dropped, and no
+ * callback of the handler runs. */
+static void test_unserve_with_queued_items(void **state)
+{
+    buses_t b;
+    open_buses(&b, *state);
+    tcons_t t;
+    where_t w = {.mu = PTHREAD_MUTEX_INITIALIZER, .t = &t};
+    consumer_setup(&b, &t, &w, 0, 1);
+    bus_cmd_t c = send_cmd("x");
+    bus_publish_t all = {.channel = NULL, .data = (const unsigned char *)"p", .len = 1};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(bus_cmd_request(b.api, "e1", &c, where_reply, &w), 0);
+        assert_int_equal(bus_publish(b.api, &all), 0);
+    }
+    assert_int_equal(wait_atomic(&t.wakes, 1), 1);
+    usleep(300 * 1000); /* NATS: all of them are queued */
+    assert_int_equal(atomic_load(&w.replies), 0);
+    assert_int_equal(bus_cmd_unserve(b.e1, "e1"), 0);
+    assert_int_equal(bus_publish_unserve(b.e1, where_pub, &w), 0);
+    bus_consumer_drain(t.c);
+    assert_int_equal(wait_atomic(&w.replies, 3), 3);
+    assert_int_equal(atomic_load(&w.cmds), 0);
+    assert_int_equal(atomic_load(&w.pubs), 0);
+    pthread_mutex_lock(&w.mu);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(w.status[i], WSG_EGONE);
+    pthread_mutex_unlock(&w.mu);
+    /* the same when the consumer is freed with items queued */
+    assert_int_equal(bus_cmd_serve_on(b.e1, "e1", route_where, where_cmd, &w), 0);
+    usleep(100 * 1000);
+    assert_int_equal(bus_cmd_request(b.api, "e1", &c, where_reply, &w), 0);
+    assert_int_equal(wait_atomic(&t.wakes, 2), 2);
+    assert_int_equal(bus_cmd_unserve(b.e1, "e1"), 0);
+    tcons_close(&t);
+    assert_int_equal(wait_atomic(&w.replies, 4), 4);
+    assert_int_equal(w.status[3], WSG_EGONE);
+    assert_int_equal(atomic_load(&w.cmds), 0);
+    free_buses(&b);
+}
+
 /* ---- publishes and interest ----------------------------------------------------------- */
 
 typedef struct {
@@ -818,6 +1171,11 @@ int main(void)
         BOTH(test_cmd_timeout),
         BOTH(test_unserve_waits_for_callback),
         BOTH(test_unserve_from_own_callback),
+        BOTH(test_callbacks_never_inline),
+        BOTH(test_callbacks_on_consumer_thread),
+        BOTH(test_consumer_wakes_on_empty_only),
+        BOTH(test_consumer_order_per_producer),
+        BOTH(test_unserve_with_queued_items),
         BOTH(test_interest_counts),
         BOTH(test_publish_unserve_waits),
         BOTH(test_heartbeats),
