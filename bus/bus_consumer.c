@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_consumer.c — where bus callbacks run, for every transport: a
  * consumer (bus.h) owns one queue of commands, publishes and command
