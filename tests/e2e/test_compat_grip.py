@@ -323,4 +323,4 @@ class GripCheckConfig(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

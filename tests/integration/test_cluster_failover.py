@@ -166,4 +166,4 @@ class SharingTest(FailoverTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()

@@ -157,4 +157,4 @@ class ClusterLocationTest(ClusterTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()

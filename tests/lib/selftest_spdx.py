@@ -8,6 +8,8 @@ import subprocess
 import sys
 import unittest
 
+import wsgate_test as w
+
 SRC = os.environ.get("WSGATE_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,4 +28,4 @@ class Licence(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    w.main()
