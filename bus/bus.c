@@ -465,7 +465,7 @@ int bus_event_watch(bus_t *bus, bus_watch_fn fn, void *ud)
 {
     if (bus && !bus->ops->listen_watch)
         return WSG_ENOTSUP;
-    return serve_kind(bus, BUS_REG_WATCH, (void (*)(void))fn, ud,
+    return serve_kind(bus, BUS_REG_WATCH, NULL, (void (*)(void))fn, ud,
                       bus ? bus->ops->listen_watch : NULL);
 }
 

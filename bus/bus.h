@@ -63,7 +63,9 @@
  *     stopping); NATS: the PubAck thread, or inline for a connection whose
  *     earlier event failed (bus_nats_ev.c);
  *   - bus_heartbeat_fn: a bus thread, never the caller's (in-process: the
- *     heartbeat thread; NATS: a subscription thread).
+ *     heartbeat thread; NATS: a subscription thread);
+ *   - bus_watch_fn: NATS: a subscription thread, like heartbeats (a cache
+ *     update: a lock and a table write); in-process there is none.
  * So a callback must not block for long (the bus's own consumer thread
  * serves every role of the process that registered without a consumer)
  * and must not call back into a lock its own caller may hold.
