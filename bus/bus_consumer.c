@@ -234,6 +234,14 @@ static const char *at(unsigned char *it, uint32_t off)
     return off ? (const char *)it + off : NULL;
 }
 
+/* A payload's bytes: never NULL, also when empty, as a payload read off
+ * NATS is (a handler may memcpy(dst, data, 0), which must not get NULL). */
+static const unsigned char *bytes_at(unsigned char *it, uint32_t off)
+{
+    static const unsigned char none[1];
+    return off ? it + off : none;
+}
+
 /* Runs one item's callback (run = 1) or disposes of it as if its handler
  * were gone (run = 0: the consumer is being freed). */
 static void run_item(unsigned char *it, int run)
@@ -252,7 +260,7 @@ static void run_item(unsigned char *it, int run)
         cmd->reason = at(it, h->u.cmd.reason);
         cmd->initiator = at(it, h->u.cmd.initiator);
         cmd->channel = at(it, h->u.cmd.channel);
-        cmd->data = (const unsigned char *)at(it, h->u.cmd.data);
+        cmd->data = bytes_at(it, h->u.cmd.data);
         if (!entered)
             bus_cmd_reply(h->u.cmd.r, WSG_EGONE); /* unserved while queued */
     } else {
@@ -260,7 +268,7 @@ static void run_item(unsigned char *it, int run)
         p->channel = at(it, h->u.pub.channel);
         p->route = at(it, h->u.pub.route);
         p->exclude = at(it, h->u.pub.exclude);
-        p->data = (const unsigned char *)at(it, h->u.pub.data);
+        p->data = bytes_at(it, h->u.pub.data);
     }
     if (entered) {
         bus_reg_t *prev = bus_reg_running(reg);
