@@ -778,34 +778,10 @@ static int drain_partition(nb_group_t *g, uint32_t p, natsMsgList *out)
     return s == NATS_OK || s == NATS_NOT_FOUND || s == NATS_TIMEOUT ? 0 : -1;
 }
 
-/* Nak as a request: nats-server answers an ack that has a reply subject
- * once it has applied it. A plain Nak (or a flush after it) says only that
- * the server received it; it applies acks on its own goroutine, so a next
- * holder of the partition could fetch seq N+1 before N was back in line
- * (seen in CI: one connection's 22 delivered after its 23..121). Returns 0
- * when applied; after one failure (*sync = 0) the rest go as plain Naks and
- * the caller gives the leases back unclean (the next holder resets). */
-static int nak_applied(nats_bus_t *b, natsMsg *m, int *sync)
-{
-    const char *reply = natsMsg_GetReply(m);
-    if (*sync && reply) {
-        natsMsg *resp = NULL;
-        natsStatus s = natsConnection_Request(&resp, b->nc, reply, "-NAK", 4, 1000);
-        natsMsg_Destroy(resp);
-        if (s == NATS_OK)
-            return 0;
-        WSG_LOG(WSG_LOG_WARN, "a Nak at stop was not confirmed; leases given back unclean",
-                "status=%s", natsStatus_GetText(s));
-        *sync = 0;
-    }
-    natsMsg_Nak(m, NULL);
-    return -1;
-}
-
-static void nak_all(nats_bus_t *b, natsMsgList *l, int *sync)
+static void nak_all(natsMsgList *l)
 {
     for (int i = 0; i < l->Count; i++)
-        nak_applied(b, l->Msgs[i], sync);
+        natsMsg_Nak(l->Msgs[i], NULL);
     natsMsgList_Destroy(l);
 }
 
@@ -825,21 +801,18 @@ void nb_ev_stop(nats_bus_t *b)
         natsMsgList *drained = bus_xcalloc(b->partitions * sizeof *drained);
         for (uint32_t p = 0; p < b->partitions && !b->vanish; p++)
             g->clean[p] = drain_partition(g, p, &drained[p]) == 0;
-        int sync = !b->vanish;
         while (g->head) {
             nb_delivery_t *d = g->head;
             g->head = d->next;
             if (!b->vanish)
-                nak_applied(b, d->msg, &sync);
+                natsMsg_Nak(d->msg, NULL);
             natsMsg_Destroy(d->msg);
             free_delivery(d);
         }
         g->tail = NULL;
         for (uint32_t p = 0; p < b->partitions; p++)
-            nak_all(b, &drained[p], &sync);
+            nak_all(&drained[p]);
         free(drained);
-        for (uint32_t p = 0; p < b->partitions && !sync; p++)
-            g->clean[p] = 0;
         nb_lease_release(b, g);
         for (uint32_t p = 0; p < b->partitions; p++)
             drop_partition(g, p);

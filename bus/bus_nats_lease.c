@@ -338,7 +338,7 @@ void nb_lease_release(nats_bus_t *b, nb_group_t *g)
     for (uint32_t p = 0; p < b->partitions; p++) {
         lease_key(g, p, key, sizeof key);
         if (g->rev[p] && can && !g->restart[p])
-            give_back(b, g, p, key, 0); /* the next holder resumes from the ack floor */
+            give_back(b, g, p, key, g->clean[p]);
         g->rev[p] = 0;
     }
     if (can && b->instance) {
