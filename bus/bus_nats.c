@@ -255,7 +255,7 @@ static void fill_defaults(bus_nats_tune_t *t)
     if (!t->ack_wait_ms)
         t->ack_wait_ms = 30000;
     if (!t->lease_ttl_ms)
-        t->lease_ttl_ms = NB_LEASE_TTL_MS;
+        t->lease_ttl_ms = t->ack_wait_ms + t->ack_wait_ms / 2;
     if (!t->pub_max_pending)
         t->pub_max_pending = 65536;
     if (!t->pub_timeout_ms)
@@ -351,6 +351,8 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
     NB_KEEP(pub_timeout_ms);
     NB_KEEP(stream_max_bytes);
 #undef NB_KEEP
+    if (t->ack_wait_ms && !t->lease_ttl_ms)
+        b->tune.lease_ttl_ms = t->ack_wait_ms + t->ack_wait_ms / 2;
     bus_core_tune(bus, t->cmd_timeout_ms, t->any_window_ms);
     return 0;
 }

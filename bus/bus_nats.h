@@ -37,8 +37,7 @@ typedef struct {
     uint32_t any_window_ms;   /* cmd_timeout_ms: NULL edge, the longest wait for
                                  a 0 when not every known edge has answered */
     uint32_t ack_wait_ms;     /* 30000: JetStream AckWait of group consumers */
-    uint32_t lease_ttl_ms;    /* 3000: partition lease lifetime, renewed every
-                               * quarter of it (fail-over time after a crash) */
+    uint32_t lease_ttl_ms;    /* 45000: partition lease lifetime (> ack_wait) */
     uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL
                                  (bus_event_capacity: at most 4096 of them) */
     uint32_t pub_timeout_ms;  /* 5000: no PubAck -> WSG_EUNAVAILABLE */
@@ -57,7 +56,6 @@ void bus_nats_vanish(bus_t *bus);
  * server works through within it would turn overload into refusals: at
  * 5,000 events/s (a busy 2-core host) this one waits under a second. */
 #define NB_PUB_WINDOW 4096
-#define NB_LEASE_TTL_MS 3000 /* a dead holder's partitions move after at most this + a round */
 #define NB_RECONNECT_BUF (8 * 1024 * 1024) /* libnats keeps this while NATS is away */
 
 #define NB_PREFIX_MAX 48

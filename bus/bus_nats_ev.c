@@ -19,8 +19,8 @@
  * Each group has one durable pull consumer per partition
  * (<tok(group)>_<p>, explicit ack, bound MaxAckPending) and consumes a
  * partition only while it holds the lease <tok(group)>.<p> in the KeyValue
- * bucket <prefix>_leases (bus_nats_lease.c). One delivery thread per group
- * fetches from its leased
+ * bucket <prefix>_leases (TTL lease_ttl_ms, renewed by the service thread
+ * every third of it). One delivery thread per group fetches from its leased
  * partitions and calls the group's bus_event_fn in stream order, so events
  * of one connection reach a group in order even with many processes.
  * Deliveries not yet done are kept "in progress" (natsMsg_InProgress) by the
@@ -32,7 +32,7 @@
 #include <time.h>
 
 #include "common/clock.h"
-#include "bus/bus_nats_grp.h"
+#include "bus/bus_nats.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
@@ -54,8 +54,41 @@ struct nb_poison {
     int code; /* the failure that poisoned it; later events get the same */
 };
 
+struct nb_delivery {
+    struct bus_delivery base;
+    nb_delivery_t *prev, *next;
+    nb_group_t *g;
+    natsMsg *msg;
+    bus_event_t ev;
+    char *strs[4];
+    int64_t touched;
+};
+
+struct nb_group {
+    nb_group_t *next;
+    nats_bus_t *b;
+    char *name, *tok;
+    uint32_t mask;
+    bus_event_fn fn;
+    bus_run_end_fn run_end; /* may be NULL */
+    void *ud;
+    pthread_t th;
+    int th_running;
+    natsSubscription **subs; /* delivery thread only */
+    uint64_t *rev;           /* service thread only: lease revision, 0 = not ours */
+    unsigned char *giving;   /* service thread only: held, fetching stopped, to release */
+    atomic_int *want;        /* lease held: the delivery thread consumes p */
+    pthread_mutex_t mu;      /* the undone list */
+    nb_delivery_t *head, *tail;
+    natsSubscription *wake;   /* core NATS copy of the group's event subjects */
+    atomic_llong *hold_until; /* set by the delivery thread: no fetch from p before (mono ms) */
+    atomic_int kicked;        /* an event of a leased partition arrived since the last round */
+};
+
+#define NB_MAX_ACK_PENDING 4096
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
+#define NB_LOST_FETCH_MARGIN_MS 2000
 #define NB_KICK_RETRY_MS 1 /* after a wake-up: the stream may store the event a moment later */
 
 /* ---- publish ---------------------------------------------------------------- */
@@ -229,7 +262,8 @@ static natsStatus ev_headers(natsMsg *m, const bus_event_t *ev)
     return s;
 }
 
-uint32_t nb_partition_of(const nats_bus_t *b, const char *conn_id)
+/* The partition of a connection's events. */
+static uint32_t partition_of(const nats_bus_t *b, const char *conn_id)
 {
     return (uint32_t)(wsg_hashn(conn_id, strlen(conn_id)) % b->partitions);
 }
@@ -241,7 +275,7 @@ static char *ev_subject(nats_bus_t *b, int message, const char *conn_id)
     size_t len = strlen(b->prefix) + strlen(t) + 32;
     char *s = bus_xcalloc(len);
     snprintf(s, len, "%s.ev.%c.%u.%s", b->prefix, message ? 'm' : 's',
-             (unsigned)nb_partition_of(b, conn_id), t);
+             (unsigned)partition_of(b, conn_id), t);
     free(t);
     return s;
 }
@@ -388,10 +422,6 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
     g->want = bus_xcalloc(b->partitions * sizeof *g->want);
     g->giving = bus_xcalloc(b->partitions);
     g->hold_until = bus_xcalloc(b->partitions * sizeof *g->hold_until);
-    g->valid_until = bus_xcalloc(b->partitions * sizeof *g->valid_until);
-    g->restart = bus_xcalloc(b->partitions * sizeof *g->restart);
-    g->seen_upto = bus_xcalloc(b->partitions * sizeof *g->seen_upto);
-    g->clean = bus_xcalloc(b->partitions);
     pthread_mutex_init(&g->mu, NULL);
     g->next = b->groups;
     b->groups = g;
@@ -411,55 +441,32 @@ static void group_filter(nb_group_t *g, uint32_t p, char *buf, size_t n)
     snprintf(buf, n, "%s.ev.%s.%u.*", g->b->prefix, group_kind(g), (unsigned)p);
 }
 
-void nb_consumer_name(const nb_group_t *g, uint32_t p, char *buf, size_t n)
-{
-    snprintf(buf, n, "%.140s_%u", g->tok, (unsigned)p);
-}
-
-/* The settings of partition p's durable consumer: from the stream's start
- * (start_seq 0) or from start_seq on. durable and filter: 160 bytes each. */
-static void consumer_config(nb_group_t *g, uint32_t p, uint64_t start_seq, jsConsumerConfig *cc,
-                            char *durable, char *filter)
-{
-    nb_consumer_name(g, p, durable, 160);
-    group_filter(g, p, filter, 160);
-    jsConsumerConfig_Init(cc);
-    cc->Durable = durable;
-    cc->FilterSubject = filter;
-    cc->AckPolicy = js_AckExplicit;
-    cc->AckWait = (int64_t)g->b->tune.ack_wait_ms * 1000000;
-    cc->MaxAckPending = NB_MAX_ACK_PENDING;
-    cc->DeliverPolicy = start_seq ? js_DeliverByStartSequence : js_DeliverAll;
-    cc->OptStartSeq = start_seq;
-}
-
-natsStatus nb_add_consumer(nb_group_t *g, uint32_t p, uint64_t start_seq, jsErrCode *jerr)
-{
-    char durable[160], filter[160];
-    jsConsumerConfig cc;
-    consumer_config(g, p, start_seq, &cc, durable, filter);
-    jsConsumerInfo *ci = NULL;
-    natsStatus s = js_AddConsumer(&ci, g->b->js, g->b->stream, &cc, NULL, jerr);
-    jsConsumerInfo_Destroy(ci);
-    return s;
-}
-
 /* Creates (idempotently) the durable consumer of partition p and binds a
  * pull subscription to it; binding never deletes it on unsubscribe. */
 static natsStatus bind_partition(nb_group_t *g, uint32_t p)
 {
     nats_bus_t *b = g->b;
     char durable[160], filter[160];
+    snprintf(durable, sizeof durable, "%.140s_%u", g->tok, (unsigned)p);
+    group_filter(g, p, filter, sizeof filter);
     jsConsumerConfig cc;
-    consumer_config(g, p, 0, &cc, durable, filter);
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.FilterSubject = filter;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = (int64_t)b->tune.ack_wait_ms * 1000000;
+    cc.MaxAckPending = NB_MAX_ACK_PENDING;
+    cc.DeliverPolicy = js_DeliverAll;
+    jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = nb_add_consumer(g, p, 0, &jerr);
+    natsStatus s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
     if (s != NATS_OK && jerr != 0) { /* exists with other settings: align them */
-        jsConsumerInfo *ci = NULL;
+        jsConsumerInfo_Destroy(ci);
+        ci = NULL;
         s = js_UpdateConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
         s = jerr != 0 ? NATS_OK : s; /* not updatable: bind to it as it is */
-        jsConsumerInfo_Destroy(ci);
     }
+    jsConsumerInfo_Destroy(ci);
     if (s != NATS_OK)
         return s;
     jsSubOptions so;
@@ -529,11 +536,6 @@ static void deliver(nb_group_t *g, natsMsg *m)
     uint32_t attempt = 1;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
         attempt = meta->NumDelivered > 0 ? (uint32_t)meta->NumDelivered : 1;
-        /* delivered before its consumer was reset by a take-over: the
-         * count restarted, so at least one earlier attempt is not in it */
-        if (meta->Sequence.Stream <=
-            atomic_load(&g->seen_upto[nb_partition_of(g->b, d->ev.conn_id)]))
-            attempt++;
         jsMsgMetaData_Destroy(meta);
     }
     d->touched = wsg_mono_ms();
@@ -547,6 +549,8 @@ static void deliver(nb_group_t *g, natsMsg *m)
     pthread_mutex_unlock(&g->mu);
     g->fn(g->ud, &d->ev, &d->base, attempt);
 }
+
+static int partition_held(nb_group_t *g, uint32_t p);
 
 /* The batch of the next fetch on sub. A no-wait fetch without an expiry
  * returns as soon as the subscription is momentarily empty (libnats 3.4.1,
@@ -577,9 +581,7 @@ static int fetch_batch(natsSubscription *sub)
 static int fetch_partition(nb_group_t *g, uint32_t p)
 {
     nats_bus_t *b = g->b;
-    /* a lease that may have run out (renewals unanswered) may be another's:
-     * no fetch, or two processes would deliver one connection's events */
-    if (nb_partition_held(g, p) || wsg_mono_ms() >= atomic_load(&g->valid_until[p]))
+    if (partition_held(g, p))
         return 0;
     jsFetchRequest fr;
     jsFetchRequest_Init(&fr);
@@ -710,6 +712,144 @@ void nb_ev_done(bus_t *bus, bus_delivery_t *dd)
     free_delivery(d);
 }
 
+/* ---- leases and keep-alive (service thread) ---------------------------------------- */
+
+static void lease_key(nb_group_t *g, uint32_t p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.200s.%u", g->tok, (unsigned)p);
+}
+
+/* ---- partition shares --------------------------------------------------------------
+ *
+ * Every process of a group announces itself with the key <tok(group)>.m.<instance>
+ * (renewed each lease round, gone after the lease TTL) and holds at most its
+ * share, ceil(partitions / members), so two dispatchers split the partitions
+ * instead of the first one taking them all. A process above its share gives
+ * partitions back in two steps, keeping per-connection order: first it stops
+ * fetching from them (want = 0); from the next round on, once none of its
+ * undone deliveries belongs to such a partition, it deletes the lease, and
+ * another member creates it at its next round. Service thread only. */
+
+static void member_key(nb_group_t *g, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.150s.m.%.60s", g->tok, g->b->instance);
+}
+
+static uint32_t count_members(nats_bus_t *b, nb_group_t *g)
+{
+    char prefix[224];
+    snprintf(prefix, sizeof prefix, "%.150s.m.", g->tok);
+    size_t pl = strlen(prefix);
+    kvKeysList keys = {0};
+    uint32_t n = 0;
+    if (kvStore_Keys(&keys, b->kv, NULL) == NATS_OK)
+        for (int i = 0; i < keys.Count; i++)
+            n += strncmp(keys.Keys[i], prefix, pl) == 0;
+    kvKeysList_Destroy(&keys);
+    return n ? n : 1; /* at least this process */
+}
+
+/* A partition whose fetch a disconnect cut (fetch_partition): nobody may
+ * fetch from it before the lost events are due again, so it is not given
+ * away either. */
+static int partition_held(nb_group_t *g, uint32_t p)
+{
+    return wsg_mono_ms() < (int64_t)atomic_load(&g->hold_until[p]);
+}
+
+static int undone_in(nb_group_t *g, uint32_t p)
+{
+    int found = 0;
+    pthread_mutex_lock(&g->mu);
+    for (nb_delivery_t *d = g->head; d && !found; d = d->next)
+        found = partition_of(g->b, d->ev.conn_id) == p;
+    pthread_mutex_unlock(&g->mu);
+    return found;
+}
+
+/* Within AckWait (+ margin) of a NATS outage no partition is given away:
+ * a delivery the server made while the connection broke may not have
+ * reached this process without any fetch of ours noticing (so no partition
+ * is held); the server hands it out again only after its AckWait, and a new
+ * owner fetching meanwhile would deliver the connection's later events
+ * first. Kept, unfetched, the partition's redeliveries wait for the next
+ * owner and come first. */
+static int outage_recent(nats_bus_t *b)
+{
+    int64_t at = atomic_load(&b->broke_ms);
+    return at && wsg_mono_ms() < at + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+}
+
+static void renew_leases(nats_bus_t *b, nb_group_t *g)
+{
+    char key[224];
+    member_key(g, key, sizeof key);
+    kvStore_PutString(NULL, b->kv, key, "1");
+    uint32_t members = count_members(b, g);
+    uint32_t share = (b->partitions + members - 1) / members, held = 0;
+    for (uint32_t p = 0; p < b->partitions; p++)
+        held += g->rev[p] && !g->giving[p];
+    for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
+        lease_key(g, p, key, sizeof key);
+        if (g->giving[p] && !undone_in(g, p) && !partition_held(g, p) && !outage_recent(b)) {
+            kvStore_Delete(b->kv, key); /* if it fails the lease expires by itself */
+            g->rev[p] = 0;
+            g->giving[p] = 0;
+            continue;
+        }
+        if (!g->rev[p] && held >= share)
+            continue; /* someone else's turn */
+        uint64_t rev = 0;
+        natsStatus s;
+        if (g->rev[p])
+            s = kvStore_UpdateString(&rev, b->kv, key, b->instance, g->rev[p]);
+        else
+            s = kvStore_CreateString(&rev, b->kv, key, b->instance);
+        if (s != NATS_OK && g->rev[p] && nb_status_to_err(s) == WSG_EUNAVAILABLE)
+            continue; /* no answer: keep what we hold, try again next round */
+        if (s == NATS_OK && !g->rev[p])
+            held++;
+        else if (s != NATS_OK && g->rev[p] && !g->giving[p])
+            held--;
+        if (s != NATS_OK)
+            g->giving[p] = 0;
+        g->rev[p] = s == NATS_OK ? rev : 0;
+        atomic_store(&g->want[p], s == NATS_OK && !g->giving[p]);
+    }
+    /* above the share (a member joined): stop fetching from the last ones */
+    for (uint32_t p = b->partitions; p-- > 0 && held > share;)
+        if (g->rev[p] && !g->giving[p]) {
+            atomic_store(&g->want[p], 0);
+            g->giving[p] = 1;
+            held--;
+        }
+}
+
+static void keep_in_progress(nats_bus_t *b, nb_group_t *g, int64_t now)
+{
+    int64_t every = b->tune.ack_wait_ms / 3;
+    pthread_mutex_lock(&g->mu);
+    for (nb_delivery_t *d = g->head; d; d = d->next) {
+        if (now - d->touched >= every) {
+            natsMsg_InProgress(d->msg, NULL);
+            d->touched = now;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+void nb_ev_tick(nats_bus_t *b, int64_t now)
+{
+    int leases = now >= b->next_lease_ms && b->kv && atomic_load(&b->connected);
+    if (leases)
+        b->next_lease_ms = now + b->tune.lease_ttl_ms / 3;
+    for (nb_group_t *g = b->groups; g; g = g->next) {
+        if (leases)
+            renew_leases(b, g);
+        keep_in_progress(b, g, now);
+    }
+}
+
 /* ---- start and stop ---------------------------------------------------------------- */
 
 static natsStatus ensure_stream(nats_bus_t *b)
@@ -737,14 +877,33 @@ static natsStatus ensure_stream(nats_bus_t *b)
     return s;
 }
 
+static natsStatus ensure_leases(nats_bus_t *b)
+{
+    char bucket[NB_PREFIX_MAX + 16];
+    snprintf(bucket, sizeof bucket, "%s_leases", b->prefix);
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket;
+    kc.History = 1;
+    kc.TTL = (int64_t)b->tune.lease_ttl_ms * 1000000;
+    kc.StorageType = js_FileStorage;
+    natsStatus s = js_CreateKeyValue(&b->kv, b->js, &kc);
+    if (s != NATS_OK) /* exists with another TTL: use it as it is */
+        s = js_KeyValue(&b->kv, b->js, bucket);
+    return s;
+}
+
 int nb_ev_start(nats_bus_t *b)
 {
     if (ensure_stream(b) != NATS_OK)
         return WSG_EBUS;
     if (!b->groups)
         return 0;
-    if (nb_lease_start(b) != NATS_OK)
+    if (ensure_leases(b) != NATS_OK)
         return WSG_EBUS;
+    for (nb_group_t *g = b->groups; g; g = g->next)
+        renew_leases(b, g);
+    b->next_lease_ms = wsg_mono_ms() + b->tune.lease_ttl_ms / 3;
     for (nb_group_t *g = b->groups; g; g = g->next) {
         char subj[160];
         snprintf(subj, sizeof subj, "%s.ev.%s.>", b->prefix, group_kind(g));
@@ -756,33 +915,6 @@ int nb_ev_start(nats_bus_t *b)
         g->th_running = 1;
     }
     return 0;
-}
-
-/* At stop, before the undone deliveries are Nak'd (else this fetch would
- * bring them back from the redelivery queue): a fetch's answer that arrived
- * after the fetch returned waits in the subscription, delivered as far as
- * the server knows but never seen. It is taken into *out, to be Nak'd after
- * the undone ones (later in stream order), so the partition can be given
- * back clean. Returns 0 when nothing of p is left out but what gets Nak'd. */
-static int drain_partition(nb_group_t *g, uint32_t p, natsMsgList *out)
-{
-    int msgs = 0, bytes = 0;
-    if (!g->subs[p] || natsSubscription_GetPending(g->subs[p], &msgs, &bytes) != NATS_OK ||
-        msgs == 0)
-        return 0;
-    jsFetchRequest fr;
-    jsFetchRequest_Init(&fr);
-    fr.Batch = fetch_batch(g->subs[p]);
-    fr.NoWait = true;
-    natsStatus s = natsSubscription_FetchRequest(out, g->subs[p], &fr);
-    return s == NATS_OK || s == NATS_NOT_FOUND || s == NATS_TIMEOUT ? 0 : -1;
-}
-
-static void nak_all(natsMsgList *l)
-{
-    for (int i = 0; i < l->Count; i++)
-        natsMsg_Nak(l->Msgs[i], NULL);
-    natsMsgList_Destroy(l);
 }
 
 /* Joins the delivery threads, hands undone deliveries back (Nak: they are
@@ -798,9 +930,6 @@ void nb_ev_stop(nats_bus_t *b)
         if (g->th_running)
             pthread_join(g->th, NULL);
         g->th_running = 0;
-        natsMsgList *drained = bus_xcalloc(b->partitions * sizeof *drained);
-        for (uint32_t p = 0; p < b->partitions && !b->vanish; p++)
-            g->clean[p] = drain_partition(g, p, &drained[p]) == 0;
         while (g->head) {
             nb_delivery_t *d = g->head;
             g->head = d->next;
@@ -810,12 +939,19 @@ void nb_ev_stop(nats_bus_t *b)
             free_delivery(d);
         }
         g->tail = NULL;
-        for (uint32_t p = 0; p < b->partitions; p++)
-            nak_all(&drained[p]);
-        free(drained);
-        nb_lease_release(b, g);
-        for (uint32_t p = 0; p < b->partitions; p++)
+        for (uint32_t p = 0; p < b->partitions; p++) {
             drop_partition(g, p);
+            char key[224];
+            lease_key(g, p, key, sizeof key);
+            if (g->rev[p] && b->kv && !b->vanish && atomic_load(&b->connected))
+                kvStore_Delete(b->kv, key);
+            g->rev[p] = 0;
+        }
+        if (b->kv && b->instance && !b->vanish && atomic_load(&b->connected)) {
+            char key[224];
+            member_key(g, key, sizeof key); /* the others take our share at once */
+            kvStore_Delete(b->kv, key);
+        }
     }
 }
 
@@ -848,10 +984,6 @@ void nb_ev_free(nats_bus_t *b)
         free(g->want);
         free(g->giving);
         free(g->hold_until);
-        free(g->valid_until);
-        free(g->restart);
-        free(g->seen_upto);
-        free(g->clean);
         free(g->name);
         free(g->tok);
         free(g);

@@ -600,9 +600,9 @@ static const cfg_key_t root_keys[] = {
      .def = "30s",
      .min = SEC,
      .max = HOUR,
-     .doc = "JetStream AckWait of the event consumers (a delivery still in hand after a NATS "
-            "outage this long may come again); must exceed every route's webhook attempt "
-            "(delivery.timeout, + up to 2s routing call)"},
+     .doc = "JetStream AckWait of the event consumers; a dead dispatcher's partitions move "
+            "after 1.5 x this; must exceed every route's webhook attempt (delivery.timeout, "
+            "+ up to 2s routing call)"},
     {.path = "routes",
      .type = CFG_ITEMS,
      .off = C(routes),
