@@ -77,7 +77,11 @@ struct nb_group {
     natsSubscription **subs; /* delivery thread only */
     uint64_t *rev;           /* service thread only: lease revision, 0 = not ours */
     unsigned char *giving;   /* service thread only: held, fetching stopped, to release */
-    atomic_int *want;        /* lease held: the delivery thread consumes p */
+    uint64_t *give_loops;    /* service thread only: g->loops when giving began */
+    uint32_t share;          /* service thread only: the share at the last lease round */
+    int64_t next_claim_ms;   /* service thread only: next look for partitions given back */
+    atomic_int *want;        /* NB_WANT_*: what the delivery thread does with p */
+    atomic_ullong loops;     /* rounds the delivery thread finished */
     pthread_mutex_t mu;      /* the undone list */
     nb_delivery_t *head, *tail;
     natsSubscription *wake;   /* core NATS copy of the group's event subjects */
@@ -85,7 +89,14 @@ struct nb_group {
     atomic_int kicked;        /* an event of a leased partition arrived since the last round */
 };
 
+/* want[p]: the lease is not ours / ours, fetched / ours, being given back
+ * (not fetched) / being given back, fetched once more (what the server
+ * already handed us, so it is delivered before the next holder's first). */
+enum { NB_WANT_NONE, NB_WANT_FETCH, NB_WANT_GIVE, NB_WANT_DRAIN };
+
 #define NB_MAX_ACK_PENDING 4096
+#define NB_CLAIM_EVERY_MS 1000 /* below its share, a member looks for given-back partitions */
+#define NB_LEASE_FREE "free"   /* a lease's value once its holder gave it back */
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
 #define NB_LOST_FETCH_MARGIN_MS 2000
@@ -421,6 +432,7 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
     g->rev = bus_xcalloc(b->partitions * sizeof *g->rev);
     g->want = bus_xcalloc(b->partitions * sizeof *g->want);
     g->giving = bus_xcalloc(b->partitions);
+    g->give_loops = bus_xcalloc(b->partitions * sizeof *g->give_loops);
     g->hold_until = bus_xcalloc(b->partitions * sizeof *g->hold_until);
     pthread_mutex_init(&g->mu, NULL);
     g->next = b->groups;
@@ -649,7 +661,7 @@ static void wake_cb(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
         char *end = NULL;
         p = strtoul(subj + pl + 6, &end, 10);
         if (end && *end == '.' && p < b->partitions)
-            ours = atomic_load(&g->want[p]);
+            ours = atomic_load(&g->want[p]) == NB_WANT_FETCH;
     }
     natsMsg_Destroy(m);
     if (ours && !atomic_exchange(&g->kicked, 1)) {
@@ -668,12 +680,17 @@ static void *group_main(void *arg)
     while (!atomic_load(&b->stopping)) {
         int got = 0;
         for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
-            int want = atomic_load(&g->want[p]) && atomic_load(&b->connected);
-            if (want && !g->subs[p] && bind_partition(g, p) != NATS_OK)
+            int want = atomic_load(&g->want[p]), up = atomic_load(&b->connected);
+            if (want == NB_WANT_FETCH && up && !g->subs[p] && bind_partition(g, p) != NATS_OK)
                 g->subs[p] = NULL;
             /* a lost lease only stops fetching: the bound subscription stays
              * until bus_free, so acks of deliveries still out stay valid */
-            int n = want && g->subs[p] ? fetch_partition(g, p) : 0;
+            int fetch = up && g->subs[p] && (want == NB_WANT_FETCH || want == NB_WANT_DRAIN);
+            int n = fetch ? fetch_partition(g, p) : 0;
+            if (want == NB_WANT_DRAIN) {
+                int drain = NB_WANT_DRAIN;
+                atomic_compare_exchange_strong(&g->want[p], &drain, NB_WANT_GIVE);
+            }
             /* a run is one fetch: a consumer batching over it (the registry
              * holds its lock and a store transaction) never waits through
              * the next partition's round trip or a bind */
@@ -681,6 +698,7 @@ static void *group_main(void *arg)
                 g->run_end(g->ud);
             got += n;
         }
+        atomic_fetch_add(&g->loops, 1);
         if (got) {
             idle_ms = NB_IDLE_MIN_MS;
             continue;
@@ -725,10 +743,19 @@ static void lease_key(nb_group_t *g, uint32_t p, char *buf, size_t n)
  * (renewed each lease round, gone after the lease TTL) and holds at most its
  * share, ceil(partitions / members), so two dispatchers split the partitions
  * instead of the first one taking them all. A process above its share gives
- * partitions back in two steps, keeping per-connection order: first it stops
- * fetching from them (want = 0); from the next round on, once none of its
- * undone deliveries belongs to such a partition, it deletes the lease, and
- * another member creates it at its next round. Service thread only. */
+ * partitions back, keeping per-connection order:
+ *  1. it stops fetching from them (want = NB_WANT_GIVE), at a lease round;
+ *  2. at every tick after that (give_back) it checks that nothing of the
+ *     partition is still out: no undone delivery, no fetch of it running (the
+ *     delivery thread finished a round since), and the server counts no
+ *     message of the consumer delivered and not acked (a fetch's answer can
+ *     land after the fetch returned: such messages are fetched once more,
+ *     NB_WANT_DRAIN, and delivered first);
+ *  3. it then marks the lease NB_LEASE_FREE, and a member below its share
+ *     takes it within NB_CLAIM_EVERY_MS (claim_given), so a joining member
+ *     gets its share in about a second, not a lease round or two.
+ * A lease deleted by a stopping process is created again at the next
+ * lease round. Service thread only. */
 
 static void member_key(nb_group_t *g, char *buf, size_t n)
 {
@@ -780,31 +807,107 @@ static int outage_recent(nats_bus_t *b)
     return at && wsg_mono_ms() < at + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
 }
 
+/* Messages of partition p's consumer the server delivered and has no ack
+ * for; -1 when it did not say. */
+static int64_t ack_pending(nb_group_t *g, uint32_t p)
+{
+    char durable[160];
+    snprintf(durable, sizeof durable, "%.140s_%u", g->tok, (unsigned)p);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    int64_t n = -1;
+    if (js_GetConsumerInfo(&ci, g->b->js, g->b->stream, durable, NULL, &jerr) == NATS_OK && ci)
+        n = ci->NumAckPending;
+    jsConsumerInfo_Destroy(ci);
+    return n;
+}
+
+/* Step 2-3 above for every partition being given back. */
+static void give_back(nats_bus_t *b, nb_group_t *g)
+{
+    char key[224];
+    for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
+        if (!g->giving[p] || atomic_load(&g->want[p]) != NB_WANT_GIVE ||
+            atomic_load(&g->loops) < g->give_loops[p] + 2 || undone_in(g, p) ||
+            partition_held(g, p) || outage_recent(b))
+            continue;
+        int64_t out = ack_pending(g, p);
+        if (out != 0) { /* out there, or the server did not say: fetch once more */
+            if (out > 0) {
+                g->give_loops[p] = atomic_load(&g->loops);
+                atomic_store(&g->want[p], NB_WANT_DRAIN);
+            }
+            continue;
+        }
+        lease_key(g, p, key, sizeof key);
+        uint64_t rev = 0; /* if it fails the lease expires by itself */
+        kvStore_UpdateString(&rev, b->kv, key, NB_LEASE_FREE, g->rev[p]);
+        g->rev[p] = 0;
+        g->giving[p] = 0;
+        atomic_store(&g->want[p], NB_WANT_NONE);
+    }
+}
+
+/* Takes the lease of p when its holder gave it back (its value is
+ * NB_LEASE_FREE): an update on the revision read, so of two takers one
+ * wins. Returns the new revision, 0 when not taken. */
+static uint64_t take_given(nats_bus_t *b, const char *key)
+{
+    kvEntry *e = NULL;
+    uint64_t rev = 0;
+    if (kvStore_Get(&e, b->kv, key) == NATS_OK && e &&
+        strcmp(kvEntry_ValueString(e), NB_LEASE_FREE) == 0 &&
+        kvStore_UpdateString(&rev, b->kv, key, b->instance, kvEntry_Revision(e)) != NATS_OK)
+        rev = 0;
+    kvEntry_Destroy(e);
+    return rev;
+}
+
+static uint32_t held_count(nats_bus_t *b, nb_group_t *g)
+{
+    uint32_t held = 0;
+    for (uint32_t p = 0; p < b->partitions; p++)
+        held += g->rev[p] && !g->giving[p];
+    return held;
+}
+
+/* Between lease rounds: a member below its share takes leases given back. */
+static void claim_given(nats_bus_t *b, nb_group_t *g)
+{
+    char key[224];
+    uint32_t held = held_count(b, g);
+    for (uint32_t p = 0; p < b->partitions && held < g->share && !atomic_load(&b->stopping); p++) {
+        if (g->rev[p])
+            continue;
+        lease_key(g, p, key, sizeof key);
+        uint64_t rev = take_given(b, key);
+        if (!rev)
+            continue;
+        g->rev[p] = rev;
+        held++;
+        atomic_store(&g->want[p], NB_WANT_FETCH);
+    }
+}
+
 static void renew_leases(nats_bus_t *b, nb_group_t *g)
 {
     char key[224];
     member_key(g, key, sizeof key);
     kvStore_PutString(NULL, b->kv, key, "1");
     uint32_t members = count_members(b, g);
-    uint32_t share = (b->partitions + members - 1) / members, held = 0;
-    for (uint32_t p = 0; p < b->partitions; p++)
-        held += g->rev[p] && !g->giving[p];
+    uint32_t share = (b->partitions + members - 1) / members, held = held_count(b, g);
+    g->share = share;
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
-        lease_key(g, p, key, sizeof key);
-        if (g->giving[p] && !undone_in(g, p) && !partition_held(g, p) && !outage_recent(b)) {
-            kvStore_Delete(b->kv, key); /* if it fails the lease expires by itself */
-            g->rev[p] = 0;
-            g->giving[p] = 0;
-            continue;
-        }
         if (!g->rev[p] && held >= share)
             continue; /* someone else's turn */
+        lease_key(g, p, key, sizeof key);
         uint64_t rev = 0;
         natsStatus s;
         if (g->rev[p])
             s = kvStore_UpdateString(&rev, b->kv, key, b->instance, g->rev[p]);
-        else
-            s = kvStore_CreateString(&rev, b->kv, key, b->instance);
+        else if ((s = kvStore_CreateString(&rev, b->kv, key, b->instance)) != NATS_OK &&
+                 (rev = take_given(b, key)) != 0)
+            s = NATS_OK;
         if (s != NATS_OK && g->rev[p] && nb_status_to_err(s) == WSG_EUNAVAILABLE)
             continue; /* no answer: keep what we hold, try again next round */
         if (s == NATS_OK && !g->rev[p])
@@ -814,13 +917,17 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
         if (s != NATS_OK)
             g->giving[p] = 0;
         g->rev[p] = s == NATS_OK ? rev : 0;
-        atomic_store(&g->want[p], s == NATS_OK && !g->giving[p]);
+        if (!g->giving[p])
+            atomic_store(&g->want[p], s == NATS_OK ? NB_WANT_FETCH : NB_WANT_NONE);
+        else if (s != NATS_OK)
+            atomic_store(&g->want[p], NB_WANT_NONE);
     }
     /* above the share (a member joined): stop fetching from the last ones */
     for (uint32_t p = b->partitions; p-- > 0 && held > share;)
         if (g->rev[p] && !g->giving[p]) {
-            atomic_store(&g->want[p], 0);
             g->giving[p] = 1;
+            g->give_loops[p] = atomic_load(&g->loops);
+            atomic_store(&g->want[p], NB_WANT_GIVE);
             held--;
         }
 }
@@ -846,6 +953,13 @@ void nb_ev_tick(nats_bus_t *b, int64_t now)
     for (nb_group_t *g = b->groups; g; g = g->next) {
         if (leases)
             renew_leases(b, g);
+        else if (b->kv && atomic_load(&b->connected)) {
+            give_back(b, g);
+            if (now >= g->next_claim_ms) {
+                g->next_claim_ms = now + NB_CLAIM_EVERY_MS;
+                claim_given(b, g);
+            }
+        }
         keep_in_progress(b, g, now);
     }
 }
@@ -983,6 +1097,7 @@ void nb_ev_free(nats_bus_t *b)
         free(g->rev);
         free(g->want);
         free(g->giving);
+        free(g->give_loops);
         free(g->hold_until);
         free(g->name);
         free(g->tok);

@@ -298,6 +298,9 @@ void api_subwait_stop(api_t *a);
 int api_registry_init(api_t *a, char *err, size_t errlen);
 int api_registry_start(api_t *a);
 void api_registry_stop(api_t *a);
+/* Wakes the maintenance thread (a request began waiting: its poll starts
+ * now, not at the next one-second tick). Any thread. */
+void api_registry_poke(api_t *a);
 void api_registry_free(api_t *a);
 int api_registry_lose(api_t *a, const store_conn_t *c);
 

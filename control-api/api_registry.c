@@ -616,6 +616,13 @@ int api_registry_start(api_t *a)
     return 0;
 }
 
+void api_registry_poke(api_t *a)
+{
+    pthread_mutex_lock(&a->maint_mu);
+    pthread_cond_signal(&a->maint_cv);
+    pthread_mutex_unlock(&a->maint_mu);
+}
+
 void api_registry_stop(api_t *a)
 {
     if (!a->maint_running)

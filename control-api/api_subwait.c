@@ -67,8 +67,10 @@ int api_subwait_add(api_t *a, api_req_t *r, const char *conn_id, const char *cha
     while (*pp)
         pp = &(*pp)->next;
     *pp = w; /* oldest first */
-    a->n_sw++;
+    int first = a->n_sw++ == 0;
     pthread_mutex_unlock(&a->sw_mu);
+    if (first) /* the maintenance thread may be in its one-second sleep */
+        api_registry_poke(a);
     return 0;
 }
 
