@@ -85,6 +85,8 @@ struct nb_group {
     pthread_mutex_t mu;      /* the undone list */
     nb_delivery_t *head, *tail;
     natsSubscription *wake;   /* core NATS copy of the group's event subjects */
+    natsSubscription *freed;  /* <prefix>.lease.<tok>.free: a member gave leases back */
+    atomic_int freed_seen;    /* set by freed's callback, taken by the service thread */
     atomic_llong *hold_until; /* set by the delivery thread: no fetch from p before (mono ms) */
     atomic_int kicked;        /* an event of a leased partition arrived since the last round */
 };
@@ -95,8 +97,11 @@ struct nb_group {
 enum { NB_WANT_NONE, NB_WANT_FETCH, NB_WANT_GIVE, NB_WANT_DRAIN };
 
 #define NB_MAX_ACK_PENDING 4096
-#define NB_CLAIM_EVERY_MS 1000 /* below its share, a member looks for given-back partitions */
-#define NB_LEASE_FREE "free"   /* a lease's value once its holder gave it back */
+#define NB_CLAIM_EVERY_MS 1000   /* below its share, a member looks for given-back partitions */
+#define NB_LEASE_FREE "free"     /* a lease's value once its holder gave it back */
+#define NB_STOP_HANDOVER_MS 5000 /* a stopping process's wait to hand partitions back whole */
+#define NB_STOP_POLL_MS 20
+#define NB_NAK_WAIT_MS 2000 /* a Nak sent as a request: the server's answer */
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
 #define NB_LOST_FETCH_MARGIN_MS 2000
@@ -748,14 +753,18 @@ static void lease_key(nb_group_t *g, uint32_t p, char *buf, size_t n)
  *  2. at every tick after that (give_back) it checks that nothing of the
  *     partition is still out: no undone delivery, no fetch of it running (the
  *     delivery thread finished a round since), and the server counts no
- *     message of the consumer delivered and not acked (a fetch's answer can
+ *     pull request waiting and no message of the consumer delivered and not
+ *     acked (a fetch's answer can
  *     land after the fetch returned: such messages are fetched once more,
  *     NB_WANT_DRAIN, and delivered first);
- *  3. it then marks the lease NB_LEASE_FREE, and a member below its share
- *     takes it within NB_CLAIM_EVERY_MS (claim_given), so a joining member
- *     gets its share in about a second, not a lease round or two.
- * A lease deleted by a stopping process is created again at the next
- * lease round. Service thread only. */
+ *  3. it then marks the lease NB_LEASE_FREE and says so on
+ *     <prefix>.lease.<tok>.free; a member below its share takes it at once
+ *     (or within NB_CLAIM_EVERY_MS if the word was lost: claim_given), so a
+ *     joining member gets its share right after the holder's next round.
+ * A stopping process does the same for all its leases (release_at_stop),
+ * after Nak'ing what it had out and removing its member key, so the others
+ * recount and take its share at once. Service thread only, except
+ * release_at_stop (bus stop, the service thread joined). */
 
 static void member_key(nb_group_t *g, char *buf, size_t n)
 {
@@ -807,45 +816,82 @@ static int outage_recent(nats_bus_t *b)
     return at && wsg_mono_ms() < at + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
 }
 
-/* Messages of partition p's consumer the server delivered and has no ack
- * for; -1 when it did not say. */
-static int64_t ack_pending(nb_group_t *g, uint32_t p)
+/* What partition p's consumer has out, by the server: messages delivered
+ * and not acked (*pending; a Nak'ed one stays counted until redelivered)
+ * and pull requests not answered yet (*waiting: one being served may still
+ * hand us messages). 0, or -1 when the server did not say. */
+static int consumer_out(nb_group_t *g, uint32_t p, int64_t *pending, int64_t *waiting)
 {
     char durable[160];
     snprintf(durable, sizeof durable, "%.140s_%u", g->tok, (unsigned)p);
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    int64_t n = -1;
-    if (js_GetConsumerInfo(&ci, g->b->js, g->b->stream, durable, NULL, &jerr) == NATS_OK && ci)
-        n = ci->NumAckPending;
+    int rc = -1;
+    if (js_GetConsumerInfo(&ci, g->b->js, g->b->stream, durable, NULL, &jerr) == NATS_OK && ci) {
+        *pending = ci->NumAckPending;
+        *waiting = ci->NumWaiting;
+        rc = 0;
+    }
     jsConsumerInfo_Destroy(ci);
-    return n;
+    return rc;
+}
+
+#define NB_FREED_SUBJ_MAX (NB_PREFIX_MAX + 170)
+
+static void freed_subject(nb_group_t *g, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s.lease.%.150s.free", g->b->prefix, g->tok);
+}
+
+/* Tells the group's members that leases were marked NB_LEASE_FREE, so one
+ * below its share (or whose share grew: a member is leaving) takes them now
+ * (at most once: without it they look every NB_CLAIM_EVERY_MS, or at their
+ * next round). */
+static void announce_free(nats_bus_t *b, nb_group_t *g)
+{
+    char subj[NB_FREED_SUBJ_MAX];
+    freed_subject(g, subj, sizeof subj);
+    natsConnection_PublishString(b->nc, subj, "");
+}
+
+/* A NATS thread. */
+static void freed_cb(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    nb_group_t *g = closure;
+    (void)nc;
+    (void)sub;
+    natsMsg_Destroy(m);
+    atomic_store(&g->freed_seen, 1);
+    nb_wake(g->b);
 }
 
 /* Step 2-3 above for every partition being given back. */
 static void give_back(nats_bus_t *b, nb_group_t *g)
 {
     char key[224];
+    int freed = 0;
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
         if (!g->giving[p] || atomic_load(&g->want[p]) != NB_WANT_GIVE ||
             atomic_load(&g->loops) < g->give_loops[p] + 2 || undone_in(g, p) ||
             partition_held(g, p) || outage_recent(b))
             continue;
-        int64_t out = ack_pending(g, p);
-        if (out != 0) { /* out there, or the server did not say: fetch once more */
-            if (out > 0) {
-                g->give_loops[p] = atomic_load(&g->loops);
-                atomic_store(&g->want[p], NB_WANT_DRAIN);
-            }
+        int64_t out = 0, waiting = 0;
+        if (consumer_out(g, p, &out, &waiting) != 0 || waiting > 0)
+            continue;  /* look again at the next tick */
+        if (out > 0) { /* handed to us, not seen: fetch once more, deliver first */
+            g->give_loops[p] = atomic_load(&g->loops);
+            atomic_store(&g->want[p], NB_WANT_DRAIN);
             continue;
         }
         lease_key(g, p, key, sizeof key);
         uint64_t rev = 0; /* if it fails the lease expires by itself */
-        kvStore_UpdateString(&rev, b->kv, key, NB_LEASE_FREE, g->rev[p]);
+        freed += kvStore_UpdateString(&rev, b->kv, key, NB_LEASE_FREE, g->rev[p]) == NATS_OK;
         g->rev[p] = 0;
         g->giving[p] = 0;
         atomic_store(&g->want[p], NB_WANT_NONE);
     }
+    if (freed)
+        announce_free(b, g);
 }
 
 /* Takes the lease of p when its holder gave it back (its value is
@@ -955,7 +1001,11 @@ void nb_ev_tick(nats_bus_t *b, int64_t now)
             renew_leases(b, g);
         else if (b->kv && atomic_load(&b->connected)) {
             give_back(b, g);
-            if (now >= g->next_claim_ms) {
+            if (atomic_exchange(&g->freed_seen, 0)) { /* maybe a member left: recount */
+                uint32_t members = count_members(b, g);
+                g->share = (b->partitions + members - 1) / members;
+                claim_given(b, g);
+            } else if (now >= g->next_claim_ms) {
                 g->next_claim_ms = now + NB_CLAIM_EVERY_MS;
                 claim_given(b, g);
             }
@@ -1024,6 +1074,10 @@ int nb_ev_start(nats_bus_t *b)
         /* without it the group still works, polling (up to NB_IDLE_MAX_MS late) */
         if (natsConnection_Subscribe(&g->wake, b->nc, subj, wake_cb, g) != NATS_OK)
             g->wake = NULL;
+        char fsubj[NB_FREED_SUBJ_MAX]; /* without it: the next claim look or round */
+        freed_subject(g, fsubj, sizeof fsubj);
+        if (natsConnection_Subscribe(&g->freed, b->nc, fsubj, freed_cb, g) != NATS_OK)
+            g->freed = NULL;
         if (pthread_create(&g->th, NULL, group_main, g) != 0)
             return WSG_EBUS;
         g->th_running = 1;
@@ -1031,42 +1085,144 @@ int nb_ev_start(nats_bus_t *b)
     return 0;
 }
 
+/* Naks m. With sync, as a request: the server answers once it processed
+ * it, and since a consumer processes its acks in order, every earlier Nak
+ * of that consumer too (NumAckPending alone does not tell: a Nak'ed message
+ * stays counted until redelivered). 1 when sent (with sync: confirmed). */
+static int nak(nats_bus_t *b, natsMsg *m, int sync)
+{
+    if (!sync)
+        return natsMsg_Nak(m, NULL) == NATS_OK;
+    const char *ack = natsMsg_GetReply(m);
+    natsMsg *r = NULL;
+    natsStatus s =
+        ack ? natsConnection_RequestString(&r, b->nc, ack, "-NAK", NB_NAK_WAIT_MS) : NATS_ERR;
+    natsMsg_Destroy(r);
+    return s == NATS_OK;
+}
+
+/* Counts a Nak of partition p in naked[p]; -1 there: one was not confirmed
+ * (or not sent), so p is not handed back whole. */
+static void count_nak(int64_t *naked, uint32_t p, int ok)
+{
+    if (!ok)
+        naked[p] = -1;
+    else if (naked[p] >= 0)
+        naked[p]++;
+}
+
+/* At stop, partition p is handed back whole when the server counts as
+ * delivered-unacked exactly the messages this process Nak'ed (naked[p])
+ * and has no pull request of ours waiting. More than that means a fetch's
+ * answer landed after the fetch returned (or is on its way): what waits in
+ * the subscription is fetched and Nak'ed too, and looked at again. 1 when
+ * handed back. */
+static int handed_back(nb_group_t *g, uint32_t p, int64_t *naked)
+{
+    natsSubscription *sub = g->subs[p];
+    int64_t out = 0, waiting = 0;
+    if (naked[p] < 0 || consumer_out(g, p, &out, &waiting) != 0 || waiting > 0)
+        return 0;
+    if (out == naked[p])
+        return 1;
+    int msgs = 0, bytes = 0;
+    if (out > naked[p] && sub && natsSubscription_GetPending(sub, &msgs, &bytes) == NATS_OK &&
+        msgs > 0) {
+        jsFetchRequest fr;
+        jsFetchRequest_Init(&fr);
+        fr.Batch = fetch_batch(sub);
+        fr.NoWait = true;
+        natsMsgList list = {0};
+        natsSubscription_FetchRequest(&list, sub, &fr);
+        for (int i = 0; i < list.Count; i++)
+            count_nak(naked, p, nak(g->b, list.Msgs[i], i == list.Count - 1));
+        natsMsgList_Destroy(&list);
+    }
+    return 0;
+}
+
+/* A stopping process's leases: each partition handed back whole within
+ * NB_STOP_HANDOVER_MS is marked NB_LEASE_FREE, and a member below its share
+ * takes it within a second; one that is not is left to expire with its TTL
+ * (longer than AckWait: whatever it had out is due again by then and comes
+ * first), as after a crash. */
+static void release_at_stop(nats_bus_t *b, nb_group_t *g, int64_t *naked)
+{
+    char key[224];
+    int64_t until = wsg_mono_ms() + NB_STOP_HANDOVER_MS;
+    for (;;) {
+        uint32_t left = 0, freed = 0;
+        for (uint32_t p = 0; p < b->partitions; p++) {
+            if (!g->rev[p])
+                continue;
+            if (!handed_back(g, p, naked)) {
+                left++;
+                continue;
+            }
+            lease_key(g, p, key, sizeof key);
+            freed += kvStore_UpdateString(NULL, b->kv, key, NB_LEASE_FREE, g->rev[p]) == NATS_OK;
+            g->rev[p] = 0;
+        }
+        if (freed)
+            announce_free(b, g);
+        if (!left)
+            return;
+        if (wsg_mono_ms() >= until) {
+            WSG_LOG(WSG_LOG_WARN, "partitions left to their lease TTL at stop",
+                    "group=%s partitions=%u lease_ttl_ms=%u", g->name, (unsigned)left,
+                    (unsigned)b->tune.lease_ttl_ms);
+            return;
+        }
+        struct timespec ts = {0, NB_STOP_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Joins the delivery threads, hands undone deliveries back (Nak: they are
- * redelivered at once, attempt + 1) and releases the leases. */
+ * redelivered at once, first, attempt + 1) and releases the leases. */
 void nb_ev_stop(nats_bus_t *b)
 {
+    int live = b->kv && !b->vanish && atomic_load(&b->connected);
+    int64_t *naked = bus_xcalloc(b->partitions * sizeof *naked);
+    uint32_t *left = bus_xcalloc(b->partitions * sizeof *left);
     for (nb_group_t *g = b->groups; g; g = g->next) {
-        if (g->wake) {
-            natsSubscription_Unsubscribe(g->wake);
-            natsSubscription_Destroy(g->wake);
-            g->wake = NULL;
-        }
+        natsSubscription *subs[2] = {g->wake, g->freed};
+        for (int i = 0; i < 2; i++)
+            if (subs[i]) {
+                natsSubscription_Unsubscribe(subs[i]);
+                natsSubscription_Destroy(subs[i]);
+            }
+        g->wake = g->freed = NULL;
         if (g->th_running)
             pthread_join(g->th, NULL);
         g->th_running = 0;
-        while (g->head) {
+        memset(naked, 0, b->partitions * sizeof *naked);
+        memset(left, 0, b->partitions * sizeof *left);
+        for (nb_delivery_t *d = g->head; d; d = d->next)
+            left[partition_of(b, d->ev.conn_id)]++;
+        while (g->head) { /* oldest first: redelivered in this order */
             nb_delivery_t *d = g->head;
             g->head = d->next;
-            if (!b->vanish)
-                natsMsg_Nak(d->msg, NULL);
+            uint32_t p = partition_of(b, d->ev.conn_id);
+            if (!b->vanish) /* a partition's last Nak waits for the server */
+                count_nak(naked, p, nak(b, d->msg, --left[p] == 0 && live));
             natsMsg_Destroy(d->msg);
             free_delivery(d);
         }
         g->tail = NULL;
+        if (live) {
+            char key[224];
+            member_key(g, key, sizeof key); /* first: the others count without us */
+            kvStore_Delete(b->kv, key);
+            release_at_stop(b, g, naked);
+        }
         for (uint32_t p = 0; p < b->partitions; p++) {
             drop_partition(g, p);
-            char key[224];
-            lease_key(g, p, key, sizeof key);
-            if (g->rev[p] && b->kv && !b->vanish && atomic_load(&b->connected))
-                kvStore_Delete(b->kv, key);
             g->rev[p] = 0;
         }
-        if (b->kv && b->instance && !b->vanish && atomic_load(&b->connected)) {
-            char key[224];
-            member_key(g, key, sizeof key); /* the others take our share at once */
-            kvStore_Delete(b->kv, key);
-        }
     }
+    free(naked);
+    free(left);
 }
 
 /* After the connection closed: PubAcks that never came fail, groups go. */

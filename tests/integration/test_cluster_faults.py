@@ -118,6 +118,28 @@ def lease_holders(cl, group="dispatch"):
     return held
 
 
+def check_duplicates(tc, conn_ids):
+    """Every delivery of an event of conn_ids repeats its id's (connection,
+    seq) and webhook-id, and no (connection, seq) has two event ids (a retry
+    never gets a new id). Returns the number of duplicate deliveries. Also
+    used by test_cluster_failover.py."""
+    seen = {}  # event id -> ((conn, seq), webhook-id)
+    dupes = 0
+    for r in tc.be.snapshot():
+        for e in r.events():
+            if e.get("connection_id") not in conn_ids:
+                continue
+            got = ((e["connection_id"], e["seq"]), r.headers.get("webhook-id"))
+            prev = seen.get(e["id"])
+            if prev is not None:
+                dupes += 1
+                tc.assertEqual(prev, got, "a duplicate must repeat id and webhook-id")
+            seen[e["id"]] = got
+    keys = [v[0] for v in seen.values()]
+    tc.assertEqual(len(keys), len(set(keys)), "two event ids for one (connection, seq)")
+    return dupes
+
+
 class Tally:
     """Incremental view of a Backend's events for big runs (Backend.wait_for
     re-reads every request on each arrival): poll() folds in what arrived
@@ -205,21 +227,7 @@ class DispatcherCrashTest(ClusterTestCase):
 
     def check_deliveries(self, fleets, ids):
         all_ids = {cid for m in ids for cid in m}
-        seen = {}  # event id -> ((conn, seq), webhook-id)
-        dupes = 0
-        for r in self.be.snapshot():
-            for e in r.events():
-                if e.get("connection_id") not in all_ids:
-                    continue
-                got = ((e["connection_id"], e["seq"]), r.headers.get("webhook-id"))
-                prev = seen.get(e["id"])
-                if prev is not None:
-                    dupes += 1
-                    self.assertEqual(prev, got, "a duplicate must repeat id and webhook-id")
-                seen[e["id"]] = got
-        # one event id per (connection, seq): a retry never gets a new id
-        keys = [v[0] for v in seen.values()]
-        self.assertEqual(len(keys), len(set(keys)), "two event ids for one (connection, seq)")
+        dupes = check_duplicates(self, all_ids)
         by_conn = w.events_by_connection(w.dedupe(self.be.events()))
         for f, fl in enumerate(fleets):
             for c in fl.conns:
