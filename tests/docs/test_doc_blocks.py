@@ -272,9 +272,9 @@ def script_for(steps, rel):
     for n, st in enumerate(steps):
         if st[0] == "skip":
             continue
-        out.append("echo '@@doc-test step %d (%s:%d)'" % (n, rel, st[1] + 1))
+        out.append("printf '\\n@@doc-test step %d (%s:%d)\\n'" % (n, rel, st[1] + 1))
         out.append(st[2])
-        out.append("echo '@@doc-test done %d'" % n)
+        out.append("printf '\\n@@doc-test done %d\\n'" % n)
     return "\n".join(out) + "\n"
 
 
@@ -325,7 +325,7 @@ def run_file(path, timeout=FILE_TIMEOUT):
                 continue
             what = "%s:%d (%s)" % (rel, st[1] + 1, st[4])
             if n in done:
-                seg = output[started[n]:output.find("@@doc-test done %d" % n)]
+                seg = output[started[n]:output.find("\n@@doc-test done %d\n" % n)]
                 missing = [e for e in st[3] if e not in seg]
                 if missing:
                     ok = False
