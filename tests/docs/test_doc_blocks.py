@@ -163,7 +163,8 @@ def own_network():
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of the blocks stay ours
 
 
-def descendants():
+def descendants(depth=None):
+    """PIDs under this process (children only when depth is 1)."""
     out, todo = [], [os.getpid()]
     while todo:
         p = todo.pop()
@@ -178,7 +179,8 @@ def descendants():
             except OSError:
                 kids = []
             out += kids
-            todo += kids
+            if depth != 1:
+                todo += kids
     return out
 
 
@@ -210,15 +212,18 @@ def stop_leftovers(grace):
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    named = [(p, cmdline(p)) for p in left]
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        for p in descendants():
+    named = [(p, cmdline(p)) for p in descendants(1)] if left else []
+    # the top ones first (a script such as cluster.sh stops its own
+    # processes in order), then whatever is left, then SIGKILL
+    for depth, sig, wait in ((1, signal.SIGTERM, 30), (None, signal.SIGTERM, 10),
+                             (None, signal.SIGKILL, 5)):
+        for p in descendants(depth):
             try:
                 os.kill(p, sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait
-        while descendants() and time.monotonic() < deadline:
+        while descendants(depth) and time.monotonic() < deadline:
             reap()
             time.sleep(0.2)
     reap()
