@@ -7,7 +7,7 @@ Per file, in document order, every fenced block tagged sh, bash, shell or
 console (of a console block only the lines starting with "$ ") runs in one
 bash (`set -eE -o pipefail`: variables carry over from block to block) in
 a fresh directory that looks like a clone of the repository (a symlink per
-top-level entry, `build` being the tested build's directory), with:
+top-level entry; `build` holds only `wsgate`, the tested binary), with:
 - `wsgate` (the tested build) first on PATH, and two shims before it:
   `curl` fails on an HTTP status >= 400 (--fail-with-body), and `make`
   runs `make` / `make build` as a no-op (the build is the one under test)
@@ -260,7 +260,10 @@ def make_clone(tmp):
         if name in ("build", ".git") or name.startswith("build-"):
             continue
         os.symlink(os.path.join(SRC, name), os.path.join(work, name))
-    os.symlink(os.path.dirname(BIN), os.path.join(work, "build"))
+    # build/wsgate is the tested binary; the build tree itself stays out of
+    # reach (a doc's cmake there would reconfigure the tree under test)
+    os.makedirs(os.path.join(work, "build"))
+    os.symlink(BIN, os.path.join(work, "build", "wsgate"))
     shims = os.path.join(tmp, "shims")
     os.makedirs(shims)
     for name, text in SHIMS.items():
@@ -301,7 +304,7 @@ def run_file(path, timeout=FILE_TIMEOUT):
         work, shims = make_clone(tmp)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("WSGATE_") and k not in ("PYTHONPATH", "MAKEFLAGS", "MFLAGS")}
-        env.update(PATH=shims + ":" + os.path.dirname(BIN) + ":" + env.get("PATH", "/usr/bin:/bin"),
+        env.update(PATH=shims + ":" + os.path.join(work, "build") + ":" + env.get("PATH", "/usr/bin:/bin"),
                    TMPDIR=tmp, XDG_RUNTIME_DIR=tmp, HOME=env.get("HOME", tmp))
         script = os.path.join(tmp, "doc.sh")
         with open(script, "w") as f:
@@ -411,6 +414,10 @@ def _add(path):
 
     def t(self):
         ok, report = run_file(path)
+        report.append("%s: %d blocks ran, %d skipped" % (
+            os.path.relpath(path, SRC), sum(r.startswith("ok   ") and "(hidden)" not in r
+                                            for r in report),
+            sum(r.startswith("SKIP ") for r in report)))
         print("\n".join(report))
         self.assertTrue(ok, "a block of %s failed (above)" % os.path.relpath(path, SRC))
     setattr(Docs, name, t)
@@ -424,4 +431,5 @@ if __name__ == "__main__":
     if not os.access(BIN, os.X_OK):
         sys.exit("test_doc_blocks: WSGATE_BIN=%s is not a built wsgate" % BIN)
     own_network()
-    unittest.main(verbosity=2)
+    from wsgate_util import main
+    main()
