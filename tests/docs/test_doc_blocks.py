@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""test_doc_blocks.py — runs the shell blocks of README.md, docs/*.md and
-deploy/local/README.md, so that a doc example that stops working fails the
+"""test_doc_blocks.py — runs the shell blocks of docs/*.md and of every
+README.md of the tree (not under tests/ or build trees), so that a doc example that stops working fails the
 test suite (docs/testing.md, "Tested docs", says the rules for writers).
 
 Per file, in document order, every fenced block tagged sh, bash, shell or
@@ -62,8 +62,14 @@ MARKER = re.compile(r"^\s*<!--\s*doc-test:\s*(.*?)\s*(-->)?\s*$")
 
 
 def doc_files():
-    files = [os.path.join(SRC, "README.md"), os.path.join(SRC, "deploy/local/README.md")]
-    return files + sorted(glob.glob(os.path.join(SRC, "docs", "*.md")))
+    """docs/*.md and every README.md of the tree (not build trees, not
+    node_modules, not tests/: those describe test data)."""
+    files = glob.glob(os.path.join(SRC, "docs", "*.md"))
+    for top, dirs, names in os.walk(SRC):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "build"))
+                         and d not in ("node_modules", "tests"))
+        files += [os.path.join(top, "README.md")] if "README.md" in names else []
+    return sorted(files)
 
 
 class DocError(Exception):
