@@ -280,16 +280,20 @@ def make_clone(tmp):
 
 
 def script_for(steps, rel):
-    """The bash script of one file, and per step its marker."""
+    """The bash script of one file, and the doc line (1-based) of each
+    script line that comes from a block (console blocks: approximate)."""
     out = ["set -eE -o pipefail",
-           "trap 'echo \"@@doc-test failed: exit $? at script line $LINENO: $BASH_COMMAND\"' ERR"]
+           "trap '__doc_rc=$?; echo; echo \"@@doc-test failed: exit $__doc_rc at script line $LINENO: $BASH_COMMAND\"' ERR"]
+    doc_line = {}
     for n, st in enumerate(steps):
         if st[0] == "skip":
             continue
         out.append("printf '\\n@@doc-test step %d (%s:%d)\\n'" % (n, rel, st[1] + 1))
-        out.append(st[2])
+        for k, code in enumerate(st[2].split("\n")):
+            out.append(code)
+            doc_line[len(out)] = st[1] + 2 + k
         out.append("printf '\\n@@doc-test done %d\\n'" % n)
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n", doc_line
 
 
 def run_file(path, timeout=FILE_TIMEOUT):
@@ -313,8 +317,9 @@ def run_file(path, timeout=FILE_TIMEOUT):
         env.update(PATH=shims + ":" + os.path.join(work, "build") + ":" + env.get("PATH", "/usr/bin:/bin"),
                    TMPDIR=tmp, XDG_RUNTIME_DIR=tmp, HOME=env.get("HOME", tmp))
         script = os.path.join(tmp, "doc.sh")
+        text, doc_line = script_for(steps, rel)
         with open(script, "w") as f:
-            f.write(script_for(steps, rel))
+            f.write(text)
         logp = os.path.join(tmp, "doc.log")
         with open(logp, "w") as log:
             proc = subprocess.Popen(["bash", script], cwd=work, env=env, stdin=subprocess.DEVNULL,
@@ -347,8 +352,13 @@ def run_file(path, timeout=FILE_TIMEOUT):
                 else:
                     report.append("ok   " + what)
             elif n in started:
-                report.append("FAIL %s: %s" % (what, "exit %s" % status if
-                                               isinstance(status, int) else status))
+                m = re.search(r"^@@doc-test failed: exit (\d+) at script line (\d+): (.*)$",
+                              output[started[n]:], re.M)
+                why = "exit %s" % status if isinstance(status, int) else status
+                if m and int(m.group(2)) in doc_line:
+                    why = "%s:%d exit %s: %s" % (rel, doc_line[int(m.group(2))], m.group(1),
+                                                 m.group(3))
+                report.append("FAIL %s: %s" % (what, why))
             else:
                 report.append("not reached " + what)
         if status == 0 and len(done) != len(runs):
