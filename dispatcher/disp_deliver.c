@@ -497,8 +497,15 @@ static void on_webhook_answer(disp_t *d, disp_conn_t *c, long status, const char
         disp_kick(d, c);
         return;
     }
+    /* A refusal by the backend is most often a secret that does not match
+     * (its signature check failed): say so where the operator looks, the
+     * warn line and the dead letter's last_error. */
     if (out == DISP_OUT_DEAD)
-        snprintf(c->last_err, sizeof c->last_err, "HTTP %ld", status);
+        snprintf(c->last_err, sizeof c->last_err, "HTTP %ld%s", status,
+                 status == 401 || status == 403
+                     ? ": the backend refused the request; does it verify signatures with this "
+                       "route's webhook_secret?"
+                     : "");
     fail_attempt(d, c, out == DISP_OUT_DEAD, retry_after);
 }
 

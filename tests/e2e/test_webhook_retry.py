@@ -158,6 +158,22 @@ class WebhookRetry(w.GatewayTestCase):
         self.assertIn("poison", json.dumps(dl))
         self.assertEqual(ws.close(), (1000, ""))
 
+    def test_401_dead_letter_names_the_webhook_secret(self):
+        # a backend whose secret differs answers 401 to every webhook: the
+        # operator must learn why from the warn line and the dead letter
+        self.start({"max_attempts": 10},
+                   lambda req: 401 if any(e.get("data") == "unsigned" for e in req.events())
+                   else None)
+        ws = self.connect()
+        ws.send_text("unsigned")
+        refused = w.wait_until(lambda: self.attempts("unsigned"), 20, what="the attempt")
+        dl = self.dead_letter(refused[0].json["id"])
+        self.assertIn("webhook_secret", json.dumps(dl))
+        w.wait_until(lambda: "event dead-lettered" in self.gw.logs(), 10, what="the warn line")
+        line = [x for x in self.gw.logs().splitlines() if "event dead-lettered" in x][0]
+        self.assertIn("HTTP 401: the backend refused the request", line)
+        self.assertIn("webhook_secret", line)
+
     def test_max_attempts_exhausted(self):
         self.start({"max_attempts": 3},
                    lambda req: 503 if any(e.get("data") == "doomed" for e in req.events())
