@@ -412,7 +412,7 @@ e_run() { # server [--tls-resume]
   c0=$(cpu_s "$t")
   # shellcheck disable=SC2046
   "$B/wsload" $(url_args "$s" "$path") --conns "$E_CONNS" --inflight 200 --sources "$sources" --mode idle \
-    --duration 0.1 ${2:-} >"$out" || true
+    --duration 0.1 ${2:+"$2"} >"$out" || true
   c1=$(cpu_s "$t")
   r=$(cat "$out")
   local open failed
