@@ -119,13 +119,18 @@ def summarize(rows, server):
         out["d: delivery p99 (ms)"] = r["delivery_ms"]["p99"]
         out["d: CPU-s per 1000 sends"] = r["cpu_s_per_1000"]
         out["d: lost / non-2xx"] = "%d / %d" % (r["lost"], r["non_2xx"])
-    e = [r for r in rs if r["workload"] == "e" and "not_run" not in r]
-    if e:
-        r = e[0]
-        out["e: connections/s"] = r["connects_per_s"]
-        out["e: handshake p99 (ms)"] = r["handshake_ms"]["p99"]
-        out["e: failures"] = r["failed"]
-        out["e: CPU-s per 1000 connections"] = r["cpu_s_per_1000"]
+    # wsgate-tls's e: full handshakes, and apart from them (never mixed) a
+    # run resuming TLS sessions, with how many did resume
+    for resume, tag in ((False, ""), (True, " (TLS resumed)")):
+        e = [r for r in rs if r["workload"] == "e" and "not_run" not in r and r.get("tls_resume", False) == resume]
+        if e:
+            r = e[0]
+            out["e: connections/s" + tag] = r["connects_per_s"]
+            out["e: handshake p99 (ms)" + tag] = r["handshake_ms"]["p99"]
+            out["e: failures" + tag] = r["failed"]
+            out["e: CPU-s per 1000 connections" + tag] = r["cpu_s_per_1000"]
+            if resume:
+                out["e: handshakes resumed / open (TLS resumed)"] = "%d / %d" % (r["tls_resumed"], r["open"])
     return out
 
 
@@ -205,7 +210,8 @@ def chart(rows, base):
         for wl, label, key in panels:
             vals = []
             for srv in SERVERS:
-                c = [key(r) for r in rows if r["workload"] == wl and r["server"] == srv and r.get("pass") and key(r)]
+                c = [key(r) for r in rows if r["workload"] == wl and r["server"] == srv and r.get("pass") and key(r)
+                     and not r.get("tls_resume")]
                 # 1 = no bar on the log axis (0 is undefined there, and a
                 # server with no bar at all made gnuplot fail)
                 vals.append(str(max(c)) if c else "1")

@@ -11,7 +11,9 @@
 #                        which servers to measure (wsgate-cluster is in the
 #                        default only when nats-server and PostgreSQL are
 #                        installed; wsgate-tls is standalone with edge.tls:
-#                        the workloads over wss://; wsgate-deflate is
+#                        the workloads over wss://, e twice: full
+#                        handshakes, then resuming TLS sessions (recorded
+#                        apart); wsgate-deflate is
 #                        standalone with `compression: on` on its routes,
 #                        wsload negotiating permessage-deflate)
 #   BENCH_PAYLOAD=64     bytes of each message in b, c, d

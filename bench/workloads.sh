@@ -391,9 +391,20 @@ EOF
 }
 
 # (e) new connections admitted by an HTTP authorizer, <= 200 in flight.
+# wsgate-tls runs it twice and records both: every connection a full TLS
+# handshake, then (tls_resume) every connection but the first resuming the
+# newest session ticket, as a browser that has been to the site does.
 wl_e() {
-  local s=$1 t path=/bench
-  local out="$tmp/e-$s.json"
+  e_run "$1"
+  if [ "$1" = wsgate-tls ]; then
+    settle "$1"
+    e_run "$1" --tls-resume
+  fi
+}
+e_run() { # server [--tls-resume]
+  local s=$1 t path=/bench resume=false
+  local out="$tmp/e-$s${2:-}.json"
+  [ "${2:-}" = --tls-resume ] && resume=true
   t=$(target "$s")
   is_wsgate "$s" && path=/authz
   breset
@@ -401,12 +412,13 @@ wl_e() {
   c0=$(cpu_s "$t")
   # shellcheck disable=SC2046
   "$B/wsload" $(url_args "$s" "$path") --conns "$E_CONNS" --inflight 200 --sources "$sources" --mode idle \
-    --duration 0.1 >"$out" || true
+    --duration 0.1 ${2:+"$2"} >"$out" || true
   c1=$(cpu_s "$t")
   r=$(cat "$out")
   local open failed
   open=$(jget "$r" open) failed=$(jget "$r" failed)
   record "{\"workload\":\"e\",\"server\":\"$s\",\"conns\":$E_CONNS,\"open\":$open,\"failed\":$failed,
+    \"tls_resume\":$resume,\"tls_resumed\":$(jget "$r" tls_resumed),
     \"authorizations\":$(jget "$(bstats)" authorizations),
     \"connects_per_s\":$(jget "$r" connects_per_s),
     \"handshake_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["handshake_ms"]))' "$r"),

@@ -21,7 +21,12 @@
  * with --start-file G, send mode then waits (at most 60 s) until G exists,
  * so the caller can take its "before" samples before any message is sent.
  * wss:// URLs: TLS through OpenSSL (the server's certificate is not
- * verified: loopback benchmarks with a throw-away certificate).
+ * verified: loopback benchmarks with a throw-away certificate). Every
+ * connection makes a full handshake unless --tls-resume: then each one
+ * offers the newest session ticket this process has received (browsers
+ * resume too), and until the first ticket has arrived only one connection
+ * is in flight, so only the first connection makes a full handshake. The
+ * JSON's tls_resumed counts the handshakes the server let resume.
  * --deflate: offers RFC 7692 permessage-deflate with no context takeover
  * either way; a 101 without it counts as a failed connection. Sent messages
  * of at least --deflate-min bytes (default 256, the edge's own threshold)
@@ -98,6 +103,7 @@ static struct {
     const char *ready_file; /* created once every connection is open or failed */
     const char *start_file; /* send mode: wait for it after the ready file */
     int deflate, deflate_min;
+    int tls_resume; /* offer the newest session ticket (TLS resumption) */
 } opt = {.conns = 1,
          .inflight = 200,
          .size = 64,
@@ -226,6 +232,19 @@ static int start_connect(conn_t *c)
 static void conn_fail(conn_t *c, int was_open);
 
 static SSL_CTX *tls_ctx;
+static SSL_SESSION *resume_sess; /* --tls-resume: the newest ticket received */
+static long n_resumed;           /* TLS handshakes that resumed a session */
+
+/* OpenSSL hands over each session ticket the server sends (TLS 1.3: after
+ * the handshake, read with the first response); the newest is kept. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    if (resume_sess)
+        SSL_SESSION_free(resume_sess);
+    resume_sess = sess;
+    return 1; /* the reference is ours */
+}
 
 /* write()/read() of c, through its TLS session on wss://; -1 with EAGAIN
  * when the session needs the socket first. */
@@ -542,6 +561,13 @@ static void on_event(conn_t *c, uint32_t events)
             c->ssl = SSL_new(tls_ctx);
             SSL_set_fd(c->ssl, c->fd);
             SSL_set_connect_state(c->ssl);
+            /* a copy each: OpenSSL marks the session a connection used not
+             * resumable when that connection ends or fails uncleanly */
+            SSL_SESSION *copy = resume_sess ? SSL_SESSION_dup(resume_sess) : NULL;
+            if (copy) {
+                SSL_set_session(c->ssl, copy);
+                SSL_SESSION_free(copy);
+            }
             c->state = ST_TLS;
         }
     }
@@ -558,6 +584,7 @@ static void on_event(conn_t *c, uint32_t events)
         epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
         if (e)
             return;
+        n_resumed += SSL_session_reused(c->ssl);
         send_handshake(c);
         return;
     }
@@ -599,7 +626,9 @@ static void connect_all(double deadline_s)
     int next = 0, pending = 0;
     uint64_t deadline = hist_now_ns() + (uint64_t)(deadline_s * 1e9);
     while (!stop_flag && hist_now_ns() < deadline) {
-        while (next < opt.conns && pending < opt.inflight) {
+        /* --tls-resume: one at a time until a ticket to offer has come */
+        int cap = opt.tls_resume && !resume_sess ? 1 : opt.inflight;
+        while (next < opt.conns && pending < cap) {
             conns[next].idx = next;
             if (start_connect(&conns[next]) != 0)
                 conn_fail(&conns[next], 0);
@@ -692,12 +721,12 @@ static void print_result(double connect_s)
            "\"handshake_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
            "\"sent\":%ld,\"received\":%ld,"
            "\"deflate\":{\"negotiated\":%ld,\"refused\":%ld,\"sent_compressed\":%ld,"
-           "\"received_compressed\":%ld},"
+           "\"received_compressed\":%ld},\"tls_resumed\":%ld,"
            "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
            opt.mode, opt.conns, n_open, n_failed, n_closed_early, connect_s,
            connect_s > 0 ? (double)(n_open) / connect_s : 0, hist_quantile(&hs_hist, .5) / 1e6,
            hist_quantile(&hs_hist, .99) / 1e6, hs_hist.max_ns / 1e6, n_sent, n_received, n_pmd,
-           n_no_pmd, n_tx_z, n_rx_z, hist_quantile(&rx_hist, .5) / 1e6,
+           n_no_pmd, n_tx_z, n_rx_z, n_resumed, hist_quantile(&rx_hist, .5) / 1e6,
            hist_quantile(&rx_hist, .99) / 1e6, rx_hist.max_ns / 1e6);
     fflush(stdout);
 }
@@ -710,19 +739,32 @@ static void usage(void)
                     "              [--conns N] [--inflight N] [--sources 127.0.0.1,127.0.0.2]\n"
                     "              [--mode idle|send|recv] [--count N] [--rate R] [--size B]\n"
                     "              [--duration S] [--expect N] [--conn-query] [--ready-file F]\n"
-                    "              [--deflate] [--deflate-min B] [--start-file F]\n");
+                    "              [--deflate] [--deflate-min B] [--start-file F]\n"
+                    "              [--tls-resume]\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"url", 1, 0, 'u'},         {"tokens", 1, 0, 't'},     {"token-mode", 1, 0, 'T'},
-        {"conns", 1, 0, 'c'},       {"inflight", 1, 0, 'i'},   {"sources", 1, 0, 's'},
-        {"mode", 1, 0, 'm'},        {"count", 1, 0, 'n'},      {"rate", 1, 0, 'r'},
-        {"size", 1, 0, 'b'},        {"duration", 1, 0, 'd'},   {"expect", 1, 0, 'e'},
-        {"conn-query", 0, 0, 'Q'},  {"ready-file", 1, 0, 'R'}, {"deflate", 0, 0, 'D'},
-        {"deflate-min", 1, 0, 'M'}, {"start-file", 1, 0, 'S'}, {0, 0, 0, 0}};
+    static const struct option lo[] = {{"url", 1, 0, 'u'},
+                                       {"tokens", 1, 0, 't'},
+                                       {"token-mode", 1, 0, 'T'},
+                                       {"conns", 1, 0, 'c'},
+                                       {"inflight", 1, 0, 'i'},
+                                       {"sources", 1, 0, 's'},
+                                       {"mode", 1, 0, 'm'},
+                                       {"count", 1, 0, 'n'},
+                                       {"rate", 1, 0, 'r'},
+                                       {"size", 1, 0, 'b'},
+                                       {"duration", 1, 0, 'd'},
+                                       {"expect", 1, 0, 'e'},
+                                       {"conn-query", 0, 0, 'Q'},
+                                       {"ready-file", 1, 0, 'R'},
+                                       {"deflate", 0, 0, 'D'},
+                                       {"deflate-min", 1, 0, 'M'},
+                                       {"start-file", 1, 0, 'S'},
+                                       {"tls-resume", 0, 0, 'X'},
+                                       {0, 0, 0, 0}};
     int ch;
     int have_url = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -780,6 +822,9 @@ static void parse_args(int argc, char **argv)
         case 'S':
             opt.start_file = optarg;
             break;
+        case 'X':
+            opt.tls_resume = 1;
+            break;
         default:
             usage();
         }
@@ -809,6 +854,11 @@ int main(int argc, char **argv)
     tls_ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (opt.tls_resume) { /* tickets to the callback only: no internal client cache */
+        SSL_CTX_set_session_cache_mode(tls_ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(tls_ctx, on_new_session);
+    }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     make_fill();
     if (inflateInit2(&zin, -15) != Z_OK ||

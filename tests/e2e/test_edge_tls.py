@@ -13,7 +13,11 @@ with a CA made by the openssl CLI at test time and Python's ssl module:
   member decrypts every frame whole and in order (the helper never writes
   TLS sockets, ws-edge/edge_fanout.c direct_ok);
 - SIGHUP reloads the certificate: a connection made before keeps working,
-  one made after sees the new certificate; a broken file keeps the old one.
+  one made after sees the new certificate; a broken file keeps the old one;
+- TLS session resumption (docs/tls.md): a client offering the ticket of an
+  earlier connection resumes (no certificate, no signature) and works both
+  ways; after a SIGHUP reload (new ticket keys) the same offer falls back to
+  a full handshake that still succeeds.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
@@ -170,6 +174,31 @@ class EdgeTls(w.GatewayTestCase):
         self.be.wait_event(lambda e: e.get("data") == "still here")
         self.assertEqual(self.api.send(conn, "and back").status, 200)
         self.assertEqual(old.recv_text(10), "and back")
+
+
+    def test_session_resumes_and_reload_falls_back_to_full(self):
+        self.start()
+        first = self.wss("first")
+        self.assertFalse(first.sock.session_reused)
+        ticket = first.sock.session  # TLS 1.3: the ticket came before the 101
+        self.assertTrue(ticket.has_ticket)
+        again = self.client(self.url, query={"token": token("again")}, ssl_context=self.ctx,
+                            ssl_session=ticket)
+        self.assertTrue(again.sock.session_reused)
+        conn = self.conn_of("again")
+        again.send_text("resumed")
+        self.be.wait_event(lambda e: e.get("data") == "resumed")
+        self.assertEqual(self.api.send(conn, "back").status, 200)
+        self.assertEqual(again.recv_text(10), "back")
+        # a reload makes a new context, with new ticket keys: the old ticket
+        # is not accepted, and the handshake goes on in full
+        os.kill(self.gw.pid, signal.SIGHUP)
+        self.gw.wait_log("edge: certificates reloaded", timeout=10)
+        after = self.client(self.url, query={"token": token("after")}, ssl_context=self.ctx,
+                            ssl_session=again.sock.session)
+        self.assertFalse(after.sock.session_reused)
+        after.send_text("full again")
+        self.be.wait_event(lambda e: e.get("data") == "full again")
 
 
 class EdgeTlsConfig(w.GatewayTestCase):

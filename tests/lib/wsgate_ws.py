@@ -120,9 +120,11 @@ class WsClient:
     @classmethod
     def handshake(cls, url, query=None, headers=None, subprotocols=None, origin=None,
                   timeout=10.0, rcvbuf=None, auto_pong=True, key=None, version="13",
-                  extra_request_lines=None, ssl_context=None):
+                  extra_request_lines=None, ssl_context=None, ssl_session=None):
         """wss:// URLs need ssl_context (an ssl.SSLContext trusting the
-        gateway's CA); the socket is then that context's SSLSocket."""
+        gateway's CA); the socket is then that context's SSLSocket.
+        ssl_session (an earlier SSLSocket's .session) is offered for
+        resumption."""
         u = urllib.parse.urlsplit(url)
         tls = u.scheme == "wss"
         if tls and ssl_context is None:
@@ -145,7 +147,7 @@ class WsClient:
             sock.connect((host, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls:
-                sock = ssl_context.wrap_socket(sock, server_hostname=host)
+                sock = ssl_context.wrap_socket(sock, server_hostname=host, session=ssl_session)
             key = key or base64.b64encode(os.urandom(16)).decode()
             lines = ["GET %s HTTP/1.1" % path,
                      "Host: %s:%d" % ("[%s]" % host if v6 else host, port),
