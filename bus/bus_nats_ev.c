@@ -100,7 +100,8 @@ enum { NB_WANT_NONE, NB_WANT_FETCH, NB_WANT_GIVE, NB_WANT_DRAIN };
 #define NB_CLAIM_EVERY_MS 1000   /* below its share, a member looks for given-back partitions */
 #define NB_LEASE_FREE "free"     /* a lease's value once its holder gave it back */
 #define NB_STOP_HANDOVER_MS 5000 /* a stopping process's wait to hand partitions back whole */
-#define NB_STOP_POLL_MS 20
+#define NB_STOP_POLL_MS 50
+#define NB_STOP_SETTLE_MS 200
 #define NB_NAK_WAIT_MS 2000 /* a Nak sent as a request: the server's answer */
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
@@ -1087,8 +1088,7 @@ int nb_ev_start(nats_bus_t *b)
 
 /* Naks m. With sync, as a request: the server answers once it processed
  * it, and since a consumer processes its acks in order, every earlier Nak
- * of that consumer too (NumAckPending alone does not tell: a Nak'ed message
- * stays counted until redelivered). 1 when sent (with sync: confirmed). */
+ * of that consumer too. 1 when sent (with sync: confirmed). */
 static int nak(nats_bus_t *b, natsMsg *m, int sync)
 {
     if (!sync)
@@ -1101,70 +1101,82 @@ static int nak(nats_bus_t *b, natsMsg *m, int sync)
     return s == NATS_OK;
 }
 
-/* Counts a Nak of partition p in naked[p]; -1 there: one was not confirmed
- * (or not sent), so p is not handed back whole. */
-static void count_nak(int64_t *naked, uint32_t p, int ok)
+/* ---- stop: handing partitions over -------------------------------------------------
+ *
+ * A stopping process first accounts for everything the server handed it:
+ * per held partition, the undone deliveries plus what waits in the
+ * subscription (a no-wait fetch's answer lands after the fetch returned;
+ * such messages are fetched here, never delivered) must be exactly what
+ * the server counts as delivered-unacked, with no pull request of ours
+ * waiting. Only then does it Nak them all, oldest first (redelivered first
+ * and in that order), the last one of each partition as a request so the
+ * server processed them before the lease is marked free. Nothing is Nak'ed
+ * before the accounting: a fetch made after a Nak would get the Nak'ed
+ * message back. A partition not accounted for within NB_STOP_HANDOVER_MS
+ * (its messages lost with a NATS outage, say) keeps its lease until the TTL
+ * runs out, as after a crash: what it had out is due again by then. */
+
+typedef struct {
+    natsMsg **v; /* fetched at stop, never delivered; stream order per partition */
+    uint32_t *part;
+    size_t n, cap;
+} nb_drained_t;
+
+static void drained_add(nb_drained_t *dr, natsMsg *m, uint32_t p)
 {
-    if (!ok)
-        naked[p] = -1;
-    else if (naked[p] >= 0)
-        naked[p]++;
+    if (dr->n == dr->cap) {
+        dr->cap = dr->cap ? dr->cap * 2 : 64;
+        dr->v = realloc(dr->v, dr->cap * sizeof *dr->v);
+        dr->part = realloc(dr->part, dr->cap * sizeof *dr->part);
+        if (!dr->v || !dr->part)
+            abort();
+    }
+    dr->v[dr->n] = m;
+    dr->part[dr->n++] = p;
 }
 
-/* At stop, partition p is handed back whole when the server counts as
- * delivered-unacked exactly the messages this process Nak'ed (naked[p])
- * and has no pull request of ours waiting. More than that means a fetch's
- * answer landed after the fetch returned (or is on its way): what waits in
- * the subscription is fetched and Nak'ed too, and looked at again. 1 when
- * handed back. */
-static int handed_back(nb_group_t *g, uint32_t p, int64_t *naked)
+/* 1 when partition p's messages out are all in our hands (held[p]); else
+ * takes what waits in its subscription into dr. */
+static int accounted(nb_group_t *g, uint32_t p, uint32_t *held, nb_drained_t *dr)
 {
-    natsSubscription *sub = g->subs[p];
     int64_t out = 0, waiting = 0;
-    if (naked[p] < 0 || consumer_out(g, p, &out, &waiting) != 0 || waiting > 0)
+    if (consumer_out(g, p, &out, &waiting) != 0 || waiting > 0)
         return 0;
-    if (out == naked[p])
+    if (out == held[p])
         return 1;
+    natsSubscription *sub = g->subs[p];
     int msgs = 0, bytes = 0;
-    if (out > naked[p] && sub && natsSubscription_GetPending(sub, &msgs, &bytes) == NATS_OK &&
+    if (out > held[p] && sub && natsSubscription_GetPending(sub, &msgs, &bytes) == NATS_OK &&
         msgs > 0) {
-        jsFetchRequest fr;
+        jsFetchRequest fr; /* what waits only: a message never fits in MaxBytes 1 */
         jsFetchRequest_Init(&fr);
         fr.Batch = fetch_batch(sub);
+        fr.MaxBytes = 1;
         fr.NoWait = true;
         natsMsgList list = {0};
         natsSubscription_FetchRequest(&list, sub, &fr);
-        for (int i = 0; i < list.Count; i++)
-            count_nak(naked, p, nak(g->b, list.Msgs[i], i == list.Count - 1));
+        for (int i = 0; i < list.Count; i++) {
+            drained_add(dr, list.Msgs[i], p);
+            list.Msgs[i] = NULL;
+            held[p]++;
+        }
         natsMsgList_Destroy(&list);
     }
     return 0;
 }
 
-/* A stopping process's leases: each partition handed back whole within
- * NB_STOP_HANDOVER_MS is marked NB_LEASE_FREE, and a member below its share
- * takes it within a second; one that is not is left to expire with its TTL
- * (longer than AckWait: whatever it had out is due again by then and comes
- * first), as after a crash. */
-static void release_at_stop(nats_bus_t *b, nb_group_t *g, int64_t *naked)
+/* Marks in ok[] the held partitions accounted for within the bound. */
+static void account_all(nats_bus_t *b, nb_group_t *g, uint32_t *held, nb_drained_t *dr,
+                        unsigned char *ok)
 {
-    char key[224];
     int64_t until = wsg_mono_ms() + NB_STOP_HANDOVER_MS;
+    struct timespec settle = {0, NB_STOP_SETTLE_MS * 1000000L}; /* late answers land */
+    nanosleep(&settle, NULL);
     for (;;) {
-        uint32_t left = 0, freed = 0;
-        for (uint32_t p = 0; p < b->partitions; p++) {
-            if (!g->rev[p])
-                continue;
-            if (!handed_back(g, p, naked)) {
+        uint32_t left = 0;
+        for (uint32_t p = 0; p < b->partitions; p++)
+            if (g->rev[p] && !ok[p] && !(ok[p] = (unsigned char)accounted(g, p, held, dr)))
                 left++;
-                continue;
-            }
-            lease_key(g, p, key, sizeof key);
-            freed += kvStore_UpdateString(NULL, b->kv, key, NB_LEASE_FREE, g->rev[p]) == NATS_OK;
-            g->rev[p] = 0;
-        }
-        if (freed)
-            announce_free(b, g);
         if (!left)
             return;
         if (wsg_mono_ms() >= until) {
@@ -1178,13 +1190,63 @@ static void release_at_stop(nats_bus_t *b, nb_group_t *g, int64_t *naked)
     }
 }
 
-/* Joins the delivery threads, hands undone deliveries back (Nak: they are
- * redelivered at once, first, attempt + 1) and releases the leases. */
+/* Naks m, the left[p]-th last Nak of p (the last one is sync when p is to
+ * be freed); a failed one keeps p's lease (ok[p] = 0). */
+static void nak_counted(nats_bus_t *b, natsMsg *m, uint32_t p, uint32_t *left, unsigned char *ok)
+{
+    int last = --left[p] == 0;
+    if (!nak(b, m, last && ok[p]))
+        ok[p] = 0;
+}
+
+/* Hands group g's partitions over (see above); live: connected to NATS. */
+static void hand_over(nats_bus_t *b, nb_group_t *g, int live, uint32_t *held, unsigned char *ok)
+{
+    nb_drained_t dr = {0};
+    memset(held, 0, b->partitions * sizeof *held);
+    memset(ok, 0, b->partitions);
+    for (nb_delivery_t *d = g->head; d; d = d->next)
+        held[partition_of(b, d->ev.conn_id)]++;
+    if (live)
+        account_all(b, g, held, &dr, ok);
+    for (nb_delivery_t *d = g->head; d; d = g->head) { /* oldest first */
+        g->head = d->next;
+        if (!b->vanish)
+            nak_counted(b, d->msg, partition_of(b, d->ev.conn_id), held, ok);
+        natsMsg_Destroy(d->msg);
+        free_delivery(d);
+    }
+    g->tail = NULL;
+    for (size_t i = 0; i < dr.n; i++) { /* after the undone ones: fetched later */
+        if (!b->vanish)
+            nak_counted(b, dr.v[i], dr.part[i], held, ok);
+        natsMsg_Destroy(dr.v[i]);
+    }
+    free(dr.v);
+    free(dr.part);
+    if (!live)
+        return;
+    char key[224];
+    uint32_t freed = 0;
+    for (uint32_t p = 0; p < b->partitions; p++) {
+        if (!g->rev[p] || !ok[p])
+            continue;
+        lease_key(g, p, key, sizeof key);
+        freed += kvStore_UpdateString(NULL, b->kv, key, NB_LEASE_FREE, g->rev[p]) == NATS_OK;
+        g->rev[p] = 0;
+    }
+    if (freed)
+        announce_free(b, g);
+}
+
+/* Joins the delivery threads and hands the partitions over: undone
+ * deliveries Nak'ed (redelivered at once, first, attempt + 1), leases
+ * marked free, or left to their TTL. */
 void nb_ev_stop(nats_bus_t *b)
 {
     int live = b->kv && !b->vanish && atomic_load(&b->connected);
-    int64_t *naked = bus_xcalloc(b->partitions * sizeof *naked);
-    uint32_t *left = bus_xcalloc(b->partitions * sizeof *left);
+    uint32_t *held = bus_xcalloc(b->partitions * sizeof *held);
+    unsigned char *ok = bus_xcalloc(b->partitions);
     for (nb_group_t *g = b->groups; g; g = g->next) {
         natsSubscription *subs[2] = {g->wake, g->freed};
         for (int i = 0; i < 2; i++)
@@ -1196,33 +1258,19 @@ void nb_ev_stop(nats_bus_t *b)
         if (g->th_running)
             pthread_join(g->th, NULL);
         g->th_running = 0;
-        memset(naked, 0, b->partitions * sizeof *naked);
-        memset(left, 0, b->partitions * sizeof *left);
-        for (nb_delivery_t *d = g->head; d; d = d->next)
-            left[partition_of(b, d->ev.conn_id)]++;
-        while (g->head) { /* oldest first: redelivered in this order */
-            nb_delivery_t *d = g->head;
-            g->head = d->next;
-            uint32_t p = partition_of(b, d->ev.conn_id);
-            if (!b->vanish) /* a partition's last Nak waits for the server */
-                count_nak(naked, p, nak(b, d->msg, --left[p] == 0 && live));
-            natsMsg_Destroy(d->msg);
-            free_delivery(d);
-        }
-        g->tail = NULL;
         if (live) {
             char key[224];
             member_key(g, key, sizeof key); /* first: the others count without us */
             kvStore_Delete(b->kv, key);
-            release_at_stop(b, g, naked);
         }
+        hand_over(b, g, live, held, ok);
         for (uint32_t p = 0; p < b->partitions; p++) {
             drop_partition(g, p);
             g->rev[p] = 0;
         }
     }
-    free(naked);
-    free(left);
+    free(held);
+    free(ok);
 }
 
 /* After the connection closed: PubAcks that never came fail, groups go. */
