@@ -85,10 +85,14 @@ class EdgeCommands(w.GatewayTestCase):
         self.api.post("/v1/broadcast", "to all")
         for ws in (a1, a2, b1):
             self.assertEqual(ws.recv_text(5), "to all")
-        metrics = self.api.get("/metrics").body.decode()
-        m = re.search(r"^wsgate_publish_deliveries_total (\d+)", metrics, re.M)
-        self.assertIsNotNone(m, metrics[:500])
-        self.assertGreaterEqual(int(m.group(1)), 7)
+        # counted by the loop once the frame is written: the client may read
+        # it a moment before the counter moves
+        def delivered():
+            metrics = self.api.get("/metrics").body.decode()
+            m = re.search(r"^wsgate_publish_deliveries_total (\d+)", metrics, re.M)
+            self.assertIsNotNone(m, metrics[:500])
+            return int(m.group(1)) >= 7
+        w.wait_until(delivered, 5, 0.05, "wsgate_publish_deliveries_total >= 7")
 
 
 if __name__ == "__main__":
