@@ -51,6 +51,8 @@ import tempfile
 import time
 import unittest
 
+from wsgate_util import descendants
+
 SRC = os.path.abspath(os.environ.get("WSGATE_SOURCE_DIR", "."))
 BIN = os.path.abspath(os.environ.get("WSGATE_BIN", "build/wsgate"))
 FILE_TIMEOUT = 300
@@ -169,27 +171,6 @@ def own_network():
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of the blocks stay ours
 
 
-def descendants(depth=None):
-    """PIDs under this process (children only when depth is 1)."""
-    out, todo = [], [os.getpid()]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir("/proc/%d/task" % p)
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open("/proc/%d/task/%s/children" % (p, t)) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                kids = []
-            out += kids
-            if depth != 1:
-                todo += kids
-    return out
-
-
 def reap():
     while True:
         try:
@@ -218,18 +199,18 @@ def stop_leftovers(grace):
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    named = [(p, cmdline(p)) for p in descendants(1)] if left else []
+    named = [(p, cmdline(p)) for p in descendants(depth=1)] if left else []
     # the top ones first (a script such as cluster.sh stops its own
     # processes in order), then whatever is left, then SIGKILL
     for depth, sig, wait in ((1, signal.SIGTERM, 30), (None, signal.SIGTERM, 10),
                              (None, signal.SIGKILL, 5)):
-        for p in descendants(depth):
+        for p in descendants(depth=depth):
             try:
                 os.kill(p, sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait
-        while descendants(depth) and time.monotonic() < deadline:
+        while descendants(depth=depth) and time.monotonic() < deadline:
             reap()
             time.sleep(0.2)
     reap()

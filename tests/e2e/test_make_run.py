@@ -20,26 +20,6 @@ import wsgate_test as w
 SRC = os.environ.get("WSGATE_SOURCE_DIR", ".")
 
 
-def descendants(pid):
-    """Every live descendant of pid, from /proc/<pid>/task/*/children."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir("/proc/%d/task" % p)
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open("/proc/%d/task/%s/children" % (p, t)) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                kids = []
-            out += kids
-            todo += kids
-    return out
-
-
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -84,7 +64,7 @@ class MakeRun(w.GatewayTestCase):
         if p.poll() is not None:
             log.seek(0)
             self.fail("run-example.sh ended early:\n" + log.read())
-        kids[:] = descendants(p.pid)
+        kids[:] = w.descendants(p.pid)
         self.assertGreaterEqual(len(kids), 2, kids)
         p.send_signal(signal.SIGTERM)  # the script alone, as make does
         p.wait(timeout=w.scaled(60))

@@ -100,20 +100,29 @@ class EdgeCrashTest(ClusterTestCase):
         self.lose_edge(idx, doomed, survivor_ws, survivor)
 
 
-def lease_holders(cl, group="dispatch"):
-    """instance -> number of partition leases it holds (the values of the
-    keys i<group>.<p> in the lease bucket of Cluster cl; a delete marker or
-    "free", a lease given back: nobody). Also used by
-    tests/reliability/cases_cluster.py and test_cluster_rebalance.py."""
-    held = {}
+def lease_values(cl, group="dispatch"):
+    """Partition -> the value of its lease key i<group>.<p> in the lease
+    bucket of Cluster cl (None: no key, or a delete marker). Also used by
+    test_cluster_handover.py."""
+    out = {}
     for p in range(16):
         req = json.dumps({"last_by_subj": "$KV.wsgate_leases.i%s.%d" % (group, p)}).encode()
         resp = json.loads(cl.nats.request("$JS.API.STREAM.MSG.GET.KV_wsgate_leases", req))
         msg = resp.get("message")
         if not msg or b"KV-Operation" in base64.b64decode(msg.get("hdrs") or ""):
-            continue
-        who = base64.b64decode(msg.get("data") or "").decode()
-        if who != "free":
+            out[p] = None
+        else:
+            out[p] = base64.b64decode(msg.get("data") or "").decode()
+    return out
+
+
+def lease_holders(cl, group="dispatch"):
+    """instance -> number of partition leases it holds (a deleted lease or
+    "free", one given back: nobody). Also used by
+    tests/reliability/cases_cluster.py and test_cluster_rebalance.py."""
+    held = {}
+    for who in lease_values(cl, group).values():
+        if who not in (None, "free"):
             held[who] = held.get(who, 0) + 1
     return held
 

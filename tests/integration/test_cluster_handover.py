@@ -27,8 +27,6 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib, nats-server and PostgreSQL
 (scripts/deps.sh).
 """
 
-import base64
-import json
 import re
 import sys
 import time
@@ -36,7 +34,7 @@ import urllib.request
 
 import wsgate_test as w
 from test_cluster_basic import ClusterTestCase, Node
-from test_cluster_faults import check_duplicates, lease_holders
+from test_cluster_faults import check_duplicates, lease_holders, lease_values
 from test_cluster_outages import Fleet, check_fleet_deliveries, map_fleet_ids, ws_connect_ids
 
 CLIENTS = 20
@@ -52,21 +50,6 @@ def webhook_requests(node):
         text = r.read().decode()
     m = re.search(r"^wsgate_webhook_requests_total (\d+)", text, re.M)
     return int(m.group(1)) if m else 0
-
-
-def lease_values(cl):
-    """Partition -> the value of its dispatch lease (None: no key, or a
-    delete marker)."""
-    out = {}
-    for p in range(16):
-        req = json.dumps({"last_by_subj": "$KV.wsgate_leases.idispatch.%d" % p}).encode()
-        msg = json.loads(cl.nats.request("$JS.API.STREAM.MSG.GET.KV_wsgate_leases",
-                                         req)).get("message")
-        if not msg or b"KV-Operation" in base64.b64decode(msg.get("hdrs") or ""):
-            out[p] = None
-        else:
-            out[p] = base64.b64decode(msg.get("data") or "").decode()
-    return out
 
 
 class HandoverTestCase(ClusterTestCase):

@@ -64,6 +64,28 @@ def scaled(seconds):
     return None if seconds is None else seconds * TIME_SCALE
 
 
+
+def descendants(pid=None, depth=None):
+    """Live descendants of pid (default: this process), from
+    /proc/<pid>/task/*/children; children only when depth is 1."""
+    out, todo = [], [os.getpid() if pid is None else pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                kids = []
+            out += kids
+            if depth != 1:
+                todo += kids
+    return out
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     """Polls pred() until it returns something truthy; returns that value or
     raises AssertionError after timeout seconds (scaled)."""
