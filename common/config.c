@@ -822,12 +822,12 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
         rc = keep_going(ld, at_field(ld, &r->auth.required, r->line, dkey,
                                      "true needs auth.jwt or auth.authorizer (or required: "
                                      "false for anonymous clients)"));
+    if (rc == 0)
+        rc = keep_going(ld, check_stream_route(ld, r, i));
     for (size_t j = 0; j < r->n_rules && rc == 0; j++) {
         cfg_keyf(dp, sizeof dp, "routes[%zu].rules[%zu]", i, j);
         rc = keep_going(ld, check_rule(ld, r, &r->rules[j], dp));
     }
-    if (rc == 0)
-        rc = keep_going(ld, check_stream_route(ld, r, i));
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
     if (r->protocol == WSG_PROTO_AWS || r->protocol == WSG_PROTO_WSAAS)
         return at_field(ld, &r->protocol, r->line, dkey,

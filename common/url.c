@@ -103,8 +103,6 @@ int wsg_url_check_backend(const char *url, char *why, size_t n)
     memcpy(h + 4, url + 2, len - 1); /* "s://..." or "://..." and the NUL */
     int rc = wsg_url_check_http(h, why, n);
     free(h);
-    if (rc == WSG_EINVAL)
-        wsg_errf(why, n, WSG_EINVAL, "not a valid ws:// or wss:// URL");
     return rc;
 }
 
