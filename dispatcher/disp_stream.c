@@ -47,6 +47,7 @@ struct disp_stream {
     char *uri;  /* lws_parse_uri's copy of the backend URL: host points into it */
     char *path; /* "/" + the URL's path */
     const char *host;
+    char *host_hdr; /* Host: host, with ":port" unless the scheme's default */
     int port;
     bool tls;
     /* stream thread */
@@ -421,8 +422,8 @@ static void connect_cb(lws_sorted_usec_list_t *sul)
     ci.port = s->port;
     ci.ssl_connection = s->tls ? LCCSCF_USE_SSL : 0;
     ci.path = s->path;
-    ci.host = s->host;
-    ci.origin = s->host;
+    ci.host = s->host_hdr;
+    ci.origin = s->host_hdr;
     ci.ietf_version_or_minus_one = -1;
     ci.userdata = s;
     ci.local_protocol_name = protocols[0].name;
@@ -487,6 +488,13 @@ int disp_sio_add(disp_sio_t *io, const wsg_route_conf_t *r, disp_stream_t **out,
     if (!(s->path = malloc(n)))
         return WSG_ENOMEM;
     snprintf(s->path, n, "/%s", path);
+    n = strlen(host) + 8;
+    if (!(s->host_hdr = malloc(n)))
+        return WSG_ENOMEM;
+    if (s->port == (s->tls ? 443 : 80))
+        snprintf(s->host_hdr, n, "%s", host);
+    else
+        snprintf(s->host_hdr, n, "%s:%d", host, s->port);
     *out = s;
     return 0;
 }
@@ -539,6 +547,7 @@ void disp_sio_free(disp_sio_t *io)
         free(s->rx);
         free(s->uri);
         free(s->path);
+        free(s->host_hdr);
         free(s);
     }
     free(io->streams);
