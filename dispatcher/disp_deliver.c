@@ -658,8 +658,8 @@ void disp_stream_turn(disp_t *d, int64_t now, int64_t *next_ms)
     disp_snote_t *n = disp_sio_take(d->sio);
     while (n) {
         disp_snote_t *next = n->next;
-        if (!d->halt)
-            stream_sweep(d, n->s, n->kind == DISP_SN_ACK ? n->id : NULL, now, next_ms);
+        /* also while stopping: an ack finishes an event in flight */
+        stream_sweep(d, n->s, n->kind == DISP_SN_ACK ? n->id : NULL, now, next_ms);
         free(n);
         n = next;
     }

@@ -195,11 +195,11 @@ static bool turn(disp_t *d, int64_t *stop_deadline)
         *stop_deadline = now + d->stop_grace_ms;
     }
     take_inbox(d, items);
-    if (d->halt && (d->inflight == 0 || now >= *stop_deadline))
+    disp_stream_turn(d, now, &next); /* acks end attempts, stopping or not */
+    if (d->halt && ((d->inflight == 0 && !d->stream_waiting) || now >= *stop_deadline))
         return false;
     if (!d->halt)
         disp_fire_timers(d, now, &next);
-    disp_stream_turn(d, now, &next);
     int running = 0;
     curl_multi_perform(d->multi, &running);
     reap(d);

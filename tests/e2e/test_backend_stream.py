@@ -12,6 +12,9 @@ dispatcher opens to the backend, and the backend acts at any time over it.
 - a bad frame gets {"error":{"status":400,...}} and changes nothing;
 - a backend restart: the unacknowledged event comes again with the same id,
   then the rest, nothing lost, order kept;
+- a gateway killed -9 with an event unacknowledged: after the restart the
+  stream gets it again with the same id, then the rest, then the
+  connection's one disconnect (edge_lost);
 - a backend that never acknowledges: delivery stops at
   delivery.max_concurrency events in flight, the gateway's memory stays
   bounded, the clients stay connected.
@@ -283,6 +286,32 @@ class BackendStream(w.GatewayTestCase):
         self.assertEqual([e["seq"] for e in seen], list(range(2, 8)))
         self.assertEqual(be2.replies, [])
         ws.close()
+
+    def test_gateway_kill9_redelivers_same_ids(self):
+        be = self.stream_backend(ack=False)
+        self.start(be)
+        ws = self.client(self.gw.edge_url + "/chat")
+        conn = be.wait_events(lambda e: e["type"] == "connect", 1)[0]
+        be.peer().send_text(json.dumps({"ack": conn["id"]}))
+        for i in range(3):
+            ws.send_text("k%d" % i)
+        first = be.wait_events(lambda e: e["type"] == "message", 1)[0]
+        self.assertEqual(first["data"], "k0")
+        n_before = len(be.events)
+        be.ack = True
+        self.gw.restart(kill=True)
+        evs = be.wait(lambda: (lambda l: l if any(e["type"] == "disconnect" for e in l) else None)(
+            be.events[n_before:]), timeout=60)
+        self.assertEqual(evs[0]["id"], first["id"])  # the unacked event again, same id
+        seen = []
+        for e in evs:
+            if e["id"] not in [s["id"] for s in seen]:
+                seen.append(e)
+        self.assertEqual([e["type"] for e in seen], ["message"] * 3 + ["disconnect"], seen)
+        self.assertEqual([e.get("data") for e in seen[:3]], ["k0", "k1", "k2"])
+        self.assertEqual(seen[3]["connection_id"], conn["connection_id"])
+        self.assertEqual(seen[3].get("initiator"), "edge_lost")
+        self.assertNotIn(conn["id"], [e["id"] for e in evs])  # acked: not sent again
 
     def test_never_acking_backend_bounds_delivery(self):
         be = self.stream_backend(ack=False)
