@@ -153,8 +153,11 @@ void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res);
 void disp_fire_timers(disp_t *d, int64_t now, int64_t *next_ms);
 void disp_backend_pump(disp_t *d, disp_backend_t *be);
 /* Sends action a for connection conn_id to edge (NULL: whichever holds it),
- * fire-and-forget, in order; any thread. */
-void disp_action_send(bus_t *bus, const char *conn_id, const char *edge, const disp_action_t *a);
+ * in order; cb(ud, status) gets the edge's reply (bus_cmd_request; NULL:
+ * fire-and-forget). Any thread. Returns 0 (cb will be called) or the bus's
+ * error (logged; cb not called). */
+int disp_action_send(bus_t *bus, const char *conn_id, const char *edge, const disp_action_t *a,
+                     bus_reply_fn cb, void *ud);
 /* Delivery thread: applies the streams' notes (acks, streams down) and
  * fails events whose ack is overdue; *next_ms: the earliest deadline left. */
 void disp_stream_turn(disp_t *d, int64_t now, int64_t *next_ms);

@@ -393,7 +393,8 @@ void disp_backend_pump(disp_t *d, disp_backend_t *be)
     }
 }
 
-void disp_action_send(bus_t *bus, const char *conn_id, const char *edge, const disp_action_t *a)
+int disp_action_send(bus_t *bus, const char *conn_id, const char *edge, const disp_action_t *a,
+                     bus_reply_fn cb, void *ud)
 {
     bus_cmd_t cmd = {.op = a->op,
                      .conn_id = conn_id,
@@ -404,18 +405,19 @@ void disp_action_send(bus_t *bus, const char *conn_id, const char *edge, const d
                      .reason = a->reason,
                      .initiator = "server",
                      .channel = a->channel};
-    /* fire-and-forget, in order: commands from one caller to one edge
-     * arrive in the order sent, and the edge applies them in that order;
-     * it records subscription changes itself (BUS_EV_SUBSCRIPTION) */
-    int rc = bus_cmd_request(bus, edge, &cmd, NULL, NULL);
+    /* in order, nobody waiting for the reply: commands from one caller to
+     * one edge arrive in the order sent, and the edge applies them in that
+     * order; it records subscription changes itself (BUS_EV_SUBSCRIPTION) */
+    int rc = bus_cmd_request(bus, edge, &cmd, cb, ud);
     if (rc != 0)
         WSG_LOG(WSG_LOG_WARN, "response action refused by the bus", "conn=%s code=%s", conn_id,
                 wsg_err_name(rc));
+    return rc;
 }
 
 static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a)
 {
-    disp_action_send(d->bus, c->id, edge, a);
+    disp_action_send(d->bus, c->id, edge, a, NULL, NULL); /* fire-and-forget */
 }
 
 /* Applies a 2xx answer's actions, in order, through the holding edge.

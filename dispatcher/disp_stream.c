@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/err.h"
@@ -75,6 +76,8 @@ struct disp_sio {
     bool stop;                     /* mu */
     disp_snote_t *n_head, *n_tail; /* mu */
     size_t n_notes;                /* mu */
+    size_t replies;                /* mu: action replies the bus still owes */
+    pthread_cond_t cv;             /* signalled when replies drops to 0 */
     disp_stream_t **streams;
     size_t n;
 };
@@ -167,10 +170,17 @@ int disp_stream_send(disp_stream_t *s, const char *id, const char *body, size_t 
     return rc < 0 ? rc : 0;
 }
 
-/* Queues {"error":{"status":400,"detail":detail}} (stream thread). */
-static void send_error(disp_stream_t *s, const char *detail)
+/* Queues {"error":{"status":status,"detail":detail[,"action","connection_id"]}}
+ * on s while it is up (any thread: the stream thread writes it once woken). */
+static void queue_error(disp_stream_t *s, int status, const char *detail, const char *action,
+                        const char *conn_id)
 {
-    json_t *j = json_pack("{s:{s:i,s:s}}", "error", "status", 400, "detail", detail);
+    json_t *j = json_pack("{s:{s:i,s:s}}", "error", "status", status, "detail", detail);
+    json_t *e = json_object_get(j, "error");
+    if (e && action)
+        json_object_set_new(e, "action", json_string(action));
+    if (e && conn_id)
+        json_object_set_new(e, "connection_id", json_string(conn_id));
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     sframe_t *f = txt ? sframe_new(txt, strlen(txt)) : NULL;
     json_decref(j);
@@ -179,7 +189,7 @@ static void send_error(disp_stream_t *s, const char *detail)
         return;
     f->error = true;
     pthread_mutex_lock(&s->io->mu);
-    bool kept = s->n_err < DISP_STREAM_MAX_ERRORS;
+    bool kept = s->up && s->n_err < DISP_STREAM_MAX_ERRORS;
     if (kept) {
         out_append(s, f);
         s->n_err++;
@@ -187,12 +197,94 @@ static void send_error(disp_stream_t *s, const char *detail)
     pthread_mutex_unlock(&s->io->mu);
     if (!kept) {
         free(f);
-        WSG_LOG(WSG_LOG_WARN, "backend stream error reply dropped (backend not reading)",
-                "route=%s", s->conf->path);
+        WSG_LOG(WSG_LOG_WARN, "backend stream error reply dropped (backend gone or not reading)",
+                "route=%s status=%d", s->conf->path, status);
         return;
     }
-    if (s->wsi)
-        lws_callback_on_writable(s->wsi);
+    lws_cancel_service(s->io->ctx); /* the stream thread asks to write (wake_writers) */
+}
+
+static void send_error(disp_stream_t *s, const char *detail)
+{
+    queue_error(s, 400, detail, NULL, NULL);
+}
+
+/* An action whose reply the bus owes; what its error frame names. */
+typedef struct {
+    disp_stream_t *s;
+    char action[16];
+    char conn_id[];
+} areply_t;
+
+static const char *const action_names[] = {
+    [BUS_CMD_SEND] = "send",           [BUS_CMD_CLOSE] = "close",
+    [BUS_CMD_SUBSCRIBE] = "subscribe", [BUS_CMD_UNSUBSCRIBE] = "unsubscribe",
+    [BUS_CMD_HOLDS] = "holds",
+};
+
+static int reply_http_status(int status)
+{
+    switch (status) {
+    case WSG_EGONE:
+        return 410;
+    case WSG_ETIMEOUT:
+        return 504;
+    case WSG_EFULL:
+    case WSG_EUNAVAILABLE:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static const char *reply_detail(int status)
+{
+    switch (status) {
+    case WSG_EGONE:
+        return "no edge holds the connection";
+    case WSG_ETIMEOUT:
+        return "the edge holding the connection did not answer";
+    case WSG_EFULL:
+        return "the edge is overloaded, try again";
+    default:
+        return "the bus cannot reach the edges";
+    }
+}
+
+/* The edge's answer to an action (a bus thread, or inline for a refusal). */
+static void on_action_reply(void *ud, int status)
+{
+    areply_t *r = ud;
+    disp_sio_t *io = r->s->io;
+    if (status != 0)
+        queue_error(r->s, reply_http_status(status), reply_detail(status), r->action, r->conn_id);
+    free(r);
+    pthread_mutex_lock(&io->mu);
+    if (--io->replies == 0)
+        pthread_cond_broadcast(&io->cv);
+    pthread_mutex_unlock(&io->mu);
+}
+
+/* Applies an action through the response actions' code; a reply that is
+ * not 0 comes back to the backend as an error frame. */
+static void apply_action(disp_stream_t *s, const disp_frame_t *fr)
+{
+    size_t n = strlen(fr->conn_id) + 1;
+    areply_t *r = calloc(1, sizeof *r + n);
+    if (!r) {
+        send_error(s, "out of memory");
+        return;
+    }
+    r->s = s;
+    snprintf(r->action, sizeof r->action, "%s", action_names[fr->act.op]);
+    memcpy(r->conn_id, fr->conn_id, n);
+    pthread_mutex_lock(&s->io->mu);
+    s->io->replies++;
+    pthread_mutex_unlock(&s->io->mu);
+    /* no edge named: the one that holds the connection applies it */
+    int rc = disp_action_send(s->io->bus, fr->conn_id, NULL, &fr->act, on_action_reply, r);
+    if (rc != 0)
+        on_action_reply(r, rc);
 }
 
 /* Applies one complete text frame from the backend (stream thread). */
@@ -220,8 +312,7 @@ static void on_frame(disp_stream_t *s, const char *p, size_t n)
             WSG_LOG(WSG_LOG_WARN, "backend stream publish refused by the bus", "route=%s code=%s",
                     s->conf->path, wsg_err_name(rc));
     } else {
-        /* no edge named: the one that holds the connection applies it */
-        disp_action_send(s->io->bus, fr.conn_id, NULL, &fr.act);
+        apply_action(s, &fr);
     }
     disp_frame_clear(&fr);
 }
@@ -459,6 +550,7 @@ int disp_sio_new(disp_sio_t **out, bus_t *bus, CURLM *wake)
     io->wake = wake;
     io->rng = (uint64_t)wsg_mono_ns() | 1;
     pthread_mutex_init(&io->mu, NULL);
+    pthread_cond_init(&io->cv, NULL);
     *out = io;
     return 0;
 }
@@ -534,11 +626,31 @@ void disp_sio_stop(disp_sio_t *io)
     io->started = false;
 }
 
+/* Waits (bounded) for the bus to answer every action sent; false if it
+ * still owes some after that. */
+static bool replies_drained(disp_sio_t *io)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += DISP_STREAM_REPLY_WAIT_S;
+    pthread_mutex_lock(&io->mu);
+    while (io->replies && pthread_cond_timedwait(&io->cv, &io->mu, &until) == 0)
+        ;
+    bool drained = io->replies == 0;
+    pthread_mutex_unlock(&io->mu);
+    return drained;
+}
+
 void disp_sio_free(disp_sio_t *io)
 {
     if (!io)
         return;
     disp_sio_stop(io);
+    if (!replies_drained(io)) { /* a late reply would find freed memory: keep it */
+        WSG_LOG(WSG_LOG_ERROR, "backend stream state kept: the bus still owes action replies",
+                "streams=%zu", io->n);
+        return;
+    }
     if (io->ctx)
         lws_context_destroy(io->ctx); /* closes the sockets; their callbacks run here */
     for (size_t i = 0; i < io->n; i++) {
@@ -557,5 +669,6 @@ void disp_sio_free(disp_sio_t *io)
         n = next;
     }
     pthread_mutex_destroy(&io->mu);
+    pthread_cond_destroy(&io->cv);
     free(io);
 }

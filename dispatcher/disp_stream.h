@@ -35,6 +35,9 @@ typedef struct disp_stream disp_stream_t;
 /* Notes waiting for the delivery thread at most; an ack beyond it is
  * dropped (its event times out and is sent again: at-least-once). */
 #define DISP_STREAM_MAX_NOTES 65536
+/* disp_sio_free waits at most this long for the bus's replies to actions
+ * (a command's own timeout is 5 s). */
+#define DISP_STREAM_REPLY_WAIT_S 10
 /* Lifetime of the handshake's JWT. */
 #define DISP_STREAM_JWT_TTL_S 60
 

@@ -9,7 +9,8 @@ dispatcher opens to the backend, and the backend acts at any time over it.
   with the webhook envelope (id, type, connection_id, route, seq, ...);
 - actions from the backend (send, subscribe + publish, close) reach the
   client at any time, not in reply to an event;
-- a bad frame gets {"error":{"status":400,...}} and changes nothing;
+- a bad frame gets {"error":{"status":400,...}} and changes nothing; an
+  action for a connection no edge holds gets a 410 error frame naming it;
 - a backend restart: the unacknowledged event comes again with the same id,
   then the rest, nothing lost, order kept;
 - a gateway killed -9 with an event unacknowledged: after the restart the
@@ -257,6 +258,19 @@ class BackendStream(w.GatewayTestCase):
         ws.send_text("after")
         be.wait_events(lambda e: e.get("data") == "after", 1)
         self.assertEqual(len(be.replies), len(bad))
+
+    def test_action_for_unknown_connection_gets_410(self):
+        be = self.stream_backend()
+        self.start(be)
+        ws = self.client(self.gw.edge_url + "/chat")
+        cid = be.wait_events(lambda e: e["type"] == "connect", 1)[0]["connection_id"]
+        be.send({"action": "send", "connection_id": "no-such-connection", "data": "x"})
+        err = be.wait(lambda: be.replies[0] if be.replies else None)["error"]
+        self.assertEqual((err["status"], err["action"], err["connection_id"]),
+                         (410, "send", "no-such-connection"), err)
+        be.send({"action": "send", "connection_id": cid, "data": "real"})
+        self.assertEqual(ws.recv_text(15), "real")
+        self.assertEqual(len(be.replies), 1, be.replies)
 
     def test_backend_restart_redelivers_same_ids_in_order(self):
         be = self.stream_backend(ack=False)
