@@ -549,6 +549,10 @@ int disp_sio_new(disp_sio_t **out, bus_t *bus, CURLM *wake)
     io->bus = bus;
     io->wake = wake;
     io->rng = (uint64_t)wsg_mono_ns() | 1;
+    /* lws's own lines are plain text on stderr, formatted in one static
+     * buffer: silent here (the stream logs its ups and downs itself). An edge
+     * in the same process sets the level again after this (edge_new). */
+    lws_set_log_level(0, NULL);
     pthread_mutex_init(&io->mu, NULL);
     pthread_cond_init(&io->cv, NULL);
     *out = io;
