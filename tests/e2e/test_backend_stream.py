@@ -29,11 +29,14 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
+import tempfile
 import threading
 import time
 
 import wsgate_test as w
 from wsgate_jwt import verify_jwt
+from wsgate_tls import TestCA
 from wsgate_util import DEFAULT_WHSEC
 from wsgate_ws import OP_BINARY, OP_TEXT, WsClient
 
@@ -52,8 +55,9 @@ class StreamBackend:
     """Accepts the dispatcher's stream on 127.0.0.1:port; records every
     frame, acknowledges events when self.ack is true."""
 
-    def __init__(self, port=0, ack=True):
+    def __init__(self, port=0, ack=True, tls=None):
         self.ack = ack
+        self.tls = tls  # an ssl.SSLContext: wss://
         self.lock = threading.Condition()
         self.events = []   # every event frame, parsed, in arrival order
         self.replies = []  # frames that are not events (error frames)
@@ -64,7 +68,7 @@ class StreamBackend:
         self.ls.bind(("127.0.0.1", port))
         self.ls.listen(8)
         self.port = self.ls.getsockname()[1]
-        self.url = "ws://127.0.0.1:%d/stream" % self.port
+        self.url = "%s://127.0.0.1:%d/stream" % ("wss" if tls else "ws", self.port)
         self._t = threading.Thread(target=self._accept, daemon=True)
         self._t.start()
 
@@ -78,6 +82,9 @@ class StreamBackend:
 
     def _serve(self, s):
         try:
+            if self.tls:
+                s.settimeout(10)
+                s = self.tls.wrap_socket(s, server_side=True)
             head, rest = self._head(s)
         except (OSError, ValueError):
             s.close()
@@ -176,6 +183,11 @@ def rss_kib(pid):
 
 
 class BackendStream(w.GatewayTestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
     def stream_backend(self, **kw):
         be = StreamBackend(**kw)
         self.addCleanup(be.stop)
@@ -213,6 +225,38 @@ class BackendStream(w.GatewayTestCase):
         self.assertLessEqual(claims["exp"], time.time() + 120)
         with self.assertRaises(ValueError):
             verify_jwt(tok, "HS256", b"another key, not the route's secret")
+
+    def test_wss_backend(self):
+        ca = TestCA(self.tmp.name)
+        cert, key = ca.issue("backend")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        be = self.stream_backend(tls=ctx)
+        # the dispatcher verifies the backend's certificate with OpenSSL's
+        # default trust store, pointed at the test CA
+        self.gw = self.gateway([w.route("/chat", be.url)], env={"SSL_CERT_FILE": ca.pem})
+        ws = self.client(self.gw.edge_url + "/chat")
+        ws.send_text("over tls")
+        evs = be.wait_events(lambda e: e["type"] == "message", 1)
+        self.assertEqual(evs[0]["data"], "over tls")
+        verify_jwt(be.tokens[0], "HS256", KEY)
+        be.send({"action": "send", "connection_id": evs[0]["connection_id"], "data": "back"})
+        self.assertEqual(ws.recv_text(15), "back")
+
+    def test_wss_backend_untrusted_is_refused(self):
+        ca = TestCA(self.tmp.name)
+        cert, key = ca.issue("backend")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        be = self.stream_backend(tls=ctx)
+        self.gw = self.gateway([w.route("/chat", be.url)],
+                               env={"SSL_CERT_FILE": "/nonexistent/ca.pem"})
+        ws = self.client(self.gw.edge_url + "/chat")
+        ws.send_text("must not leave")
+        self.gw.wait_log("backend stream down", timeout=15, route="/chat")
+        time.sleep(1)
+        self.assertEqual(be.events, [])
+        self.assertEqual(be.tokens, [])  # no handshake over an unverified TLS session
 
     def test_actions_at_any_time(self):
         be = self.stream_backend()
