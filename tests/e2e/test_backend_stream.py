@@ -16,6 +16,9 @@ dispatcher opens to the backend, and the backend acts at any time over it.
 - a gateway killed -9 with an event unacknowledged: after the restart the
   stream gets it again with the same id, then the rest, then the
   connection's one disconnect (edge_lost);
+- an event never acknowledged within delivery.timeout is sent again with
+  the same id, and dead-lettered after delivery.max_attempts, as a webhook;
+  the next event of the connection then flows;
 - a backend that never acknowledges: delivery stops at
   delivery.max_concurrency events in flight, the gateway's memory stays
   bounded, the clients stay connected.
@@ -370,6 +373,28 @@ class BackendStream(w.GatewayTestCase):
         self.assertEqual(seen[3]["connection_id"], conn["connection_id"])
         self.assertEqual(seen[3].get("initiator"), "edge_lost")
         self.assertNotIn(conn["id"], [e["id"] for e in evs])  # acked: not sent again
+
+    def test_unacked_event_retried_then_dead_lettered(self):
+        be = self.stream_backend(ack=False)
+        self.start(be, timeout="300ms", max_attempts=3, backoff_initial="100ms",
+                   backoff_max="200ms")
+        ws = self.client(self.gw.edge_url + "/chat")
+        conn = be.wait_events(lambda e: e["type"] == "connect", 1)[0]
+        be.peer().send_text(json.dumps({"ack": conn["id"]}))
+        ws.send_text("ignored")
+        ws.send_text("next")
+        tries = be.wait_events(lambda e: e.get("data") == "ignored", 3)
+        self.assertEqual({e["id"] for e in tries}, {tries[0]["id"]})  # the same id each time
+        api = self.gw.control()
+        dead = w.wait_until(lambda: [d for d in api.dead_letters().json["items"]
+                                     if d["id"] == tries[0]["id"]], 20, 0.1, "the dead letter")[0]
+        self.assertEqual(dead["attempts"], 3, dead)
+        self.assertIn("no ack", dead.get("last_error", ""), dead)
+        nxt = be.wait_events(lambda e: e.get("data") == "next", 1)[0]
+        be.peer().send_text(json.dumps({"ack": nxt["id"]}))
+        time.sleep(0.5)
+        self.assertEqual(len([e for e in be.events if e.get("data") == "ignored"]), 3)
+        self.assertFalse(ws.closed.is_set())
 
     def test_never_acking_backend_bounds_delivery(self):
         be = self.stream_backend(ack=False)
