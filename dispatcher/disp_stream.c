@@ -157,6 +157,7 @@ int disp_stream_send(disp_stream_t *s, const char *id, const char *body, size_t 
     snprintf(f->id, sizeof f->id, "%s", id);
     pthread_mutex_lock(&s->io->mu);
     int rc = s->up ? 0 : WSG_EUNAVAILABLE;
+    bool wake = s->out_head == NULL; /* else the stream thread is still writing */
     for (sframe_t *o = s->out_head; rc == 0 && o; o = o->next)
         if (!o->error && strcmp(o->id, f->id) == 0)
             rc = 1; /* still waiting to be written: once is enough */
@@ -165,7 +166,7 @@ int disp_stream_send(disp_stream_t *s, const char *id, const char *body, size_t 
     pthread_mutex_unlock(&s->io->mu);
     if (rc != 0)
         free(f);
-    if (rc == 0)
+    if (rc == 0 && wake)
         lws_cancel_service(s->io->ctx);
     return rc < 0 ? rc : 0;
 }
@@ -189,7 +190,7 @@ static void queue_error(disp_stream_t *s, int status, const char *detail, const 
         return;
     f->error = true;
     pthread_mutex_lock(&s->io->mu);
-    bool kept = s->up && s->n_err < DISP_STREAM_MAX_ERRORS;
+    bool kept = s->up && s->n_err < DISP_STREAM_MAX_ERRORS, wake = s->out_head == NULL;
     if (kept) {
         out_append(s, f);
         s->n_err++;
@@ -201,7 +202,8 @@ static void queue_error(disp_stream_t *s, int status, const char *detail, const 
                 "route=%s status=%d", s->conf->path, status);
         return;
     }
-    lws_cancel_service(s->io->ctx); /* the stream thread asks to write (wake_writers) */
+    if (wake) /* the stream thread asks to write (wake_writers) */
+        lws_cancel_service(s->io->ctx);
 }
 
 static void send_error(disp_stream_t *s, const char *detail)
@@ -345,7 +347,8 @@ static void on_receive(disp_stream_t *s, struct lws *wsi, const void *in, size_t
     s->rx_bad = false;
 }
 
-static void on_writable(disp_stream_t *s, struct lws *wsi)
+/* The next frame to write, or NULL; *more: others wait behind it. */
+static sframe_t *out_pop(disp_stream_t *s, bool *more)
 {
     pthread_mutex_lock(&s->io->mu);
     sframe_t *f = s->out_head;
@@ -353,14 +356,27 @@ static void on_writable(disp_stream_t *s, struct lws *wsi)
         s->out_tail = NULL;
     if (f && f->error)
         s->n_err--;
-    bool more = s->out_head != NULL;
+    *more = s->out_head != NULL;
     pthread_mutex_unlock(&s->io->mu);
-    if (!f)
-        return;
-    int n = lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-    free(f);
-    if (n < 0)
-        return; /* lws closes the connection: the close callback follows */
+    return f;
+}
+
+/* Writes queued frames while the socket takes them (at most a burst per
+ * callback, so one stream cannot hold the thread), then asks again. */
+static void on_writable(disp_stream_t *s, struct lws *wsi)
+{
+    bool more = true;
+    for (int i = 0; more && i < DISP_STREAM_WRITE_BURST; i++) {
+        sframe_t *f = out_pop(s, &more);
+        if (!f)
+            return;
+        int n = lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        free(f);
+        if (n < 0)
+            return; /* lws closes the connection: the close callback follows */
+        if (lws_send_pipe_choked(wsi))
+            break;
+    }
     if (more)
         lws_callback_on_writable(wsi);
 }

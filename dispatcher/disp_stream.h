@@ -38,6 +38,8 @@ typedef struct disp_stream disp_stream_t;
 /* disp_sio_free waits at most this long for the bus's replies to actions
  * (a command's own timeout is 5 s). */
 #define DISP_STREAM_REPLY_WAIT_S 10
+/* Frames written per writable callback at most. */
+#define DISP_STREAM_WRITE_BURST 64
 /* Lifetime of the handshake's JWT. */
 #define DISP_STREAM_JWT_TTL_S 60
 
