@@ -19,6 +19,9 @@ dispatcher opens to the backend, and the backend acts at any time over it.
 - an event never acknowledged within delivery.timeout is sent again with
   the same id, and dead-lettered after delivery.max_attempts, as a webhook;
   the next event of the connection then flows;
+- a backend that stops reading its socket: the gateway's memory stays
+  bounded while it does, the clients stay connected, and once it reads
+  again every event arrives, in order per connection;
 - a backend that never acknowledges: delivery stops at
   delivery.max_concurrency events in flight, the gateway's memory stays
   bounded, the clients stay connected.
@@ -395,6 +398,33 @@ class BackendStream(w.GatewayTestCase):
         time.sleep(0.5)
         self.assertEqual(len([e for e in be.events if e.get("data") == "ignored"]), 3)
         self.assertFalse(ws.closed.is_set())
+
+    def test_backend_that_stops_reading(self):
+        be = self.stream_backend()
+        self.start(be, max_concurrency=4)
+        clients = [self.client(self.gw.edge_url + "/chat") for _ in range(10)]
+        be.wait_events(lambda e: e["type"] == "connect", 10)
+        be.peer().pause_reading()
+        rss0 = rss_kib(self.gw.pid)
+        big = "y" * 65536
+        for i in range(20):
+            for ws in clients:
+                ws.send_text("%02d" % i + big)
+        time.sleep(3)
+        grown = rss_kib(self.gw.pid) - rss0
+        self.assertLess(grown, 64 * 1024, "gateway RSS grew by %d KiB" % grown)
+        for ws in clients:
+            self.assertFalse(ws.closed.is_set())
+        be.peer().resume_reading()
+        msgs = be.wait_events(lambda e: e["type"] == "message", 200, timeout=60)
+        by_conn = {}
+        for e in msgs:
+            seen = by_conn.setdefault(e["connection_id"], [])
+            if e["id"] not in [x["id"] for x in seen]:
+                seen.append(e)
+        self.assertEqual(len(by_conn), 10)
+        for evs in by_conn.values():
+            self.assertEqual([e["data"][:2] for e in evs], ["%02d" % i for i in range(20)])
 
     def test_never_acking_backend_bounds_delivery(self):
         be = self.stream_backend(ack=False)
