@@ -607,8 +607,12 @@ static void start_stream(disp_t *d, disp_conn_t *c)
 static void stream_end(disp_t *d, disp_conn_t *c, bool acked, const char *why)
 {
     disp_backend_t *be = c->be;
+    const bus_event_t *ev = c->head->ev;
     c->lnext = NULL;
     be->inflight--;
+    wsg_recent_add("webhook", "%s %s conn=%s route=%s -> stream %s, attempt %u", ev_name(ev->type),
+                   ev->id, ev->conn_id, ev->route ? ev->route : "", acked ? "ack" : why,
+                   c->attempts + 1);
     if (acked) {
         wsg_count(WSG_M_WEBHOOK_2XX, 1);
         done_items(d, c, 1);
