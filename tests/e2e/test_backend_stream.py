@@ -324,7 +324,9 @@ class BackendStream(w.GatewayTestCase):
 
     def test_backend_restart_redelivers_same_ids_in_order(self):
         be = self.stream_backend(ack=False)
-        self.start(be)
+        # an ack timeout far beyond the waits below: the resend is the
+        # stream's drop, not a timeout
+        self.start(be, timeout="120s")
         ws = self.client(self.gw.edge_url + "/chat")
         conn = be.wait_events(lambda e: e["type"] == "connect", 1)[0]
         be.peer().send_text(json.dumps({"ack": conn["id"]}))
@@ -340,7 +342,7 @@ class BackendStream(w.GatewayTestCase):
             ws.send_text("a%d" % i)
         time.sleep(1.0)  # the dispatcher retries against a closed port
         be2 = self.stream_backend(port=port)
-        msgs = be2.wait_events(lambda e: e["type"] == "message", 6, timeout=30)
+        msgs = be2.wait_events(lambda e: e["type"] == "message", 6, timeout=20)
         self.assertEqual(msgs[0]["id"], first["id"])  # the unacked event again, same id
         seen = []
         for e in msgs:
