@@ -34,6 +34,7 @@ PYTHONPATH=tests/lib.
 import base64
 import hashlib
 import json
+import re
 import socket
 import ssl
 import tempfile
@@ -376,6 +377,14 @@ class BackendStream(w.GatewayTestCase):
             ws.send_text("k%d" % i)
         first = be.wait_events(lambda e: e["type"] == "message", 1)[0]
         self.assertEqual(first["data"], "k0")
+        # k1 and k2 are owed only once durable (connect + 3 messages accepted)
+        api = self.gw.control()
+
+        def accepted():
+            text = api.get("/metrics").body.decode()
+            m = re.search(r"^wsgate_events_accepted_total (\d+)", text, re.M)
+            return m is not None and int(m.group(1)) >= 4
+        w.wait_until(accepted, 10, 0.02, "the three messages made durable before the kill")
         n_before = len(be.events)
         be.ack = True
         self.gw.restart(kill=True)
