@@ -770,6 +770,31 @@ static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, c
     return 0;
 }
 
+/* A route whose backend is a stream (ws:// or wss://) has one backend and
+ * speaks wsgate's envelope over it: no rules, routing service or other
+ * protocol (docs/webhooks.md "Backend streams"). */
+static int check_stream_route(ld_t *ld, wsg_route_conf_t *r, size_t i)
+{
+    char dkey[DKEY];
+    if (!wsg_url_is_stream(r->backend))
+        return 0;
+    if (r->n_rules) {
+        cfg_keyf(dkey, sizeof dkey, "routes[%zu].rules", i);
+        return at_line(ld, r->line, dkey, "not allowed with a ws:// or wss:// backend (a stream)");
+    }
+    if (r->routing_service && r->routing_service[0]) {
+        cfg_keyf(dkey, sizeof dkey, "routes[%zu].routing_service", i);
+        return at_field(ld, &r->routing_service, r->line, dkey,
+                        "not allowed with a ws:// or wss:// backend (a stream)");
+    }
+    if (r->protocol != WSG_PROTO_WSGATE) {
+        cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
+        return at_field(ld, &r->protocol, r->line, dkey,
+                        "a ws:// or wss:// backend (a stream) speaks wsgate only");
+    }
+    return 0;
+}
+
 /* Each check of a route reports on its own: with ld->all every one runs. */
 static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
 {
@@ -797,6 +822,8 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
         rc = keep_going(ld, at_field(ld, &r->auth.required, r->line, dkey,
                                      "true needs auth.jwt or auth.authorizer (or required: "
                                      "false for anonymous clients)"));
+    if (rc == 0)
+        rc = keep_going(ld, check_stream_route(ld, r, i));
     for (size_t j = 0; j < r->n_rules && rc == 0; j++) {
         cfg_keyf(dp, sizeof dp, "routes[%zu].rules[%zu]", i, j);
         rc = keep_going(ld, check_rule(ld, r, &r->rules[j], dp));

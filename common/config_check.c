@@ -291,6 +291,12 @@ int cfg_check_http_url(const char *v, char *why, size_t n)
     return url_fail(wsg_url_check_http(v, reason, sizeof reason), v, reason, why, n);
 }
 
+int cfg_check_backend_url(const char *v, char *why, size_t n)
+{
+    char reason[160] = "";
+    return url_fail(wsg_url_check_backend(v, reason, sizeof reason), v, reason, why, n);
+}
+
 int cfg_check_backend_prefix(const char *v, char *why, size_t n)
 {
     char reason[160] = "";

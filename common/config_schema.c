@@ -126,8 +126,10 @@ static const cfg_key_t route_keys[] = {
      .off = T(backend),
      .off2 = NOOFF,
      .flags = CFG_F_REQUIRED,
-     .check = cfg_check_http_url,
-     .doc = "http(s) URL that receives the route's events"},
+     .check = cfg_check_backend_url,
+     .doc = "http(s) URL that receives the route's events as webhooks, or a ws(s) URL the "
+            "dispatcher holds one WebSocket to and streams them over (docs/webhooks.md, "
+            "\"Backend streams\")"},
     {.path = "webhook_secret",
      .type = CFG_STR,
      .off = T(webhook_secret),

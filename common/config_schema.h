@@ -76,6 +76,7 @@ extern const cfg_scope_t cfg_root_scope;
 
 /* Validators used by the table (common/config_check.c). */
 int cfg_check_http_url(const char *v, char *why, size_t n);
+int cfg_check_backend_url(const char *v, char *why, size_t n); /* http(s) or ws(s) */
 int cfg_check_http_url_or_empty(const char *v, char *why, size_t n);
 int cfg_check_backend_prefix(const char *v, char *why, size_t n);
 int cfg_check_listen(const char *v, char *why, size_t n);

@@ -85,6 +85,27 @@ int wsg_url_check_http(const char *url, char *why, size_t n)
     return rc;
 }
 
+bool wsg_url_is_stream(const char *url)
+{
+    return url && (wsg_url_with_scheme(url, "ws://") || wsg_url_with_scheme(url, "wss://"));
+}
+
+int wsg_url_check_backend(const char *url, char *why, size_t n)
+{
+    if (!wsg_url_is_stream(url))
+        return wsg_url_check_http(url, why, n);
+    /* the same parser and rules as a webhook URL: "ws" -> "http", "wss" -> "https" */
+    size_t len = strlen(url);
+    char *h = malloc(len + 3);
+    if (!h)
+        return WSG_ENOMEM;
+    memcpy(h, "http", 4);
+    memcpy(h + 4, url + 2, len - 1); /* "s://..." or "://..." and the NUL */
+    int rc = wsg_url_check_http(h, why, n);
+    free(h);
+    return rc;
+}
+
 int wsg_url_check_prefix(const char *prefix, char *why, size_t n)
 {
     url_parts_t u;

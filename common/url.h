@@ -24,6 +24,16 @@ bool wsg_url_with_scheme(const char *v, const char *scheme);
  * not copied into why: it may carry credentials). */
 int wsg_url_check_http(const char *url, char *why, size_t n);
 
+/* true if url is shaped like a backend stream's URL: "ws://" or "wss://"
+ * (any case) and a non-empty authority (docs/webhooks.md "Backend
+ * streams"). */
+bool wsg_url_is_stream(const char *url);
+
+/* 0 if url can be a route's backend: wsg_url_check_http(), or a ws:// or
+ * wss:// URL that passes it with http:// or https:// in its place; otherwise
+ * WSG_EINVAL (or WSG_ENOMEM) with the reason in why. */
+int wsg_url_check_backend(const char *url, char *why, size_t n);
+
 /* 0 if prefix can be an allowed_backends entry: wsg_url_check_http() and no
  * query or fragment (a prefix ends in its path); else WSG_EINVAL and why. */
 int wsg_url_check_prefix(const char *prefix, char *why, size_t n);

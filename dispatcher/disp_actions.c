@@ -136,6 +136,115 @@ static int parse_action(json_t *a, disp_action_t *out)
     return (out->channel = strdup(json_string_value(ch))) ? 0 : WSG_ENOMEM;
 }
 
+void disp_frame_clear(disp_frame_t *f)
+{
+    for (size_t i = 0; f->ids && i < f->n_ids; i++)
+        free(f->ids[i]);
+    free(f->ids);
+    free(f->conn_id);
+    free(f->act.data);
+    free(f->act.reason);
+    free(f->act.channel);
+    memset(f, 0, sizeof *f);
+}
+
+/* An id or connection id: 1..128 printable ASCII characters. */
+static bool id_ok(json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (!s || n == 0 || n > 128 || strlen(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= ' ' || s[i] == 0x7f || (unsigned char)s[i] >= 0x80)
+            return false;
+    return true;
+}
+
+static int frame_acks(json_t *ack, disp_frame_t *out, char *err, size_t errlen)
+{
+    size_t n = json_is_array(ack) ? json_array_size(ack) : 1;
+    if (!json_is_array(ack) && !id_ok(ack))
+        return wsg_errf(err, errlen, WSG_EINVAL, "\"ack\" is not an event id or an array of them");
+    if (n == 0 || n > DISP_FRAME_MAX_ACKS)
+        return wsg_errf(err, errlen, WSG_EINVAL, "\"ack\" needs 1 to %d event ids",
+                        DISP_FRAME_MAX_ACKS);
+    out->kind = DISP_FRAME_ACK;
+    if (!(out->ids = calloc(n, sizeof *out->ids)))
+        return WSG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_is_array(ack) ? json_array_get(ack, i) : ack;
+        if (!id_ok(v))
+            return wsg_errf(err, errlen, WSG_EINVAL, "\"ack\"[%zu] is not an event id", i);
+        if (!(out->ids[i] = strdup(json_string_value(v))))
+            return WSG_ENOMEM;
+        out->n_ids++;
+    }
+    return 0;
+}
+
+static int frame_publish(json_t *root, disp_frame_t *out, char *err, size_t errlen)
+{
+    json_t *ch = json_object_get(root, "channel"), *ex = json_object_get(root, "exclude");
+    out->kind = DISP_FRAME_PUBLISH;
+    if (!json_is_string(ch) || !channel_ok(json_string_value(ch), json_string_length(ch)))
+        return wsg_errf(err, errlen, WSG_EINVAL, "publish needs a valid \"channel\"");
+    if (ex && !id_ok(ex))
+        return wsg_errf(err, errlen, WSG_EINVAL, "\"exclude\" is not a connection id");
+    int rc = parse_send(root, &out->act);
+    if (rc == WSG_EINVAL)
+        return wsg_errf(err, errlen, rc,
+                        "publish needs exactly one of \"data\" (text) and "
+                        "\"data_base64\" (valid base64)");
+    if (rc != 0)
+        return rc;
+    if (!(out->act.channel = strdup(json_string_value(ch))) ||
+        (ex && !(out->conn_id = strdup(json_string_value(ex)))))
+        return WSG_ENOMEM;
+    return 0;
+}
+
+static int frame_action(json_t *root, disp_frame_t *out, char *err, size_t errlen)
+{
+    const char *kind = json_string_value(json_object_get(root, "action"));
+    if (kind && strcmp(kind, "publish") == 0)
+        return frame_publish(root, out, err, errlen);
+    out->kind = DISP_FRAME_ACTION;
+    json_t *id = json_object_get(root, "connection_id");
+    if (!id_ok(id))
+        return wsg_errf(err, errlen, WSG_EINVAL,
+                        "\"connection_id\" missing or not a connection id");
+    int rc = parse_action(root, &out->act); /* the fields of a webhook's response action */
+    if (rc == WSG_EINVAL)
+        return wsg_errf(err, errlen, rc, "%s%s%s", kind ? "bad \"" : "",
+                        kind ? kind : "no \"action\"",
+                        kind ? "\" action (unknown, or a field missing or invalid)" : "");
+    if (rc != 0)
+        return rc;
+    return (out->conn_id = strdup(json_string_value(id))) ? 0 : WSG_ENOMEM;
+}
+
+int disp_frame_parse(const char *body, size_t len, disp_frame_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t je;
+    json_t *root = json_loadb(body, len, 0, &je);
+    int rc;
+    if (!json_is_object(root))
+        rc = wsg_errf(err, errlen, WSG_EINVAL, "not a JSON object%s%s", root ? "" : ": ",
+                      root ? "" : je.text);
+    else if (json_object_get(root, "ack"))
+        rc = frame_acks(json_object_get(root, "ack"), out, err, errlen);
+    else if (json_object_get(root, "action"))
+        rc = frame_action(root, out, err, errlen);
+    else
+        rc = wsg_errf(err, errlen, WSG_EINVAL, "neither \"ack\" nor \"action\"");
+    json_decref(root);
+    if (rc != 0)
+        disp_frame_clear(out);
+    return rc;
+}
+
 static bool blank(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)

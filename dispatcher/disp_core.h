@@ -20,6 +20,7 @@
 #include "common/config.h"
 #include "dispatcher/disp_internal.h"
 #include "dispatcher/disp_proto.h"
+#include "dispatcher/disp_stream.h"
 #include "dispatcher/dispatch.h"
 #include "store/store.h"
 
@@ -69,13 +70,14 @@ typedef struct {
     const wsg_route_conf_t *conf;
     disp_rules_t *rules;
     const disp_proto_t *proto; /* what the route's backend speaks */
+    disp_stream_t *stream;     /* the backend is a ws(s):// stream; NULL: webhooks */
 } disp_rt_t;
 
 typedef enum {
     DISP_C_IDLE = 0, /* head not started */
     DISP_C_ROUTING,  /* routing-service call in flight */
     DISP_C_WAIT,     /* waiting for a free slot at its backend */
-    DISP_C_INFLIGHT, /* webhook in flight */
+    DISP_C_INFLIGHT, /* webhook in flight, or event sent on a stream and not acked */
     DISP_C_RETRY,    /* waiting until retry_at_ms */
 } disp_cstate_t;
 
@@ -87,9 +89,9 @@ struct disp_conn {
     disp_item_t *head, *tail;
     size_t n;
     disp_cstate_t state;
-    uint32_t attempts; /* tries of the head (batch) so far, bus redeliveries included */
-    int64_t first_ms;  /* when the head was first tried */
-    int64_t retry_at_ms;
+    uint32_t attempts;   /* tries of the head (batch) so far, bus redeliveries included */
+    int64_t first_ms;    /* when the head was first tried */
+    int64_t retry_at_ms; /* RETRY: when; INFLIGHT on a stream: the ack's deadline */
     long last_status;
     char last_err[192];
     char *dyn_backend;   /* named by the routing service (owned) */
@@ -130,6 +132,8 @@ struct disp {
     disp_conn_t *retry_list;
     disp_backend_t *backends;
     size_t inflight;
+    disp_sio_t *sio;             /* backend streams; NULL when no route has one */
+    disp_conn_t *stream_waiting; /* INFLIGHT on a stream, awaiting an ack (via lnext) */
     CURL **pool;
     size_t n_pool, cap_pool;
     uint64_t rng;
@@ -148,6 +152,15 @@ void disp_kick(disp_t *d, disp_conn_t *c);
 void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res);
 void disp_fire_timers(disp_t *d, int64_t now, int64_t *next_ms);
 void disp_backend_pump(disp_t *d, disp_backend_t *be);
+/* Sends action a for connection conn_id to edge (NULL: whichever holds it),
+ * in order; cb(ud, status) gets the edge's reply (bus_cmd_request; NULL:
+ * fire-and-forget). Any thread. Returns 0 (cb will be called) or the bus's
+ * error (logged; cb not called). */
+int disp_action_send(bus_t *bus, const char *conn_id, const char *edge, const disp_action_t *a,
+                     bus_reply_fn cb, void *ud);
+/* Delivery thread: applies the streams' notes (acks, streams down) and
+ * fails events whose ack is overdue; *next_ms: the earliest deadline left. */
+void disp_stream_turn(disp_t *d, int64_t now, int64_t *next_ms);
 
 /* disp_http.c: starts c's request; on failure c->last_err says why. */
 int disp_http_start(disp_t *d, disp_conn_t *c, const char *url, const char *id,

@@ -359,11 +359,17 @@ static int start_request(disp_t *d, disp_conn_t *c, uint64_t timeout_ms)
     return rc;
 }
 
+static void start_stream(disp_t *d, disp_conn_t *c);
+
 static void start_webhook(disp_t *d, disp_conn_t *c)
 {
     c->state = DISP_C_INFLIGHT;
     c->req.routing = false;
     c->be->inflight++;
+    if (c->rt->stream) {
+        start_stream(d, c);
+        return;
+    }
     if (c->batch_n == 0)
         c->batch_n = batch_size(c);
     int rc = start_request(d, c, c->rt->conf->delivery.timeout_ms);
@@ -387,10 +393,11 @@ void disp_backend_pump(disp_t *d, disp_backend_t *be)
     }
 }
 
-static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a)
+int disp_action_send(bus_t *bus, const char *conn_id, const char *edge, const disp_action_t *a,
+                     bus_reply_fn cb, void *ud)
 {
     bus_cmd_t cmd = {.op = a->op,
-                     .conn_id = c->id,
+                     .conn_id = conn_id,
                      .data = a->data,
                      .len = a->len,
                      .binary = a->binary,
@@ -398,13 +405,19 @@ static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_
                      .reason = a->reason,
                      .initiator = "server",
                      .channel = a->channel};
-    /* fire-and-forget, in order: commands from one caller to one edge
-     * arrive in the order sent, and the edge applies them in that order;
-     * it records subscription changes itself (BUS_EV_SUBSCRIPTION) */
-    int rc = bus_cmd_request(d->bus, edge, &cmd, NULL, NULL);
+    /* in order, nobody waiting for the reply: commands from one caller to
+     * one edge arrive in the order sent, and the edge applies them in that
+     * order; it records subscription changes itself (BUS_EV_SUBSCRIPTION) */
+    int rc = bus_cmd_request(bus, edge, &cmd, cb, ud);
     if (rc != 0)
-        WSG_LOG(WSG_LOG_WARN, "response action refused by the bus", "conn=%s code=%s", c->id,
+        WSG_LOG(WSG_LOG_WARN, "response action refused by the bus", "conn=%s code=%s", conn_id,
                 wsg_err_name(rc));
+    return rc;
+}
+
+static void send_action(disp_t *d, disp_conn_t *c, const char *edge, const disp_action_t *a)
+{
+    disp_action_send(d->bus, c->id, edge, a, NULL, NULL); /* fire-and-forget */
 }
 
 /* Applies a 2xx answer's actions, in order, through the holding edge.
@@ -564,4 +577,105 @@ void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
         backend_maybe_free(d, be);
     }
     disp_conn_release(d, c);
+}
+
+/* ---- backend streams (disp_stream.h): the same state machine, an ack for a 2xx */
+
+/* Sends c's head event on its route's stream; the ack (or its deadline, or
+ * the stream going down) ends the attempt. */
+static void start_stream(disp_t *d, disp_conn_t *c)
+{
+    const bus_event_t *ev = c->head->ev;
+    const char *body = NULL;
+    char *owned = NULL;
+    size_t len = 0;
+    c->batch_n = 1; /* one event per frame */
+    int rc = c->rt->proto->body(&ev, 1, &body, &len, &owned, c->last_err, sizeof c->last_err);
+    if (rc == 0)
+        rc = disp_stream_send(c->rt->stream, ev->id, body, len);
+    free(owned);
+    if (rc != 0) {
+        c->be->inflight--;
+        c->last_status = 0;
+        snprintf(c->last_err, sizeof c->last_err, "%s",
+                 rc == WSG_EUNAVAILABLE ? "backend stream not connected"
+                 : rc == WSG_ENOMEM     ? "out of memory"
+                                        : c->last_err);
+        fail_attempt(d, c, rc == WSG_EPROTO, NULL);
+        return;
+    }
+    wsg_count(WSG_M_WEBHOOK_REQUESTS, 1);
+    c->retry_at_ms = disp_now_ms() + (int64_t)c->rt->conf->delivery.timeout_ms;
+    c->lnext = d->stream_waiting;
+    d->stream_waiting = c;
+}
+
+/* c left the waiting list: its attempt ended with an ack (acked) or not. */
+static void stream_end(disp_t *d, disp_conn_t *c, bool acked, const char *why)
+{
+    disp_backend_t *be = c->be;
+    const bus_event_t *ev = c->head->ev;
+    c->lnext = NULL;
+    be->inflight--;
+    wsg_recent_add("webhook", "%s %s conn=%s route=%s -> stream %s, attempt %u", ev_name(ev->type),
+                   ev->id, ev->conn_id, ev->route ? ev->route : "", acked ? "ack" : why,
+                   c->attempts + 1);
+    if (acked) {
+        wsg_count(WSG_M_WEBHOOK_2XX, 1);
+        done_items(d, c, 1);
+        reset_head(c);
+        disp_kick(d, c);
+    } else {
+        c->last_status = 0;
+        snprintf(c->last_err, sizeof c->last_err, "%s", why);
+        wsg_count(WSG_M_WEBHOOK_ERRORS, 1);
+        fail_attempt(d, c, false, NULL);
+    }
+    disp_backend_pump(d, be);
+    backend_maybe_free(d, be);
+    disp_conn_release(d, c);
+}
+
+/* Ends the waiting attempts of stream s (all of them, or the one of event
+ * id) or, with s NULL, those whose deadline passed by now. */
+static void stream_sweep(disp_t *d, const disp_stream_t *s, const char *id, int64_t now,
+                         int64_t *next_ms)
+{
+    disp_conn_t *ended = NULL;
+    for (disp_conn_t **p = &d->stream_waiting; *p;) {
+        disp_conn_t *c = *p;
+        bool hit = s ? c->rt->stream == s && (!id || strcmp(c->head->ev->id, id) == 0)
+                     : c->retry_at_ms <= now;
+        if (hit) {
+            *p = c->lnext;
+            c->lnext = ended;
+            ended = c;
+            if (id)
+                break;
+            continue;
+        }
+        if (!s && (*next_ms < 0 || c->retry_at_ms < *next_ms))
+            *next_ms = c->retry_at_ms;
+        p = &c->lnext;
+    }
+    while (ended) {
+        disp_conn_t *c = ended;
+        ended = c->lnext;
+        stream_end(d, c, id != NULL,
+                   s ? "backend stream closed before the ack" : "no ack within delivery.timeout");
+    }
+}
+
+void disp_stream_turn(disp_t *d, int64_t now, int64_t *next_ms)
+{
+    disp_snote_t *n = disp_sio_take(d->sio);
+    while (n) {
+        disp_snote_t *next = n->next;
+        /* also while stopping: an ack finishes an event in flight */
+        stream_sweep(d, n->s, n->kind == DISP_SN_ACK ? n->id : NULL, now, next_ms);
+        free(n);
+        n = next;
+    }
+    if (!d->halt)
+        stream_sweep(d, NULL, NULL, now, next_ms);
 }

@@ -115,4 +115,31 @@ int disp_actions_parse(const char *body, size_t len, disp_action_t **out, size_t
                        size_t *skipped, char *err, size_t errlen);
 void disp_actions_free(disp_action_t *a, size_t n);
 
+/* ---- disp_actions.c: frames a backend stream sends (docs/webhooks.md) ------ */
+
+/* Most event ids one {"ack":[...]} frame may carry. */
+#define DISP_FRAME_MAX_ACKS 1024
+
+typedef enum {
+    DISP_FRAME_ACK = 1,     /* ids[0..n_ids) */
+    DISP_FRAME_ACTION = 2,  /* act, for connection conn_id */
+    DISP_FRAME_PUBLISH = 3, /* act.channel, act.data/len/binary; conn_id: exclude or NULL */
+} disp_frame_kind_t;
+
+typedef struct {
+    disp_frame_kind_t kind;
+    char **ids;
+    size_t n_ids;
+    char *conn_id;
+    disp_action_t act;
+} disp_frame_t;
+
+/* Parses one text frame from a backend stream: {"ack":"id"}, {"ack":[ids]},
+ * {"action":"send"|"close"|"subscribe"|"unsubscribe","connection_id":...}
+ * with a response action's fields, or {"action":"publish","channel":...,
+ * "data"|"data_base64":..., "exclude"?}. Returns 0 (out filled; free with
+ * disp_frame_clear), WSG_EINVAL (detail in err; out empty), WSG_ENOMEM. */
+int disp_frame_parse(const char *body, size_t len, disp_frame_t *out, char *err, size_t errlen);
+void disp_frame_clear(disp_frame_t *f);
+
 #endif

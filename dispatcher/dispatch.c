@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/thread.h"
+#include "common/url.h"
 #include "dispatcher/disp_core.h"
 #include "wsgate/version.h" /* generated from project(VERSION) */
 
@@ -194,7 +195,8 @@ static bool turn(disp_t *d, int64_t *stop_deadline)
         *stop_deadline = now + d->stop_grace_ms;
     }
     take_inbox(d, items);
-    if (d->halt && (d->inflight == 0 || now >= *stop_deadline))
+    disp_stream_turn(d, now, &next); /* acks end attempts, stopping or not */
+    if (d->halt && ((d->inflight == 0 && !d->stream_waiting) || now >= *stop_deadline))
         return false;
     if (!d->halt)
         disp_fire_timers(d, now, &next);
@@ -247,6 +249,12 @@ static int routes_new(disp_t *d, char *err, size_t errlen)
         int rc = disp_rules_new(&d->rts[i].rules, d->rts[i].conf, err, errlen);
         if (rc != 0)
             return rc;
+        if (!wsg_url_is_stream(d->rts[i].conf->backend))
+            continue;
+        if (!d->sio && (rc = disp_sio_new(&d->sio, d->bus, d->multi)) != 0)
+            return rc;
+        if ((rc = disp_sio_add(d->sio, d->rts[i].conf, &d->rts[i].stream, err, errlen)) != 0)
+            return rc;
     }
     return 0;
 }
@@ -292,6 +300,9 @@ int disp_start(disp_t *d, char *err, size_t errlen)
 {
     if (!d || d->started)
         return wsg_errf(err, errlen, WSG_EINVAL, "dispatcher already started");
+    int rc = d->sio ? disp_sio_start(d->sio, err, errlen) : 0;
+    if (rc != 0)
+        return rc;
     if (pthread_create(&d->th, NULL, run, d) != 0)
         return wsg_errf(err, errlen, WSG_ENOMEM, "dispatcher: cannot start its thread");
     d->started = true;
@@ -315,6 +326,7 @@ void disp_stop(disp_t *d, int64_t grace_ms)
         pthread_join(d->th, NULL);
         d->started = false;
     }
+    disp_sio_stop(d->sio); /* what was in flight on a stream stays in the bus */
 }
 
 void disp_free(disp_t *d)
@@ -346,6 +358,7 @@ void disp_free(disp_t *d)
     free(d->rts);
     free(d->buckets);
     disp_http_pool_free(d);
+    disp_sio_free(d->sio); /* before the multi handle its notes wake */
     if (d->multi)
         curl_multi_cleanup(d->multi);
     store_free(d->st);

@@ -423,6 +423,89 @@ static void actions_bad_input(void **state)
     disp_actions_free(a, n);
 }
 
+/* Backend stream frames (docs/webhooks.md "Backend streams"). */
+static void stream_frames_good(void **state)
+{
+    (void)state;
+    disp_frame_t f;
+    char err[192];
+    const char *one = "{\"ack\":\"evt_1\"}";
+    assert_int_equal(disp_frame_parse(one, strlen(one), &f, err, sizeof err), 0);
+    assert_int_equal(f.kind, DISP_FRAME_ACK);
+    assert_int_equal(f.n_ids, 1);
+    assert_string_equal(f.ids[0], "evt_1");
+    disp_frame_clear(&f);
+    const char *many = "{\"ack\":[\"evt_1\",\"evt_2\"]}";
+    assert_int_equal(disp_frame_parse(many, strlen(many), &f, err, sizeof err), 0);
+    assert_int_equal(f.n_ids, 2);
+    assert_string_equal(f.ids[1], "evt_2");
+    disp_frame_clear(&f);
+    const char *send = "{\"action\":\"send\",\"connection_id\":\"c1\",\"data_base64\":\"AAE=\"}";
+    assert_int_equal(disp_frame_parse(send, strlen(send), &f, err, sizeof err), 0);
+    assert_int_equal(f.kind, DISP_FRAME_ACTION);
+    assert_string_equal(f.conn_id, "c1");
+    assert_int_equal(f.act.op, BUS_CMD_SEND);
+    assert_int_equal(f.act.binary, 1);
+    assert_int_equal(f.act.len, 2);
+    disp_frame_clear(&f);
+    const char *close = "{\"action\":\"close\",\"connection_id\":\"c1\",\"code\":4001}";
+    assert_int_equal(disp_frame_parse(close, strlen(close), &f, err, sizeof err), 0);
+    assert_int_equal(f.act.op, BUS_CMD_CLOSE);
+    assert_int_equal(f.act.code, 4001);
+    disp_frame_clear(&f);
+    const char *pub =
+        "{\"action\":\"publish\",\"channel\":\"room\",\"data\":\"hi\",\"exclude\":\"c2\"}";
+    assert_int_equal(disp_frame_parse(pub, strlen(pub), &f, err, sizeof err), 0);
+    assert_int_equal(f.kind, DISP_FRAME_PUBLISH);
+    assert_string_equal(f.act.channel, "room");
+    assert_string_equal(f.conn_id, "c2");
+    assert_memory_equal(f.act.data, "hi", 2);
+    disp_frame_clear(&f);
+}
+
+static void stream_frames_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "not json",
+        "[]",
+        "5",
+        "{}",
+        "{\"hello\":1}",
+        "{\"ack\":5}",
+        "{\"ack\":[]}",
+        "{\"ack\":[\"ok\",7]}",
+        "{\"ack\":\"has space\"}",
+        "{\"ack\":\"\"}",
+        "{\"action\":\"send\",\"data\":\"no id\"}",
+        "{\"action\":\"send\",\"connection_id\":\"c1\"}",
+        "{\"action\":\"send\",\"connection_id\":5,\"data\":\"x\"}",
+        "{\"action\":\"explode\",\"connection_id\":\"c1\"}",
+        "{\"action\":\"close\",\"connection_id\":\"c1\",\"code\":1006}",
+        "{\"action\":\"subscribe\",\"connection_id\":\"c1\",\"channel\":\"\"}",
+        "{\"action\":\"publish\",\"data\":\"no channel\"}",
+        "{\"action\":\"publish\",\"channel\":\"room\"}",
+        "{\"action\":\"publish\",\"channel\":\"room\",\"data\":\"x\",\"exclude\":3}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        disp_frame_t f;
+        char err[192] = "";
+        assert_int_equal(disp_frame_parse(bad[i], strlen(bad[i]), &f, err, sizeof err), WSG_EINVAL);
+        assert_true(err[0] != '\0');
+        assert_null(f.ids);
+        assert_null(f.conn_id);
+        assert_null(f.act.data);
+    }
+    char big[16 * 1100] = "{\"ack\":[";
+    for (int i = 0; i <= DISP_FRAME_MAX_ACKS; i++)
+        strcat(big, i ? ",\"e\"" : "\"e\"");
+    strcat(big, "]}");
+    disp_frame_t f;
+    char err[192];
+    assert_int_equal(disp_frame_parse(big, strlen(big), &f, err, sizeof err), WSG_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +520,8 @@ int main(void)
         cmocka_unit_test(batch_bodies_and_ids),
         cmocka_unit_test(actions_good),
         cmocka_unit_test(actions_bad_input),
+        cmocka_unit_test(stream_frames_good),
+        cmocka_unit_test(stream_frames_bad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

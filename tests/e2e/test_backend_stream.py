@@ -1,0 +1,481 @@
+# SPDX-License-Identifier: MIT
+"""test_backend_stream.py — backend streams (docs/webhooks.md "Backend streams"):
+a route whose backend is a ws:// URL gets its events over one WebSocket the
+dispatcher opens to the backend, and the backend acts at any time over it.
+
+- the handshake carries Authorization: Bearer <JWT>, HS256 with the route's
+  webhook key (and not with another key);
+- connect, messages and disconnect arrive in order, one text frame each,
+  with the webhook envelope (id, type, connection_id, route, seq, ...);
+- actions from the backend (send, subscribe + publish, close) reach the
+  client at any time, not in reply to an event;
+- a bad frame gets {"error":{"status":400,...}} and changes nothing; an
+  action for a connection no edge holds gets a 410 error frame naming it;
+- a backend restart: the unacknowledged event comes again with the same id,
+  then the rest, nothing lost, order kept;
+- a gateway killed -9 with an event unacknowledged: after the restart the
+  stream gets it again with the same id, then the rest, then the
+  connection's one disconnect (edge_lost);
+- an event never acknowledged within delivery.timeout is sent again with
+  the same id, and dead-lettered after delivery.max_attempts, as a webhook;
+  the next event of the connection then flows;
+- a backend that stops reading its socket: the gateway's memory stays
+  bounded while it does, the clients stay connected, and once it reads
+  again every event arrives, in order per connection;
+- a backend that never acknowledges: delivery stops at
+  delivery.max_concurrency events in flight, the gateway's memory stays
+  bounded, the clients stay connected.
+
+The backend is a small WebSocket server on the standard library (the server
+side of tests/lib/wsgate_ws.py's frame reader). Env: WSGATE_BIN,
+PYTHONPATH=tests/lib.
+"""
+
+import base64
+import hashlib
+import json
+import re
+import socket
+import ssl
+import tempfile
+import threading
+import time
+
+import wsgate_test as w
+from wsgate_jwt import verify_jwt
+from wsgate_tls import TestCA
+from wsgate_util import DEFAULT_WHSEC
+from wsgate_ws import OP_BINARY, OP_TEXT, WsClient
+
+KEY = base64.b64decode(DEFAULT_WHSEC[len("whsec_"):])
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class _Peer(WsClient):
+    """The backend's side of the stream: frames it sends are not masked."""
+
+    def send_frame(self, opcode, payload=b"", fin=True, mask=False, rsv=0):
+        super().send_frame(opcode, payload, fin, False, rsv)
+
+
+class StreamBackend:
+    """Accepts the dispatcher's stream on 127.0.0.1:port; records every
+    frame, acknowledges events when self.ack is true."""
+
+    def __init__(self, port=0, ack=True, tls=None):
+        self.ack = ack
+        self.tls = tls  # an ssl.SSLContext: wss://
+        self.lock = threading.Condition()
+        self.events = []   # every event frame, parsed, in arrival order
+        self.replies = []  # frames that are not events (error frames)
+        self.tokens = []   # Authorization bearer tokens of accepted handshakes
+        self.peers = []
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", port))
+        self.ls.listen(8)
+        self.port = self.ls.getsockname()[1]
+        self.url = "%s://127.0.0.1:%d/stream" % ("wss" if tls else "ws", self.port)
+        self._t = threading.Thread(target=self._accept, daemon=True)
+        self._t.start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        try:
+            if self.tls:
+                s.settimeout(10)
+                s = self.tls.wrap_socket(s, server_side=True)
+            head, rest = self._head(s)
+        except (OSError, ValueError):
+            s.close()
+            return
+        auth = head.get("authorization", "")
+        key = head.get("sec-websocket-key", "")
+        acc = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+        s.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % acc).encode())
+        peer = _Peer(s, rest, auto_pong=True)
+        with self.lock:
+            self.tokens.append(auth[len("Bearer "):] if auth.startswith("Bearer ") else auth)
+            self.peers.append(peer)
+            self.lock.notify_all()
+        while True:
+            try:
+                op, payload = peer.recv(3600)
+            except (AssertionError, OSError):
+                return
+            msg = json.loads(payload) if op == OP_TEXT else {"binary": True}
+            with self.lock:
+                (self.events if "type" in msg else self.replies).append(msg)
+                self.lock.notify_all()
+            if "type" in msg and self.ack:
+                try:
+                    peer.send_text(json.dumps({"ack": msg["id"]}))
+                except OSError:  # stopped meanwhile
+                    return
+
+    @staticmethod
+    def _head(s):
+        # the request line parses like a status line: only the headers matter
+        s.settimeout(10)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ValueError("closed during the handshake")
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        hdrs = {}
+        for ln in head.decode("latin-1").split("\r\n")[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        s.settimeout(None)
+        return hdrs, rest
+
+    def peer(self, timeout=15):
+        return self.wait(lambda: self.peers[-1] if self.peers else None, timeout)
+
+    def send(self, obj):
+        """Sends obj (dict: as JSON; bytes: a binary frame) on the stream."""
+        p = self.peer()
+        if isinstance(obj, bytes):
+            p.send_frame(OP_BINARY, obj)
+        else:
+            p.send_text(obj if isinstance(obj, str) else json.dumps(obj))
+
+    def wait(self, fn, timeout=15):
+        deadline = time.monotonic() + w.scaled(timeout)
+        with self.lock:
+            while True:
+                v = fn()
+                if v:
+                    return v
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("backend stream: condition not met in %ss "
+                                         "(events=%r replies=%r)"
+                                         % (timeout, self.events[-5:], self.replies[-5:]))
+                self.lock.wait(min(left, 0.2))
+
+    def wait_events(self, pred, n, timeout=20):
+        return self.wait(lambda: (lambda l: l if len(l) >= n else None)(
+            [e for e in self.events if pred(e)]), timeout)
+
+    def stop(self):
+        try:  # shutdown first: it wakes the accept() of the other thread
+            self.ls.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.ls.close()
+        except OSError:
+            pass
+        for p in list(self.peers):
+            p.abort()
+
+
+def sanitized(pid):
+    """True under AddressSanitizer: its quarantine keeps freed memory, so RSS
+    measures what was allocated, not what is held (as test_overload.py)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
+def assert_rss_bounded(tc, pid, rss0, bound_kib=64 * 1024):
+    grown = rss_kib(pid) - rss0
+    if not sanitized(pid):
+        tc.assertLess(grown, bound_kib, "gateway RSS grew by %d KiB" % grown)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+class BackendStream(w.GatewayTestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def stream_backend(self, **kw):
+        be = StreamBackend(**kw)
+        self.addCleanup(be.stop)
+        return be
+
+    def start(self, be, **delivery):
+        d = {"backoff_initial": "100ms", "backoff_max": "500ms", "max_attempts": 1000}
+        d.update(delivery)
+        self.gw = self.gateway([w.route("/chat", be.url, delivery=d)])
+        return self.gw
+
+    def test_handshake_jwt_and_ordered_envelopes(self):
+        be = self.stream_backend()
+        self.start(be)
+        ws = self.client(self.gw.edge_url + "/chat")
+        for i in range(5):
+            ws.send_text("m%d" % i)
+        self.assertEqual(ws.close(), (1000, ""))
+        evs = be.wait_events(lambda e: True, 7)
+        self.assertEqual([e["type"] for e in evs],
+                         ["connect"] + ["message"] * 5 + ["disconnect"], evs)
+        self.assertEqual([e.get("data") for e in evs[1:6]], ["m%d" % i for i in range(5)])
+        cid = evs[0]["connection_id"]
+        for k, e in enumerate(evs):
+            self.assertTrue(e["id"].startswith("evt_"), e)
+            self.assertEqual(e["connection_id"], cid)
+            self.assertEqual(e["route"], "/chat")
+            self.assertEqual(e["seq"], k + 1)
+            self.assertIn("timestamp", e)
+        self.assertEqual(len({e["id"] for e in evs}), 7)
+        tok = be.tokens[0]
+        claims = verify_jwt(tok, "HS256", KEY)
+        self.assertEqual(claims["sub"], "/chat")
+        self.assertEqual(claims["iss"], "wsgate")
+        self.assertLessEqual(claims["exp"], time.time() + 120)
+        with self.assertRaises(ValueError):
+            verify_jwt(tok, "HS256", b"another key, not the route's secret")
+
+    def test_wss_backend(self):
+        ca = TestCA(self.tmp.name)
+        cert, key = ca.issue("backend")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        be = self.stream_backend(tls=ctx)
+        # the dispatcher verifies the backend's certificate with OpenSSL's
+        # default trust store, pointed at the test CA
+        self.gw = self.gateway([w.route("/chat", be.url)], env={"SSL_CERT_FILE": ca.pem})
+        ws = self.client(self.gw.edge_url + "/chat")
+        ws.send_text("over tls")
+        evs = be.wait_events(lambda e: e["type"] == "message", 1)
+        self.assertEqual(evs[0]["data"], "over tls")
+        verify_jwt(be.tokens[0], "HS256", KEY)
+        be.send({"action": "send", "connection_id": evs[0]["connection_id"], "data": "back"})
+        self.assertEqual(ws.recv_text(15), "back")
+
+    def test_wss_backend_untrusted_is_refused(self):
+        ca = TestCA(self.tmp.name)
+        cert, key = ca.issue("backend")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        be = self.stream_backend(tls=ctx)
+        self.gw = self.gateway([w.route("/chat", be.url)],
+                               env={"SSL_CERT_FILE": "/nonexistent/ca.pem"})
+        ws = self.client(self.gw.edge_url + "/chat")
+        ws.send_text("must not leave")
+        self.gw.wait_log("backend stream down", timeout=15, route="/chat")
+        time.sleep(1)
+        self.assertEqual(be.events, [])
+        self.assertEqual(be.tokens, [])  # no handshake over an unverified TLS session
+
+    def test_actions_at_any_time(self):
+        be = self.stream_backend()
+        self.start(be)
+        ws = self.client(self.gw.edge_url + "/chat")
+        cid = be.wait_events(lambda e: e["type"] == "connect", 1)[0]["connection_id"]
+        time.sleep(0.3)  # nothing pending: what follows answers no event
+        be.send({"action": "send", "connection_id": cid, "data": "push-1"})
+        self.assertEqual(ws.recv_text(15), "push-1")
+        be.send({"action": "send", "connection_id": cid, "data_base64": "AAE="})
+        self.assertEqual(ws.recv(15), (OP_BINARY, b"\x00\x01"))
+        be.send({"action": "subscribe", "connection_id": cid, "channel": "room1"})
+        be.send({"action": "send", "connection_id": cid, "data": "joined"})
+        self.assertEqual(ws.recv_text(15), "joined")
+        be.send({"action": "publish", "channel": "room1", "data": "to the room"})
+        self.assertEqual(ws.recv_text(15), "to the room")
+        be.send({"action": "close", "connection_id": cid, "code": 4001, "reason": "bye"})
+        self.assertEqual(ws.wait_closed(15), (4001, "bye"))
+        disc = be.wait_events(lambda e: e["type"] == "disconnect", 1)[0]
+        self.assertEqual((disc["code"], disc.get("reason")), (4001, "bye"))
+        self.assertEqual(be.replies, [])
+
+    def test_bad_frames_answered_and_change_nothing(self):
+        be = self.stream_backend()
+        self.start(be)
+        ws = self.client(self.gw.edge_url + "/chat")
+        cid = be.wait_events(lambda e: e["type"] == "connect", 1)[0]["connection_id"]
+        bad = ["this is not json{", {"hello": "world"}, {"action": "send", "data": "no id"},
+               {"action": "explode", "connection_id": cid},
+               {"action": "send", "connection_id": cid},
+               {"action": "close", "connection_id": cid, "code": 1006},
+               {"action": "subscribe", "connection_id": cid, "channel": ""},
+               {"ack": 5}, {"ack": []}, b"\x01\x02"]
+        for f in bad:
+            be.send(f)
+        got = be.wait(lambda: be.replies if len(be.replies) >= len(bad) else None)
+        for r in got:
+            self.assertEqual(r["error"]["status"], 400, r)
+            self.assertTrue(r["error"]["detail"], r)
+        be.send({"action": "send", "connection_id": cid, "data": "still fine"})
+        self.assertEqual(ws.recv_text(15), "still fine")  # nothing came before it
+        self.assertFalse(ws.closed.is_set())
+        ws.send_text("after")
+        be.wait_events(lambda e: e.get("data") == "after", 1)
+        self.assertEqual(len(be.replies), len(bad))
+
+    def test_action_for_unknown_connection_gets_410(self):
+        be = self.stream_backend()
+        self.start(be)
+        ws = self.client(self.gw.edge_url + "/chat")
+        cid = be.wait_events(lambda e: e["type"] == "connect", 1)[0]["connection_id"]
+        be.send({"action": "send", "connection_id": "no-such-connection", "data": "x"})
+        err = be.wait(lambda: be.replies[0] if be.replies else None)["error"]
+        self.assertEqual((err["status"], err["action"], err["connection_id"]),
+                         (410, "send", "no-such-connection"), err)
+        be.send({"action": "send", "connection_id": cid, "data": "real"})
+        self.assertEqual(ws.recv_text(15), "real")
+        self.assertEqual(len(be.replies), 1, be.replies)
+
+    def test_backend_restart_redelivers_same_ids_in_order(self):
+        be = self.stream_backend(ack=False)
+        # an ack timeout far beyond the waits below: the resend is the
+        # stream's drop, not a timeout
+        self.start(be, timeout="120s")
+        ws = self.client(self.gw.edge_url + "/chat")
+        conn = be.wait_events(lambda e: e["type"] == "connect", 1)[0]
+        be.peer().send_text(json.dumps({"ack": conn["id"]}))
+        for i in range(3):
+            ws.send_text("a%d" % i)
+        first = be.wait_events(lambda e: e["type"] == "message", 1)[0]
+        self.assertEqual(first["data"], "a0")
+        time.sleep(0.5)  # one event of a connection in flight: a1 waits for a0's ack
+        self.assertEqual([e.get("data") for e in be.events if e["type"] == "message"], ["a0"])
+        port = be.port
+        be.stop()
+        for i in range(3, 6):
+            ws.send_text("a%d" % i)
+        time.sleep(1.0)  # the dispatcher retries against a closed port
+        be2 = self.stream_backend(port=port)
+        msgs = be2.wait_events(lambda e: e["type"] == "message", 6, timeout=20)
+        self.assertEqual(msgs[0]["id"], first["id"])  # the unacked event again, same id
+        seen = []
+        for e in msgs:
+            if e["id"] not in [s["id"] for s in seen]:
+                seen.append(e)
+        self.assertEqual([e["data"] for e in seen], ["a%d" % i for i in range(6)])
+        self.assertEqual([e["seq"] for e in seen], list(range(2, 8)))
+        self.assertEqual(be2.replies, [])
+        ws.close()
+
+    def test_gateway_kill9_redelivers_same_ids(self):
+        be = self.stream_backend(ack=False)
+        self.start(be)
+        ws = self.client(self.gw.edge_url + "/chat")
+        conn = be.wait_events(lambda e: e["type"] == "connect", 1)[0]
+        be.peer().send_text(json.dumps({"ack": conn["id"]}))
+        for i in range(3):
+            ws.send_text("k%d" % i)
+        first = be.wait_events(lambda e: e["type"] == "message", 1)[0]
+        self.assertEqual(first["data"], "k0")
+        # k1 and k2 are owed only once durable (connect + 3 messages accepted)
+        api = self.gw.control()
+
+        def accepted():
+            text = api.get("/metrics").body.decode()
+            m = re.search(r"^wsgate_events_accepted_total (\d+)", text, re.M)
+            return m is not None and int(m.group(1)) >= 4
+        w.wait_until(accepted, 10, 0.02, "the three messages made durable before the kill")
+        n_before = len(be.events)
+        be.ack = True
+        self.gw.restart(kill=True)
+        evs = be.wait(lambda: (lambda l: l if any(e["type"] == "disconnect" for e in l) else None)(
+            be.events[n_before:]), timeout=60)
+        # the acked connect may come again too (its done may not have been
+        # durable before the kill: at-least-once), with its own id
+        again = [e for e in evs if e["type"] == "connect"]
+        self.assertTrue(all(e["id"] == conn["id"] for e in again), again)
+        evs = [e for e in evs if e["type"] != "connect"]
+        self.assertEqual(evs[0]["id"], first["id"])  # the unacked event again, same id
+        seen = []
+        for e in evs:
+            if e["id"] not in [s["id"] for s in seen]:
+                seen.append(e)
+        self.assertEqual([e["type"] for e in seen], ["message"] * 3 + ["disconnect"], seen)
+        self.assertEqual([e.get("data") for e in seen[:3]], ["k0", "k1", "k2"])
+        self.assertEqual(seen[3]["connection_id"], conn["connection_id"])
+        self.assertEqual(seen[3].get("initiator"), "edge_lost")
+
+    def test_unacked_event_retried_then_dead_lettered(self):
+        be = self.stream_backend(ack=False)
+        self.start(be, timeout="300ms", max_attempts=3, backoff_initial="100ms",
+                   backoff_max="200ms")
+        ws = self.client(self.gw.edge_url + "/chat")
+        conn = be.wait_events(lambda e: e["type"] == "connect", 1)[0]
+        be.peer().send_text(json.dumps({"ack": conn["id"]}))
+        ws.send_text("ignored")
+        ws.send_text("next")
+        tries = be.wait_events(lambda e: e.get("data") == "ignored", 3)
+        self.assertEqual({e["id"] for e in tries}, {tries[0]["id"]})  # the same id each time
+        api = self.gw.control()
+        dead = w.wait_until(lambda: [d for d in api.dead_letters().json["items"]
+                                     if d["id"] == tries[0]["id"]], 20, 0.1, "the dead letter")[0]
+        self.assertEqual(dead["attempts"], 3, dead)
+        self.assertIn("no ack", dead.get("last_error", ""), dead)
+        nxt = be.wait_events(lambda e: e.get("data") == "next", 1)[0]
+        be.peer().send_text(json.dumps({"ack": nxt["id"]}))
+        time.sleep(0.5)
+        self.assertEqual(len([e for e in be.events if e.get("data") == "ignored"]), 3)
+        self.assertFalse(ws.closed.is_set())
+
+    def test_backend_that_stops_reading(self):
+        be = self.stream_backend()
+        self.start(be, max_concurrency=4)
+        clients = [self.client(self.gw.edge_url + "/chat") for _ in range(10)]
+        be.wait_events(lambda e: e["type"] == "connect", 10)
+        be.peer().pause_reading()
+        rss0 = rss_kib(self.gw.pid)
+        big = "y" * 65536
+        for i in range(20):
+            for ws in clients:
+                ws.send_text("%02d" % i + big)
+        time.sleep(3)
+        assert_rss_bounded(self, self.gw.pid, rss0)
+        for ws in clients:
+            self.assertFalse(ws.closed.is_set())
+        be.peer().resume_reading()
+        msgs = be.wait_events(lambda e: e["type"] == "message", 200, timeout=60)
+        by_conn = {}
+        for e in msgs:
+            seen = by_conn.setdefault(e["connection_id"], [])
+            if e["id"] not in [x["id"] for x in seen]:
+                seen.append(e)
+        self.assertEqual(len(by_conn), 10)
+        for evs in by_conn.values():
+            self.assertEqual([e["data"][:2] for e in evs], ["%02d" % i for i in range(20)])
+
+    def test_never_acking_backend_bounds_delivery(self):
+        be = self.stream_backend(ack=False)
+        self.start(be, max_concurrency=3, timeout="10m")
+        clients = [self.client(self.gw.edge_url + "/chat") for _ in range(8)]
+        be.wait_events(lambda e: True, 3)
+        rss0 = rss_kib(self.gw.pid)
+        payload = "x" * 2000
+        for _ in range(100):
+            for ws in clients:
+                ws.send_text(payload)
+        time.sleep(3)
+        ids = {e["id"] for e in be.events}
+        self.assertEqual(len(ids), 3, [(e["type"], e["connection_id"]) for e in be.events])
+        self.assertTrue(all(e["type"] == "connect" for e in be.events), be.events)
+        for ws in clients:
+            self.assertFalse(ws.closed.is_set())
+        assert_rss_bounded(self, self.gw.pid, rss0)
+        # acknowledging lets the next events through, in order per connection
+        be.ack = True
+        for e in list(be.events):
+            be.peer().send_text(json.dumps({"ack": e["id"]}))
+        be.wait_events(lambda e: e["type"] == "message", 10, timeout=30)
+
+
+if __name__ == "__main__":
+    w.main()
