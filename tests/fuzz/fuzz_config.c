@@ -6,13 +6,14 @@
  * config file is an operator's, but it is also what `wsgate check-config`
  * is pointed at, and start-up must end in a clear error, never a crash.
  * Checks: a refusal says where and why and returns nothing; a loaded config
- * holds what the loader promises (route paths absolute, backends parseable,
- * every rule backend within allowed_backends, allowed_backends entries
- * usable as prefixes, HS* secrets long enough), and `check-config --verbose`
- * output (wsg_config_describe) never shows a secret: describing the config
- * again after every secret's bytes were changed (length kept) prints the
- * same text. (Looking for the secret's text in the output would be wrong:
- * the same text may be a legitimate value elsewhere, an issuer say.)
+ * holds what the loader promises (route paths absolute, backends parseable:
+ * http(s), or ws(s) for a backend stream; every rule backend within
+ * allowed_backends, allowed_backends entries usable as prefixes, HS*
+ * secrets long enough), and `check-config --verbose` output
+ * (wsg_config_describe) never shows a secret: describing the config again
+ * after every secret's bytes were changed (length kept) prints the same
+ * text. (Looking for the secret's text in the output would be wrong: the
+ * same text may be a legitimate value elsewhere, an issuer say.)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,7 @@ static void check_jwt(const wsg_jwt_conf_t *j)
 static void check_route(const wsg_route_conf_t *r)
 {
     char why[256];
-    if (!r->path || r->path[0] != '/' || wsg_url_check_http(r->backend, why, sizeof why) != 0)
+    if (!r->path || r->path[0] != '/' || wsg_url_check_backend(r->backend, why, sizeof why) != 0)
         abort();
     for (size_t i = 0; i < r->n_allowed_backends; i++)
         if (wsg_url_check_prefix(r->allowed_backends[i], why, sizeof why) != 0)
