@@ -86,9 +86,9 @@ typedef struct {
                                queue (WAL); NULL = ":memory:" (tests only) */
     const char *name;       /* this process's name, for NATS connection names */
     uint32_t partitions;    /* NATS: event subject partitions (default 16) */
-    uint32_t ack_wait_ms;   /* NATS: AckWait of event consumers (default 30000);
-                               a dead process's partition leases expire after
-                               1.5 x this */
+    uint32_t ack_wait_ms;   /* NATS: AckWait of event consumers (default 30000) */
+    uint32_t lease_ttl_ms;  /* NATS: partition lease lifetime (default 3000): a
+                               dead process's partitions move after it */
 } bus_opts_t;
 
 /* Opens a bus. Returns 0, WSG_EINVAL (unknown URL scheme), WSG_EBUS (the
@@ -214,7 +214,9 @@ typedef struct bus_delivery bus_delivery_t;
  * ev and its strings stay valid until bus_event_done(d). The count is
  * persisted: an event handed out and left undone when the process died comes
  * back with attempt + 1; one that was durable but never handed out, with the
- * same attempt. */
+ * same attempt. (NATS, when a new holder restarted the partition's consumer
+ * after a crash: 2 for every event the old consumer had handed out, however
+ * often: the count of the old consumer is gone.) */
 typedef void (*bus_event_fn)(void *ud, const bus_event_t *ev, bus_delivery_t *d, uint32_t attempt);
 
 /* Registers a consumer group (e.g. "dispatch", "registry") receiving events

@@ -255,7 +255,7 @@ static void fill_defaults(bus_nats_tune_t *t)
     if (!t->ack_wait_ms)
         t->ack_wait_ms = 30000;
     if (!t->lease_ttl_ms)
-        t->lease_ttl_ms = t->ack_wait_ms + t->ack_wait_ms / 2;
+        t->lease_ttl_ms = 3000;
     if (!t->pub_max_pending)
         t->pub_max_pending = 65536;
     if (!t->pub_timeout_ms)
@@ -295,6 +295,7 @@ static int nats_open(bus_t **out, const bus_opts_t *opts, char *err, size_t errl
     b->partitions = opts->partitions ? opts->partitions : 16;
     set_prefix(b, "wsgate");
     b->tune.ack_wait_ms = opts->ack_wait_ms;
+    b->tune.lease_ttl_ms = opts->lease_ttl_ms;
     fill_defaults(&b->tune);
     int rc = 0;
     natsStatus s = connect_bus(b, opts);
@@ -351,8 +352,6 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
     NB_KEEP(pub_timeout_ms);
     NB_KEEP(stream_max_bytes);
 #undef NB_KEEP
-    if (t->ack_wait_ms && !t->lease_ttl_ms)
-        b->tune.lease_ttl_ms = t->ack_wait_ms + t->ack_wait_ms / 2;
     bus_core_tune(bus, t->cmd_timeout_ms, t->any_window_ms);
     return 0;
 }

@@ -37,7 +37,7 @@ typedef struct {
     uint32_t any_window_ms;   /* cmd_timeout_ms: NULL edge, the longest wait for
                                  a 0 when not every known edge has answered */
     uint32_t ack_wait_ms;     /* 30000: JetStream AckWait of group consumers */
-    uint32_t lease_ttl_ms;    /* 45000: partition lease lifetime (> ack_wait) */
+    uint32_t lease_ttl_ms;    /* 3000: partition lease lifetime (bus_opts_t) */
     uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL
                                  (bus_event_capacity: at most 4096 of them) */
     uint32_t pub_timeout_ms;  /* 5000: no PubAck -> WSG_EUNAVAILABLE */

@@ -19,8 +19,12 @@
  * Each group has one durable pull consumer per partition
  * (<tok(group)>_<p>, explicit ack, bound MaxAckPending) and consumes a
  * partition only while it holds the lease <tok(group)>.<p> in the KeyValue
- * bucket <prefix>_leases (TTL lease_ttl_ms, renewed by the service thread
- * every third of it). One delivery thread per group fetches from its leased
+ * bucket <prefix>_leases (TTL lease_ttl_ms, 3 s by default, renewed by the
+ * service thread every third of it; fetched only within two thirds of it
+ * since the last renewal). A lease whose holder died expires and is created
+ * anew by another process, which first restarts the partition's consumer at
+ * its ack floor (reclaim_step), so the dead holder's unacked events come
+ * again at once instead of after AckWait. One delivery thread per group fetches from its leased
  * partitions and calls the group's bus_event_fn in stream order, so events
  * of one connection reach a group in order even with many processes.
  * Deliveries not yet done are kept "in progress" (natsMsg_InProgress) by the
@@ -84,11 +88,16 @@ struct nb_group {
     atomic_ullong loops;     /* rounds the delivery thread finished */
     pthread_mutex_t mu;      /* the undone list */
     nb_delivery_t *head, *tail;
-    natsSubscription *wake;   /* core NATS copy of the group's event subjects */
-    natsSubscription *freed;  /* <prefix>.lease.<tok>.free: a member gave leases back */
-    atomic_int freed_seen;    /* set by freed's callback, taken by the service thread */
-    atomic_llong *hold_until; /* set by the delivery thread: no fetch from p before (mono ms) */
-    atomic_int kicked;        /* an event of a leased partition arrived since the last round */
+    natsSubscription *wake;     /* core NATS copy of the group's event subjects */
+    natsSubscription *freed;    /* <prefix>.lease.<tok>.free: a member gave leases back */
+    atomic_int freed_seen;      /* set by freed's callback, taken by the service thread */
+    atomic_llong *hold_until;   /* set by the delivery thread: no fetch from p before (mono ms) */
+    atomic_llong *lease_until;  /* set by the service thread: no fetch from p after (mono ms) */
+    int64_t *reclaim;           /* service thread only: NB_RECLAIM_CHECK, or the stream
+                                   sequence p's consumer is to be created at again */
+    atomic_ullong *handed_upto; /* set by the service thread: events of p up to this stream
+                                   sequence were handed out by a consumer since restarted */
+    atomic_int kicked;          /* an event of a leased partition arrived since the last round */
 };
 
 /* want[p]: the lease is not ours / ours, fetched / ours, being given back
@@ -106,7 +115,8 @@ enum { NB_WANT_NONE, NB_WANT_FETCH, NB_WANT_GIVE, NB_WANT_DRAIN };
 #define NB_IDLE_MIN_MS 5
 #define NB_IDLE_MAX_MS 100
 #define NB_LOST_FETCH_MARGIN_MS 2000
-#define NB_KICK_RETRY_MS 1 /* after a wake-up: the stream may store the event a moment later */
+#define NB_KICK_RETRY_MS 1    /* after a wake-up: the stream may store the event a moment later */
+#define NB_RECLAIM_CHECK (-1) /* reclaim[p]: a lease created anew, its consumer not looked at */
 
 /* ---- publish ---------------------------------------------------------------- */
 
@@ -440,6 +450,9 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
     g->giving = bus_xcalloc(b->partitions);
     g->give_loops = bus_xcalloc(b->partitions * sizeof *g->give_loops);
     g->hold_until = bus_xcalloc(b->partitions * sizeof *g->hold_until);
+    g->lease_until = bus_xcalloc(b->partitions * sizeof *g->lease_until);
+    g->reclaim = bus_xcalloc(b->partitions * sizeof *g->reclaim);
+    g->handed_upto = bus_xcalloc(b->partitions * sizeof *g->handed_upto);
     pthread_mutex_init(&g->mu, NULL);
     g->next = b->groups;
     b->groups = g;
@@ -459,22 +472,35 @@ static void group_filter(nb_group_t *g, uint32_t p, char *buf, size_t n)
     snprintf(buf, n, "%s.ev.%s.%u.*", g->b->prefix, group_kind(g), (unsigned)p);
 }
 
+static void durable_name(const nb_group_t *g, uint32_t p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.140s_%u", g->tok, (unsigned)p);
+}
+
+/* The settings of partition p's durable consumer; durable and filter are
+ * the caller's buffers (160 bytes) the config points to. */
+static void consumer_config(nb_group_t *g, uint32_t p, jsConsumerConfig *cc, char *durable,
+                            char *filter)
+{
+    durable_name(g, p, durable, 160);
+    group_filter(g, p, filter, 160);
+    jsConsumerConfig_Init(cc);
+    cc->Durable = durable;
+    cc->FilterSubject = filter;
+    cc->AckPolicy = js_AckExplicit;
+    cc->AckWait = (int64_t)g->b->tune.ack_wait_ms * 1000000;
+    cc->MaxAckPending = NB_MAX_ACK_PENDING;
+    cc->DeliverPolicy = js_DeliverAll;
+}
+
 /* Creates (idempotently) the durable consumer of partition p and binds a
  * pull subscription to it; binding never deletes it on unsubscribe. */
 static natsStatus bind_partition(nb_group_t *g, uint32_t p)
 {
     nats_bus_t *b = g->b;
     char durable[160], filter[160];
-    snprintf(durable, sizeof durable, "%.140s_%u", g->tok, (unsigned)p);
-    group_filter(g, p, filter, sizeof filter);
     jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = durable;
-    cc.FilterSubject = filter;
-    cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = (int64_t)b->tune.ack_wait_ms * 1000000;
-    cc.MaxAckPending = NB_MAX_ACK_PENDING;
-    cc.DeliverPolicy = js_DeliverAll;
+    consumer_config(g, p, &cc, durable, filter);
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
@@ -541,7 +567,8 @@ static nb_delivery_t *make_delivery(nb_group_t *g, natsMsg *m)
     return d;
 }
 
-static void deliver(nb_group_t *g, natsMsg *m)
+/* m from partition p's consumer. */
+static void deliver(nb_group_t *g, uint32_t p, natsMsg *m)
 {
     nb_delivery_t *d = make_delivery(g, m);
     if (!d || !(g->mask & BUS_EV_MASK(d->ev.type))) {
@@ -554,6 +581,8 @@ static void deliver(nb_group_t *g, natsMsg *m)
     uint32_t attempt = 1;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
         attempt = meta->NumDelivered > 0 ? (uint32_t)meta->NumDelivered : 1;
+        /* handed out before the consumer restarted: that was an attempt too */
+        attempt += meta->Sequence.Stream <= atomic_load(&g->handed_upto[p]);
         jsMsgMetaData_Destroy(meta);
     }
     d->touched = wsg_mono_ms();
@@ -618,7 +647,7 @@ static int fetch_partition(nb_group_t *g, uint32_t p)
     }
     int n = list.Count; /* what did arrive (even with an error) precedes anything lost */
     for (int i = 0; i < list.Count; i++) {
-        deliver(g, list.Msgs[i]);
+        deliver(g, p, list.Msgs[i]);
         list.Msgs[i] = NULL;
     }
     natsMsgList_Destroy(&list);
@@ -687,6 +716,8 @@ static void *group_main(void *arg)
         int got = 0;
         for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
             int want = atomic_load(&g->want[p]), up = atomic_load(&b->connected);
+            /* a lease not renewed in time may be someone else's by now */
+            up = up && wsg_mono_ms() < (int64_t)atomic_load(&g->lease_until[p]);
             if (want == NB_WANT_FETCH && up && !g->subs[p] && bind_partition(g, p) != NATS_OK)
                 g->subs[p] = NULL;
             /* a lost lease only stops fetching: the bound subscription stays
@@ -824,7 +855,7 @@ static int outage_recent(nats_bus_t *b)
 static int consumer_out(nb_group_t *g, uint32_t p, int64_t *pending, int64_t *waiting)
 {
     char durable[160];
-    snprintf(durable, sizeof durable, "%.140s_%u", g->tok, (unsigned)p);
+    durable_name(g, p, durable, sizeof durable);
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     int rc = -1;
@@ -910,6 +941,119 @@ static uint64_t take_given(nats_bus_t *b, const char *key)
     return rev;
 }
 
+/* A lease written at mono time at (before the request went) lives at least
+ * lease_ttl_ms from then on the server; it is renewed every third of that,
+ * and p is fetched only within two thirds of it (the delivery thread checks
+ * lease_until), so a process that cannot renew stops fetching before its
+ * lease can go to another. */
+static void lease_kept(nats_bus_t *b, nb_group_t *g, uint32_t p, int64_t at)
+{
+    atomic_store(&g->lease_until[p], at + (int64_t)b->tune.lease_ttl_ms * 2 / 3);
+}
+
+/* ---- taking over from a holder that died -------------------------------------------
+ *
+ * A lease created anew (neither renewed nor given back: its holder was
+ * killed, or could not renew it within the TTL) may leave events that holder
+ * fetched and never acked. The server hands those out again only when their
+ * AckWait (30 s by default) runs out, and a fetch of the partition before
+ * that would deliver the connections' later events first. So the new holder
+ * restarts the partition's consumer at its ack floor: it deletes the durable
+ * consumer and creates it again delivering from the first stream sequence
+ * not acked (AckFloor + 1). What the old holder had out comes again at once,
+ * in stream order, before anything later; what it acked beyond the floor
+ * comes again too (a duplicate, same event id and webhook-id, as
+ * at-least-once allows). Both holders deliver a connection's events in
+ * order, so the first delivery of each stays in order. A consumer with
+ * nothing out (a new cluster, a partition given back) is left as it is, and
+ * so is one whose outstanding events are this process's own, still being
+ * delivered (it lost and took back the lease across a NATS outage). The
+ * partition is not fetched until its consumer is back; a step that fails is
+ * tried again at the next round. Service thread only. */
+
+/* The stream sequence p's consumer restarts at, 0 when it stays as it is,
+ * -1 when the server did not answer. Deletes the consumer when it restarts;
+ * why: what the log says. */
+static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *why)
+{
+    char durable[160];
+    durable_name(g, p, durable, sizeof durable);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, durable, NULL, &jerr);
+    int64_t from = 0, pending = 0;
+    uint64_t handed = 0;
+    if (s == NATS_OK && ci && (ci->NumAckPending > 0 || ci->NumWaiting > 0)) {
+        from = (int64_t)ci->AckFloor.Stream + 1;
+        pending = ci->NumAckPending;
+        handed = ci->Delivered.Stream;
+    }
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK)
+        return jerr == JSConsumerNotFoundErr ? 0 : -1; /* none yet: bind_partition creates it */
+    if (!from || undone_in(g, p))
+        return 0;
+    jerr = 0;
+    if (js_DeleteConsumer(b->js, b->stream, durable, NULL, &jerr) != NATS_OK &&
+        jerr != JSConsumerNotFoundErr)
+        return -1;
+    if (handed > atomic_load(&g->handed_upto[p]))
+        atomic_store(&g->handed_upto[p], handed);
+    WSG_LOG(WSG_LOG_INFO, "partition consumer restarts at the ack floor",
+            "group=%s partition=%u why=%s from_seq=%lld unacked=%lld", g->name, (unsigned)p, why,
+            (long long)from, (long long)pending);
+    return from;
+}
+
+/* Returns 1 when p's consumer is ready to be fetched from. */
+static int reclaim_step(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *why)
+{
+    if (g->reclaim[p] == NB_RECLAIM_CHECK) {
+        int64_t from = restart_point(b, g, p, why);
+        if (from < 0)
+            return 0;
+        g->reclaim[p] = from;
+    }
+    if (g->reclaim[p] > 0) {
+        char durable[160], filter[160];
+        jsConsumerConfig cc;
+        consumer_config(g, p, &cc, durable, filter);
+        cc.DeliverPolicy = js_DeliverByStartSequence;
+        cc.OptStartSeq = (uint64_t)g->reclaim[p];
+        jsConsumerInfo *ci = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
+        jsConsumerInfo_Destroy(ci);
+        ci = NULL;
+        /* no answer may still have created it: there is one if the server says so */
+        if (s != NATS_OK &&
+            js_GetConsumerInfo(&ci, b->js, b->stream, durable, NULL, &jerr) != NATS_OK) {
+            jsConsumerInfo_Destroy(ci);
+            return 0;
+        }
+        jsConsumerInfo_Destroy(ci);
+    }
+    g->reclaim[p] = 0;
+    return 1;
+}
+
+/* A partition held after a cut fetch (fetch_partition) waits for the lost
+ * events' AckWait only while deliveries of its own are still out (their
+ * first copies must stay first); once none is, its consumer restarts at the
+ * ack floor, or stays as it is when the server shows nothing out (nothing was
+ * lost), and the partition is fetched again at once. */
+static void recover_cut(nats_bus_t *b, nb_group_t *g)
+{
+    for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
+        if (!g->rev[p] || g->giving[p] || !partition_held(g, p) || undone_in(g, p))
+            continue;
+        if (!g->reclaim[p])
+            g->reclaim[p] = NB_RECLAIM_CHECK;
+        if (reclaim_step(b, g, p, "fetch_cut"))
+            atomic_store(&g->hold_until[p], 0);
+    }
+}
+
 static uint32_t held_count(nats_bus_t *b, nb_group_t *g)
 {
     uint32_t held = 0;
@@ -927,11 +1071,13 @@ static void claim_given(nats_bus_t *b, nb_group_t *g)
         if (g->rev[p])
             continue;
         lease_key(g, p, key, sizeof key);
+        int64_t at = wsg_mono_ms();
         uint64_t rev = take_given(b, key);
         if (!rev)
             continue;
         g->rev[p] = rev;
         held++;
+        lease_kept(b, g, p, at);
         atomic_store(&g->want[p], NB_WANT_FETCH);
     }
 }
@@ -939,6 +1085,7 @@ static void claim_given(nats_bus_t *b, nb_group_t *g)
 static void renew_leases(nats_bus_t *b, nb_group_t *g)
 {
     char key[224];
+    int64_t at = wsg_mono_ms();
     member_key(g, key, sizeof key);
     kvStore_PutString(NULL, b->kv, key, "1");
     uint32_t members = count_members(b, g);
@@ -952,11 +1099,12 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
         natsStatus s;
         if (g->rev[p])
             s = kvStore_UpdateString(&rev, b->kv, key, b->instance, g->rev[p]);
-        else if ((s = kvStore_CreateString(&rev, b->kv, key, b->instance)) != NATS_OK &&
-                 (rev = take_given(b, key)) != 0)
+        else if ((s = kvStore_CreateString(&rev, b->kv, key, b->instance)) == NATS_OK)
+            g->reclaim[p] = NB_RECLAIM_CHECK; /* nobody gave it back: see reclaim_step */
+        else if ((rev = take_given(b, key)) != 0)
             s = NATS_OK;
         if (s != NATS_OK && g->rev[p] && nb_status_to_err(s) == WSG_EUNAVAILABLE)
-            continue; /* no answer: keep what we hold, try again next round */
+            continue; /* no answer: keep what we hold (not fetched past lease_until) */
         if (s == NATS_OK && !g->rev[p])
             held++;
         else if (s != NATS_OK && g->rev[p] && !g->giving[p])
@@ -964,8 +1112,14 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
         if (s != NATS_OK)
             g->giving[p] = 0;
         g->rev[p] = s == NATS_OK ? rev : 0;
+        if (s == NATS_OK)
+            lease_kept(b, g, p, at);
+        else
+            g->reclaim[p] = 0; /* another holder's business now */
         if (!g->giving[p])
-            atomic_store(&g->want[p], s == NATS_OK ? NB_WANT_FETCH : NB_WANT_NONE);
+            atomic_store(&g->want[p], s == NATS_OK && reclaim_step(b, g, p, "taken_over")
+                                          ? NB_WANT_FETCH
+                                          : NB_WANT_NONE);
         else if (s != NATS_OK)
             atomic_store(&g->want[p], NB_WANT_NONE);
     }
@@ -998,6 +1152,8 @@ void nb_ev_tick(nats_bus_t *b, int64_t now)
     if (leases)
         b->next_lease_ms = now + b->tune.lease_ttl_ms / 3;
     for (nb_group_t *g = b->groups; g; g = g->next) {
+        if (b->kv && atomic_load(&b->connected))
+            recover_cut(b, g);
         if (leases)
             renew_leases(b, g);
         else if (b->kv && atomic_load(&b->connected)) {
@@ -1303,6 +1459,9 @@ void nb_ev_free(nats_bus_t *b)
         free(g->giving);
         free(g->give_loops);
         free(g->hold_until);
+        free(g->lease_until);
+        free(g->reclaim);
+        free(g->handed_upto);
         free(g->name);
         free(g->tok);
         free(g);

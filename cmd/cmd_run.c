@@ -393,7 +393,8 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
     bus_opts_t bo = {.url = r.cfg->nats,
                      .queue_path = qpath,
                      .name = role,
-                     .ack_wait_ms = (uint32_t)r.cfg->cluster.ack_wait_ms};
+                     .ack_wait_ms = (uint32_t)r.cfg->cluster.ack_wait_ms,
+                     .lease_ttl_ms = (uint32_t)r.cfg->cluster.lease_ttl_ms};
     if (roles != ROLE_ALL && (!r.cfg->nats || !*r.cfg->nats)) {
         fprintf(stderr, "wsgate %s: cluster roles need `nats:` set (or use `wsgate standalone`)\n",
                 role);

@@ -178,6 +178,7 @@ typedef struct {
     struct {
         uint64_t edge_timeout_ms; /* edge declared lost after this; default 15000 */
         uint64_t ack_wait_ms;     /* JetStream AckWait of event consumers; default 30000 */
+        uint64_t lease_ttl_ms;    /* partition lease lifetime; default 3000 */
     } cluster;
     wsg_route_conf_t *routes;
     size_t n_routes;

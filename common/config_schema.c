@@ -602,9 +602,19 @@ static const cfg_key_t root_keys[] = {
      .def = "30s",
      .min = SEC,
      .max = HOUR,
-     .doc = "JetStream AckWait of the event consumers; a dead dispatcher's partitions move "
-            "after 1.5 x this; must exceed every route's webhook attempt (delivery.timeout, "
-            "+ up to 2s routing call)"},
+     .doc = "JetStream AckWait of the event consumers: an event a process fetched and "
+            "stopped signalling for goes again after it; must exceed every route's webhook "
+            "attempt (delivery.timeout, + up to 2s routing call)"},
+    {.path = "cluster.lease_ttl",
+     .type = CFG_DUR,
+     .off = C(cluster.lease_ttl_ms),
+     .off2 = NOOFF,
+     .def = "3s",
+     .min = SEC,
+     .max = HOUR,
+     .doc = "partition lease lifetime, renewed every third of it: a dispatcher (or API, for "
+            "the registry) that dies is replaced within about 1.3 x this; one that cannot "
+            "renew for this long is taken to be dead"},
     {.path = "routes",
      .type = CFG_ITEMS,
      .off = C(routes),

@@ -5,13 +5,17 @@ test_cluster_basic.py: 2 edges, 2 APIs, 2 dispatchers, free loopback ports).
 
 - kill -9 of a dispatcher mid-stream of 10,000 messages from 100
   connections (50 per edge, each edge's sockets driven by one Fleet thread
-  of test_cluster_outages.py): once the other dispatcher takes over the
-  dead one's partitions (after the lease TTL, 1.5 x cluster.ack_wait, here
-  4 s: the test first checks the consumers' AckWait and the lease bucket's
-  TTL in JetStream, then that the two dispatchers split the 16 partition
-  leases 8/8), every message is delivered, in order per connection
-  (by first delivery), and any duplicate carries the same event id and
-  webhook-id;
+  of test_cluster_outages.py), with the default cluster.ack_wait (30 s) and
+  cluster.lease_ttl (3 s): the test first checks both in JetStream (the
+  consumers' AckWait, the lease bucket's TTL) and that the two dispatchers
+  split the 16 partition leases 8/8. The other dispatcher takes the dead
+  one's partitions once their leases expire and restarts their consumers at
+  the ack floor, so what the dead one had fetched and not acked goes again
+  at once instead of after AckWait: every message is delivered within 20 s
+  of the last one sent (well under the 30 s AckWait the dead one's events
+  would otherwise wait), in order per connection (by first delivery), and
+  any duplicate carries the same event id and webhook-id. The longest
+  silence of a connection after the kill is printed;
 - kill -9 of an edge: each of its connections gets exactly one disconnect
   event (initiator edge_lost, code 1006, the next seq) once its heartbeats
   are older than cluster.edge_timeout; its rows leave the store; the other
@@ -131,7 +135,7 @@ def check_duplicates(tc, conn_ids):
     """Every delivery of an event of conn_ids repeats its id's (connection,
     seq) and webhook-id, and no (connection, seq) has two event ids (a retry
     never gets a new id). Returns the number of duplicate deliveries. Also
-    used by test_cluster_failover.py."""
+    used by test_cluster_handover.py."""
     seen = {}  # event id -> ((conn, seq), webhook-id)
     dupes = 0
     for r in tc.be.snapshot():
@@ -158,38 +162,50 @@ class Tally:
         self.be, self.ids, self.done = be, ids, 0
         self.keys = set()  # (connection, seq) delivered at least once
         self.messages = 0  # message deliveries, retries included
+        self.since = None  # mark(): connection -> when a new event of it came
+        self.marked = 0.0
+
+    def mark(self):
+        """Starts noting, per connection, when its first new event arrives."""
+        self.poll()
+        self.since, self.marked = {}, time.monotonic()
 
     def poll(self):
         rs = self.be.snapshot()
+        now = time.monotonic()
         for r in rs[self.done:]:
             for e in r.events():
-                if e.get("connection_id") in self.ids:
-                    self.keys.add((e["connection_id"], e["seq"]))
+                cid = e.get("connection_id")
+                if cid in self.ids:
+                    key = (cid, e["seq"])
+                    if self.since is not None and key not in self.keys:
+                        self.since.setdefault(cid, now)
+                    self.keys.add(key)
                     self.messages += e["type"] == "message"
         self.done = len(rs)
         return self
 
+    def silence(self):
+        """The longest wait of a connection for a new event since mark()."""
+        return max((t - self.marked for t in self.since.values()), default=0.0)
+
 
 class DispatcherCrashTest(ClusterTestCase):
-    # a short AckWait (leases expire after 1.5 x = 6 s), which the config
-    # check only accepts with webhook attempts shorter than it
-    extra_config = {"cluster": {"ack_wait": "4s"}}
-    route_options = {"delivery": {"timeout": "3s"}}
     per_edge = 50  # connections per edge: 100 in all
     per_conn = 100  # messages per connection: 10,000 in all
 
     def test_kill9_dispatcher_loses_nothing(self):
-        # cluster.ack_wait reached JetStream: the consumers' AckWait, and the
-        # lease bucket's TTL of 1.5 x that
+        # the defaults reached JetStream: the consumers' AckWait (30 s) and
+        # the lease bucket's TTL (3 s)
         def consumer(p):
             return json.loads(self.cl.nats.request(
                 "$JS.API.CONSUMER.INFO.WSGATE_EVENTS.idispatch_%d" % p))
         for p in range(16):
             w.wait_until(lambda p=p: "config" in consumer(p), 15, 0.1, "consumer %d" % p)
             info = consumer(p)
-            self.assertEqual(info["config"].get("ack_wait"), 4 * 10**9, info)
+            self.assertEqual(info["config"].get("ack_wait"), 30 * 10**9, info)
         info = json.loads(self.cl.nats.request("$JS.API.STREAM.INFO.KV_wsgate_leases"))
-        self.assertEqual(info["config"]["max_age"], 6 * 10**9, info)
+        self.assertEqual(info["config"]["max_age"], 3 * 10**9, info)
         # the two dispatchers split the 16 partitions (the first took them
         # all, then gave back what is above its share when the second came)
         w.wait_until(lambda: sorted(self.lease_holders().values()) == [8, 8], 60, 0.5,
@@ -212,21 +228,28 @@ class DispatcherCrashTest(ClusterTestCase):
             w.wait_until(lambda: tally.poll().messages >= 2000, 120, 0.2,
                          "2000 messages before the kill")
             # each dispatcher delivers half of the partitions: kill one
+            tally.mark()
             self.assertEqual(self.cl.dispatchers[0].kill9(), -9)
-            at_kill = len(tally.poll().keys)
+            at_kill = len(tally.keys)
             self.assertLess(at_kill, total, "the kill came too late")
+            def sending():  # polled meanwhile: silence() reads when events came
+                tally.poll()
+                return any(fl.running() for fl in fleets)
+            w.wait_until(lambda: not sending(), 180, 0.1, "the fleets to finish sending")
             for fl in fleets:
-                fl.join(180)
                 self.assertIsNone(fl.error)
                 for c in fl.conns:
                     self.assertIsNone(c.close_code, "a client was closed")
                     self.assertEqual(c.sent, self.per_conn)
             # the survivor takes the dead one's partitions once their leases
-            # expire (1.5 x cluster.ack_wait)
-            w.wait_until(lambda: len(tally.poll().keys) >= total, 300, 0.5,
-                         "every message, once at least")
+            # expire, and what the dead one had out goes again at once: not
+            # after AckWait (30 s), nor 1.5 x it (the lease TTL before)
+            w.wait_until(lambda: len(tally.poll().keys) >= total, 20, 0.2,
+                         "every message, once at least, well before AckWait")
             time.sleep(1)  # late duplicates, if any, are checked too
             self.check_deliveries(fleets, ids)
+            print("dispatcher kill -9: the longest silence of a connection after the kill "
+                  "was %.1f s" % tally.silence())
         finally:
             for fl in fleets:
                 fl.close()

@@ -116,6 +116,9 @@ class Fleet:
             if self._t.is_alive():
                 raise AssertionError("fleet thread did not stop")
 
+    def running(self):
+        return self._t is not None and self._t.is_alive()
+
     def join(self, timeout):
         """Waits for a per_conn fleet to finish (bounded)."""
         self._t.join(timeout)
@@ -395,9 +398,9 @@ class NatsRestartTest(ClusterTestCase):
 
     def restart_under_load(self, down_s):
         # The other test of this class may have just restarted NATS: a
-        # partition whose fetch that outage cut is held for AckWait + 2 s
-        # (32 s here; docs/bus-nats.md), so connections hashed to it get
-        # their first events that much later.
+        # partition whose fetch that outage cut is held until its own
+        # deliveries are done, then its consumer restarts (docs/bus-nats.md);
+        # generous for a loaded box, and still within AckWait + 2 s + 15 s.
         first = 30 + 2 + 15
         fleets, ids = [], []
         try:

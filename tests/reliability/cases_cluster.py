@@ -3,7 +3,8 @@
 one Cluster of tests/integration/test_cluster_basic.py (a real nats-server
 with JetStream, a real PostgreSQL, `wsgate migrate`, 2 edges, 2 APIs, 2
 dispatchers on loopback ports; cluster.edge_timeout 3 s, cluster.ack_wait
-4 s so a dead dispatcher's partition leases expire after 6 s). Each case
+4 s; a dead dispatcher's partition leases expire after cluster.lease_ttl,
+3 s by default). Each case
 stops or kills one process by PID, judges what clients and the backend saw,
 and starts the process again for the next case.
 
@@ -62,7 +63,7 @@ def restart(node):
 
 G = group("cluster", "Faults (cluster)",
           "One cluster: nats-server (JetStream) + PostgreSQL + 2 edges, 2 APIs, 2 dispatchers; "
-          "cluster.edge_timeout %d s, ack_wait 4 s (leases expire after 6 s), "
+          "cluster.edge_timeout %d s, ack_wait 4 s, lease_ttl 3 s (the default), "
           "edge.shutdown_grace %d s. Each case starts again what it stopped."
           % (EDGE_TIMEOUT_S, GRACE_S), setup)
 
@@ -243,7 +244,7 @@ def dispatcher_case(fx, sc, kill):
 
 
 @G.case("kill -9 of a dispatcher (backend answering 503: events pending in every partition)",
-        "the other dispatcher takes its partitions (lease TTL 6 s); every message delivered in "
+        "the other dispatcher takes its partitions (lease TTL 3 s); every message delivered in "
         "order per connection", timeout=200)
 def dispatcher_kill9(fx, sc):
     return dispatcher_case(fx, sc, kill=True)

@@ -337,9 +337,10 @@ static void test_lease_takeover(void **state)
     bus_free(b);
 }
 
-/* A process that dies keeps its leases until they expire; by then its
- * unacked events are due again and reach the survivor first, in order, with
- * attempt 2. */
+/* A process that dies keeps its leases until they expire; the survivor that
+ * takes one restarts the partition's consumer at its ack floor, so the dead
+ * one's unacked events reach it at once and first, in order, counted as
+ * attempt 2 (the new consumer's first delivery, plus the dead one's). */
 static void test_takeover_after_crash(void **state)
 {
     bus_nats_tune_t t = {.ack_wait_ms = 1500, .lease_ttl_ms = 3000};
