@@ -262,6 +262,8 @@ static void fill_defaults(bus_nats_tune_t *t)
         t->pub_timeout_ms = 5000;
     if (!t->stream_max_bytes)
         t->stream_max_bytes = (int64_t)1 << 30;
+    if (!t->restart_max_repeats)
+        t->restart_max_repeats = 10000;
 }
 
 static natsStatus connect_bus(nats_bus_t *b, const bus_opts_t *o)
@@ -351,6 +353,7 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
     NB_KEEP(pub_max_pending);
     NB_KEEP(pub_timeout_ms);
     NB_KEEP(stream_max_bytes);
+    NB_KEEP(restart_max_repeats);
 #undef NB_KEEP
     bus_core_tune(bus, t->cmd_timeout_ms, t->any_window_ms);
     return 0;

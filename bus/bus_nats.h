@@ -31,17 +31,20 @@
  * right after bus_open(): before bus_start() and before anything subscribes
  * (serve, interest), since the prefix names every subject. */
 typedef struct {
-    const char *prefix;       /* subject prefix and name stem, [A-Za-z0-9_-]+;
-                                 default "wsgate" (stream WSGATE_EVENTS) */
-    uint32_t cmd_timeout_ms;  /* 5000: no reply -> WSG_ETIMEOUT (bus.c's table) */
-    uint32_t any_window_ms;   /* cmd_timeout_ms: NULL edge, the longest wait for
-                                 a 0 when not every known edge has answered */
-    uint32_t ack_wait_ms;     /* 30000: JetStream AckWait of group consumers */
-    uint32_t lease_ttl_ms;    /* 3000: partition lease lifetime (bus_opts_t) */
-    uint32_t pub_max_pending; /* 65536: PubAcks outstanding, then WSG_EFULL
-                                 (bus_event_capacity: at most 4096 of them) */
-    uint32_t pub_timeout_ms;  /* 5000: no PubAck -> WSG_EUNAVAILABLE */
-    int64_t stream_max_bytes; /* 1 GiB: WSGATE_EVENTS size (Discard New) */
+    const char *prefix;           /* subject prefix and name stem, [A-Za-z0-9_-]+;
+                                     default "wsgate" (stream WSGATE_EVENTS) */
+    uint32_t cmd_timeout_ms;      /* 5000: no reply -> WSG_ETIMEOUT (bus.c's table) */
+    uint32_t any_window_ms;       /* cmd_timeout_ms: NULL edge, the longest wait for
+                                     a 0 when not every known edge has answered */
+    uint32_t ack_wait_ms;         /* 30000: JetStream AckWait of group consumers */
+    uint32_t lease_ttl_ms;        /* 3000: partition lease lifetime (bus_opts_t) */
+    uint32_t pub_max_pending;     /* 65536: PubAcks outstanding, then WSG_EFULL
+                                     (bus_event_capacity: at most 4096 of them) */
+    uint32_t pub_timeout_ms;      /* 5000: no PubAck -> WSG_EUNAVAILABLE */
+    int64_t stream_max_bytes;     /* 1 GiB: WSGATE_EVENTS size (Discard New) */
+    uint32_t restart_max_repeats; /* 10000: a partition taken over restarts its consumer
+                                     at the ack floor only if that repeats at most this
+                                     many acked events; else it waits out AckWait */
 } bus_nats_tune_t;
 
 /* Returns 0, WSG_EINVAL (not a NATS bus, started or subscribed, bad prefix). */

@@ -117,6 +117,7 @@ enum { NB_WANT_NONE, NB_WANT_FETCH, NB_WANT_GIVE, NB_WANT_DRAIN };
 #define NB_LOST_FETCH_MARGIN_MS 2000
 #define NB_KICK_RETRY_MS 1    /* after a wake-up: the stream may store the event a moment later */
 #define NB_RECLAIM_CHECK (-1) /* reclaim[p]: a lease created anew, its consumer not looked at */
+#define NB_RECLAIM_WAIT (-2)  /* reclaim[p]: held out AckWait instead (too much to repeat) */
 
 /* ---- publish ---------------------------------------------------------------- */
 
@@ -972,8 +973,12 @@ static void lease_kept(nats_bus_t *b, nb_group_t *g, uint32_t p, int64_t at)
  * tried again at the next round. Service thread only. */
 
 /* The stream sequence p's consumer restarts at, 0 when it stays as it is,
- * -1 when the server did not answer. Deletes the consumer when it restarts;
- * why: what the log says. */
+ * -1 when the server did not answer, NB_RECLAIM_WAIT when the restart would
+ * repeat more than restart_max_repeats events acked beyond the floor (an
+ * event long in retries holds the floor back): p is held then for AckWait
+ * (plus margin) from now, after which the server hands out what the old
+ * holder left, first. Deletes the consumer when it restarts; why: what the
+ * log says. */
 static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *why)
 {
     char durable[160];
@@ -981,18 +986,27 @@ static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const cha
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, durable, NULL, &jerr);
-    int64_t from = 0, pending = 0;
+    int64_t from = 0, pending = 0, repeats = 0;
     uint64_t handed = 0;
     if (s == NATS_OK && ci && (ci->NumAckPending > 0 || ci->NumWaiting > 0)) {
         from = (int64_t)ci->AckFloor.Stream + 1;
         pending = ci->NumAckPending;
         handed = ci->Delivered.Stream;
+        repeats = (int64_t)(ci->Delivered.Consumer - ci->AckFloor.Consumer) - pending;
     }
     jsConsumerInfo_Destroy(ci);
     if (s != NATS_OK)
         return jerr == JSConsumerNotFoundErr ? 0 : -1; /* none yet: bind_partition creates it */
     if (!from || undone_in(g, p))
         return 0;
+    if (repeats > (int64_t)b->tune.restart_max_repeats) {
+        int64_t wait = (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+        atomic_store(&g->hold_until[p], wsg_mono_ms() + wait);
+        WSG_LOG(WSG_LOG_WARN, "partition waits out AckWait: a restart would repeat too much",
+                "group=%s partition=%u why=%s repeats=%lld unacked=%lld hold_ms=%lld", g->name,
+                (unsigned)p, why, (long long)repeats, (long long)pending, (long long)wait);
+        return NB_RECLAIM_WAIT;
+    }
     jerr = 0;
     if (js_DeleteConsumer(b->js, b->stream, durable, NULL, &jerr) != NATS_OK &&
         jerr != JSConsumerNotFoundErr)
@@ -1010,7 +1024,7 @@ static int reclaim_step(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *wh
 {
     if (g->reclaim[p] == NB_RECLAIM_CHECK) {
         int64_t from = restart_point(b, g, p, why);
-        if (from < 0)
+        if (from == -1)
             return 0;
         g->reclaim[p] = from;
     }
@@ -1032,9 +1046,9 @@ static int reclaim_step(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *wh
             return 0;
         }
         jsConsumerInfo_Destroy(ci);
+        g->reclaim[p] = 0;
     }
-    g->reclaim[p] = 0;
-    return 1;
+    return 1; /* NB_RECLAIM_WAIT: ready, and held (partition_held) */
 }
 
 /* A partition held after a cut fetch (fetch_partition) waits for the lost
@@ -1045,11 +1059,15 @@ static int reclaim_step(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *wh
 static void recover_cut(nats_bus_t *b, nb_group_t *g)
 {
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
-        if (!g->rev[p] || g->giving[p] || !partition_held(g, p) || undone_in(g, p))
+        int held = partition_held(g, p);
+        if (g->reclaim[p] == NB_RECLAIM_WAIT && !held)
+            g->reclaim[p] = 0; /* waited out */
+        if (!g->rev[p] || g->giving[p] || !held || undone_in(g, p) ||
+            g->reclaim[p] == NB_RECLAIM_WAIT)
             continue;
         if (!g->reclaim[p])
             g->reclaim[p] = NB_RECLAIM_CHECK;
-        if (reclaim_step(b, g, p, "fetch_cut"))
+        if (reclaim_step(b, g, p, "fetch_cut") && g->reclaim[p] != NB_RECLAIM_WAIT)
             atomic_store(&g->hold_until[p], 0);
     }
 }

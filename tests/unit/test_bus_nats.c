@@ -371,6 +371,61 @@ static void test_takeover_after_crash(void **state)
     bus_free(b);
 }
 
+/* A dead process that had acked events beyond its oldest unacked one: the
+ * survivor's restart at the ack floor repeats them (attempt 2, same ids);
+ * past restart_max_repeats it waits out AckWait instead and the server
+ * hands out only what was left unacked, first. */
+static void takeover_with_acked_beyond_floor(const char *name, uint32_t max_repeats)
+{
+    bus_nats_tune_t t = {
+        .ack_wait_ms = 1500, .lease_ttl_ms = 3000, .restart_max_repeats = max_repeats};
+    bus_t *a = open_bus(name, &t), *b = open_bus(name, &t);
+    rec_t ga, gb, acks;
+    rec_init(&ga);
+    rec_init(&gb);
+    rec_init(&acks);
+    gb.bus = b;
+    gb.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(a, "dispatch", BUS_EV_ALL, on_event, &ga), 0);
+    assert_int_equal(bus_event_subscribe(b, "dispatch", BUS_EV_ALL, on_event, &gb), 0);
+    assert_int_equal(bus_start(a), 0);
+    assert_int_equal(bus_start(b), 0);
+    const char *ids[] = {"evt_r1", "evt_r2", "evt_r3", "evt_r4", "evt_r5"};
+    for (int i = 0; i < 4; i++)
+        publish(b, ids[i], i ? BUS_EV_MESSAGE : BUS_EV_CONNECT, "connR", (uint64_t)i + 1, &acks);
+    assert_all_acked(&acks, 4);
+    wait_count(&ga, 4);
+    for (int i = 1; i < 4; i++) /* r2..r4 done, r1 (the floor) not */
+        bus_event_done(a, ga.d[i]);
+    usleep(500000); /* the acks reach the server (they are not waited for) */
+    bus_nats_vanish(a);
+    publish(b, ids[4], BUS_EV_MESSAGE, "connR", 5, &acks);
+    assert_all_acked(&acks, 5);
+    int want = max_repeats >= 3 ? 5 : 2; /* r1..r5, or r1 and r5 */
+    wait_count(&gb, want);
+    usleep(500000); /* room for a repeat that should not come */
+    assert_int_equal(rec_count(&gb), want);
+    for (int i = 0; i < want; i++) {
+        uint64_t seq = want == 5 || i == 0 ? (uint64_t)i + 1 : 5;
+        assert_int_equal(gb.ev[i].seq, seq);
+        assert_string_equal(gb.id[i], ids[seq - 1]);
+        assert_int_equal(gb.attempt[i], seq == 5 ? 1 : 2);
+    }
+    bus_free(b);
+}
+
+static void test_takeover_restarts_at_ack_floor(void **state)
+{
+    (void)state;
+    takeover_with_acked_beyond_floor("floor", 10000);
+}
+
+static void test_takeover_waits_when_restart_repeats_too_much(void **state)
+{
+    (void)state;
+    takeover_with_acked_beyond_floor("floorwait", 2);
+}
+
 /* ---- commands ----------------------------------------------------------------- */
 
 typedef struct {
@@ -770,6 +825,8 @@ int main(void)
         cmocka_unit_test(test_stream_full),
         cmocka_unit_test(test_lease_takeover),
         cmocka_unit_test(test_takeover_after_crash),
+        cmocka_unit_test(test_takeover_restarts_at_ack_floor),
+        cmocka_unit_test(test_takeover_waits_when_restart_repeats_too_much),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_channels_and_broadcast),
         cmocka_unit_test(test_heartbeats),
