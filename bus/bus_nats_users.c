@@ -19,8 +19,11 @@
  * next round. Release: a delete marker published with the claim's own
  * revision as the key's expected last one (KV buckets refuse message
  * deletion), so an old owner never deletes a claim that was taken over from
- * it. A released key keeps its marker (one small message per user that ever
- * held a claim); kvStore_Create claims over it.
+ * it; then the key's subject is purged up to and including that marker
+ * (a purge by subject below a sequence), which leaves any claim made after
+ * it alone, so the bucket keeps one message per user claimed now, not one
+ * per user who ever was. A claimant that read the marker just before the
+ * purge fails its update on it and creates the key at its next round.
  *
  * What this does not cover: an edge alive but cut off from NATS answers no
  * probe, so its users can be claimed elsewhere (the registry's edge_lost
@@ -45,7 +48,8 @@
 struct nb_users {
     pthread_mutex_t mu; /* guards kv while it is opened */
     kvStore *kv;
-    char subj[NB_PREFIX_MAX + 32]; /* $KV.<prefix>_users. (a key's subject stem) */
+    char subj[NB_PREFIX_MAX + 32];   /* $KV.<prefix>_users. (a key's subject stem) */
+    char stream[NB_PREFIX_MAX + 24]; /* KV_<prefix>_users, the bucket's stream */
 };
 
 void nb_users_init(nats_bus_t *b)
@@ -82,6 +86,7 @@ static int users_kv(nats_bus_t *b, kvStore **out)
         char bucket[NB_PREFIX_MAX + 16];
         snprintf(bucket, sizeof bucket, "%s_users", b->prefix);
         snprintf(u->subj, sizeof u->subj, "$KV.%s.", bucket);
+        snprintf(u->stream, sizeof u->stream, "KV_%s", bucket);
         kvConfig kc;
         kvConfig_Init(&kc);
         kc.Bucket = bucket;
@@ -332,8 +337,16 @@ int nb_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev)
         s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
     if (s == NATS_OK)
         s = js_PublishMsg(&pa, b->js, m, &po, &jerr);
+    uint64_t marker = s == NATS_OK && pa ? pa->Sequence : 0;
     jsPubAck_Destroy(pa);
     natsMsg_Destroy(m);
+    if (marker) { /* a purge that fails leaves the marker: harmless */
+        jsOptions o;
+        jsOptions_Init(&o);
+        o.Stream.Purge.Subject = subj;
+        o.Stream.Purge.Sequence = marker + 1; /* up to, not including */
+        js_PurgeStream(b->js, b->users->stream, &o, NULL);
+    }
     if (s == NATS_OK || jerr == JSStreamWrongLastSequenceErr)
         return 0; /* dropped, or taken over meanwhile (left alone) */
     return nb_status_to_err(s) == WSG_EUNAVAILABLE ? WSG_EUNAVAILABLE : WSG_EBUS;

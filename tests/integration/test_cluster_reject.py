@@ -13,6 +13,9 @@ and PostgreSQL and two edges (the Cluster of test_cluster_basic.py).
 - the claim in NATS (the KeyValue bucket wsgate_users, read directly) names
   the connection and its edge while it is open and is dropped when it
   closes or is aborted, and a user claims again over the delete marker;
+- a released claim leaves nothing behind: the key's claim and its delete
+  marker are purged (the bucket keeps one message per user claimed now, not
+  one per user who ever was), and the user claims again afterwards;
 - kill -9 of the edge holding the user: the dead edge's claim is left
   behind, the user connects on the other edge (the claim is taken over and
   names the new connection) and is then held there, also against the
@@ -41,13 +44,17 @@ def _untok(t):
     return t[1:] if t[0] == "i" else bytes.fromhex(t[1:]).decode()
 
 
+def claim_key(route, user):
+    digest = hashlib.sha256(route.encode() + b"\0" + user.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def claim_of(nats_url, route, user):
     """(connection id, edge id) of the user's claim in the claims bucket, or
     None (never claimed, or released: a delete marker). Read with one
     $JS.API.STREAM.MSG.GET request (last message of the key's subject) over
     a raw NATS connection; the key is base64url(SHA-256(route NUL user))."""
-    digest = hashlib.sha256(route.encode() + b"\0" + user.encode()).digest()
-    key = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    key = claim_key(route, user)
     req = json.dumps({"last_by_subj": "$KV.%s.%s" % (CLAIMS_BUCKET, key)}).encode()
     u = urllib.parse.urlsplit(nats_url)
     with socket.create_connection((u.hostname, u.port), timeout=5) as s:
@@ -163,6 +170,24 @@ class ClusterRejectTest(ClusterTestCase):
         self.assertEqual(self.claim("rita"), (cid2, "edge-1"))
         ws.abort()
         w.wait_until(lambda: self.claim("rita") is None, 20, 0.05, "dropped after an abort")
+
+    def claim_messages(self, user, route="/one"):
+        """How many messages (claims, delete markers) the bucket keeps for
+        user's key."""
+        subj = "$KV.%s.%s" % (CLAIMS_BUCKET, claim_key(route, user))
+        info = json.loads(self.cl.nats.request("$JS.API.STREAM.INFO.KV_%s" % CLAIMS_BUCKET,
+                                               json.dumps({"subjects_filter": subj}).encode()))
+        return (info.get("state", {}).get("subjects") or {}).get(subj, 0)
+
+    def test_released_claims_leave_nothing_behind(self):
+        for round_ in range(2):
+            ws, cid = self.connect(round_, "kate")
+            self.assertEqual(self.claim("kate"), (cid, "edge-%d" % round_))
+            self.assertEqual(self.claim_messages("kate"), 1)
+            ws.close()
+            w.wait_until(lambda: self.claim_messages("kate") == 0, 20, 0.05,
+                         "kate's claim and its delete marker purged")
+            self.assertIsNone(self.claim("kate"))
 
     def test_held_on_one_edge_refused_on_the_other(self):
         first, id1 = self.connect(0, "ulla")
