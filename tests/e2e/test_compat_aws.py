@@ -140,9 +140,11 @@ class AwsCompat(w.GatewayTestCase):
         aws = {"route_response": True, "region": REGION,
                "access_keys": [{"id": KEY_ID, "secret": KEY_SECRET}]}
         jwt = {"alg": "HS256", "secret": CLIENT_SECRET, "context_claims": ["tenant"]}
+        self.plain = self.backend()  # a route of wsgate's own protocol next to it
         self.gw = self.gateway([
             w.route("/ws", self.be.url, protocol="aws", aws=aws, delivery=fast,
-                    required=False, jwt=jwt)])
+                    required=False, jwt=jwt),
+            w.route("/plain", self.plain.url)])
 
     def open(self, **query):
         tok = w.mint_jwt(w.client_claims("alice", tenant="acme"), "HS256", CLIENT_SECRET)
@@ -231,6 +233,21 @@ class AwsCompat(w.GatewayTestCase):
         out = self.be.wait_sdk("post")[0]
         self.assertFalse(out["ok"])
         self.assertEqual((out["name"], out["status"]), ("GoneException", 410))
+
+    def test_signature_acts_on_its_route_and_stage_only(self):
+        other = self.client(self.gw.edge_url + "/plain")
+        oid = w.wait_until(lambda: self.gw.control().get("/v1/connections?route=/plain").json[
+            "items"], 15, what="the /plain connection")[0]["id"]
+        ws, _ = self.open()
+        ws.send_text(json.dumps({"action": "send-to", "target": oid, "data": "x"}))
+        out = self.be.wait_sdk("post")[0]
+        self.assertEqual((out["ok"], out["name"], out["status"]), (False, "GoneException", 410))
+        ws.send_text(json.dumps({"action": "other-stage"}))
+        out = self.be.wait_sdk("post", 2)[1]
+        self.assertEqual((out["ok"], out["status"]), (False, 403))
+        ws.send_text("sync")
+        self.assertEqual(ws.recv_text(), "default:sync")  # nothing came before it
+        self.assertEqual(other.pending(), 0)
 
     def test_delete_connection_and_one_disconnect_per_connect(self):
         ws, cid = self.open()

@@ -20,9 +20,9 @@ import {
 
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
-function client(ctx, secret = process.env.AWS_SECRET) {
+function client(ctx, secret = process.env.AWS_SECRET, stage = ctx.stage) {
   return new ApiGatewayManagementApiClient({
-    endpoint: `http://${ctx.domainName}/${ctx.stage}`,
+    endpoint: `http://${ctx.domainName}/${stage}`,
     region: process.env.AWS_REGION_NAME,
     credentials: { accessKeyId: process.env.AWS_KEY_ID, secretAccessKey: secret },
     maxAttempts: 1,
@@ -79,6 +79,10 @@ async function handler(event) {
     case 'bad-secret':
       await post(ctx, me, 'must not arrive', process.env.AWS_SECRET + 'x');
       await post(ctx, me, 'after bad-secret');
+      return { statusCode: 200 };
+    case 'other-stage':
+      await call('post', client(ctx, process.env.AWS_SECRET, 'otherstage'),
+                 new PostToConnectionCommand({ ConnectionId: me, Data: 'must not arrive' }));
       return { statusCode: 200 };
     case 'kick':
       await call('delete', client(ctx), new DeleteConnectionCommand({ ConnectionId: me }));
