@@ -249,6 +249,26 @@ static int check_scope(const wsg_sigv4_req_t *rq, const wsg_sigv4_auth_t *a, con
     return 0;
 }
 
+/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service),
+ * "aws4_request"). Returns 0 or WSG_ENOMEM. */
+static int signing_key(const char *secret, size_t secret_len, const wsg_sigv4_auth_t *a,
+                       unsigned char k[32])
+{
+    size_t kl = 4 + secret_len;
+    unsigned char *k0 = malloc(kl);
+    if (!k0)
+        return WSG_ENOMEM;
+    memcpy(k0, "AWS4", 4);
+    memcpy(k0 + 4, secret, secret_len);
+    hmac(k0, kl, a->date, k);
+    OPENSSL_cleanse(k0, kl);
+    free(k0);
+    hmac(k, 32, a->region, k);
+    hmac(k, 32, a->service, k);
+    hmac(k, 32, "aws4_request", k);
+    return 0;
+}
+
 int wsg_sigv4_verify(const wsg_sigv4_req_t *rq, const wsg_sigv4_auth_t *a, const char *secret,
                      size_t secret_len, const char *region, const char *service, int64_t now_s,
                      char *err, size_t errlen)
@@ -285,20 +305,9 @@ int wsg_sigv4_verify(const wsg_sigv4_req_t *rq, const wsg_sigv4_auth_t *a, const
     free(c.p);
     snprintf(sts, sizeof sts, ALGO "\n%s\n%s/%s/%s/aws4_request\n%s",
              rq->header(rq->ud, "x-amz-date"), a->date, a->region, a->service, creq_hash);
-    /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
-    size_t kl = 4 + secret_len;
-    unsigned char *k0 = malloc(kl), k[32];
-    if (!k0)
+    unsigned char k[32], sig[32];
+    if (signing_key(secret, secret_len, a, k) != 0)
         return WSG_ENOMEM;
-    memcpy(k0, "AWS4", 4);
-    memcpy(k0 + 4, secret, secret_len);
-    hmac(k0, kl, a->date, k);
-    OPENSSL_cleanse(k0, kl);
-    free(k0);
-    hmac(k, 32, a->region, k);
-    hmac(k, 32, a->service, k);
-    hmac(k, 32, "aws4_request", k);
-    unsigned char sig[32];
     hmac(k, 32, sts, sig);
     OPENSSL_cleanse(k, sizeof k);
     hex(sig, 32, want);
