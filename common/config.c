@@ -829,10 +829,14 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
         rc = keep_going(ld, check_rule(ld, r, &r->rules[j], dp));
     }
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
-    if (r->protocol == WSG_PROTO_AWS || r->protocol == WSG_PROTO_WSAAS)
+    if (r->protocol == WSG_PROTO_WSAAS)
         return at_field(ld, &r->protocol, r->line, dkey,
-                        "'%s' is not built yet in this version (use wsgate or grip)",
-                        r->protocol == WSG_PROTO_AWS ? "aws" : "wsaas");
+                        "'wsaas' is not built yet in this version (use wsgate, grip or aws)");
+    char why[256];
+    int line = r->line;
+    int ar = rc ? 0 : cfg_check_aws_route(cfg, i, &line, dkey, sizeof dkey, why, sizeof why);
+    if (ar)
+        rc = ar == WSG_ENOMEM ? ar : keep_going(ld, at_line(ld, line, dkey, "%s", why));
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
     if (rc == 0 && r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
         rc = at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,

@@ -59,7 +59,7 @@ typedef enum {
 /* What the route's backend speaks (issue 21's compatibility modes). */
 typedef enum {
     WSG_PROTO_WSGATE = 0, /* wsgate's JSON envelope and response actions */
-    WSG_PROTO_AWS,        /* AWS API Gateway WebSocket events: not built yet, refused */
+    WSG_PROTO_AWS,        /* AWS API Gateway WebSocket APIs (Lambda-proxy events, @connections) */
     WSG_PROTO_GRIP,       /* Pushpin's WebSocket-over-HTTP with GRIP control messages */
     WSG_PROTO_WSAAS,      /* "Web Socket as a Service": not built yet, refused */
 } wsg_protocol_t;
@@ -72,6 +72,28 @@ typedef struct {
     char *backend;
     int line; /* line in the config file, for error messages */
 } wsg_rule_conf_t;
+
+/* One access key of an aws route's @connections API (AWS Signature V4). */
+typedef struct {
+    char *id;     /* access key id (the Credential's first part) */
+    char *secret; /* secret access key; never printed */
+    size_t secret_len;
+    int line;
+} wsg_aws_key_conf_t;
+
+/* A route's `aws:` block (protocol aws, docs/compat.md). */
+typedef struct {
+    bool present;
+    char *stage;                      /* requestContext.stage and the path prefix; "production" */
+    char *region;                     /* SigV4 credential scope region; "us-east-1" */
+    char *api_id;                     /* requestContext.apiId; "wsgate" */
+    char *domain_name;                /* requestContext.domainName; "" = api.listen */
+    char *route_selection_expression; /* "$request.body.<field>"; "" = always $default */
+    bool route_response;              /* a MESSAGE's answer body goes back to the client */
+    wsg_aws_key_conf_t *access_keys;
+    size_t n_access_keys;
+    int line;
+} wsg_aws_conf_t;
 
 typedef struct {
     uint32_t max_message_bytes;    /* default 131072; close 1009 above */
@@ -122,6 +144,7 @@ typedef struct {
     size_t n_rules;
     char *routing_service;   /* URL or "" */
     wsg_protocol_t protocol; /* default wsgate */
+    wsg_aws_conf_t aws;      /* protocol aws only */
     wsg_limits_conf_t limits;
     wsg_delivery_conf_t delivery;
     int line;

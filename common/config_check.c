@@ -572,3 +572,79 @@ bool wsg_config_backend_allowed(const wsg_route_conf_t *r, const char *url)
             return true;
     return false;
 }
+
+/* An AWS access key id: letters and digits (AWS's are 16 to 128 of them). */
+int cfg_check_aws_key_id(const char *v, char *why, size_t n)
+{
+    size_t len = strlen(v);
+    if (len < 4 || len > 128 ||
+        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != len)
+        return fail(why, n, "'%s' is not an access key id (4 to 128 letters and digits)", v);
+    return 0;
+}
+
+/* A stage, region or API id: one path segment and credential-scope part. */
+int cfg_check_aws_name(const char *v, char *why, size_t n)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > 64 ||
+        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != len)
+        return fail(why, n, "'%s': 1 to 64 letters, digits, '-' or '_'", v);
+    return 0;
+}
+
+/* "$request.body.<field>[.<field>...]" or empty. */
+int cfg_check_aws_rse(const char *v, char *why, size_t n)
+{
+    static const char pfx[] = "$request.body.";
+    if (!*v)
+        return 0;
+    const char *f = v + sizeof pfx - 1;
+    size_t len = strlen(f);
+    if (strncmp(v, pfx, sizeof pfx - 1) != 0 || len == 0 || f[0] == '.' || f[len - 1] == '.' ||
+        strstr(f, "..") ||
+        strspn(f, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") != len)
+        return fail(why, n, "'%s': only $request.body.<field> (dots for nested fields) is read", v);
+    return 0;
+}
+
+/* Route i's protocol and aws: block agree; an aws route sends one event per
+ * request (as API Gateway invokes its integration once per event), and an
+ * access key id names one route. Fills an empty domain_name with
+ * api.listen. Returns 0, WSG_ENOMEM, or nonzero with the key in dkey, its
+ * line in *line and the reason in why. */
+int cfg_check_aws_route(wsg_config_t *cfg, size_t i, int *line, char *dkey, size_t dn, char *why,
+                        size_t n)
+{
+    wsg_route_conf_t *r = &cfg->routes[i];
+    wsg_aws_conf_t *a = &r->aws;
+    *line = a->line ? a->line : r->line;
+    if (r->protocol != WSG_PROTO_AWS) {
+        cfg_keyf(dkey, dn, "routes[%zu].aws", i);
+        return a->present ? fail(why, n, "is for protocol: aws only") : 0;
+    }
+    if (r->delivery.batch_max > 1) {
+        *line = r->line;
+        cfg_keyf(dkey, dn, "routes[%zu].delivery.batch_max", i);
+        return fail(why, n, "must be 1 with protocol: aws (one event per request, as AWS)");
+    }
+    for (size_t k = 0; k < a->n_access_keys; k++)
+        for (size_t j = 0; j <= i; j++) {
+            const wsg_aws_conf_t *b = &cfg->routes[j].aws;
+            for (size_t m = 0; m < (j == i ? k : b->n_access_keys); m++)
+                if (strcmp(b->access_keys[m].id, a->access_keys[k].id) == 0) {
+                    cfg_keyf(dkey, dn, "routes[%zu].aws.access_keys[%zu].id", i, k);
+                    *line = a->access_keys[k].line;
+                    return fail(why, n, "'%s' is already routes[%zu].aws.access_keys[%zu]",
+                                a->access_keys[k].id, j, m);
+                }
+        }
+    if (!*a->domain_name) {
+        char *d = strdup(cfg->api.listen);
+        if (!d)
+            return WSG_ENOMEM;
+        free(a->domain_name);
+        a->domain_name = d;
+    }
+    return 0;
+}

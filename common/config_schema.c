@@ -112,6 +112,89 @@ static const cfg_scope_t rule_scope = {"rule",       rule_keys,
                                        N(rule_keys), sizeof(wsg_rule_conf_t),
                                        NOOFF,        offsetof(wsg_rule_conf_t, line)};
 
+#define K(f) offsetof(wsg_aws_key_conf_t, f)
+static const cfg_key_t aws_key_keys[] = {
+    {.path = "id",
+     .type = CFG_STR,
+     .off = K(id),
+     .off2 = NOOFF,
+     .flags = CFG_F_REQUIRED,
+     .check = cfg_check_aws_key_id,
+     .doc = "access key id the backend's AWS SDK signs with (letters and digits)"},
+    {.path = "secret",
+     .type = CFG_STR,
+     .off = K(secret),
+     .off2 = K(secret_len),
+     .flags = CFG_F_REQUIRED | CFG_F_SECRET,
+     .doc = "its secret access key"},
+};
+#undef K
+static const cfg_scope_t aws_key_scope = {"access key",    aws_key_keys,
+                                          N(aws_key_keys), sizeof(wsg_aws_key_conf_t),
+                                          NOOFF,           offsetof(wsg_aws_key_conf_t, line)};
+
+#define A(f) offsetof(wsg_aws_conf_t, f)
+static const cfg_key_t aws_keys[] = {
+    {.path = "stage",
+     .type = CFG_STR,
+     .off = A(stage),
+     .off2 = NOOFF,
+     .def = "production",
+     .check = cfg_check_aws_name,
+     .doc = "`requestContext.stage`; also accepted as the first path segment of "
+            "`/<stage>/@connections/<id>`"},
+    {.path = "region",
+     .type = CFG_STR,
+     .off = A(region),
+     .off2 = NOOFF,
+     .def = "us-east-1",
+     .check = cfg_check_aws_name,
+     .doc = "region of the SigV4 credential scope the backend's SDK signs for"},
+    {.path = "api_id",
+     .type = CFG_STR,
+     .off = A(api_id),
+     .off2 = NOOFF,
+     .def = "wsgate",
+     .check = cfg_check_aws_name,
+     .doc = "`requestContext.apiId`"},
+    {.path = "domain_name",
+     .type = CFG_STR,
+     .off = A(domain_name),
+     .off2 = NOOFF,
+     .def = "",
+     .doc = "`requestContext.domainName` (backends build their @connections endpoint from it); "
+            "empty: `api.listen`"},
+    {.path = "route_selection_expression",
+     .type = CFG_STR,
+     .off = A(route_selection_expression),
+     .off2 = NOOFF,
+     .def = "$request.body.action",
+     .check = cfg_check_aws_rse,
+     .doc = "`$request.body.<field>` (dots for nested fields): a JSON text message's field "
+            "that is the `routeKey`; other messages are `$default`; empty: always `$default`"},
+    {.path = "route_response",
+     .type = CFG_BOOL,
+     .off = A(route_response),
+     .off2 = NOOFF,
+     .def = "false",
+     .doc = "true: a 2xx answer's body to a message (`{\"statusCode\":..,\"body\":..}` or "
+            "plain) is sent back to the client (a two-way route)"},
+    {.path = "access_keys",
+     .type = CFG_ITEMS,
+     .off = A(access_keys),
+     .off2 = A(n_access_keys),
+     .sub = &aws_key_scope,
+     .doc = "keys whose SigV4 signatures the @connections API accepts for this route's "
+            "connections"},
+};
+#undef A
+static const cfg_scope_t aws_scope = {"aws",
+                                      aws_keys,
+                                      N(aws_keys),
+                                      sizeof(wsg_aws_conf_t),
+                                      offsetof(wsg_aws_conf_t, present),
+                                      offsetof(wsg_aws_conf_t, line)};
+
 #define T(f) offsetof(wsg_route_conf_t, f)
 static const cfg_key_t route_keys[] = {
     {.path = "path",
@@ -230,9 +313,16 @@ static const cfg_key_t route_keys[] = {
      .def = "wsgate",
      .max = WSG_PROTO_WSAAS,
      .names = protocol_names,
-     .doc = "what the backend speaks: `wsgate` (JSON envelope, response actions) or `grip` "
-            "(Pushpin's WebSocket-over-HTTP with GRIP control messages, docs/compat.md); `aws` "
-            "and `wsaas` are refused: not built yet"},
+     .doc = "what the backend speaks: `wsgate` (JSON envelope, response actions), `grip` "
+            "(Pushpin's WebSocket-over-HTTP with GRIP control messages) or `aws` (API Gateway "
+            "Lambda-proxy events and @connections), docs/compat.md; `wsaas` is refused: not "
+            "built yet"},
+    {.path = "aws",
+     .type = CFG_SCOPE,
+     .off = T(aws),
+     .off2 = NOOFF,
+     .sub = &aws_scope,
+     .doc = "settings of `protocol: aws`"},
     {.path = "limits.max_message_bytes",
      .type = CFG_U32,
      .off = T(limits.max_message_bytes),

@@ -92,12 +92,21 @@ int cfg_check_nonempty(const char *v, char *why, size_t n);
 int cfg_check_log_level(const char *v, char *why, size_t n);
 int cfg_check_log_format(const char *v, char *why, size_t n);
 int cfg_check_cidr(const char *v, char *why, size_t n);
+int cfg_check_aws_key_id(const char *v, char *why, size_t n);
+int cfg_check_aws_name(const char *v, char *why, size_t n);
+int cfg_check_aws_rse(const char *v, char *why, size_t n);
 
 /* Cluster mode (nats set): every route's webhook attempt (delivery.timeout,
  * plus the routing-service call when the route has one) must end within
  * cluster.ack_wait. Returns 0, or nonzero with the first offending route's
  * index in *route and the reason in why. */
 int cfg_check_ack_wait(const wsg_config_t *cfg, size_t *route, char *why, size_t n);
+
+/* Route i's protocol and aws: block agree (config_check.c). Returns 0,
+ * WSG_ENOMEM, or nonzero with the key in dkey, its line in *line and the
+ * reason in why. */
+int cfg_check_aws_route(wsg_config_t *cfg, size_t i, int *line, char *dkey, size_t dn, char *why,
+                        size_t n);
 
 /* Reads the PEM public key in file for alg (RSA for RS*, EC on the right
  * curve for ES*). Returns 0 and a new NUL-terminated text in *pem, or

@@ -288,6 +288,8 @@ static enum MHD_Result queue(http_ctx_t *h)
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->www_auth)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"wsgate\"");
+    if (r->err_type)
+        MHD_add_response_header(resp, "x-amzn-ErrorType", r->err_type);
     if (r->status == 503) /* store or bus unavailable, a queue full: worth a retry soon */
         MHD_add_response_header(resp, "Retry-After", "1");
     if (r->status >= 400)
@@ -360,6 +362,8 @@ static int run_request(http_ctx_t *h, const char *url, const char *method)
     if (r->status == 400)
         return api_problem(r, 400, "malformed query string");
     r->authz = MHD_lookup_connection_value(h->conn, MHD_HEADER_KIND, "Authorization");
+    r->raw_path = url;
+    r->mhd = h->conn;
     return api_route(r);
 }
 

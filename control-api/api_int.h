@@ -68,6 +68,8 @@ struct api_req {
     const char *body;
     size_t body_len;
     const char *authz;          /* Authorization header; NULL in batch items */
+    const char *raw_path;       /* HTTP: the path as sent (percent-encoded); NULL in batch items */
+    struct MHD_Connection *mhd; /* HTTP: its headers (api_aws.c's SigV4); NULL in batch items */
     const wsg_claims_t *claims; /* NULL before auth; batch items share the parent's */
     wsg_claims_t claims_buf;
     void *auth_ref; /* the token-cache entry r->claims points into, or NULL */
@@ -78,11 +80,12 @@ struct api_req {
     char *raw;      /* owned text body (metrics), when resp is NULL */
     size_t raw_len;
     const char *raw_ctype;
-    const char *allow; /* 405: the Allow header */
-    int www_auth;      /* 401: add WWW-Authenticate */
-    int queued;        /* the answer is 200 {"queued":true} (resp NULL): HTTP
-                        * sends the shared prebuilt response, a batch item
-                        * builds the JSON (api_queued_json) */
+    const char *allow;    /* 405: the Allow header */
+    int www_auth;         /* 401: add WWW-Authenticate */
+    const char *err_type; /* x-amzn-ErrorType of an @connections error (static), or NULL */
+    int queued;           /* the answer is 200 {"queued":true} (resp NULL): HTTP
+                           * sends the shared prebuilt response, a batch item
+                           * builds the JSON (api_queued_json) */
     /* async */
     const char *edge_conn; /* a command went to this connection's known edge */
     atomic_int pending;
@@ -249,6 +252,10 @@ int api_h_channels(api_req_t *r);
 int api_h_broadcast(api_req_t *r);
 /* api_grip.c: Pushpin's POST /publish/ (scope publish) */
 int api_h_grip_publish(api_req_t *r);
+/* api_aws.c: API Gateway's @connections API (SigV4 or bearer token) */
+int api_h_aws_post(api_req_t *r);
+int api_h_aws_get(api_req_t *r);
+int api_h_aws_delete(api_req_t *r);
 int api_h_user_send(api_req_t *r);
 int api_h_user_delete(api_req_t *r);
 int api_h_batch(api_req_t *r);

@@ -42,6 +42,14 @@ static const api_route_t routes[] = {
     {API_POST, "v1/channels/*/messages", WSG_SCOPE_PUBLISH, api_h_publish},
     {API_POST, "v1/broadcast", WSG_SCOPE_PUBLISH, api_h_broadcast},
     {API_POST, "publish", WSG_SCOPE_PUBLISH, api_h_grip_publish},
+    /* API Gateway's @connections, bare or under a stage: the handlers
+     * authenticate (a SigV4 signature or a token) */
+    {API_POST, "@connections/*", NULL, api_h_aws_post},
+    {API_GET, "@connections/*", NULL, api_h_aws_get},
+    {API_DELETE, "@connections/*", NULL, api_h_aws_delete},
+    {API_POST, "*/@connections/*", NULL, api_h_aws_post},
+    {API_GET, "*/@connections/*", NULL, api_h_aws_get},
+    {API_DELETE, "*/@connections/*", NULL, api_h_aws_delete},
     {API_POST, "v1/users/*/messages", WSG_SCOPE_SEND, api_h_user_send},
     {API_DELETE, "v1/users/*", WSG_SCOPE_DISCONNECT, api_h_user_delete},
     {API_POST, "v1/batch", "", api_h_batch},

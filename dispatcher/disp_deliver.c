@@ -340,7 +340,8 @@ static int start_request(disp_t *d, disp_conn_t *c, uint64_t timeout_ms)
         evs[k++] = it->ev;
     const char *body = NULL, *id = evs[0]->id, *name = ev_name(evs[0]->type);
     char bid[DISP_BATCH_ID_LEN + 1], *owned = NULL;
-    int rc = c->rt->proto->body(evs, k, &body, &len, &owned, c->last_err, sizeof c->last_err);
+    int rc = c->rt->proto->body(c->rt->conf, evs, k, &body, &len, &owned, c->last_err,
+                                sizeof c->last_err);
     if (rc != 0) {
         if (rc == WSG_ENOMEM)
             snprintf(c->last_err, sizeof c->last_err, "out of memory");
@@ -429,9 +430,9 @@ static int apply_actions(disp_t *d, disp_conn_t *c, const char *edge)
     disp_answer_t ans = {0};
     char err[160] = "response too large";
     bool opening = c->head->ev->type == BUS_EV_CONNECT;
-    int rc = c->req.truncated
-                 ? WSG_EPROTO
-                 : p->parse(c->req.resp, c->req.resp_len, opening, &ans, err, sizeof err);
+    int rc = c->req.truncated ? WSG_EPROTO
+                              : p->parse(c->rt->conf, c->req.resp, c->req.resp_len, opening, &ans,
+                                         err, sizeof err);
     if (rc != 0) {
         if (p->strict_answer && rc != WSG_ENOMEM) {
             snprintf(c->last_err, sizeof c->last_err, "bad %s answer: %s", p->name, err);
@@ -590,7 +591,8 @@ static void start_stream(disp_t *d, disp_conn_t *c)
     char *owned = NULL;
     size_t len = 0;
     c->batch_n = 1; /* one event per frame */
-    int rc = c->rt->proto->body(&ev, 1, &body, &len, &owned, c->last_err, sizeof c->last_err);
+    int rc = c->rt->proto->body(c->rt->conf, &ev, 1, &body, &len, &owned, c->last_err,
+                                sizeof c->last_err);
     if (rc == 0)
         rc = disp_stream_send(c->rt->stream, ev->id, body, len);
     free(owned);

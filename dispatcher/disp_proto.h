@@ -46,22 +46,23 @@ typedef struct {
     /* true: Set-Meta-* answer headers are kept per connection and sent back
      * as Meta-* request headers (disp_meta_merge). */
     bool keeps_meta;
-    /* Body of one request for evs[0..n) of one connection (n >= 1). *body
+    /* Body of one request for evs[0..n) of one connection (n >= 1) of
+     * route r. *body
      * is either borrowed from evs (then *owned is NULL) or equal to *owned,
      * a new buffer the caller frees. Returns 0, WSG_EPROTO (an envelope it
      * cannot read; detail in err), WSG_ENOMEM. */
-    int (*body)(const bus_event_t *const *evs, size_t n, const char **body, size_t *len,
-                char **owned, char *err, size_t errlen);
+    int (*body)(const wsg_route_conf_t *r, const bus_event_t *const *evs, size_t n,
+                const char **body, size_t *len, char **owned, char *err, size_t errlen);
     /* Appends the protocol's own request headers for connection conn_id of
      * route r to *l; meta: the connection's kept "Meta-*: v" lines (may be
      * NULL). NULL: none. Returns 0, WSG_ENOMEM, WSG_EINVAL. */
     int (*headers)(const wsg_route_conf_t *r, const char *conn_id, const struct curl_slist *meta,
                    struct curl_slist **l);
-    /* Parses a 2xx answer body. opening: the request's first event was a
-     * connect. Returns 0 (out filled), WSG_EPROTO (detail in err; out
+    /* Parses a 2xx answer body of route r. opening: the request's first
+     * event was a connect. Returns 0 (out filled), WSG_EPROTO (detail in err; out
      * empty), WSG_ENOMEM. */
-    int (*parse)(const char *body, size_t len, bool opening, disp_answer_t *out, char *err,
-                 size_t errlen);
+    int (*parse)(const wsg_route_conf_t *r, const char *body, size_t len, bool opening,
+                 disp_answer_t *out, char *err, size_t errlen);
 } disp_proto_t;
 
 /* The table of protocol p; NULL for a protocol this build does not have
@@ -70,6 +71,7 @@ const disp_proto_t *disp_proto_for(wsg_protocol_t p);
 
 extern const disp_proto_t disp_proto_wsgate;
 extern const disp_proto_t disp_proto_grip;
+extern const disp_proto_t disp_proto_aws;
 
 /* ---- disp_proto_grip.c: pure pieces, exposed for unit tests ---------------- */
 
@@ -98,7 +100,20 @@ int disp_meta_header(const char *line, size_t n, struct curl_slist **set, size_t
 int disp_meta_merge(struct curl_slist **meta, const struct curl_slist *set);
 
 /* The parse member of disp_proto_grip (disp_proto_grip_answer.c). */
-int disp_grip_parse(const char *body, size_t len, bool opening, disp_answer_t *out, char *err,
-                    size_t errlen);
+int disp_grip_parse(const wsg_route_conf_t *r, const char *body, size_t len, bool opening,
+                    disp_answer_t *out, char *err, size_t errlen);
+
+/* ---- disp_proto_aws.c: pure pieces, exposed for unit tests ----------------- */
+
+/* The routeKey a message gets: with rse "$request.body.a.b" and data a JSON
+ * object whose a.b is a non-empty string, that string; else "$default".
+ * Writes into out (cut at n). Returns 0. */
+int disp_aws_route_key(const char *rse, const char *data, size_t len, char *out, size_t n);
+
+/* The Lambda-proxy event of one envelope of route r, as new JSON text in
+ * *out (free it). Returns 0, WSG_EPROTO (not an envelope; detail in err),
+ * WSG_ENOMEM. */
+int disp_aws_event(const wsg_route_conf_t *r, const bus_event_t *ev, char **out, size_t *len,
+                   char *err, size_t errlen);
 
 #endif

@@ -107,9 +107,10 @@ static int one_event(wsg_sbuf_t *b, const bus_event_t *ev, char *err, size_t err
     return rc;
 }
 
-static int grip_body(const bus_event_t *const *evs, size_t n, const char **body, size_t *len,
-                     char **owned, char *err, size_t errlen)
+static int grip_body(const wsg_route_conf_t *r, const bus_event_t *const *evs, size_t n,
+                     const char **body, size_t *len, char **owned, char *err, size_t errlen)
 {
+    (void)r;
     wsg_sbuf_t b = {0};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++)

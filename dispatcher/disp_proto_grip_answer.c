@@ -172,9 +172,10 @@ static int one(disp_answer_t *out, size_t *cap, const grip_ev_t *ev)
     return WSG_EPROTO;
 }
 
-int disp_grip_parse(const char *body, size_t len, bool opening, disp_answer_t *out, char *err,
-                    size_t errlen)
+int disp_grip_parse(const wsg_route_conf_t *r, const char *body, size_t len, bool opening,
+                    disp_answer_t *out, char *err, size_t errlen)
 {
+    (void)r;
     size_t at = 0, cap = 0;
     bool opened = false;
     int rc = 0;

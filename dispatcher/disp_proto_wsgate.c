@@ -11,9 +11,10 @@
 #include "common/err.h"
 #include "dispatcher/disp_proto.h"
 
-static int wsgate_body(const bus_event_t *const *evs, size_t n, const char **body, size_t *len,
-                       char **owned, char *err, size_t errlen)
+static int wsgate_body(const wsg_route_conf_t *r, const bus_event_t *const *evs, size_t n,
+                       const char **body, size_t *len, char **owned, char *err, size_t errlen)
 {
+    (void)r;
     (void)err;
     (void)errlen;
     *owned = NULL;
@@ -33,9 +34,10 @@ static int wsgate_body(const bus_event_t *const *evs, size_t n, const char **bod
     return rc;
 }
 
-static int wsgate_parse(const char *body, size_t len, bool opening, disp_answer_t *out, char *err,
-                        size_t errlen)
+static int wsgate_parse(const wsg_route_conf_t *r, const char *body, size_t len, bool opening,
+                        disp_answer_t *out, char *err, size_t errlen)
 {
+    (void)r;
     (void)opening;
     out->ignored = 0;
     return disp_actions_parse(body, len, &out->acts, &out->n, &out->skipped, err, errlen);
@@ -58,6 +60,7 @@ const disp_proto_t *disp_proto_for(wsg_protocol_t p)
     case WSG_PROTO_GRIP:
         return &disp_proto_grip;
     case WSG_PROTO_AWS:
+        return &disp_proto_aws;
     case WSG_PROTO_WSAAS:
         break;
     }

@@ -20,7 +20,7 @@
 static int parse(const char *body, bool opening, disp_answer_t *a)
 {
     char err[160];
-    return disp_grip_parse(body, strlen(body), opening, a, err, sizeof err);
+    return disp_grip_parse(NULL, body, strlen(body), opening, a, err, sizeof err);
 }
 
 static void bodies(void **state)
@@ -41,7 +41,7 @@ static void bodies(void **state)
     const char *body;
     size_t len;
     char *owned = NULL, err[128];
-    assert_int_equal(disp_proto_grip.body(p, 4, &body, &len, &owned, err, sizeof err), 0);
+    assert_int_equal(disp_proto_grip.body(NULL, p, 4, &body, &len, &owned, err, sizeof err), 0);
     static const char want[] = "OPEN\r\nTEXT 2\r\nhi\r\nBINARY 2\r\n\x00\xff\r\n"
                                "CLOSE 5\r\n\x0f\xa1"
                                "bye\r\n";
@@ -53,13 +53,13 @@ static void bodies(void **state)
     bus_event_t l = {
         .id = "evt_5", .type = BUS_EV_DISCONNECT, .body = lost, .body_len = strlen(lost)};
     const bus_event_t *lp = &l;
-    assert_int_equal(disp_proto_grip.body(&lp, 1, &body, &len, &owned, err, sizeof err), 0);
+    assert_int_equal(disp_proto_grip.body(NULL, &lp, 1, &body, &len, &owned, err, sizeof err), 0);
     assert_string_equal(body, "DISCONNECT\r\n");
     free(owned);
 
     bus_event_t bad = {.id = "evt_6", .type = BUS_EV_MESSAGE, .body = "{x", .body_len = 2};
     const bus_event_t *bp = &bad;
-    assert_int_equal(disp_proto_grip.body(&bp, 1, &body, &len, &owned, err, sizeof err),
+    assert_int_equal(disp_proto_grip.body(NULL, &bp, 1, &body, &len, &owned, err, sizeof err),
                      WSG_EPROTO);
 }
 
