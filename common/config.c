@@ -795,6 +795,24 @@ static int check_stream_route(ld_t *ld, wsg_route_conf_t *r, size_t i)
     return 0;
 }
 
+/* A wsaas route's ws_hostname: http://<api.listen> when not given, and
+ * never with a '/' at its end (ws_uri adds "/<id>"). */
+static int ws_hostname_default(const wsg_config_t *cfg, wsg_route_conf_t *r)
+{
+    char *v = r->ws_hostname;
+    if (r->protocol == WSG_PROTO_WSAAS && (!v || !*v)) {
+        size_t n = strlen(cfg->api.listen) + sizeof "http://";
+        if (!(v = malloc(n)))
+            return WSG_ENOMEM;
+        snprintf(v, n, "http://%s", cfg->api.listen);
+        free(r->ws_hostname);
+        r->ws_hostname = v;
+    }
+    for (size_t n = v ? strlen(v) : 0; n > 0 && v[n - 1] == '/'; n--)
+        v[n - 1] = '\0';
+    return 0;
+}
+
 /* Each check of a route reports on its own: with ld->all every one runs. */
 static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
 {
@@ -829,10 +847,11 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
         rc = keep_going(ld, check_rule(ld, r, &r->rules[j], dp));
     }
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
-    if (r->protocol == WSG_PROTO_AWS || r->protocol == WSG_PROTO_WSAAS)
+    if (r->protocol == WSG_PROTO_AWS)
         return at_field(ld, &r->protocol, r->line, dkey,
-                        "'%s' is not built yet in this version (use wsgate or grip)",
-                        r->protocol == WSG_PROTO_AWS ? "aws" : "wsaas");
+                        "'aws' is not built yet in this version (use wsgate or grip)");
+    if (rc == 0)
+        rc = ws_hostname_default(cfg, r);
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
     if (rc == 0 && r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
         rc = at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,

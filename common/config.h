@@ -61,7 +61,7 @@ typedef enum {
     WSG_PROTO_WSGATE = 0, /* wsgate's JSON envelope and response actions */
     WSG_PROTO_AWS,        /* AWS API Gateway WebSocket events: not built yet, refused */
     WSG_PROTO_GRIP,       /* Pushpin's WebSocket-over-HTTP with GRIP control messages */
-    WSG_PROTO_WSAAS,      /* "Web Socket as a Service": not built yet, refused */
+    WSG_PROTO_WSAAS,      /* "Web Socket as a Service": POST/PUT/DELETE to the backend */
 } wsg_protocol_t;
 
 /* One routing rule: exactly one of json_field+equals or regex is set. */
@@ -122,6 +122,8 @@ typedef struct {
     size_t n_rules;
     char *routing_service;   /* URL or "" */
     wsg_protocol_t protocol; /* default wsgate */
+    char *ws_hostname;       /* wsaas: base URL of this control API in ws_uri, no '/' at its
+                              * end; the loader fills in http://<api.listen> when empty */
     wsg_limits_conf_t limits;
     wsg_delivery_conf_t delivery;
     int line;

@@ -57,8 +57,9 @@ const disp_proto_t *disp_proto_for(wsg_protocol_t p)
         return &disp_proto_wsgate;
     case WSG_PROTO_GRIP:
         return &disp_proto_grip;
-    case WSG_PROTO_AWS:
     case WSG_PROTO_WSAAS:
+        return &disp_proto_wsaas;
+    case WSG_PROTO_AWS:
         break;
     }
     return NULL;
