@@ -357,11 +357,16 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
         fprintf(stderr, "wsgate: LOG_LEVEL must be error|warn|info|debug, LOG_FORMAT json|text\n");
         return 2;
     }
-    if (!path) {
-        fprintf(stderr, "wsgate %s: --config FILE is required (or set WSGATE_CONFIG)\n", role);
+    const char *api_uri = getenv("API_URI");
+    bool wsaas = !path && roles == ROLE_ALL && api_uri && *api_uri;
+    if (!path && !wsaas) {
+        fprintf(stderr, "wsgate %s: --config FILE is required (or set WSGATE_CONFIG%s)\n", role,
+                roles == ROLE_ALL ? ", or API_URI for a wsaas gateway without a config file" : "");
         return 2;
     }
-    if ((rc = wsg_config_load(&r.cfg, path, err, sizeof err)) != 0) {
+    rc = wsaas ? cmd_wsaas_config(&r.cfg, err, sizeof err)
+               : wsg_config_load(&r.cfg, path, err, sizeof err);
+    if (rc != 0) {
         fprintf(stderr, "wsgate: %s\n", err);
         return 2;
     }
