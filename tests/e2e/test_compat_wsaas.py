@@ -141,7 +141,8 @@ class WsaasBackend:
                             what="%d %s for %s at the backend" % (n, method, auth))
 
 
-FAST = {"max_attempts": 2, "backoff_initial": "100ms", "backoff_max": "200ms"}
+# batch_max > 1: the mode must still send one event per request
+FAST = {"max_attempts": 2, "backoff_initial": "100ms", "backoff_max": "200ms", "batch_max": 8}
 
 
 class OpenApiGateway(w.Gateway):
