@@ -21,7 +21,8 @@ without any token (the original had none).
 - with api.auth.jwt configured, PUT/DELETE <ws_uri> need a bearer token
   with the send/disconnect scope; a connection of another route is 404.
 - no config file: API_URI, WS_HOSTNAME, WS_TIMEOUT, LOG_LEVEL alone start a
-  gateway with a wsaas route at "/"; neither config nor API_URI is refused.
+  gateway with a wsaas route at "/" (a POST answered past WS_TIMEOUT is
+  tried again); neither config nor API_URI is refused.
 
 Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 """
@@ -61,7 +62,8 @@ class WsaasBackend:
     with "echo:..." pushes it back through PUT ws_uri; "close-me" closes
     through DELETE ws_uri (both after answering, as an app would)."""
 
-    def __init__(self, token=None):
+    def __init__(self, token=None, slow_auth=None, slow_s=0.0):
+        self.slow = (slow_auth, slow_s)  # the first POST with it answers late
         self.lock = threading.Lock()
         self.requests = []  # dicts: method, path, headers, body
         self.uris = {}  # Authorization -> ws_uri
@@ -80,11 +82,14 @@ class WsaasBackend:
                 with outer.lock:
                     outer.requests.append(rec)
                 status, out = outer.answer(rec)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the gateway gave up on this answer (its deadline)
                 outer.after(rec)
 
             do_POST = do_PUT = do_DELETE = handle_one
@@ -106,6 +111,8 @@ class WsaasBackend:
             return 403, b"{}"
         if auth == "Bearer no":
             return 200, b'{"code":"NO"}'
+        if auth == self.slow[0] and len(self.seen("POST", auth)) == 1:
+            time.sleep(self.slow[1])
         with self.lock:
             self.uris[auth] = json.loads(rec["body"])["ws_uri"]
         return 200, b'{"code":"OK"}'
@@ -277,14 +284,16 @@ class WsaasEnvOnly(w.GatewayTestCase):
     """No config file: the original's environment variables."""
 
     def test_env_only_gateway(self):
-        be = WsaasBackend()
+        # WS_TIMEOUT is each request's deadline: a first POST answered after
+        # 2 s (past 700 ms) is tried again
+        be = WsaasBackend(slow_auth="Bearer dave", slow_s=2.0)
         self.addCleanup(be.stop)
         gw = w.Gateway(config_file=False, start=False, log_level="info")
         api_listen = "127.0.0.1:%d" % gw.api_port
         gw.env.update({
             "API_URI": be.url[len("http://"):],  # the original's form: no scheme
             "WS_HOSTNAME": api_listen,
-            "WS_TIMEOUT": "5000",
+            "WS_TIMEOUT": "700",
             "LOG_LEVEL": "DEBUG",
             "WSGATE_EDGE_LISTEN": "127.0.0.1:%d" % gw.edge_port,
             "WSGATE_API_LISTEN": api_listen,
@@ -296,7 +305,10 @@ class WsaasEnvOnly(w.GatewayTestCase):
         gw.start()
         self.assertTrue(gw.find_log("wsgate ready"))
         ws = self.client(gw.edge_url + "/", headers={"Authorization": "Bearer dave"})
-        uri = json.loads(be.wait("POST", "Bearer dave")[0]["body"])["ws_uri"]
+        posts = be.wait("POST", "Bearer dave", 2)
+        self.assertEqual(posts[0]["body"], posts[1]["body"])  # the same connect, again
+        self.assertEqual(posts[0]["headers"]["webhook-id"], posts[1]["headers"]["webhook-id"])
+        uri = json.loads(posts[0]["body"])["ws_uri"]
         self.assertTrue(uri.startswith("http://%s/" % api_listen), uri)
         ws.send_text("one")
         ws.send_text("echo:two")
