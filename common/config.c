@@ -795,16 +795,17 @@ static int check_stream_route(ld_t *ld, wsg_route_conf_t *r, size_t i)
     return 0;
 }
 
-/* A wsaas route's ws_hostname: http://<api.listen> when not given, and
- * never with a '/' at its end (ws_uri adds "/<id>"). */
+/* A wsaas route's ws_hostname: http://<api.listen> when not given (":port"
+ * as localhost:port), and never with a '/' at its end (ws_uri adds "/<id>"). */
 static int ws_hostname_default(const wsg_config_t *cfg, wsg_route_conf_t *r)
 {
     char *v = r->ws_hostname;
     if (r->protocol == WSG_PROTO_WSAAS && (!v || !*v)) {
-        size_t n = strlen(cfg->api.listen) + sizeof "http://";
+        const char *host = cfg->api.listen[0] == ':' ? "localhost" : "";
+        size_t n = strlen(cfg->api.listen) + strlen(host) + sizeof "http://";
         if (!(v = malloc(n)))
             return WSG_ENOMEM;
-        snprintf(v, n, "http://%s", cfg->api.listen);
+        snprintf(v, n, "http://%s%s", host, cfg->api.listen);
         free(r->ws_hostname);
         r->ws_hostname = v;
     }
