@@ -7,6 +7,10 @@
 #ifndef WSG_CMD_H
 #define WSG_CMD_H
 
+#include <stddef.h>
+
+#include "common/config.h"
+
 int cmd_standalone(int argc, char **argv);
 int cmd_edge(int argc, char **argv);
 int cmd_api(int argc, char **argv);
@@ -20,5 +24,10 @@ int cmd_secret(int argc, char **argv);
 /* Finds "--config FILE" / "-c FILE" / "--config=FILE" in argv; falls back to
  * $WSGATE_CONFIG, then to NULL. Borrowed string. */
 const char *cmd_config_path(int argc, char **argv);
+
+/* cmd_wsaas.c: the configuration of a gateway started with no config file
+ * and API_URI set (seed "Web Socket as a Service"'s environment variables).
+ * Returns 0 (*out new), WSG_ECONFIG (why in err) or WSG_ENOMEM. */
+int cmd_wsaas_config(wsg_config_t **out, char *err, size_t errlen);
 
 #endif

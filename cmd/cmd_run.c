@@ -304,14 +304,19 @@ static void usage(FILE *f, const char *role)
     for (size_t i = 0; i < sizeof what / sizeof what[0]; i++)
         if (strcmp(what[i][0], role) == 0)
             fputs(what[i][1], f);
-    fprintf(f, "\n"
-               "  -c, --config FILE  the configuration file (default: $WSGATE_CONFIG);\n"
-               "                     WSGATE_* variables override its keys\n"
-               "  -h, --help         this help\n"
-               "\n"
-               "SIGTERM or SIGINT drains and stops (a second one exits at once); SIGHUP\n"
-               "reloads the TLS certificates. LOG_LEVEL and LOG_FORMAT override log.*.\n"
-               "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or config error.\n");
+    fprintf(f,
+            "\n"
+            "  -c, --config FILE  the configuration file (default: $WSGATE_CONFIG);\n"
+            "                     WSGATE_* variables override its keys\n%s"
+            "  -h, --help         this help\n"
+            "\n"
+            "SIGTERM or SIGINT drains and stops (a second one exits at once); SIGHUP\n"
+            "reloads the TLS certificates. LOG_LEVEL and LOG_FORMAT override log.*.\n"
+            "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or config error.\n",
+            strcmp(role, "standalone") == 0
+                ? "                     none, with API_URI set: one wsaas route at /, from\n"
+                  "                     API_URI, WS_HOSTNAME, WS_TIMEOUT (docs/compat.md)\n"
+                : "");
 }
 
 /* Only --config/-c and --help/-h exist; anything else is refused rather than
@@ -357,11 +362,16 @@ static int run_roles(int argc, char **argv, int roles, const char *role)
         fprintf(stderr, "wsgate: LOG_LEVEL must be error|warn|info|debug, LOG_FORMAT json|text\n");
         return 2;
     }
-    if (!path) {
-        fprintf(stderr, "wsgate %s: --config FILE is required (or set WSGATE_CONFIG)\n", role);
+    const char *api_uri = getenv("API_URI");
+    bool wsaas = !path && roles == ROLE_ALL && api_uri && *api_uri;
+    if (!path && !wsaas) {
+        fprintf(stderr, "wsgate %s: --config FILE is required (or set WSGATE_CONFIG%s)\n", role,
+                roles == ROLE_ALL ? ", or API_URI for a wsaas gateway without a config file" : "");
         return 2;
     }
-    if ((rc = wsg_config_load(&r.cfg, path, err, sizeof err)) != 0) {
+    rc = wsaas ? cmd_wsaas_config(&r.cfg, err, sizeof err)
+               : wsg_config_load(&r.cfg, path, err, sizeof err);
+    if (rc != 0) {
         fprintf(stderr, "wsgate: %s\n", err);
         return 2;
     }

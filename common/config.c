@@ -795,6 +795,25 @@ static int check_stream_route(ld_t *ld, wsg_route_conf_t *r, size_t i)
     return 0;
 }
 
+/* A wsaas route's ws_hostname: http://<api.listen> when not given (":port"
+ * as localhost:port), and never with a '/' at its end (ws_uri adds "/<id>"). */
+static int ws_hostname_default(const wsg_config_t *cfg, wsg_route_conf_t *r)
+{
+    char *v = r->ws_hostname;
+    if (r->protocol == WSG_PROTO_WSAAS && (!v || !*v)) {
+        const char *host = cfg->api.listen[0] == ':' ? "localhost" : "";
+        size_t n = strlen(cfg->api.listen) + strlen(host) + sizeof "http://";
+        if (!(v = malloc(n)))
+            return WSG_ENOMEM;
+        snprintf(v, n, "http://%s%s", host, cfg->api.listen);
+        free(r->ws_hostname);
+        r->ws_hostname = v;
+    }
+    for (size_t n = v ? strlen(v) : 0; n > 0 && v[n - 1] == '/'; n--)
+        v[n - 1] = '\0';
+    return 0;
+}
+
 /* Each check of a route reports on its own: with ld->all every one runs. */
 static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
 {
@@ -829,14 +848,13 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
         rc = keep_going(ld, check_rule(ld, r, &r->rules[j], dp));
     }
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
-    if (r->protocol == WSG_PROTO_WSAAS)
-        return at_field(ld, &r->protocol, r->line, dkey,
-                        "'wsaas' is not built yet in this version (use wsgate, grip or aws)");
     char why[256];
     int line = r->line;
     int ar = rc ? 0 : cfg_check_aws_route(cfg, i, &line, dkey, sizeof dkey, why, sizeof why);
     if (ar)
         rc = ar == WSG_ENOMEM ? ar : keep_going(ld, at_line(ld, line, dkey, "%s", why));
+    if (rc == 0)
+        rc = ws_hostname_default(cfg, r);
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
     if (rc == 0 && r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
         rc = at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,

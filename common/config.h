@@ -61,7 +61,7 @@ typedef enum {
     WSG_PROTO_WSGATE = 0, /* wsgate's JSON envelope and response actions */
     WSG_PROTO_AWS,        /* AWS API Gateway WebSocket APIs (Lambda-proxy events, @connections) */
     WSG_PROTO_GRIP,       /* Pushpin's WebSocket-over-HTTP with GRIP control messages */
-    WSG_PROTO_WSAAS,      /* "Web Socket as a Service": not built yet, refused */
+    WSG_PROTO_WSAAS,      /* "Web Socket as a Service": POST/PUT/DELETE to the backend */
 } wsg_protocol_t;
 
 /* One routing rule: exactly one of json_field+equals or regex is set. */
@@ -145,6 +145,8 @@ typedef struct {
     char *routing_service;   /* URL or "" */
     wsg_protocol_t protocol; /* default wsgate */
     wsg_aws_conf_t aws;      /* protocol aws only */
+    char *ws_hostname;       /* wsaas: base URL of this control API in ws_uri, no '/' at its
+                              * end; the loader fills in http://<api.listen> when empty */
     wsg_limits_conf_t limits;
     wsg_delivery_conf_t delivery;
     int line;

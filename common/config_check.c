@@ -308,6 +308,15 @@ int cfg_check_http_url_or_empty(const char *v, char *why, size_t n)
     return *v ? cfg_check_http_url(v, why, n) : 0;
 }
 
+int cfg_check_ws_hostname(const char *v, char *why, size_t n)
+{
+    char reason[160] = "";
+    if (!*v || wsg_url_check_prefix(v, reason, sizeof reason) == 0)
+        return 0;
+    /* v is not echoed: it may hold credentials */
+    return fail(why, n, "must be an http(s) URL without query or fragment (%s)", reason);
+}
+
 int cfg_check_listen(const char *v, char *why, size_t n)
 {
     const char *colon = strrchr(v, ':');

@@ -314,15 +314,24 @@ static const cfg_key_t route_keys[] = {
      .max = WSG_PROTO_WSAAS,
      .names = protocol_names,
      .doc = "what the backend speaks: `wsgate` (JSON envelope, response actions), `grip` "
-            "(Pushpin's WebSocket-over-HTTP with GRIP control messages) or `aws` (API Gateway "
-            "Lambda-proxy events and @connections), docs/compat.md; `wsaas` is refused: not "
-            "built yet"},
+            "(Pushpin's WebSocket-over-HTTP with GRIP control messages), `aws` (API Gateway "
+            "Lambda-proxy events and @connections) or `wsaas` (\"Web Socket as a Service\": "
+            "POST/PUT/DELETE to `backend`), docs/compat.md"},
     {.path = "aws",
      .type = CFG_SCOPE,
      .off = T(aws),
      .off2 = NOOFF,
      .sub = &aws_scope,
      .doc = "settings of `protocol: aws`"},
+    {.path = "ws_hostname",
+     .type = CFG_STR,
+     .off = T(ws_hostname),
+     .off2 = NOOFF,
+     .def = "",
+     .check = cfg_check_ws_hostname,
+     .doc = "`protocol: wsaas` only: the base URL (http or https, a path allowed) the backend "
+            "reaches this control API at; `ws_uri` is `<ws_hostname>/<connection id>`; empty: "
+            "`http://<api.listen>`"},
     {.path = "limits.max_message_bytes",
      .type = CFG_U32,
      .off = T(limits.max_message_bytes),

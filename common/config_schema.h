@@ -78,6 +78,8 @@ extern const cfg_scope_t cfg_root_scope;
 int cfg_check_http_url(const char *v, char *why, size_t n);
 int cfg_check_backend_url(const char *v, char *why, size_t n); /* http(s) or ws(s) */
 int cfg_check_http_url_or_empty(const char *v, char *why, size_t n);
+/* "" or an http(s) URL without query or fragment (a wsaas ws_hostname). */
+int cfg_check_ws_hostname(const char *v, char *why, size_t n);
 int cfg_check_backend_prefix(const char *v, char *why, size_t n);
 int cfg_check_listen(const char *v, char *why, size_t n);
 int cfg_check_route_path(const char *v, char *why, size_t n);

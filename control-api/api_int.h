@@ -256,6 +256,11 @@ int api_h_grip_publish(api_req_t *r);
 int api_h_aws_post(api_req_t *r);
 int api_h_aws_get(api_req_t *r);
 int api_h_aws_delete(api_req_t *r);
+/* api_wsaas.c: PUT/DELETE <ws_hostname path>/{id} of wsaas routes. path:
+ * 1 when r's method and path are one of those (api_route asks it where no
+ * route of its table matches). */
+int api_wsaas_path(const api_req_t *r);
+int api_h_wsaas(api_req_t *r);
 int api_h_user_send(api_req_t *r);
 int api_h_user_delete(api_req_t *r);
 int api_h_batch(api_req_t *r);

@@ -261,6 +261,8 @@ int api_route(api_req_t *r)
             return API_DONE;
         return rt->fn(r);
     }
+    if (api_wsaas_path(r)) /* paths the config names, beside the table's */
+        return api_h_wsaas(r);
     if (!allowed) { /* distinct type: no route at all, not a missing resource */
         api_problem(r, 404, "no such resource");
         json_object_set_new(r->resp, "type", json_string("https://wsgate.dev/problems/no-route"));

@@ -321,7 +321,8 @@ static size_t batch_size(const disp_conn_t *c)
 {
     const wsg_route_conf_t *r = c->rt->conf;
     size_t n = 1;
-    if (r->delivery.batch_max <= 1 || (r->routing_service && r->routing_service[0]))
+    if (r->delivery.batch_max <= 1 || (r->routing_service && r->routing_service[0]) ||
+        c->rt->proto->one_per_request)
         return 1;
     for (disp_item_t *it = c->head->next; it && n < r->delivery.batch_max; it = it->next, n++) {
         const char *b = rule_backend(c, it->ev);
@@ -342,7 +343,13 @@ static int start_request(disp_t *d, disp_conn_t *c, uint64_t timeout_ms)
     char bid[DISP_BATCH_ID_LEN + 1], *owned = NULL;
     int rc = c->rt->proto->body(c->rt->conf, evs, k, &body, &len, &owned, c->last_err,
                                 sizeof c->last_err);
+    if (rc == 0 && c->rt->proto->keep && evs[0]->type == BUS_EV_CONNECT) {
+        curl_slist_free_all(c->meta);
+        c->meta = NULL;
+        rc = c->rt->proto->keep(evs[0], &c->meta);
+    }
     if (rc != 0) {
+        free(owned);
         if (rc == WSG_ENOMEM)
             snprintf(c->last_err, sizeof c->last_err, "out of memory");
         return rc;

@@ -3,7 +3,8 @@
  * disp_http.c — one webhook or routing-service request on the dispatcher's
  * curl multi handle: a pooled easy handle (connection reuse through the multi
  * handle's cache), Standard Webhooks headers, a capped response body, the
- * Retry-After header, no redirects, http/https only, TCP_NODELAY.
+ * Retry-After header, no redirects, http/https only, TCP_NODELAY; POST, or
+ * the method the route's protocol names for the event.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,9 @@ int disp_http_start(disp_t *d, disp_conn_t *c, const char *url, const char *id,
         return err;
     }
     set_options(d, r, url, body, len, timeout_ms);
+    const disp_proto_t *p = c->rt->proto;
+    if (!r->routing && p->method && c->head) /* a body goes with any method */
+        curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, p->method(c->head->ev->type));
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, c);
     int64_t t0 = disp_now_ns();
     CURLMcode mc = curl_multi_add_handle(d->multi, r->easy);

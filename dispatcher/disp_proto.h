@@ -63,6 +63,17 @@ typedef struct {
      * empty), WSG_ENOMEM. */
     int (*parse)(const wsg_route_conf_t *r, const char *body, size_t len, bool opening,
                  disp_answer_t *out, char *err, size_t errlen);
+    /* HTTP method of a request whose (first) event is of type t. NULL
+     * member: POST for every request. */
+    const char *(*method)(bus_event_type_t t);
+    /* true: one event per request, never a batch (the method says which
+     * event it is, and the original has no batch shape). */
+    bool one_per_request;
+    /* Header lines taken from a connection's connect event (ev), kept for
+     * the connection (replacing what was kept) and given to headers() as
+     * meta on its every request, this one included. NULL: none. Returns 0
+     * or WSG_ENOMEM. */
+    int (*keep)(const bus_event_t *ev, struct curl_slist **kept);
 } disp_proto_t;
 
 /* The table of protocol p; NULL for a protocol this build does not have
@@ -72,6 +83,7 @@ const disp_proto_t *disp_proto_for(wsg_protocol_t p);
 extern const disp_proto_t disp_proto_wsgate;
 extern const disp_proto_t disp_proto_grip;
 extern const disp_proto_t disp_proto_aws;
+extern const disp_proto_t disp_proto_wsaas;
 
 /* ---- disp_proto_grip.c: pure pieces, exposed for unit tests ---------------- */
 
@@ -115,5 +127,11 @@ int disp_aws_route_key(const char *rse, const char *data, size_t len, char *out,
  * WSG_ENOMEM. */
 int disp_aws_event(const wsg_route_conf_t *r, const bus_event_t *ev, char **out, size_t *len,
                    char *err, size_t errlen);
+
+/* ---- disp_proto_wsaas.c: pure pieces, exposed for unit tests --------------- */
+
+/* 1 when a wsaas connect answer accepts the connection: a JSON object whose
+ * "code" is the string "OK" (other members ignored), else 0. */
+int disp_wsaas_accepts(const char *body, size_t len);
 
 #endif

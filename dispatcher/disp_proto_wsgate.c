@@ -62,7 +62,7 @@ const disp_proto_t *disp_proto_for(wsg_protocol_t p)
     case WSG_PROTO_AWS:
         return &disp_proto_aws;
     case WSG_PROTO_WSAAS:
-        break;
+        return &disp_proto_wsaas;
     }
     return NULL;
 }

@@ -58,6 +58,7 @@ void edge_conn_free(edge_conn_t *c)
     free(c->subprotocol);
     free(c->bearer_offer);
     free(c->connect_extra);
+    free(c->proto_extra);
     free(c->hs_req);
     free(c->rx);
     free(c);

@@ -284,6 +284,12 @@ int edge_event_connect(edge_loop_t *e, edge_conn_t *c)
         free(c->connect_extra); /* only the connect event needs it */
         c->connect_extra = NULL;
     }
+    if (c->proto_extra) { /* "wsaas" */
+        wsg_sb_puts(&b, ",");
+        wsg_sb_puts(&b, c->proto_extra);
+        free(c->proto_extra);
+        c->proto_extra = NULL;
+    }
     wsg_sb_puts(&b, ",\"subprotocol\":"); /* an echoed bearer.<token> is no protocol */
     str_or_null(&b, wsg_is_bearer_protocol(c->subprotocol) ? NULL : c->subprotocol);
     wsg_sb_puts(&b, ",\"channels\":[");

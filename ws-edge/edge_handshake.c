@@ -266,6 +266,33 @@ static char *connect_extra(const wsg_route_conf_t *r, const edge_req_t *req)
     return out;
 }
 
+/* A wsaas route's member of the connect event (docs/compat.md): the ws_uri
+ * its backend pushes to and the client's Authorization header, which that
+ * protocol forwards on each request (left out when over
+ * EDGE_WSAAS_AUTH_MAX bytes or not UTF-8). Kept apart from connect_extra:
+ * that also goes to the authorizer, which never sees Authorization. */
+static char *proto_extra(const wsg_route_conf_t *r, const edge_req_t *req, const char *id)
+{
+    if (r->protocol != WSG_PROTO_WSAAS)
+        return NULL;
+    wsg_sbuf_t b = {0};
+    const char *auth = edge_req_header(req, "authorization");
+    wsg_sb_puts(&b, "\"wsaas\":{\"ws_uri\":");
+    size_t n = strlen(r->ws_hostname);
+    char *uri = malloc(n + strlen(id) + 2);
+    if (!uri)
+        abort();
+    snprintf(uri, n + strlen(id) + 2, "%s/%s", r->ws_hostname, id);
+    wsg_sb_str(&b, wsg_json_ok(uri) ? uri : "");
+    free(uri);
+    if (auth && strlen(auth) <= EDGE_WSAAS_AUTH_MAX && wsg_json_ok(auth))
+        wsg_sb_member(&b, "authorization", auth);
+    wsg_sb_puts(&b, "}");
+    if (!b.p)
+        abort();
+    return b.p;
+}
+
 static int check_jwt(edge_loop_t *e, edge_conn_t *c, const char *token, char *why, size_t whylen)
 {
     const wsg_route_conf_t *r = c->route;
@@ -782,6 +809,7 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
         return;
     }
     c->connect_extra = connect_extra(r, req);
+    c->proto_extra = proto_extra(r, req, c->id);
     c->rxc.pmd = r->compression && edge_pmd_offered(req); /* before the scan of build_resume */
     if (build_resume(c, req) != 0) {
         edge_admit_release(e, c->remote);

@@ -139,6 +139,7 @@ typedef struct edge_conn {
     char remote[48];
     char *subprotocol;   /* chosen subprotocol (maybe a bearer.* entry: see select_subprotocol) */
     char *connect_extra; /* JSON members for the connect event ("headers":..,"query":..) */
+    char *proto_extra;   /* its route protocol's member of the connect event, or NULL */
     uint64_t seq;
     int64_t opened_ms, last_rx_ms, last_ping_ms;
     int64_t expires_ms; /* the token's expiry (edge clock), 0: none; closes 1008 then */

@@ -15,6 +15,8 @@
 #define EDGE_REQ_MAX_BYTES 16384 /* request line and headers: 431 beyond */
 #define EDGE_REQ_MAX_HEADERS 64  /* 431 beyond */
 #define EDGE_REQ_MAX_ARGS 64     /* query arguments: 414 beyond */
+/* Longest Authorization header a wsaas route forwards to its backend. */
+#define EDGE_WSAAS_AUTH_MAX 8192
 
 typedef struct {
     uint32_t off, len; /* in edge_req_t.buf */

@@ -46,6 +46,9 @@ static void check_route(const wsg_route_conf_t *r)
             abort();
     if (!r->webhook_key || !r->webhook_key_len)
         abort();
+    size_t hn = r->ws_hostname ? strlen(r->ws_hostname) : 0; /* ws_uri appends "/<id>" */
+    if (r->protocol == WSG_PROTO_WSAAS && (hn == 0 || r->ws_hostname[hn - 1] == '/'))
+        abort();
     check_jwt(&r->auth.jwt);
 }
 

@@ -119,10 +119,13 @@ class Gateway(WatchedProcess):
     Every end of its process is judged (WatchedProcess): see expect_exit()
     and allow_unclean_stop() for the ends a test means. binary: the program
     run instead of $WSGATE_BIN (the library's self-test wraps wsgate).
+    config_file=False runs it without --config (the file is written but
+    unused): its environment alone configures it.
     """
 
     def __init__(self, routes=None, config=None, env=None, tmp=None, start=True,
-                 ready_timeout=30.0, log_level="debug", args=None, binary=None):
+                 ready_timeout=30.0, log_level="debug", args=None, binary=None,
+                 config_file=True):
         require_binary()
         self.watch_init("wsgate standalone")
         self.binary = binary or WSGATE_BIN
@@ -139,6 +142,7 @@ class Gateway(WatchedProcess):
         self.ready_timeout = ready_timeout
         self.log_level = log_level
         self.args = list(args or [])
+        self.config_file = config_file  # False: run without --config (env only)
         self.proc = None
         self.starts = 0
         self.stdout_path = self.tmp.join("wsgate.stdout")
@@ -227,7 +231,8 @@ class Gateway(WatchedProcess):
         main = threading.current_thread() is threading.main_thread()
         try:
             self.proc = subprocess.Popen(
-                [self.binary, "standalone", "--config", self.config_path] + self.args,
+                [self.binary, "standalone"] +
+                (["--config", self.config_path] if self.config_file else []) + self.args,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=self._environ(),
                 cwd=self.tmp.path, preexec_fn=_pdeathsig if main else None)
         finally:
