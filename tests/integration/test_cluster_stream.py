@@ -21,7 +21,6 @@ Every process is stopped by PID; every wait is bounded.
 """
 
 import time
-import unittest
 import uuid
 
 import wsgate_test as w
@@ -170,4 +169,4 @@ class ClusterStreamTest(ClusterTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    w.main()
