@@ -852,7 +852,8 @@ static int outage_recent(nats_bus_t *b)
 /* What partition p's consumer has out, by the server: messages delivered
  * and not acked (*pending; a Nak'ed one stays counted until redelivered)
  * and pull requests not answered yet (*waiting: one being served may still
- * hand us messages). 0, or -1 when the server did not say. */
+ * hand us messages); nothing when there is no consumer yet. 0, or -1 when
+ * the server did not say. */
 static int consumer_out(nb_group_t *g, uint32_t p, int64_t *pending, int64_t *waiting)
 {
     char durable[160];
@@ -863,6 +864,9 @@ static int consumer_out(nb_group_t *g, uint32_t p, int64_t *pending, int64_t *wa
     if (js_GetConsumerInfo(&ci, g->b->js, g->b->stream, durable, NULL, &jerr) == NATS_OK && ci) {
         *pending = ci->NumAckPending;
         *waiting = ci->NumWaiting;
+        rc = 0;
+    } else if (jerr == JSConsumerNotFoundErr) { /* never bound: nothing out */
+        *pending = *waiting = 0;
         rc = 0;
     }
     jsConsumerInfo_Destroy(ci);
@@ -1216,6 +1220,32 @@ static natsStatus ensure_stream(nats_bus_t *b)
     return s;
 }
 
+/* A bucket made with another lease TTL (an older version's 45 s, another
+ * cluster.lease_ttl) gets this one: the TTL is its stream's MaxAge. The
+ * processes of a group should share one cluster.lease_ttl; the last to
+ * start sets it. Failing leaves the bucket as it was (logged). */
+static void align_lease_ttl(nats_bus_t *b, const char *bucket, int64_t ttl_ns)
+{
+    char stream[NB_PREFIX_MAX + 24];
+    snprintf(stream, sizeof stream, "KV_%s", bucket);
+    jsStreamInfo *si = NULL, *up = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, b->js, stream, NULL, &jerr) == NATS_OK && si && si->Config &&
+        si->Config->MaxAge != ttl_ns) {
+        int64_t was = si->Config->MaxAge;
+        si->Config->MaxAge = ttl_ns;
+        if (si->Config->Duplicates > ttl_ns) /* the server wants it within MaxAge */
+            si->Config->Duplicates = ttl_ns;
+        natsStatus s = js_UpdateStream(&up, b->js, si->Config, NULL, &jerr);
+        WSG_LOG(s == NATS_OK ? WSG_LOG_INFO : WSG_LOG_WARN,
+                s == NATS_OK ? "lease bucket TTL changed" : "lease bucket TTL not changed",
+                "bucket=%s from_ms=%lld to_ms=%lld js_error=%d", bucket, (long long)(was / 1000000),
+                (long long)(ttl_ns / 1000000), (int)jerr);
+    }
+    jsStreamInfo_Destroy(up);
+    jsStreamInfo_Destroy(si);
+}
+
 static natsStatus ensure_leases(nats_bus_t *b)
 {
     char bucket[NB_PREFIX_MAX + 16];
@@ -1227,8 +1257,10 @@ static natsStatus ensure_leases(nats_bus_t *b)
     kc.TTL = (int64_t)b->tune.lease_ttl_ms * 1000000;
     kc.StorageType = js_FileStorage;
     natsStatus s = js_CreateKeyValue(&b->kv, b->js, &kc);
-    if (s != NATS_OK) /* exists with another TTL: use it as it is */
+    if (s != NATS_OK) /* exists, maybe with another TTL */
         s = js_KeyValue(&b->kv, b->js, bucket);
+    if (s == NATS_OK)
+        align_lease_ttl(b, bucket, kc.TTL);
     return s;
 }
 

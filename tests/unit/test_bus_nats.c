@@ -426,6 +426,44 @@ static void test_takeover_waits_when_restart_repeats_too_much(void **state)
     takeover_with_acked_beyond_floor("floorwait", 2);
 }
 
+/* MaxAge of the lease bucket of test name's prefix, in ms (read with a
+ * connection of the test's own). */
+static int64_t lease_bucket_ttl_ms(const char *name)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    char stream[96];
+    snprintf(stream, sizeof stream, "KV_t%s_%s_leases", run_id, name);
+    assert_int_equal(natsConnection_ConnectTo(&nc, nats_url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    assert_int_equal(js_GetStreamInfo(&si, js, stream, NULL, NULL), NATS_OK);
+    int64_t ms = si->Config->MaxAge / 1000000;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return ms;
+}
+
+/* A lease bucket made with another TTL (an older version's, another
+ * cluster.lease_ttl) takes the TTL of the process that starts now. */
+static void test_lease_bucket_ttl_follows_config(void **state)
+{
+    (void)state;
+    rec_t g;
+    rec_init(&g);
+    const uint32_t ttls[] = {45000, 3000};
+    for (size_t i = 0; i < 2; i++) {
+        uint32_t ttl = ttls[i];
+        bus_nats_tune_t t = {.lease_ttl_ms = ttl};
+        bus_t *b = open_bus("ttl", &t);
+        assert_int_equal(bus_event_subscribe(b, "dispatch", BUS_EV_ALL, on_event, &g), 0);
+        assert_int_equal(bus_start(b), 0);
+        assert_int_equal(lease_bucket_ttl_ms("ttl"), ttl);
+        bus_free(b);
+    }
+}
+
 /* ---- commands ----------------------------------------------------------------- */
 
 typedef struct {
@@ -827,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_takeover_after_crash),
         cmocka_unit_test(test_takeover_restarts_at_ack_floor),
         cmocka_unit_test(test_takeover_waits_when_restart_repeats_too_much),
+        cmocka_unit_test(test_lease_bucket_ttl_follows_config),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_channels_and_broadcast),
         cmocka_unit_test(test_heartbeats),
