@@ -3,7 +3,7 @@
 the real binaries (the Cluster of tests/integration/test_cluster_basic.py:
 a real nats-server with JetStream, a real PostgreSQL, 2 edges, 2 APIs, 2
 dispatchers on free loopback ports; 20 clients, 10 per edge, sending 100
-frames/s in all). Labels "faults" and "long": `make test-faults`, not
+frames/s per edge). Labels "faults" and "long": `make test-faults`, not
 `make test` (the short ones are in tests/integration/test_cluster_hardkill.py).
 
 - kill -9 of nats-server, down 35 s: longer than the default

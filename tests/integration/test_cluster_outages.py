@@ -356,6 +356,19 @@ def map_fleet_ids(tc, fleet, got, timeout=30):
     return out
 
 
+def add_fleets(tc, fleets, ids, tag, timeout=30):
+    """One Fleet of tc.per_edge clients on each edge (100 frames/s each
+    fleet once started), appended to fleets as made (the caller closes them
+    even if this fails), their connection ids to ids (ids[f][i]: fleets[f]
+    .conns[i]). Also used by test_cluster_hardkill.py."""
+    for e in (0, 1):
+        fl = Fleet(tc.cl.edge_url(e), tc.per_edge, "%s%d" % (tag, e), rate=100)
+        fleets.append(fl)
+        got = ws_connect_ids(tc.be, tc.cl.edges[e].port, tc.per_edge, tc._taken(),
+                             timeout=timeout)
+        ids.append(map_fleet_ids(tc, fl, got, timeout=timeout))
+
+
 def check_fleet_deliveries(tc, fleets, ids, events):
     """For every connection of the fleets (ids[f][i] = id of fleets[f].conns[i]):
     the connect and message events delivered (deduplicated by event id) are
@@ -437,12 +450,7 @@ class NatsOutageMixin:
         first = self.first_wait
         fleets, ids = [], []
         try:
-            for e in (0, 1):
-                fl = Fleet(self.cl.edge_url(e), self.per_edge, "n%d" % e, rate=100)
-                fleets.append(fl)
-                got = ws_connect_ids(self.be, self.cl.edges[e].port, self.per_edge,
-                                     self._taken(), timeout=first)
-                ids.append(map_fleet_ids(self, fl, got, timeout=first))
+            add_fleets(self, fleets, ids, "n", timeout=first)
             for fl in fleets:
                 fl.start()
             all_ids = {cid for m in ids for cid in m}
