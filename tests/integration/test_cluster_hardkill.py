@@ -4,7 +4,7 @@ on and of its API role, through the real binaries (the Cluster of
 test_cluster_basic.py: a real nats-server with JetStream, a real
 PostgreSQL, 2 edges, 2 APIs, 2 dispatchers on free loopback ports).
 test_cluster_outages.py stops the same servers gracefully; here they crash.
-Labels "integration" and "faults" (about a minute and a half on a 2-core
+Labels "integration" and "faults" (about two minutes on a loaded 2-core
 box); the long variants are in tests/faults/ (`make test-faults` only).
 
 - kill -9 of nats-server for 2 s under load (20 clients, 10 per edge,
