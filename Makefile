@@ -5,7 +5,10 @@
 #   make install   build, then install under PREFIX (default /usr/local) into DESTDIR: the
 #                  binary, libwsgate, wsgate.1, SYSCONFDIR/wsgate/wsgate.yaml, wsgate.service
 #   make test      install deps, check formatting, build with -Werror, run every ctest
-#                  (unit, integration, e2e, selftest, fuzz replay), then `make sanitize`.
+#                  (unit, integration, e2e, selftest, fuzz replay) but the long fault
+#                  tests (label "long"), then `make sanitize`.
+#   make test-faults  build, run the hard-fault tests of a cluster (label "faults":
+#                  kill -9 / SIGSTOP of nats-server, PostgreSQL, an API; docs/testing.md)
 #                  This is what CI runs (.ci/run).
 #   make sanitize  build $(BUILD)-asan with ASan+UBSan and run every ctest again there:
 #                  the e2e and integration gateways are that binary, and any sanitizer
@@ -24,7 +27,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= examples/standalone.yaml
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run install test unit format format-check sanitize fuzz bench reliability clean image
+.PHONY: all deps build run install test test-faults unit format format-check sanitize fuzz bench reliability clean image
 
 all: build
 
@@ -46,16 +49,23 @@ PREFIX ?= /usr/local
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
-# $(call ctest_all,DIR): every ctest in DIR, then no skip outside the allowlist
+# $(call ctest_all,DIR): every ctest in DIR but the long fault tests (label
+# "long": `make test-faults`), then no skip outside the allowlist
+# $(call ctest_all,DIR,ARGS): the same with ctest ARGS instead of -LE long
 define ctest_all
 	rm -f $(1)/skipped-tests.txt
-	cd $(1) && WSGATE_SKIP_LOG=$(abspath $(1))/skipped-tests.txt ctest --output-on-failure -j $(JOBS)
+	cd $(1) && WSGATE_SKIP_LOG=$(abspath $(1))/skipped-tests.txt ctest --output-on-failure -j $(JOBS) $(or $(2),-LE '^long$$')
 	python3 tests/check_skips.py tests/skip-allowlist.txt $(1)/skipped-tests.txt
 endef
 
 test: build format-check
 	$(call ctest_all,$(BUILD))
 	$(MAKE) sanitize
+
+# every test labelled "faults" (tests/faults/: minutes each, one at a time;
+# integration/test_cluster_hardkill.py, also in `make test`): docs/testing.md
+test-faults: build
+	$(call ctest_all,$(BUILD),-L '^faults$$')
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit

@@ -93,6 +93,13 @@ int bus_healthy(bus_t *bus)
     return bus ? bus->ops->healthy(bus) : 0;
 }
 
+int bus_roundtrip(bus_t *bus, int timeout_ms)
+{
+    if (!bus)
+        return WSG_EUNAVAILABLE;
+    return bus->ops->roundtrip ? bus->ops->roundtrip(bus, timeout_ms) : 0;
+}
+
 void *bus_xcalloc(size_t n)
 {
     void *p = calloc(1, n);

@@ -109,6 +109,13 @@ void bus_free(bus_t *bus);
 /* 1 when the bus can accept work (NATS connected; queue writable). */
 int bus_healthy(bus_t *bus);
 
+/* A round trip to the NATS server (PING, then its PONG) within timeout_ms:
+ * 0, or WSG_EUNAVAILABLE when none came. A server that hangs (stopped,
+ * blackholed) still looks connected to bus_healthy() until the client's own
+ * pings time out; this tells at once whether anything sent now is heard.
+ * Blocks up to timeout_ms; any thread. In-process bus: 0 at once. */
+int bus_roundtrip(bus_t *bus, int timeout_ms);
+
 /* ---- 0. consumers ------------------------------------------------------------ */
 
 /* A consumer is a thread of the caller's (an edge's service loop) on which

@@ -51,6 +51,8 @@ struct bus_ops {
      * bus_core_*_in() call runs and no transport thread is left. */
     void (*free)(bus_t *bus);
     int (*healthy)(bus_t *bus);
+    /* bus_roundtrip(); NULL: nothing between the processes (0). */
+    int (*roundtrip)(bus_t *bus, int timeout_ms);
 
     /* Arguments are checked by bus.c before any of these is called. */
     int (*event_publish)(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);

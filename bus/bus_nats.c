@@ -405,6 +405,14 @@ static int nats_healthy(bus_t *bus)
     return atomic_load(&b->connected) && !atomic_load(&b->closed);
 }
 
+static int nats_roundtrip(bus_t *bus, int timeout_ms)
+{
+    nats_bus_t *b = (nats_bus_t *)bus;
+    if (!nats_healthy(bus))
+        return WSG_EUNAVAILABLE;
+    return natsConnection_FlushTimeout(b->nc, timeout_ms) == NATS_OK ? 0 : WSG_EUNAVAILABLE;
+}
+
 static void unsubscribe_all_channels(nats_bus_t *b)
 {
     for (size_t i = 0; i < NB_BUCKETS; i++) {
@@ -679,6 +687,7 @@ const bus_ops_t bus_nats_ops = {
     .start = nats_start,
     .free = nats_free,
     .healthy = nats_healthy,
+    .roundtrip = nats_roundtrip,
     .event_publish = nb_ev_publish,
     .event_capacity = nb_ev_capacity,
     .event_subscribe = nb_ev_subscribe,

@@ -55,6 +55,7 @@
 #define GC_INTERVAL_MS 60000
 #define LOST_GRACE_MS 2000
 #define SUBWAIT_POLL_MS 50
+#define BUS_ROUNDTRIP_MS 1000 /* a PONG later than this: the bus is not heard */
 
 static int64_t parse_ts(const char *s)
 {
@@ -529,12 +530,17 @@ static void *maint_main(void *arg)
             continue;
         }
         next_tick = wsg_wall_ms() + 1000;
+        /* A hung NATS server (stopped, blackholed) keeps its connections
+         * open: bus_healthy() says yes until the client's pings time out,
+         * while no heartbeat arrives. Without an answer to our own ping,
+         * silence proves nothing: outside reg_mu, as it may wait. */
+        int heard = !a->cluster || bus_roundtrip(a->bus, BUS_ROUNDTRIP_MS) == 0;
         pthread_mutex_lock(&a->reg_mu);
         int64_t now = wsg_wall_ms();
         int store_up = store_ping(a->reg_st) == 0, bus_up = bus_healthy(a->bus) == 1;
         wsg_gauge_set(WSG_G_STORE_UP, store_up);
         wsg_gauge_set(WSG_G_BUS_UP, bus_up);
-        if (!store_up || !bus_up) /* heartbeats cannot arrive or be recorded */
+        if (!store_up || !bus_up || !heard) /* heartbeats cannot arrive or be recorded */
             hold_sweep(a);
         if (store_up && a->held_head)
             retry_held(a);

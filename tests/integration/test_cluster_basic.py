@@ -125,7 +125,7 @@ class Cluster:
     edge_url(i), api(i) (a ControlApi with an admin token)."""
 
     def __init__(self, routes, n_edges=2, n_apis=2, n_dispatchers=2, config=None,
-                 log_level="info", env=None):
+                 log_level="info", env=None, pg_fast=True):
         w.require_binary()
         self.tmp = w.TempDir(prefix="wsgate-cluster-")
         self.routes = routes
@@ -133,6 +133,7 @@ class Cluster:
         self.log_level = log_level
         self.env = dict(env or {})  # WSGATE_* given to every node (e.g. test-only knobs)
         self.counts = (n_edges, n_apis, n_dispatchers)
+        self.pg_fast = pg_fast  # False: every commit durable (a kill -9 of PostgreSQL)
         self.nats = self.pg = None
         self.edges, self.apis, self.dispatchers = [], [], []
         self.config_path = self.tmp.join("cluster.json")
@@ -154,7 +155,7 @@ class Cluster:
     def start(self):
         self.nats = NatsServer()
         self.nats.start()
-        self.pg = PgServer()
+        self.pg = PgServer(fast=self.pg_fast)
         self.pg.start()
         cfg = {
             "api": {"auth": {"jwt": {"alg": "HS256", "secret": w.DEFAULT_API_SECRET}}},
@@ -273,6 +274,7 @@ class ClusterTestCase(unittest.TestCase):
     extra_config = None
     node_env = None  # WSGATE_* for every node
     route_options = {}  # merged into every route (e.g. delivery={...})
+    pg_fast = True  # Cluster(pg_fast=...)
 
     @classmethod
     def setUpClass(cls):
@@ -283,7 +285,7 @@ class ClusterTestCase(unittest.TestCase):
                                                     w.DEFAULT_CLIENT_SECRET},
                           one_connection_per_user="replace", **cls.route_options)]
         cls.cl = Cluster(routes, cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config,
-                         env=cls.node_env)
+                         env=cls.node_env, pg_fast=cls.pg_fast)
         try:
             cls.cl.start()
         except BaseException:

@@ -34,7 +34,7 @@ import unittest
 
 import wsgate_test as w
 from test_cluster_basic import ClusterTestCase
-from test_cluster_outages import Fleet, map_fleet_ids, ws_connect_ids
+from test_cluster_outages import Fleet, check_duplicates, map_fleet_ids, ws_connect_ids
 
 EDGE_TIMEOUT_S = 3  # cluster.edge_timeout of Cluster's config
 
@@ -129,28 +129,6 @@ def lease_holders(cl, group="dispatch"):
         if who not in (None, "free"):
             held[who] = held.get(who, 0) + 1
     return held
-
-
-def check_duplicates(tc, conn_ids):
-    """Every delivery of an event of conn_ids repeats its id's (connection,
-    seq) and webhook-id, and no (connection, seq) has two event ids (a retry
-    never gets a new id). Returns the number of duplicate deliveries. Also
-    used by test_cluster_handover.py."""
-    seen = {}  # event id -> ((conn, seq), webhook-id)
-    dupes = 0
-    for r in tc.be.snapshot():
-        for e in r.events():
-            if e.get("connection_id") not in conn_ids:
-                continue
-            got = ((e["connection_id"], e["seq"]), r.headers.get("webhook-id"))
-            prev = seen.get(e["id"])
-            if prev is not None:
-                dupes += 1
-                tc.assertEqual(prev, got, "a duplicate must repeat id and webhook-id")
-            seen[e["id"]] = got
-    keys = [v[0] for v in seen.values()]
-    tc.assertEqual(len(keys), len(set(keys)), "two event ids for one (connection, seq)")
-    return dupes
 
 
 class Tally:

@@ -234,17 +234,38 @@ def ws_connect_ids(be, edge_port, n, taken, timeout=20):
     return ids
 
 
+def assert_unavailable(tc, r, what):
+    """r is a 503 with Retry-After (whole seconds, >= 1) and an RFC 9457
+    problem body. Also used by test_cluster_hardkill.py."""
+    tc.assertEqual(r.status, 503, "%s: %r" % (what, r))
+    ra = r.headers.get("retry-after")
+    tc.assertIsNotNone(ra, "%s: 503 without Retry-After" % what)
+    tc.assertTrue(ra.isdigit() and int(ra) >= 1, ra)
+    tc.assertTrue(r.headers.get("content-type", "").startswith("application/problem+json"),
+                  r.headers)
+    tc.assertEqual(r.json["status"], 503, r.body)
+    for k in ("type", "title", "detail"):
+        tc.assertIn(k, r.json, r.body)
+
+
+def churn_during_outage(tc, closing):
+    """While a server is away: one new client on each edge (returns the
+    clients and their ids, from the connect webhooks) and `closing`, a
+    client made before, closed (its disconnect webhook waited for). Also
+    used by test_cluster_hardkill.py."""
+    fresh = [w.WsClient.connect(tc.cl.edge_url(e)) for e in (0, 1)]
+    tc._clients.extend(fresh)
+    new_ids = [ws_connect_ids(tc.be, tc.cl.edges[e].port, 1, tc._taken())[0] for e in (0, 1)]
+    ws, cid = closing
+    ws.close()
+    tc.be.wait_events(lambda e: e["type"] == "disconnect" and e["connection_id"] == cid, 1,
+                      timeout=15)
+    return fresh, new_ids
+
+
 class PostgresRestartTest(ClusterTestCase):
     def assert_unavailable(self, r, what):
-        self.assertEqual(r.status, 503, "%s: %r" % (what, r))
-        ra = r.headers.get("retry-after")
-        self.assertIsNotNone(ra, "%s: 503 without Retry-After" % what)
-        self.assertTrue(ra.isdigit() and int(ra) >= 1, ra)
-        self.assertTrue(r.headers.get("content-type", "").startswith("application/problem+json"),
-                        r.headers)
-        self.assertEqual(r.json["status"], 503, r.body)
-        for k in ("type", "title", "detail"):
-            self.assertIn(k, r.json, r.body)
+        assert_unavailable(self, r, what)
 
     def test_postgres_restart_503_then_recovers(self):
         wa, ida = self.client(0)
@@ -272,13 +293,7 @@ class PostgresRestartTest(ClusterTestCase):
                 self.assertIs(r.json.get("store"), False, r.body)
                 self.assertEqual(api.get("/healthz").status, 200)
             # connects and a disconnect while the store is away
-            fresh = [w.WsClient.connect(self.cl.edge_url(e)) for e in (0, 1)]
-            self._clients.extend(fresh)
-            new_ids = [ws_connect_ids(self.be, self.cl.edges[e].port, 1, self._taken())[0]
-                       for e in (0, 1)]
-            wb.close()
-            self.be.wait_events(lambda e: e["type"] == "disconnect" and
-                                e["connection_id"] == idb, 1, timeout=15)
+            fresh, new_ids = churn_during_outage(self, (wb, idb))
             # longer than cluster.edge_timeout: heartbeats could not be recorded
             time.sleep(EDGE_TIMEOUT_S + 1)
             for n in self.cl.nodes():
@@ -341,6 +356,19 @@ def map_fleet_ids(tc, fleet, got, timeout=30):
     return out
 
 
+def add_fleets(tc, fleets, ids, tag, timeout=30):
+    """One Fleet of tc.per_edge clients on each edge (100 frames/s each
+    fleet once started), appended to fleets as made (the caller closes them
+    even if this fails), their connection ids to ids (ids[f][i]: fleets[f]
+    .conns[i]). Also used by test_cluster_hardkill.py."""
+    for e in (0, 1):
+        fl = Fleet(tc.cl.edge_url(e), tc.per_edge, "%s%d" % (tag, e), rate=100)
+        fleets.append(fl)
+        got = ws_connect_ids(tc.be, tc.cl.edges[e].port, tc.per_edge, tc._taken(),
+                             timeout=timeout)
+        ids.append(map_fleet_ids(tc, fl, got, timeout=timeout))
+
+
 def check_fleet_deliveries(tc, fleets, ids, events):
     """For every connection of the fleets (ids[f][i] = id of fleets[f].conns[i]):
     the connect and message events delivered (deduplicated by event id) are
@@ -376,40 +404,53 @@ def check_fleet_deliveries(tc, fleets, ids, events):
     return delivered, closed
 
 
-class NatsRestartTest(ClusterTestCase):
+def check_duplicates(tc, conn_ids):
+    """Every delivery of an event of conn_ids repeats its id's (connection,
+    seq) and webhook-id, and no (connection, seq) has two event ids (a retry
+    never gets a new id). Returns the number of duplicate deliveries. Also
+    used by test_cluster_faults.py and test_cluster_handover.py."""
+    seen = {}  # event id -> ((conn, seq), webhook-id)
+    dupes = 0
+    for r in tc.be.snapshot():
+        for e in r.events():
+            if e.get("connection_id") not in conn_ids:
+                continue
+            got = ((e["connection_id"], e["seq"]), r.headers.get("webhook-id"))
+            prev = seen.get(e["id"])
+            if prev is not None:
+                dupes += 1
+                tc.assertEqual(prev, got, "a duplicate must repeat id and webhook-id")
+            seen[e["id"]] = got
+    keys = [v[0] for v in seen.values()]
+    tc.assertEqual(len(keys), len(set(keys)), "two event ids for one (connection, seq)")
+    return dupes
+
+
+class NatsOutageMixin:
+    """restart_under_load(down_s): clients on both edges send while NATS is
+    away for down_s seconds (interrupt_nats() / resume_nats(): a graceful
+    stop and a start on the same port and store dir here; kill -9 or
+    SIGSTOP in test_cluster_hardkill.py), then every check of
+    check_fleet_deliveries() and check_duplicates(). Mixed into a
+    ClusterTestCase."""
     per_edge = 10
+    first_wait = 30 + 2 + 15  # see restart_under_load
 
-    def test_nats_restart_short(self):
-        # within the 5 s PubAck timeout: the reconnect buffers carry most
-        self.restart_under_load(2)
+    def interrupt_nats(self):
+        self.cl.nats.stop()
 
-    def test_nats_restart_long(self):
-        # longer than the PubAck timeout: the edges must refuse (1013): the
-        # one reason for 1013 (docs/contract.md §2), told at warn with its cause
-        closed = self.restart_under_load(7)
-        self.assertGreater(closed, 0, "nobody closed with 1013 after 7 s without NATS")
-        for e in self.cl.edges:
-            lines = [json.loads(ln) for ln in e.text().splitlines()
-                     if '"client closed: event not durable"' in ln]
-            self.assertTrue(lines, "%s did not say why it closed clients" % e.name)
-            for ln in lines:
-                self.assertEqual((ln["level"], ln["code"], ln["cause"]),
-                                 ("warn", 1013, "bus_unavailable"), ln)
+    def resume_nats(self):
+        self.cl.nats.start()  # same port, same JetStream store dir
 
     def restart_under_load(self, down_s):
         # The other test of this class may have just restarted NATS: a
         # partition whose fetch that outage cut is held until its own
         # deliveries are done, then its consumer restarts (docs/bus-nats.md);
         # generous for a loaded box, and still within AckWait + 2 s + 15 s.
-        first = 30 + 2 + 15
+        first = self.first_wait
         fleets, ids = [], []
         try:
-            for e in (0, 1):
-                fl = Fleet(self.cl.edge_url(e), self.per_edge, "n%d" % e, rate=100)
-                fleets.append(fl)
-                got = ws_connect_ids(self.be, self.cl.edges[e].port, self.per_edge,
-                                     self._taken(), timeout=first)
-                ids.append(map_fleet_ids(self, fl, got, timeout=first))
+            add_fleets(self, fleets, ids, "n", timeout=first)
             for fl in fleets:
                 fl.start()
             all_ids = {cid for m in ids for cid in m}
@@ -417,9 +458,11 @@ class NatsRestartTest(ClusterTestCase):
                                             if e.get("connection_id") in all_ids and
                                             e["type"] == "message") >= 200 or None,
                              timeout=30, what="200 messages before the restart")
-            self.cl.nats.stop()
-            time.sleep(down_s)  # clients keep sending into edges without NATS
-            self.cl.nats.start()  # same port, same JetStream store dir
+            self.interrupt_nats()
+            try:
+                time.sleep(down_s)  # clients keep sending into edges without NATS
+            finally:
+                self.resume_nats()
             time.sleep(3)  # and keep sending after it is back
             for fl in fleets:
                 fl.stop()
@@ -440,9 +483,16 @@ class NatsRestartTest(ClusterTestCase):
             self.be.wait_for(settled, timeout=90, what="every frame of the open connections")
             time.sleep(1)  # late redeliveries, if any, land before the check
             delivered, closed = check_fleet_deliveries(self, fleets, ids, self.be.events())
+            self.dupes = check_duplicates(self, all_ids)
+            # no edge died: an API that heard no heartbeats because NATS was
+            # away must not declare an edge lost (docs/cluster.md)
+            lost = [e for e in self.be.events() if e["type"] == "disconnect" and
+                    e.get("initiator") == "edge_lost"]
+            self.assertEqual(lost, [], "edge_lost disconnects of live edges")
             sent = sum(c.sent for fl in fleets for c in fl.conns)
             print("nats down %d s: %d frames sent by %d connections, %d delivered, "
-                  "%d connections closed with 1013" % (down_s, sent, 2 * self.per_edge, delivered, closed))
+                  "%d connections closed with 1013, %d duplicate deliveries (same ids)"
+                  % (down_s, sent, 2 * self.per_edge, delivered, closed, self.dupes))
             for n in self.cl.nodes():
                 self.assertTrue(n.running(), "%s exited:\n%s" % (n.name, n.tail()))
             # everything reconnected: new connections, commands, webhooks. A
@@ -463,6 +513,25 @@ class NatsRestartTest(ClusterTestCase):
         finally:
             for fl in fleets:
                 fl.close()
+
+
+class NatsRestartTest(NatsOutageMixin, ClusterTestCase):
+    def test_nats_restart_short(self):
+        # within the 5 s PubAck timeout: the reconnect buffers carry most
+        self.restart_under_load(2)
+
+    def test_nats_restart_long(self):
+        # longer than the PubAck timeout: the edges must refuse (1013): the
+        # one reason for 1013 (docs/contract.md §2), told at warn with its cause
+        closed = self.restart_under_load(7)
+        self.assertGreater(closed, 0, "nobody closed with 1013 after 7 s without NATS")
+        for e in self.cl.edges:
+            lines = [json.loads(ln) for ln in e.text().splitlines()
+                     if '"client closed: event not durable"' in ln]
+            self.assertTrue(lines, "%s did not say why it closed clients" % e.name)
+            for ln in lines:
+                self.assertEqual((ln["level"], ln["code"], ln["cause"]),
+                                 ("warn", 1013, "bus_unavailable"), ln)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
     with NatsServer() as ns:        # nats-server -js on 127.0.0.1:<free port>, store in a temp dir
         run_something(ns.url)       # nats://127.0.0.1:PORT
         ns.restart()                # stop + start on the same port, keeping the store dir
+        ns.kill9(); ns.start()      # a crash (SIGKILL), then the same port and store dir
+        ns.pause(); ns.resume()     # SIGSTOP / SIGCONT: a hung server
         ns.request("$JS.API.INFO")  # one core request/reply, the reply payload
     # stopped by PID, temp dir removed
 
@@ -168,12 +170,29 @@ class NatsServer:
             return
         proc, self.proc = self.proc, None
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # in case pause() was not undone
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=self.stop_timeout)
+
+    def kill9(self):
+        """SIGKILL by PID, as a crash would (no flush, no goodbye to
+        clients); start() again brings it back on the same port and store."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=self.stop_timeout)
+
+    def pause(self):
+        """SIGSTOP by PID: a hung server (its sockets stay open, nothing is
+        answered); resume() sends SIGCONT."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def restart(self):
         self.stop()

@@ -19,7 +19,10 @@ main thread also shuts down by itself if the test process dies first.
 
 fast=True (default) turns off fsync and synchronous_commit: a clean stop or
 restart() keeps every committed row; only a SIGKILL of the whole machine
-could lose data, which tests do not care about.
+could lose data, which tests do not care about. kill9() is a crash of the
+server, not of the machine, but with synchronous_commit off it may lose the
+last commits still in the WAL buffers (shared memory): a test that kills
+the server and judges what the store kept uses fast=False.
 """
 
 import os
@@ -209,6 +212,34 @@ class PgServer:
                 except ProcessLookupError:
                     pass
                 p.wait(timeout=self.stop_timeout)
+
+    def kill9(self, timeout=30.0):
+        """SIGKILL of the postmaster alone, by PID, as a crash would (its
+        backends and helpers notice and exit by themselves; no shutdown
+        checkpoint: the next start() runs crash recovery). Returns once
+        every process of the server's group is gone, so start() can use the
+        port and the data dir again; SIGKILLs the stragglers after timeout
+        and raises, since a server that leaves orphans behind is a finding."""
+        p, self.proc = self.proc, None
+        if p is None:
+            return
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=self.stop_timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(p.pid, 0)  # start_new_session: the group id is its PID
+            except ProcessLookupError:
+                return
+            if time.monotonic() > deadline:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    return
+                raise RuntimeError("postgres children alive %.0f s after the postmaster's "
+                                   "SIGKILL" % timeout)
+            time.sleep(0.05)
 
     def restart(self):
         """Stops and starts the same server: same port, data and databases."""
