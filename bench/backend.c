@@ -5,11 +5,15 @@
  *   POST /authorize  answers {"allow":true,"user":"u<n>"} (authorizer workload)
  *   POST <any>       a wsgate webhook (single or {"events":[…]} batch): for each
  *                    message event whose data is "t=<ns> c=<i> n=<k> …" records
- *                    latency now - t and checks per-connection order
+ *                    latency now - t and checks per-connection order; the same
+ *                    for an AWS Lambda-proxy event (route protocol: aws) whose
+ *                    "body" is such a payload
  *   POST <any> with Content-Type application/websocket-events
  *                    Pushpin's WebSocket-over-HTTP: OPEN is answered with OPEN
  *                    plus GRIP "c:" subscribe control messages for the query
- *                    arguments ch=<channel> and c=<i> (channel "c<i>"); TEXT
+ *                    arguments ch=<channel> and c=<i> (channel "c<i>"), or,
+ *                    from wsgate (protocol: grip, which does not forward the
+ *                    client's query), "c<Connection-Id>"; TEXT
  *                    payloads are recorded like webhook data; CLOSE is echoed.
  *                    Replies carry Sec-WebSocket-Extensions: grip.
  *   GET  /stats      {"events":…, "messages":…, "out_of_order":…, "duplicates":…,
@@ -65,17 +69,24 @@ static void record_one(const char *p, uint64_t now)
     }
 }
 
-/* Records every "data":"t=… c=… n=…" in a wsgate webhook body. */
+/* Records every "data":"t=… c=… n=…" in a wsgate webhook body (one
+ * "type" per event), and the "body":"t=…" of an AWS Lambda-proxy event
+ * (one per request, with an "eventType"). */
 static void record(const char *body, size_t len)
 {
+    static const char *const counted[] = {"\"type\":", "\"eventType\":"};
+    static const char *const payload[] = {"\"data\":\"t=", "\"body\":\"t="};
     uint64_t now = hist_now_ns();
-    const char *p = body, *end = body + len;
+    const char *end = body + len;
     pthread_mutex_lock(&mu);
-    for (const char *e = body; (e = memmem(e, (size_t)(end - e), "\"type\":", 7)); e += 7)
-        events++;
-    while ((p = memmem(p, (size_t)(end - p), "\"data\":\"t=", 10))) {
-        p += 10;
-        record_one(p, now);
+    for (size_t k = 0; k < 2; k++) {
+        size_t cl = strlen(counted[k]), pl = strlen(payload[k]);
+        for (const char *e = body; (e = memmem(e, (size_t)(end - e), counted[k], cl)); e += cl)
+            events++;
+        for (const char *p = body; (p = memmem(p, (size_t)(end - p), payload[k], pl));) {
+            p += pl;
+            record_one(p, now);
+        }
     }
     pthread_mutex_unlock(&mu);
 }
@@ -127,8 +138,14 @@ static enum MHD_Result ws_over_http(struct MHD_Connection *conn, const char *bod
             n += (size_t)snprintf(out + n, sizeof out - n, "OPEN\r\n");
             if (ch && strlen(ch) < 256)
                 n = grip_subscribe(out, sizeof out, n, ch);
-            if (ci && strlen(ci) < 16) {
-                char own[24];
+            /* wsgate's grip routes do not forward the client's query: the
+             * connection's own channel is named after its Connection-Id */
+            const char *wid =
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "wsgate-connection-id");
+            if (!ci && wid)
+                ci = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection-Id");
+            if (ci && strlen(ci) < 64) {
+                char own[72];
                 snprintf(own, sizeof own, "c%s", ci);
                 n = grip_subscribe(out, sizeof out, n, own);
             }

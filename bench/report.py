@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 """bench/report.py — turns bench/run.sh's results.jsonl into the printed table
 (wsgate standalone, wsgate cluster, Pushpin, wsgate over wss:// and with
-permessage-deflate, ratios), <date>.json (machine,
+permessage-deflate, ratios; and, when measured, a second table for the
+compatibility modes: wsgate against wsgate-grip and wsgate-aws), <date>.json (machine,
 versions, load averages, every measurement) and <date>.png (gnuplot).
 Usage: report.py RESULTS.jsonl[,MORE.jsonl] OUT_DIR QUICK N HOLD
 """
@@ -141,6 +142,25 @@ def ratio(a, b):
 
 
 SERVERS = ("wsgate", "wsgate-cluster", "pushpin", "wsgate-tls", "wsgate-deflate")
+COMPAT = ("wsgate-grip", "wsgate-aws")  # route protocol grip / aws (c and d only)
+
+
+def compat_table(summ):
+    """wsgate against its compatibility modes, with ratios; [] when neither ran."""
+    if not any(k for srv in COMPAT for k in summ[srv] if len(k) > 1):
+        return []
+    ws, gr, aw = summ["wsgate"], summ["wsgate-grip"], summ["wsgate-aws"]
+    keys = [k for k in dict.fromkeys(list(gr) + list(aw)) if len(k) > 1]
+    w = max([len(k) for k in keys] + [20])
+    fmt = "%-*s  %14s  %14s  %14s  %8s  %8s"
+    lines = ["", fmt % (w, "compatibility modes", "wsgate", "wsgate-grip", "wsgate-aws", "grip/ws", "aws/ws"),
+             "-" * (w + 68)]
+    for k in keys:
+        a, g, x = ws.get(k, ""), gr.get(k, ""), aw.get(k, "")
+        lines.append(fmt % (w, k, a, g, x, ratio(g, a), ratio(x, a)))
+    lines.append("grip/ws, aws/ws: the /bench route with protocol: grip / aws against protocol: wsgate "
+                 "(aws: batch_max 1, one event per request, as AWS)")
+    return lines
 
 
 def main():
@@ -151,7 +171,7 @@ def main():
     for one in src.split(","):
         if os.path.exists(one):
             rows += [json.loads(l) for l in open(one)]
-    summ = {srv: summarize(rows, srv) for srv in SERVERS}
+    summ = {srv: summarize(rows, srv) for srv in SERVERS + COMPAT}
     ws, cl, pp, tl, df = (summ[srv] for srv in SERVERS)
     keys = [k for srv in SERVERS for k in summ[srv] if len(k) > 1]
     keys = sorted(dict.fromkeys(keys), key=lambda k: k[0])
@@ -168,7 +188,9 @@ def main():
     lines.append("cl/ws: cluster / standalone; ws/pp: standalone / Pushpin; "
                  "tls/ws: standalone over wss:// / over ws://; df/ws: standalone with "
                  "compression: on / off (b, c, d only at equal payload sizes)")
-    for srv in SERVERS:
+    lines += compat_table(summ)
+    ran = SERVERS + tuple(c for c in COMPAT if any(r["server"] == c for r in rows))
+    for srv in ran:
         for wl in "abcde":
             if wl in summ[srv]:
                 lines.append("%s (%s): not run: %s" % (wl, srv, summ[srv][wl]["not_run"]))
@@ -176,7 +198,7 @@ def main():
     for r in rows:
         if r.get("loadavg"):
             loads.setdefault(r["server"], []).append(float(r["loadavg"][0]))
-    for srv in SERVERS:
+    for srv in SERVERS + COMPAT:
         if srv in loads:
             lines.append("load average (1 min) while measuring %s: %.2f-%.2f (shared machine: numbers are lower bounds)"
                          % (srv, min(loads[srv]), max(loads[srv])))

@@ -15,7 +15,10 @@
 #                        handshakes, then resuming TLS sessions (recorded
 #                        apart); wsgate-deflate is
 #                        standalone with `compression: on` on its routes,
-#                        wsload negotiating permessage-deflate)
+#                        wsload negotiating permessage-deflate);
+#                        not in the default: wsgate-grip and wsgate-aws,
+#                        standalone with the /bench route in protocol:
+#                        grip / aws (docs/compat.md), workloads c and d only
 #   BENCH_PAYLOAD=64     bytes of each message in b, c, d
 #   BENCH_DEFLATE_PAYLOAD=1024   the same for wsgate-deflate (the edge does
 #                        not compress messages under 256 bytes)
@@ -170,7 +173,12 @@ start_wsgate() { start_standalone wsgate; }
 start_wsgate-tls() { start_standalone wsgate-tls tls; }
 # compression: on for both routes (permessage-deflate; wsload offers it)
 start_wsgate-deflate() { start_standalone wsgate-deflate deflate; }
-start_standalone() { # name [tls|deflate]
+# The compatibility modes (docs/compat.md) on the /bench route, which c and d
+# use: Pushpin's WebSocket-over-HTTP with GRIP, and AWS API Gateway's
+# Lambda-proxy events with @connections (one event per request: batch_max 1)
+start_wsgate-grip() { start_standalone wsgate-grip grip; }
+start_wsgate-aws() { start_standalone wsgate-aws aws; }
+start_standalone() { # name [tls|deflate|grip|aws]
   local d="$tmp/$1" v=${1//-/_}
   EP=$(free_port) AP=$(free_port)
   mkdir -p "$d"
@@ -184,6 +192,15 @@ start_standalone() { # name [tls|deflate]
   if [ "${2:-}" = deflate ]; then
     sed -i 's|^  - path: .*$|&\n    compression: on|' "$d/wsgate.yaml"
     [ "$(grep -c '^    compression: on$' "$d/wsgate.yaml")" = 2 ] || { WSGATE_WHY="could not set compression: on"; return 1; }
+  fi
+  if [ "${2:-}" = grip ] || [ "${2:-}" = aws ]; then
+    sed -i "s|^  - path: /bench\$|&\n    protocol: $2|" "$d/wsgate.yaml"
+    [ "$(grep -c "^    protocol: $2\$" "$d/wsgate.yaml")" = 1 ] || { WSGATE_WHY="could not set protocol: $2"; return 1; }
+  fi
+  if [ "${2:-}" = aws ]; then # the /bench route is the only one with batch_max
+    sed -i -e 's|^    protocol: aws$|&\n    aws: {region: us-east-1, access_keys: [{id: AKIAWSGATEBENCH00001, secret: "bench-aws-secret-0123456789abcdef0123"}]}|' \
+      -e 's|^      batch_max: 16$|      batch_max: 1|' "$d/wsgate.yaml"
+    grep -q '^      batch_max: 1$' "$d/wsgate.yaml" || { WSGATE_WHY="could not set batch_max: 1"; return 1; }
   fi
   [ -x "$build/wsgate" ] || { WSGATE_WHY="wsgate binary did not build"; return 1; }
   setsid "$build/wsgate" standalone --config "$d/wsgate.yaml" >"$d/out.log" 2>&1 &
@@ -324,6 +341,10 @@ for s in $servers; do
     continue
   fi
   for w in $workloads; do
+    if ! runs_on "$s" "$w"; then
+      record "{\"workload\":\"$w\",\"server\":\"$s\",\"not_run\":\"$(runs_on "$s" "$w" why)\"}"
+      continue
+    fi
     settle "$s"
     echo "bench: workload $w on $s (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     "wl_$w" "$s" || record "{\"workload\":\"$w\",\"server\":\"$s\",\"not_run\":\"workload failed: see log\"}"

@@ -3,6 +3,9 @@
 -- timestamped message to a random connection.
 --   wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate:
 --            POST /v1/connections/{id}/messages (text/plain), ids from BENCH_IDS
+--   wsgate-aws: POST /@connections/{id} (AWS's PostToConnection, bearer token)
+--   wsgate-grip: POST /publish/ to channel "c<id>", ids from BENCH_IDS (the
+--            backend subscribed each connection to its own on OPEN)
 --   pushpin: POST /publish/ to channel "c<i>" (each connection subscribed to its own)
 -- The payload "t=<CLOCK_MONOTONIC ns> c=0 n=1" lets wsload measure delivery;
 -- BENCH_FILL (JSON-escaped for Pushpin) follows it, to the run's payload size.
@@ -13,7 +16,9 @@ int clock_gettime(int clk, bench_ts *ts);
 ]]
 local ts = ffi.new("bench_ts")
 local target = os.getenv("BENCH_TARGET") or "pushpin"
-local wsgate = target:sub(1, 6) == "wsgate"
+local wsgate = target:sub(1, 6) == "wsgate" -- ids from BENCH_IDS, bearer token
+local grip = target == "wsgate-grip" or target == "pushpin" -- GRIP publish
+local aws = target == "wsgate-aws"
 local fill = os.getenv("BENCH_FILL") or ""
 local n = tonumber(os.getenv("BENCH_N") or "1")
 local token = os.getenv("BENCH_TOKEN") or ""
@@ -31,14 +36,15 @@ local function stamp()
 end
 
 local function build(i, s)
-  if wsgate then
-    return wrk.format("POST", "/v1/connections/" .. ids[i + 1] .. "/messages",
-      {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "text/plain"}, s .. fill), fill
+  local auth = wsgate and ("Bearer " .. token) or nil
+  if not grip then
+    local path = aws and "/@connections/" .. ids[i + 1] or "/v1/connections/" .. ids[i + 1] .. "/messages"
+    return wrk.format("POST", path, {["Authorization"] = auth, ["Content-Type"] = "text/plain"}, s .. fill), fill
   end
   local tail = fill .. '"}}}]}'
-  local body = '{"items":[{"channel":"c' .. i ..
+  local body = '{"items":[{"channel":"c' .. (wsgate and ids[i + 1] or i) ..
     '","formats":{"ws-message":{"content":"' .. s .. tail
-  return wrk.format("POST", "/publish/", {["Content-Type"] = "application/json"}, body), tail
+  return wrk.format("POST", "/publish/", {["Authorization"] = auth, ["Content-Type"] = "application/json"}, body), tail
 end
 
 function init(args)

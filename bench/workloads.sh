@@ -2,14 +2,14 @@
 # bench/workloads.sh — the five workloads, sourced by bench/run.sh (which
 # defines the servers, ports, sampling helpers and record()). Each wl_<x> takes
 # a server name (wsgate | wsgate-cluster | pushpin | wsgate-tls |
-# wsgate-deflate) and records one JSON line
+# wsgate-deflate | wsgate-grip | wsgate-aws) and records one JSON line
 # per measurement. Nothing here asserts on time: it measures, and "pass" is
 # only zero loss.
 
 url_args() { # server [path] [query] -> wsload --url options (the cluster: both edges)
   local path=${2:-/bench} q=${3:+?$3}
   case $1 in
-    wsgate) echo "--url ws://127.0.0.1:$EP$path$q" ;;
+    wsgate | wsgate-grip | wsgate-aws) echo "--url ws://127.0.0.1:$EP$path$q" ;;
     # a 101 without permessage-deflate fails the connection (wsload --deflate)
     wsgate-deflate) echo "--url ws://127.0.0.1:$EP$path$q --deflate" ;;
     wsgate-tls) echo "--url wss://127.0.0.1:$EP$path$q" ;;
@@ -17,13 +17,24 @@ url_args() { # server [path] [query] -> wsload --url options (the cluster: both 
     pushpin) echo "--url ws://127.0.0.1:$HP$path$q" ;;
   esac
 }
-is_wsgate() { [ "${1#wsgate}" != "$1" ]; } # wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate
+is_wsgate() { [ "${1#wsgate}" != "$1" ]; } # wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate, -grip, -aws
+# The compatibility-mode servers change only the /bench route's protocol,
+# which only c (client frames to the backend) and d (sends from the backend)
+# go through in that protocol: a and e measure connections (the same edge
+# and auth), b publishes through the native API; those are not run there.
+runs_on() { # server workload [why] -> 0 when the workload runs on the server
+  case $1:$2 in
+    wsgate-grip:[abe] | wsgate-aws:[abe])
+      [ -z "${3:-}" ] || echo "compatibility mode: only c and d use the route's protocol (a, e: the same edge and auth as wsgate; b: the native publish API)"
+      return 1 ;;
+  esac
+}
 tok_args() { # server kind -> wsload token options
   if is_wsgate "$1"; then echo "--tokens $tmp/$1/tok-$2 --token-mode query"; fi
 }
 api_port() { # server [index] -> a control-API port (the cluster has two)
   case $1 in
-    wsgate | wsgate-tls | wsgate-deflate) echo "$AP" ;;
+    wsgate | wsgate-tls | wsgate-deflate | wsgate-grip | wsgate-aws) echo "$AP" ;;
     wsgate-cluster) [ "${2:-0}" = 1 ] && echo "$CAP1" || echo "$CAP0" ;;
   esac
 }
@@ -308,6 +319,7 @@ wl_d() {
   t=$(target "$s")
   local q=""
   [ "$s" = pushpin ] && q="--conn-query"
+  breset # wsgate-grip: the backend counts the OPENs it answered (below)
   # shellcheck disable=SC2046
   "$B/wsload" $(url_args "$s") $(tok_args "$s" idle) $q --conns "$D_CONNS" --inflight 200 \
     --sources "$sources" --mode recv --duration 100000 --ready-file "$ready" >"$out" &
@@ -330,6 +342,13 @@ wl_d() {
       record "{\"workload\":\"d\",\"server\":\"$s\",\"not_run\":\"control API listed $(wc -l <"$tmp/d-ids") of $opened connections: $(head -c 120 "$tmp/d-ids.err" | tr '\n"' '  ')\"}"
       return 0
     fi
+    # wsgate-grip: each connection is subscribed to its own channel by the
+    # backend's answer to OPEN (GRIP subscribe): wait (at most 60 s) until
+    # the backend answered every OPEN, then a second for the edge to apply it
+    if [ "$s" = wsgate-grip ]; then
+      for _ in $(seq 600); do [ "$(jget "$(bstats)" authorizations)" -ge "$opened" ] && break; sleep 0.1; done
+      [ "$(jget "$(bstats)" authorizations)" -ge "$opened" ] || echo "bench: wsgate-grip: only $(jget "$(bstats)" authorizations) of $opened OPENs answered; sends to the others will be lost" >&2
+    fi
     urls=("http://127.0.0.1:$(api_port "$s" 0)")
     [ "$s" = wsgate-cluster ] && urls+=("http://127.0.0.1:$(api_port "$s" 1)")
   else
@@ -339,7 +358,7 @@ wl_d() {
   interval "$lp" "$out" >/dev/null
   local c0 c1 p0 p1 r i wp=() files=() done=0
   local per=$((32 / ${#urls[@]})) j=0
-  is_wsgate "$s" || j=1 # wsgate's send takes text/plain; Pushpin's publish JSON
+  is_wsgate "$s" && [ "$s" != wsgate-grip ] || j=1 # wsgate's send takes text/plain; publish (GRIP) JSON
   c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
   for i in "${!urls[@]}"; do
     BENCH_SEED=$((i * 7919)) BENCH_TARGET=$s BENCH_N=$D_CONNS BENCH_FILL=" $(filler "$(payload "$s")" "$j")" BENCH_IDS="$tmp/d-ids" BENCH_TOKEN="${API_TOKEN:-}" \
