@@ -209,10 +209,24 @@ static void poison_outstanding(nats_bus_t *b)
                 poison_add(b, p->conn, WSG_EUNAVAILABLE);
 }
 
+/* A NATS thread. Every partition is held as after a cut fetch
+ * (fetch_partition, recover_cut): the answer of a fetch that had already
+ * returned can still have been on the wire (libnats's no-wait fetch returns
+ * before it), lost without any fetch seeing a cut, and the server would
+ * hand its events out again only after AckWait, behind later ones. Once
+ * connected again and with no delivery of its own out, each held partition's
+ * consumer restarts at its ack floor (or stays, when nothing is out). The
+ * group list is fixed once the bus started. */
 void nb_ev_disconnected(nats_bus_t *b)
 {
     atomic_fetch_add(&b->disconnects, 1);
-    atomic_store(&b->broke_ms, wsg_mono_ms());
+    int64_t now = wsg_mono_ms();
+    atomic_store(&b->broke_ms, now);
+    if (atomic_load(&b->started))
+        for (nb_group_t *g = b->groups; g; g = g->next)
+            for (uint32_t p = 0; p < b->partitions; p++)
+                atomic_store(&g->hold_until[p],
+                             now + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS);
     pthread_mutex_lock(&b->mu);
     poison_outstanding(b);
     pthread_mutex_unlock(&b->mu);
