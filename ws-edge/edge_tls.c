@@ -194,7 +194,12 @@ int edge_tls_adopt(int fd)
     return 0;
 }
 
-/* errno for an OpenSSL failure of r; 0 means end of stream. */
+/* errno for an OpenSSL failure of r; 0 means end of stream. SSL_get_error()
+ * reads the thread's OpenSSL error queue, so every SSL_read/SSL_write starts
+ * with it empty: an entry left there by other OpenSSL work on this thread
+ * (a client token's check, say) turned a plain "want read" in the middle of
+ * a record into a failure, and the connection was dropped (1006; wss://
+ * under load, about 1 run in 6 of test_edge_tls's big frame). */
 static ssize_t ssl_result(SSL *ssl, int r)
 {
     int e = SSL_get_error(ssl, r), saved = errno;
@@ -224,6 +229,7 @@ ssize_t edge_tls_read(int fd, void *buf, size_t len, int flags)
     if (!len)
         return 0;
     int n = len > INT32_MAX ? INT32_MAX : (int)len;
+    ERR_clear_error(); /* see ssl_result */
     int r = (flags & MSG_PEEK) ? SSL_peek(ssl, buf, n) : SSL_read(ssl, buf, n);
     return r > 0 ? r : ssl_result(ssl, r);
 }
@@ -247,6 +253,7 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
         return sendto(fd, buf, len, flags, NULL, 0);
     if (!len)
         return 0;
+    ERR_clear_error(); /* see ssl_result */
     int r = SSL_write(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     return r > 0 ? r : ssl_result(ssl, r);
 }
