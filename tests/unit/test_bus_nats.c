@@ -301,39 +301,54 @@ static void test_stream_full(void **state)
     bus_free(bus);
 }
 
+/* Two processes a and b of group "dispatch" on test name's prefix, both
+ * started; b acknowledges what it gets (gb), a keeps it undone (ga). */
+typedef struct {
+    bus_t *a, *b;
+    rec_t ga, gb, acks;
+} pair_t;
+
+static void start_pair(pair_t *p, const char *name, const bus_nats_tune_t *t)
+{
+    p->a = open_bus(name, t);
+    p->b = open_bus(name, t);
+    rec_init(&p->ga);
+    rec_init(&p->gb);
+    rec_init(&p->acks);
+    p->gb.bus = p->b;
+    p->gb.auto_done = 1;
+    assert_int_equal(bus_event_subscribe(p->a, "dispatch", BUS_EV_ALL, on_event, &p->ga), 0);
+    assert_int_equal(bus_event_subscribe(p->b, "dispatch", BUS_EV_ALL, on_event, &p->gb), 0);
+    assert_int_equal(bus_start(p->a), 0);
+    assert_int_equal(bus_start(p->b), 0);
+}
+
 /* Two processes in one group: the one holding the partition leases
  * consumes; when it goes, the other takes the partitions over and gets
  * what was left undone first (attempt 2), then new events. */
 static void test_lease_takeover(void **state)
 {
     bus_nats_tune_t t = {.ack_wait_ms = 2000, .lease_ttl_ms = 3000};
-    bus_t *a = open_bus("lease", &t), *b = open_bus("lease", &t);
-    rec_t ga, gb, acks;
-    rec_init(&ga);
-    rec_init(&gb);
-    rec_init(&acks);
-    gb.bus = b;
-    gb.auto_done = 1;
-    assert_int_equal(bus_event_subscribe(a, "dispatch", BUS_EV_ALL, on_event, &ga), 0);
-    assert_int_equal(bus_event_subscribe(b, "dispatch", BUS_EV_ALL, on_event, &gb), 0);
-    assert_int_equal(bus_start(a), 0);
-    assert_int_equal(bus_start(b), 0);
-    publish(b, "evt_l1", BUS_EV_CONNECT, "connL", 1, &acks);
-    publish(b, "evt_l2", BUS_EV_MESSAGE, "connL", 2, &acks);
-    publish(b, "evt_l3", BUS_EV_MESSAGE, "connL", 3, &acks);
-    assert_all_acked(&acks, 3);
-    wait_count(&ga, 3);
-    assert_int_equal(rec_count(&gb), 0); /* a holds every lease */
-    bus_event_done(a, ga.d[0]);
+    pair_t pr;
+    start_pair(&pr, "lease", &t);
+    bus_t *a = pr.a, *b = pr.b;
+    rec_t *ga = &pr.ga, *gb = &pr.gb, *acks = &pr.acks;
+    publish(b, "evt_l1", BUS_EV_CONNECT, "connL", 1, acks);
+    publish(b, "evt_l2", BUS_EV_MESSAGE, "connL", 2, acks);
+    publish(b, "evt_l3", BUS_EV_MESSAGE, "connL", 3, acks);
+    assert_all_acked(acks, 3);
+    wait_count(ga, 3);
+    assert_int_equal(rec_count(gb), 0); /* a holds every lease */
+    bus_event_done(a, ga->d[0]);
     bus_free(a); /* l2, l3 undone: handed back, leases released */
-    wait_count(&gb, 2);
-    assert_string_equal(gb.id[0], "evt_l2");
-    assert_int_equal(gb.attempt[0], 2);
-    assert_string_equal(gb.id[1], "evt_l3");
-    publish(b, "evt_l4", BUS_EV_DISCONNECT, "connL", 4, &acks);
-    wait_count(&gb, 3);
-    assert_string_equal(gb.id[2], "evt_l4");
-    assert_int_equal(gb.attempt[2], 1);
+    wait_count(gb, 2);
+    assert_string_equal(gb->id[0], "evt_l2");
+    assert_int_equal(gb->attempt[0], 2);
+    assert_string_equal(gb->id[1], "evt_l3");
+    publish(b, "evt_l4", BUS_EV_DISCONNECT, "connL", 4, acks);
+    wait_count(gb, 3);
+    assert_string_equal(gb->id[2], "evt_l4");
+    assert_int_equal(gb->attempt[2], 1);
     bus_free(b);
 }
 
@@ -344,30 +359,23 @@ static void test_lease_takeover(void **state)
 static void test_takeover_after_crash(void **state)
 {
     bus_nats_tune_t t = {.ack_wait_ms = 1500, .lease_ttl_ms = 3000};
-    bus_t *a = open_bus("crash", &t), *b = open_bus("crash", &t);
-    rec_t ga, gb, acks;
-    rec_init(&ga);
-    rec_init(&gb);
-    rec_init(&acks);
-    gb.bus = b;
-    gb.auto_done = 1;
-    assert_int_equal(bus_event_subscribe(a, "dispatch", BUS_EV_ALL, on_event, &ga), 0);
-    assert_int_equal(bus_event_subscribe(b, "dispatch", BUS_EV_ALL, on_event, &gb), 0);
-    assert_int_equal(bus_start(a), 0);
-    assert_int_equal(bus_start(b), 0);
-    publish(b, "evt_k1", BUS_EV_CONNECT, "connK", 1, &acks);
-    publish(b, "evt_k2", BUS_EV_MESSAGE, "connK", 2, &acks);
-    assert_all_acked(&acks, 2);
-    wait_count(&ga, 2);
+    pair_t pr;
+    start_pair(&pr, "crash", &t);
+    bus_t *a = pr.a, *b = pr.b;
+    rec_t *ga = &pr.ga, *gb = &pr.gb, *acks = &pr.acks;
+    publish(b, "evt_k1", BUS_EV_CONNECT, "connK", 1, acks);
+    publish(b, "evt_k2", BUS_EV_MESSAGE, "connK", 2, acks);
+    assert_all_acked(acks, 2);
+    wait_count(ga, 2);
     bus_nats_vanish(a); /* nothing done, nothing handed back, leases kept */
-    publish(b, "evt_k3", BUS_EV_MESSAGE, "connK", 3, &acks);
-    assert_all_acked(&acks, 3);
-    wait_count(&gb, 3);
+    publish(b, "evt_k3", BUS_EV_MESSAGE, "connK", 3, acks);
+    assert_all_acked(acks, 3);
+    wait_count(gb, 3);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(gb.ev[i].seq, (uint64_t)i + 1);
-    assert_int_equal(gb.attempt[0], 2);
-    assert_int_equal(gb.attempt[1], 2);
-    assert_int_equal(gb.attempt[2], 1);
+        assert_int_equal(gb->ev[i].seq, (uint64_t)i + 1);
+    assert_int_equal(gb->attempt[0], 2);
+    assert_int_equal(gb->attempt[1], 2);
+    assert_int_equal(gb->attempt[2], 1);
     bus_free(b);
 }
 
@@ -379,37 +387,30 @@ static void takeover_with_acked_beyond_floor(const char *name, uint32_t max_repe
 {
     bus_nats_tune_t t = {
         .ack_wait_ms = 1500, .lease_ttl_ms = 3000, .restart_max_repeats = max_repeats};
-    bus_t *a = open_bus(name, &t), *b = open_bus(name, &t);
-    rec_t ga, gb, acks;
-    rec_init(&ga);
-    rec_init(&gb);
-    rec_init(&acks);
-    gb.bus = b;
-    gb.auto_done = 1;
-    assert_int_equal(bus_event_subscribe(a, "dispatch", BUS_EV_ALL, on_event, &ga), 0);
-    assert_int_equal(bus_event_subscribe(b, "dispatch", BUS_EV_ALL, on_event, &gb), 0);
-    assert_int_equal(bus_start(a), 0);
-    assert_int_equal(bus_start(b), 0);
+    pair_t pr;
+    start_pair(&pr, name, &t);
+    bus_t *a = pr.a, *b = pr.b;
+    rec_t *ga = &pr.ga, *gb = &pr.gb, *acks = &pr.acks;
     const char *ids[] = {"evt_r1", "evt_r2", "evt_r3", "evt_r4", "evt_r5"};
     for (int i = 0; i < 4; i++)
-        publish(b, ids[i], i ? BUS_EV_MESSAGE : BUS_EV_CONNECT, "connR", (uint64_t)i + 1, &acks);
-    assert_all_acked(&acks, 4);
-    wait_count(&ga, 4);
+        publish(b, ids[i], i ? BUS_EV_MESSAGE : BUS_EV_CONNECT, "connR", (uint64_t)i + 1, acks);
+    assert_all_acked(acks, 4);
+    wait_count(ga, 4);
     for (int i = 1; i < 4; i++) /* r2..r4 done, r1 (the floor) not */
-        bus_event_done(a, ga.d[i]);
+        bus_event_done(a, ga->d[i]);
     usleep(500000); /* the acks reach the server (they are not waited for) */
     bus_nats_vanish(a);
-    publish(b, ids[4], BUS_EV_MESSAGE, "connR", 5, &acks);
-    assert_all_acked(&acks, 5);
+    publish(b, ids[4], BUS_EV_MESSAGE, "connR", 5, acks);
+    assert_all_acked(acks, 5);
     int want = max_repeats >= 3 ? 5 : 2; /* r1..r5, or r1 and r5 */
-    wait_count(&gb, want);
+    wait_count(gb, want);
     usleep(500000); /* room for a repeat that should not come */
-    assert_int_equal(rec_count(&gb), want);
+    assert_int_equal(rec_count(gb), want);
     for (int i = 0; i < want; i++) {
         uint64_t seq = want == 5 || i == 0 ? (uint64_t)i + 1 : 5;
-        assert_int_equal(gb.ev[i].seq, seq);
-        assert_string_equal(gb.id[i], ids[seq - 1]);
-        assert_int_equal(gb.attempt[i], seq == 5 ? 1 : 2);
+        assert_int_equal(gb->ev[i].seq, seq);
+        assert_string_equal(gb->id[i], ids[seq - 1]);
+        assert_int_equal(gb->attempt[i], seq == 5 ? 1 : 2);
     }
     bus_free(b);
 }
