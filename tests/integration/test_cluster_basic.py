@@ -277,14 +277,22 @@ class ClusterTestCase(unittest.TestCase):
     pg_fast = True  # Cluster(pg_fast=...)
 
     @classmethod
+    def make_backend(cls):
+        """The backend the class's routes deliver to (stopped at the end)."""
+        return w.Backend()
+
+    @classmethod
+    def routes(cls):
+        return [w.route("/chat", cls.be.url, **cls.route_options),
+                w.route("/solo", cls.be.url, jwt={"alg": "HS256", "secret":
+                                                  w.DEFAULT_CLIENT_SECRET},
+                        one_connection_per_user="replace", **cls.route_options)]
+
+    @classmethod
     def setUpClass(cls):
         w.require_binary()
-        cls.be = w.Backend()
-        routes = [w.route("/chat", cls.be.url, **cls.route_options),
-                  w.route("/solo", cls.be.url, jwt={"alg": "HS256", "secret":
-                                                    w.DEFAULT_CLIENT_SECRET},
-                          one_connection_per_user="replace", **cls.route_options)]
-        cls.cl = Cluster(routes, cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config,
+        cls.be = cls.make_backend()
+        cls.cl = Cluster(cls.routes(), cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config,
                          env=cls.node_env, pg_fast=cls.pg_fast)
         try:
             cls.cl.start()

@@ -24,26 +24,20 @@ import time
 import uuid
 
 import wsgate_test as w
-from test_cluster_basic import Cluster, ClusterTestCase
+from test_cluster_basic import ClusterTestCase
 from test_cluster_faults import lease_holders
 from wsgate_stream import StreamBackend
 
 
 class ClusterStreamTest(ClusterTestCase):
     @classmethod
-    def setUpClass(cls):
-        w.require_binary()
-        cls.be = StreamBackend()
+    def make_backend(cls):
+        return StreamBackend()
+
+    @classmethod
+    def routes(cls):
         delivery = {"backoff_initial": "100ms", "backoff_max": "500ms", "max_attempts": 1000}
-        cls.cl = Cluster([w.route("/chat", cls.be.url, delivery=delivery)])
-        try:
-            cls.cl.start()
-        except BaseException:
-            try:
-                cls.cl.close()
-            finally:
-                cls.be.stop()
-            raise
+        return [w.route("/chat", cls.be.url, delivery=delivery)]
 
     def connect(self, edge):
         """A client on edge `edge` with a unique tag; returns (ws, id) once
