@@ -863,6 +863,22 @@ static int outage_recent(nats_bus_t *b)
     return at && wsg_mono_ms() < at + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
 }
 
+/* Partition p's consumer as the server has it: 0 with *ci (the caller
+ * destroys it), WSG_ENOTFOUND when there is none (yet), -1 when the server
+ * did not say. */
+static int consumer_info(nb_group_t *g, uint32_t p, jsConsumerInfo **ci)
+{
+    char durable[160];
+    durable_name(g, p, durable, sizeof durable);
+    jsErrCode jerr = 0;
+    *ci = NULL;
+    if (js_GetConsumerInfo(ci, g->b->js, g->b->stream, durable, NULL, &jerr) == NATS_OK && *ci)
+        return 0;
+    jsConsumerInfo_Destroy(*ci);
+    *ci = NULL;
+    return jerr == JSConsumerNotFoundErr ? WSG_ENOTFOUND : -1;
+}
+
 /* What partition p's consumer has out, by the server: messages delivered
  * and not acked (*pending; a Nak'ed one stays counted until redelivered)
  * and pull requests not answered yet (*waiting: one being served may still
@@ -870,21 +886,12 @@ static int outage_recent(nats_bus_t *b)
  * the server did not say. */
 static int consumer_out(nb_group_t *g, uint32_t p, int64_t *pending, int64_t *waiting)
 {
-    char durable[160];
-    durable_name(g, p, durable, sizeof durable);
     jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    int rc = -1;
-    if (js_GetConsumerInfo(&ci, g->b->js, g->b->stream, durable, NULL, &jerr) == NATS_OK && ci) {
-        *pending = ci->NumAckPending;
-        *waiting = ci->NumWaiting;
-        rc = 0;
-    } else if (jerr == JSConsumerNotFoundErr) { /* never bound: nothing out */
-        *pending = *waiting = 0;
-        rc = 0;
-    }
+    int rc = consumer_info(g, p, &ci);
+    *pending = rc == 0 ? ci->NumAckPending : 0;
+    *waiting = rc == 0 ? ci->NumWaiting : 0;
     jsConsumerInfo_Destroy(ci);
-    return rc;
+    return rc == WSG_ENOTFOUND ? 0 : rc; /* never bound: nothing out */
 }
 
 #define NB_FREED_SUBJ_MAX (NB_PREFIX_MAX + 170)
@@ -999,22 +1006,19 @@ static void lease_kept(nats_bus_t *b, nb_group_t *g, uint32_t p, int64_t at)
  * log says. */
 static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *why)
 {
-    char durable[160];
-    durable_name(g, p, durable, sizeof durable);
     jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetConsumerInfo(&ci, b->js, b->stream, durable, NULL, &jerr);
+    int rc = consumer_info(g, p, &ci);
     int64_t from = 0, pending = 0, repeats = 0;
     uint64_t handed = 0;
-    if (s == NATS_OK && ci && (ci->NumAckPending > 0 || ci->NumWaiting > 0)) {
+    if (rc == 0 && (ci->NumAckPending > 0 || ci->NumWaiting > 0)) {
         from = (int64_t)ci->AckFloor.Stream + 1;
         pending = ci->NumAckPending;
         handed = ci->Delivered.Stream;
         repeats = (int64_t)(ci->Delivered.Consumer - ci->AckFloor.Consumer) - pending;
     }
     jsConsumerInfo_Destroy(ci);
-    if (s != NATS_OK)
-        return jerr == JSConsumerNotFoundErr ? 0 : -1; /* none yet: bind_partition creates it */
+    if (rc != 0)
+        return rc == WSG_ENOTFOUND ? 0 : -1; /* none yet: bind_partition creates it */
     if (!from || undone_in(g, p))
         return 0;
     if (repeats > (int64_t)b->tune.restart_max_repeats) {
@@ -1025,7 +1029,9 @@ static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const cha
                 (unsigned)p, why, (long long)repeats, (long long)pending, (long long)wait);
         return NB_RECLAIM_WAIT;
     }
-    jerr = 0;
+    char durable[160];
+    durable_name(g, p, durable, sizeof durable);
+    jsErrCode jerr = 0;
     if (js_DeleteConsumer(b->js, b->stream, durable, NULL, &jerr) != NATS_OK &&
         jerr != JSConsumerNotFoundErr)
         return -1;
@@ -1058,12 +1064,10 @@ static int reclaim_step(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *wh
         jsConsumerInfo_Destroy(ci);
         ci = NULL;
         /* no answer may still have created it: there is one if the server says so */
-        if (s != NATS_OK &&
-            js_GetConsumerInfo(&ci, b->js, b->stream, durable, NULL, &jerr) != NATS_OK) {
-            jsConsumerInfo_Destroy(ci);
-            return 0;
-        }
+        int there = s == NATS_OK || consumer_info(g, p, &ci) == 0;
         jsConsumerInfo_Destroy(ci);
+        if (!there)
+            return 0;
         g->reclaim[p] = 0;
     }
     return 1; /* NB_RECLAIM_WAIT: ready, and held (partition_held) */
