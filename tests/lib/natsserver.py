@@ -3,6 +3,7 @@
 
     from natsserver import NatsServer
     with NatsServer() as ns:        # nats-server -js on 127.0.0.1:<free port>, store in a temp dir
+                                    # (host="169.254.7.1": on that address instead)
         run_something(ns.url)       # nats://127.0.0.1:PORT
         ns.restart()                # stop + start on the same port, keeping the store dir
         ns.kill9(); ns.start()      # a crash (SIGKILL), then the same port and store dir
@@ -51,8 +52,10 @@ def find_nats_server():
 
 
 class NatsServer:
-    def __init__(self, port=None, startup_timeout=30.0, stop_timeout=10.0):
+    def __init__(self, port=None, startup_timeout=30.0, stop_timeout=10.0, host="127.0.0.1"):
         self.bin = find_nats_server()
+        self.host = host  # the one address it listens on (a test's veth address, say)
+        self.port_chosen = port is None  # a port of ours: another may be tried (start)
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -62,7 +65,7 @@ class NatsServer:
 
     @property
     def url(self):
-        return "nats://127.0.0.1:%d" % self.port
+        return "nats://%s:%d" % (self.host, self.port)
 
     @property
     def store_dir(self):
@@ -80,12 +83,36 @@ class NatsServer:
         self.close()
 
     def start(self):
+        """Starts the server and returns once it answers, as itself: a port
+        picked by free_port() can be picked by a test running beside this one
+        too, and then the loser's server exits ("address already in use")
+        while the port answers for the other's — two clusters would share one
+        NATS. A port of our own choosing is then chosen again (up to 5
+        times); a given port (a restart on the same port) fails."""
+        for attempt in range(5):
+            if self._start_once() or not self.port_chosen:
+                return
+            self.port = free_port()
+        raise RuntimeError("nats-server: no free port after 5 tries:\n" + self.log())
+
+    def _started_here(self, offset):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return b"Server is ready" in f.read()
+        except OSError:
+            return False
+
+    def _start_once(self):
+        """True once our process serves the port; False when it lost the
+        port to another (its log says the address is in use)."""
         if self.proc is not None:
-            return
+            return True
+        offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [self.bin, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store_dir],
+                [self.bin, "-js", "-a", self.host, "-p", str(self.port), "-sd", self.store_dir],
                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         finally:
             log.close()
@@ -93,16 +120,18 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.proc = None
+                if "address already in use" in self.log() and self.port_chosen:
+                    return False
                 raise RuntimeError("nats-server exited at start:\n" + self.log())
-            if self._ping():
-                return
+            if self._started_here(offset) and self._ping():
+                return True
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("nats-server not ready after %.0f s:\n%s" % (self.startup_timeout, self.log()))
 
     def _ping(self):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as s:
                 s.settimeout(1.0)
                 data = b""
                 while b"\r\n" not in data:
@@ -129,7 +158,7 @@ class NatsServer:
         connection; returns the reply payload (bytes)."""
         inbox = "_INBOX.wsgatetest%d" % os.getpid()
         deadline = time.monotonic() + timeout
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
             buf = b""
 
             def more():
