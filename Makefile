@@ -8,7 +8,8 @@
 #                  (unit, integration, e2e, selftest, fuzz replay) but the long fault
 #                  tests (label "long"), then `make sanitize`.
 #   make test-faults  build, run the hard-fault tests of a cluster (label "faults":
-#                  kill -9 / SIGSTOP of nats-server, PostgreSQL, an API; docs/testing.md)
+#                  kill -9 / SIGSTOP of nats-server, PostgreSQL, an API, an edge cut off
+#                  from NATS by a network namespace: root, nftables; docs/testing.md)
 #                  This is what CI runs (.ci/run).
 #   make sanitize  build $(BUILD)-asan with ASan+UBSan and run every ctest again there:
 #                  the e2e and integration gateways are that binary, and any sanitizer
@@ -65,6 +66,7 @@ test: build format-check
 # every test labelled "faults" (tests/faults/: minutes each, one at a time;
 # integration/test_cluster_hardkill.py, also in `make test`): docs/testing.md
 test-faults: build
+	@scripts/deps.sh --faults
 	$(call ctest_all,$(BUILD),-L '^faults$$')
 
 unit: build

@@ -505,3 +505,21 @@ int bus_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev)
         return WSG_EINVAL;
     return bus->ops->user_release(bus, u, rev);
 }
+
+/* ---- lost edges ----------------------------------------------------------------- */
+
+int bus_edge_lost_mark(bus_t *bus, const char *edge_id)
+{
+    if (!bus || !edge_id || !*edge_id)
+        return WSG_EINVAL;
+    return bus->ops->edge_lost_mark ? bus->ops->edge_lost_mark(bus, edge_id) : 0;
+}
+
+int bus_edge_lost_take(bus_t *bus, const char *edge_id, int *lost)
+{
+    if (lost)
+        *lost = 0;
+    if (!bus || !edge_id || !*edge_id || !lost)
+        return WSG_EINVAL;
+    return bus->ops->edge_lost_take ? bus->ops->edge_lost_take(bus, edge_id, lost) : 0;
+}

@@ -10,7 +10,7 @@
  *                 heartbeats; JetStream (file storage) for client events.
  * bus_open() picks one from the URL: "" -> in-process, nats://... -> NATS.
  *
- * Five kinds of traffic:
+ * Six kinds of traffic:
  *   1. Client events (edge -> dispatcher, registry): durable, at-least-once,
  *      in order per connection; with them, in the same order, the edge's
  *      records of subscription changes (BUS_EV_SUBSCRIPTION, registry only). The edge calls
@@ -26,6 +26,7 @@
  *   4. Edge heartbeats (edge -> api registry).
  *   5. User claims (edge -> every edge): route option
  *      one_connection_per_user `reject` across edges; NATS only.
+ *   6. Lost-edge marks (api -> the edge it declared lost); NATS only.
  *
  * Ownership: every pointer passed in is borrowed for the duration of the
  * call; the bus copies what it keeps. Every pointer passed to a callback is
@@ -196,10 +197,12 @@ typedef void (*bus_event_ack_fn)(void *ud, int status);
 
 /* Returns 0 when the event was taken: cb (may be NULL) is then called exactly
  * once. Returns WSG_EFULL when the bus has no room for it now (events waiting
- * for their ack are at the bus's bound): nothing was taken, cb is not
- * called, and the caller offers the same event again later, before any later
- * event of the same connection (order per connection is the caller's
- * order); the bus has room again once acks of earlier events were called.
+ * for their ack are at the bus's bound; NATS: also while NATS is away or
+ * has answered nothing for a while, docs/bus-nats.md): nothing was taken,
+ * cb is not called, and the caller offers the same event again later,
+ * before any later event of the same connection (order per connection is
+ * the caller's order); the bus has room again once acks of earlier events
+ * were called, or (NATS away) after a while: offer again on a timer too.
  * Returns WSG_EINVAL for a bad event (no id or conn_id, unknown type, seq 0,
  * body NULL with body_len > 0); cb is then not called. */
 int bus_event_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
@@ -348,7 +351,9 @@ int bus_cmd_serve_on(bus_t *bus, const char *edge_id, bus_cmd_route_fn route, bu
  * one, it waits for the others), so ud may be freed then. Commands for
  * edge_id are answered WSG_EGONE from then on, those still queued for it
  * included (when their consumer drains them, or frees them). Reply objects
- * already handed out stay valid until replied. Returns 0, WSG_EINVAL,
+ * already handed out stay valid until replied. The cluster bus also waits
+ * (up to 2 s) for the NATS server to drop the interest, so a command sent
+ * after this returns gets WSG_EGONE, not a timeout. Returns 0, WSG_EINVAL,
  * WSG_ENOTFOUND. */
 int bus_cmd_unserve(bus_t *bus, const char *edge_id);
 void bus_cmd_reply(bus_reply_t *r, int status);
@@ -435,5 +440,18 @@ int bus_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev);
  * WSG_EINVAL, WSG_EUNAVAILABLE / WSG_EBUS (left in place: the next claimant
  * finds its connection gone and takes it over). */
 int bus_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev);
+
+/* ---- 6. lost edges ------------------------------------------------------------- */
+
+/* An API that declared edge_id lost (edge_lost disconnects for its
+ * connections, its rows deleted) marks it, so that the edge, should it come
+ * back, learns it and closes those clients (edge_fence) instead of keeping
+ * connections nobody can reach. NATS: a key of the bucket <prefix>_users;
+ * in-process: nothing (one process is never lost to itself). Block for a
+ * JetStream round trip: threads that may wait. Return 0, WSG_EINVAL,
+ * WSG_EUNAVAILABLE (NATS unreachable) or WSG_EBUS. */
+int bus_edge_lost_mark(bus_t *bus, const char *edge_id);
+/* Whether edge_id was marked lost (*lost = 1), removing the mark. */
+int bus_edge_lost_take(bus_t *bus, const char *edge_id, int *lost);
 
 #endif

@@ -90,6 +90,10 @@ struct bus_ops {
     int (*user_shared)(bus_t *bus);
     int (*user_claim)(bus_t *bus, const bus_user_t *u, uint64_t *rev);
     int (*user_release)(bus_t *bus, const bus_user_t *u, uint64_t rev);
+
+    /* NULL: nothing to mark (one process), *lost stays 0. */
+    int (*edge_lost_mark)(bus_t *bus, const char *edge_id);
+    int (*edge_lost_take)(bus_t *bus, const char *edge_id, int *lost);
 };
 
 extern const bus_ops_t bus_inproc_ops;

@@ -155,7 +155,6 @@ static void on_disconnected(natsConnection *nc, void *ud)
 
 static void on_reconnected(natsConnection *nc, void *ud)
 {
-    nb_ev_reconnected(ud);
     atomic_store(&((nats_bus_t *)ud)->connected, 1);
 }
 
@@ -201,6 +200,14 @@ static natsStatus make_options(natsOptions **out, nats_bus_t *b, const bus_opts_
         s = natsOptions_SetTimeout(no, 2000);
     if (s == NATS_OK)
         s = natsOptions_SetPingInterval(no, 5000);
+    /* A server cut off by the network (packets dropped, no RST) stops taking
+     * bytes: a blocking write then waits with the connection's lock held, so
+     * neither the ping timer (which would find the connection stale) nor any
+     * publisher gets on until TCP retransmits its way through, long after the
+     * network healed. With a deadline the write fails, the connection is
+     * dropped and reconnected, and events fail into 1013 within their grace. */
+    if (s == NATS_OK)
+        s = natsOptions_SetWriteDeadline(no, NB_WRITE_DEADLINE_MS);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(no, on_disconnected, b);
     if (s == NATS_OK)
@@ -706,4 +713,6 @@ const bus_ops_t bus_nats_ops = {
     .user_shared = nb_user_shared,
     .user_claim = nb_user_claim,
     .user_release = nb_user_release,
+    .edge_lost_mark = nb_edge_lost_mark,
+    .edge_lost_take = nb_edge_lost_take,
 };

@@ -60,6 +60,7 @@ void bus_nats_vanish(bus_t *bus);
  * 5,000 events/s (a busy 2-core host) this one waits under a second. */
 #define NB_PUB_WINDOW 4096
 #define NB_RECONNECT_BUF (8 * 1024 * 1024) /* libnats keeps this while NATS is away */
+#define NB_WRITE_DEADLINE_MS 5000 /* a write to NATS making no progress: the PubAck timeout */
 
 #define NB_PREFIX_MAX 48
 #define NB_BUCKETS 4096
@@ -100,7 +101,10 @@ typedef struct nats_bus {
     uint32_t npubs;
     nb_poison_t *poison[NB_BUCKETS]; /* connections whose later events are refused */
     uint32_t npoison;
-    int down_seen; /* this outage's outstanding PubAcks were poisoned */
+    nb_pub_t *oldest, *newest; /* the same, in publish order */
+    uint64_t epoch;            /* libnats's reconnect count at the last publish */
+    int64_t away_since_ms;     /* the first publish that found NATS away (mono), 0 */
+    natsStatistics *stats;     /* for the reconnect count */
     nb_group_t *groups;
     int64_t next_lease_ms;
 
@@ -137,9 +141,8 @@ int nb_ev_start(nats_bus_t *b);
 void nb_ev_stop(nats_bus_t *b);
 void nb_ev_free(nats_bus_t *b);
 void nb_ev_tick(nats_bus_t *b, int64_t now);
-/* The NATS connection was lost / is back (connection callbacks). */
+/* The NATS connection was lost (connection callback). */
 void nb_ev_disconnected(nats_bus_t *b);
-void nb_ev_reconnected(nats_bus_t *b);
 int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *ud);
 void nb_ev_capacity(bus_t *bus, size_t *events, size_t *bytes);
 int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event_fn fn, void *ud);
@@ -160,5 +163,7 @@ void nb_users_free(nats_bus_t *b);
 int nb_user_shared(bus_t *bus);
 int nb_user_claim(bus_t *bus, const bus_user_t *u, uint64_t *rev);
 int nb_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev);
+int nb_edge_lost_mark(bus_t *bus, const char *edge_id);
+int nb_edge_lost_take(bus_t *bus, const char *edge_id, int *lost);
 
 #endif

@@ -189,6 +189,8 @@ void nb_cmd_reply(bus_reply_t *rr, int status)
     free(r);
 }
 
+enum { NB_UNSERVE_FLUSH_MS = 2000 };
+
 static int serve_on(nats_bus_t *b, const char *edge_id)
 {
     nb_serve_t *sv = bus_xcalloc(sizeof *sv);
@@ -211,7 +213,7 @@ int nb_cmd_serve(bus_t *bus, const char *edge_id, int on)
     nats_bus_t *b = (nats_bus_t *)bus;
     atomic_store(&b->subscribed, 1);
     pthread_mutex_lock(&b->mu);
-    int rc = 0;
+    int rc = 0, dropped = 0;
     if (on) {
         rc = serve_on(b, edge_id);
     } else {
@@ -220,8 +222,15 @@ int nb_cmd_serve(bus_t *bus, const char *edge_id, int on)
                 sv->off = 1; /* its on_cmd calls find no handler: WSG_EGONE */
                 natsSubscription_Unsubscribe(sv->one);
                 natsSubscription_Unsubscribe(sv->all);
+                dropped = 1;
             }
     }
     pthread_mutex_unlock(&b->mu);
+    /* libnats drops what still arrives for an unsubscribed subscription, so
+     * a command the server routed here before it saw the UNSUB would get no
+     * answer and time out. The round trip makes the server drop the
+     * interest first: later commands get no-responders, WSG_EGONE. */
+    if (dropped && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
+        natsConnection_FlushTimeout(b->nc, NB_UNSERVE_FLUSH_MS); /* away: no interest anyway */
     return rc;
 }

@@ -12,8 +12,8 @@
  *
  * Publishing is js_PublishMsgAsync; the PubAck handler (a NATS thread) maps
  * the natsMsg back to the caller's callback through a pending table bounded
- * by pub_max_pending. Past it, or when libnats cannot buffer the message
- * (reconnect buffer full while NATS is away), the publish answers WSG_EFULL
+ * by pub_max_pending. Past it, while NATS is away or silent (publish_gate),
+ * or when libnats cannot buffer the message, the publish answers WSG_EFULL
  * and takes nothing: the caller offers it again (bus.h).
  *
  * Each group has one durable pull consumer per partition
@@ -43,12 +43,15 @@
 #include "common/hash.h"
 
 struct nb_pub {
-    nb_pub_t *next;
+    nb_pub_t *next;          /* in its pubs[] bucket */
+    nb_pub_t *older, *newer; /* b->oldest .. b->newest, in publish order */
     natsMsg *msg;
     bus_event_ack_fn cb;
     void *ud;
     char *conn; /* the event's connection: poisoned if this one fails */
     int disconnect;
+    int64_t at_ms;  /* when it was handed to libnats (mono) */
+    uint64_t epoch; /* libnats's reconnect count then */
 };
 
 /* A connection one of whose events may not have reached the stream. */
@@ -98,6 +101,10 @@ struct nb_group {
     atomic_ullong *handed_upto; /* set by the service thread: events of p up to this stream
                                    sequence were handed out by a consumer since restarted */
     atomic_int kicked;          /* an event of a leased partition arrived since the last round */
+    atomic_llong *dseq;         /* the consumer's delivery sequence of p's last message this
+                                   process got (NB_DSEQ_UNKNOWN: not checked); delivery_follows */
+    atomic_int *rebind;         /* set by the service thread: a fresh subscription before the
+                                   next fetch of p (the old one may hold another consumer's) */
 };
 
 /* want[p]: the lease is not ours / ours, fetched / ours, being given back
@@ -118,6 +125,7 @@ enum { NB_WANT_NONE, NB_WANT_FETCH, NB_WANT_GIVE, NB_WANT_DRAIN };
 #define NB_KICK_RETRY_MS 1    /* after a wake-up: the stream may store the event a moment later */
 #define NB_RECLAIM_CHECK (-1) /* reclaim[p]: a lease created anew, its consumer not looked at */
 #define NB_RECLAIM_WAIT (-2)  /* reclaim[p]: held out AckWait instead (too much to repeat) */
+#define NB_DSEQ_UNKNOWN (-1)  /* dseq[p]: no baseline, the next message sets it */
 
 /* ---- publish ---------------------------------------------------------------- */
 
@@ -126,32 +134,78 @@ static size_t pub_bucket(const natsMsg *m)
     return (size_t)(((uintptr_t)m >> 4) % NB_BUCKETS);
 }
 
+/* Adds p (its msg set) as the newest event out. Caller holds b->mu. */
+static void pub_put(nats_bus_t *b, nb_pub_t *p)
+{
+    size_t i = pub_bucket(p->msg);
+    p->next = b->pubs[i];
+    b->pubs[i] = p;
+    p->older = b->newest;
+    p->newer = NULL;
+    if (b->newest)
+        b->newest->newer = p;
+    else
+        b->oldest = p;
+    b->newest = p;
+    b->npubs++;
+}
+
+/* Takes m's entry out (NULL: none). Caller holds b->mu. */
 static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
 {
     nb_pub_t **pp = &b->pubs[pub_bucket(m)];
     while (*pp && (*pp)->msg != m)
         pp = &(*pp)->next;
     nb_pub_t *p = *pp;
-    if (p) {
-        *pp = p->next;
-        b->npubs--;
-    }
+    if (!p)
+        return NULL;
+    *pp = p->next;
+    if (p->older)
+        p->older->newer = p->newer;
+    else
+        b->oldest = p->newer;
+    if (p->newer)
+        p->newer->older = p->older;
+    else
+        b->newest = p->older;
+    b->npubs--;
     return p;
 }
 
-/* ---- poisoned connections ------------------------------------------------------
+/* ---- poisoned connections and held publishes -------------------------------------
  *
- * A connection one of whose events failed (refused, PubAck error or timeout)
- * or had its PubAck outstanding when the NATS connection was lost may miss
- * that event in the stream: any later event of it that got through would
- * leave a gap in its seqs. So every later event of such a connection is
- * refused with the status of that first failure (WSG_ENOSPC, WSG_EBUS, else
- * WSG_EUNAVAILABLE: the edge closes the client with 1013) except
- * its disconnect, the last one, which ends the record (docs/contract.md: every
- * connect gets one disconnect). Bounded by NB_POISON_MAX entries; each
- * leaves with its connection's disconnect. Under b->mu. */
+ * The stream may miss an event that was out (published, no PubAck yet) when
+ * something broke, and then any later event of its connection that got
+ * through would leave a gap in its seqs. libnats 3.4.1 loses buffered bytes
+ * without telling the publisher of each: a flush that runs into the write
+ * deadline drops its whole write buffer (and shuts the socket, so a
+ * reconnect follows); a reconnect whose flush of the reconnect buffer fails
+ * drops that buffer; what the old socket held dies with it. What is written
+ * after such a loss (a fresh write buffer, the next reconnect buffer) still
+ * reaches the stream.
+ *
+ * So a connection is poisoned when one of its events failed (refused,
+ * PubAck error or timeout) or was out across a reconnect (libnats's
+ * reconnect count moved since it was published): every later event of it
+ * is refused with the status of that first failure (WSG_ENOSPC, WSG_EBUS,
+ * else WSG_EUNAVAILABLE: the edge closes the client with 1013), except its
+ * disconnect, the last one, which ends the record (docs/contract.md: every
+ * connect gets one disconnect). And while a loss may be pending unnoticed,
+ * nothing new is handed to libnats: the publish answers WSG_EFULL (not
+ * taken: the caller keeps it and its client's reads pause):
+ *  - while NATS is away (not connected), for up to pub_timeout_ms; past
+ *    that, events are refused (WSG_EUNAVAILABLE), and a disconnect goes
+ *    to the reconnect buffer;
+ *  - while the oldest event out is NB_STALL_MS old or more. A write
+ *    deadline drops a buffer NB_WRITE_DEADLINE_MS after its write began,
+ *    which was after every event in it was published: each is older than
+ *    NB_STALL_MS by then, so the next event of its connection waits until
+ *    that one's PubAck times out and poisons it.
+ * Bounded by NB_POISON_MAX entries; each leaves with its connection's
+ * disconnect. Under b->mu. */
 
 #define NB_POISON_MAX 65536
+#define NB_STALL_MS (NB_WRITE_DEADLINE_MS / 2)
 
 static size_t poison_bucket(const char *conn)
 {
@@ -194,19 +248,40 @@ static int poison_check(nats_bus_t *b, const char *conn, int disconnect)
     return 0;
 }
 
-/* The NATS connection is (or was just found) down: every connection with a
- * PubAck outstanding may have lost that event with the old TCP connection,
- * while its next events would go out from the reconnect buffer. Once per
- * outage (nb_ev_reconnected() rearms). Caller holds b->mu. */
-static void poison_outstanding(nats_bus_t *b)
+/* libnats's reconnect count, read under its lock: it moves before anything
+ * is written to a new connection. */
+static uint64_t reconnects(nats_bus_t *b)
 {
-    if (b->down_seen)
-        return;
-    b->down_seen = 1;
-    for (size_t i = 0; i < NB_BUCKETS; i++)
-        for (nb_pub_t *p = b->pubs[i]; p; p = p->next)
+    uint64_t n = 0;
+    if (!b->stats && natsStatistics_Create(&b->stats) != NATS_OK)
+        return b->epoch;
+    if (natsConnection_GetStats(b->nc, b->stats) != NATS_OK ||
+        natsStatistics_GetCounts(b->stats, NULL, NULL, NULL, NULL, &n) != NATS_OK)
+        return b->epoch;
+    return n;
+}
+
+/* Whether an event may be handed to libnats now (0), later (WSG_EFULL) or
+ * not at all (WSG_EUNAVAILABLE); poisons what a reconnect may have lost
+ * first. Caller holds b->mu. */
+static int publish_gate(nats_bus_t *b, int disconnect, int64_t now)
+{
+    uint64_t epoch = reconnects(b);
+    if (epoch != b->epoch) { /* out across a reconnect: a prefix of the list */
+        for (nb_pub_t *p = b->oldest; p && p->epoch != epoch; p = p->newer)
             if (!p->disconnect)
                 poison_add(b, p->conn, WSG_EUNAVAILABLE);
+        b->epoch = epoch;
+    }
+    if (natsConnection_Status(b->nc) != NATS_CONN_STATUS_CONNECTED) {
+        if (!b->away_since_ms)
+            b->away_since_ms = now;
+        if (now - b->away_since_ms < (int64_t)b->tune.pub_timeout_ms)
+            return WSG_EFULL;
+        return disconnect ? 0 : WSG_EUNAVAILABLE;
+    }
+    b->away_since_ms = 0;
+    return b->oldest && now - b->oldest->at_ms >= NB_STALL_MS ? WSG_EFULL : 0;
 }
 
 /* A NATS thread. Every partition is held as after a cut fetch
@@ -227,16 +302,6 @@ void nb_ev_disconnected(nats_bus_t *b)
             for (uint32_t p = 0; p < b->partitions; p++)
                 atomic_store(&g->hold_until[p],
                              now + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS);
-    pthread_mutex_lock(&b->mu);
-    poison_outstanding(b);
-    pthread_mutex_unlock(&b->mu);
-}
-
-void nb_ev_reconnected(nats_bus_t *b)
-{
-    pthread_mutex_lock(&b->mu);
-    b->down_seen = 0;
-    pthread_mutex_unlock(&b->mu);
 }
 
 static void pub_free(nb_pub_t *p)
@@ -260,18 +325,16 @@ void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 void nb_ev_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *ud)
 {
     nats_bus_t *b = ud;
+    int rc = pae ? pub_error(pae) : pa ? 0 : WSG_EBUS;
     pthread_mutex_lock(&b->mu);
     nb_pub_t *p = pub_take(b, msg);
+    /* with the take: no later event of its connection goes out in between */
+    if (p && rc != 0 && !p->disconnect)
+        poison_add(b, p->conn, rc);
     pthread_mutex_unlock(&b->mu);
     natsMsg_Destroy(msg); /* with an AckHandler, the message is ours again */
     if (!p)
         return;
-    int rc = pae ? pub_error(pae) : pa ? 0 : WSG_EBUS;
-    if (rc != 0 && !p->disconnect) {
-        pthread_mutex_lock(&b->mu);
-        poison_add(b, p->conn, rc);
-        pthread_mutex_unlock(&b->mu);
-    }
     if (p->cb)
         p->cb(p->ud, rc);
     pub_free(p);
@@ -353,23 +416,25 @@ int nb_ev_publish(bus_t *bus, const bus_event_t *ev, bus_event_ack_fn cb, void *
     nb_pub_t *p = NULL;
     int disc = ev->type == BUS_EV_DISCONNECT;
     if (rc == 0) {
+        int64_t now = wsg_mono_ms();
         pthread_mutex_lock(&b->mu);
-        if (natsConnection_Status(b->nc) != NATS_CONN_STATUS_CONNECTED)
-            poison_outstanding(b); /* before the disconnected callback said so */
+        int gate = publish_gate(b, disc, now);
         if ((rc = poison_check(b, ev->conn_id, disc)) != 0) {
             /* refused like the event that poisoned it */
+        } else if ((rc = gate) != 0) {
+            /* WSG_EFULL: not taken, nothing to poison; or refused */
         } else if (b->npubs >= b->tune.pub_max_pending) {
             rc = WSG_EFULL; /* not taken: no gap, nothing to poison */
         } else {
             p = bus_xcalloc(sizeof *p);
-            *p = (nb_pub_t){.next = b->pubs[pub_bucket(m)],
-                            .msg = m,
+            *p = (nb_pub_t){.msg = m,
                             .cb = cb,
                             .ud = ud,
                             .conn = bus_xstrdup(ev->conn_id),
-                            .disconnect = disc};
-            b->pubs[pub_bucket(m)] = p;
-            b->npubs++;
+                            .disconnect = disc,
+                            .at_ms = now,
+                            .epoch = b->epoch};
+            pub_put(b, p);
         }
         if (rc != 0 && rc != WSG_EFULL && !disc)
             poison_add(b, ev->conn_id, rc);
@@ -468,6 +533,10 @@ int nb_ev_subscribe(bus_t *bus, const char *group, uint32_t type_mask, bus_event
     g->lease_until = bus_xcalloc(b->partitions * sizeof *g->lease_until);
     g->reclaim = bus_xcalloc(b->partitions * sizeof *g->reclaim);
     g->handed_upto = bus_xcalloc(b->partitions * sizeof *g->handed_upto);
+    g->dseq = bus_xcalloc(b->partitions * sizeof *g->dseq);
+    for (uint32_t p = 0; p < b->partitions; p++)
+        atomic_store(&g->dseq[p], NB_DSEQ_UNKNOWN);
+    g->rebind = bus_xcalloc(b->partitions * sizeof *g->rebind);
     pthread_mutex_init(&g->mu, NULL);
     g->next = b->groups;
     b->groups = g;
@@ -582,8 +651,8 @@ static nb_delivery_t *make_delivery(nb_group_t *g, natsMsg *m)
     return d;
 }
 
-/* m from partition p's consumer. */
-static void deliver(nb_group_t *g, uint32_t p, natsMsg *m)
+/* m from partition p's consumer; meta is its metadata (NULL: none). */
+static void deliver(nb_group_t *g, uint32_t p, natsMsg *m, const jsMsgMetaData *meta)
 {
     nb_delivery_t *d = make_delivery(g, m);
     if (!d || !(g->mask & BUS_EV_MASK(d->ev.type))) {
@@ -592,13 +661,11 @@ static void deliver(nb_group_t *g, uint32_t p, natsMsg *m)
         free_delivery(d);
         return;
     }
-    jsMsgMetaData *meta = NULL;
     uint32_t attempt = 1;
-    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+    if (meta) {
         attempt = meta->NumDelivered > 0 ? (uint32_t)meta->NumDelivered : 1;
         /* handed out before the consumer restarted: that was an attempt too */
         attempt += meta->Sequence.Stream <= atomic_load(&g->handed_upto[p]);
-        jsMsgMetaData_Destroy(meta);
     }
     d->touched = wsg_mono_ms();
     pthread_mutex_lock(&g->mu);
@@ -613,6 +680,7 @@ static void deliver(nb_group_t *g, uint32_t p, natsMsg *m)
 }
 
 static int partition_held(nb_group_t *g, uint32_t p);
+static int undone_in(nb_group_t *g, uint32_t p);
 
 /* The batch of the next fetch on sub. A no-wait fetch without an expiry
  * returns as soon as the subscription is momentarily empty (libnats 3.4.1,
@@ -633,6 +701,42 @@ static int fetch_batch(natsSubscription *sub)
     return 2 * (NB_MAX_ACK_PENDING + msgs);
 }
 
+/* ---- deliveries whole ------------------------------------------------------------
+ *
+ * A partition's consumer numbers every message it hands out (its delivery
+ * sequence), whoever asked. Only the lease holder asks, but a pull request
+ * another process sent while it held the lease can reach the server late,
+ * after that lease expired and was taken (the old holder or the server hung,
+ * its requests were still in a socket), and the server then hands that
+ * process events it no longer fetches: the connection's later events would
+ * reach the new holder first, the taken ones only after AckWait. So the
+ * holder checks that each message follows the last one it got (dseq[p]; the
+ * baseline comes from the consumer's info, read where the holder decides
+ * whether to restart the consumer, or is 0 after a restart). A message
+ * that does not follow means deliveries went elsewhere: p is held as after
+ * a cut fetch, the message and the rest of its batch are dropped unacked,
+ * and once the holder's own deliveries of p are done its consumer restarts
+ * at the ack floor (recover_cut), on a fresh subscription. */
+
+/* Whether the message meta describes follows the last one of p (updates
+ * dseq[p]); if not, holds p. Delivery thread. */
+static int delivery_follows(nb_group_t *g, uint32_t p, const jsMsgMetaData *meta)
+{
+    nats_bus_t *b = g->b;
+    long long last = atomic_load(&g->dseq[p]), got = (long long)meta->Sequence.Consumer;
+    if (last == NB_DSEQ_UNKNOWN || got == last + 1) {
+        /* a baseline the service thread set meanwhile (a restart) wins */
+        atomic_compare_exchange_strong(&g->dseq[p], &last, got);
+        return 1;
+    }
+    atomic_store(&g->dseq[p], NB_DSEQ_UNKNOWN);
+    atomic_store(&g->hold_until[p],
+                 wsg_mono_ms() + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS);
+    WSG_LOG(WSG_LOG_WARN, "partition held: deliveries of its consumer went elsewhere",
+            "group=%s partition=%u expected=%lld got=%lld", g->name, (unsigned)p, last + 1, got);
+    return 0;
+}
+
 /* A fetch that was out when the connection to NATS broke may have been
  * answered with events that never reached us. The server hands them out
  * again only when their AckWait runs out, and anything fetched from the
@@ -643,8 +747,8 @@ static int fetch_batch(natsSubscription *sub)
 static int fetch_partition(nb_group_t *g, uint32_t p)
 {
     nats_bus_t *b = g->b;
-    if (partition_held(g, p))
-        return 0;
+    if (partition_held(g, p) || atomic_load(&g->rebind[p]))
+        return 0; /* a rebind set before the hold ended goes first */
     jsFetchRequest fr;
     jsFetchRequest_Init(&fr);
     fr.Batch = fetch_batch(g->subs[p]);
@@ -660,10 +764,21 @@ static int fetch_partition(nb_group_t *g, uint32_t p)
                 "group=%s partition=%u hold_ms=%lld", g->name, (unsigned)p,
                 (long long)(b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS));
     }
-    int n = list.Count; /* what did arrive (even with an error) precedes anything lost */
+    int n = 0; /* what did arrive (even with an error) precedes anything lost */
     for (int i = 0; i < list.Count; i++) {
-        deliver(g, p, list.Msgs[i]);
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
+            meta = NULL;
+            atomic_store(&g->dseq[p], NB_DSEQ_UNKNOWN); /* no number: the next one sets it */
+        }
+        if (meta && !delivery_follows(g, p, meta)) {
+            jsMsgMetaData_Destroy(meta);
+            break; /* the rest are destroyed unacked: the restart hands them out again */
+        }
+        deliver(g, p, list.Msgs[i], meta);
+        jsMsgMetaData_Destroy(meta);
         list.Msgs[i] = NULL;
+        n++;
     }
     natsMsgList_Destroy(&list);
     return n;
@@ -733,11 +848,21 @@ static void *group_main(void *arg)
             int want = atomic_load(&g->want[p]), up = atomic_load(&b->connected);
             /* a lease not renewed in time may be someone else's by now */
             up = up && wsg_mono_ms() < (int64_t)atomic_load(&g->lease_until[p]);
-            if (want == NB_WANT_FETCH && up && !g->subs[p] && bind_partition(g, p) != NATS_OK)
+            /* a fresh subscription (set_baseline) once no delivery of the old
+             * one is undone: acks need their subscription */
+            int stale = atomic_load(&g->rebind[p]);
+            if (stale && (!g->subs[p] || !undone_in(g, p)) && atomic_exchange(&g->rebind[p], 0)) {
+                drop_partition(g, p);
+                stale = 0;
+            }
+            /* not while held: a restart may be between its delete and create */
+            if ((want == NB_WANT_FETCH || want == NB_WANT_DRAIN) && up && !g->subs[p] &&
+                !partition_held(g, p) && bind_partition(g, p) != NATS_OK)
                 g->subs[p] = NULL;
             /* a lost lease only stops fetching: the bound subscription stays
              * until bus_free, so acks of deliveries still out stay valid */
-            int fetch = up && g->subs[p] && (want == NB_WANT_FETCH || want == NB_WANT_DRAIN);
+            int fetch =
+                up && g->subs[p] && !stale && (want == NB_WANT_FETCH || want == NB_WANT_DRAIN);
             int n = fetch ? fetch_partition(g, p) : 0;
             if (want == NB_WANT_DRAIN) {
                 int drain = NB_WANT_DRAIN;
@@ -776,8 +901,10 @@ void nb_ev_done(bus_t *bus, bus_delivery_t *dd)
         d->next->prev = d->prev;
     else
         g->tail = d->prev;
-    pthread_mutex_unlock(&g->mu);
+    /* under the lock: once no delivery of p is undone (undone_in), the
+     * delivery thread may free the subscription the ack goes through */
     natsMsg_Ack(d->msg, NULL);
+    pthread_mutex_unlock(&g->mu);
     natsMsg_Destroy(d->msg);
     free_delivery(d);
 }
@@ -997,6 +1124,16 @@ static void lease_kept(nats_bus_t *b, nb_group_t *g, uint32_t p, int64_t at)
  * partition is not fetched until its consumer is back; a step that fails is
  * tried again at the next round. Service thread only. */
 
+/* p's consumer hands out next the message after delivery sequence dseq
+ * (NB_DSEQ_UNKNOWN: not checked until one arrives); the delivery thread
+ * takes a fresh subscription first. Service thread, while p is not fetched
+ * (not ours yet, or held). */
+static void set_baseline(nb_group_t *g, uint32_t p, int64_t dseq)
+{
+    atomic_store(&g->dseq[p], dseq);
+    atomic_store(&g->rebind[p], 1);
+}
+
 /* The stream sequence p's consumer restarts at, 0 when it stays as it is,
  * -1 when the server did not answer, NB_RECLAIM_WAIT when the restart would
  * repeat more than restart_max_repeats events acked beyond the floor (an
@@ -1008,7 +1145,7 @@ static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const cha
 {
     jsConsumerInfo *ci = NULL;
     int rc = consumer_info(g, p, &ci);
-    int64_t from = 0, pending = 0, repeats = 0;
+    int64_t from = 0, pending = 0, repeats = 0, delivered = 0;
     uint64_t handed = 0;
     if (rc == 0 && (ci->NumAckPending > 0 || ci->NumWaiting > 0)) {
         from = (int64_t)ci->AckFloor.Stream + 1;
@@ -1016,13 +1153,23 @@ static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const cha
         handed = ci->Delivered.Stream;
         repeats = (int64_t)(ci->Delivered.Consumer - ci->AckFloor.Consumer) - pending;
     }
+    if (rc == 0)
+        delivered = (int64_t)ci->Delivered.Consumer;
     jsConsumerInfo_Destroy(ci);
-    if (rc != 0)
-        return rc == WSG_ENOTFOUND ? 0 : -1; /* none yet: bind_partition creates it */
-    if (!from || undone_in(g, p))
+    if (rc != 0 && rc != WSG_ENOTFOUND)
+        return -1;
+    int undone = undone_in(g, p);
+    if (!from || undone) {
+        /* it stays: what it hands out from now on follows what it handed out
+         * so far (none yet: bind_partition creates it); with deliveries of
+         * ours undone, our own count goes on */
+        if (!undone)
+            set_baseline(g, p, delivered);
         return 0;
+    }
     if (repeats > (int64_t)b->tune.restart_max_repeats) {
         int64_t wait = (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+        set_baseline(g, p, NB_DSEQ_UNKNOWN); /* AckWait's redeliveries come first, unnumbered */
         atomic_store(&g->hold_until[p], wsg_mono_ms() + wait);
         WSG_LOG(WSG_LOG_WARN, "partition waits out AckWait: a restart would repeat too much",
                 "group=%s partition=%u why=%s repeats=%lld unacked=%lld hold_ms=%lld", g->name,
@@ -1069,6 +1216,7 @@ static int reclaim_step(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *wh
         if (!there)
             return 0;
         g->reclaim[p] = 0;
+        set_baseline(g, p, 0); /* the new consumer numbers from 1 */
     }
     return 1; /* NB_RECLAIM_WAIT: ready, and held (partition_held) */
 }
@@ -1102,6 +1250,22 @@ static uint32_t held_count(nats_bus_t *b, nb_group_t *g)
     return held;
 }
 
+/* The baseline of a partition given back is what its consumer handed out
+ * so far. What is out then is what its holder Nak'ed when it stopped (it
+ * comes again numbered anew) or what a request still waiting will bring
+ * (past the baseline: a gap). A request of that holder read after this
+ * and its check (it waited for none to be out) would go unnoticed. */
+static void given_baseline(nb_group_t *g, uint32_t p)
+{
+    if (undone_in(g, p))
+        return; /* ours from before: our own count goes on */
+    jsConsumerInfo *ci = NULL;
+    int rc = consumer_info(g, p, &ci);
+    int64_t base = rc == 0 ? (int64_t)ci->Delivered.Consumer : NB_DSEQ_UNKNOWN;
+    set_baseline(g, p, rc == WSG_ENOTFOUND ? 0 : base);
+    jsConsumerInfo_Destroy(ci);
+}
+
 /* Between lease rounds: a member below its share takes leases given back. */
 static void claim_given(nats_bus_t *b, nb_group_t *g)
 {
@@ -1118,6 +1282,7 @@ static void claim_given(nats_bus_t *b, nb_group_t *g)
         g->rev[p] = rev;
         held++;
         lease_kept(b, g, p, at);
+        given_baseline(g, p);
         atomic_store(&g->want[p], NB_WANT_FETCH);
     }
 }
@@ -1141,8 +1306,10 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
             s = kvStore_UpdateString(&rev, b->kv, key, b->instance, g->rev[p]);
         else if ((s = kvStore_CreateString(&rev, b->kv, key, b->instance)) == NATS_OK)
             g->reclaim[p] = NB_RECLAIM_CHECK; /* nobody gave it back: see reclaim_step */
-        else if ((rev = take_given(b, key)) != 0)
+        else if ((rev = take_given(b, key)) != 0) {
             s = NATS_OK;
+            given_baseline(g, p);
+        }
         if (s != NATS_OK && g->rev[p] && nb_status_to_err(s) == WSG_EUNAVAILABLE)
             continue; /* no answer: keep what we hold (not fetched past lease_until) */
         if (s == NATS_OK && !g->rev[p])
@@ -1508,6 +1675,7 @@ void nb_ev_free(nats_bus_t *b)
                 p->cb(p->ud, WSG_EUNAVAILABLE);
             pub_free(p);
         }
+        b->oldest = b->newest = NULL;
         while (b->poison[i]) {
             nb_poison_t *x = b->poison[i];
             b->poison[i] = x->next;
@@ -1517,6 +1685,8 @@ void nb_ev_free(nats_bus_t *b)
     }
     b->npubs = 0;
     b->npoison = 0;
+    natsStatistics_Destroy(b->stats);
+    b->stats = NULL;
     while (b->groups) {
         nb_group_t *g = b->groups;
         b->groups = g->next;
@@ -1527,6 +1697,8 @@ void nb_ev_free(nats_bus_t *b)
         free(g->giving);
         free(g->give_loops);
         free(g->hold_until);
+        free(g->dseq);
+        free(g->rebind);
         free(g->lease_until);
         free(g->reclaim);
         free(g->handed_upto);

@@ -27,7 +27,11 @@
  *
  * What this does not cover: an edge alive but cut off from NATS answers no
  * probe, so its users can be claimed elsewhere (the registry's edge_lost
- * sweep treats such an edge as gone too).
+ * sweep treats such an edge as gone too, and the edge, back, closes them).
+ *
+ * The same bucket keeps the lost-edge marks (bus.h, section 6): key
+ * "lost.<base64url(SHA-256("lost" NUL edge id))>", put by an API that swept
+ * the edge, read and purged by the edge.
  *
  * Threads: any thread that may block (bus.h, section 5).
  */
@@ -75,6 +79,13 @@ int nb_user_shared(bus_t *bus)
     return 1;
 }
 
+/* What a failed call on the bucket means to our callers: NATS unreachable,
+ * or anything else it said. */
+static int kv_err(natsStatus s)
+{
+    return nb_status_to_err(s) == WSG_EUNAVAILABLE ? WSG_EUNAVAILABLE : WSG_EBUS;
+}
+
 /* The bucket, created on first use. A bucket made by someone else with
  * more history is refused: one message per key keeps it small. */
 static int users_kv(nats_bus_t *b, kvStore **out)
@@ -102,7 +113,7 @@ static int users_kv(nats_bus_t *b, kvStore **out)
         if (s == NATS_OK && kvStatus_History(st) != 1)
             rc = WSG_EBUS;
         else if (s != NATS_OK)
-            rc = nb_status_to_err(s) == WSG_EUNAVAILABLE ? WSG_EUNAVAILABLE : WSG_EBUS;
+            rc = kv_err(s);
         kvStatus_Destroy(st);
         if (rc == 0)
             u->kv = kv;
@@ -116,18 +127,24 @@ static int users_kv(nats_bus_t *b, kvStore **out)
 
 #define NB_USER_KEY_LEN WSG_B64_LEN(32)
 
-static void user_key(const bus_user_t *u, char key[NB_USER_KEY_LEN + 1])
+/* base64url(SHA-256(a NUL b)): a key of fixed size for any two strings. */
+static void digest_key(const char *a, const char *b, char key[NB_USER_KEY_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_MD_CTX *x = EVP_MD_CTX_new();
-    /* the route with its NUL: no other route/user pair hashes the same bytes */
+    /* a with its NUL: no other pair hashes the same bytes */
     if (!x || EVP_DigestInit_ex(x, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(x, u->route, strlen(u->route) + 1) != 1 ||
-        EVP_DigestUpdate(x, u->user, strlen(u->user)) != 1 || EVP_DigestFinal_ex(x, md, &n) != 1)
+        EVP_DigestUpdate(x, a, strlen(a) + 1) != 1 || EVP_DigestUpdate(x, b, strlen(b)) != 1 ||
+        EVP_DigestFinal_ex(x, md, &n) != 1)
         abort(); /* out of memory */
     EVP_MD_CTX_free(x);
     wsg_b64url_encode(md, n, key);
+}
+
+static void user_key(const bus_user_t *u, char key[NB_USER_KEY_LEN + 1])
+{
+    digest_key(u->route, u->user, key);
 }
 
 /* "wsgu1 <route> <user> <conn> <edge>", nb_tok() fields; heap. */
@@ -256,7 +273,7 @@ static int contest(nats_bus_t *b, kvStore *kv, const char *key, const bus_user_t
     if (s == NATS_NOT_FOUND)
         return 1; /* released meanwhile */
     if (s != NATS_OK)
-        return nb_status_to_err(s) == WSG_EUNAVAILABLE ? WSG_EUNAVAILABLE : WSG_EBUS;
+        return kv_err(s);
     holder_t h;
     uint64_t seen = kvEntry_Revision(ent);
     int rc = holder_parse(&h, kvEntry_Value(ent), kvEntry_ValueLen(ent));
@@ -349,5 +366,50 @@ int nb_user_release(bus_t *bus, const bus_user_t *u, uint64_t rev)
     }
     if (s == NATS_OK || jerr == JSStreamWrongLastSequenceErr)
         return 0; /* dropped, or taken over meanwhile (left alone) */
-    return nb_status_to_err(s) == WSG_EUNAVAILABLE ? WSG_EUNAVAILABLE : WSG_EBUS;
+    return kv_err(s);
+}
+
+/* ---- lost edges ------------------------------------------------------------ */
+
+/* "lost.<digest of the edge id>": beside the claims, never one of them (a
+ * claim's key has no dot). */
+static int lost_kv(bus_t *bus, const char *edge_id, kvStore **kv, char key[NB_USER_KEY_LEN + 6])
+{
+    memcpy(key, "lost.", 5);
+    digest_key("lost", edge_id, key + 5);
+    return users_kv((nats_bus_t *)bus, kv);
+}
+
+int nb_edge_lost_mark(bus_t *bus, const char *edge_id)
+{
+    kvStore *kv = NULL;
+    char key[NB_USER_KEY_LEN + 6];
+    int rc = lost_kv(bus, edge_id, &kv, key);
+    if (rc != 0)
+        return rc;
+    natsStatus s = kvStore_PutString(NULL, kv, key, "lost");
+    if (s == NATS_OK)
+        return 0;
+    return kv_err(s);
+}
+
+int nb_edge_lost_take(bus_t *bus, const char *edge_id, int *lost)
+{
+    kvStore *kv = NULL;
+    char key[NB_USER_KEY_LEN + 6];
+    int rc = lost_kv(bus, edge_id, &kv, key);
+    if (rc != 0)
+        return rc;
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, kv, key);
+    kvEntry_Destroy(e);
+    if (s == NATS_NOT_FOUND)
+        return 0; /* never marked, or taken already */
+    if (s == NATS_OK) {
+        *lost = 1;
+        s = kvStore_Purge(kv, key, NULL); /* left in place, it is seen again: harmless */
+    }
+    if (s == NATS_OK)
+        return 0;
+    return kv_err(s);
 }

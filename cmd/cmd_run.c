@@ -64,17 +64,35 @@ typedef struct {
 
 /* Heartbeats of this process's edge, every edge.heartbeat_interval, until
  * shutdown; then one "leaving" beat so the registry need not wait for the
- * edge timeout. A process that dies stops beating, which is the point. */
+ * edge timeout. A process that dies stops beating, which is the point.
+ *
+ * Cluster: the APIs declare an edge lost when they hear no heartbeat for
+ * cluster.edge_timeout (edge_lost disconnects, rows deleted) and mark it so
+ * on the bus (bus_edge_lost_mark). The edge looks for that mark after each
+ * beat (one JetStream read); found, it closes every client (edge_fence),
+ * whose disconnects carry the edge_lost ids, instead of keeping clients
+ * nobody can reach after being cut off or stalled. Only the mark decides:
+ * after an outage of NATS itself the APIs sweep nobody, and nobody is
+ * closed. */
 static void *heartbeat_thread(void *arg)
 {
     run_t *r = arg;
     wsg_thread_name("heartbeat");
     const char *id = r->cfg->edge.id;
     uint64_t every = r->cfg->edge.heartbeat_interval_ms;
+    int cluster = r->cfg->nats && *r->cfg->nats, lost = 0;
+    if (cluster) /* a mark left for an earlier process with this id */
+        bus_edge_lost_take(r->bus, id, &lost);
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         pthread_mutex_unlock(&r->mu);
         bus_heartbeat(r->bus, id, 0);
+        lost = 0;
+        if (cluster && bus_edge_lost_take(r->bus, id, &lost) == 0 && lost) {
+            WSG_LOG(WSG_LOG_WARN, "edge declared lost by the cluster: closing its clients",
+                    "edge=%s", id);
+            edge_fence(r->edge);
+        }
         struct timespec ts = wsg_deadline_in(every);
         pthread_mutex_lock(&r->mu);
         if (!r->stopping)

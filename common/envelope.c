@@ -2,9 +2,14 @@
 /*
  * envelope.c — the event envelope as JSON text (envelope.h). Any thread.
  */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include "common/b64.h"
 #include "common/envelope.h"
 #include "common/err.h"
 
@@ -67,4 +72,20 @@ void wsg_envelope_disconnect(wsg_sbuf_t *b, int code, const char *reason, const 
     wsg_sb_put(b, num, (size_t)n);
     wsg_sb_str(b, reason && wsg_json_ok(reason) ? reason : "");
     wsg_sb_member(b, "initiator", initiator ? initiator : "server");
+}
+
+void wsg_disconnect_event_id(const char *conn_id, char out[48])
+{
+    /* the key of the edge_lost ids of earlier versions: an API of one and
+     * an edge of the other still give a connection one id */
+    static const char tag[] = "wsgate edge_lost";
+    unsigned char raw[EVP_MAX_MD_SIZE];
+    unsigned int rawlen = 0;
+    char b64[WSG_B64_LEN(16) + 1];
+    if (!HMAC(EVP_sha256(), tag, sizeof tag - 1, (const unsigned char *)conn_id, strlen(conn_id),
+              raw, &rawlen) ||
+        rawlen < 16)
+        abort(); /* only out of memory fails an HMAC of a fixed key */
+    wsg_b64url_encode(raw, 16, b64);
+    snprintf(out, 48, "evt_%s", b64);
 }

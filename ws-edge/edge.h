@@ -34,6 +34,14 @@ int edge_run(edge_t *e);
 /* Begins graceful shutdown: stop accepting, close sockets with 1001, flush. */
 void edge_stop(edge_t *e);
 
+/* The cluster may have declared this edge lost (it was not heard for
+ * cluster.edge_timeout): closes every client with 1012 "edge lost contact
+ * with the cluster", so none stays open without a row or after its
+ * edge_lost disconnect; each disconnect carries the id an API gave the
+ * edge_lost one (wsg_disconnect_event_id), so the backend gets one. Keeps
+ * serving new connections. Any thread. */
+void edge_fence(edge_t *e);
+
 /* Reloads edge.tls's certificate and key (SIGHUP; any thread): new
  * connections get them, open ones keep theirs. On a bad file the old ones
  * stay and the error is logged; returns 0 or WSG_ECONFIG. No-op without TLS. */

@@ -59,6 +59,7 @@ void edge_conn_free(edge_conn_t *c)
     free(c->bearer_offer);
     free(c->connect_extra);
     free(c->proto_extra);
+    free(c->proto_every);
     free(c->hs_req);
     free(c->rx);
     free(c);

@@ -6,9 +6,10 @@
  * handed to the service thread through the edge queue.
  *
  * Envelope: id "evt_<base64url of 128 bits>" (a random per-edge prefix and a
- * counter), type, connection_id, route, user (null when anonymous), context,
- * seq (per connection from 1), timestamp (RFC 3339, milliseconds, UTC) and
- * the type's own members, written as text by common/envelope.c (the same
+ * counter; a disconnect's is derived from its connection id, the one an API
+ * gives it should it declare this edge lost: wsg_disconnect_event_id), type, connection_id, route,
+ * user (null when anonymous), context, seq (per connection from 1), timestamp (RFC 3339,
+ * milliseconds, UTC) and the type's own members, written as text by common/envelope.c (the same
  * builder the control API uses for edge_lost disconnects) into a
  * common/jtext.c buffer, not as a jansson tree: this runs for every client
  * frame.
@@ -109,7 +110,8 @@ static void str_or_null(wsg_sbuf_t *b, const char *s)
 static void envelope(edge_loop_t *e, wsg_sbuf_t *b, const edge_conn_t *c, const char *type,
                      char evid[48])
 {
-    event_id(e, evid);
+    if (!evid[0]) /* a disconnect's comes filled in: wsg_disconnect_event_id */
+        event_id(e, evid);
     wsg_envelope_t env = {.id = evid,
                           .type = type,
                           .conn_id = c->id,
@@ -119,6 +121,16 @@ static void envelope(edge_loop_t *e, wsg_sbuf_t *b, const edge_conn_t *c, const 
                           .seq = c->seq + 1,
                           .ts_ms = wsg_wall_ms()};
     wsg_envelope_open(b, &env, &e->ts);
+}
+
+/* The route protocol's member of c's message and disconnect events, if any
+ * ("wsaas": the client's Authorization for every request). */
+static void put_proto_every(wsg_sbuf_t *b, const edge_conn_t *c)
+{
+    if (c->proto_every) {
+        wsg_sb_puts(b, ",");
+        wsg_sb_puts(b, c->proto_every);
+    }
 }
 
 /* 1 when the loop may hand the bus one more event. With nothing
@@ -276,6 +288,7 @@ int edge_event_connect(edge_loop_t *e, edge_conn_t *c)
 {
     char evid[48];
     wsg_sbuf_t b = {0};
+    evid[0] = '\0';
     envelope(e, &b, c, "connect", evid);
     wsg_sb_member(&b, "remote_addr", c->remote);
     if (c->connect_extra) { /* "headers" and "query" members, written at the handshake */
@@ -315,7 +328,9 @@ int edge_event_message(edge_loop_t *e, edge_conn_t *c, const unsigned char *data
      * with room for a few escapes: one allocation for most events */
     wsg_sb_reserve(&b, 384 + (c->context_json ? strlen(c->context_json) : 0) +
                            (binary ? WSG_B64_LEN(len) : len + len / 8));
+    evid[0] = '\0';
     envelope(e, &b, c, "message", evid);
+    put_proto_every(&b, c);
     if (binary) {
         char *b64 = malloc(WSG_B64_LEN(len) + 1);
         if (!b64)
@@ -337,7 +352,9 @@ int edge_event_disconnect(edge_loop_t *e, edge_conn_t *c, int code, const char *
 {
     char evid[48];
     wsg_sbuf_t b = {0};
+    wsg_disconnect_event_id(c->id, evid); /* the one an API gives it for a lost edge */
     envelope(e, &b, c, "disconnect", evid);
+    put_proto_every(&b, c);
     wsg_envelope_disconnect(&b, code, reason, initiator);
     return publish(e, c, &b, evid, BUS_EV_DISCONNECT, 0);
 }

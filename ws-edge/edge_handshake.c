@@ -266,27 +266,38 @@ static char *connect_extra(const wsg_route_conf_t *r, const edge_req_t *req)
     return out;
 }
 
-/* A wsaas route's member of the connect event (docs/compat.md): the ws_uri
- * its backend pushes to and the client's Authorization header, which that
- * protocol forwards on each request (left out when over
- * EDGE_WSAAS_AUTH_MAX bytes or not UTF-8). Kept apart from connect_extra:
- * that also goes to the authorizer, which never sees Authorization. */
-static char *proto_extra(const wsg_route_conf_t *r, const edge_req_t *req, const char *id)
+/* A wsaas route's member of its connection's events (docs/compat.md): the
+ * client's Authorization header, which that protocol forwards on each
+ * request (left out when over EDGE_WSAAS_AUTH_MAX bytes or not UTF-8), on
+ * every event, so whichever dispatcher holds the connection's partition has
+ * it; and on the connect event the ws_uri its backend pushes to. Kept apart
+ * from connect_extra: that also goes to the authorizer, which never sees
+ * Authorization. connect: 1 for the connect event's member. */
+static char *proto_member(const wsg_route_conf_t *r, const edge_req_t *req, const char *id,
+                          int connect)
 {
     if (r->protocol != WSG_PROTO_WSAAS)
         return NULL;
     wsg_sbuf_t b = {0};
     const char *auth = edge_req_header(req, "authorization");
-    wsg_sb_puts(&b, "\"wsaas\":{\"ws_uri\":");
-    size_t n = strlen(r->ws_hostname);
-    char *uri = malloc(n + strlen(id) + 2);
-    if (!uri)
-        abort();
-    snprintf(uri, n + strlen(id) + 2, "%s/%s", r->ws_hostname, id);
-    wsg_sb_str(&b, wsg_json_ok(uri) ? uri : "");
-    free(uri);
-    if (auth && strlen(auth) <= EDGE_WSAAS_AUTH_MAX && wsg_json_ok(auth))
-        wsg_sb_member(&b, "authorization", auth);
+    const char *sep = "";
+    wsg_sb_puts(&b, "\"wsaas\":{");
+    if (connect) {
+        size_t n = strlen(r->ws_hostname);
+        char *uri = malloc(n + strlen(id) + 2);
+        if (!uri)
+            abort();
+        snprintf(uri, n + strlen(id) + 2, "%s/%s", r->ws_hostname, id);
+        wsg_sb_puts(&b, "\"ws_uri\":");
+        wsg_sb_str(&b, wsg_json_ok(uri) ? uri : "");
+        free(uri);
+        sep = ",";
+    }
+    if (auth && strlen(auth) <= EDGE_WSAAS_AUTH_MAX && wsg_json_ok(auth)) {
+        wsg_sb_puts(&b, sep);
+        wsg_sb_puts(&b, "\"authorization\":");
+        wsg_sb_str(&b, auth);
+    }
     wsg_sb_puts(&b, "}");
     if (!b.p)
         abort();
@@ -383,6 +394,8 @@ static int user_conflict_locked(edge_t *E, const edge_conn_t *c, const char *k)
 
 int edge_user_reserve(edge_loop_t *e, edge_conn_t *c)
 {
+    if (!c->user && c->route->protocol == WSG_PROTO_WSAPI)
+        return WSG_EFORBIDDEN; /* its backend could never address it */
     if (!c->user || c->route->one_connection_per_user != WSG_ONE_CONN_REJECT)
         return 0;
     char *k = user_key(c);
@@ -395,6 +408,16 @@ int edge_user_reserve(edge_loop_t *e, edge_conn_t *c)
     pthread_mutex_unlock(&e->edge->mu);
     free(k);
     return taken ? WSG_EEXISTS : 0;
+}
+
+int edge_user_refusal(int rc, const char **why)
+{
+    if (rc == WSG_EFORBIDDEN) {
+        *why = "this route needs a user (a token with a subject, or an authorizer naming one)";
+        return 403;
+    }
+    *why = "user already connected";
+    return 409;
 }
 
 /* `replace`: closes the connection with id (4409), on whichever loop holds it. */
@@ -797,9 +820,11 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
     st = select_subprotocol(c, jwhy, sizeof jwhy);
     if (st == 0 && check_jwt(e, c, token, jwhy, sizeof jwhy) != 0)
         st = 401;
-    if (st == 0 && edge_user_reserve(e, c) != 0) {
-        st = 409;
-        snprintf(jwhy, sizeof jwhy, "user already connected");
+    int ur = st == 0 ? edge_user_reserve(e, c) : 0;
+    if (ur != 0) {
+        const char *uwhy;
+        st = edge_user_refusal(ur, &uwhy);
+        snprintf(jwhy, sizeof jwhy, "%s", uwhy);
     }
     free(token);
     if (st) {
@@ -809,7 +834,8 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
         return;
     }
     c->connect_extra = connect_extra(r, req);
-    c->proto_extra = proto_extra(r, req, c->id);
+    c->proto_extra = proto_member(r, req, c->id, 1);
+    c->proto_every = proto_member(r, req, c->id, 0);
     c->rxc.pmd = r->compression && edge_pmd_offered(req); /* before the scan of build_resume */
     if (build_resume(c, req) != 0) {
         edge_admit_release(e, c->remote);
@@ -921,8 +947,11 @@ void edge_on_authz_result(edge_loop_t *e, edge_q_t *q)
                                    : "authorizer failed");
         return;
     }
-    if (edge_user_reserve(e, c) != 0) {
-        edge_hs_refuse(e, c, 409, "user already connected");
+    int ur = edge_user_reserve(e, c);
+    if (ur != 0) {
+        const char *uwhy;
+        st = edge_user_refusal(ur, &uwhy);
+        edge_hs_refuse(e, c, st, uwhy);
         return;
     }
     if (!edge_claim_needed(e, c)) {

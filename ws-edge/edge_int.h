@@ -140,6 +140,7 @@ typedef struct edge_conn {
     char *subprotocol;   /* chosen subprotocol (maybe a bearer.* entry: see select_subprotocol) */
     char *connect_extra; /* JSON members for the connect event ("headers":..,"query":..) */
     char *proto_extra;   /* its route protocol's member of the connect event, or NULL */
+    char *proto_every;   /* ... of its message and disconnect events, or NULL */
     uint64_t seq;
     int64_t opened_ms, last_rx_ms, last_ping_ms;
     int64_t expires_ms; /* the token's expiry (edge clock), 0: none; closes 1008 then */
@@ -312,6 +313,7 @@ struct edge_loop {
     pthread_mutex_t qmu; /* guards q_head/q_tail/stopping only */
     edge_q_t *q_head, *q_tail;
     int stop_requested;
+    int fence_requested; /* under qmu: edge_fence() asked this loop to close every client */
     edge_q_t *replies, *replies_tail; /* applied commands not yet answered (service thread) */
     int stopping;                     /* service-thread view */
     int64_t stop_deadline_ms;
@@ -381,8 +383,12 @@ void edge_hs_unhold(edge_loop_t *e, edge_conn_t *c);
 void edge_hs_drop_orphan(edge_loop_t *e);
 /* `reject` routes: reserves c's user from handshake acceptance on, so that
  * two handshakes in flight cannot both be admitted; WSG_EEXISTS when taken.
- * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed). */
+ * Released by edge_user_index(e, c, 0) (conn_unregister, edge_on_closed).
+ * WSG_FORBIDDEN: c has no user and its route addresses clients by user
+ * (protocol ws-api-gateway). */
 int edge_user_reserve(edge_loop_t *e, edge_conn_t *c);
+/* The refusal of an edge_user_reserve() error: its HTTP status and why. */
+int edge_user_refusal(int rc, const char **why);
 void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on);
 /* Decides a complete request (read by edge_accept.c): refuses it on its socket,
  * gives it to lws rebuilt, or holds it for the authorizer or a user claim.

@@ -5,7 +5,8 @@ nats-server with JetStream (tests/lib/natsserver.py).
 - runs the built cmocka binary test_bus_nats with WSGATE_TEST_NATS_URL set
   and answers its restart test's "stop"/"start" requests on two pipes by
   stopping and starting the server (same port, same store dir), so the
-  suite sees the server go away mid-run and come back; fails when that run
+  suite sees the server go away mid-run and come back, and its silent-server
+  test's "pause"/"resume" by SIGSTOP and SIGCONT; fails when that run
   fails, when a NATS test was skipped, or when the restart never happened;
 - natsserver.restart() keeps the store dir: the event streams the suite
   created are still on disk, unchanged, after a restart.
@@ -54,7 +55,8 @@ class BusNatsTest(unittest.TestCase):
         self.assertEqual(rc, 0, "test_bus_nats failed (log %s)\n%s" % (log, self.ns.log()))
         self.assertNotIn("SKIPPED", text)
         self.assertIn("[       OK ] test_server_restart", text)
-        self.assertEqual(log, ["stop", "start"])
+        self.assertIn("[       OK ] test_silent_server_holds_new_events", text)
+        self.assertEqual(log, ["stop", "start", "pause", "resume"])
 
     def test_store_survives_restart(self):
         """restart() keeps the store dir: JetStream data written before is

@@ -43,17 +43,19 @@ ROLES = ("edge", "api", "dispatch")
 class Node(w.WatchedProcess):
     """One `wsgate ROLE --config FILE` process with WSGATE_* overrides."""
 
-    def __init__(self, cluster, name, role, env, port=None):
+    def __init__(self, cluster, name, role, env, port=None, host="127.0.0.1", netns=None):
         self.watch_init("%s (wsgate %s)" % (name, role))
         self.cluster = cluster
         self.name = name
         self.role = role
         self.env = dict(env)
         self.port = port
+        self.host = host    # where its listeners are (127.0.0.1, or an address in netns)
+        self.netns = netns  # run inside this network namespace (`ip netns exec`: same PID)
         self.ops_port = None
         if role in ("edge", "dispatch"):  # /healthz /readyz /metrics on ops.listen
             self.ops_port = w.free_port()
-            self.env.setdefault("WSGATE_OPS_LISTEN", "127.0.0.1:%d" % self.ops_port)
+            self.env.setdefault("WSGATE_OPS_LISTEN", "%s:%d" % (host, self.ops_port))
         self.proc = None
         self.log_path = cluster.tmp.join(name + ".log")
         self._offset = 0
@@ -72,8 +74,9 @@ class Node(w.WatchedProcess):
         with open(self.log_path, "ab") as out:
             self._offset = out.tell()
             main = threading.current_thread() is threading.main_thread()
+            wrap = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.proc = subprocess.Popen(
-                [w.WSGATE_BIN, self.role, "--config", self.cluster.config_path],
+                wrap + [w.WSGATE_BIN, self.role, "--config", self.cluster.config_path],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=e,
                 cwd=self.cluster.tmp.path, preexec_fn=w._pdeathsig if main else None)
         w.track(self.proc)
@@ -85,8 +88,8 @@ class Node(w.WatchedProcess):
                 raise AssertionError("%s exited with %s during start-up:\n%s"
                                      % (self.name, self.proc.returncode, self.tail()))
             if '"wsgate ready"' in self.text(since_start=True) and \
-                    (self.port is None or w.port_open(self.port)) and \
-                    (self.ops_port is None or w.port_open(self.ops_port)):
+                    (self.port is None or w.port_open(self.port, self.host)) and \
+                    (self.ops_port is None or w.port_open(self.ops_port, self.host)):
                 return
             time.sleep(0.05)
         raise AssertionError("%s not ready within %.0fs:\n%s" % (self.name, timeout, self.tail()))
@@ -125,7 +128,7 @@ class Cluster:
     edge_url(i), api(i) (a ControlApi with an admin token)."""
 
     def __init__(self, routes, n_edges=2, n_apis=2, n_dispatchers=2, config=None,
-                 log_level="info", env=None, pg_fast=True):
+                 log_level="info", env=None, pg_fast=True, nats_host="127.0.0.1"):
         w.require_binary()
         self.tmp = w.TempDir(prefix="wsgate-cluster-")
         self.routes = routes
@@ -134,6 +137,7 @@ class Cluster:
         self.env = dict(env or {})  # WSGATE_* given to every node (e.g. test-only knobs)
         self.counts = (n_edges, n_apis, n_dispatchers)
         self.pg_fast = pg_fast  # False: every commit durable (a kill -9 of PostgreSQL)
+        self.nats_host = nats_host  # the address nats-server listens on
         self.nats = self.pg = None
         self.edges, self.apis, self.dispatchers = [], [], []
         self.config_path = self.tmp.join("cluster.json")
@@ -153,7 +157,7 @@ class Cluster:
         return self.edges + self.apis + self.dispatchers
 
     def start(self):
-        self.nats = NatsServer()
+        self.nats = NatsServer(host=self.nats_host)
         self.nats.start()
         self.pg = PgServer(fast=self.pg_fast)
         self.pg.start()
@@ -191,13 +195,14 @@ class Cluster:
         for n in self.nodes():
             n.wait_ready()
 
-    def add_edge(self, start=False, env=None):
-        """Starts edge number len(edges) (id edge-N); start=True waits until ready."""
+    def add_edge(self, start=False, env=None, host="127.0.0.1", netns=None):
+        """Starts edge number len(edges) (id edge-N) listening on host (inside
+        network namespace netns if given); start=True waits until ready."""
         i = len(self.edges)
         port = w.free_port()
-        e = dict(self.env, WSGATE_EDGE_LISTEN="127.0.0.1:%d" % port, WSGATE_EDGE_ID="edge-%d" % i)
+        e = dict(self.env, WSGATE_EDGE_LISTEN="%s:%d" % (host, port), WSGATE_EDGE_ID="edge-%d" % i)
         e.update(env or {})
-        n = Node(self, "edge%d" % i, "edge", e, port)
+        n = Node(self, "edge%d" % i, "edge", e, port, host, netns)
         self.edges.append(n)
         n.start()
         if start:
@@ -233,7 +238,7 @@ class Cluster:
                          for x in self.nodes())
 
     def edge_url(self, i, path="/chat"):
-        return "ws://127.0.0.1:%d%s" % (self.edges[i].port, path)
+        return "ws://%s:%d%s" % (self.edges[i].host, self.edges[i].port, path)
 
     def token(self, scope="admin", ttl=600):
         return w.mint_jwt({"sub": "it", "scope": scope, "exp": int(time.time()) + ttl},
@@ -275,6 +280,7 @@ class ClusterTestCase(unittest.TestCase):
     node_env = None  # WSGATE_* for every node
     route_options = {}  # merged into every route (e.g. delivery={...})
     pg_fast = True  # Cluster(pg_fast=...)
+    nats_host = "127.0.0.1"  # Cluster(nats_host=...)
 
     @classmethod
     def make_backend(cls):
@@ -293,15 +299,21 @@ class ClusterTestCase(unittest.TestCase):
         w.require_binary()
         cls.be = cls.make_backend()
         cls.cl = Cluster(cls.routes(), cls.n_edges, cls.n_apis, cls.n_dispatchers, cls.extra_config,
-                         env=cls.node_env, pg_fast=cls.pg_fast)
+                         env=cls.node_env, pg_fast=cls.pg_fast, nats_host=cls.nats_host)
         try:
             cls.cl.start()
+            cls.cluster_started()
         except BaseException:
             try:
                 cls.cl.close()
             finally:
                 cls.be.stop()
             raise
+
+    @classmethod
+    def cluster_started(cls):
+        """Called once the class's cluster runs (setUpClass cleans up if it
+        fails): e.g. cls.cl.add_edge(...) for an edge set up differently."""
 
     @classmethod
     def tearDownClass(cls):

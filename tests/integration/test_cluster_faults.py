@@ -20,6 +20,15 @@ test_cluster_basic.py: 2 edges, 2 APIs, 2 dispatchers, free loopback ports).
   event (initiator edge_lost, code 1006, the next seq) once its heartbeats
   are older than cluster.edge_timeout; its rows leave the store; the other
   edge's connections are untouched;
+- an edge stalled (SIGSTOP) past cluster.edge_timeout is declared lost the
+  same way; once it runs again it closes those clients with 1012 and their
+  disconnects carry the edge_lost ids: one disconnect each, nothing after;
+- a pull request another NATS connection sends to a connection's partition
+  consumer (as a late request of a former lease holder would reach the
+  server) takes one of its events; the dispatcher holding the partition
+  sees its consumer's deliveries jump, restarts the consumer at the ack
+  floor, and the backend gets every message in order, the taken one well
+  before AckWait (30 s);
 - cluster.ack_wait is refused by the config check when a route's webhook
   attempt (delivery.timeout, plus the routing call) does not end within it.
 
@@ -28,7 +37,11 @@ Every process is stopped by PID; every wait is bounded.
 
 import base64
 import json
+import os
+import signal
+import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -102,6 +115,47 @@ class EdgeCrashTest(ClusterTestCase):
         self.cl.pg.psql("DELETE FROM edges WHERE id = 'edge-%d'" % idx)  # as if never seen
         doomed = [self.client(idx)[1] for _ in range(2)]
         self.lose_edge(idx, doomed, survivor_ws, survivor)
+
+    def test_stalled_edge_comes_back_and_closes_its_lost_clients(self):
+        # An edge stalled (SIGSTOP) longer than cluster.edge_timeout is declared
+        # lost: one edge_lost disconnect per connection, rows deleted. Once it
+        # runs again and NATS hears it, it closes those clients (1012) instead
+        # of keeping connections nobody can reach, and their own disconnects
+        # carry the edge_lost ids: still exactly one disconnect each, nothing
+        # after it. The edge serves new clients.
+        edge = self.cl.add_edge(start=True)
+        idx = self.cl.edges.index(edge)
+        w.wait_until(lambda: self.edge_known("edge-%d" % idx), 10, 0.05, "first heartbeat")
+        clients = [self.client(idx) for _ in range(3)]
+        survivor_ws, survivor = self.client(0)
+        os.kill(edge.pid, signal.SIGSTOP)
+        try:
+            for _, cid in clients:
+                self.be.wait_events(lambda e, c=cid: e["connection_id"] == c and
+                                    e["type"] == "disconnect", 1, timeout=EDGE_TIMEOUT_S + 20)
+            for _, cid in clients:
+                w.wait_until(lambda c=cid: self.cl.conn_row(c) is None, 10, 0.05, "row of %s" % cid)
+        finally:
+            os.kill(edge.pid, signal.SIGCONT)
+        for ws, cid in clients:
+            w.wait_until(lambda c=ws: c.closed.is_set(), 20, 0.05,
+                         "the lost edge closes %s once it runs again" % cid)
+            self.assertEqual(ws.close_code, 1012, cid)
+        fresh_ws, fresh = self.client(idx)
+        self.assertEqual(self.cl.api(1).send(fresh, "after").status, 200)
+        self.assertEqual(fresh_ws.recv_text(10), "after")
+        time.sleep(2)  # room for a second (wrong) disconnect
+        by_conn = w.events_by_connection(w.dedupe(self.be.events()))
+        for _, cid in clients:
+            evs = by_conn[cid]
+            discs = [e for e in evs if e["type"] == "disconnect"]
+            self.assertEqual(len(discs), 1, discs)
+            self.assertEqual(evs[-1]["type"], "disconnect", evs)
+            self.assertEqual(self.cl.api(0).send(cid, "x").status, 410)
+            self.assertIsNone(self.cl.conn_row(cid))
+        self.assertFalse([e for e in by_conn[survivor] if e["type"] == "disconnect"])
+        self.assertFalse([e for e in by_conn[fresh] if e["type"] == "disconnect"])
+        self.assertEqual(self.cl.conn_row(fresh), "edge-%d" % idx)
 
 
 def lease_values(cl, group="dispatch"):
@@ -249,6 +303,87 @@ class DispatcherCrashTest(ClusterTestCase):
         print("dispatcher kill -9: %d messages from %d connections, all delivered in order, "
               "%d duplicate deliveries (same ids)"
               % (self.per_conn * len(all_ids), len(all_ids), dupes))
+
+
+def partition_of(conn_id, partitions=16):
+    """The bus's partition of a connection: FNV-1a 64 of its id, mod."""
+    h = 1469598103934665603
+    for c in conn_id.encode():
+        h = ((h ^ c) * 1099511628211) % (1 << 64)
+    return h % partitions
+
+
+class StrayPull:
+    """A plain NATS connection that sends one pull request (batch 1,
+    expires 20 s) to a consumer and counts what it is handed, never acking:
+    what a former holder's request read late by the server does."""
+
+    def __init__(self, nats, consumer):
+        self.got = 0
+        self.sock = socket.create_connection((nats.host, nats.port), timeout=30)
+        inbox = b"_INBOX.stray%d" % os.getpid()
+        req = b'{"batch":1,"expires":20000000000}'
+        self.sock.recv(65536)  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n'
+                          b"SUB %s 1\r\nPUB $JS.API.CONSUMER.MSG.NEXT.WSGATE_EVENTS.%s %s %d\r\n"
+                          b"%s\r\nPING\r\n" % (inbox, consumer.encode(), inbox, len(req), req))
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    if line.startswith(b"HMSG "):
+                        self.got += 1
+                    elif line.startswith(b"PING"):
+                        self.sock.sendall(b"PONG\r\n")
+        except OSError:
+            return
+
+    def close(self):
+        self.sock.close()
+
+
+class StrayPullTest(ClusterTestCase):
+    def test_event_taken_by_another_pull_comes_first_again(self):
+        # after the dispatchers split the partitions: the first lease rounds
+        # give half of them back, and a partition being given back that is
+        # held waits out its hold (AckWait + 2 s) instead of a restart
+        w.wait_until(lambda: sorted(lease_holders(self.cl).values()) == [8, 8], 60, 0.5,
+                     "8 partition leases per dispatcher")
+        ws, cid = self.client(0)
+        consumer = "idispatch_%d" % partition_of(cid)
+        def messages():
+            evs = w.events_by_connection(w.dedupe(self.be.events())).get(cid, [])
+            return [e["data"] for e in evs if e["type"] == "message"]
+        ws.send_text("m1")
+        w.wait_until(lambda: messages() == ["m1"], 15, 0.05, "m1 delivered")
+        stray = StrayPull(self.cl.nats, consumer)
+        try:
+            time.sleep(0.3)  # the request waits at the server
+            ws.send_text("m2")
+            w.wait_until(lambda: stray.got == 1, 15, 0.05, "the stray pull taking m2")
+            ws.send_text("m3")
+            ws.send_text("m4")
+            # AckWait is 30 s: m2 comes again at once, first, or not in time
+            w.wait_until(lambda: len(messages()) >= 4, 20, 0.1, "m2..m4 delivered")
+            self.assertEqual(messages(), ["m1", "m2", "m3", "m4"])
+            evs = w.events_by_connection(w.dedupe(self.be.events()))[cid]
+            self.assertEqual([e["seq"] for e in evs], [1, 2, 3, 4, 5])
+            held = [n for n in self.cl.dispatchers
+                    if "deliveries of its consumer went elsewhere" in n.text()]
+            self.assertEqual(len(held), 1, "one dispatcher held the partition")
+            print("stray pull: it took m2; the holder restarted partition %d's consumer, "
+                  "m1..m4 delivered in order" % partition_of(cid))
+        finally:
+            stray.close()
 
 
 class AckWaitConfigTest(unittest.TestCase):

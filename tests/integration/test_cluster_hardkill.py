@@ -19,7 +19,9 @@ box); the long variants are in tests/faults/ (`make test-faults` only).
   connections on both edges get commands and webhooks.
 - nats-server hung (SIGSTOP, its sockets stay open) for 8 s under load,
   then SIGCONT: no API declares an edge lost (each hears no answer to its
-  own ping meanwhile), open connections keep their rows and work.
+  own ping meanwhile), open connections keep their rows and work. And
+  again with cluster.ack_wait 4 s, with every check of the kill -9 case:
+  a connection closed 1013 got a gapless prefix of its frames.
 - kill -9 of the PostgreSQL postmaster under load, then a start on the same
   port and data dir (crash recovery): meanwhile the control-API calls that
   need the store answer 503 with Retry-After; no frame lost; afterwards the
@@ -64,8 +66,7 @@ class NatsHungTest(ClusterTestCase):
     def test_nats_sigstop_8s_no_edge_declared_lost(self):
         # Under load: after SIGCONT the edges' heartbeats queue behind their
         # backlog of events, which is when a registry that did not notice the
-        # hang swept. Frame delivery is not judged here (a hang under load
-        # leaves a gap: docs/reliability.md, "Hard faults of a cluster").
+        # hang swept. Frame delivery: NatsHungLongerThanAckWaitTest.
         clients = [self.client(e) for e in (0, 1, 0, 1)]
         fleets, ids = [], []
         try:
@@ -113,6 +114,29 @@ class NatsHungTest(ClusterTestCase):
         finally:
             for fl in fleets:
                 fl.close()
+
+
+class NatsHungLongerThanAckWaitTest(NatsOutageMixin, ClusterTestCase):
+    """nats-server hung (SIGSTOP) under load for 8 s, twice cluster.ack_wait,
+    then SIGCONT: every check of NatsOutageMixin.restart_under_load, above
+    all that a connection closed 1013 got a gapless prefix of its frames (a
+    gap here was DEFECT 2 of docs/reliability.md)."""
+    # AckWait 4 s: a webhook attempt (delivery.timeout) must end within it
+    extra_config = {"cluster": {"ack_wait": "4s"}}
+    route_options = {"delivery": {"timeout": "3s"}}
+    first_wait = 4 + 2 + 15
+
+    def interrupt_nats(self):
+        self.cl.nats.pause()
+
+    def resume_nats(self):
+        self.cl.nats.resume()
+
+    def test_nats_sigstop_8s_twice_ack_wait(self):
+        consumer = json.loads(self.cl.nats.request(
+            "$JS.API.CONSUMER.INFO.WSGATE_EVENTS.idispatch_0"))
+        self.assertEqual(consumer["config"]["ack_wait"], 4 * 10**9, consumer)
+        self.restart_under_load(8)
 
 
 class PostgresKill9Test(ClusterTestCase):
@@ -314,7 +338,11 @@ class EdgeSigtermTest(ClusterTestCase):
                     self.assertEqual(msgs, [fl.data(c, k) for k in range(len(msgs))])
                     self.assertEqual(discs, [("server", 1001)])
                     self.assertEqual(evs[-1]["type"], "disconnect")
-                    self.assertIsNone(self.cl.conn_row(ids[f][c.idx]))
+                    # the registry consumes the same events on its own: it may
+                    # trail the webhook (its partitions split 8/8 in the first
+                    # lease rounds, when this runs); a row kept is a failure
+                    w.wait_until(lambda cid=ids[f][c.idx]: self.cl.conn_row(cid) is None, 30,
+                                 0.1, "the row of %s removed" % ids[f][c.idx])
                     delivered += len(msgs)
             print("edge SIGTERM under load: exit 0 after %.1f s; its %d clients closed 1001, "
                   "one server/1001 disconnect each, last, after %d of their %d frames; "

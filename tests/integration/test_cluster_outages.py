@@ -517,7 +517,8 @@ class NatsOutageMixin:
 
 class NatsRestartTest(NatsOutageMixin, ClusterTestCase):
     def test_nats_restart_short(self):
-        # within the 5 s PubAck timeout: the reconnect buffers carry most
+        # within the 5 s PubAck timeout: the edges hold their events and
+        # clients meanwhile, and most connections live through it
         self.restart_under_load(2)
 
     def test_nats_restart_long(self):

@@ -7,8 +7,9 @@ build tree of $WSGATE_BIN (or the path in $override_env).
 run_with_server_control(binary, env, server, url_env, control_env, timeout):
 runs the suite with `url_env` pointing at the server and two pipes named in
 `control_env` ("<write fd>,<read fd>" from the suite's side) on which the
-suite asks "stop" / "start" (its restart tests) and waits for "ok"; each
-request calls server.stop() / server.start(). Returns (returncode, output
+suite asks "stop" / "start" (its restart tests) or "pause" / "resume" (a
+hung server) and waits for "ok"; each request calls that method of
+server. Returns (returncode, output
 text, list of requests served, with "<what> failed: …" for a failure).
 Standard library only.
 """
@@ -47,6 +48,10 @@ def _serve(server, cmd_r, ans_w, log):
                     server.stop()
                 elif what == "start":
                     server.start()
+                elif what == "pause":  # a hung server: SIGSTOP, then SIGCONT
+                    server.pause()
+                elif what == "resume":
+                    server.resume()
                 else:
                     raise ValueError("unknown request %r" % what)
                 log.append(what)

@@ -392,6 +392,37 @@ static void test_unserve_waits_for_callback(void **state)
     free_buses(&b);
 }
 
+/* A command sent once bus_cmd_unserve() has returned is answered
+ * WSG_EGONE at once, every time: on NATS the server must have dropped the
+ * interest by then, or it routes the command to a subscription libnats has
+ * already dropped and the sender waits for its timeout. */
+static void test_unserve_then_request_is_gone(void **state)
+{
+    buses_t b;
+    open_buses(&b, *state);
+    edge_t e;
+    edge_init(&e, 0);
+    replies_t r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    start_buses(&b);
+    bus_cmd_t c = send_cmd("a");
+    int n = 0;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(bus_cmd_serve(b.e1, "e1", on_cmd, &e), 0);
+        usleep(50 * 1000);
+        assert_int_equal(bus_cmd_request(b.api, "e1", &c, on_reply, &r), 0);
+        n++;
+        assert_int_equal(wait_n(&r, n), n);
+        assert_int_equal(r.status[n - 1], 0);
+        assert_int_equal(bus_cmd_unserve(b.e1, "e1"), 0);
+        assert_int_equal(bus_cmd_request(b.api, "e1", &c, on_reply, &r), 0);
+        n++;
+        assert_int_equal(wait_n(&r, n), n);
+        assert_int_equal(r.status[n - 1], WSG_EGONE);
+    }
+    assert_int_equal(atomic_load(&e.calls), 20);
+    free_buses(&b);
+}
+
 /* A handler that unregisters itself from its own callback: no deadlock. */
 static bus_t *self_bus;
 static atomic_int self_calls;
@@ -1170,6 +1201,7 @@ int main(void)
         BOTH(test_any_edge_settles_when_all_known_answered),
         BOTH(test_cmd_timeout),
         BOTH(test_unserve_waits_for_callback),
+        BOTH(test_unserve_then_request_is_gone),
         BOTH(test_unserve_from_own_callback),
         BOTH(test_callbacks_never_inline),
         BOTH(test_callbacks_on_consumer_thread),
