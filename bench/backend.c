@@ -17,10 +17,17 @@
  *                    payloads are recorded like webhook data; CLOSE is echoed.
  *                    Replies carry Sec-WebSocket-Extensions: grip.
  *   GET  /stats      {"events":…, "messages":…, "out_of_order":…, "duplicates":…,
- *                     "latency_ms":{"p50","p99","max"}}
+ *                     "stream_frames":…, "latency_ms":{"p50","p99","max"}}
  *   POST /reset      zeroes the counters
- * Usage: bench-backend PORT [THREADS]
+ * With WS_PORT, also a backend stream (docs/webhooks.md "Backend streams")
+ * on ws://127.0.0.1:WS_PORT/<any> (libwebsockets, its own thread): each text
+ * frame from the gateway (one envelope, or {"events":[…]}) is recorded as a
+ * webhook body is, then every event id in it is acknowledged, the ids of all
+ * frames read since the last write in one {"ack":[…]} frame. The handshake's
+ * JWT is not checked (the bench measures delivery, not auth).
+ * Usage: bench-backend PORT [THREADS [WS_PORT]]
  */
+#include <libwebsockets.h>
 #include <microhttpd.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -36,7 +43,7 @@
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static hist_t lat;
-static long events, messages, out_of_order, duplicates, authorizations;
+static long events, messages, out_of_order, duplicates, authorizations, stream_frames;
 static uint32_t last_n[MAX_CONNS];
 static uint64_t first_ns, last_ns; /* first and last recorded message */
 
@@ -180,9 +187,9 @@ static enum MHD_Result stats(struct MHD_Connection *conn)
     pthread_mutex_lock(&mu);
     snprintf(out, sizeof out,
              "{\"events\":%ld,\"messages\":%ld,\"out_of_order\":%ld,\"duplicates\":%ld,"
-             "\"authorizations\":%ld,\"span_s\":%.3f,\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,"
-             "\"max\":%.3f}}\n",
-             events, messages, out_of_order, duplicates, authorizations,
+             "\"authorizations\":%ld,\"stream_frames\":%ld,\"span_s\":%.3f,"
+             "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
+             events, messages, out_of_order, duplicates, authorizations, stream_frames,
              first_ns ? (double)(last_ns - first_ns) / 1e9 : 0, hist_quantile(&lat, .5) / 1e6,
              hist_quantile(&lat, .99) / 1e6, lat.max_ns / 1e6);
     pthread_mutex_unlock(&mu);
@@ -215,7 +222,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         pthread_mutex_lock(&mu);
         memset(&lat, 0, sizeof lat);
         memset(last_n, 0, sizeof last_n);
-        events = messages = out_of_order = duplicates = authorizations = 0;
+        events = messages = out_of_order = duplicates = authorizations = stream_frames = 0;
         first_ns = last_ns = 0;
         pthread_mutex_unlock(&mu);
         return reply(conn, 204, NULL, "");
@@ -245,10 +252,142 @@ static void completed(void *cls, struct MHD_Connection *c, void **ctx,
     *ctx = NULL;
 }
 
+/* ---- the backend stream (WS_PORT): the lws service thread only ---------- */
+
+/* Ids to acknowledge are written in frames of at most this many bytes. */
+#define ACK_FRAME_MAX (60 * 1024)
+
+typedef struct {
+    char *rx; /* the frame being read */
+    size_t rx_len, rx_cap;
+    char *ack; /* "\"evt_…\",…" waiting to be written */
+    size_t ack_len, ack_cap;
+} bsess_t;
+
+static void grow(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return;
+    *cap = need * 2;
+    if (!(*buf = realloc(*buf, *cap)))
+        abort(); /* out of memory: the bench cannot go on */
+}
+
+/* Records one frame as a webhook body and queues the ack of each event id
+ * in it (every envelope's id starts with "evt_"; payloads are escaped
+ * strings, so an unescaped quote inside them cannot match). */
+static void bstream_frame(bsess_t *s, const char *f, size_t n)
+{
+    static const char key[] = "\"id\":\"evt_";
+    record(f, n);
+    pthread_mutex_lock(&mu);
+    stream_frames++;
+    pthread_mutex_unlock(&mu);
+    const char *end = f + n;
+    for (const char *p = f; (p = memmem(p, (size_t)(end - p), key, sizeof key - 1));) {
+        p += sizeof key - 1 - 5; /* at the opening quote of the id */
+        const char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
+        if (!q)
+            break;
+        size_t idl = (size_t)(q - p) + 1;
+        grow(&s->ack, &s->ack_cap, s->ack_len + idl + 1);
+        memcpy(s->ack + s->ack_len, p, idl);
+        s->ack_len += idl;
+        s->ack[s->ack_len++] = ',';
+        p = q + 1;
+    }
+}
+
+/* Writes one {"ack":[…]} frame of the ids waiting (at most ACK_FRAME_MAX
+ * bytes of them, cut after an id); asks again while some are left. */
+static int bstream_write(bsess_t *s, struct lws *wsi)
+{
+    if (!s->ack_len)
+        return 0;
+    size_t take = s->ack_len;
+    if (take > ACK_FRAME_MAX) {
+        take = ACK_FRAME_MAX;
+        while (take && s->ack[take - 1] != ',')
+            take--;
+    }
+    unsigned char buf[LWS_PRE + ACK_FRAME_MAX + 16];
+    unsigned char *o = buf + LWS_PRE;
+    size_t n = (size_t)snprintf((char *)o, 16, "{\"ack\":[");
+    memcpy(o + n, s->ack, take - 1); /* without the last comma */
+    n += take - 1;
+    o[n++] = ']';
+    o[n++] = '}';
+    memmove(s->ack, s->ack + take, s->ack_len - take);
+    s->ack_len -= take;
+    if (lws_write(wsi, o, n, LWS_WRITE_TEXT) < (int)n)
+        return -1;
+    if (s->ack_len)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int bstream_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len)
+{
+    bsess_t *s = user;
+    switch (reason) {
+    case LWS_CALLBACK_RECEIVE:
+        grow(&s->rx, &s->rx_cap, s->rx_len + len + 1);
+        memcpy(s->rx + s->rx_len, in, len);
+        s->rx_len += len;
+        s->rx[s->rx_len] = 0; /* record()'s sscanf stops here */
+        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+            return 0;
+        bstream_frame(s, s->rx, s->rx_len);
+        s->rx_len = 0;
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return bstream_write(s, wsi);
+    case LWS_CALLBACK_CLOSED:
+        free(s->rx);
+        free(s->ack);
+        memset(s, 0, sizeof *s);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols bstream_protocols[] = {
+    {"wsgate-backend-stream", bstream_cb, sizeof(bsess_t), 64 * 1024, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void *bstream_run(void *ctx)
+{
+    while (lws_service(ctx, 0) >= 0)
+        ;
+    return NULL;
+}
+
+/* Listens on 127.0.0.1:port and serves streams on a thread of its own. */
+static int bstream_start(int port)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    lws_set_log_level(LLL_ERR, NULL);
+    info.port = port;
+    info.iface = "127.0.0.1";
+    info.protocols = bstream_protocols;
+    info.gid = -1;
+    info.uid = -1;
+    struct lws_context *ctx = lws_create_context(&info);
+    pthread_t th;
+    if (!ctx || pthread_create(&th, NULL, bstream_run, ctx) != 0)
+        return -1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench-backend PORT [THREADS]\n");
+        fprintf(stderr, "usage: bench-backend PORT [THREADS [WS_PORT]]\n");
         return 2;
     }
     unsigned threads = argc > 2 ? (unsigned)atoi(argv[2]) : 2;
@@ -260,6 +399,10 @@ int main(int argc, char **argv)
                          NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "bench-backend: cannot listen on %s\n", argv[1]);
+        return 1;
+    }
+    if (argc > 3 && bstream_start(atoi(argv[3])) != 0) {
+        fprintf(stderr, "bench-backend: cannot serve streams on %s\n", argv[3]);
         return 1;
     }
     sigset_t s;

@@ -3,7 +3,8 @@
 """bench/report.py — turns bench/run.sh's results.jsonl into the printed table
 (wsgate standalone, wsgate cluster, Pushpin, wsgate over wss:// and with
 permessage-deflate, ratios; and, when measured, a second table for the
-compatibility modes: wsgate against wsgate-grip and wsgate-aws), <date>.json (machine,
+compatibility modes: wsgate against wsgate-grip and wsgate-aws; a third for
+wsgate against wsgate-stream, its /bench route over a backend stream), <date>.json (machine,
 versions, load averages, every measurement) and <date>.png (gnuplot).
 Usage: report.py RESULTS.jsonl[,MORE.jsonl] OUT_DIR QUICK N HOLD
 """
@@ -56,7 +57,7 @@ def summarize(rows, server):
         if not any(r["workload"] == w for r in rs):
             return "not selected (BENCH_SERVERS / BENCH_WORKLOADS)"
         return None
-    for w in "abcde":
+    for w in "abcdef":
         why = nr(w)
         if why:
             out[w] = {"not_run": why}
@@ -120,6 +121,14 @@ def summarize(rows, server):
         out["d: delivery p99 (ms)"] = r["delivery_ms"]["p99"]
         out["d: CPU-s per 1000 sends"] = r["cpu_s_per_1000"]
         out["d: lost / non-2xx"] = "%d / %d" % (r["lost"], r["non_2xx"])
+    f = [r for r in rs if r["workload"] == "f" and "not_run" not in r]
+    if f:
+        r = f[0]
+        out["f: connections held / edges"] = "%d / %d" % (r["open"], r["edges"])
+        out["f: time to open all (s)"] = r["connect_s"]
+        out["f: one publish reaches all (ms)"] = r["all_reached_ms"]
+        out["f: edges' RSS per connection (KiB)"] = r["rss_kib_per_conn"]
+        out["f: lost / closed early"] = "%d / %d" % (r["lost"], r["closed_early"])
     # wsgate-tls's e: full handshakes, and apart from them (never mixed) a
     # run resuming TLS sessions, with how many did resume
     for resume, tag in ((False, ""), (True, " (TLS resumed)")):
@@ -143,24 +152,37 @@ def ratio(a, b):
 
 SERVERS = ("wsgate", "wsgate-cluster", "pushpin", "wsgate-tls", "wsgate-deflate")
 COMPAT = ("wsgate-grip", "wsgate-aws")  # route protocol grip / aws (c and d only)
+STREAM = ("wsgate-stream",)  # the /bench route's backend a ws:// stream (c and d only)
+
+
+def side_table(summ, title, others, tags, note):
+    """wsgate against variants of it (one route changed), with ratios; []
+    when none of them ran."""
+    if not any(k for srv in others for k in summ[srv] if len(k) > 1):
+        return []
+    ws = summ["wsgate"]
+    keys = [k for k in dict.fromkeys(k for srv in others for k in summ[srv]) if len(k) > 1]
+    w = max([len(k) for k in keys] + [20])
+    fmt = "%-*s" + "  %14s" * (1 + len(others)) + "  %8s" * len(others)
+    lines = ["", fmt % ((w, title, "wsgate") + others + tags), "-" * (w + 16 * (1 + len(others)) + 10 * len(others))]
+    for k in keys:
+        a = ws.get(k, "")
+        vals = tuple(summ[srv].get(k, "") for srv in others)
+        lines.append(fmt % ((w, k, a) + vals + tuple(ratio(v, a) for v in vals)))
+    lines.append(note)
+    return lines
 
 
 def compat_table(summ):
-    """wsgate against its compatibility modes, with ratios; [] when neither ran."""
-    if not any(k for srv in COMPAT for k in summ[srv] if len(k) > 1):
-        return []
-    ws, gr, aw = summ["wsgate"], summ["wsgate-grip"], summ["wsgate-aws"]
-    keys = [k for k in dict.fromkeys(list(gr) + list(aw)) if len(k) > 1]
-    w = max([len(k) for k in keys] + [20])
-    fmt = "%-*s  %14s  %14s  %14s  %8s  %8s"
-    lines = ["", fmt % (w, "compatibility modes", "wsgate", "wsgate-grip", "wsgate-aws", "grip/ws", "aws/ws"),
-             "-" * (w + 68)]
-    for k in keys:
-        a, g, x = ws.get(k, ""), gr.get(k, ""), aw.get(k, "")
-        lines.append(fmt % (w, k, a, g, x, ratio(g, a), ratio(x, a)))
-    lines.append("grip/ws, aws/ws: the /bench route with protocol: grip / aws against protocol: wsgate "
-                 "(aws: batch_max 1, one event per request, as AWS)")
-    return lines
+    return side_table(summ, "compatibility modes", COMPAT, ("grip/ws", "aws/ws"),
+                      "grip/ws, aws/ws: the /bench route with protocol: grip / aws against protocol: wsgate "
+                      "(aws: batch_max 1, one event per request, as AWS)")
+
+
+def stream_table(summ):
+    return side_table(summ, "backend stream", STREAM, ("st/ws",),
+                      "st/ws: the /bench route's backend a ws:// backend stream against webhooks "
+                      "(both batch_max 16)")
 
 
 def main():
@@ -171,7 +193,7 @@ def main():
     for one in src.split(","):
         if os.path.exists(one):
             rows += [json.loads(l) for l in open(one)]
-    summ = {srv: summarize(rows, srv) for srv in SERVERS + COMPAT}
+    summ = {srv: summarize(rows, srv) for srv in SERVERS + COMPAT + STREAM}
     ws, cl, pp, tl, df = (summ[srv] for srv in SERVERS)
     keys = [k for srv in SERVERS for k in summ[srv] if len(k) > 1]
     keys = sorted(dict.fromkeys(keys), key=lambda k: k[0])
@@ -189,16 +211,17 @@ def main():
                  "tls/ws: standalone over wss:// / over ws://; df/ws: standalone with "
                  "compression: on / off (b, c, d only at equal payload sizes)")
     lines += compat_table(summ)
-    ran = SERVERS + tuple(c for c in COMPAT if any(r["server"] == c for r in rows))
+    lines += stream_table(summ)
+    ran = SERVERS + tuple(c for c in COMPAT + STREAM if any(r["server"] == c for r in rows))
     for srv in ran:
-        for wl in "abcde":
+        for wl in "abcdef":
             if wl in summ[srv]:
                 lines.append("%s (%s): not run: %s" % (wl, srv, summ[srv][wl]["not_run"]))
     loads = {}
     for r in rows:
         if r.get("loadavg"):
             loads.setdefault(r["server"], []).append(float(r["loadavg"][0]))
-    for srv in SERVERS + COMPAT:
+    for srv in SERVERS + COMPAT + STREAM:
         if srv in loads:
             lines.append("load average (1 min) while measuring %s: %.2f-%.2f (shared machine: numbers are lower bounds)"
                          % (srv, min(loads[srv]), max(loads[srv])))

@@ -18,7 +18,11 @@
 #                        wsload negotiating permessage-deflate);
 #                        not in the default: wsgate-grip and wsgate-aws,
 #                        standalone with the /bench route in protocol:
-#                        grip / aws (docs/compat.md), workloads c and d only
+#                        grip / aws (docs/compat.md), workloads c and d only;
+#                        and wsgate-stream, standalone with the /bench
+#                        route's backend a ws:// backend stream served by
+#                        bench-backend (docs/webhooks.md "Backend
+#                        streams"), workloads c and d only
 #   BENCH_PAYLOAD=64     bytes of each message in b, c, d
 #   BENCH_DEFLATE_PAYLOAD=1024   the same for wsgate-deflate (the edge does
 #                        not compress messages under 256 bytes)
@@ -44,16 +48,19 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 have_cluster_deps() { { command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; } && [ -x "$PG_BIN/postgres" ]; }
 if have_cluster_deps; then default_servers="wsgate wsgate-cluster pushpin wsgate-tls wsgate-deflate"; else default_servers="wsgate pushpin wsgate-tls wsgate-deflate"; fi
 servers=${BENCH_SERVERS:-$default_servers}
-workloads=${BENCH_WORKLOADS:-"a b c d e"}
+workloads=${BENCH_WORKLOADS:-"a b c d e f"}
 quick=${BENCH_QUICK:-0}
 
 if [ "$quick" = 1 ]; then
   N_IDLE=1000 HOLD=6 FAN="100 1000" STEP_S=2 C_CONNS=100 C_RATES="1000 2500 5000"
-  D_CONNS=1000 D_SECS=3 E_CONNS=1000
+  D_CONNS=1000 D_SECS=3 E_CONNS=1000 SCALE_N=6000 SCALE_EDGES=3
 else
   N_IDLE=18000 HOLD=120 FAN="1000 10000 18000" STEP_S=5 C_CONNS=1000
   C_RATES="1000 2500 5000 10000 20000 40000" D_CONNS=10000 D_SECS=10 E_CONNS=10000
+  SCALE_N=100000 SCALE_EDGES=6
 fi
+SCALE_N=${BENCH_SCALE_N:-$SCALE_N}             # (f) idle connections over the cluster's edges
+SCALE_EDGES=${BENCH_SCALE_EDGES:-$SCALE_EDGES} # (f) edge processes (at most 18,000 each)
 HOLD=${BENCH_HOLD:-$HOLD} # (a) seconds held
 FAN=${BENCH_FAN:-$FAN} # subscriber counts
 C_RATES=${BENCH_C_RATES:-$C_RATES}
@@ -159,10 +166,10 @@ rss_kb() { mem_kb "$1" VmRSS status; } # target -> summed VmRSS
 pss_kb() { mem_kb "$1" Pss smaps_rollup; }
 
 # --- backend ------------------------------------------------------------------
-BP=$(free_port)
-"$B/bench-backend" "$BP" 2 >"$tmp/backend.log" 2>&1 &
+BP=$(free_port) BWP=$(free_port) # webhooks (HTTP) and the backend stream (ws://)
+"$B/bench-backend" "$BP" 2 "$BWP" >"$tmp/backend.log" 2>&1 &
 pids+=($!)
-wait_port "$BP" 10 || { echo "bench: backend did not start" >&2; exit 1; }
+wait_port "$BP" 10 && wait_port "$BWP" 10 || { echo "bench: backend did not start" >&2; exit 1; }
 bstats() { curl -s "http://127.0.0.1:$BP/stats"; }
 breset() { curl -s -X POST "http://127.0.0.1:$BP/reset" >/dev/null; }
 
@@ -178,7 +185,10 @@ start_wsgate-deflate() { start_standalone wsgate-deflate deflate; }
 # Lambda-proxy events with @connections (one event per request: batch_max 1)
 start_wsgate-grip() { start_standalone wsgate-grip grip; }
 start_wsgate-aws() { start_standalone wsgate-aws aws; }
-start_standalone() { # name [tls|deflate|grip|aws]
+# The /bench route's backend a ws:// backend stream (bench-backend's WS_PORT):
+# c's frames go as events over one WebSocket, batch_max 16 as the webhooks
+start_wsgate-stream() { start_standalone wsgate-stream stream; }
+start_standalone() { # name [tls|deflate|grip|aws|stream]
   local d="$tmp/$1" v=${1//-/_}
   EP=$(free_port) AP=$(free_port)
   mkdir -p "$d"
@@ -201,6 +211,10 @@ start_standalone() { # name [tls|deflate|grip|aws]
     sed -i -e 's|^    protocol: aws$|&\n    aws: {region: us-east-1, access_keys: [{id: AKIAWSGATEBENCH00001, secret: "bench-aws-secret-0123456789abcdef0123"}]}|' \
       -e 's|^      batch_max: 16$|      batch_max: 1|' "$d/wsgate.yaml"
     grep -q '^      batch_max: 1$' "$d/wsgate.yaml" || { WSGATE_WHY="could not set batch_max: 1"; return 1; }
+  fi
+  if [ "${2:-}" = stream ]; then # the first backend line is /bench's
+    sed -i "0,\|^    backend: http://127.0.0.1:$BP/events\$|s||    backend: ws://127.0.0.1:$BWP/stream|" "$d/wsgate.yaml"
+    [ "$(grep -c "^    backend: ws://127.0.0.1:$BWP/stream\$" "$d/wsgate.yaml")" = 1 ] || { WSGATE_WHY="could not set the stream backend"; return 1; }
   fi
   [ -x "$build/wsgate" ] || { WSGATE_WHY="wsgate binary did not build"; return 1; }
   setsid "$build/wsgate" standalone --config "$d/wsgate.yaml" >"$d/out.log" 2>&1 &
@@ -261,14 +275,14 @@ start_wsgate-cluster() {
   mkdir -p "$d"
   have_cluster_deps || { WSGATE_WHY="nats-server or PostgreSQL ($PG_BIN) not installed"; return 1; }
   [ -x "$build/wsgate" ] || { WSGATE_WHY="wsgate binary did not build"; return 1; }
-  CEP0=$(free_port) CEP1=$(free_port) CAP0=$(free_port) CAP1=$(free_port)
+  CEP0=$(free_port) CEP1=$(free_port) CAP0=$(free_port) CAP1=$(free_port) CNATS=$(free_port) CPG=$(free_port)
   # the standalone template; store, nats, listen addresses and edge ids are
   # set per process by cluster.sh; the ready line it waits for is at info
   sed -e "s|@EDGE_PORT@|$CEP0|; s|@API_PORT@|$CAP0|; s|@RUNDIR@|$d|; s|@BACKEND_PORT@|$BP|g" \
     -e "s|level: warn|level: info|; s|format: text|format: json|" \
     "$here/wsgate-bench.yaml" >"$d/wsgate.yaml"
   CLUSTER_POINTER="$d/pointer" STATE_DIR="$d/state" CONFIG="$d/wsgate.yaml" WSGATE_BIN="$build/wsgate" \
-    EDGE_PORTS="$CEP0 $CEP1" API_PORTS="$CAP0 $CAP1" NATS_PORT=$(free_port) PG_PORT=$(free_port) \
+    EDGE_PORTS="$CEP0 $CEP1" API_PORTS="$CAP0 $CAP1" NATS_PORT=$CNATS PG_PORT=$CPG \
     OPS_PORTS="$(free_port) $(free_port) $(free_port) $(free_port)" \
     PG_BIN="$PG_BIN" KEEP_STATE=1 "$root/deploy/local/cluster.sh" start >"$d/cluster.log" 2>&1 &
   CLUSTER_PID=$!

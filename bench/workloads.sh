@@ -1,15 +1,15 @@
 # SPDX-License-Identifier: MIT
-# bench/workloads.sh — the five workloads, sourced by bench/run.sh (which
+# bench/workloads.sh — the six workloads, sourced by bench/run.sh (which
 # defines the servers, ports, sampling helpers and record()). Each wl_<x> takes
 # a server name (wsgate | wsgate-cluster | pushpin | wsgate-tls |
-# wsgate-deflate | wsgate-grip | wsgate-aws) and records one JSON line
+# wsgate-deflate | wsgate-grip | wsgate-aws | wsgate-stream) and records one JSON line
 # per measurement. Nothing here asserts on time: it measures, and "pass" is
 # only zero loss.
 
 url_args() { # server [path] [query] -> wsload --url options (the cluster: both edges)
   local path=${2:-/bench} q=${3:+?$3}
   case $1 in
-    wsgate | wsgate-grip | wsgate-aws) echo "--url ws://127.0.0.1:$EP$path$q" ;;
+    wsgate | wsgate-grip | wsgate-aws | wsgate-stream) echo "--url ws://127.0.0.1:$EP$path$q" ;;
     # a 101 without permessage-deflate fails the connection (wsload --deflate)
     wsgate-deflate) echo "--url ws://127.0.0.1:$EP$path$q --deflate" ;;
     wsgate-tls) echo "--url wss://127.0.0.1:$EP$path$q" ;;
@@ -17,15 +17,24 @@ url_args() { # server [path] [query] -> wsload --url options (the cluster: both 
     pushpin) echo "--url ws://127.0.0.1:$HP$path$q" ;;
   esac
 }
-is_wsgate() { [ "${1#wsgate}" != "$1" ]; } # wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate, -grip, -aws
+is_wsgate() { [ "${1#wsgate}" != "$1" ]; } # wsgate, wsgate-cluster, wsgate-tls, wsgate-deflate, -grip, -aws, -stream
 # The compatibility-mode servers change only the /bench route's protocol,
 # which only c (client frames to the backend) and d (sends from the backend)
 # go through in that protocol: a and e measure connections (the same edge
 # and auth), b publishes through the native API; those are not run there.
+# wsgate-stream likewise: only c's frames (and d's sends, which the
+# backend does not see) differ from wsgate.
 runs_on() { # server workload [why] -> 0 when the workload runs on the server
   case $1:$2 in
     wsgate-grip:[abe] | wsgate-aws:[abe])
       [ -z "${3:-}" ] || echo "compatibility mode: only c and d use the route's protocol (a, e: the same edge and auth as wsgate; b: the native publish API)"
+      return 1 ;;
+    wsgate-stream:[abe])
+      [ -z "${3:-}" ] || echo "backend stream: only c (and d) differ from wsgate (a, e: the same edge and auth; b: the native publish API)"
+      return 1 ;;
+    wsgate-cluster:f) ;;
+    *:f)
+      [ -z "${3:-}" ] || echo "the cluster only: more connections than one process may hold"
       return 1 ;;
   esac
 }
@@ -34,7 +43,7 @@ tok_args() { # server kind -> wsload token options
 }
 api_port() { # server [index] -> a control-API port (the cluster has two)
   case $1 in
-    wsgate | wsgate-tls | wsgate-deflate | wsgate-grip | wsgate-aws) echo "$AP" ;;
+    wsgate | wsgate-tls | wsgate-deflate | wsgate-grip | wsgate-aws | wsgate-stream) echo "$AP" ;;
     wsgate-cluster) [ "${2:-0}" = 1 ] && echo "$CAP1" || echo "$CAP0" ;;
   esac
 }
@@ -81,6 +90,20 @@ cpu_snap() { # server
     out="$out\"$name\":$(cpu_s "$t"),"
   done
   echo "{${out%,}}"
+}
+# CPU seconds per thread name (/proc/PID/task/*/stat, threads of one name
+# summed) of a standalone server's processes, to see which thread limits it
+# (edge, dispatcher, disp-stream, bus, api…); {} for the cluster and Pushpin.
+thread_snap() { # server
+  case $1 in wsgate-cluster | pushpin) echo "{}"; return ;; esac
+  local p
+  for p in $(procs_of "$(target "$1")"); do cat /proc/"$p"/task/*/stat 2>/dev/null; done |
+    python3 -c 'import json,sys
+out = {}
+for ln in sys.stdin:
+    name, rest = ln[ln.index("(") + 1:ln.rindex(")")], ln[ln.rindex(")") + 2:].split()
+    out[name] = out.get(name, 0) + (int(rest[11]) + int(rest[12])) / float(sys.argv[1])
+print(json.dumps({k: round(v, 3) for k, v in out.items()}))' "$clk"
 }
 cpu_delta() { # snap-before snap-after -> {name: seconds}
   python3 -c 'import json,sys;a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2])
@@ -248,10 +271,10 @@ wl_c() {
     local lp=$!
     pids+=("$lp")
     wait_file "$ready" 120 || { kill "$lp"; return 1; }
-    local c0 c1 st sent failed got p0 p1 last=-1 same=0 sz
+    local c0 c1 st sent failed got p0 p1 h0 h1 last=-1 same=0 sz
     # the "before" sample, then the senders start (sampling takes seconds on
     # a loaded machine: taken while they sent, it missed part of the step)
-    c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
+    c0=$(cpu_s "$t") p0=$(cpu_snap "$s") h0=$(thread_snap "$s")
     : >"$go"
     wait "$lp" || true
     sent=$(jget "$(cat "$out")" sent) failed=$(jget "$(cat "$out")" failed)
@@ -260,26 +283,30 @@ wl_c() {
     # 5 s (what is missing then is lost), at most 120 s
     for _ in $(seq 1200); do
       st=$(bstats)
-      got=$(jget "$st" messages)
+      # distinct frames: a duplicate (at-least-once) does not hide a loss
+      got=$(($(jget "$st" messages) - $(jget "$st" duplicates)))
       [ "$got" -ge "$sent" ] && break
       if [ "$got" = "$last" ]; then same=$((same + 1)); else same=0; fi
       [ "$same" -ge 50 ] && break
       last=$got
       sleep 0.1
     done
-    c1=$(cpu_s "$t") p1=$(cpu_snap "$s")
-    local lost=$((sent - got))
+    c1=$(cpu_s "$t") p1=$(cpu_snap "$s") h1=$(thread_snap "$s")
+    local lost=$((sent - got)) ooo
     [ "$lost" -lt 0 ] && lost=0
+    ooo=$(jget "$st" out_of_order)
     # a step whose connections did not all open measured nothing: not a pass
     record "{\"workload\":\"c\",\"server\":\"$s\",\"conns\":$C_CONNS,\"offered_per_s\":$rate,
       \"failed_connections\":$failed,\"sent\":$sent,\"received\":$got,\"lost\":$lost,
-      \"duplicates\":$(jget "$st" duplicates),\"out_of_order\":$(jget "$st" out_of_order),
+      \"duplicates\":$(jget "$st" duplicates),\"out_of_order\":$ooo,
+      \"stream_frames\":$(jget "$st" stream_frames),
       \"frames_per_s\":$(fcalc "$got / max($(jget "$st" span_s), 0.001)"),
       \"latency_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["latency_ms"]))' "$st"),
       \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($got, 1) * 1000"),\"cpu_s_by_process\":$(cpu_delta "$p0" "$p1"),
+      \"cpu_s_by_thread\":$(cpu_delta "$h0" "$h1"),
       \"payload_bytes\":$(payload "$s"),\"sent_compressed\":$sz,
-      \"pass\":$([ "$lost" = 0 ] && [ "$failed" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$sz" "$sent" && echo true || echo false)}"
-    [ "$lost" = 0 ] && [ "$failed" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$sz" "$sent" || break
+      \"pass\":$([ "$lost" = 0 ] && [ "$ooo" = 0 ] && [ "$failed" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$sz" "$sent" && echo true || echo false)}"
+    [ "$lost" = 0 ] && [ "$ooo" = 0 ] && [ "$failed" = 0 ] && deflate_ok "$s" "$(payload "$s")" "$sz" "$sent" || break
     python3 -c "import json,sys;sys.exit(json.loads(sys.argv[1])['latency_ms']['p99'] > 5000)" "$st" || break
   done
 }
@@ -445,4 +472,83 @@ e_run() { # server [--tls-resume]
     \"deflate_negotiated\":$(jget "$r" deflate.negotiated),
     \"pass\":$([ "$failed" = 0 ] && echo true || echo false)}"
   sleep 3
+}
+
+# (f) scale, the cluster only: SCALE_N idle connections spread over
+# SCALE_EDGES edge processes of one cluster (cluster.sh's two and the rest
+# started here with the same config: the 20,000 open-file limit is per
+# process), one wsload process per edge, all in channel "fan"; then one
+# publish through the API reaches all of them. Reports the time from the
+# publish to the last delivery, the edges' RSS per connection and how many
+# connections were held and lost.
+wl_f() {
+  local s=$1 i per port
+  local edges=() lps=() outs=() eps=("$CEP0" "$CEP1") esess=()
+  per=$(((SCALE_N + SCALE_EDGES - 1) / SCALE_EDGES))
+  for ((i = 2; i < SCALE_EDGES; i++)); do
+    port=$(free_port)
+    setsid env WSGATE_STORE="postgres://postgres@127.0.0.1:$CPG/wsgate" WSGATE_NATS="nats://127.0.0.1:$CNATS" \
+      WSGATE_EDGE_LISTEN="127.0.0.1:$port" WSGATE_EDGE_ID="bench-scale-edge-$i" WSGATE_OPS_LISTEN="127.0.0.1:$(free_port)" \
+      "$build/wsgate" edge --config "$tmp/wsgate-cluster/wsgate.yaml" >"$tmp/f-edge-$i.log" 2>&1 </dev/null &
+    esess+=($!)
+    sessions+=($!)
+    eps+=("$port")
+  done
+  for port in "${eps[@]:2}"; do
+    wait_port "$port" 30 || { echo "bench: f: an extra edge did not listen (logs $tmp/f-edge-*.log)" >&2; f_stop; return 1; }
+  done
+  # the edges that hold the connections: cluster.sh's two and ours
+  local held="" np
+  for np in $CLUSTER_PROCS; do case ${np%%:*} in edge*) held="$held sid:${np#*:}" ;; esac; done
+  for i in "${esess[@]}"; do held="$held sid:$i"; done
+  local rss0 t0 t1
+  rss0=$(rss_kb "$held")
+  t0=$(date +%s.%N)
+  for ((i = 0; i < SCALE_EDGES; i++)); do
+    outs+=("$tmp/f-$i.json")
+    # shellcheck disable=SC2046
+    "$B/wsload" --url "ws://127.0.0.1:${eps[$i]}/bench" $(tok_args "$s" fan) --conns "$per" --inflight 100 \
+      --sources "$sources" --mode recv --duration 100000 --ready-file "$tmp/f-$i.ready" >"${outs[$i]}" &
+    lps+=($!)
+    pids+=($!)
+  done
+  local opened=0 n
+  for ((i = 0; i < SCALE_EDGES; i++)); do
+    wait_file "$tmp/f-$i.ready" 600 || { echo "bench: f: wsload $i did not finish connecting" >&2; f_stop; return 1; }
+    n=$(cat "$tmp/f-$i.ready")
+    opened=$((opened + n))
+  done
+  t1=$(date +%s.%N)
+  sleep 5 # the registry's rows and the subscriptions settle
+  for ((i = 0; i < SCALE_EDGES; i++)); do interval "${lps[$i]}" "${outs[$i]}" >/dev/null; done
+  local rss p rx=0 closed=0 reached=0 r
+  rss=$(rss_kb "$held")
+  p=$(publish "$s" fan --count 1)
+  for ((i = 0; i < SCALE_EDGES; i++)); do
+    drain "${lps[$i]}" "${outs[$i]}" "$(cat "$tmp/f-$i.ready")"
+    r=$(interval "${lps[$i]}" "${outs[$i]}")
+    rx=$((rx + $(jget "$r" received)))
+    closed=$((closed + $(jget "$r" closed_early)))
+    reached=$(python3 -c "print(max($reached, $(jget "$r" latency_ms.max)))")
+  done
+  record "{\"workload\":\"f\",\"server\":\"$s\",\"conns\":$SCALE_N,\"edges\":$SCALE_EDGES,\"open\":$opened,
+    \"connect_s\":$(fcalc "$t1 - $t0"),\"published\":$(jget "$p" ok),\"received\":$rx,\"closed_early\":$closed,
+    \"lost\":$(($(jget "$p" ok) * opened - rx)),\"all_reached_ms\":$reached,
+    \"edges_rss_kib\":$rss,\"edges_rss_kib_before\":$rss0,
+    \"rss_kib_per_conn\":$(fcalc "$rss / max($opened, 1)"),
+    \"rss_kib_per_conn_above_start\":$(fcalc "($rss - $rss0) / max($opened, 1)"),
+    \"nats_rss_kib\":$(rss_kb "$TARGET_nats"),\"postgres_pss_kib\":$(pss_kb "$TARGET_postgres"),
+    \"pass\":$([ "$opened" = $((per * SCALE_EDGES)) ] && [ "$closed" = 0 ] && [ "$rx" -ge "$opened" ] && echo true || echo false)}"
+  f_stop
+}
+f_stop() { # clients first (their disconnects reach the registry), then our edges
+  local p
+  for p in "${lps[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${lps[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  for p in "${esess[@]:-}"; do [ -n "$p" ] && stop_session "$p" TERM; done
+  for p in "${esess[@]:-}"; do
+    [ -n "$p" ] || continue
+    for _ in $(seq 300); do [ -z "$(pgrep -s "$p")" ] && break; sleep 0.1; done
+    stop_session "$p" KILL
+  done
 }
