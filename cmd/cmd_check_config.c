@@ -55,9 +55,11 @@ static void summary(const wsg_config_t *cfg)
         const wsg_route_conf_t *r = &cfg->routes[i];
         cfg_mask_url(r->backend, url, sizeof url); /* user:password@ shown as ***@ */
         printf("    %s -> %s", r->path, url);
-        printf(" (auth: %s; rules: %zu%s%s)\n", route_auth(r, buf, sizeof buf), r->n_rules,
-               *r->routing_service ? "; routing service" : "",
-               r->protocol == WSG_PROTO_GRIP ? "; protocol: grip" : "");
+        printf(" (auth: %s; rules: %zu%s", route_auth(r, buf, sizeof buf), r->n_rules,
+               *r->routing_service ? "; routing service" : "");
+        if (r->protocol != WSG_PROTO_WSGATE)
+            printf("; protocol: %s", wsg_protocol_name(r->protocol));
+        printf(")\n");
     }
 }
 

@@ -771,13 +771,24 @@ static int check_rule(ld_t *ld, const wsg_route_conf_t *r, wsg_rule_conf_t *u, c
 }
 
 /* A route whose backend is a stream (ws:// or wss://) has one backend and
- * speaks wsgate's envelope over it: no rules, routing service or other
- * protocol (docs/webhooks.md "Backend streams"). */
+ * speaks wsgate's envelope over it, or the seed "WS API Gateway"'s frames:
+ * no rules, routing service or other protocol (docs/webhooks.md "Backend
+ * streams"). ws-api-gateway exists only on a stream, and addresses clients
+ * by user: one connection per user is the route's, never `off`
+ * (docs/compat.md). */
 static int check_stream_route(ld_t *ld, wsg_route_conf_t *r, size_t i)
 {
     char dkey[DKEY];
+    bool wsapi = r->protocol == WSG_PROTO_WSAPI;
+    cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
     if (!wsg_url_is_stream(r->backend))
-        return 0;
+        return wsapi ? at_field(ld, &r->protocol, r->line, dkey,
+                                "ws-api-gateway needs a ws:// or wss:// backend (a stream)")
+                     : 0;
+    if (r->protocol != WSG_PROTO_WSGATE && !wsapi)
+        return at_field(
+            ld, &r->protocol, r->line, dkey,
+            "a ws:// or wss:// backend (a stream) speaks wsgate or ws-api-gateway only");
     if (r->n_rules) {
         cfg_keyf(dkey, sizeof dkey, "routes[%zu].rules", i);
         return at_line(ld, r->line, dkey, "not allowed with a ws:// or wss:// backend (a stream)");
@@ -787,10 +798,11 @@ static int check_stream_route(ld_t *ld, wsg_route_conf_t *r, size_t i)
         return at_field(ld, &r->routing_service, r->line, dkey,
                         "not allowed with a ws:// or wss:// backend (a stream)");
     }
-    if (r->protocol != WSG_PROTO_WSGATE) {
-        cfg_keyf(dkey, sizeof dkey, "routes[%zu].protocol", i);
-        return at_field(ld, &r->protocol, r->line, dkey,
-                        "a ws:// or wss:// backend (a stream) speaks wsgate only");
+    if (wsapi && r->one_connection_per_user == WSG_ONE_CONN_OFF) {
+        cfg_keyf(dkey, sizeof dkey, "routes[%zu].one_connection_per_user", i);
+        return at_field(ld, &r->one_connection_per_user, r->line, dkey,
+                        "protocol ws-api-gateway addresses clients by user: set replace (the "
+                        "newest connection of a user is the one) or reject");
     }
     return 0;
 }
@@ -855,6 +867,12 @@ static int check_route(ld_t *ld, wsg_config_t *cfg, size_t i)
         rc = ar == WSG_ENOMEM ? ar : keep_going(ld, at_line(ld, line, dkey, "%s", why));
     if (rc == 0)
         rc = ws_hostname_default(cfg, r);
+    cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.batch_max", i);
+    if (rc == 0 && r->delivery.batch_max > 1 && wsg_protocol_one_event(r->protocol))
+        rc = keep_going(ld, at_field(ld, &r->delivery.batch_max, r->line, dkey,
+                                     "must be 1 with protocol: %s (one event per request, as "
+                                     "the original)",
+                                     wsg_protocol_name(r->protocol)));
     cfg_keyf(dkey, sizeof dkey, "routes[%zu].delivery.backoff_max", i);
     if (rc == 0 && r->delivery.backoff_max_ms < r->delivery.backoff_initial_ms)
         rc = at_field(ld, &r->delivery.backoff_max_ms, r->line, dkey,

@@ -62,7 +62,16 @@ typedef enum {
     WSG_PROTO_AWS,        /* AWS API Gateway WebSocket APIs (Lambda-proxy events, @connections) */
     WSG_PROTO_GRIP,       /* Pushpin's WebSocket-over-HTTP with GRIP control messages */
     WSG_PROTO_WSAAS,      /* "Web Socket as a Service": POST/PUT/DELETE to the backend */
+    WSG_PROTO_WSAPI,      /* "WS API Gateway": a backend stream addressed by user, no acks */
 } wsg_protocol_t;
+
+/* 1 when a route of protocol p sends one event per request (or stream
+ * frame), never a batch: the original has no batch shape (aws, wsaas,
+ * ws-api-gateway). The config check refuses delivery.batch_max above 1 for
+ * those; the dispatcher batches only the others. Any thread. */
+int wsg_protocol_one_event(wsg_protocol_t p);
+/* The config's name of protocol p ("ws-api-gateway"). */
+const char *wsg_protocol_name(wsg_protocol_t p);
 
 /* One routing rule: exactly one of json_field+equals or regex is set. */
 typedef struct {

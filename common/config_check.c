@@ -617,9 +617,8 @@ int cfg_check_aws_rse(const char *v, char *why, size_t n)
     return 0;
 }
 
-/* Route i's protocol and aws: block agree; an aws route sends one event per
- * request (as API Gateway invokes its integration once per event), and an
- * access key id names one route. Fills an empty domain_name with
+/* Route i's protocol and aws: block agree, and an access key id names one
+ * route. Fills an empty domain_name with
  * api.listen. Returns 0, WSG_ENOMEM, or nonzero with the key in dkey, its
  * line in *line and the reason in why. */
 int cfg_check_aws_route(wsg_config_t *cfg, size_t i, int *line, char *dkey, size_t dn, char *why,
@@ -631,11 +630,6 @@ int cfg_check_aws_route(wsg_config_t *cfg, size_t i, int *line, char *dkey, size
     if (r->protocol != WSG_PROTO_AWS) {
         cfg_keyf(dkey, dn, "routes[%zu].aws", i);
         return a->present ? fail(why, n, "is for protocol: aws only") : 0;
-    }
-    if (r->delivery.batch_max > 1) {
-        *line = r->line;
-        cfg_keyf(dkey, dn, "routes[%zu].delivery.batch_max", i);
-        return fail(why, n, "must be 1 with protocol: aws (one event per request, as AWS)");
     }
     for (size_t k = 0; k < a->n_access_keys; k++)
         for (size_t j = 0; j <= i; j++) {
@@ -656,4 +650,9 @@ int cfg_check_aws_route(wsg_config_t *cfg, size_t i, int *line, char *dkey, size
         a->domain_name = d;
     }
     return 0;
+}
+
+int wsg_protocol_one_event(wsg_protocol_t p)
+{
+    return p == WSG_PROTO_AWS || p == WSG_PROTO_WSAAS || p == WSG_PROTO_WSAPI;
 }

@@ -26,7 +26,13 @@ static const char *const alg_names[] = {"none",  "HS256", "HS384", "HS512", "RS2
                                         "RS512", "ES256", "ES384", "ES512", NULL};
 static const char *const one_conn_names[] = {"off", "replace", "reject", NULL};
 static const char *const off_on_names[] = {"off", "on", NULL};
-static const char *const protocol_names[] = {"wsgate", "aws", "grip", "wsaas", NULL};
+static const char *const protocol_names[] = {"wsgate",         "aws", "grip", "wsaas",
+                                             "ws-api-gateway", NULL};
+
+const char *wsg_protocol_name(wsg_protocol_t p)
+{
+    return (size_t)p < sizeof protocol_names / sizeof *protocol_names - 1 ? protocol_names[p] : "?";
+}
 
 /* Named initialisers keep each row readable; unnamed fields are zero. */
 #define J(f) offsetof(wsg_jwt_conf_t, f)
@@ -311,12 +317,13 @@ static const cfg_key_t route_keys[] = {
      .off = T(protocol),
      .off2 = NOOFF,
      .def = "wsgate",
-     .max = WSG_PROTO_WSAAS,
+     .max = WSG_PROTO_WSAPI,
      .names = protocol_names,
      .doc = "what the backend speaks: `wsgate` (JSON envelope, response actions), `grip` "
             "(Pushpin's WebSocket-over-HTTP with GRIP control messages), `aws` (API Gateway "
-            "Lambda-proxy events and @connections) or `wsaas` (\"Web Socket as a Service\": "
-            "POST/PUT/DELETE to `backend`), docs/compat.md"},
+            "Lambda-proxy events and @connections), `wsaas` (\"Web Socket as a Service\": "
+            "POST/PUT/DELETE to `backend`) or `ws-api-gateway` (\"WS API Gateway\" over a "
+            "ws:// or wss:// backend stream, addressed by user), docs/compat.md"},
     {.path = "aws",
      .type = CFG_SCOPE,
      .off = T(aws),
@@ -439,7 +446,8 @@ static const cfg_key_t route_keys[] = {
      .def = "1",
      .min = 1,
      .max = 1000,
-     .doc = "events of one connection per request"},
+     .doc = "events of one connection per request (per frame on a backend stream); 1 with "
+            "protocol aws, wsaas, ws-api-gateway"},
     {.path = "delivery.backoff_initial",
      .type = CFG_DUR,
      .off = T(delivery.backoff_initial_ms),

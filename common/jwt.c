@@ -18,6 +18,7 @@
 #include "common/err.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <jansson.h>
 #include <jwt.h>
 #include <stdlib.h>
@@ -397,4 +398,18 @@ out:
     json_decref(cl);
     jwt_free(j);
     return rc;
+}
+
+int wsg_channels_allow(const char *const *patterns, size_t n, const char *channel)
+{
+    for (size_t i = 0; i < n; i++)
+        if (patterns[i] && fnmatch(patterns[i], channel, 0) == 0)
+            return 1;
+    return 0;
+}
+
+int wsg_claims_channel_ok(const wsg_claims_t *c, const char *channel)
+{
+    return !c->channels ||
+           wsg_channels_allow((const char *const *)c->channels, c->n_channels, channel);
 }

@@ -54,6 +54,14 @@ void wsg_claims_clear(wsg_claims_t *c);
 /* 1 if the space-separated scope list contains want (or "admin"). */
 int wsg_scope_has(const char *scopes, const char *want);
 
+/* 1 when channel matches one of patterns[0..n) (fnmatch(3) globs without
+ * FNM_PATHNAME: '*' also matches '/' and '.'). */
+int wsg_channels_allow(const char *const *patterns, size_t n, const char *channel);
+/* 1 when a token with claims c may act on channel (control API and
+ * backend streams alike): it has no "channels" claim, or one of its
+ * patterns matches. */
+int wsg_claims_channel_ok(const wsg_claims_t *c, const char *channel);
+
 /* The first entry of the space-separated list scopes that is not one of
  * WSG_SCOPES (its length is strcspn(p, " ")), or NULL if all are known. */
 const char *wsg_scope_unknown(const char *scopes);

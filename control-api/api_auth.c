@@ -26,7 +26,6 @@
  * Threads: api_authenticate, api_auth_release and api_auth_rekey on any
  * thread; api_auth_init/api_auth_free from api_new/api_free only.
  */
-#include <fnmatch.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -177,20 +176,9 @@ int api_authenticate(api_req_t *r, const char *authz)
     return 0;
 }
 
-int api_glob_allows(const char *const *patterns, size_t n, const char *channel)
-{
-    for (size_t i = 0; i < n; i++)
-        if (patterns[i] && fnmatch(patterns[i], channel, 0) == 0)
-            return 1;
-    return 0;
-}
-
 int api_require_channel(api_req_t *r, const char *channel)
 {
-    const wsg_claims_t *c = r->claims;
-    if (!c || !c->channels) /* no channels claim: every channel */
-        return 0;
-    if (api_glob_allows((const char *const *)c->channels, c->n_channels, channel))
+    if (!r->claims || wsg_claims_channel_ok(r->claims, channel))
         return 0;
     api_problem(r, 403, "channel '%s' is outside this token's channels", channel);
     return -1;

@@ -213,7 +213,6 @@ void api_auth_free(api_t *a);
 /* Takes a->cfg->api.jwt as it is now: cached tokens verified under other
  * settings no longer count (they are verified again). */
 void api_auth_rekey(api_t *a);
-int api_glob_allows(const char *const *patterns, size_t n, const char *channel);
 int api_require_channel(api_req_t *r, const char *channel);
 /* For what reaches every connection (a broadcast): 0 when the token has no
  * channels claim, else answers 403 and returns -1. */

@@ -142,6 +142,7 @@ void disp_frame_clear(disp_frame_t *f)
         free(f->ids[i]);
     free(f->ids);
     free(f->conn_id);
+    free(f->token);
     free(f->act.data);
     free(f->act.reason);
     free(f->act.channel);
@@ -204,16 +205,29 @@ static int frame_publish(json_t *root, disp_frame_t *out, char *err, size_t errl
     return 0;
 }
 
-static int frame_action(json_t *root, disp_frame_t *out, char *err, size_t errlen)
+/* A user a ws-api-gateway backend names: 1..1024 bytes of text, no NUL. */
+static bool user_ok(json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    return s && n > 0 && n <= 1024 && strlen(s) == n;
+}
+
+/* An action addressed by key: "connection_id" (wsgate), or "user"
+ * (ws-api-gateway: send and close only, as the seed). */
+static int frame_action(json_t *root, const char *key, disp_frame_t *out, char *err, size_t errlen)
 {
     const char *kind = json_string_value(json_object_get(root, "action"));
-    if (kind && strcmp(kind, "publish") == 0)
+    bool by_user = strcmp(key, "user") == 0;
+    if (!by_user && kind && strcmp(kind, "publish") == 0)
         return frame_publish(root, out, err, errlen);
     out->kind = DISP_FRAME_ACTION;
-    json_t *id = json_object_get(root, "connection_id");
-    if (!id_ok(id))
-        return wsg_errf(err, errlen, WSG_EINVAL,
-                        "\"connection_id\" missing or not a connection id");
+    json_t *id = json_object_get(root, key);
+    if (by_user && kind && strcmp(kind, "send") != 0 && strcmp(kind, "close") != 0)
+        return wsg_errf(err, errlen, WSG_EINVAL, "unknown action \"%s\" (send or close)", kind);
+    if (by_user ? !user_ok(id) : !id_ok(id))
+        return wsg_errf(err, errlen, WSG_EINVAL, "\"%s\" missing or not a %s", key,
+                        by_user ? "user" : "connection id");
     int rc = parse_action(root, &out->act); /* the fields of a webhook's response action */
     if (rc == WSG_EINVAL)
         return wsg_errf(err, errlen, rc, "%s%s%s", kind ? "bad \"" : "",
@@ -224,7 +238,19 @@ static int frame_action(json_t *root, disp_frame_t *out, char *err, size_t errle
     return (out->conn_id = strdup(json_string_value(id))) ? 0 : WSG_ENOMEM;
 }
 
-int disp_frame_parse(const char *body, size_t len, disp_frame_t *out, char *err, size_t errlen)
+static int frame_auth(json_t *tok, disp_frame_t *out, char *err, size_t errlen)
+{
+    size_t n = json_string_length(tok);
+    out->kind = DISP_FRAME_AUTH;
+    if (!json_is_string(tok) || n == 0 || n > DISP_FRAME_MAX_TOKEN ||
+        strlen(json_string_value(tok)) != n)
+        return wsg_errf(err, errlen, WSG_EINVAL, "\"auth\" is not a token (1 to %d bytes)",
+                        DISP_FRAME_MAX_TOKEN);
+    return (out->token = strdup(json_string_value(tok))) ? 0 : WSG_ENOMEM;
+}
+
+static int frame_parse(const char *body, size_t len, bool by_user, disp_frame_t *out, char *err,
+                       size_t errlen)
 {
     memset(out, 0, sizeof *out);
     json_error_t je;
@@ -233,16 +259,29 @@ int disp_frame_parse(const char *body, size_t len, disp_frame_t *out, char *err,
     if (!json_is_object(root))
         rc = wsg_errf(err, errlen, WSG_EINVAL, "not a JSON object%s%s", root ? "" : ": ",
                       root ? "" : je.text);
-    else if (json_object_get(root, "ack"))
+    else if (!by_user && json_object_get(root, "auth"))
+        rc = frame_auth(json_object_get(root, "auth"), out, err, errlen);
+    else if (!by_user && json_object_get(root, "ack"))
         rc = frame_acks(json_object_get(root, "ack"), out, err, errlen);
     else if (json_object_get(root, "action"))
-        rc = frame_action(root, out, err, errlen);
+        rc = frame_action(root, by_user ? "user" : "connection_id", out, err, errlen);
     else
-        rc = wsg_errf(err, errlen, WSG_EINVAL, "neither \"ack\" nor \"action\"");
+        rc = wsg_errf(err, errlen, WSG_EINVAL, "%s",
+                      by_user ? "no \"action\"" : "neither \"ack\" nor \"action\"");
     json_decref(root);
     if (rc != 0)
         disp_frame_clear(out);
     return rc;
+}
+
+int disp_frame_parse(const char *body, size_t len, disp_frame_t *out, char *err, size_t errlen)
+{
+    return frame_parse(body, len, false, out, err, errlen);
+}
+
+int disp_frame_parse_user(const char *body, size_t len, disp_frame_t *out, char *err, size_t errlen)
+{
+    return frame_parse(body, len, true, out, err, errlen);
 }
 
 static bool blank(const char *s, size_t n)

@@ -30,6 +30,9 @@
  * done: one wake-up per slack at saturation instead of one per event. */
 #define DISP_HELD_SLACK 256
 #define DISP_BUCKETS 16384
+/* Buckets of the index of events in flight on backend streams (at most
+ * DISP_MAX_HELD of them), by event id; a power of two. */
+#define DISP_ACK_BUCKETS 8192
 /* Routing-service calls never take longer than this. */
 #define DISP_ROUTE_TIMEOUT_MS 2000
 /* disp_stop() lets requests in flight finish for at most this long (less
@@ -41,6 +44,10 @@ typedef struct disp_item {
     const bus_event_t *ev;
     bus_delivery_t *d;
     uint32_t bus_attempt;
+    /* in flight on a backend stream: findable by event id in disp_t.acks */
+    struct disp_item *anext;
+    struct disp_conn *ac; /* the connection whose frame holds it */
+    bool acked;
 } disp_item_t;
 
 typedef struct disp_conn disp_conn_t;
@@ -100,6 +107,7 @@ struct disp_conn {
     size_t n_xh;
     disp_backend_t *be;
     size_t batch_n; /* events in the request in flight (fixed across retries) */
+    size_t acked_n; /* of them, acknowledged on a backend stream */
     /* "Meta-*: v" lines the backend set (protocols with keeps_meta); kept
      * until the connection's disconnect is done, so c outlives empty queues */
     struct curl_slist *meta;
@@ -134,6 +142,7 @@ struct disp {
     size_t inflight;
     disp_sio_t *sio;             /* backend streams; NULL when no route has one */
     disp_conn_t *stream_waiting; /* INFLIGHT on a stream, awaiting an ack (via lnext) */
+    disp_item_t **acks;          /* DISP_ACK_BUCKETS: their events by id (with sio) */
     CURL **pool;
     size_t n_pool, cap_pool;
     uint64_t rng;

@@ -322,7 +322,7 @@ static size_t batch_size(const disp_conn_t *c)
     const wsg_route_conf_t *r = c->rt->conf;
     size_t n = 1;
     if (r->delivery.batch_max <= 1 || (r->routing_service && r->routing_service[0]) ||
-        c->rt->proto->one_per_request)
+        wsg_protocol_one_event(r->protocol))
         return 1;
     for (disp_item_t *it = c->head->next; it && n < r->delivery.batch_max; it = it->next, n++) {
         const char *b = rule_backend(c, it->ev);
@@ -332,22 +332,26 @@ static size_t batch_size(const disp_conn_t *c)
     return n;
 }
 
+/* The events of the head batch (c->batch_n at most) into evs; how many. */
+static size_t head_events(const disp_conn_t *c, const bus_event_t **evs)
+{
+    size_t k = 0;
+    for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next)
+        evs[k++] = it->ev;
+    return k;
+}
+
 /* Builds the head's request in the route's protocol and starts it. */
 static int start_request(disp_t *d, disp_conn_t *c, uint64_t timeout_ms)
 {
     const bus_event_t *evs[c->batch_n];
-    size_t k = 0, len = 0;
-    for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next)
-        evs[k++] = it->ev;
+    size_t k = head_events(c, evs), len = 0;
     const char *body = NULL, *id = evs[0]->id, *name = ev_name(evs[0]->type);
     char bid[DISP_BATCH_ID_LEN + 1], *owned = NULL;
     int rc = c->rt->proto->body(c->rt->conf, evs, k, &body, &len, &owned, c->last_err,
                                 sizeof c->last_err);
-    if (rc == 0 && c->rt->proto->keep && evs[0]->type == BUS_EV_CONNECT) {
-        curl_slist_free_all(c->meta);
-        c->meta = NULL;
+    if (rc == 0 && c->rt->proto->keep)
         rc = c->rt->proto->keep(evs[0], &c->meta);
-    }
     if (rc != 0) {
         free(owned);
         if (rc == WSG_ENOMEM)
@@ -589,19 +593,76 @@ void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
 
 /* ---- backend streams (disp_stream.h): the same state machine, an ack for a 2xx */
 
-/* Sends c's head event on its route's stream; the ack (or its deadline, or
- * the stream going down) ends the attempt. */
+static size_t ack_slot(const char *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: ids end in random base64 */
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h & (DISP_ACK_BUCKETS - 1);
+}
+
+/* The head batch of c went out on its stream: its events become findable
+ * by id, so an ack costs one lookup, not a walk over every connection. */
+static void acks_index(disp_t *d, disp_conn_t *c)
+{
+    size_t k = 0;
+    c->acked_n = 0;
+    for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next, k++) {
+        size_t h = ack_slot(it->ev->id);
+        it->ac = c;
+        it->acked = false;
+        it->anext = d->acks[h];
+        d->acks[h] = it;
+    }
+}
+
+static void acks_unindex(disp_t *d, disp_conn_t *c)
+{
+    size_t k = 0;
+    for (disp_item_t *it = c->head; it && k < c->batch_n; it = it->next, k++) {
+        for (disp_item_t **p = &d->acks[ack_slot(it->ev->id)]; *p; p = &(*p)->anext)
+            if (*p == it) {
+                *p = it->anext;
+                break;
+            }
+        it->anext = NULL;
+        it->ac = NULL;
+    }
+}
+
+/* The backend acknowledged event id on stream s. Every event of that id in
+ * flight counts (the bus may have handed the same event twice); an id not
+ * in flight (late, duplicate) changes nothing. */
+static void ack_mark(disp_t *d, const disp_stream_t *s, const char *id)
+{
+    for (disp_item_t *it = d->acks[ack_slot(id)]; it; it = it->anext)
+        if (!it->acked && it->ac->rt->stream == s && strcmp(it->ev->id, id) == 0) {
+            it->acked = true;
+            it->ac->acked_n++;
+        }
+}
+
+/* Sends c's head batch (batch_max events of it at most, one frame) on its
+ * route's stream; the acks of all of them (or the deadline, or the stream
+ * going down) end the attempt. */
 static void start_stream(disp_t *d, disp_conn_t *c)
 {
-    const bus_event_t *ev = c->head->ev;
+    if (c->batch_n == 0)
+        c->batch_n = batch_size(c);
+    const bus_event_t *evs[c->batch_n];
+    size_t k = head_events(c, evs), len = 0;
     const char *body = NULL;
     char *owned = NULL;
-    size_t len = 0;
-    c->batch_n = 1; /* one event per frame */
-    int rc = c->rt->proto->body(c->rt->conf, &ev, 1, &body, &len, &owned, c->last_err,
+    int rc = c->rt->proto->body(c->rt->conf, evs, k, &body, &len, &owned, c->last_err,
                                 sizeof c->last_err);
+    bool send = true;
+    disp_users_t *users = disp_stream_users(c->rt->stream);
+    if (rc == 0 && users) /* ws-api-gateway: one event a frame */
+        rc = disp_wsapi_track(users, evs[0], &send);
+    /* the head's id names the frame: a retry still queued is not queued
+     * twice; a frame not to send goes empty: done without a write */
     if (rc == 0)
-        rc = disp_stream_send(c->rt->stream, ev->id, body, len);
+        rc = disp_stream_send(c->rt->stream, evs[0]->id, body, send ? len : 0);
     free(owned);
     if (rc != 0) {
         c->be->inflight--;
@@ -614,53 +675,58 @@ static void start_stream(disp_t *d, disp_conn_t *c)
         return;
     }
     wsg_count(WSG_M_WEBHOOK_REQUESTS, 1);
+    acks_index(d, c);
     c->retry_at_ms = disp_now_ms() + (int64_t)c->rt->conf->delivery.timeout_ms;
     c->lnext = d->stream_waiting;
     d->stream_waiting = c;
 }
 
-/* c left the waiting list: its attempt ended with an ack (acked) or not. */
+/* c left the waiting list: its attempt ended with every ack (acked) or not. */
 static void stream_end(disp_t *d, disp_conn_t *c, bool acked, const char *why)
 {
     disp_backend_t *be = c->be;
     const bus_event_t *ev = c->head->ev;
+    char more[32] = "";
+    if (c->batch_n > 1)
+        snprintf(more, sizeof more, " (+%zu more)", c->batch_n - 1);
     c->lnext = NULL;
     be->inflight--;
-    wsg_recent_add("webhook", "%s %s conn=%s route=%s -> stream %s, attempt %u", ev_name(ev->type),
-                   ev->id, ev->conn_id, ev->route ? ev->route : "", acked ? "ack" : why,
-                   c->attempts + 1);
+    acks_unindex(d, c);
+    wsg_recent_add("webhook", "%s %s%s conn=%s route=%s -> stream %s, attempt %u",
+                   ev_name(ev->type), ev->id, more, ev->conn_id, ev->route ? ev->route : "",
+                   acked ? "ack" : why, c->attempts + 1);
     if (acked) {
         wsg_count(WSG_M_WEBHOOK_2XX, 1);
-        done_items(d, c, 1);
+        done_items(d, c, c->batch_n);
         reset_head(c);
         disp_kick(d, c);
     } else {
         c->last_status = 0;
         snprintf(c->last_err, sizeof c->last_err, "%s", why);
         wsg_count(WSG_M_WEBHOOK_ERRORS, 1);
-        fail_attempt(d, c, false, NULL);
+        fail_attempt(d, c, false, NULL); /* the whole frame goes again, as a batch */
     }
     disp_backend_pump(d, be);
     backend_maybe_free(d, be);
     disp_conn_release(d, c);
 }
 
-/* Ends the waiting attempts of stream s (all of them, or the one of event
- * id) or, with s NULL, those whose deadline passed by now. */
-static void stream_sweep(disp_t *d, const disp_stream_t *s, const char *id, int64_t now,
+/* Ends the waiting attempts that are over: every event acknowledged; with
+ * s, every other one on stream s too (it went down); without, with
+ * timeouts, those whose deadline passed by now. One walk per turn, however
+ * many acks came. */
+static void stream_sweep(disp_t *d, const disp_stream_t *s, bool timeouts, int64_t now,
                          int64_t *next_ms)
 {
     disp_conn_t *ended = NULL;
     for (disp_conn_t **p = &d->stream_waiting; *p;) {
         disp_conn_t *c = *p;
-        bool hit = s ? c->rt->stream == s && (!id || strcmp(c->head->ev->id, id) == 0)
-                     : c->retry_at_ms <= now;
+        bool hit = c->acked_n == c->batch_n ||
+                   (s ? c->rt->stream == s : timeouts && c->retry_at_ms <= now);
         if (hit) {
             *p = c->lnext;
             c->lnext = ended;
             ended = c;
-            if (id)
-                break;
             continue;
         }
         if (!s && (*next_ms < 0 || c->retry_at_ms < *next_ms))
@@ -670,7 +736,7 @@ static void stream_sweep(disp_t *d, const disp_stream_t *s, const char *id, int6
     while (ended) {
         disp_conn_t *c = ended;
         ended = c->lnext;
-        stream_end(d, c, id != NULL,
+        stream_end(d, c, c->acked_n == c->batch_n,
                    s ? "backend stream closed before the ack" : "no ack within delivery.timeout");
     }
 }
@@ -681,10 +747,12 @@ void disp_stream_turn(disp_t *d, int64_t now, int64_t *next_ms)
     while (n) {
         disp_snote_t *next = n->next;
         /* also while stopping: an ack finishes an event in flight */
-        stream_sweep(d, n->s, n->kind == DISP_SN_ACK ? n->id : NULL, now, next_ms);
+        if (n->kind == DISP_SN_ACK)
+            ack_mark(d, n->s, n->id);
+        else /* in order: acks before it count, what is unacked on s is lost */
+            stream_sweep(d, n->s, false, now, next_ms);
         free(n);
         n = next;
     }
-    if (!d->halt)
-        stream_sweep(d, NULL, NULL, now, next_ms);
+    stream_sweep(d, NULL, !d->halt, now, next_ms);
 }

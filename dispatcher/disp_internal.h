@@ -18,6 +18,7 @@
 
 #include "bus/bus.h"
 #include "common/config.h"
+#include "common/jwt.h"
 
 /* Retry-After values above this are capped (a backend cannot park an event
  * for a day). */
@@ -124,22 +125,56 @@ typedef enum {
     DISP_FRAME_ACK = 1,     /* ids[0..n_ids) */
     DISP_FRAME_ACTION = 2,  /* act, for connection conn_id */
     DISP_FRAME_PUBLISH = 3, /* act.channel, act.data/len/binary; conn_id: exclude or NULL */
+    DISP_FRAME_AUTH = 4,    /* token: a control-API token for the actions that follow */
 } disp_frame_kind_t;
+
+/* Longest token an {"auth":...} frame may carry. */
+#define DISP_FRAME_MAX_TOKEN 16384
 
 typedef struct {
     disp_frame_kind_t kind;
     char **ids;
     size_t n_ids;
     char *conn_id;
+    char *token;
     disp_action_t act;
 } disp_frame_t;
 
-/* Parses one text frame from a backend stream: {"ack":"id"}, {"ack":[ids]},
+/* Parses one text frame from a backend stream: {"auth":"<token>"},
+ * {"ack":"id"}, {"ack":[ids]},
  * {"action":"send"|"close"|"subscribe"|"unsubscribe","connection_id":...}
  * with a response action's fields, or {"action":"publish","channel":...,
  * "data"|"data_base64":..., "exclude"?}. Returns 0 (out filled; free with
  * disp_frame_clear), WSG_EINVAL (detail in err; out empty), WSG_ENOMEM. */
 int disp_frame_parse(const char *body, size_t len, disp_frame_t *out, char *err, size_t errlen);
+/* Parses one frame a ws-api-gateway backend sends (the seed's shapes):
+ * {"action":"send","user":...,"data"|"data_base64":...} or
+ * {"action":"close","user":...,"code"?,"reason"?}. out->conn_id holds the
+ * user (the caller resolves it to a connection). Returns as
+ * disp_frame_parse. */
+int disp_frame_parse_user(const char *body, size_t len, disp_frame_t *out, char *err,
+                          size_t errlen);
 void disp_frame_clear(disp_frame_t *f);
+
+/* ---- disp_sauth.c: authorization of a stream's actions (docs/webhooks.md) -- */
+
+/* What the backend presented on one stream connection. */
+typedef struct {
+    char *token; /* the last token that verified; NULL: none yet */
+    wsg_claims_t claims;
+} disp_sauth_t;
+
+/* An {"auth":token} frame, at now_s: token verified against conf (the
+ * control API's api.auth.jwt) replaces what a holds. Returns 0, WSG_EAUTH
+ * (reason in err; a unchanged), WSG_ENOMEM. */
+int disp_sauth_set(disp_sauth_t *a, const wsg_jwt_conf_t *conf, const char *token, int64_t now_s,
+                   char *err, size_t errlen);
+/* Whether action frame fr may be applied under a at now_s, with the scope
+ * and channel rules of the control API's matching endpoint: 0, 401 (no
+ * token yet, or it no longer verifies once its exp passed) or 403 (scope or
+ * channel), the reason in err. */
+int disp_sauth_check(disp_sauth_t *a, const wsg_jwt_conf_t *conf, const disp_frame_t *fr,
+                     int64_t now_s, char *err, size_t errlen);
+void disp_sauth_clear(disp_sauth_t *a);
 
 #endif

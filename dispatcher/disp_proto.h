@@ -23,6 +23,7 @@
 #include "bus/bus.h"
 #include "common/config.h"
 #include "common/jtext.h"
+#include "store/store.h"
 #include "dispatcher/disp_internal.h"
 
 /* What one 2xx answer says. */
@@ -66,13 +67,16 @@ typedef struct {
     /* HTTP method of a request whose (first) event is of type t. NULL
      * member: POST for every request. */
     const char *(*method)(bus_event_type_t t);
-    /* true: one event per request, never a batch (the method says which
-     * event it is, and the original has no batch shape). */
-    bool one_per_request;
-    /* Header lines taken from a connection's connect event (ev), kept for
-     * the connection (replacing what was kept) and given to headers() as
-     * meta on its every request, this one included. NULL: none. Returns 0
-     * or WSG_ENOMEM. */
+    /* (Whether a protocol batches is wsg_protocol_one_event, common/config.h:
+     * the config check and the dispatcher read the same rule.) */
+    /* Header lines taken from the first event (ev) of each request of a
+     * connection, kept for the connection and given to headers() as meta
+     * on its every request, this one included: an event that carries the
+     * protocol's member replaces what was kept, one without it (an API's
+     * edge_lost disconnect) leaves it. Every event of the connection
+     * carries it, so a dispatcher that takes the connection's partition
+     * over mid-connection has it too. NULL: none. Returns 0 or
+     * WSG_ENOMEM. */
     int (*keep)(const bus_event_t *ev, struct curl_slist **kept);
 } disp_proto_t;
 
@@ -84,6 +88,7 @@ extern const disp_proto_t disp_proto_wsgate;
 extern const disp_proto_t disp_proto_grip;
 extern const disp_proto_t disp_proto_aws;
 extern const disp_proto_t disp_proto_wsaas;
+extern const disp_proto_t disp_proto_wsapi;
 
 /* ---- disp_proto_grip.c: pure pieces, exposed for unit tests ---------------- */
 
@@ -133,5 +138,27 @@ int disp_aws_event(const wsg_route_conf_t *r, const bus_event_t *ev, char **out,
 /* 1 when a wsaas connect answer accepts the connection: a JSON object whose
  * "code" is the string "OK" (other members ignored), else 0. */
 int disp_wsaas_accepts(const char *body, size_t len);
+
+/* ---- disp_proto_wsapi.c: ws-api-gateway's user table ------------------------ */
+
+/* Which connection of a ws-api-gateway route each user is (any thread;
+ * its own mutex). */
+typedef struct disp_users disp_users_t;
+
+int disp_users_new(disp_users_t **out);
+void disp_users_free(disp_users_t *t);
+/* *conn_id: new copy of user's connection id (free it). Returns 0,
+ * WSG_ENOTFOUND (no open of the user sent, or its close was), WSG_ENOMEM. */
+int disp_users_find(disp_users_t *t, const char *user, char **conn_id);
+/* The connection of user on route as the registry (store st) records it:
+ * for a user whose events went to another dispatcher's stream (a cluster
+ * with several), or whose open this table has not seen yet. *conn_id: new
+ * copy. Returns 0, WSG_ENOTFOUND, WSG_ENOMEM or the store's error. The
+ * caller owns st and calls from one thread. */
+int disp_users_lookup(store_t *st, const char *route, const char *user, char **conn_id);
+/* Before event ev's frame is sent: an open binds its user to its
+ * connection, a close unbinds it. *send false: do not send this close (the
+ * user is another connection's now). Returns 0 or WSG_ENOMEM. */
+int disp_wsapi_track(disp_users_t *t, const bus_event_t *ev, bool *send);
 
 #endif

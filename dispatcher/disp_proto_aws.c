@@ -187,12 +187,12 @@ int disp_aws_event(const wsg_route_conf_t *r, const bus_event_t *ev, char **out,
 }
 
 /* API Gateway invokes its integration once per event: so does this
- * protocol (one_per_request; the config loader also refuses a
+ * protocol (wsg_protocol_one_event; the config loader refuses a
  * delivery.batch_max above 1, so the config says what happens). */
 static int aws_body(const wsg_route_conf_t *r, const bus_event_t *const *evs, size_t n,
                     const char **body, size_t *len, char **owned, char *err, size_t errlen)
 {
-    (void)n; /* one_per_request */
+    (void)n; /* one event per request: wsg_protocol_one_event */
     int rc = disp_aws_event(r, evs[0], owned, len, err, errlen);
     *body = *owned;
     return rc;
@@ -265,7 +265,6 @@ const disp_proto_t disp_proto_aws = {
     .content_type = "application/json",
     .strict_answer = false,
     .dead_connect_closes = true,
-    .one_per_request = true,
     .body = aws_body,
     .headers = NULL,
     .parse = aws_parse,

@@ -5,9 +5,9 @@
  * request to the route's backend (the original's API_URI), the method
  * saying which: POST {"ws_uri":"<ws_hostname>/<id>"} on connect, PUT with
  * the client's message as the body, DELETE with an empty body after the
- * close. The client's Authorization header (the connect event's "wsaas"
- * member, written by the edge) goes on every request of the connection, as
- * the original sends it. An answer to the POST other than {"code":"OK"}
+ * close. The client's Authorization header (the "wsaas" member the edge
+ * writes into each of the connection's events) goes on every request of
+ * the connection, as the original sends it. An answer to the POST other than {"code":"OK"}
  * closes the connection 1008 "refused by backend" (the original refused the
  * upgrade; wsgate's connect webhook runs after it); answers to PUT and
  * DELETE are not read, as in the original. wsgate's signature headers go
@@ -75,7 +75,7 @@ static int wsaas_body(const wsg_route_conf_t *r, const bus_event_t *const *evs, 
 {
     const bus_event_t *ev = evs[0];
     (void)r;
-    (void)n; /* one_per_request */
+    (void)n; /* one event per request: wsg_protocol_one_event */
     *owned = NULL;
     *body = "";
     *len = 0;
@@ -101,13 +101,21 @@ static int wsaas_keep(const bus_event_t *ev, struct curl_slist **kept)
 {
     json_error_t je;
     json_t *env = json_loadb(ev->body ? ev->body : "", ev->body_len, 0, &je);
-    json_t *a = json_object_get(json_object_get(env, "wsaas"), "authorization");
+    json_t *w = json_object_get(env, "wsaas");
+    json_t *a = json_object_get(w, "authorization");
     const char *v = json_string_value(a);
+    struct curl_slist *l = NULL;
     int rc = 0;
     /* the edge took it from a parsed header line: a control character is
      * never there, but a header line is never built from one either */
     if (v && strlen(v) == json_string_length(a) && !strpbrk(v, "\r\n"))
-        rc = wsg_header_add(kept, "Authorization: %s", v);
+        rc = wsg_header_add(&l, "Authorization: %s", v);
+    if (rc == 0 && json_is_object(w)) { /* the edge's word: replaces what was kept */
+        curl_slist_free_all(*kept);
+        *kept = l;
+        l = NULL;
+    }
+    curl_slist_free_all(l);
     json_decref(env);
     return rc;
 }
@@ -164,6 +172,5 @@ const disp_proto_t disp_proto_wsaas = {
     .headers = wsaas_headers,
     .parse = wsaas_parse,
     .method = wsaas_method,
-    .one_per_request = true,
     .keep = wsaas_keep,
 };

@@ -63,6 +63,8 @@ const disp_proto_t *disp_proto_for(wsg_protocol_t p)
         return &disp_proto_aws;
     case WSG_PROTO_WSAAS:
         return &disp_proto_wsaas;
+    case WSG_PROTO_WSAPI:
+        return &disp_proto_wsapi;
     }
     return NULL;
 }

@@ -49,6 +49,9 @@ struct disp_stream {
     char *path; /* "/" + the URL's path */
     const char *host;
     char *host_hdr; /* Host: host, with ":port" unless the scheme's default */
+    /* ws-api-gateway: its users (disp_proto_wsapi.c); NULL: wsgate. Such a
+     * stream has no acks: an event is done once its frame is written. */
+    disp_users_t *users;
     int port;
     bool tls;
     /* stream thread */
@@ -58,7 +61,8 @@ struct disp_stream {
     lws_sorted_usec_list_t sul;
     char *rx;
     size_t rx_len;
-    bool rx_bad; /* the frame being read is binary or too large */
+    bool rx_bad;       /* the frame being read is binary or too large */
+    disp_sauth_t auth; /* the token this connection presented (disp_sio_auth) */
     /* mu */
     bool up;
     sframe_t *out_head, *out_tail;
@@ -68,10 +72,14 @@ struct disp_stream {
 struct disp_sio {
     bus_t *bus;
     CURLM *wake;
+    const wsg_jwt_conf_t *api_jwt; /* enabled: wsgate streams' actions need a token */
+    const char *store_url;         /* disp_sio_store */
+    store_t *st;                   /* stream thread: user lookups; opened on first use */
     struct lws_context *ctx;
     pthread_t th;
     bool started;
-    uint64_t rng; /* stream thread: backoff jitter */
+    bool wake_due; /* delivery thread: frames queued for a stream thread not woken */
+    uint64_t rng;  /* stream thread: backoff jitter */
     pthread_mutex_t mu;
     bool stop;                     /* mu */
     disp_snote_t *n_head, *n_tail; /* mu */
@@ -91,30 +99,75 @@ static void sframes_free(sframe_t *f)
     }
 }
 
-static void note_post(disp_sio_t *io, disp_stream_t *s, disp_snote_kind_t k, const char *id)
+static disp_snote_t *note_new(disp_stream_t *s, disp_snote_kind_t k, const char *id)
 {
     size_t n = id ? strlen(id) + 1 : 1;
     disp_snote_t *note = calloc(1, sizeof *note + n);
-    if (!note)
-        return; /* an ack lost: the event times out and goes again */
-    note->s = s;
-    note->kind = k;
-    memcpy(note->id, id ? id : "", n);
+    if (note) {
+        note->s = s;
+        note->kind = k;
+        memcpy(note->id, id ? id : "", n);
+    }
+    return note;
+}
+
+/* Hands the notes head..tail (n of them) to the delivery thread under one
+ * lock, with at most one wake-up; acks beyond DISP_STREAM_MAX_NOTES are
+ * dropped (their events time out and go again: at-least-once). */
+static void notes_post(disp_sio_t *io, disp_snote_t *head, disp_snote_t *tail, size_t n)
+{
+    if (!head)
+        return;
     pthread_mutex_lock(&io->mu);
-    bool wake = io->n_head == NULL, kept = k == DISP_SN_DOWN || io->n_notes < DISP_STREAM_MAX_NOTES;
+    bool wake = io->n_head == NULL,
+         kept = head->kind == DISP_SN_DOWN || io->n_notes + n <= DISP_STREAM_MAX_NOTES;
     if (kept) {
         if (io->n_tail)
-            io->n_tail->next = note;
+            io->n_tail->next = head;
         else
-            io->n_head = note;
-        io->n_tail = note;
-        io->n_notes++;
+            io->n_head = head;
+        io->n_tail = tail;
+        io->n_notes += n;
     }
     pthread_mutex_unlock(&io->mu);
     if (!kept)
-        free(note);
+        while (head) {
+            disp_snote_t *next = head->next;
+            free(head);
+            head = next;
+        }
     if (wake && kept)
         curl_multi_wakeup(io->wake);
+}
+
+static void note_post(disp_sio_t *io, disp_stream_t *s, disp_snote_kind_t k, const char *id)
+{
+    disp_snote_t *note = note_new(s, k, id);
+    notes_post(io, note, note, 1); /* none: an ack lost, the event goes again */
+}
+
+/* The acks of one frame, handed over together. */
+static void acks_post(disp_stream_t *s, char *const *ids, size_t n)
+{
+    disp_snote_t *head = NULL, *tail = NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        disp_snote_t *note = note_new(s, DISP_SN_ACK, ids[i]);
+        if (!note)
+            continue; /* an ack lost: the event times out and goes again */
+        if (tail)
+            tail->next = note;
+        else
+            head = note;
+        tail = note;
+        k++;
+    }
+    notes_post(s->io, head, tail, k);
+}
+
+disp_users_t *disp_stream_users(const disp_stream_t *s)
+{
+    return s->users;
 }
 
 disp_snote_t *disp_sio_take(disp_sio_t *io)
@@ -166,22 +219,31 @@ int disp_stream_send(disp_stream_t *s, const char *id, const char *body, size_t 
     pthread_mutex_unlock(&s->io->mu);
     if (rc != 0)
         free(f);
-    if (rc == 0 && wake)
-        lws_cancel_service(s->io->ctx);
+    if (rc == 0 && wake) /* one wake-up for all a turn queues (disp_sio_flush) */
+        s->io->wake_due = true;
     return rc < 0 ? rc : 0;
 }
 
-/* Queues {"error":{"status":status,"detail":detail[,"action","connection_id"]}}
- * on s while it is up (any thread: the stream thread writes it once woken). */
+void disp_sio_flush(disp_sio_t *io)
+{
+    if (io && io->wake_due) {
+        io->wake_due = false;
+        lws_cancel_service(io->ctx);
+    }
+}
+
+/* Queues {"error":{"status":status,"detail":detail[,"action",key:id]}} on s
+ * while it is up (any thread: the stream thread writes it once woken); key:
+ * "connection_id" or "user". */
 static void queue_error(disp_stream_t *s, int status, const char *detail, const char *action,
-                        const char *conn_id)
+                        const char *key, const char *id)
 {
     json_t *j = json_pack("{s:{s:i,s:s}}", "error", "status", status, "detail", detail);
     json_t *e = json_object_get(j, "error");
     if (e && action)
         json_object_set_new(e, "action", json_string(action));
-    if (e && conn_id)
-        json_object_set_new(e, "connection_id", json_string(conn_id));
+    if (e && id)
+        json_object_set_new(e, key, json_string(id));
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     sframe_t *f = txt ? sframe_new(txt, strlen(txt)) : NULL;
     json_decref(j);
@@ -208,7 +270,7 @@ static void queue_error(disp_stream_t *s, int status, const char *detail, const 
 
 static void send_error(disp_stream_t *s, const char *detail)
 {
-    queue_error(s, 400, detail, NULL, NULL);
+    queue_error(s, 400, detail, NULL, NULL, NULL);
 }
 
 /* An action whose reply the bus owes; what its error frame names. */
@@ -259,7 +321,8 @@ static void on_action_reply(void *ud, int status)
     areply_t *r = ud;
     disp_sio_t *io = r->s->io;
     if (status != 0)
-        queue_error(r->s, reply_http_status(status), reply_detail(status), r->action, r->conn_id);
+        queue_error(r->s, reply_http_status(status), reply_detail(status), r->action,
+                    "connection_id", r->conn_id);
     free(r);
     pthread_mutex_lock(&io->mu);
     if (--io->replies == 0)
@@ -289,21 +352,89 @@ static void apply_action(disp_stream_t *s, const disp_frame_t *fr)
         on_action_reply(r, rc);
 }
 
+/* ws-api-gateway: fr's user becomes its connection on this route. Returns 0,
+ * or nonzero with the error frame queued. */
+/* user's connection from the registry's store (stream thread). */
+static int user_from_store(disp_sio_t *io, const char *route, const char *user, char **id)
+{
+    char err[256];
+    if (!io->store_url)
+        return WSG_ENOTFOUND;
+    if (!io->st && store_open(&io->st, io->store_url, err, sizeof err) != 0) {
+        WSG_LOG(WSG_LOG_WARN, "backend stream: cannot open the store", "error=%s", err);
+        store_free(io->st);
+        io->st = NULL;
+        return WSG_ENOTFOUND;
+    }
+    return disp_users_lookup(io->st, route, user, id);
+}
+
+static int user_to_conn(disp_stream_t *s, disp_frame_t *fr)
+{
+    char *id = NULL;
+    int rc = disp_users_find(s->users, fr->conn_id, &id);
+    if (rc == WSG_ENOTFOUND)
+        rc = user_from_store(s->io, s->conf->path, fr->conn_id, &id);
+    if (rc != 0) {
+        queue_error(s, rc == WSG_ENOMEM ? 500 : 404,
+                    rc == WSG_ENOMEM ? "out of memory" : "no connection of this user on the route",
+                    action_names[fr->act.op], "user", fr->conn_id);
+        return rc;
+    }
+    free(fr->conn_id);
+    fr->conn_id = id;
+    return 0;
+}
+
+/* Whether fr may be applied (disp_sauth.c); a refusal is answered with an
+ * error frame. ws-api-gateway streams have no tokens: their actions reach
+ * their route's users only. */
+static bool authorized(disp_stream_t *s, const disp_frame_t *fr)
+{
+    const wsg_jwt_conf_t *conf = s->io->api_jwt;
+    if (!conf || !conf->enabled || s->users || fr->kind == DISP_FRAME_ACK)
+        return true;
+    char err[256] = "";
+    int64_t now = wsg_wall_s();
+    int st = fr->kind == DISP_FRAME_AUTH
+                 ? disp_sauth_set(&s->auth, conf, fr->token, now, err, sizeof err)
+                 : disp_sauth_check(&s->auth, conf, fr, now, err, sizeof err);
+    if (st == 0)
+        return fr->kind != DISP_FRAME_AUTH; /* an auth frame is done here */
+    bool pub = fr->kind == DISP_FRAME_PUBLISH;
+    queue_error(s,
+                st == WSG_ENOMEM  ? 500
+                : st == WSG_EAUTH ? 401
+                                  : st,
+                st == WSG_ENOMEM ? "out of memory" : err,
+                fr->kind == DISP_FRAME_AUTH ? "auth"
+                : pub                       ? "publish"
+                                            : action_names[fr->act.op],
+                pub ? "channel" : "connection_id", pub ? fr->act.channel : fr->conn_id);
+    return false;
+}
+
 /* Applies one complete text frame from the backend (stream thread). */
 static void on_frame(disp_stream_t *s, const char *p, size_t n)
 {
     disp_frame_t fr;
     char err[192] = "";
-    int rc = disp_frame_parse(p, n, &fr, err, sizeof err);
+    int rc = s->users ? disp_frame_parse_user(p, n, &fr, err, sizeof err)
+                      : disp_frame_parse(p, n, &fr, err, sizeof err);
+    if (rc == 0 && ((s->users && user_to_conn(s, &fr) != 0) || !authorized(s, &fr))) {
+        disp_frame_clear(&fr);
+        return;
+    }
     if (rc != 0) {
         WSG_LOG(WSG_LOG_WARN, "backend stream frame refused", "route=%s error=%s", s->conf->path,
                 rc == WSG_ENOMEM ? "out of memory" : err);
         send_error(s, rc == WSG_ENOMEM ? "out of memory" : err);
         return;
     }
-    if (fr.kind == DISP_FRAME_ACK) {
-        for (size_t i = 0; i < fr.n_ids; i++)
-            note_post(s->io, s, DISP_SN_ACK, fr.ids[i]);
+    if (fr.kind == DISP_FRAME_AUTH) {
+        /* no API auth configured: nothing to hold, every action is allowed */
+    } else if (fr.kind == DISP_FRAME_ACK) {
+        acks_post(s, fr.ids, fr.n_ids);
     } else if (fr.kind == DISP_FRAME_PUBLISH) {
         bus_publish_t pub = {.channel = fr.act.channel,
                              .exclude = fr.conn_id,
@@ -370,7 +501,10 @@ static void on_writable(disp_stream_t *s, struct lws *wsi)
         sframe_t *f = out_pop(s, &more);
         if (!f)
             return;
-        int n = lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        /* an empty event frame is one not to send (disp_wsapi_track) */
+        int n = f->len ? lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT) : 0;
+        if (n >= 0 && s->users && !f->error) /* the seed's backends never ack */
+            note_post(s->io, s, DISP_SN_ACK, f->id);
         free(f);
         if (n < 0)
             return; /* lws closes the connection: the close callback follows */
@@ -402,6 +536,7 @@ static void stream_down(disp_stream_t *s, const char *why)
     s->rx = NULL;
     s->rx_len = 0;
     s->rx_bad = false;
+    disp_sauth_clear(&s->auth); /* a new connection authenticates again */
     pthread_mutex_lock(&s->io->mu);
     bool was_up = s->up;
     s->up = false;
@@ -575,6 +710,16 @@ int disp_sio_new(disp_sio_t **out, bus_t *bus, CURLM *wake)
     return 0;
 }
 
+void disp_sio_auth(disp_sio_t *io, const wsg_jwt_conf_t *api_jwt)
+{
+    io->api_jwt = api_jwt;
+}
+
+void disp_sio_store(disp_sio_t *io, const char *store_url)
+{
+    io->store_url = store_url;
+}
+
 int disp_sio_add(disp_sio_t *io, const wsg_route_conf_t *r, disp_stream_t **out, char *err,
                  size_t errlen)
 {
@@ -591,6 +736,8 @@ int disp_sio_add(disp_sio_t *io, const wsg_route_conf_t *r, disp_stream_t **out,
     s->io = io;
     s->conf = r;
     io->streams[io->n++] = s;
+    if (r->protocol == WSG_PROTO_WSAPI && disp_users_new(&s->users) != 0)
+        return WSG_ENOMEM;
     if (lws_parse_uri(s->uri, &prot, &host, &s->port, &path) != 0 || !host || !*host)
         return wsg_errf(err, errlen, WSG_EINVAL, "route %s: backend stream URL not understood",
                         r->path);
@@ -680,9 +827,12 @@ void disp_sio_free(disp_sio_t *io)
         free(s->uri);
         free(s->path);
         free(s->host_hdr);
+        disp_users_free(s->users);
+        disp_sauth_clear(&s->auth);
         free(s);
     }
     free(io->streams);
+    store_free(io->st);
     for (disp_snote_t *n = io->n_head; n;) {
         disp_snote_t *next = n->next;
         free(n);

@@ -11,10 +11,10 @@
  * machine as webhooks.
  *
  * Threads: disp_sio_new/add/start/stop/free from the dispatcher's owner;
- * disp_stream_send and disp_sio_take from the delivery thread; everything
+ * disp_stream_send, disp_sio_flush and disp_sio_take from the delivery thread; everything
  * else runs on the stream thread. The two meet under one mutex: the frames
- * to write and the notes to read, each woken (lws_cancel_service,
- * curl_multi_wakeup).
+ * to write (the stream thread woken once a delivery turn, disp_sio_flush:
+ * lws_cancel_service) and the notes to read (curl_multi_wakeup).
  */
 #ifndef WSG_DISP_STREAM_H
 #define WSG_DISP_STREAM_H
@@ -58,6 +58,14 @@ typedef struct disp_snote {
 
 /* bus and wake (the delivery thread's curl multi handle) are borrowed. */
 int disp_sio_new(disp_sio_t **out, bus_t *bus, CURLM *wake);
+/* With api_jwt enabled (the control API's api.auth.jwt; borrowed), the
+ * actions of a wsgate stream need a token of the API's over it
+ * (disp_sauth.c). Before disp_sio_start. */
+void disp_sio_auth(disp_sio_t *io, const wsg_jwt_conf_t *api_jwt);
+/* store_url (borrowed): where the stream thread looks up a ws-api-gateway
+ * user its table does not hold (disp_users_lookup), with a store handle of
+ * its own, opened on first use. */
+void disp_sio_store(disp_sio_t *io, const char *store_url);
 /* Adds the stream of route r (its backend a ws:// or wss:// URL), before
  * disp_sio_start. Returns 0, WSG_EINVAL (URL; detail in err), WSG_ENOMEM. */
 int disp_sio_add(disp_sio_t *io, const wsg_route_conf_t *r, disp_stream_t **out, char *err,
@@ -68,9 +76,17 @@ void disp_sio_stop(disp_sio_t *io);
 void disp_sio_free(disp_sio_t *io);
 
 /* Queues event id's frame body[0..len) (copied) on stream s. A frame of the
- * same id still waiting to be written is not queued twice. Returns 0,
- * WSG_EUNAVAILABLE (the stream is not up), WSG_ENOMEM. */
+ * same id still waiting to be written is not queued twice. The stream
+ * thread is woken by disp_sio_flush, once for every frame queued since.
+ * Returns 0, WSG_EUNAVAILABLE (the stream is not up), WSG_ENOMEM. */
 int disp_stream_send(disp_stream_t *s, const char *id, const char *body, size_t len);
+/* ws-api-gateway: the users of stream s (delivery thread: bind and unbind
+ * with disp_wsapi_track); NULL for a wsgate stream. */
+typedef struct disp_users disp_users_t;
+disp_users_t *disp_stream_users(const disp_stream_t *s);
+/* Wakes the stream thread if frames were queued since the last call: the
+ * delivery thread calls it once a turn, before it sleeps. */
+void disp_sio_flush(disp_sio_t *io);
 /* The notes waiting, oldest first (a list the caller frees), or NULL. */
 disp_snote_t *disp_sio_take(disp_sio_t *io);
 

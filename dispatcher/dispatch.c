@@ -208,6 +208,7 @@ static bool turn(disp_t *d, int64_t *stop_deadline)
         timeout = 50;
     else if (next >= 0)
         timeout = next - now < 0 ? 0 : next - now < 1000 ? (int)(next - now) : 1000;
+    disp_sio_flush(d->sio); /* the frames this turn queued: one wake-up */
     curl_multi_poll(d->multi, NULL, 0, timeout, NULL);
     return true;
 }
@@ -253,6 +254,10 @@ static int routes_new(disp_t *d, char *err, size_t errlen)
             continue;
         if (!d->sio && (rc = disp_sio_new(&d->sio, d->bus, d->multi)) != 0)
             return rc;
+        disp_sio_auth(d->sio, &d->cfg->api.jwt);
+        disp_sio_store(d->sio, d->cfg->store);
+        if (!d->acks && !(d->acks = calloc(DISP_ACK_BUCKETS, sizeof *d->acks)))
+            return WSG_ENOMEM;
         if ((rc = disp_sio_add(d->sio, d->rts[i].conf, &d->rts[i].stream, err, errlen)) != 0)
             return rc;
     }
@@ -357,6 +362,7 @@ void disp_free(disp_t *d)
         disp_rules_free(d->rts[i].rules);
     free(d->rts);
     free(d->buckets);
+    free(d->acks);
     disp_http_pool_free(d);
     disp_sio_free(d->sio); /* before the multi handle its notes wake */
     if (d->multi)

@@ -22,6 +22,10 @@ dispatcher opens to the backend, and the backend acts at any time over it.
 - a backend that stops reading its socket: the gateway's memory stays
   bounded while it does, the clients stay connected, and once it reads
   again every event arrives, in order per connection;
+- delivery.batch_max above 1: a connection's backlog goes several events
+  to a frame, {"events":[...]} (at most batch_max), in order, acked by id in
+  one ack frame; a frame acknowledged in part is sent again whole, same
+  ids, after delivery.timeout, and the next frame waits for it;
 - a backend that never acknowledges: delivery stops at
   delivery.max_concurrency events in flight, the gateway's memory stays
   bounded, the clients stay connected.
@@ -41,7 +45,7 @@ import wsgate_test as w
 from wsgate_jwt import verify_jwt
 from wsgate_tls import TestCA
 from wsgate_util import DEFAULT_WHSEC
-from wsgate_stream import StreamBackend
+from wsgate_stream import StreamBackend, api_token
 from wsgate_ws import OP_BINARY, OP_TEXT
 
 KEY = base64.b64decode(DEFAULT_WHSEC[len("whsec_"):])
@@ -75,6 +79,7 @@ class BackendStream(w.GatewayTestCase):
         self.addCleanup(self.tmp.cleanup)
 
     def stream_backend(self, **kw):
+        kw.setdefault("auth", api_token())
         be = StreamBackend(**kw)
         self.addCleanup(be.stop)
         return be
@@ -292,6 +297,56 @@ class BackendStream(w.GatewayTestCase):
         time.sleep(0.5)
         self.assertEqual(len([e for e in be.events if e.get("data") == "ignored"]), 3)
         self.assertFalse(ws.closed.is_set())
+
+    def backlog(self, be, ws, n):
+        """With be not acking: the connect arrives, then n messages queue
+        behind it (in the dispatcher) until the connect is acknowledged."""
+        conn = be.wait_events(lambda e: e["type"] == "connect", 1)[0]
+        for i in range(n):
+            ws.send_text("b%d" % i)
+        time.sleep(w.scaled(1.0))  # the messages reach the dispatcher's queue
+        return conn
+
+    def test_batch_max_sends_a_backlog_several_events_per_frame(self):
+        be = self.stream_backend(ack=False)
+        self.start(be, batch_max=4)
+        ws = self.client(self.gw.edge_url + "/chat")
+        conn = self.backlog(be, ws, 10)
+        be.ack = True  # from now on each frame's ids in one {"ack":[...]}
+        be.send({"ack": conn["id"]})
+        got = be.wait_events(lambda e: e["type"] == "message", 10)
+        self.assertEqual([e["data"] for e in got], ["b%d" % i for i in range(10)])
+        sizes = [len(f) for f in be.frames[1:]]
+        self.assertEqual(sum(sizes), 10, be.frames)
+        self.assertLessEqual(max(sizes), 4, sizes)
+        self.assertGreater(max(sizes), 1, "the backlog went one event per frame: %r" % sizes)
+        self.assertEqual(len({e["id"] for e in be.events}), 11)  # none sent twice
+        self.assertEqual([e["seq"] for e in be.events], list(range(1, 12)))
+        self.assertEqual(ws.close(), (1000, ""))
+        be.wait_events(lambda e: e["type"] == "disconnect", 1)
+
+    def test_batch_acked_in_part_goes_again_whole(self):
+        be = self.stream_backend(ack=False)
+        # longer than the backlog's wait: the connect's one ack finds it in flight
+        self.start(be, batch_max=3, timeout="%dms" % (w.scaled(3.0) * 1000))
+        ws = self.client(self.gw.edge_url + "/chat")
+        conn = self.backlog(be, ws, 4)
+        be.send({"ack": conn["id"]})
+
+        def frames(n):  # the first n frames of messages, or None
+            f = [f for f in be.frames if conn["id"] not in f]
+            return f[:n] if len(f) >= n else None
+        first = be.wait(lambda: frames(1))[0]
+        self.assertEqual(len(first), 3, be.frames)
+        be.send({"ack": first[:2]})  # not the third: the frame is not done
+        again = be.wait(lambda: frames(2), 10)[1]
+        self.assertEqual(again, first)  # the same frame, the same ids
+        be.ack = True
+        be.send({"ack": again})
+        last = be.wait_events(lambda e: e.get("data") == "b3", 1)[0]
+        self.assertEqual(frames(3), [first, first, [last["id"]]])
+        self.assertEqual([e["data"] for e in be.events if e["type"] == "message"],
+                         ["b0", "b1", "b2"] * 2 + ["b3"])
 
     def test_backend_that_stops_reading(self):
         be = self.stream_backend()

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_disp_actions.c — libFuzzer target for a backend's webhook answer:
- * disp_actions_parse() (dispatcher/disp_actions.c) reads the body of every
- * 2xx response into edge commands. The whole input is the body. Beyond
- * memory safety it checks what dispatch.c relies on: every action it keeps
- * is complete and within the limits docs/contract.md §3 gives (a close code of 1000
- * or 4000-4999 with a reason that fits a close frame, a channel name of
- * 1-255 bytes without control characters), and a refusal keeps nothing.
+ * fuzz_disp_actions.c — libFuzzer target for what a backend sends the
+ * dispatcher (dispatcher/disp_actions.c): the body of a 2xx webhook answer
+ * (disp_actions_parse) and one text frame of a backend stream, wsgate's
+ * (disp_frame_parse) and ws-api-gateway's (disp_frame_parse_user). The
+ * whole input goes to all three. Beyond memory safety it checks what the
+ * dispatcher relies on: every action kept is complete and within the limits
+ * docs/contract.md §3 gives (a close code of 1000 or 4000-4999 with a
+ * reason that fits a close frame, a channel name of 1-255 bytes without
+ * control characters); a frame is one known kind with what that kind
+ * needs (ids, a connection or user, a token); and a refusal keeps nothing.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +19,16 @@
 #include "dispatcher/disp_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_channel(const char *ch)
+{
+    size_t n = ch ? strlen(ch) : 0;
+    if (n == 0 || n > 255)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)ch[i] < 0x20 || ch[i] == 0x7f)
+            abort();
+}
 
 static void check_action(const disp_action_t *a)
 {
@@ -30,22 +43,62 @@ static void check_action(const disp_action_t *a)
             abort();
         break;
     case BUS_CMD_SUBSCRIBE:
-    case BUS_CMD_UNSUBSCRIBE: {
-        size_t n = a->channel ? strlen(a->channel) : 0;
-        if (n == 0 || n > 255)
-            abort();
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)a->channel[i] < 0x20 || a->channel[i] == 0x7f)
-                abort();
+    case BUS_CMD_UNSUBSCRIBE:
+        check_channel(a->channel);
         break;
-    }
     default:
         abort();
     }
 }
 
+/* One stream frame, parsed for a wsgate stream or (by_user) a ws-api-gateway
+ * one. */
+static void check_frame(const uint8_t *data, size_t size, int by_user)
+{
+    disp_frame_t f;
+    char err[256];
+    int rc = by_user ? disp_frame_parse_user((const char *)data, size, &f, err, sizeof err)
+                     : disp_frame_parse((const char *)data, size, &f, err, sizeof err);
+    if (rc != 0) {
+        if (f.kind || f.ids || f.n_ids || f.conn_id || f.token || f.act.data || f.act.reason ||
+            f.act.channel || !err[0])
+            abort(); /* a refused frame keeps nothing, and says why */
+        return;
+    }
+    switch (f.kind) {
+    case DISP_FRAME_ACK:
+        if (by_user || f.n_ids == 0 || f.n_ids > DISP_FRAME_MAX_ACKS)
+            abort();
+        for (size_t i = 0; i < f.n_ids; i++)
+            if (!f.ids[i] || !f.ids[i][0])
+                abort();
+        break;
+    case DISP_FRAME_ACTION:
+        if (!f.conn_id || !f.conn_id[0])
+            abort();
+        check_action(&f.act);
+        if (by_user && f.act.op != BUS_CMD_SEND && f.act.op != BUS_CMD_CLOSE)
+            abort(); /* the seed has send and close only */
+        break;
+    case DISP_FRAME_PUBLISH:
+        if (by_user || !f.act.data)
+            abort();
+        check_channel(f.act.channel);
+        break;
+    case DISP_FRAME_AUTH:
+        if (by_user || !f.token || !f.token[0] || strlen(f.token) > DISP_FRAME_MAX_TOKEN)
+            abort();
+        break;
+    default:
+        abort();
+    }
+    disp_frame_clear(&f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_frame(data, size, 0);
+    check_frame(data, size, 1);
     disp_action_t *acts = NULL;
     size_t n = 99, skipped = 99;
     char err[256];

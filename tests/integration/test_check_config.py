@@ -106,6 +106,29 @@ class CheckConfig(unittest.TestCase):
         self.assertIn("routes[1].auth.required = false", verbose.stdout)
         self.assert_no_secrets(verbose.stdout.replace("hookuser:hook-pass-55@", ""))
 
+    def test_summary_names_each_routes_protocol(self):
+        for proto in ("grip", "aws", "wsaas"):
+            path = self.write("p.yaml", "routes:\n  - path: /p\n    backend: http://127.0.0.1:9/e\n"
+                              "    webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+                              "    auth: {required: false}\n    protocol: %s\n" % proto)
+            r = run(["--config", path])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("; protocol: %s)" % proto, r.stdout)
+
+    def test_batch_max_refused_where_the_original_has_no_batch(self):
+        for proto, backend, extra in (("aws", "http://127.0.0.1:9/e", ""),
+                                      ("wsaas", "http://127.0.0.1:9/e", ""),
+                                      ("ws-api-gateway", "ws://127.0.0.1:9/s",
+                                       "    one_connection_per_user: replace\n")):
+            path = self.write("b.yaml", "routes:\n  - path: /p\n    backend: %s\n"
+                              "    webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+                              "    auth: {required: false}\n    protocol: %s\n%s"
+                              "    delivery: {batch_max: 4}\n" % (backend, proto, extra))
+            r = run(["--config", path])
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("routes[0].delivery.batch_max: must be 1 with protocol: %s" % proto,
+                          r.stderr)
+
     def test_secrets_from_env_and_files_stay_hidden(self):
         path = self.write("good.yaml", GOOD)
         secret_file = self.write("api.secret", "from-file-secret-from-file-secret-1234\n")

@@ -17,6 +17,10 @@ backend is a ws:// stream (tests/lib/wsgate_stream.py's StreamBackend).
   in order per connection by first delivery, any repeat with the same event
   id; nothing is lost.
 
+- protocol ws-api-gateway: a seed backend's action addressed by user reaches
+  the user's client whichever dispatcher's stream it is sent on (the other
+  dispatcher finds the user through the registry).
+
 Every process is stopped by PID; every wait is bounded.
 """
 
@@ -26,13 +30,13 @@ import uuid
 import wsgate_test as w
 from test_cluster_basic import ClusterTestCase
 from test_cluster_faults import lease_holders
-from wsgate_stream import StreamBackend
+from wsgate_stream import StreamBackend, api_token
 
 
 class ClusterStreamTest(ClusterTestCase):
     @classmethod
     def make_backend(cls):
-        return StreamBackend()
+        return StreamBackend(auth=api_token())
 
     @classmethod
     def routes(cls):
@@ -160,6 +164,53 @@ class ClusterStreamTest(ClusterTestCase):
               "in order, %d repeats (same ids)" % (n * len(cids), len(cids), dupes))
         self.cl.dispatchers[0].start()  # for the cluster's own checks
         self.cl.dispatchers[0].wait_ready(60)
+
+
+class ClusterSeedStreamTest(ClusterTestCase):
+    """protocol ws-api-gateway with two dispatchers: a backend written for
+    the seed addresses users, not connections, and may answer on either
+    dispatcher's stream; a user whose events another dispatcher carries is
+    found through the registry."""
+
+    @classmethod
+    def make_backend(cls):
+        return StreamBackend(ack=False, event_key="event")
+
+    @classmethod
+    def routes(cls):
+        delivery = {"backoff_initial": "100ms", "backoff_max": "500ms", "max_attempts": 1000}
+        return [w.route("/seed", cls.be.url, protocol="ws-api-gateway", delivery=delivery,
+                        one_connection_per_user="replace",
+                        jwt={"alg": "HS256", "secret": w.DEFAULT_CLIENT_SECRET})]
+
+    def test_actions_by_user_on_either_stream(self):
+        self.be.wait(lambda: len(self.be.peers) >= 2, 30)
+        w.wait_until(lambda: sorted(lease_holders(self.cl).values()) == [8, 8], 60, 0.2,
+                     "8 partition leases per dispatcher")
+        live = [len(self.be.peers) - 2, len(self.be.peers) - 1]
+        users = ["u%d-%s" % (k, uuid.uuid4().hex[:6]) for k in range(6)]
+        clients = {}
+        for k, u in enumerate(users):
+            tok = w.mint_jwt(w.client_claims(u))
+            ws = w.WsClient.connect(self.cl.edge_url(k % 2, "/seed") + "?token=" + tok)
+            self._clients.append(ws)
+            clients[u] = ws
+        for u in users:
+            self.be.wait_events(lambda e, u=u: e.get("event") == "open" and e.get("user") == u,
+                                1, timeout=30)
+            w.wait_until(lambda u=u: u in self.cl.pg.psql(
+                "SELECT user_id FROM connections WHERE route = '/seed'"), 20, 0.05,
+                "the registry's row of %s" % u)
+        with self.be.lock:
+            came_on = {e["user"]: src for e, src in zip(self.be.events, self.be.sources)
+                       if e.get("event") == "open"}
+        print("streams carrying the users' events: %s" % sorted(came_on.values()))
+        for u in users:
+            for peer in live:  # each user's own stream and the other dispatcher's
+                self.be.send({"action": "send", "user": u, "data": "to %s via %d" % (u, peer)},
+                             peer=peer)
+                self.assertEqual(clients[u].recv_text(15), "to %s via %d" % (u, peer))
+        self.assertEqual(self.be.replies, [], "error frames for users the other stream carries")
 
 
 if __name__ == "__main__":

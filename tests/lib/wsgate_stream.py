@@ -17,9 +17,17 @@ import threading
 import time
 
 import wsgate_test as w
+from wsgate_util import DEFAULT_API_SECRET
 from wsgate_ws import OP_BINARY, OP_TEXT, WsClient
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def api_token(scope="admin", ttl=3600, **claims):
+    """A control-API token of the test gateways' api.auth.jwt key."""
+    c = {"sub": "stream-backend", "scope": scope, "exp": int(time.time()) + ttl}
+    c.update(claims)
+    return w.mint_jwt(c, "HS256", DEFAULT_API_SECRET)
 
 
 class _Peer(WsClient):
@@ -31,14 +39,23 @@ class _Peer(WsClient):
 
 class StreamBackend:
     """Accepts the dispatcher's stream on 127.0.0.1:port; records every
-    frame, acknowledges events when self.ack is true."""
+    frame, acknowledges events when self.ack is true. event_key: the member
+    that makes a frame an event ("type": wsgate's envelope; "event": the
+    seed WS API Gateway's frames, which are never acknowledged). auth: a
+    control-API token sent as {"auth":...} on each stream before its first
+    action (send()); None: none (a gateway without api.auth.jwt, or a
+    test of the refusals)."""
 
-    def __init__(self, port=0, ack=True, tls=None):
+    def __init__(self, port=0, ack=True, tls=None, event_key="type", auth=None):
         self.ack = ack
+        self.event_key = event_key
+        self.auth = auth
+        self._authed = set()  # ids of the peers auth was sent on
         self.tls = tls  # an ssl.SSLContext: wss://
         self.lock = threading.Condition()
-        self.events = []   # every event frame, parsed, in arrival order
+        self.events = []   # every event, parsed, in arrival order
         self.sources = []  # per event: the index in peers of the stream it came on
+        self.frames = []   # per event frame: the ids in it (several with batch_max)
         self.replies = []  # frames that are not events (error frames)
         self.tokens = []   # Authorization bearer tokens of accepted handshakes
         self.peers = []
@@ -85,16 +102,21 @@ class StreamBackend:
             except (AssertionError, OSError):
                 return
             msg = json.loads(payload) if op == OP_TEXT else {"binary": True}
+            # one event, or several in {"events":[...]} (delivery.batch_max)
+            evs = msg["events"] if isinstance(msg.get("events"), list) else \
+                [msg] if self.event_key in msg else []
             with self.lock:
-                if "type" in msg:
-                    self.events.append(msg)
-                    self.sources.append(index)
+                if evs:
+                    self.events += evs
+                    self.sources += [index] * len(evs)
+                    self.frames.append([e.get("id") for e in evs])
                 else:
                     self.replies.append(msg)
                 self.lock.notify_all()
-            if "type" in msg and self.ack:
-                try:
-                    peer.send_text(json.dumps({"ack": msg["id"]}))
+            if evs and self.ack:
+                ids = [e["id"] for e in evs]
+                try:  # a batch's ids in one ack
+                    peer.send_text(json.dumps({"ack": ids if "events" in msg else ids[0]}))
                 except OSError:  # stopped meanwhile
                     return
 
@@ -123,6 +145,9 @@ class StreamBackend:
         """Sends obj (dict: as JSON; bytes: a binary frame) on the latest
         stream, or on peers[peer]."""
         p = self.peer() if peer is None else self.peers[peer]
+        if self.auth and id(p) not in self._authed:
+            p.send_text(json.dumps({"auth": self.auth}))
+            self._authed.add(id(p))
         if isinstance(obj, bytes):
             p.send_frame(OP_BINARY, obj)
         else:

@@ -359,6 +359,16 @@ class Gateway(WatchedProcess):
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+class OpenApiGateway(Gateway):
+    """A gateway without api.auth.jwt: its control API (and a backend
+    stream's actions) need no token."""
+
+    def build_config(self):
+        cfg = super().build_config()
+        cfg["api"].pop("auth", None)
+        return cfg
+
+
 def events_by_connection(events):
     """{connection_id: [events in arrival order]}"""
     out = {}

@@ -5,8 +5,12 @@ library: handshake refusals visible as HTTP status + headers, raw frames,
 fragmentation, invalid UTF-8, automatic pongs, slow-reader mode.
 
 Threads: each WsClient runs one daemon reader thread; sends from any
-thread are serialised by a lock. Ownership: the client owns its socket and
-closes it in close()/abort().
+thread are serialised by a lock. On wss:// every call into the SSL object
+(reads, writes) also holds one lock: OpenSSL objects must not be used by two
+threads at once, and a send() during the reader's recv() could clear the
+recv's "want read" state, so that the read came back as an EOF and the client
+dropped a healthy connection (1006). Ownership: the client owns its socket
+and closes it in close()/abort().
 """
 
 import base64
@@ -14,7 +18,9 @@ import hashlib
 import json
 import os
 import queue
+import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -101,6 +107,12 @@ class WsClient:
         self._buf = bytearray(rest)
         self._msgs = queue.Queue()
         self._send_lock = threading.Lock()
+        # wss://: the socket is non-blocking, waits happen outside _ssl_lock
+        # and each SSL call holds it (see the header)
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._ssl_lock = threading.Lock()
+        if self._tls:
+            sock.settimeout(0.0)
         self._paused = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
@@ -224,7 +236,32 @@ class WsClient:
 
     def send_raw(self, data):
         with self._send_lock:
-            self.sock.sendall(data)
+            if self._tls:
+                self._send_tls(data)
+            else:
+                self.sock.sendall(data)
+
+    def _send_tls(self, data, stall=10.0):
+        """sendall() for wss://; socket.timeout when no byte could be
+        written for stall seconds (scaled). A write OpenSSL could not finish
+        is retried with the same bytes, as it requires."""
+        view = memoryview(data)
+        stall = scaled(stall)
+        waited = 0.0
+        while len(view):
+            with self._ssl_lock:
+                try:
+                    view = view[self.sock.send(view):]
+                    waited = 0.0
+                    continue
+                except ssl.SSLWantReadError:
+                    rd, wr = [self.sock], []
+                except ssl.SSLWantWriteError:
+                    rd, wr = [], [self.sock]
+            if waited >= stall:
+                raise socket.timeout("wss:// send stalled for %.1fs" % stall)
+            select.select(rd, wr, [], 0.05)
+            waited += 0.05
 
     def send_frame(self, opcode, payload=b"", fin=True, mask=True, rsv=0):
         self.send_raw(self.frame(opcode, payload, fin, mask, rsv))
@@ -345,17 +382,37 @@ class WsClient:
             if self.closed.is_set():
                 return False
             self._resume.wait(0.1)
-        try:
-            self.sock.settimeout(0.2)
-            data = self.sock.recv(65536)
-        except socket.timeout:
-            return True
-        except OSError:
-            return False
+        if self._tls:
+            data = self._recv_tls()
+            if data is True:
+                return True
+        else:
+            try:
+                self.sock.settimeout(0.2)
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return True
+            except OSError:
+                return False
         if not data:
             return False
         self._buf += data
         return True
+
+    def _recv_tls(self):
+        """One read of a wss:// socket for _fill: bytes, b"" at the end of
+        the connection, True when nothing came within 0.2 s."""
+        try:
+            with self._ssl_lock:
+                buffered = self.sock.pending() > 0
+            if not buffered and not select.select([self.sock], [], [], 0.2)[0]:
+                return True
+            with self._ssl_lock:
+                return self.sock.recv(65536)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True
+        except (OSError, ValueError):  # ValueError: closed by abort()
+            return b""
 
     def _next_frame(self):
         b = self._buf

@@ -51,14 +51,14 @@ static void test_glob(void **state)
 {
     (void)state;
     const char *pats[] = {"room.*", "lobby", "user-?"};
-    assert_true(api_glob_allows(pats, 3, "room.1"));
-    assert_true(api_glob_allows(pats, 3, "room.a/b")); /* no FNM_PATHNAME */
-    assert_true(api_glob_allows(pats, 3, "lobby"));
-    assert_true(api_glob_allows(pats, 3, "user-7"));
-    assert_false(api_glob_allows(pats, 3, "user-77"));
-    assert_false(api_glob_allows(pats, 3, "lobby2"));
-    assert_false(api_glob_allows(pats, 3, "room"));
-    assert_false(api_glob_allows(pats, 0, "room.1"));
+    assert_true(wsg_channels_allow(pats, 3, "room.1"));
+    assert_true(wsg_channels_allow(pats, 3, "room.a/b")); /* no FNM_PATHNAME */
+    assert_true(wsg_channels_allow(pats, 3, "lobby"));
+    assert_true(wsg_channels_allow(pats, 3, "user-7"));
+    assert_false(wsg_channels_allow(pats, 3, "user-77"));
+    assert_false(wsg_channels_allow(pats, 3, "lobby2"));
+    assert_false(wsg_channels_allow(pats, 3, "room"));
+    assert_false(wsg_channels_allow(pats, 0, "room.1"));
 }
 
 static void test_problem_json(void **state)

@@ -506,10 +506,85 @@ static void stream_frames_bad(void **state)
     assert_int_equal(disp_frame_parse(big, strlen(big), &f, err, sizeof err), WSG_EINVAL);
 }
 
+/* ws-api-gateway's frames (by user) and {"auth":...} frames. */
+static void stream_frames_user_and_auth(void **state)
+{
+    (void)state;
+    disp_frame_t f;
+    char err[192];
+    const char *send = "{\"action\":\"send\",\"user\":\"ann smith\",\"data\":\"hi\"}";
+    assert_int_equal(disp_frame_parse_user(send, strlen(send), &f, err, sizeof err), 0);
+    assert_int_equal(f.kind, DISP_FRAME_ACTION);
+    assert_string_equal(f.conn_id, "ann smith"); /* the user, resolved by the stream */
+    assert_int_equal(f.act.op, BUS_CMD_SEND);
+    disp_frame_clear(&f);
+    const char *close = "{\"action\":\"close\",\"user\":\"ann\",\"code\":4000,\"reason\":\"r\"}";
+    assert_int_equal(disp_frame_parse_user(close, strlen(close), &f, err, sizeof err), 0);
+    assert_int_equal(f.act.code, 4000);
+    assert_string_equal(f.act.reason, "r");
+    disp_frame_clear(&f);
+    static const char *const bad_user[] = {
+        "{\"ack\":\"evt_1\"}",
+        "{\"auth\":\"tok\"}",
+        "{\"action\":\"send\",\"connection_id\":\"c1\",\"data\":\"x\"}",
+        "{\"action\":\"send\",\"user\":\"\",\"data\":\"x\"}",
+        "{\"action\":\"send\",\"user\":\"ann\"}",
+        "{\"action\":\"publish\",\"user\":\"ann\",\"channel\":\"c\",\"data\":\"x\"}",
+        "{\"action\":\"subscribe\",\"user\":\"ann\",\"channel\":\"c\"}",
+    };
+    for (size_t i = 0; i < sizeof bad_user / sizeof *bad_user; i++) {
+        assert_int_equal(
+            disp_frame_parse_user(bad_user[i], strlen(bad_user[i]), &f, err, sizeof err),
+            WSG_EINVAL);
+        assert_null(f.conn_id);
+    }
+    const char *auth = "{\"auth\":\"a.b.c\"}";
+    assert_int_equal(disp_frame_parse(auth, strlen(auth), &f, err, sizeof err), 0);
+    assert_int_equal(f.kind, DISP_FRAME_AUTH);
+    assert_string_equal(f.token, "a.b.c");
+    disp_frame_clear(&f);
+    const char *noauth = "{\"auth\":5}";
+    assert_int_equal(disp_frame_parse(noauth, strlen(noauth), &f, err, sizeof err), WSG_EINVAL);
+    assert_null(f.token);
+}
+
+/* The scope each stream action needs (disp_sauth.c). */
+static void stream_action_scopes(void **state)
+{
+    (void)state;
+    wsg_jwt_conf_t conf = {.enabled = true, .alg = WSG_ALG_HS256};
+    disp_sauth_t a = {0};
+    disp_frame_t f = {.kind = DISP_FRAME_ACTION, .act = {.op = BUS_CMD_SEND}};
+    char err[256];
+    assert_int_equal(disp_sauth_check(&a, &conf, &f, 100, err, sizeof err), 401);
+    a.token = strdup("t");
+    a.claims.scope = strdup("send");
+    a.claims.exp = 1000;
+    assert_int_equal(disp_sauth_check(&a, &conf, &f, 100, err, sizeof err), 0);
+    f.act.op = BUS_CMD_CLOSE;
+    assert_int_equal(disp_sauth_check(&a, &conf, &f, 100, err, sizeof err), 403);
+    assert_non_null(strstr(err, "'disconnect'"));
+    f.act.op = BUS_CMD_UNSUBSCRIBE;
+    assert_int_equal(disp_sauth_check(&a, &conf, &f, 100, err, sizeof err), 403);
+    assert_non_null(strstr(err, "'subscribe'"));
+    f.kind = DISP_FRAME_PUBLISH;
+    assert_int_equal(disp_sauth_check(&a, &conf, &f, 100, err, sizeof err), 403);
+    assert_non_null(strstr(err, "'publish'"));
+    free(a.claims.scope);
+    a.claims.scope = strdup("admin");
+    assert_int_equal(disp_sauth_check(&a, &conf, &f, 100, err, sizeof err), 0);
+    /* past exp: verified again, and "t" is no token */
+    assert_int_equal(disp_sauth_check(&a, &conf, &f, 1000, err, sizeof err), 401);
+    disp_sauth_clear(&a);
+    assert_null(a.token);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(backoff_bounds_and_jitter),
+        cmocka_unit_test(stream_frames_user_and_auth),
+        cmocka_unit_test(stream_action_scopes),
         cmocka_unit_test(retry_after_parsing),
         cmocka_unit_test(outcome_classes),
         cmocka_unit_test(rules_match),

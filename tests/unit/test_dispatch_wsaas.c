@@ -32,7 +32,7 @@ static void table(void **state)
 {
     (void)state;
     assert_ptr_equal(disp_proto_for(WSG_PROTO_WSAAS), P);
-    assert_true(P->one_per_request);
+    assert_true(wsg_protocol_one_event(WSG_PROTO_WSAAS));
     assert_true(P->dead_connect_closes);
     assert_string_equal(P->method(BUS_EV_CONNECT), "POST");
     assert_string_equal(P->method(BUS_EV_MESSAGE), "PUT");
