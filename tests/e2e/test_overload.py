@@ -310,13 +310,17 @@ class Overload:
     callable giving how often the edges held clients back because the bus
     had no room (a metric standalone; the edges' "edge overloaded" warnings
     in cluster mode, whose edge processes serve no /metrics). during_send:
-    called on a thread of its own as the clients start writing (None: nothing)."""
+    called on a thread of its own as the clients start writing (None: nothing).
+    drain_s: the bound of the drain (and of a sender's blocked write) before
+    TIME_SCALE; a caller keeps it scaled under its ctest TIMEOUT, so a stuck
+    drain fails with its report instead of being killed without one."""
 
     def __init__(self, tc, be, edge_urls, pids, overload_seen, max_frames=MAX_FRAMES,
-                 during_send=None, close_odd=True):
+                 during_send=None, close_odd=True, drain_s=DRAIN_S):
         self.tc, self.be, self.edge_urls, self.pids = tc, be, edge_urls, pids
         self.overload_seen = overload_seen
         self.max_frames = max_frames
+        self.drain_s = w.scaled(drain_s)  # a sanitizer build is slower
         self.during_send = during_send
         self.close_odd = close_odd
         self.peak_kib = {name: 0 for name in pids}
@@ -334,7 +338,7 @@ class Overload:
 
     def send(self):
         self.t0 = t0 = time.monotonic()
-        until, hard = t0 + SEND_S, t0 + SEND_S + w.scaled(DRAIN_S)
+        until, hard = t0 + SEND_S, t0 + SEND_S + self.drain_s
         self.senders = [Sender(ws, i, until, hard, self.max_frames, self.close_odd and i % 2 == 1)
                         for i, ws in enumerate(self.clients)]
         for s in self.senders:
@@ -353,7 +357,7 @@ class Overload:
         return v.delivered(i) >= self.senders[i].sent and (i % 2 == 0 or v.ended(i))
 
     def drain(self):
-        deadline = time.monotonic() + w.scaled(DRAIN_S)  # a sanitizer build is slower
+        deadline = time.monotonic() + self.drain_s
         while time.monotonic() < deadline:
             self.sample()
             if all(self.done(i) for i in range(CLIENTS)):
@@ -364,7 +368,7 @@ class Overload:
         short = [(i, v.delivered(i), s.sent, v.ended(i)) for i, s in enumerate(self.senders)
                  if not self.done(i)]
         self.tc.fail("%d clients' frames (or disconnects) not all delivered within %.0f s "
-                     "(idx, got, sent, after): %s" % (len(short), w.scaled(DRAIN_S), short[:10]))
+                     "(idx, got, sent, after): %s" % (len(short), self.drain_s, short[:10]))
 
     def run(self):
         tc = self.tc

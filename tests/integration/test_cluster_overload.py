@@ -34,6 +34,10 @@ from test_overload import Overload, SlowBackend, overload_route  # noqa: E402
 # within the run's bound.
 MAX_FRAMES = 3000
 STALL_S = 2.0
+# The drain's bound (x3 under ASan: 360 s, inside ctest's 600 s, so a stuck
+# drain fails with its report and the processes' logs). It takes ~25 s
+# under ASan when alone on this machine.
+DRAIN_S = 120.0
 
 
 class ClusterOverload(unittest.TestCase):
@@ -72,7 +76,7 @@ class ClusterOverload(unittest.TestCase):
 
         pids = {n.name: n.pid for n in self.cl.nodes()}
         Overload(self, self.be, [self.cl.edge_url(0, path="")], pids, overload_warnings,
-                 max_frames=MAX_FRAMES, during_send=stall_nats).run()
+                 max_frames=MAX_FRAMES, during_send=stall_nats, drain_s=DRAIN_S).run()
         for n in self.cl.nodes():
             self.assertTrue(n.running(), "%s exited:\n%s" % (n.name, n.tail()))
         self.assertNotIn("client closed: event not durable", edge.text())

@@ -7,8 +7,9 @@ with the real wsgate ($WSGATE_BIN), that the fixture fails a test whose
 gateway crashed (kill -SEGV mid-test), exited by itself, did not exit 0 on
 SIGTERM or logged a sanitizer report, and passes the ends a test declares
 (kill9(), expect_exit(), allow_unclean_stop()); run_wsgate() on crashing
-commands; main()'s exit codes (77 and the skip log), tests/check_skips.py
-and that every test file ends with main().
+commands; main()'s exit codes (77 and the skip log) and its watchdog
+before ctest's timeout, tests/check_skips.py and that every test file ends
+with main().
 
 Run: WSGATE_BIN=build/wsgate PYTHONPATH=tests/lib python3 tests/lib/selftest_wsgate_test.py
 (ctest runs it as lib/selftest_wsgate_test).
@@ -446,6 +447,25 @@ class Runner(unittest.TestCase):
                          (w.SKIP_EXIT, "e2e/test_x::T.test_b\tno frobnicator here\n"))
         self.assertEqual(self.run_file(skip + fail)[0], 1)
         self.assertEqual(self.run_file("    pass\n")[0], 1)  # no test at all
+
+    def test_watchdog_before_ctest_timeout(self):
+        """A file still running WATCHDOG_MARGIN_S before WSGATE_TEST_TIMEOUT
+        prints its threads' stacks and exits 1 (ctest's own kill prints
+        nothing about where it waited)."""
+        path = self.tmp.join("e2e", "test_hangs.py")
+        with open(path, "w") as f:
+            f.write("import time\nimport unittest\nimport wsgate_util\n\n\n"
+                    "class T(unittest.TestCase):\n    def test_waits_forever(self):\n"
+                    "        time.sleep(120)\n\n\nwsgate_util.main()\n")
+        limit = w.WATCHDOG_MARGIN_S + 2
+        env = dict(os.environ, WSGATE_TEST_TIMEOUT=str(limit),
+                   PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+        r = subprocess.run([sys.executable, path], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        out = r.stdout.decode(errors="replace")
+        self.assertEqual(r.returncode, 1, out)
+        self.assertIn("WATCHDOG", out)
+        self.assertIn("test_waits_forever", out)  # the stack of the waiting test
 
 
 class CheckSkips(unittest.TestCase):

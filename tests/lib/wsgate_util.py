@@ -252,14 +252,56 @@ def _log_skips(result):
             os.close(fd)
 
 
+WATCHDOG_MARGIN_S = 45.0
+
+
+def _watchdog_fire(limit):
+    """What a test that is about to run into ctest's TIMEOUT leaves behind
+    instead of nothing: every thread's stack (where it waits), the log tail
+    of every test process still running, then the processes it started are
+    killed and it exits 1."""
+    import faulthandler
+    import wsgate_proc  # imports this module: not at the top
+    sys.stderr.write("\nWATCHDOG: still running %.0f s before ctest's %.0f s timeout; "
+                     "every thread's stack:\n" % (WATCHDOG_MARGIN_S, limit))
+    sys.stderr.flush()
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    for wp in wsgate_proc.watched_since(0):
+        proc = getattr(wp, "proc", None)
+        if proc is None or proc.poll() is not None:
+            continue
+        try:
+            tail = wp.logs_tail(80)
+        except Exception as exc:  # a diagnostic must not hide the timeout
+            tail = "(no log: %r)" % exc
+        sys.stderr.write("\n--- %s (pid %d), last lines ---\n%s\n"
+                         % (wp.watch_name, proc.pid, tail))
+    sys.stderr.flush()
+    wsgate_proc._kill_leftovers()
+    os._exit(1)
+
+
+def _arm_watchdog():
+    """WSGATE_TEST_TIMEOUT (tests/CMakeLists.txt sets it to the test's ctest
+    TIMEOUT): WATCHDOG_MARGIN_S before it, _watchdog_fire() on a daemon timer."""
+    limit = float(os.environ.get("WSGATE_TEST_TIMEOUT") or 0)
+    if limit > WATCHDOG_MARGIN_S:
+        t = threading.Timer(limit - WATCHDOG_MARGIN_S, _watchdog_fire, (limit,))
+        t.daemon = True
+        t.start()
+
+
 def main(**kw):
     """unittest.main() for every test file, with exit codes ctest can tell
     apart: 0 every test ran and passed; 1 a failure, an error, an unexpected
     success, or no test at all; 77 (SKIP_EXIT) something was skipped and
     nothing failed: ctest reports the file as "Skipped". Each skip is
     printed and, when WSGATE_SKIP_LOG names a file, appended to it as
-    "<ctest name>::<Class.test>\t<reason>" for tests/check_skips.py."""
+    "<ctest name>::<Class.test>\t<reason>" for tests/check_skips.py.
+    A file still running shortly before its ctest TIMEOUT prints where it
+    waits and the logs of its processes, and fails (_arm_watchdog)."""
     kw.setdefault("verbosity", 2)
+    _arm_watchdog()
     prog = unittest.main(exit=False, **kw)
     result = prog.result
     if result.skipped:
