@@ -1225,15 +1225,16 @@ static int reclaim_step(nats_bus_t *b, nb_group_t *g, uint32_t p, const char *wh
  * events' AckWait only while deliveries of its own are still out (their
  * first copies must stay first); once none is, its consumer restarts at the
  * ack floor, or stays as it is when the server shows nothing out (nothing was
- * lost), and the partition is fetched again at once. */
+ * lost), and the partition is fetched again at once. One being given back
+ * too: give_back hands it over once it is no longer held, and the taker
+ * starts at the restarted consumer's ack floor. */
 static void recover_cut(nats_bus_t *b, nb_group_t *g)
 {
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
         int held = partition_held(g, p);
         if (g->reclaim[p] == NB_RECLAIM_WAIT && !held)
             g->reclaim[p] = 0; /* waited out */
-        if (!g->rev[p] || g->giving[p] || !held || undone_in(g, p) ||
-            g->reclaim[p] == NB_RECLAIM_WAIT)
+        if (!g->rev[p] || !held || undone_in(g, p) || g->reclaim[p] == NB_RECLAIM_WAIT)
             continue;
         if (!g->reclaim[p])
             g->reclaim[p] = NB_RECLAIM_CHECK;

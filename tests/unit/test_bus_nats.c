@@ -431,6 +431,62 @@ static void test_takeover_waits_when_restart_repeats_too_much(void **state)
     takeover_with_acked_beyond_floor("floorwait", 2);
 }
 
+/* A waiting pull request (batch 2, 10 s) of a connection of its own on
+ * the consumer of conn's partition in group "dispatch" of test name's
+ * prefix (4 partitions: open_bus): what an old holder's request read late
+ * by the server does (docs/bus-nats.md, "Deliveries whole"). */
+typedef struct {
+    natsConnection *nc;
+    natsSubscription *inbox_sub;
+    natsInbox *inbox;
+} stray_t;
+
+static void stray_pull(stray_t *st, const char *name, const char *conn)
+{
+    char stream[96], api[256], prefix[64];
+    snprintf(prefix, sizeof prefix, "t%s_%s", run_id, name);
+    size_t i = 0;
+    for (; prefix[i]; i++)
+        stream[i] = prefix[i] >= 'a' && prefix[i] <= 'z' ? (char)(prefix[i] - 32) : prefix[i];
+    snprintf(stream + i, sizeof stream - i, "_EVENTS");
+    snprintf(api, sizeof api, "$JS.API.CONSUMER.MSG.NEXT.%s.idispatch_%u", stream,
+             (unsigned)(wsg_hashn(conn, strlen(conn)) % 4));
+    *st = (stray_t){0};
+    assert_int_equal(natsConnection_ConnectTo(&st->nc, nats_url), NATS_OK);
+    assert_int_equal(natsInbox_Create(&st->inbox), NATS_OK);
+    assert_int_equal(natsConnection_SubscribeSync(&st->inbox_sub, st->nc, (const char *)st->inbox),
+                     NATS_OK);
+    assert_int_equal(natsConnection_PublishRequestString(st->nc, api, (const char *)st->inbox,
+                                                         "{\"batch\":2,\"expires\":10000000000}"),
+                     NATS_OK);
+    assert_int_equal(natsConnection_FlushTimeout(st->nc, 5000), NATS_OK);
+    usleep(200 * 1000);
+}
+
+/* Publishes conn's events 3..6 with pub; the stray request gets at least
+ * one of 3, 4 (never acked: the server keeps it out). */
+static void publish_past_stray(bus_t *pub, stray_t *st, const char *conn, rec_t *acks)
+{
+    char id[32];
+    for (uint64_t seq = 3; seq <= 6; seq++) {
+        snprintf(id, sizeof id, "evt_t%llu", (unsigned long long)seq);
+        publish(pub, id, BUS_EV_MESSAGE, conn, seq, acks);
+        if (seq == 4) {
+            natsMsg *m = NULL;
+            assert_int_equal(natsSubscription_NextMsg(&m, st->inbox_sub, 5000), NATS_OK);
+            natsMsg_Destroy(m);
+        }
+    }
+    assert_all_acked(acks, 6);
+}
+
+static void stray_free(stray_t *st)
+{
+    natsSubscription_Destroy(st->inbox_sub);
+    natsInbox_Destroy(st->inbox);
+    natsConnection_Destroy(st->nc);
+}
+
 /* A pull request another process sent to a partition's consumer while a
  * holder fetches it (an old holder's, answered late: docs/bus-nats.md,
  * "Deliveries whole") takes events out of the holder's sequence. The
@@ -448,49 +504,80 @@ static void test_deliveries_taken_elsewhere(void **state)
     assert_int_equal(bus_start(a), 0);
     assert_int_equal(bus_start(pub), 0);
     const char *conn = "connT";
-    char id[32];
-    for (uint64_t seq = 1; seq <= 2; seq++) {
-        snprintf(id, sizeof id, "evt_t%llu", (unsigned long long)seq);
-        publish(pub, id, seq == 1 ? BUS_EV_CONNECT : BUS_EV_MESSAGE, conn, seq, &acks);
-    }
+    publish(pub, "evt_t1", BUS_EV_CONNECT, conn, 1, &acks);
+    publish(pub, "evt_t2", BUS_EV_MESSAGE, conn, 2, &acks);
     wait_count(&ga, 2);
-
-    /* the thief: a waiting pull request (batch 2, 10 s) on conn's partition */
-    char stream[96], api[256], prefix[64];
-    snprintf(prefix, sizeof prefix, "t%s_thief", run_id);
-    size_t i = 0;
-    for (; prefix[i]; i++)
-        stream[i] = prefix[i] >= 'a' && prefix[i] <= 'z' ? (char)(prefix[i] - 32) : prefix[i];
-    snprintf(stream + i, sizeof stream - i, "_EVENTS");
-    snprintf(api, sizeof api, "$JS.API.CONSUMER.MSG.NEXT.%s.idispatch_%u", stream,
-             (unsigned)(wsg_hashn(conn, strlen(conn)) % 4));
-    natsConnection *nc = NULL;
-    natsSubscription *inbox_sub = NULL;
-    natsInbox *inbox = NULL;
-    assert_int_equal(natsConnection_ConnectTo(&nc, nats_url), NATS_OK);
-    assert_int_equal(natsInbox_Create(&inbox), NATS_OK);
-    assert_int_equal(natsConnection_SubscribeSync(&inbox_sub, nc, (const char *)inbox), NATS_OK);
-    assert_int_equal(natsConnection_PublishRequestString(nc, api, (const char *)inbox,
-                                                         "{\"batch\":2,\"expires\":10000000000}"),
-                     NATS_OK);
-    assert_int_equal(natsConnection_FlushTimeout(nc, 5000), NATS_OK);
-    usleep(200 * 1000);
-    for (uint64_t seq = 3; seq <= 6; seq++) {
-        snprintf(id, sizeof id, "evt_t%llu", (unsigned long long)seq);
-        publish(pub, id, BUS_EV_MESSAGE, conn, seq, &acks);
-        if (seq == 4) { /* the thief got at least one of 3, 4 */
-            natsMsg *m = NULL;
-            assert_int_equal(natsSubscription_NextMsg(&m, inbox_sub, 5000), NATS_OK);
-            natsMsg_Destroy(m); /* never acked: the server keeps it out */
-        }
-    }
-    assert_all_acked(&acks, 6);
+    stray_t st;
+    stray_pull(&st, "thief", conn);
+    publish_past_stray(pub, &st, conn, &acks);
     wait_count(&ga, 6); /* 20 s: far below AckWait */
     for (int k = 0; k < 6; k++)
         assert_int_equal(ga.ev[k].seq, (uint64_t)k + 1);
-    natsSubscription_Destroy(inbox_sub);
-    natsInbox_Destroy(inbox);
-    natsConnection_Destroy(nc);
+    stray_free(&st);
+    bus_free(pub);
+    bus_free(a);
+}
+
+/* The same while the holder is giving the partition back (a second member
+ * joined; the stray request, waiting, keeps the hand-over from finishing):
+ * the holder restarts the consumer before it hands the partition over, so
+ * the taken events reach whoever holds it next at once. Before, a
+ * partition being given back waited out its hold (AckWait + 2 s) first. */
+static void test_deliveries_taken_while_given_back(void **state)
+{
+    (void)state;
+    bus_nats_tune_t t = {.ack_wait_ms = 30000, .lease_ttl_ms = 3000};
+    bus_t *a = open_bus("thiefgive", &t), *pub = open_bus("thiefgive", &t);
+    rec_t ga, gb, acks;
+    consume_all(a, &ga);
+    rec_init(&acks);
+    assert_int_equal(bus_start(a), 0);
+    assert_int_equal(bus_start(pub), 0);
+    char conn[16] = ""; /* on partition 3: the last, the first one given back */
+    for (int k = 0; k < 1000 && !conn[0]; k++) {
+        char c[16];
+        snprintf(c, sizeof c, "connG%d", k);
+        if (wsg_hashn(c, strlen(c)) % 4 == 3)
+            snprintf(conn, sizeof conn, "%s", c);
+    }
+    assert_true(conn[0]);
+    publish(pub, "evt_t1", BUS_EV_CONNECT, conn, 1, &acks);
+    publish(pub, "evt_t2", BUS_EV_MESSAGE, conn, 2, &acks);
+    wait_count(&ga, 2); /* a holds every partition */
+    stray_t st;
+    stray_pull(&st, "thiefgive", conn);
+    bus_t *b = open_bus("thiefgive", &t);
+    consume_all(b, &gb);
+    assert_int_equal(bus_start(b), 0);
+    sleep(3); /* a's lease rounds (every lease_ttl / 3) give partitions 2 and 3 back */
+    publish_past_stray(pub, &st, conn, &acks);
+    /* 1..6 delivered, each process's share in order, within 20 s (AckWait 30 s) */
+    int64_t got = 0;
+    for (int k = 0; k < 2000; k++) {
+        pthread_mutex_lock(&ga.mu);
+        pthread_mutex_lock(&gb.mu);
+        got = 0;
+        for (int r = 0; r < 2; r++) {
+            rec_t *x = r ? &gb : &ga;
+            for (int i = 0; i < x->n && i < MAXREC; i++)
+                got |= (int64_t)1 << x->ev[i].seq;
+        }
+        pthread_mutex_unlock(&gb.mu);
+        pthread_mutex_unlock(&ga.mu);
+        if ((got & 0x7e) == 0x7e)
+            break;
+        usleep(10000);
+    }
+    if ((got & 0x7e) != 0x7e)
+        fail_msg("events of %s delivered: mask 0x%llx, not all of 1..6 within 20 s", conn,
+                 (unsigned long long)got);
+    for (int r = 0; r < 2; r++) {
+        rec_t *x = r ? &gb : &ga;
+        for (int i = 1; i < rec_count(x); i++)
+            assert_true(x->ev[i].seq >= x->ev[i - 1].seq); /* a repeat: same id */
+    }
+    stray_free(&st);
+    bus_free(b);
     bus_free(pub);
     bus_free(a);
 }
@@ -960,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_takeover_restarts_at_ack_floor),
         cmocka_unit_test(test_takeover_waits_when_restart_repeats_too_much),
         cmocka_unit_test(test_deliveries_taken_elsewhere),
+        cmocka_unit_test(test_deliveries_taken_while_given_back),
         cmocka_unit_test(test_lease_bucket_ttl_follows_config),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_channels_and_broadcast),
