@@ -945,18 +945,33 @@ static void member_key(nb_group_t *g, char *buf, size_t n)
     snprintf(buf, n, "%.150s.m.%.60s", g->tok, g->b->instance);
 }
 
-static uint32_t count_members(nats_bus_t *b, nb_group_t *g)
+#define NB_KEYS_TIMEOUT_MS 2000 /* as the JetStream API calls (bus_nats.c) */
+
+/* g->share from the members' keys in the lease bucket: partitions / members,
+ * rounded up. When they cannot be read the share stays (all of them before
+ * the first count). The read is bounded: kvStore_Keys without a Timeout
+ * waits for ever for a key the watcher was told of, and one that expired
+ * or was superseded meanwhile never comes (libnats 3.4.1), which stopped
+ * the service thread, and with it every lease renewal. */
+static void recount_share(nats_bus_t *b, nb_group_t *g)
 {
     char prefix[224];
     snprintf(prefix, sizeof prefix, "%.150s.m.", g->tok);
     size_t pl = strlen(prefix);
     kvKeysList keys = {0};
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.Timeout = NB_KEYS_TIMEOUT_MS;
     uint32_t n = 0;
-    if (kvStore_Keys(&keys, b->kv, NULL) == NATS_OK)
+    natsStatus s = kvStore_Keys(&keys, b->kv, &o);
+    if (s == NATS_OK)
         for (int i = 0; i < keys.Count; i++)
             n += strncmp(keys.Keys[i], prefix, pl) == 0;
     kvKeysList_Destroy(&keys);
-    return n ? n : 1; /* at least this process */
+    if (s != NATS_OK && g->share)
+        return;
+    n = n ? n : 1; /* at least this process */
+    g->share = (b->partitions + n - 1) / n;
 }
 
 /* A partition whose fetch a disconnect cut (fetch_partition): nobody may
@@ -1294,9 +1309,8 @@ static void renew_leases(nats_bus_t *b, nb_group_t *g)
     int64_t at = wsg_mono_ms();
     member_key(g, key, sizeof key);
     kvStore_PutString(NULL, b->kv, key, "1");
-    uint32_t members = count_members(b, g);
-    uint32_t share = (b->partitions + members - 1) / members, held = held_count(b, g);
-    g->share = share;
+    recount_share(b, g);
+    uint32_t share = g->share, held = held_count(b, g);
     for (uint32_t p = 0; p < b->partitions && !atomic_load(&b->stopping); p++) {
         if (!g->rev[p] && held >= share)
             continue; /* someone else's turn */
@@ -1367,8 +1381,7 @@ void nb_ev_tick(nats_bus_t *b, int64_t now)
         else if (b->kv && atomic_load(&b->connected)) {
             give_back(b, g);
             if (atomic_exchange(&g->freed_seen, 0)) { /* maybe a member left: recount */
-                uint32_t members = count_members(b, g);
-                g->share = (b->partitions + members - 1) / members;
+                recount_share(b, g);
                 claim_given(b, g);
             } else if (now >= g->next_claim_ms) {
                 g->next_claim_ms = now + NB_CLAIM_EVERY_MS;
