@@ -38,6 +38,7 @@ Env: WSGATE_BIN, PYTHONPATH=tests/lib.
 
 import json
 import re
+import select
 import socket
 import struct
 import threading
@@ -137,10 +138,14 @@ class Sender(threading.Thread):
                 if time.monotonic() > self.hard_until:
                     self.error = "a write could not finish within the time bound"
                     return False
+                # never a blocking send: the client's socket blocks (its
+                # reader thread), and a send the edge never makes room for
+                # would outlive every bound of this test without a report
                 try:
-                    view = view[self.ws.sock.send(view):]
+                    view = view[self.ws.sock.send(view, socket.MSG_DONTWAIT):]
                 except (socket.timeout, BlockingIOError):
                     self.stalls += 1
+                    select.select([], [self.ws.sock], [], 0.2)
             if data[0] == 0x88:
                 self.ws.close_sent = True  # the server's close is its answer
         return True
