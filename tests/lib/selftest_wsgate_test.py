@@ -216,6 +216,29 @@ class WsClientAgainstMiniServer(unittest.TestCase):
         self.addCleanup(srv.ls.close)
         return srv
 
+    def test_send_to_a_peer_that_never_reads_fails_in_bounds(self):
+        """A send the peer never makes room for raises socket.timeout after
+        its stall bound instead of blocking (the socket's own timeout is
+        none until the reader's first read)."""
+        a, b = socket.socketpair()
+        self.addCleanup(b.close)
+        ws = w.WsClient(a)
+        self.addCleanup(ws.abort)
+        ws.pause_reading()
+        out = []
+
+        def send():
+            try:
+                with ws._send_lock:
+                    ws._send_all(b"x" * (64 << 20), stall=0.5)
+                out.append("sent")
+            except socket.timeout:
+                out.append("timeout")
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        t.join(w.scaled(30))
+        self.assertEqual(out, ["timeout"], "the send is still blocked" if t.is_alive() else "")
+
     def test_refused(self):
         srv = self.server()
         st, hdrs, body = w.WsClient.refused("ws://127.0.0.1:%d/no" % srv.port)

@@ -236,31 +236,43 @@ class WsClient:
 
     def send_raw(self, data):
         with self._send_lock:
-            if self._tls:
-                self._send_tls(data)
-            else:
-                self.sock.sendall(data)
+            self._send_all(data)
 
-    def _send_tls(self, data, stall=10.0):
-        """sendall() for wss://; socket.timeout when no byte could be
-        written for stall seconds (scaled). A write OpenSSL could not finish
-        is retried with the same bytes, as it requires."""
+    def _send_one(self, view):
+        """One write of view's start: the bytes written, or the sockets to
+        wait for ([read], [write]) before the next try. Never blocks: the
+        socket's own timeout is the reader thread's (0.2 s, or none before
+        its first read). A write OpenSSL could not finish is retried with
+        the same bytes, as it requires."""
+        if not self._tls:
+            try:
+                return self.sock.send(view, socket.MSG_DONTWAIT)
+            except (BlockingIOError, socket.timeout):
+                return [], [self.sock]
+        with self._ssl_lock:
+            try:
+                return self.sock.send(view)
+            except ssl.SSLWantReadError:
+                return [self.sock], []
+            except ssl.SSLWantWriteError:
+                return [], [self.sock]
+
+    def _send_all(self, data, stall=10.0):
+        """sendall(); socket.timeout when no byte could be written for
+        stall seconds (scaled): a peer that stops reading fails the test
+        instead of holding it until ctest's timeout."""
         view = memoryview(data)
         stall = scaled(stall)
         waited = 0.0
         while len(view):
-            with self._ssl_lock:
-                try:
-                    view = view[self.sock.send(view):]
-                    waited = 0.0
-                    continue
-                except ssl.SSLWantReadError:
-                    rd, wr = [self.sock], []
-                except ssl.SSLWantWriteError:
-                    rd, wr = [], [self.sock]
+            r = self._send_one(view)
+            if isinstance(r, int):
+                view = view[r:]
+                waited = 0.0
+                continue
             if waited >= stall:
-                raise socket.timeout("wss:// send stalled for %.1fs" % stall)
-            select.select(rd, wr, [], 0.05)
+                raise socket.timeout("send stalled for %.1fs" % stall)
+            select.select(r[0], r[1], [], 0.05)
             waited += 0.05
 
     def send_frame(self, opcode, payload=b"", fin=True, mask=True, rsv=0):
