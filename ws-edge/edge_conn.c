@@ -121,7 +121,6 @@ int edge_on_established(edge_loop_t *e, struct lws *wsi, edge_conn_t **slot)
     wsg_gauge_add(WSG_G_CONNECTIONS, 1);
     WSG_LOG(WSG_LOG_INFO, "client connected", "conn=%s route=%s user=%s remote=%s loop=%u", c->id,
             c->route->path, c->user, c->remote, e->idx);
-    edge_user_index(e, c, 1);
     size_t n = c->n_channels;
     char **initial = c->channels;
     c->channels = NULL;

@@ -668,7 +668,12 @@ void edge_hs_drop_orphan(edge_loop_t *e)
     edge_conn_free(c);
 }
 
-/* lws's pass over the rebuilt request of an admitted connection. */
+/* lws's pass over the rebuilt request of an admitted connection. The user
+ * index takes c here, before lws writes the 101 (ESTABLISHED comes after
+ * that write): a client may open its next connection as soon as it reads
+ * the 101, and under `replace` that one must find this one in the index,
+ * whichever loop gets to ESTABLISHED first (CI once saw the older one's
+ * late ESTABLISHED close the newer one). */
 int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi)
 {
     edge_hs_drop_orphan(e); /* an admitted upgrade whose 101 never went out */
@@ -680,6 +685,7 @@ int edge_on_confirm_upgrade(edge_loop_t *e, struct lws *wsi)
     edge_hs_unhold(e, c); /* lws owns the socket */
     e->upgrading = c;
     e->upgrading_wsi = wsi;
+    edge_user_index(e, c, 1); /* an orphan leaves it again (conn_unregister) */
     return 0;
 }
 

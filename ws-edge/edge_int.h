@@ -389,6 +389,9 @@ void edge_hs_drop_orphan(edge_loop_t *e);
 int edge_user_reserve(edge_loop_t *e, edge_conn_t *c);
 /* The refusal of an edge_user_reserve() error: its HTTP status and why. */
 int edge_user_refusal(int rc, const char **why);
+/* on: c becomes its user's connection (edge_on_confirm_upgrade, before the
+ * 101 is written); under `replace` the one it displaces is closed 4409 on
+ * its loop. off: c leaves the index (and its cluster claim goes). */
 void edge_user_index(edge_loop_t *e, edge_conn_t *c, int on);
 /* Decides a complete request (read by edge_accept.c): refuses it on its socket,
  * gives it to lws rebuilt, or holds it for the authorizer or a user claim.
