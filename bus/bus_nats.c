@@ -271,6 +271,10 @@ static void fill_defaults(bus_nats_tune_t *t)
         t->stream_max_bytes = (int64_t)1 << 30;
     if (!t->restart_max_repeats)
         t->restart_max_repeats = 10000;
+    if (!t->poison_max)
+        t->poison_max = 65536;
+    if (!t->poison_keep_ms)
+        t->poison_keep_ms = 60000;
 }
 
 static natsStatus connect_bus(nats_bus_t *b, const bus_opts_t *o)
@@ -361,6 +365,8 @@ int bus_nats_tune(bus_t *bus, const bus_nats_tune_t *t)
     NB_KEEP(pub_timeout_ms);
     NB_KEEP(stream_max_bytes);
     NB_KEEP(restart_max_repeats);
+    NB_KEEP(poison_max);
+    NB_KEEP(poison_keep_ms);
 #undef NB_KEEP
     bus_core_tune(bus, t->cmd_timeout_ms, t->any_window_ms);
     return 0;

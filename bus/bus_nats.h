@@ -45,6 +45,8 @@ typedef struct {
     uint32_t restart_max_repeats; /* 10000: a partition taken over restarts its consumer
                                      at the ack floor only if that repeats at most this
                                      many acked events; else it waits out AckWait */
+    uint32_t poison_max;          /* 65536: connections whose later events are refused */
+    uint32_t poison_keep_ms;      /* 60000: past poison_max, entries this old make room */
 } bus_nats_tune_t;
 
 /* Returns 0, WSG_EINVAL (not a NATS bus, started or subscribed, bad prefix). */
@@ -101,6 +103,8 @@ typedef struct nats_bus {
     uint32_t npubs;
     nb_poison_t *poison[NB_BUCKETS]; /* connections whose later events are refused */
     uint32_t npoison;
+    int poison_full_warned;    /* poison_add warned that the list is full */
+    int64_t poison_swept_ms;   /* when poison_add last walked the full list (mono) */
     nb_pub_t *oldest, *newest; /* the same, in publish order */
     uint64_t epoch;            /* libnats's reconnect count at the last publish */
     int64_t away_since_ms;     /* the first publish that found NATS away (mono), 0 */

@@ -58,7 +58,8 @@ struct nb_pub {
 struct nb_poison {
     nb_poison_t *next;
     char *conn;
-    int code; /* the failure that poisoned it; later events get the same */
+    int code;      /* the failure that poisoned it; later events get the same */
+    int64_t at_ms; /* when (mono): poison_add makes room with the old ones */
 };
 
 struct nb_delivery {
@@ -201,11 +202,17 @@ static nb_pub_t *pub_take(nats_bus_t *b, const natsMsg *m)
  *    which was after every event in it was published: each is older than
  *    NB_STALL_MS by then, so the next event of its connection waits until
  *    that one's PubAck times out and poisons it.
- * Bounded by NB_POISON_MAX entries; each leaves with its connection's
- * disconnect. Under b->mu. */
+ * Each entry leaves with its connection's disconnect. One added after
+ * that disconnect went out (its event failed later, or was out across a
+ * reconnect behind it) would stay, so the list is bounded by
+ * tune.poison_max, and when full, entries older than tune.poison_keep_ms
+ * (60 s) make room: by then the event that poisoned one has long been
+ * answered (pub_timeout_ms), and a failure closed its client (1013, its
+ * disconnect right behind). Only when none is that old is a connection
+ * not poisoned (warned once per full spell). Under b->mu. */
 
-#define NB_POISON_MAX 65536
 #define NB_STALL_MS (NB_WRITE_DEADLINE_MS / 2)
+#define NB_POISON_SWEEP_MS 100 /* a full list is walked at most this often */
 
 static size_t poison_bucket(const char *conn)
 {
@@ -220,14 +227,49 @@ static nb_poison_t **poison_find(nats_bus_t *b, const char *conn)
     return pp;
 }
 
+static void poison_free(nats_bus_t *b, nb_poison_t **pp)
+{
+    nb_poison_t *x = *pp;
+    *pp = x->next;
+    free(x->conn);
+    free(x);
+    b->npoison--;
+}
+
+/* Drops the entries older than tune.poison_keep_ms. */
+static void poison_sweep(nats_bus_t *b, int64_t now)
+{
+    for (size_t i = 0; i < NB_BUCKETS; i++)
+        for (nb_poison_t **pp = &b->poison[i]; *pp;)
+            if (now - (*pp)->at_ms >= (int64_t)b->tune.poison_keep_ms)
+                poison_free(b, pp);
+            else
+                pp = &(*pp)->next;
+}
+
 static void poison_add(nats_bus_t *b, const char *conn, int code)
 {
-    nb_poison_t **pp = poison_find(b, conn);
-    if (*pp || b->npoison >= NB_POISON_MAX)
+    if (*poison_find(b, conn))
         return;
+    int64_t now = wsg_mono_ms();
+    if (b->npoison >= b->tune.poison_max && now - b->poison_swept_ms >= NB_POISON_SWEEP_MS) {
+        b->poison_swept_ms = now; /* a walk of the whole list: not for every refusal */
+        poison_sweep(b, now);
+    }
+    if (b->npoison >= b->tune.poison_max) {
+        if (!b->poison_full_warned)
+            WSG_LOG(WSG_LOG_WARN, "bus: too many connections refused at once: one not refused",
+                    "conn=%s entries=%u", conn, (unsigned)b->npoison);
+        b->poison_full_warned = 1;
+        return;
+    }
+    b->poison_full_warned = 0;
     nb_poison_t *x = bus_xcalloc(sizeof *x);
     x->conn = bus_xstrdup(conn);
     x->code = code;
+    x->at_ms = now;
+    nb_poison_t **pp = poison_find(b, conn);
+    x->next = *pp; /* NULL: the end of its bucket */
     *pp = x;
     b->npoison++;
 }
@@ -236,15 +278,12 @@ static void poison_add(nats_bus_t *b, const char *conn, int code)
  * takes it off the list. */
 static int poison_check(nats_bus_t *b, const char *conn, int disconnect)
 {
-    nb_poison_t **pp = poison_find(b, conn), *x = *pp;
-    if (!x)
+    nb_poison_t **pp = poison_find(b, conn);
+    if (!*pp)
         return 0;
     if (!disconnect)
-        return x->code;
-    *pp = x->next;
-    free(x->conn);
-    free(x);
-    b->npoison--;
+        return (*pp)->code;
+    poison_free(b, pp);
     return 0;
 }
 

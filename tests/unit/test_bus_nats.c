@@ -271,6 +271,25 @@ static void test_dedup_and_last_seq(void **state)
     bus_free(bus);
 }
 
+/* Publishes conn's event seq with a 2 KiB body; returns its verdict (the
+ * n-th of acks, n counted here). */
+static int publish_2k(bus_t *bus, const char *conn, uint64_t seq, rec_t *acks, int *n)
+{
+    static char body[2048];
+    memset(body, 'x', sizeof body);
+    char id[48];
+    snprintf(id, sizeof id, "evt_%s_%llu", conn, (unsigned long long)seq);
+    bus_event_t ev = {.id = id,
+                      .type = seq == 1 ? BUS_EV_CONNECT : BUS_EV_MESSAGE,
+                      .conn_id = conn,
+                      .seq = seq,
+                      .body = body,
+                      .body_len = sizeof body};
+    assert_int_equal(bus_event_publish(bus, &ev, on_ack, acks), 0);
+    wait_count(acks, ++*n);
+    return acks->status[*n - 1];
+}
+
 /* Discard New: a full stream refuses new events (WSG_ENOSPC: not durable,
  * the edge's "storage_full") and keeps the old ones. */
 static void test_stream_full(void **state)
@@ -278,22 +297,11 @@ static void test_stream_full(void **state)
     bus_nats_tune_t t = {.stream_max_bytes = 16384};
     bus_t *bus = open_bus("full", &t);
     assert_int_equal(bus_start(bus), 0);
-    static char body[2048];
-    memset(body, 'x', sizeof body);
     rec_t acks;
     rec_init(&acks);
-    char id[32];
-    for (int i = 0; i < 20; i++) {
-        snprintf(id, sizeof id, "evt_full%d", i);
-        bus_event_t ev = {.id = id,
-                          .type = BUS_EV_MESSAGE,
-                          .conn_id = "connF",
-                          .seq = (uint64_t)i + 1,
-                          .body = body,
-                          .body_len = sizeof body};
-        assert_int_equal(bus_event_publish(bus, &ev, on_ack, &acks), 0);
-        wait_count(&acks, i + 1); /* one at a time: the order of verdicts is known */
-    }
+    int n = 0;
+    for (uint64_t seq = 1; seq <= 20; seq++) /* one at a time: the order of verdicts is known */
+        publish_2k(bus, "connF", seq, &acks, &n);
     assert_int_equal(acks.status[0], 0);
     assert_int_equal(acks.status[19], WSG_ENOSPC);
     int accepted = 0;
@@ -302,6 +310,57 @@ static void test_stream_full(void **state)
     uint64_t seq = 0;
     assert_int_equal(bus_event_last_seq(bus, "connF", &seq), 0);
     assert_int_equal(seq, (uint64_t)accepted); /* the accepted ones are kept */
+    bus_free(bus);
+}
+
+/* The events stream of test name's prefix: the prefix upper-cased, then
+ * "_EVENTS" (bus_nats.c). */
+static void events_stream(const char *name, char *out, size_t n)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "t%s_%s", run_id, name);
+    size_t i = 0;
+    for (; prefix[i] && i + 8 < n; i++)
+        out[i] = prefix[i] >= 'a' && prefix[i] <= 'z' ? (char)(prefix[i] - 32) : prefix[i];
+    snprintf(out + i, n - i, "_EVENTS");
+}
+
+/* The poison list (docs/bus-nats.md) is bounded, and when full the entries
+ * poisoned poison_keep_ms ago make room: a connection refused then is
+ * still poisoned (its later event refused even once the stream has room),
+ * and one from long ago is not. Before, past the bound nothing was added:
+ * the newly refused connection's next event went through, after a gap. */
+static void test_poison_list_makes_room(void **state)
+{
+    (void)state;
+    bus_nats_tune_t t = {.stream_max_bytes = 16384, .poison_max = 2, .poison_keep_ms = 200};
+    bus_t *bus = open_bus("poison", &t);
+    assert_int_equal(bus_start(bus), 0);
+    rec_t acks;
+    rec_init(&acks);
+    int n = 0;
+    uint64_t seq = 1; /* fill the stream until it refuses (connF is poisoned by that) */
+    while (seq <= 20 && publish_2k(bus, "connF", seq, &acks, &n) == 0)
+        seq++;
+    assert_int_equal(acks.status[n - 1], WSG_ENOSPC);
+    assert_int_equal(publish_2k(bus, "connA", 1, &acks, &n), WSG_ENOSPC); /* full: F, A */
+    usleep(400 * 1000); /* both older than poison_keep_ms */
+    assert_int_equal(publish_2k(bus, "connC", 1, &acks, &n), WSG_ENOSPC);
+
+    /* room in the stream again */
+    char stream[96];
+    events_stream("poison", stream, sizeof stream);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_ConnectTo(&nc, nats_url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    assert_int_equal(js_PurgeStream(js, stream, NULL, NULL), NATS_OK);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+
+    /* connC still poisoned: refused like its first; connA forgotten to make room */
+    assert_int_equal(publish_2k(bus, "connC", 2, &acks, &n), WSG_ENOSPC);
+    assert_int_equal(publish_2k(bus, "connA", 2, &acks, &n), 0);
     bus_free(bus);
 }
 
@@ -443,12 +502,8 @@ typedef struct {
 
 static void stray_pull(stray_t *st, const char *name, const char *conn)
 {
-    char stream[96], api[256], prefix[64];
-    snprintf(prefix, sizeof prefix, "t%s_%s", run_id, name);
-    size_t i = 0;
-    for (; prefix[i]; i++)
-        stream[i] = prefix[i] >= 'a' && prefix[i] <= 'z' ? (char)(prefix[i] - 32) : prefix[i];
-    snprintf(stream + i, sizeof stream - i, "_EVENTS");
+    char stream[96], api[256];
+    events_stream(name, stream, sizeof stream);
     snprintf(api, sizeof api, "$JS.API.CONSUMER.MSG.NEXT.%s.idispatch_%u", stream,
              (unsigned)(wsg_hashn(conn, strlen(conn)) % 4));
     *st = (stray_t){0};
@@ -1046,6 +1101,7 @@ int main(void)
         cmocka_unit_test(test_takeover_after_crash),
         cmocka_unit_test(test_takeover_restarts_at_ack_floor),
         cmocka_unit_test(test_takeover_waits_when_restart_repeats_too_much),
+        cmocka_unit_test(test_poison_list_makes_room),
         cmocka_unit_test(test_deliveries_taken_elsewhere),
         cmocka_unit_test(test_deliveries_taken_while_given_back),
         cmocka_unit_test(test_lease_bucket_ttl_follows_config),
