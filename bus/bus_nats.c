@@ -291,7 +291,7 @@ static natsStatus connect_bus(nats_bus_t *b, const bus_opts_t *o)
     jsOptions_Init(&jo);
     jo.PublishAsync.AckHandler = nb_ev_ack_handler;
     jo.PublishAsync.AckHandlerClosure = b;
-    jo.Wait = 2000; /* JetStream API calls (leases, consumers) give up sooner */
+    jo.Wait = NB_JS_WAIT_MS; /* JetStream API calls give up sooner than the default */
     return natsConnection_JetStream(&b->js, b->nc, &jo);
 }
 

@@ -62,6 +62,7 @@ void bus_nats_vanish(bus_t *bus);
  * 5,000 events/s (a busy 2-core host) this one waits under a second. */
 #define NB_PUB_WINDOW 4096
 #define NB_RECONNECT_BUF (8 * 1024 * 1024) /* libnats keeps this while NATS is away */
+#define NB_JS_WAIT_MS 2000        /* JetStream API calls (leases, consumers) and KV key lists */
 #define NB_WRITE_DEADLINE_MS 5000 /* a write to NATS making no progress: the PubAck timeout */
 
 #define NB_PREFIX_MAX 48

@@ -128,6 +128,14 @@ enum { NB_WANT_NONE, NB_WANT_FETCH, NB_WANT_GIVE, NB_WANT_DRAIN };
 #define NB_RECLAIM_WAIT (-2)  /* reclaim[p]: held out AckWait instead (too much to repeat) */
 #define NB_DSEQ_UNKNOWN (-1)  /* dseq[p]: no baseline, the next message sets it */
 
+/* How long a partition is held after a delivery may have been lost: until
+ * the server hands it out again (AckWait), plus a margin for its
+ * redelivery sweep. */
+static int64_t lost_hold_ms(const nats_bus_t *b)
+{
+    return (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+}
+
 /* ---- publish ---------------------------------------------------------------- */
 
 static size_t pub_bucket(const natsMsg *m)
@@ -339,8 +347,7 @@ void nb_ev_disconnected(nats_bus_t *b)
     if (atomic_load(&b->started))
         for (nb_group_t *g = b->groups; g; g = g->next)
             for (uint32_t p = 0; p < b->partitions; p++)
-                atomic_store(&g->hold_until[p],
-                             now + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS);
+                atomic_store(&g->hold_until[p], now + lost_hold_ms(b));
 }
 
 static void pub_free(nb_pub_t *p)
@@ -769,8 +776,7 @@ static int delivery_follows(nb_group_t *g, uint32_t p, const jsMsgMetaData *meta
         return 1;
     }
     atomic_store(&g->dseq[p], NB_DSEQ_UNKNOWN);
-    atomic_store(&g->hold_until[p],
-                 wsg_mono_ms() + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS);
+    atomic_store(&g->hold_until[p], wsg_mono_ms() + lost_hold_ms(b));
     WSG_LOG(WSG_LOG_WARN, "partition held: deliveries of its consumer went elsewhere",
             "group=%s partition=%u expected=%lld got=%lld", g->name, (unsigned)p, last + 1, got);
     return 0;
@@ -797,11 +803,10 @@ static int fetch_partition(nb_group_t *g, uint32_t p)
     natsStatus s = natsSubscription_FetchRequest(&list, g->subs[p], &fr);
     if (atomic_load(&b->disconnects) != breaks ||
         (s != NATS_OK && natsConnection_Status(b->nc) != NATS_CONN_STATUS_CONNECTED)) {
-        atomic_store(&g->hold_until[p],
-                     wsg_mono_ms() + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS);
+        atomic_store(&g->hold_until[p], wsg_mono_ms() + lost_hold_ms(b));
         WSG_LOG(WSG_LOG_WARN, "partition held after a fetch cut by a NATS disconnect",
                 "group=%s partition=%u hold_ms=%lld", g->name, (unsigned)p,
-                (long long)(b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS));
+                (long long)lost_hold_ms(b));
     }
     int n = 0; /* what did arrive (even with an error) precedes anything lost */
     for (int i = 0; i < list.Count; i++) {
@@ -984,8 +989,6 @@ static void member_key(nb_group_t *g, char *buf, size_t n)
     snprintf(buf, n, "%.150s.m.%.60s", g->tok, g->b->instance);
 }
 
-#define NB_KEYS_TIMEOUT_MS 2000 /* as the JetStream API calls (bus_nats.c) */
-
 /* g->share from the members' keys in the lease bucket: partitions / members,
  * rounded up. When they cannot be read the share stays (all of them before
  * the first count). The read is bounded: kvStore_Keys without a Timeout
@@ -1000,7 +1003,7 @@ static void recount_share(nats_bus_t *b, nb_group_t *g)
     kvKeysList keys = {0};
     kvWatchOptions o;
     kvWatchOptions_Init(&o);
-    o.Timeout = NB_KEYS_TIMEOUT_MS;
+    o.Timeout = NB_JS_WAIT_MS;
     uint32_t n = 0;
     natsStatus s = kvStore_Keys(&keys, b->kv, &o);
     if (s == NATS_OK)
@@ -1041,7 +1044,7 @@ static int undone_in(nb_group_t *g, uint32_t p)
 static int outage_recent(nats_bus_t *b)
 {
     int64_t at = atomic_load(&b->broke_ms);
-    return at && wsg_mono_ms() < at + (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+    return at && wsg_mono_ms() < at + lost_hold_ms(b);
 }
 
 /* Partition p's consumer as the server has it: 0 with *ci (the caller
@@ -1222,7 +1225,7 @@ static int64_t restart_point(nats_bus_t *b, nb_group_t *g, uint32_t p, const cha
         return 0;
     }
     if (repeats > (int64_t)b->tune.restart_max_repeats) {
-        int64_t wait = (int64_t)b->tune.ack_wait_ms + NB_LOST_FETCH_MARGIN_MS;
+        int64_t wait = lost_hold_ms(b);
         set_baseline(g, p, NB_DSEQ_UNKNOWN); /* AckWait's redeliveries come first, unnumbered */
         atomic_store(&g->hold_until[p], wsg_mono_ms() + wait);
         WSG_LOG(WSG_LOG_WARN, "partition waits out AckWait: a restart would repeat too much",

@@ -15,6 +15,7 @@
 #include "common/close.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/recent.h"
@@ -595,10 +596,7 @@ void disp_on_done(disp_t *d, disp_conn_t *c, CURLcode res)
 
 static size_t ack_slot(const char *id)
 {
-    uint32_t h = 2166136261u; /* FNV-1a: ids end in random base64 */
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 16777619u;
-    return h & (DISP_ACK_BUCKETS - 1);
+    return (size_t)(wsg_hash(id) & (DISP_ACK_BUCKETS - 1)); /* ids end in random base64 */
 }
 
 /* The head batch of c went out on its stream: its events become findable

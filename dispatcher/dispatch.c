@@ -252,12 +252,14 @@ static int routes_new(disp_t *d, char *err, size_t errlen)
             return rc;
         if (!wsg_url_is_stream(d->rts[i].conf->backend))
             continue;
-        if (!d->sio && (rc = disp_sio_new(&d->sio, d->bus, d->multi)) != 0)
-            return rc;
-        disp_sio_auth(d->sio, &d->cfg->api.jwt);
-        disp_sio_store(d->sio, d->cfg->store);
-        if (!d->acks && !(d->acks = calloc(DISP_ACK_BUCKETS, sizeof *d->acks)))
-            return WSG_ENOMEM;
+        if (!d->sio) { /* the first stream route: one stream I/O thread for them all */
+            if ((rc = disp_sio_new(&d->sio, d->bus, d->multi)) != 0)
+                return rc;
+            disp_sio_auth(d->sio, &d->cfg->api.jwt);
+            disp_sio_store(d->sio, d->cfg->store);
+            if (!(d->acks = calloc(DISP_ACK_BUCKETS, sizeof *d->acks)))
+                return WSG_ENOMEM;
+        }
         if ((rc = disp_sio_add(d->sio, d->rts[i].conf, &d->rts[i].stream, err, errlen)) != 0)
             return rc;
     }
