@@ -549,8 +549,12 @@ static char *authz_body(const edge_conn_t *c)
 
 /* The request lws gets once c is admitted: what it needs to upgrade, then
  * any bytes the client sent after its headers, up to an unmasked frame
- * (edge_rxcheck.c). */
-static int build_resume(edge_conn_t *c, const edge_req_t *req)
+ * (edge_rxcheck.c). On wss:// that includes what OpenSSL decrypted and
+ * holds of fd (the rest of the record the headers ended in: the client's
+ * first frames, when it wrote them with the request): no read event would
+ * announce it, and a read event fed to lws right after the adoption only
+ * drains lws's copy of this buffer. */
+static int build_resume(edge_conn_t *c, const edge_req_t *req, int fd)
 {
     const char *key = edge_req_header(req, "sec-websocket-key");
     const char *host = edge_req_header(req, "host");
@@ -558,7 +562,8 @@ static int build_resume(edge_conn_t *c, const edge_req_t *req)
         host = "localhost";
     size_t rest = edge_rxcheck_scan(&c->rxc, (unsigned char *)req->buf + req->body_off,
                                     req->len - req->body_off);
-    size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + rest;
+    size_t held = c->rxc.unmasked ? 0 : edge_tls_held(fd);
+    size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + rest + held;
     c->hs_req = malloc(cap);
     if (!c->hs_req)
         abort();
@@ -570,6 +575,10 @@ static int build_resume(edge_conn_t *c, const edge_req_t *req)
         return WSG_ETOOBIG;
     memcpy(c->hs_req + n, req->buf + req->body_off, rest);
     c->hs_req_len = (size_t)n + rest;
+    ssize_t got = held ? edge_tls_read(fd, c->hs_req + c->hs_req_len, held, 0) : 0;
+    if (got > 0)
+        c->hs_req_len +=
+            edge_rxcheck_scan(&c->rxc, (unsigned char *)c->hs_req + c->hs_req_len, (size_t)got);
     return 0;
 }
 
@@ -700,9 +709,7 @@ static void hs_admit(edge_loop_t *e, edge_conn_t *c)
                 c->route->path);
         conn_unregister(e, c);
         edge_conn_free(c);
-        return;
     }
-    edge_tls_kick(e, c->hs_fd); /* wss://: what OpenSSL read past the request */
 }
 
 /* Asks the authorizer for c (or, for subprotocols or a user claim alone,
@@ -843,7 +850,7 @@ void edge_hs_decide(edge_loop_t *e, edge_req_t *req)
     c->proto_extra = proto_member(r, req, c->id, 1);
     c->proto_every = proto_member(r, req, c->id, 0);
     c->rxc.pmd = r->compression && edge_pmd_offered(req); /* before the scan of build_resume */
-    if (build_resume(c, req) != 0) {
+    if (build_resume(c, req, fd) != 0) {
         edge_admit_release(e, c->remote);
         edge_user_index(e, c, 0);
         edge_conn_free(c);

@@ -543,6 +543,8 @@ int edge_tls_adopt(int fd);
 int edge_tls_is(int fd);
 /* recv() of fd: SSL_read for a TLS socket, recvfrom() otherwise. */
 ssize_t edge_tls_read(int fd, void *buf, size_t len, int flags);
+/* Plaintext OpenSSL decrypted of fd and holds unread (0: none, not TLS). */
+size_t edge_tls_held(int fd);
 /* Feeds e's loop a read event for fd when OpenSSL holds plaintext of it
  * that was not read yet (no readiness event would come for it). */
 void edge_tls_kick(edge_loop_t *e, int fd);

@@ -19,7 +19,8 @@
  * Plaintext that OpenSSL has already taken off the socket but nobody has
  * read yet makes no readiness event: whoever reads an fd with such data left
  * feeds the loop a read event for it (edge_tls_kick), as does the edge when
- * it hands a socket to lws and when it lets a paused connection read again.
+ * it lets a paused connection read again. When it hands a socket to lws,
+ * what OpenSSL holds goes with the request (edge_handshake.c build_resume).
  *
  * The fan-out helper thread never writes a TLS socket (edge_fanout.c hands
  * it plain sockets only): a record half taken by the kernel must be finished
@@ -232,6 +233,13 @@ ssize_t edge_tls_read(int fd, void *buf, size_t len, int flags)
     ERR_clear_error(); /* see ssl_result */
     int r = (flags & MSG_PEEK) ? SSL_peek(ssl, buf, n) : SSL_read(ssl, buf, n);
     return r > 0 ? r : ssl_result(ssl, r);
+}
+
+size_t edge_tls_held(int fd)
+{
+    SSL *ssl = tls_of(fd);
+    int n = ssl ? SSL_pending(ssl) : 0;
+    return n > 0 ? (size_t)n : 0;
 }
 
 int edge_tls_pending(int fd)

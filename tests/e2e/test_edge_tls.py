@@ -5,6 +5,8 @@ with a CA made by the openssl CLI at test time and Python's ssl module:
 - a wss:// client authenticates (JWT), its frames become events and the
   control API's sends reach it, large messages both ways, TLS 1.2+ with an
   AEAD cipher; a plain ws:// request on the TLS port gets no 101;
+- a first frame written in the request's TLS record, before the 101, is
+  read (admitted at once and after the authorizer);
 - close codes: the client's 1000 and the server's 1009 (too big) and
   1002 (an unmasked client frame, checked on the plaintext OpenSSL
   decrypted, as on ws://), each with its disconnect event;
@@ -53,11 +55,11 @@ class EdgeTls(w.GatewayTestCase):
         self.ctx = self.ca.client_context()
         self.be = self.backend()
 
-    def start(self, threads=2, **limits):
+    def start(self, threads=2, routes=(), **limits):
         self.gw = self.gateway(
             [w.route("/chat", self.be.url, jwt=JWT,
                      limits=dict({"max_message_bytes": 200000,
-                                  "max_outbound_bytes": 16 << 20}, **limits))],
+                                  "max_outbound_bytes": 16 << 20}, **limits))] + list(routes),
             config={"edge": {"threads": threads,
                              "tls": {"cert_file": self.cert_file, "key_file": self.key_file}}})
         self.url = "wss://127.0.0.1:%d/chat" % self.gw.edge_port
@@ -96,6 +98,25 @@ class EdgeTls(w.GatewayTestCase):
         self.assertEqual(ws.close(), (1000, ""))
         ev = self.disconnect_of(conn)
         self.assertEqual((ev["code"], ev["initiator"]), (1000, "client"))
+
+    def test_frame_written_with_the_request_is_read(self):
+        """A client that writes its first frame in the request's TLS record,
+        before reading the 101, admitted at once (JWT) and after the
+        authorizer: the edge reads the request 1 KiB at a time, so most of
+        the frame waits decrypted inside OpenSSL, which no read event from
+        the kernel announces; the edge must read it once lws has the socket
+        (before, the held connection's frame stayed there)."""
+        az = self.authorizer()
+        az.allow(user="held")
+        self.start(routes=[w.route("/az", self.be.url, auth={"authorizer": az.url})])
+        base = "wss://127.0.0.1:%d" % self.gw.edge_port
+        for path, query in (("/chat", {"token": token("early")}), ("/az", {"token": "opaque"})):
+            text = path + " " + "e" * 6000
+            ws = self.client(base + path, query=query, ssl_context=self.ctx,
+                             early=w.WsClient.frame(w.OP_TEXT, text))
+            self.be.wait_event(lambda e, t=text: e.get("data") == t)
+            ws.send_text(path + " after")
+            self.be.wait_event(lambda e, t=path + " after": e.get("data") == t)
 
     def test_plain_request_on_tls_port_gets_no_upgrade(self):
         self.start()

@@ -132,11 +132,12 @@ class WsClient:
     @classmethod
     def handshake(cls, url, query=None, headers=None, subprotocols=None, origin=None,
                   timeout=10.0, rcvbuf=None, auto_pong=True, key=None, version="13",
-                  extra_request_lines=None, ssl_context=None, ssl_session=None):
+                  extra_request_lines=None, ssl_context=None, ssl_session=None, early=b""):
         """wss:// URLs need ssl_context (an ssl.SSLContext trusting the
         gateway's CA); the socket is then that context's SSLSocket.
         ssl_session (an earlier SSLSocket's .session) is offered for
-        resumption."""
+        resumption. early: bytes (frames) written with the request in one
+        write, before the 101 is read (one TLS record on wss://)."""
         u = urllib.parse.urlsplit(url)
         tls = u.scheme == "wss"
         if tls and ssl_context is None:
@@ -172,7 +173,7 @@ class WsClient:
             for k, v in (headers or {}).items():
                 lines.append("%s: %s" % (k, v))
             lines.extend(extra_request_lines or [])
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + early)
             status, hdrs, rest = _read_http_head(sock, deadline)
         except BaseException:
             sock.close()
