@@ -454,12 +454,12 @@ e_run() { # server [--tls-resume]
   t=$(target "$s")
   is_wsgate "$s" && path=/authz
   breset
-  local c0 c1 r
-  c0=$(cpu_s "$t")
+  local c0 c1 p0 p1 r
+  c0=$(cpu_s "$t") p0=$(cpu_snap "$s")
   # shellcheck disable=SC2046
   "$B/wsload" $(url_args "$s" "$path") --conns "$E_CONNS" --inflight 200 --sources "$sources" --mode idle \
     --duration 0.1 ${2:+"$2"} >"$out" || true
-  c1=$(cpu_s "$t")
+  c1=$(cpu_s "$t") p1=$(cpu_snap "$s")
   r=$(cat "$out")
   local open failed
   open=$(jget "$r" open) failed=$(jget "$r" failed)
@@ -468,7 +468,7 @@ e_run() { # server [--tls-resume]
     \"authorizations\":$(jget "$(bstats)" authorizations),
     \"connects_per_s\":$(jget "$r" connects_per_s),
     \"handshake_ms\":$(python3 -c 'import json,sys;print(json.dumps(json.loads(sys.argv[1])["handshake_ms"]))' "$r"),
-    \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($open, 1) * 1000"),
+    \"cpu_s_per_1000\":$(fcalc "($c1 - $c0) / max($open, 1) * 1000"),\"cpu_s_by_process\":$(cpu_delta "$p0" "$p1"),
     \"deflate_negotiated\":$(jget "$r" deflate.negotiated),
     \"pass\":$([ "$failed" = 0 ] && echo true || echo false)}"
   sleep 3
