@@ -6,7 +6,8 @@ with a CA made by the openssl CLI at test time and Python's ssl module:
   control API's sends reach it, large messages both ways, TLS 1.2+ with an
   AEAD cipher; a plain ws:// request on the TLS port gets no 101;
 - a first frame written in the request's TLS record, before the 101, is
-  read (admitted at once and after the authorizer);
+  read (admitted at once and after the authorizer; over several records),
+  and an unmasked one there closes 1002 with nothing after it delivered;
 - close codes: the client's 1000 and the server's 1009 (too big) and
   1002 (an unmasked client frame, checked on the plaintext OpenSSL
   decrypted, as on ws://), each with its disconnect event;
@@ -117,6 +118,23 @@ class EdgeTls(w.GatewayTestCase):
             self.be.wait_event(lambda e, t=text: e.get("data") == t)
             ws.send_text(path + " after")
             self.be.wait_event(lambda e, t=path + " after": e.get("data") == t)
+        # more than one record: the first one's rest from OpenSSL, the others
+        # from the socket
+        big = "B" * 40000
+        self.client(base + "/chat", query={"token": token("big")}, ssl_context=self.ctx,
+                    early=w.WsClient.frame(w.OP_TEXT, "first") + w.WsClient.frame(w.OP_TEXT, big))
+        self.be.wait_event(lambda e: e.get("data") == big)
+        # what OpenSSL held is checked for unmasked frames like the rest
+        ws = self.client(base + "/chat", query={"token": token("unmasked")}, ssl_context=self.ctx,
+                         early=w.WsClient.frame(w.OP_TEXT, "m" * 2000)
+                         + w.WsClient.frame(w.OP_TEXT, "leak", mask=False)
+                         + w.WsClient.frame(w.OP_TEXT, "after"))
+        self.assertEqual(ws.wait_closed(10)[0], 1002)
+        conn = self.conn_of("unmasked")
+        self.assertEqual(self.disconnect_of(conn)["code"], 1002)
+        data = [e.get("data") for e in self.be.events()
+                if e["type"] == "message" and e["connection_id"] == conn]
+        self.assertEqual(data, ["m" * 2000])
 
     def test_plain_request_on_tls_port_gets_no_upgrade(self):
         self.start()
