@@ -560,10 +560,8 @@ static int build_resume(edge_conn_t *c, const edge_req_t *req, int fd)
     const char *host = edge_req_header(req, "host");
     if (!host || !*host || strpbrk(host, "\r\n"))
         host = "localhost";
-    size_t rest = edge_rxcheck_scan(&c->rxc, (unsigned char *)req->buf + req->body_off,
-                                    req->len - req->body_off);
-    size_t held = c->rxc.unmasked ? 0 : edge_tls_held(fd);
-    size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + rest + held;
+    size_t tail = req->len - req->body_off, held = edge_tls_held(fd);
+    size_t cap = strlen(c->route->path) + strlen(host) + strlen(key) + 160 + tail + held;
     c->hs_req = malloc(cap);
     if (!c->hs_req)
         abort();
@@ -571,14 +569,14 @@ static int build_resume(edge_conn_t *c, const edge_req_t *req, int fd)
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: "
                      "Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
                      c->route->path, host, key);
-    if (n < 0 || (size_t)n + rest >= cap)
+    if (n < 0 || (size_t)n + tail + held >= cap)
         return WSG_ETOOBIG;
-    memcpy(c->hs_req + n, req->buf + req->body_off, rest);
-    c->hs_req_len = (size_t)n + rest;
-    ssize_t got = held ? edge_tls_read(fd, c->hs_req + c->hs_req_len, held, 0) : 0;
-    if (got > 0)
-        c->hs_req_len +=
-            edge_rxcheck_scan(&c->rxc, (unsigned char *)c->hs_req + c->hs_req_len, (size_t)got);
+    unsigned char *after = (unsigned char *)c->hs_req + n;
+    memcpy(after, req->buf + req->body_off, tail);
+    ssize_t got = held ? edge_tls_read(fd, after + tail, held, 0) : 0;
+    /* one scan over both: it counts the frames an unmasked one follows */
+    size_t ok = edge_rxcheck_scan(&c->rxc, after, tail + (got > 0 ? (size_t)got : 0));
+    c->hs_req_len = (size_t)n + ok;
     return 0;
 }
 

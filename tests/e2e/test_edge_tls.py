@@ -124,9 +124,12 @@ class EdgeTls(w.GatewayTestCase):
         self.client(base + "/chat", query={"token": token("big")}, ssl_context=self.ctx,
                     early=w.WsClient.frame(w.OP_TEXT, "first") + w.WsClient.frame(w.OP_TEXT, big))
         self.be.wait_event(lambda e: e.get("data") == big)
-        # what OpenSSL held is checked for unmasked frames like the rest
+        # what OpenSSL held is checked for unmasked frames like the rest, and
+        # every frame before one is delivered: "a" ends in the edge's first
+        # read, the next runs on into the bytes OpenSSL held
         ws = self.client(base + "/chat", query={"token": token("unmasked")}, ssl_context=self.ctx,
-                         early=w.WsClient.frame(w.OP_TEXT, "m" * 2000)
+                         early=w.WsClient.frame(w.OP_TEXT, "a")
+                         + w.WsClient.frame(w.OP_TEXT, "m" * 2000)
                          + w.WsClient.frame(w.OP_TEXT, "leak", mask=False)
                          + w.WsClient.frame(w.OP_TEXT, "after"))
         self.assertEqual(ws.wait_closed(10)[0], 1002)
@@ -134,7 +137,7 @@ class EdgeTls(w.GatewayTestCase):
         self.assertEqual(self.disconnect_of(conn)["code"], 1002)
         data = [e.get("data") for e in self.be.events()
                 if e["type"] == "message" and e["connection_id"] == conn]
-        self.assertEqual(data, ["m" * 2000])
+        self.assertEqual(data, ["a", "m" * 2000])
 
     def test_plain_request_on_tls_port_gets_no_upgrade(self):
         self.start()
