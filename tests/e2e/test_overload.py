@@ -27,6 +27,9 @@ of closing anyone. Checked:
 - the gateway's RSS (VmRSS sampled from /proc during the run, and VmHWM at
   the end) stays under RSS_BOUND (see there).
 
+The same run over wss:// (edge.tls): paused and resumed TLS connections
+lose nothing and hang on nothing.
+
 Before the fix most clients were closed with 1013 within seconds (55 of 100
 in one run): the bus's pending list (65,536 events) filled and the edge
 turned WSG_EFULL into a close. The cluster twin is
@@ -46,6 +49,7 @@ from array import array
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import wsgate_test as w
+from wsgate_tls import TestCA
 
 CLIENTS = 100
 SEND_S = 30.0            # how long the clients write at most
@@ -318,8 +322,9 @@ class Overload:
     drain fails with its report instead of being killed without one."""
 
     def __init__(self, tc, be, edge_urls, pids, overload_seen, max_frames=MAX_FRAMES,
-                 during_send=None, close_odd=True, drain_s=DRAIN_S):
+                 during_send=None, close_odd=True, drain_s=DRAIN_S, client_kw=None):
         self.tc, self.be, self.edge_urls, self.pids = tc, be, edge_urls, pids
+        self.client_kw = client_kw or {}  # WsClient.connect's (ssl_context for wss://)
         self.overload_seen = overload_seen
         self.max_frames = max_frames
         self.drain_s = w.scaled(drain_s)  # a sanitizer build is slower
@@ -334,7 +339,8 @@ class Overload:
 
     def connect(self):
         for i in range(CLIENTS):
-            ws = w.WsClient.connect(self.edge_urls[i % len(self.edge_urls)] + "/load")
+            ws = w.WsClient.connect(self.edge_urls[i % len(self.edge_urls)] + "/load",
+                                    **self.client_kw)
             self.tc.addCleanup(ws.abort)
             self.clients.append(ws)
 
@@ -425,6 +431,23 @@ class StandaloneOverload(w.GatewayTestCase):
                  lambda: metric(gw, PAUSES_BUS_FULL)).run()
         # the overload was told to the operator, once per loop and period
         self.assertTrue(gw.find_log("edge overloaded", level="warn"))
+
+    def test_overload_over_wss_slows_clients_and_closes_none(self):
+        """The same over wss://: the edge pauses and resumes TLS
+        connections, where what OpenSSL decrypted and holds makes no read
+        event (ws-edge/edge_tls.c), and still closes none and delivers
+        every frame in order."""
+        tmp = w.TempDir()
+        self.addCleanup(tmp.cleanup)
+        ca = TestCA(tmp.path)
+        cert, key = ca.issue("edge", cn="edge-one")
+        be = SlowBackend()
+        self.addCleanup(be.stop)
+        gw = self.gateway([overload_route(be.url)], log_level="info",
+                          config={"edge": {"tls": {"cert_file": cert, "key_file": key}}})
+        Overload(self, be, ["wss://127.0.0.1:%d" % gw.edge_port], {"wsgate": gw.pid},
+                 lambda: metric(gw, PAUSES_BUS_FULL),
+                 client_kw={"ssl_context": ca.client_context()}).run()
 
     def test_sigterm_under_overload_loses_no_disconnect(self):
         """SIGTERM while the edge holds its clients back: every client is
