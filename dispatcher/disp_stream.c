@@ -273,12 +273,16 @@ static void send_error(disp_stream_t *s, const char *detail)
     queue_error(s, 400, detail, NULL, NULL, NULL);
 }
 
-/* An action whose reply the bus owes; what its error frame names. */
+/* An action whose reply the bus owes; what its error frame names: the
+ * connection, or on a ws-api-gateway stream the user it was addressed to. */
 typedef struct {
     disp_stream_t *s;
     char action[16];
-    char conn_id[];
+    bool user;
+    char id[];
 } areply_t;
+
+#define NO_USER_CONN "no connection of this user on the route"
 
 static const char *const action_names[] = {
     [BUS_CMD_SEND] = "send",           [BUS_CMD_CLOSE] = "close",
@@ -320,9 +324,13 @@ static void on_action_reply(void *ud, int status)
 {
     areply_t *r = ud;
     disp_sio_t *io = r->s->io;
-    if (status != 0)
+    /* a user's connection that ended after its lookup (the registry drops
+     * its row a moment after the close event): the user has none now */
+    if (status == WSG_EGONE && r->user)
+        queue_error(r->s, 404, NO_USER_CONN, r->action, "user", r->id);
+    else if (status != 0)
         queue_error(r->s, reply_http_status(status), reply_detail(status), r->action,
-                    "connection_id", r->conn_id);
+                    r->user ? "user" : "connection_id", r->id);
     free(r);
     pthread_mutex_lock(&io->mu);
     if (--io->replies == 0)
@@ -331,10 +339,12 @@ static void on_action_reply(void *ud, int status)
 }
 
 /* Applies an action through the response actions' code; a reply that is
- * not 0 comes back to the backend as an error frame. */
-static void apply_action(disp_stream_t *s, const disp_frame_t *fr)
+ * not 0 comes back to the backend as an error frame naming user (the
+ * ws-api-gateway user the action was addressed to), else the connection. */
+static void apply_action(disp_stream_t *s, const disp_frame_t *fr, const char *user)
 {
-    size_t n = strlen(fr->conn_id) + 1;
+    const char *id = user ? user : fr->conn_id;
+    size_t n = strlen(id) + 1;
     areply_t *r = calloc(1, sizeof *r + n);
     if (!r) {
         send_error(s, "out of memory");
@@ -342,7 +352,8 @@ static void apply_action(disp_stream_t *s, const disp_frame_t *fr)
     }
     r->s = s;
     snprintf(r->action, sizeof r->action, "%s", action_names[fr->act.op]);
-    memcpy(r->conn_id, fr->conn_id, n);
+    r->user = user != NULL;
+    memcpy(r->id, id, n);
     pthread_mutex_lock(&s->io->mu);
     s->io->replies++;
     pthread_mutex_unlock(&s->io->mu);
@@ -352,9 +363,7 @@ static void apply_action(disp_stream_t *s, const disp_frame_t *fr)
         on_action_reply(r, rc);
 }
 
-/* ws-api-gateway: fr's user becomes its connection on this route. Returns 0,
- * or nonzero with the error frame queued. */
-/* user's connection from the registry's store (stream thread). */
+/* ws-api-gateway: user's connection from the registry's store (stream thread). */
 static int user_from_store(disp_sio_t *io, const char *route, const char *user, char **id)
 {
     char err[256];
@@ -369,7 +378,9 @@ static int user_from_store(disp_sio_t *io, const char *route, const char *user, 
     return disp_users_lookup(io->st, route, user, id);
 }
 
-static int user_to_conn(disp_stream_t *s, disp_frame_t *fr)
+/* fr's user becomes its connection; the user goes to *user (the caller
+ * frees it). Returns 0, or nonzero with the error frame queued. */
+static int user_to_conn(disp_stream_t *s, disp_frame_t *fr, char **user)
 {
     char *id = NULL;
     int rc = disp_users_find(s->users, fr->conn_id, &id);
@@ -377,11 +388,11 @@ static int user_to_conn(disp_stream_t *s, disp_frame_t *fr)
         rc = user_from_store(s->io, s->conf->path, fr->conn_id, &id);
     if (rc != 0) {
         queue_error(s, rc == WSG_ENOMEM ? 500 : 404,
-                    rc == WSG_ENOMEM ? "out of memory" : "no connection of this user on the route",
-                    action_names[fr->act.op], "user", fr->conn_id);
+                    rc == WSG_ENOMEM ? "out of memory" : NO_USER_CONN, action_names[fr->act.op],
+                    "user", fr->conn_id);
         return rc;
     }
-    free(fr->conn_id);
+    *user = fr->conn_id;
     fr->conn_id = id;
     return 0;
 }
@@ -418,11 +429,12 @@ static bool authorized(disp_stream_t *s, const disp_frame_t *fr)
 static void on_frame(disp_stream_t *s, const char *p, size_t n)
 {
     disp_frame_t fr;
-    char err[192] = "";
+    char err[192] = "", *user = NULL;
     int rc = s->users ? disp_frame_parse_user(p, n, &fr, err, sizeof err)
                       : disp_frame_parse(p, n, &fr, err, sizeof err);
-    if (rc == 0 && ((s->users && user_to_conn(s, &fr) != 0) || !authorized(s, &fr))) {
+    if (rc == 0 && ((s->users && user_to_conn(s, &fr, &user) != 0) || !authorized(s, &fr))) {
         disp_frame_clear(&fr);
+        free(user);
         return;
     }
     if (rc != 0) {
@@ -445,9 +457,10 @@ static void on_frame(disp_stream_t *s, const char *p, size_t n)
             WSG_LOG(WSG_LOG_WARN, "backend stream publish refused by the bus", "route=%s code=%s",
                     s->conf->path, wsg_err_name(rc));
     } else {
-        apply_action(s, &fr);
+        apply_action(s, &fr, user);
     }
     disp_frame_clear(&fr);
+    free(user);
 }
 
 static void on_receive(disp_stream_t *s, struct lws *wsi, const void *in, size_t len)

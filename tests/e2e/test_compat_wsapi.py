@@ -125,6 +125,31 @@ class SeedBackend(w.GatewayTestCase):
         err = self.reply(lambda r: r.get("error", {}).get("user") == "bob")["error"]
         self.assertEqual((err["status"], err["action"]), (404, "send"), err)
 
+    def test_action_right_after_a_close_is_the_unknown_user_error(self):
+        """An action sent as soon as the user's close event arrives (the
+        client's close or the backend's): the user may still map to its
+        connection a moment (the registry drops the row after the close
+        event), and the edge then says the connection is gone; the backend
+        gets the same unknown-user error either way, naming the user, never
+        a connection id it never saw. The window is narrow: CI hit it once
+        in test_send_and_close_by_user (a 410 with a connection_id); 20
+        rounds here make it likelier, not certain."""
+        self.start()
+        for i in range(20):
+            user = "quick%d" % i
+            ws = self.connect(user)
+            self.of(user, 1)
+            if i % 2:
+                ws.close()
+            else:
+                self.be.send({"action": "close", "user": user, "code": 4000, "reason": "bye"})
+            self.of(user, 2)  # open, close
+            self.be.send({"action": "send", "user": user, "data": "late"})
+            err = self.reply(lambda r, u=user: r.get("error", {}).get("user") == u
+                             or "connection_id" in r.get("error", {}))["error"]
+            self.assertEqual((err["status"], err["action"], err.get("user")), (404, "send", user),
+                             err)
+
     def test_unknown_user_and_bad_frames(self):
         self.start()
         ws = self.connect("carol")
