@@ -274,11 +274,11 @@ static void send_error(disp_stream_t *s, const char *detail)
 }
 
 /* An action whose reply the bus owes; what its error frame names: the
- * connection, or on a ws-api-gateway stream the user it was addressed to. */
+ * connection, or on a ws-api-gateway stream (s->users) the user it was
+ * addressed to. */
 typedef struct {
     disp_stream_t *s;
     char action[16];
-    bool user;
     char id[];
 } areply_t;
 
@@ -324,13 +324,14 @@ static void on_action_reply(void *ud, int status)
 {
     areply_t *r = ud;
     disp_sio_t *io = r->s->io;
+    bool by_user = r->s->users != NULL;
     /* a user's connection that ended after its lookup (the registry drops
      * its row a moment after the close event): the user has none now */
-    if (status == WSG_EGONE && r->user)
+    if (status == WSG_EGONE && by_user)
         queue_error(r->s, 404, NO_USER_CONN, r->action, "user", r->id);
     else if (status != 0)
         queue_error(r->s, reply_http_status(status), reply_detail(status), r->action,
-                    r->user ? "user" : "connection_id", r->id);
+                    by_user ? "user" : "connection_id", r->id);
     free(r);
     pthread_mutex_lock(&io->mu);
     if (--io->replies == 0)
@@ -339,11 +340,10 @@ static void on_action_reply(void *ud, int status)
 }
 
 /* Applies an action through the response actions' code; a reply that is
- * not 0 comes back to the backend as an error frame naming user (the
- * ws-api-gateway user the action was addressed to), else the connection. */
-static void apply_action(disp_stream_t *s, const disp_frame_t *fr, const char *user)
+ * not 0 comes back to the backend as an error frame naming id (the
+ * ws-api-gateway user the action was addressed to, else the connection). */
+static void apply_action(disp_stream_t *s, const disp_frame_t *fr, const char *id)
 {
-    const char *id = user ? user : fr->conn_id;
     size_t n = strlen(id) + 1;
     areply_t *r = calloc(1, sizeof *r + n);
     if (!r) {
@@ -352,7 +352,6 @@ static void apply_action(disp_stream_t *s, const disp_frame_t *fr, const char *u
     }
     r->s = s;
     snprintf(r->action, sizeof r->action, "%s", action_names[fr->act.op]);
-    r->user = user != NULL;
     memcpy(r->id, id, n);
     pthread_mutex_lock(&s->io->mu);
     s->io->replies++;
@@ -457,7 +456,7 @@ static void on_frame(disp_stream_t *s, const char *p, size_t n)
             WSG_LOG(WSG_LOG_WARN, "backend stream publish refused by the bus", "route=%s code=%s",
                     s->conf->path, wsg_err_name(rc));
     } else {
-        apply_action(s, &fr, user);
+        apply_action(s, &fr, user ? user : fr.conn_id);
     }
     disp_frame_clear(&fr);
     free(user);
