@@ -242,7 +242,8 @@ size_t edge_tls_held(int fd)
     return n > 0 ? (size_t)n : 0;
 }
 
-int edge_tls_pending(int fd)
+/* Whether OpenSSL holds bytes of fd, decrypted or not (the kick's test). */
+static int edge_tls_pending(int fd)
 {
     SSL *ssl = tls_of(fd);
     return ssl && SSL_has_pending(ssl);

@@ -106,7 +106,7 @@ class EdgeTls(w.GatewayTestCase):
         authorizer: the edge reads the request 1 KiB at a time, so most of
         the frame waits decrypted inside OpenSSL, which no read event from
         the kernel announces; the edge must read it once lws has the socket
-        (before, the held connection's frame stayed there)."""
+        (before, it stayed there on both paths until the client sent more)."""
         az = self.authorizer()
         az.allow(user="held")
         self.start(routes=[w.route("/az", self.be.url, auth={"authorizer": az.url})])
